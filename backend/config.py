@@ -1,0 +1,116 @@
+"""The studio's one settings object, read from the environment and `.env`.
+
+Every field here is documented in `.env.sample`. Code receives a `Settings` instance (the app keeps
+it on `app.state.settings`); nothing reads `os.environ` directly.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _env(*names: str) -> AliasChoices:
+    return AliasChoices(*names)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        populate_by_name=True,
+    )
+
+    # --- server -------------------------------------------------------------------------------
+    host: str = Field("127.0.0.1", validation_alias=_env("STUDIO_HOST"))
+    port: int = Field(8000, validation_alias=_env("STUDIO_PORT"))
+    data_dir: Path = Field(Path("static"), validation_alias=_env("STUDIO_DATA_DIR"))
+
+    # --- FramePack model ----------------------------------------------------------------------
+    # A folder in diffusers pipeline layout (what `save_pretrained` writes). When empty the
+    # pipeline is assembled from the three hub repos below.
+    framepack_dir: str = Field("", validation_alias=_env("FRAMEPACK_DIR"))
+    framepack_transformer: str = Field(
+        "lllyasviel/FramePackI2V_HY", validation_alias=_env("FRAMEPACK_TRANSFORMER")
+    )
+    framepack_base: str = Field(
+        "hunyuanvideo-community/HunyuanVideo", validation_alias=_env("FRAMEPACK_BASE")
+    )
+    framepack_image_encoder: str = Field(
+        "lllyasviel/flux_redux_bfl", validation_alias=_env("FRAMEPACK_IMAGE_ENCODER")
+    )
+    hf_token: str = Field("", validation_alias=_env("HF_TOKEN"))
+    models_dir: Path = Field(Path("models"), validation_alias=_env("STUDIO_MODELS_DIR"))
+
+    # --- device -------------------------------------------------------------------------------
+    device: Literal["auto", "cuda", "cpu"] = Field("auto", validation_alias=_env("STUDIO_DEVICE"))
+    # auto: chosen from free VRAM and host RAM when the model loads.
+    gpu_profile: Literal["auto", "resident", "fp8", "offload"] = Field(
+        "auto", validation_alias=_env("STUDIO_GPU_PROFILE")
+    )
+    default_engine: Literal["framepack", "morph"] = Field(
+        "framepack", validation_alias=_env("STUDIO_DEFAULT_ENGINE")
+    )
+
+    # --- uploads and jobs ---------------------------------------------------------------------
+    max_upload_mb: float = Field(25.0, validation_alias=_env("STUDIO_MAX_UPLOAD_MB"))
+    max_image_pixels: int = Field(40_000_000, validation_alias=_env("STUDIO_MAX_IMAGE_PIXELS"))
+    max_image_edge: int = Field(12_000, validation_alias=_env("STUDIO_MAX_IMAGE_EDGE"))
+    max_files_per_upload: int = Field(32, validation_alias=_env("STUDIO_MAX_FILES_PER_UPLOAD"))
+    max_images_per_job: int = Field(32, validation_alias=_env("STUDIO_MAX_IMAGES_PER_JOB"))
+    max_seconds_per_transition: float = Field(
+        20.0, validation_alias=_env("STUDIO_MAX_SECONDS_PER_TRANSITION")
+    )
+    output_fps: int = Field(30, validation_alias=_env("STUDIO_OUTPUT_FPS"))
+
+    # --- post-processing ----------------------------------------------------------------------
+    codeformer_dir: Path = Field(Path("models/codeformer"), validation_alias=_env("CODEFORMER_DIR"))
+    rife_dir: Path = Field(Path("models/rife"), validation_alias=_env("RIFE_DIR"))
+    upscaler_dir: Path = Field(Path("models/realesrgan"), validation_alias=_env("UPSCALER_DIR"))
+    facexlib_dir: Path = Field(Path("models/facexlib"), validation_alias=_env("FACEXLIB_DIR"))
+    upscale_target_edge: int = Field(1080, validation_alias=_env("STUDIO_UPSCALE_TARGET_EDGE"))
+    codeformer_fidelity: float = Field(0.7, validation_alias=_env("STUDIO_CODEFORMER_FIDELITY"))
+
+    # --- prompts and image analysis -----------------------------------------------------------
+    translate_timeout_s: float = Field(8.0, validation_alias=_env("STUDIO_TRANSLATE_TIMEOUT_S"))
+    marian_ko_en_dir: str = Field("", validation_alias=_env("STUDIO_MARIAN_KO_EN_DIR"))
+    openclip_model: str = Field("ViT-B-32", validation_alias=_env("STUDIO_OPENCLIP_MODEL"))
+    openclip_pretrained: str = Field(
+        "laion2b_s34b_b79k", validation_alias=_env("STUDIO_OPENCLIP_PRETRAINED")
+    )
+    fit_mode: Literal["crop", "pad"] = Field("crop", validation_alias=_env("STUDIO_FIT_MODE"))
+
+    # --- access control -----------------------------------------------------------------------
+    token: str = Field("", validation_alias=_env("STUDIO_TOKEN"))
+    allow_open_lan: bool = Field(False, validation_alias=_env("STUDIO_ALLOW_OPEN_LAN"))
+    cors_origins: str = Field("", validation_alias=_env("STUDIO_CORS_ORIGINS"))
+
+    @field_validator("data_dir", "models_dir", mode="after")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    # Derived locations: one place decides where files live.
+    @property
+    def uploads_dir(self) -> Path:
+        return self.data_dir / "uploads"
+
+    @property
+    def outputs_dir(self) -> Path:
+        return self.data_dir / "outputs"
+
+    @property
+    def database_path(self) -> Path:
+        return self.data_dir / "studio.sqlite3"
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * 1024 * 1024)
+
+    def ensure_dirs(self) -> None:
+        for path in (self.data_dir, self.uploads_dir, self.outputs_dir):
+            path.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,5 @@
+"""GET /api/system and WS /ws/monitor (issue 3 fills this in)."""
+
+from fastapi import APIRouter
+
+router = APIRouter()
