@@ -1,11 +1,463 @@
-"""Access control (issue 4 fills this in)."""
+"""Access control: one shared token guards every API route, WebSocket and stored file.
 
-from fastapi import APIRouter, FastAPI
+`install_auth(app, settings)` wraps the app in `AuthMiddleware`, a pure ASGI middleware, so the
+same check covers routers, mounted static files and WebSockets alike (a FastAPI dependency would
+miss mounts). The middleware is installed even when no token is set, because it also adds the
+file-serving safety headers and rejects cross-site writes; only the token check depends on
+`settings.token`.
+
+A client proves it knows the token by one of:
+- `Authorization: Bearer <token>` (scripts, curl),
+- the `studio_session` cookie that `POST /api/login` sets (the page asks for the token once),
+- for WebSockets only, a `token` query parameter (browsers cannot set headers on WebSockets).
+
+Decisions the issue left open:
+- The HTML pages and their static assets stay open (`OPEN_PREFIXES`, `OPEN_PATHS`) so the page
+  can load and ask for the token; they hold no job data. Everything else is closed by default,
+  including FastAPI's /docs and /openapi.json, so a route added later is never open by accident.
+- The cookie holds an HMAC of the token, not the token: a leaked cookie does not reveal the token
+  that the user may have pasted elsewhere, and changing the token ends every session.
+- Failed attempts are counted per client address over a sliding window, for the login route and
+  for wrong bearer/cookie/query tokens alike, so the API cannot be used to bypass the login limit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable
+from urllib.parse import parse_qs, urlsplit
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
 from backend.config import Settings
+
+Scope = dict[str, Any]
+Message = dict[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+COOKIE_NAME = "studio_session"
+COOKIE_MAX_AGE_S = 30 * 24 * 3600
+WS_POLICY_VIOLATION = 1008
+
+# Reachable without the token. Pages and their assets only: nothing here reveals jobs or files.
+OPEN_PATHS = frozenset({"/", "/index.html", "/monitor", "/monitor/", "/favicon.ico", "/api/auth"})
+OPEN_PREFIXES = ("/vendor/", "/assets/")
+# Open for any method: health checks (GET/HEAD) and the login/logout routes, which do their own
+# checking and rate limiting.
+HEALTH_PATH = "/api/health"
+LOGIN_PATHS = frozenset({"/api/login", "/api/logout"})
+FILES_PREFIX = "/files/"
+
+# What a stored upload or output may be served as. Anything else goes out as an opaque download,
+# so a file that a browser would render as a page (HTML, SVG, XML) can never run script here.
+SAFE_FILE_TYPES = frozenset(
+    {"image/png", "image/jpeg", "image/webp", "image/gif", "video/mp4", "video/webm", "application/json"}
+)
+
+MSG_MISSING = "접근 토큰이 필요합니다. / An access token is required."
+MSG_WRONG = "접근 토큰이 올바르지 않습니다. / The access token is wrong."
+MSG_LIMITED = (
+    "로그인 시도가 너무 많습니다. {s}초 후 다시 시도하세요. / "
+    "Too many failed attempts. Try again in {s} s."
+)
+MSG_CROSS_SITE = "다른 사이트에서 온 요청은 거부됩니다. / Cross-site requests are refused."
+
+
+def session_value(token: str) -> str:
+    """The cookie value for `token`: an HMAC of it, so the cookie never carries the token itself."""
+    return hmac.new(token.encode(), b"framepack-studio-session-v1", hashlib.sha256).hexdigest()
+
+
+def tokens_equal(given: str, expected: str) -> bool:
+    """Constant-time comparison; hashing first makes the time independent of the lengths too."""
+    a = hashlib.sha256(given.encode("utf-8", "surrogateescape")).digest()
+    b = hashlib.sha256(expected.encode("utf-8", "surrogateescape")).digest()
+    return hmac.compare_digest(a, b)
+
+
+@dataclass
+class FailureLimiter:
+    """Counts failed attempts per client over a sliding window; `max_failures` in `window_s`
+    blocks that client until its oldest failure leaves the window."""
+
+    max_failures: int = 5
+    window_s: float = 60.0
+    clock: Callable[[], float] = time.monotonic
+    max_clients: int = 10_000
+    _failures: dict[str, deque[float]] = field(default_factory=dict)
+
+    def _recent(self, client: str) -> deque[float]:
+        now = self.clock()
+        hits = self._failures.get(client)
+        if hits is None:
+            return deque()
+        while hits and now - hits[0] >= self.window_s:
+            hits.popleft()
+        if not hits:
+            del self._failures[client]
+        return hits
+
+    def retry_after(self, client: str) -> int:
+        """Seconds until `client` may try again; 0 when it is not blocked."""
+        hits = self._recent(client)
+        if len(hits) < self.max_failures:
+            return 0
+        return max(1, int(hits[0] + self.window_s - self.clock() + 0.999))
+
+    def record_failure(self, client: str) -> None:
+        if client not in self._failures and len(self._failures) >= self.max_clients:
+            # Bound memory under a flood of addresses: forget the stalest clients first.
+            for stale in list(self._failures)[: self.max_clients // 10 or 1]:
+                del self._failures[stale]
+        self._recent(client)
+        self._failures.setdefault(client, deque()).append(self.clock())
+
+    def reset(self, client: str) -> None:
+        self._failures.pop(client, None)
+
+
+class AuthGuard:
+    """Everything the middleware and the login route share: the token and the limiter."""
+
+    def __init__(self, token: str, limiter: FailureLimiter, allowed_origins: frozenset[str]):
+        self.token = token
+        self.limiter = limiter
+        self.allowed_origins = allowed_origins
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.token)
+
+    def check(self, candidate: str | None, *, is_cookie: bool = False) -> bool:
+        if not self.enabled or not candidate:
+            return False
+        expected = session_value(self.token) if is_cookie else self.token
+        return tokens_equal(candidate, expected)
+
+
+# --------------------------------------------------------------------------------------------
+# Request inspection helpers (raw ASGI scope, so they work for HTTP and WebSocket alike)
+
+
+def _headers(scope: Scope) -> dict[str, str]:
+    # Later duplicates win; the names we read are never legitimately repeated.
+    return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+
+
+def _cookies(header: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for part in header.split(";"):
+        name, sep, value = part.strip().partition("=")
+        if sep:
+            out.setdefault(name.strip(), value.strip().strip('"'))
+    return out
+
+
+def client_key(scope: Scope) -> str:
+    client = scope.get("client")
+    return str(client[0]) if client else "unknown"
+
+
+@dataclass(frozen=True)
+class Credentials:
+    bearer: str | None
+    cookie: str | None
+    query: str | None
+
+    @property
+    def any(self) -> bool:
+        return bool(self.bearer or self.cookie or self.query)
+
+
+def credentials(scope: Scope) -> Credentials:
+    headers = _headers(scope)
+    bearer = None
+    scheme, _, value = headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        bearer = value.strip()
+    cookie = _cookies(headers.get("cookie", "")).get(COOKIE_NAME) or None
+    query = None
+    if scope["type"] == "websocket":
+        qs = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+        query = (qs.get("token") or [None])[0] or None
+    return Credentials(bearer, cookie, query)
+
+
+def _suspicious(path: str) -> bool:
+    # Dot segments or empty segments could make an open prefix reach a closed route in some
+    # router or file server; such paths are simply treated as closed.
+    return "//" in path or "/./" in path or "/../" in path or path.endswith(("/..", "/."))
+
+
+def is_open(scope: Scope) -> bool:
+    path: str = scope.get("path", "")
+    if scope["type"] != "http" or _suspicious(path):
+        return False
+    method = scope.get("method", "GET")
+    if path == HEALTH_PATH or path in LOGIN_PATHS:
+        return True
+    if method not in ("GET", "HEAD"):
+        return False
+    return path in OPEN_PATHS or path.startswith(OPEN_PREFIXES)
+
+
+def _origin_allowed(scope: Scope, allowed: frozenset[str]) -> bool:
+    """True when the request carries no Origin or comes from this very site (or an allowed one).
+
+    Browsers send Origin on WebSockets and cross-site POSTs; checking it stops another web page
+    from driving a studio that listens on loopback without a token (CSRF / WebSocket hijacking).
+    """
+    headers = _headers(scope)
+    origin = headers.get("origin")
+    if not origin:
+        return True
+    if origin in allowed or "*" in allowed:
+        return True
+    host = headers.get("x-forwarded-host") or headers.get("host", "")
+    return urlsplit(origin).netloc.lower() == host.lower()
+
+
+# --------------------------------------------------------------------------------------------
+# Responses
+
+
+async def _send_json(send: Send, status: int, body: dict[str, Any], extra: list[tuple[bytes, bytes]]) -> None:
+    payload = json.dumps(body, ensure_ascii=False).encode()
+    headers = [
+        (b"content-type", b"application/json; charset=utf-8"),
+        (b"content-length", str(len(payload)).encode()),
+        (b"x-content-type-options", b"nosniff"),
+        (b"cache-control", b"no-store"),
+        *extra,
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": payload})
+
+
+async def _close_websocket(receive: Receive, send: Send, reason: str) -> None:
+    # Accept first, then close with 1008: a handshake refused before accept reaches the browser
+    # only as a generic failure (HTTP 403), while a close frame carries the code the page checks.
+    message = await receive()
+    if message["type"] != "websocket.connect":
+        return
+    await send({"type": "websocket.accept"})
+    # Close reasons are limited to 123 bytes; the English half is what fits.
+    short = reason.split(" / ")[-1].encode()[:120].decode(errors="ignore")
+    await send({"type": "websocket.close", "code": WS_POLICY_VIOLATION, "reason": short})
+
+
+def _file_headers(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """Headers for a stored upload/output: never sniffed, never rendered as a page."""
+    out = []
+    content_type = ""
+    for name, value in headers:
+        lname = name.lower()
+        if lname == b"content-type":
+            content_type = value.decode("latin-1").split(";")[0].strip().lower()
+            continue
+        if lname in (b"x-content-type-options", b"content-security-policy", b"content-disposition"):
+            continue
+        out.append((name, value))
+    if content_type in SAFE_FILE_TYPES:
+        out.append((b"content-type", content_type.encode()))
+    else:
+        out.append((b"content-type", b"application/octet-stream"))
+        out.append((b"content-disposition", b"attachment"))
+    out.append((b"x-content-type-options", b"nosniff"))
+    out.append((b"content-security-policy", b"default-src 'none'; sandbox"))
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# The middleware
+
+
+class AuthMiddleware:
+    def __init__(self, app: ASGIApp, guard: AuthGuard):
+        self.app = app
+        self.guard = guard
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+
+        if not _origin_allowed(scope, self.guard.allowed_origins) and (
+            kind == "websocket" or scope.get("method") not in ("GET", "HEAD", "OPTIONS")
+        ):
+            await self._deny(scope, receive, send, 403, MSG_CROSS_SITE)
+            return
+
+        if self.guard.enabled and not is_open(scope):
+            verdict = self._verdict(scope)
+            if verdict is not None:
+                status, message, extra = verdict
+                await self._deny(scope, receive, send, status, message, extra)
+                return
+
+        if kind == "http" and scope.get("path", "").startswith(FILES_PREFIX):
+            await self.app(scope, receive, self._file_sender(send))
+        else:
+            await self.app(scope, receive, self._nosniff_sender(send) if kind == "http" else send)
+
+    def _verdict(self, scope: Scope) -> tuple[int, str, list[tuple[bytes, bytes]]] | None:
+        """None when the request carries a valid token, else the refusal to send."""
+        creds = credentials(scope)
+        client = client_key(scope)
+        if (creds.bearer and self.guard.check(creds.bearer)) or (
+            creds.query and self.guard.check(creds.query)
+        ) or (creds.cookie and self.guard.check(creds.cookie, is_cookie=True)):
+            return None
+        challenge = [(b"www-authenticate", b'Bearer realm="studio"')]
+        if not creds.any:
+            return 401, MSG_MISSING, challenge
+        wait = self.guard.limiter.retry_after(client)
+        if wait:
+            return 429, MSG_LIMITED.format(s=wait), [(b"retry-after", str(wait).encode())]
+        # A stale cookie alone is not a guess (the token changed); a wrong explicit token is.
+        if creds.bearer or creds.query:
+            self.guard.limiter.record_failure(client)
+        return 401, MSG_WRONG, challenge
+
+    async def _deny(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        status: int,
+        message: str,
+        extra: list[tuple[bytes, bytes]] | None = None,
+    ) -> None:
+        if scope["type"] == "websocket":
+            await _close_websocket(receive, send, message)
+        else:
+            await _send_json(send, status, {"detail": message}, extra or [])
+
+    @staticmethod
+    def _nosniff_sender(send: Send) -> Send:
+        async def wrapped(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = [h for h in message.get("headers", []) if h[0].lower() != b"x-content-type-options"]
+                headers.append((b"x-content-type-options", b"nosniff"))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        return wrapped
+
+    @staticmethod
+    def _file_sender(send: Send) -> Send:
+        async def wrapped(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": _file_headers(list(message.get("headers", [])))}
+            await send(message)
+
+        return wrapped
+
+
+# --------------------------------------------------------------------------------------------
+# Login routes
 
 router = APIRouter()
 
 
+class LoginRequest(BaseModel):
+    token: str = ""
+
+
+def _guard(request: Request) -> AuthGuard:
+    guard = getattr(request.app.state, "auth", None)
+    if guard is None:  # install_auth was not called: behave as "no token configured"
+        return AuthGuard("", FailureLimiter(), frozenset())
+    return guard
+
+
+def _is_https(request: Request) -> bool:
+    # Behind ngrok/a proxy uvicorn's proxy_headers turns X-Forwarded-Proto into the scheme.
+    return request.url.scheme in ("https", "wss")
+
+
+@router.get("/api/auth")
+async def auth_status(request: Request) -> dict[str, bool]:
+    """Lets the page decide whether to ask for the token before calling anything else."""
+    guard = _guard(request)
+    cookie = request.cookies.get(COOKIE_NAME)
+    bearer = credentials(request.scope).bearer
+    authenticated = not guard.enabled or guard.check(bearer) or guard.check(cookie, is_cookie=True)
+    return {"required": guard.enabled, "authenticated": authenticated}
+
+
+@router.post("/api/login")
+async def login(body: LoginRequest, request: Request) -> JSONResponse:
+    guard = _guard(request)
+    if not guard.enabled:
+        return JSONResponse({"required": False, "authenticated": True})
+    client = client_key(request.scope)
+    wait = guard.limiter.retry_after(client)
+    if wait:
+        return JSONResponse(
+            {"detail": MSG_LIMITED.format(s=wait)}, status_code=429, headers={"Retry-After": str(wait)}
+        )
+    if not guard.check(body.token.strip()):
+        guard.limiter.record_failure(client)
+        return JSONResponse({"detail": MSG_WRONG}, status_code=401)
+    guard.limiter.reset(client)
+    response = JSONResponse({"required": True, "authenticated": True})
+    response.set_cookie(
+        COOKIE_NAME,
+        session_value(guard.token),
+        max_age=COOKIE_MAX_AGE_S,
+        httponly=True,
+        samesite="strict",
+        secure=_is_https(request),
+        path="/",
+    )
+    return response
+
+
+@router.post("/api/logout")
+async def logout(request: Request) -> JSONResponse:
+    response = JSONResponse({"required": _guard(request).enabled, "authenticated": False})
+    response.delete_cookie(COOKIE_NAME, path="/", httponly=True, samesite="strict")
+    return response
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def parse_origins(raw: str) -> frozenset[str]:
+    return frozenset(o.strip().rstrip("/") for o in raw.split(",") if o.strip())
+
+
 def install_auth(app: FastAPI, settings: Settings) -> None:
-    """Adds the token check to every route, file and WebSocket of `app`."""
+    """Adds the token check to every route, file and WebSocket of `app`.
+
+    CORS stays closed (no CORS headers at all) unless `STUDIO_CORS_ORIGINS` names origins.
+    """
+    origins = parse_origins(settings.cors_origins)
+    limiter = FailureLimiter(
+        max_failures=settings.login_max_failures, window_s=settings.login_window_s
+    )
+    guard = AuthGuard(settings.token.strip(), limiter, origins)
+    app.state.auth = guard
+    app.add_middleware(AuthMiddleware, guard=guard)
+    if origins:
+        from starlette.middleware.cors import CORSMiddleware
+
+        # Added last, so it runs first: preflight requests carry no credentials by design.
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=sorted(origins),
+            allow_credentials="*" not in origins,
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["Authorization", "Content-Type"],
+        )
