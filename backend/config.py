@@ -88,6 +88,12 @@ class Settings(BaseSettings):
     token: str = Field("", validation_alias=_env("STUDIO_TOKEN"))
     allow_open_lan: bool = Field(False, validation_alias=_env("STUDIO_ALLOW_OPEN_LAN"))
     cors_origins: str = Field("", validation_alias=_env("STUDIO_CORS_ORIGINS"))
+    # Set when a tunnel (ngrok, Colab) forwards public traffic to a loopback server: a token is
+    # then generated if none is set, and STUDIO_ALLOW_OPEN_LAN cannot switch the check off.
+    behind_tunnel: bool = Field(False, validation_alias=_env("STUDIO_BEHIND_TUNNEL"))
+    # Failed token attempts (login or wrong bearer) allowed per client address per window.
+    login_max_failures: int = Field(5, ge=1, validation_alias=_env("STUDIO_LOGIN_MAX_FAILURES"))
+    login_window_s: float = Field(60.0, gt=0, validation_alias=_env("STUDIO_LOGIN_WINDOW_S"))
 
     @field_validator("data_dir", "models_dir", mode="after")
     @classmethod
