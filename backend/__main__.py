@@ -1,0 +1,144 @@
+"""`python -m backend`: start the studio.
+
+Reads `Settings`, decides whether the access token is needed (see `decide_token`), prints how to
+reach the studio, and runs uvicorn with the `backend.app:create_app` factory. Running uvicorn by
+hand skips the token decision, which is why the set-up, Docker and Colab all start through here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import os
+import secrets
+import sys
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+from backend.config import Settings
+
+TOKEN_FILE_NAME = ".studio_token"
+
+
+@dataclass(frozen=True)
+class TokenDecision:
+    token: str  # "" = the check stays off
+    source: str  # "settings", "generated", "saved", "loopback", "open-lan"
+    warning: str = ""
+
+
+def is_loopback(host: str) -> bool:
+    if host.lower() in ("localhost", "localhost.localdomain"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name other than localhost may resolve to anything
+
+
+def _saved_token(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except OSError:
+        return ""
+
+
+def _save_token(path: Path, token: str) -> None:
+    # Kept across restarts (Docker's restart policy, a re-run cell) so open pages stay logged in;
+    # readable by the owner only.
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(token + "\n")
+
+
+def decide_token(settings: Settings) -> TokenDecision:
+    """A set STUDIO_TOKEN always turns the check on. Without one, a server reachable from other
+    machines (a non-loopback host, or a tunnel) gets a generated token, unless the user opted out
+    with STUDIO_ALLOW_OPEN_LAN for a trusted LAN; a tunnel cannot opt out, it is the internet."""
+    if settings.token.strip():
+        return TokenDecision(settings.token.strip(), "settings")
+    exposed = settings.behind_tunnel or not is_loopback(settings.host)
+    if not exposed:
+        return TokenDecision("", "loopback")
+    if settings.allow_open_lan and not settings.behind_tunnel:
+        return TokenDecision(
+            "",
+            "open-lan",
+            warning=(
+                f"경고: 토큰 없이 {settings.host}:{settings.port} 에서 누구나 접근할 수 있습니다 "
+                "(STUDIO_ALLOW_OPEN_LAN=true). / WARNING: the studio is OPEN to everyone who can "
+                f"reach {settings.host}:{settings.port} (STUDIO_ALLOW_OPEN_LAN=true): no token, "
+                "every job, upload and output is visible and deletable. Use this on a trusted LAN only."
+            ),
+        )
+    token_file = settings.data_dir / TOKEN_FILE_NAME
+    saved = _saved_token(token_file)
+    if saved:
+        return TokenDecision(saved, "saved")
+    token = secrets.token_urlsafe(24)
+    _save_token(token_file, token)
+    return TokenDecision(token, "generated")
+
+
+def banner(settings: Settings, decision: TokenDecision) -> str:
+    shown_host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
+    lines = ["", "=" * 72, f"FramePack Video Studio: http://{shown_host}:{settings.port}/"]
+    if decision.token and decision.source in ("generated", "saved"):
+        lines += [
+            f"접근 토큰 / Access token: {decision.token}",
+            f"  (saved in {settings.data_dir / TOKEN_FILE_NAME}; set STUDIO_TOKEN to choose your own)",
+        ]
+    elif decision.token:
+        lines.append("접근 토큰: STUDIO_TOKEN 사용 / Access token: from STUDIO_TOKEN")
+    else:
+        lines.append("접근 토큰 없음 (이 컴퓨터에서만 접속) / No access token (this computer only)")
+    if decision.warning:
+        lines += ["!" * 72, decision.warning, "!" * 72]
+    lines.append("=" * 72)
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m backend", description="Start FramePack Video Studio.")
+    parser.add_argument("--host", help="overrides STUDIO_HOST")
+    parser.add_argument("--port", type=int, help="overrides STUDIO_PORT")
+    parser.add_argument("--behind-tunnel", action="store_true", help="same as STUDIO_BEHIND_TUNNEL=true")
+    parser.add_argument("--log-level", default="info")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    overrides: dict[str, object] = {}
+    if args.host:
+        overrides["host"] = args.host
+    if args.port:
+        overrides["port"] = args.port
+    if args.behind_tunnel:
+        overrides["behind_tunnel"] = True
+    settings = Settings(**overrides) if overrides else Settings()
+    decision = decide_token(settings)
+    settings = settings.model_copy(update={"token": decision.token})
+    print(banner(settings, decision), file=sys.stderr, flush=True)
+
+    import uvicorn
+
+    from backend.app import create_app
+
+    uvicorn.run(
+        partial(create_app, settings),
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        # ngrok and Docker proxies connect from loopback; trusting their X-Forwarded-* there
+        # gives the real client address (per-client login limits) and https for the cookie.
+        proxy_headers=True,
+        forwarded_allow_ips="127.0.0.1,::1",
+        log_level=args.log_level,
+    )
+
+
+if __name__ == "__main__":
+    main()
