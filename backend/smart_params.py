@@ -1,0 +1,133 @@
+"""Three friendly sliders → FramePack's parameters. The README's smart-parameter table is this file.
+
+| slider | FramePack parameter | rule |
+|---|---|---|
+| seconds (per transition) | sections | max(1, round(seconds × 30 / (4 × window))); window = 9 → 1.2 s steps |
+| quality 0–100 | steps | round(8 + 17 × q / 100): 8 … 25 (FramePack's default 25 at 100) |
+| quality | cache | q < 30: First Block Cache (threshold 0.12) — a draft trade-off, labelled so in the UI |
+| quality | CRF | round(28 − 12 × q / 100): 28 … 16 (FramePack's default 16 at 100) |
+| strength 0–100 | end-image embedding weight per section | w(p) = 0.5 + (p − 0.5) × s / 100 at section centre p |
+| resolution | bucket (W, H) | about resolution² pixels at the images' mean aspect ratio, edges × 16 |
+| — | distilled guidance 10, true CFG 1 (one forward per step) | FramePack's defaults |
+| seed | seed of pair i = seed + i | a random seed is drawn when none is given, and stored |
+
+Strength 0 reproduces diffusers' constant 50/50 average of the two SigLIP embeddings; strength 100
+moves the image conditioning linearly from the start image to the end image over the transition,
+which pulls the clip toward the next image as it nears the end (the end-frame adherence users ask for).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from backend.pipeline.preprocessor import pair_bucket
+from backend.schemas import JobSettings
+
+FPS = 30
+LATENT_WINDOW = 9
+FRAMES_PER_SECTION = LATENT_WINDOW * 4  # pixel frames one section adds
+DEFAULTS = {"seconds": 2.4, "quality": 70, "strength": 50, "resolution": 640}
+DRAFT_QUALITY_BELOW = 30
+DRAFT_CACHE_THRESHOLD = 0.12
+
+
+@dataclass(frozen=True)
+class Suggestions:
+    """Per-job defaults from image analysis; the user's explicit values always win."""
+
+    seconds: list[float] | None = None  # one per pair
+    strength: list[int] | None = None  # one per pair
+    resolution: int | None = None
+    fit: str | None = None
+
+
+def sections_for(seconds: float) -> int:
+    return max(1, round(seconds * FPS / FRAMES_PER_SECTION))
+
+
+def frames_for(sections: int) -> int:
+    return sections * FRAMES_PER_SECTION + 1
+
+
+def steps_for(quality: int) -> int:
+    return int(round(8 + 17 * quality / 100))
+
+
+def crf_for(quality: int) -> int:
+    return int(round(28 - 12 * quality / 100))
+
+
+def end_embed_weights(sections: int, strength: int) -> list[float]:
+    """Weight of the end image's embedding for each section, in temporal order (start → end)."""
+    weights = []
+    for k in range(sections):
+        centre = (k + 0.5) / sections
+        weights.append(round(0.5 + (centre - 0.5) * strength / 100, 4))
+    return weights
+
+
+def resolve(
+    settings: JobSettings,
+    pairs: int,
+    image_sizes: list[tuple[int, int]] | None = None,
+    suggestions: Suggestions | None = None,
+    fit: str = "crop",
+    engine: str = "framepack",
+) -> dict:
+    """The exact engine parameters of a job, JSON-able, stored with the job and shown in the UI."""
+    s = suggestions or Suggestions()
+
+    def per_pair(explicit, suggested, default):
+        if explicit is not None:
+            return [explicit] * pairs
+        if suggested is not None and len(suggested) == pairs:
+            return list(suggested)
+        return [default] * pairs
+
+    seconds = per_pair(settings.seconds, s.seconds, DEFAULTS["seconds"])
+    strength = per_pair(settings.strength, s.strength, DEFAULTS["strength"])
+    quality = settings.quality if settings.quality is not None else DEFAULTS["quality"]
+    resolution = settings.resolution or s.resolution or DEFAULTS["resolution"]
+    fit = s.fit if (s.fit and settings.resolution is None) else fit
+    seed = settings.seed if settings.seed is not None else random.randrange(2**31)
+    width, height = pair_bucket(image_sizes or [(1, 1)], resolution)
+    draft = quality < DRAFT_QUALITY_BELOW
+
+    segments = []
+    for i in range(pairs):
+        sections = sections_for(seconds[i])
+        frames = frames_for(sections)
+        segments.append(
+            {
+                "pair": i,
+                "seconds": round(frames / FPS, 3),
+                "sections": sections,
+                "frames": frames,
+                "strength": int(strength[i]),
+                "end_embed_weights": end_embed_weights(sections, int(strength[i])),
+                "seed": seed + i,
+            }
+        )
+    total_frames = sum(seg["frames"] for seg in segments) - (pairs - 1)
+    return {
+        "engine": engine,
+        "quality": quality,
+        "resolution": resolution,
+        "width": width,
+        "height": height,
+        "fit": fit,
+        "fps": FPS,
+        "latent_window_size": LATENT_WINDOW,
+        "steps": steps_for(quality),
+        "distilled_guidance": 10.0,
+        "true_cfg": 1.0,
+        "sampling_type": "inverted_anti_drifting",
+        "cache": f"first_block_cache:{DRAFT_CACHE_THRESHOLD}" if draft else "off",
+        "draft": draft,
+        "crf": crf_for(quality),
+        "seed": seed,
+        "segments": segments,
+        "total_frames": total_frames,
+        "total_seconds": round(total_frames / FPS, 3),
+    }

@@ -1,0 +1,231 @@
+"""Image uploads: streamed, limited, decoded for real, stored under server-made ids.
+
+The multipart body is parsed as it arrives, so an oversized file or an image whose header declares
+too many pixels is refused before the rest of the body is read. A request is all or nothing: when
+any file is refused, every file it wrote is removed and the error names the file and the reason.
+"""
+
+from __future__ import annotations
+
+import io
+import secrets
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import AsyncIterator
+
+from PIL import Image, UnidentifiedImageError
+from python_multipart.multipart import MultipartParser, parse_options_header
+
+from backend.config import Settings
+from backend.pipeline.preprocessor import normalize_upload
+
+ALLOWED_FORMATS = {"PNG": "PNG", "JPEG": "JPEG", "WEBP": "WebP", "MPO": "JPEG"}
+HEADER_PROBE_BYTES = 64 * 1024
+# Form fields that are not files are tiny; anything larger is not a form from our page.
+MAX_FIELD_BYTES = 64 * 1024
+
+
+class UploadError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@dataclass
+class StoredUpload:
+    id: str
+    filename: str
+    width: int
+    height: int
+    bytes: int
+
+
+@dataclass
+class _Part:
+    name: str = ""
+    filename: str | None = None
+    temp: Path | None = None
+    handle: io.BufferedWriter | None = None
+    size: int = 0
+    probed: bool = False
+    header_fields: list[tuple[bytes, bytes]] = field(default_factory=list)
+
+
+def new_id() -> str:
+    return secrets.token_hex(12)
+
+
+def _display_name(filename: str | None) -> str:
+    name = (filename or "unnamed").replace("\\", "/").rsplit("/", 1)[-1]
+    return name[:120] or "unnamed"
+
+
+class UploadReceiver:
+    """Parses one multipart request into validated, stored images."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.incoming = settings.uploads_dir / ".incoming"
+        self.incoming.mkdir(parents=True, exist_ok=True)
+        self.parts: list[_Part] = []
+        self.stored: list[StoredUpload] = []
+        self._written: list[Path] = []
+        self._part: _Part | None = None
+        self._field_name = b""
+        self._field_value = b""
+
+    # --- multipart callbacks ------------------------------------------------------------------
+    def _on_part_begin(self) -> None:
+        self._part = _Part()
+
+    def _on_header_field(self, data: bytes, start: int, end: int) -> None:
+        self._field_name += data[start:end]
+
+    def _on_header_value(self, data: bytes, start: int, end: int) -> None:
+        self._field_value += data[start:end]
+
+    def _on_header_end(self) -> None:
+        assert self._part is not None
+        self._part.header_fields.append((self._field_name.lower(), self._field_value))
+        self._field_name = self._field_value = b""
+
+    def _on_headers_finished(self) -> None:
+        part = self._part
+        assert part is not None
+        for name, value in part.header_fields:
+            if name == b"content-disposition":
+                _, options = parse_options_header(value)
+                part.name = options.get(b"name", b"").decode("utf-8", "replace")
+                raw = options.get(b"filename")
+                part.filename = raw.decode("utf-8", "replace") if raw is not None else None
+        if part.filename is not None:
+            if len(self.parts) >= self.settings.max_files_per_upload:
+                raise UploadError(413, f"too many files: at most {self.settings.max_files_per_upload} per upload")
+            part.temp = self.incoming / f"{new_id()}.part"
+            self._written.append(part.temp)
+            part.handle = open(part.temp, "wb")
+        self.parts.append(part)
+
+    def _on_part_data(self, data: bytes, start: int, end: int) -> None:
+        part = self._part
+        assert part is not None
+        part.size += end - start
+        name = _display_name(part.filename)
+        if part.handle is None:
+            if part.size > MAX_FIELD_BYTES:
+                raise UploadError(413, "form field too large")
+            return
+        if part.size > self.settings.max_upload_bytes:
+            raise UploadError(
+                413, f"'{name}': file is larger than {self.settings.max_upload_mb:g} MB"
+            )
+        part.handle.write(data[start:end])
+        if not part.probed and part.size >= HEADER_PROBE_BYTES:
+            part.handle.flush()
+            part.probed = self._check_header(part, partial=True)
+
+    def _on_part_end(self) -> None:
+        part = self._part
+        if part is not None and part.handle is not None:
+            part.handle.close()
+            part.handle = None
+
+    # --- validation ---------------------------------------------------------------------------
+    def _check_header(self, part: _Part, partial: bool) -> bool:
+        """Format and pixel limits from the image header; True once the header was readable."""
+        name = _display_name(part.filename)
+        assert part.temp is not None
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                with Image.open(part.temp) as img:
+                    fmt, (w, h) = img.format, img.size
+        except (UnidentifiedImageError, OSError, SyntaxError):
+            if partial:
+                return False  # not enough bytes yet to tell; checked again at the end
+            raise UploadError(415, f"'{name}': not a PNG, JPEG or WebP image")
+        if fmt not in ALLOWED_FORMATS:
+            raise UploadError(415, f"'{name}': {fmt} images are not supported (use PNG, JPEG or WebP)")
+        limit = self.settings.max_image_pixels
+        if w * h > limit or max(w, h) > self.settings.max_image_edge:
+            raise UploadError(
+                413,
+                f"'{name}': {w}x{h} is too large (at most {limit / 1e6:g} megapixels and "
+                f"{self.settings.max_image_edge} px per edge)",
+            )
+        if w < 16 or h < 16:
+            raise UploadError(422, f"'{name}': {w}x{h} is too small (at least 16x16 px)")
+        return True
+
+    def _store(self, part: _Part) -> StoredUpload:
+        name = _display_name(part.filename)
+        assert part.temp is not None
+        if part.size == 0:
+            raise UploadError(422, f"'{name}': the file is empty")
+        self._check_header(part, partial=False)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                with Image.open(part.temp) as img:
+                    img.load()
+                    upright = normalize_upload(img)
+        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError,
+                Image.DecompressionBombWarning) as exc:
+            raise UploadError(422, f"'{name}': the image is corrupt or truncated ({exc})") from exc
+        upload_id = new_id()
+        target = self.settings.uploads_dir / f"{upload_id}.png"
+        self._written.append(target)
+        upright.save(target, format="PNG", optimize=False, compress_level=3)
+        return StoredUpload(upload_id, name, upright.width, upright.height, target.stat().st_size)
+
+    # --- driver -------------------------------------------------------------------------------
+    async def receive(self, content_type: str, body: AsyncIterator[bytes]) -> list[StoredUpload]:
+        ctype, options = parse_options_header(content_type or "")
+        boundary = options.get(b"boundary")
+        if ctype != b"multipart/form-data" or not boundary:
+            raise UploadError(415, "send the images as multipart/form-data in the field 'files'")
+        parser = MultipartParser(
+            boundary,
+            callbacks={
+                "on_part_begin": self._on_part_begin,
+                "on_part_data": self._on_part_data,
+                "on_part_end": self._on_part_end,
+                "on_header_field": self._on_header_field,
+                "on_header_value": self._on_header_value,
+                "on_header_end": self._on_header_end,
+                "on_headers_finished": self._on_headers_finished,
+            },
+        )
+        try:
+            async for chunk in body:
+                parser.write(chunk)
+            parser.finalize()
+            files = [p for p in self.parts if p.filename is not None and p.name == "files"]
+            if not files:
+                raise UploadError(422, "no image received: send one or more files in the field 'files'")
+            self.stored = [self._store(p) for p in files]
+            return self.stored
+        except UploadError:
+            self.discard()
+            raise
+        except Exception as exc:  # a malformed body is the client's error, not ours
+            self.discard()
+            raise UploadError(400, f"malformed upload: {exc}") from exc
+        finally:
+            self._remove_temps()
+
+    def _remove_temps(self) -> None:
+        for part in self.parts:
+            if part.handle is not None:
+                part.handle.close()
+            if part.temp is not None:
+                part.temp.unlink(missing_ok=True)
+
+    def discard(self) -> None:
+        """Removes every file this request wrote."""
+        self._remove_temps()
+        for path in self._written:
+            path.unlink(missing_ok=True)
+        self.stored = []

@@ -1,0 +1,101 @@
+"""Fan-out of job events to WebSocket clients.
+
+Each client has its own bounded queue and its own sender task, so `publish` never awaits a socket:
+one slow or dead client fills only its own queue, is then dropped (it reconnects and gets a fresh
+snapshot), and never delays the others. `publish` must run on the event loop; threads use
+`publish_threadsafe`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from typing import Any, Callable
+
+from fastapi import WebSocket, WebSocketDisconnect
+
+log = logging.getLogger(__name__)
+
+# A client more than this many events behind is too slow to keep.
+CLIENT_QUEUE_SIZE = 1000
+
+
+class _Client:
+    def __init__(self, ws: WebSocket) -> None:
+        self.ws = ws
+        self.queue: asyncio.Queue[str | None] = asyncio.Queue(CLIENT_QUEUE_SIZE)
+
+
+class WebSocketManager:
+    def __init__(self, snapshot: Callable[[], list[dict[str, Any]]]) -> None:
+        self._snapshot = snapshot
+        self._clients: set[_Client] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def client_count(self) -> int:
+        return len(self._clients)
+
+    def bind_loop(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+
+    def publish(self, event: dict[str, Any]) -> None:
+        if not self._clients:
+            return
+        message = json.dumps(event, separators=(",", ":"))
+        for client in list(self._clients):
+            try:
+                client.queue.put_nowait(message)
+            except asyncio.QueueFull:
+                log.warning("dropping a WebSocket client that fell %d events behind", CLIENT_QUEUE_SIZE)
+                self._drop(client)
+
+    def publish_threadsafe(self, event: dict[str, Any]) -> None:
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self.publish, event)
+
+    def _drop(self, client: _Client) -> None:
+        self._clients.discard(client)
+        # Wake its sender so it closes the socket; the queue may be full, so make room first.
+        with contextlib.suppress(asyncio.QueueEmpty):
+            client.queue.get_nowait()
+        client.queue.put_nowait(None)
+
+    async def serve(self, ws: WebSocket) -> None:
+        """Runs one client's connection until it closes."""
+        await ws.accept()
+        client = _Client(ws)
+        # Snapshot and registration happen with no await in between, so no event falls in a gap.
+        client.queue.put_nowait(json.dumps({"type": "snapshot", "jobs": self._snapshot()}))
+        self._clients.add(client)
+        sender = asyncio.create_task(self._send_loop(client))
+        try:
+            while True:
+                # Clients do not send anything we act on; reading notices a closed socket.
+                await ws.receive_text()
+        except (WebSocketDisconnect, RuntimeError):
+            pass
+        finally:
+            self._clients.discard(client)
+            sender.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await sender
+
+    async def _send_loop(self, client: _Client) -> None:
+        try:
+            while True:
+                message = await client.queue.get()
+                if message is None:
+                    await client.ws.close(code=1013)
+                    return
+                await client.ws.send_text(message)
+        except Exception:  # a broken socket: the receive loop ends the connection
+            self._clients.discard(client)
+            with contextlib.suppress(Exception):
+                await client.ws.close()
+
+    async def close_all(self) -> None:
+        for client in list(self._clients):
+            self._drop(client)
