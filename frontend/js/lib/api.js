@@ -1,0 +1,83 @@
+// Every call to the studio's API goes through here: JSON in and out, the server's `detail` message
+// surfaced as the Error's message (the UI shows it as it is), and one place that handles 401 (the
+// access token of issue 4: the page asks for it once, POST /api/login sets a cookie).
+
+export class ApiError extends Error {
+  constructor(status, message) {
+    super(message);
+    this.status = status;
+  }
+}
+
+let loginPrompt = null; // (retry) => Promise<void>; set by the page that can ask for the token
+
+export function onUnauthorized(handler) {
+  loginPrompt = handler;
+}
+
+async function messageOf(response) {
+  const text = await response.text();
+  try {
+    const body = JSON.parse(text);
+    if (typeof body.detail === "string") return body.detail;
+    if (body.detail) return JSON.stringify(body.detail);
+  } catch (_) { /* not JSON: fall through */ }
+  return text.trim() || `${response.status} ${response.statusText}`;
+}
+
+export async function request(method, path, body, { retried = false } = {}) {
+  const options = { method, headers: {}, credentials: "same-origin" };
+  if (body !== undefined) {
+    options.headers["Content-Type"] = "application/json";
+    options.body = JSON.stringify(body);
+  }
+  let response;
+  try {
+    response = await fetch(path, options);
+  } catch (err) {
+    throw new ApiError(0, `network error: ${err.message}`);
+  }
+  if (response.status === 401 && loginPrompt && !retried) {
+    await loginPrompt();
+    return request(method, path, body, { retried: true });
+  }
+  if (!response.ok) throw new ApiError(response.status, await messageOf(response));
+  if (response.status === 204) return null;
+  return response.json();
+}
+
+export const api = {
+  get: (path) => request("GET", path),
+  post: (path, body) => request("POST", path, body ?? {}),
+  del: (path) => request("DELETE", path),
+};
+
+export async function login(token) {
+  return request("POST", "/api/login", { token }, { retried: true });
+}
+
+// One file per request so each thumbnail gets its own progress bar and its own rejection reason
+// (the API rejects a whole request when one file is bad). XHR because fetch has no upload progress.
+export function uploadFile(file, onProgress) {
+  return new Promise((resolve, reject) => {
+    const xhr = new XMLHttpRequest();
+    xhr.open("POST", "/api/uploads");
+    xhr.responseType = "text";
+    xhr.upload.onprogress = (e) => e.lengthComputable && onProgress(e.loaded / e.total);
+    xhr.onerror = () => reject(new ApiError(0, "network error while uploading"));
+    xhr.onload = () => {
+      let body = null;
+      try { body = JSON.parse(xhr.responseText); } catch (_) { /* keep null */ }
+      if (xhr.status >= 200 && xhr.status < 300 && body && body.uploads && body.uploads.length) {
+        resolve(body.uploads[0]);
+      } else {
+        const detail = body && body.detail;
+        const message = typeof detail === "string" ? detail : (detail ? JSON.stringify(detail) : `${xhr.status} ${xhr.statusText}`);
+        reject(new ApiError(xhr.status, message));
+      }
+    };
+    const form = new FormData();
+    form.append("files", file, file.name);
+    xhr.send(form);
+  });
+}

@@ -1,0 +1,147 @@
+// The job list: one card per job with its live progress, preview, result and controls.
+import { html, useState, useEffect } from "../lib/react.js";
+import { useLang } from "../lib/i18n.js";
+import { api } from "../lib/api.js";
+import { duration, percent } from "../lib/format.js";
+import { isFinished } from "../lib/jobs-store.js";
+
+const STATUS_STYLE = {
+  queued: "bg-slate-200 text-slate-800",
+  running: "bg-blue-100 text-blue-800",
+  completed: "bg-emerald-100 text-emerald-800",
+  failed: "bg-red-100 text-red-800",
+  cancelled: "bg-amber-100 text-amber-800",
+  interrupted: "bg-amber-100 text-amber-800",
+};
+
+// Re-renders once a second while `active`, so elapsed/ETA count between progress events.
+function useTicker(active) {
+  const [, setTick] = useState(0);
+  useEffect(() => {
+    if (!active) return undefined;
+    const id = setInterval(() => setTick((n) => n + 1), 1000);
+    return () => clearInterval(id);
+  }, [active]);
+  return performance.now();
+}
+
+// The figures shown for a job: the newest progress event wins over the job record it updates.
+function progressOf(job, live, now) {
+  const current = job.current || {};
+  const since = live ? (now - live.receivedAt) / 1000 : 0;
+  const running = job.status === "running";
+  const pick = (liveKey, jobValue) => (live && live[liveKey] != null ? live[liveKey] : jobValue);
+  const elapsed = pick("elapsed_s", job.elapsed_s);
+  const eta = pick("eta_s", job.eta_s);
+  return {
+    stage: pick("stage", job.stage),
+    progress: job.status === "completed" ? 1 : pick("progress", job.progress) ?? 0,
+    segment: pick("segment", current.segment), segments: pick("segments", current.segments),
+    section: pick("section", current.section), sections: pick("sections", current.sections),
+    step: pick("step", current.step), steps: pick("steps", current.steps),
+    message: live ? live.message : "",
+    elapsed: elapsed != null && running && live ? elapsed + since : elapsed,
+    eta: eta != null && running && live ? Math.max(0, eta - since) : (running ? eta : null),
+  };
+}
+
+function Figure({ label, value, testid }) {
+  return html`<div class="min-w-0">
+    <div class="text-[11px] uppercase tracking-wide text-slate-500">${label}</div>
+    <div class="truncate font-medium tabular-nums" data-testid=${testid}>${value}</div>
+  </div>`;
+}
+
+function fraction(k, n) {
+  return k != null && n != null ? `${k}/${n}` : "–";
+}
+
+function JobCard({ job, live, lang, t }) {
+  const running = job.status === "running";
+  const now = useTicker(running);
+  const [error, setError] = useState("");
+  const p = progressOf(job, live, now);
+  const finished = isFinished(job);
+  const stageLabel = p.stage ? t(`stage.${p.stage}`) : "–";
+
+  async function act(call) {
+    setError("");
+    try { await call(); } catch (err) { setError(err.message); }
+  }
+  const cancel = () => act(() => api.post(`/api/jobs/${job.id}/cancel`));
+  const remove = () => act(() => api.del(`/api/jobs/${job.id}`));
+
+  return html`<li class="rounded-xl border border-slate-200 bg-white p-4 shadow-sm" data-testid="job-card"
+      data-job-id=${job.id} data-status=${job.status}>
+    <div class="flex items-center gap-2">
+      <span class=${`rounded-full px-2 py-0.5 text-xs font-semibold ${STATUS_STYLE[job.status] || ""}`}
+        data-testid="job-status">${t(`status.${job.status}`)}</span>
+      <span class="truncate text-xs text-slate-500">${job.engine} · ${(job.images || []).length} img · ${job.id.slice(0, 8)}</span>
+      <span class="ml-auto flex gap-2">
+        ${!finished && html`<button type="button" onClick=${cancel} data-testid="job-cancel"
+          class="rounded-md border border-slate-300 px-2 py-1 text-xs hover:bg-slate-100">${t("jobs.cancel")}</button>`}
+        ${finished && html`<button type="button" onClick=${remove} data-testid="job-delete"
+          class="rounded-md border border-slate-300 px-2 py-1 text-xs hover:bg-red-50">${t("jobs.delete")}</button>`}
+      </span>
+    </div>
+
+    <div class="mt-3 h-2 overflow-hidden rounded-full bg-slate-100">
+      <div class="h-full rounded-full bg-indigo-500 transition-[width] duration-300"
+        style=${{ width: `${Math.round((p.progress || 0) * 1000) / 10}%` }}></div>
+    </div>
+    <div class="mt-2 grid grid-cols-3 gap-x-3 gap-y-2 text-sm sm:grid-cols-7" data-testid="job-progress">
+      <${Figure} label=${t("jobs.stage")} value=${stageLabel} testid="job-stage" />
+      <${Figure} label="%" value=${percent(p.progress, 1)} testid="job-percent" />
+      <${Figure} label=${t("jobs.segment")} value=${fraction(p.segment, p.segments)} testid="job-segment" />
+      <${Figure} label=${t("jobs.section")} value=${fraction(p.section, p.sections)} testid="job-section" />
+      <${Figure} label=${t("jobs.step")} value=${fraction(p.step, p.steps)} testid="job-step" />
+      <${Figure} label=${t("jobs.eta")} value=${duration(p.eta)} testid="job-eta" />
+      <${Figure} label=${t("jobs.elapsed")} value=${duration(p.elapsed)} testid="job-elapsed" />
+    </div>
+
+    ${running && job.preview_url && html`<figure class="mt-3">
+      <figcaption class="mb-1 text-xs text-slate-500">${t("jobs.preview")}</figcaption>
+      <div class="aspect-video overflow-hidden rounded-lg bg-slate-900">
+        <video key=${job.preview_url} src=${job.preview_url} autoplay muted loop playsinline
+          class="h-full w-full object-contain" data-testid="job-preview"></video>
+      </div></figure>`}
+
+    ${job.status === "completed" && job.video_url && html`<div class="mt-3 space-y-2">
+      <div class="aspect-video overflow-hidden rounded-lg bg-slate-900">
+        <video src=${job.video_url} controls playsinline preload="auto"
+          class="h-full w-full object-contain" data-testid="job-video"></video>
+      </div>
+      <a href=${job.video_url} download=${`framepack-${job.id.slice(0, 8)}.mp4`} data-testid="job-download"
+        class="inline-block rounded-md bg-emerald-600 px-3 py-1.5 text-sm font-medium text-white hover:bg-emerald-700">
+        ${t("jobs.download")}</a>
+    </div>`}
+
+    ${job.status === "failed" && html`<p class="mt-3 whitespace-pre-wrap rounded-md bg-red-50 p-2 text-sm text-red-800"
+      role="alert" data-testid="job-error">${job.error || t("status.failed")}</p>`}
+    ${error && html`<p class="mt-2 text-sm text-red-700" role="alert">${error}</p>`}
+    ${(job.warnings || []).length > 0 && html`<ul class="mt-2 list-disc pl-5 text-xs text-amber-800" data-testid="job-warnings">
+      ${job.warnings.map((w, i) => html`<li key=${i}>${w}</li>`)}</ul>`}
+
+    ${(job.prompts || []).some((p) => p && (p.original || p.english)) && html`<details class="mt-2 text-xs">
+      <summary class="cursor-pointer text-slate-600">${t("jobs.prompts")}</summary>
+      <ol class="mt-1 space-y-1 pl-4">${job.prompts.map((p, i) => html`<li key=${i} class="list-decimal">
+        <span>${p.original}</span>${p.english && p.english !== p.original && html` → <span class="text-slate-600">${p.english}</span>`}
+      </li>`)}</ol></details>`}
+    ${finished && html`<details class="mt-2 text-xs" data-testid="job-params">
+      <summary class="cursor-pointer text-slate-600">${t("jobs.params")}</summary>
+      <pre class="mt-1 max-h-64 overflow-auto rounded bg-slate-50 p-2">${JSON.stringify(
+        { settings: job.settings, postprocess: job.postprocess, params: job.params,
+          postprocess_report: job.postprocess_report }, null, 2)}</pre></details>`}
+  </li>`;
+}
+
+export function JobList({ jobs, live }) {
+  const { t, lang } = useLang();
+  return html`<section aria-labelledby="jobs-title">
+    <h2 id="jobs-title" class="mb-3 text-lg font-semibold">${t("jobs.title")}</h2>
+    ${jobs.length === 0 && html`<p class="text-sm text-slate-500">${t("jobs.empty")}</p>`}
+    <ul class="space-y-3" data-testid="job-list">
+      ${jobs.map((job) => html`<${JobCard} key=${job.id} job=${job} live=${live[job.id]} lang=${lang} t=${t} />`)}
+    </ul>
+  </section>`;
+}

@@ -1,0 +1,209 @@
+// The studio page: the image sequence and its prompts, the settings, and the live job list.
+import { html, mount, useState, useEffect, useReducer, useRef, useCallback, useMemo } from "../lib/react.js";
+import { LangProvider, LangToggle, useLang } from "../lib/i18n.js";
+import { LoginGate } from "../lib/login.js";
+import { api, uploadFile } from "../lib/api.js";
+import { connectSocket } from "../lib/socket.js";
+import { ImageStrip, useWindowDrop, pairKey } from "./images.js";
+import { SettingsPanel, AdvancedPanel, DEFAULT_SETTINGS, DEFAULT_POST } from "./settings.js";
+import { JobList } from "./jobs.js";
+import { jobsReducer, initialJobs, actionFor, sortedJobs } from "../lib/jobs-store.js";
+
+const DRAFT_KEY = "studio.draft";
+const PARALLEL_UPLOADS = 3;
+let nextKey = 1;
+
+// The composer survives a reload: uploads are on the server, their order and texts live here.
+function loadDraft() {
+  try {
+    const draft = JSON.parse(localStorage.getItem(DRAFT_KEY) || "null");
+    if (!draft) return null;
+    draft.items = (draft.uploads || []).map((upload) => ({
+      key: `k${nextKey++}`, status: "ready", upload, filename: upload.filename || upload.id, progress: 1,
+    }));
+    return draft;
+  } catch (_) {
+    return null;
+  }
+}
+
+function SocketBadge({ status }) {
+  const { t } = useLang();
+  const colour = status === "open" ? "bg-emerald-500" : "bg-amber-500";
+  return html`<span class="flex w-32 items-center gap-1.5 text-xs text-slate-600" data-testid="socket-status" data-state=${status}>
+    <span class=${`h-2 w-2 rounded-full ${colour}`}></span>${t(`socket.${status}`)}</span>`;
+}
+
+function Studio() {
+  const { t } = useLang();
+  const draft = useMemo(loadDraft, []);
+  const [items, setItems] = useState(draft ? draft.items : []);
+  const [rejected, setRejected] = useState([]);
+  const [pairPrompts, setPairPrompts] = useState(draft ? draft.pairPrompts || {} : {});
+  const [prompt, setPrompt] = useState(draft ? draft.prompt || "" : "");
+  const [settings, setSettings] = useState({ ...DEFAULT_SETTINGS, ...(draft ? draft.settings : {}) });
+  const [engine, setEngine] = useState(draft && draft.engine ? draft.engine : "framepack");
+  const [post, setPost] = useState({ ...DEFAULT_POST, ...(draft ? draft.post : {}) });
+  const [health, setHealth] = useState(null);
+  const [jobsState, dispatch] = useReducer(jobsReducer, initialJobs);
+  const [socketStatus, setSocketStatus] = useState("connecting");
+  const [submitting, setSubmitting] = useState(false);
+  const [submitError, setSubmitError] = useState("");
+  const [lastJob, setLastJob] = useState(null); // {id, keys: pair keys in order} for "English used"
+  const queue = useRef([]);
+  const active = useRef(0);
+
+  const ready = items.filter((item) => item.status === "ready");
+  const imageIds = ready.map((item) => item.upload.id);
+  const pairs = Math.max(0, ready.length - 1);
+
+  useEffect(() => {
+    localStorage.setItem(DRAFT_KEY, JSON.stringify({
+      uploads: ready.map((item) => item.upload), pairPrompts, prompt, settings, engine, post,
+    }));
+  }, [items, pairPrompts, prompt, settings, engine, post]);
+
+  // A restored draft may name uploads the server no longer has (data dir wiped): drop those.
+  useEffect(() => {
+    if (!draft) return;
+    draft.items.forEach(async (item) => {
+      try { await api.get(`/api/uploads/${item.upload.id}`); } catch (err) {
+        if (err.status === 404) setItems((list) => list.filter((i) => i.key !== item.key));
+      }
+    });
+  }, []);
+
+  useEffect(() => {
+    api.get("/api/health").then(setHealth).catch(() => setHealth(null));
+  }, []);
+
+  // Jobs: the full list on every (re)connect, then the socket's snapshot and events on top.
+  useEffect(() => connectSocket("/ws", {
+    onStatus: setSocketStatus,
+    onOpen: () => api.get("/api/jobs").then((body) => dispatch({ type: "list", jobs: body.jobs })).catch(() => {}),
+    onMessage: (message) => {
+      const action = actionFor(message);
+      if (action) dispatch(action);
+    },
+  }), []);
+
+  const update = (key, patch) => setItems((list) => list.map((item) => (item.key === key ? { ...item, ...patch } : item)));
+
+  const pump = useCallback(() => {
+    while (active.current < PARALLEL_UPLOADS && queue.current.length) {
+      const { key, file } = queue.current.shift();
+      active.current += 1;
+      update(key, { status: "uploading" });
+      uploadFile(file, (progress) => update(key, { progress }))
+        .then((upload) => update(key, { status: "ready", upload, progress: 1 }))
+        .catch((err) => {
+          setItems((list) => list.filter((item) => item.key !== key));
+          setRejected((list) => [...list, { key, filename: file.name, error: err.message }]);
+        })
+        .finally(() => {
+          active.current -= 1;
+          pump();
+        });
+    }
+  }, []);
+
+  const addFiles = useCallback((files) => {
+    const added = files.map((file) => ({
+      key: `k${nextKey++}`, status: "queued", progress: 0, filename: file.name,
+      preview: URL.createObjectURL(file), file,
+    }));
+    setItems((list) => [...list, ...added]);
+    queue.current.push(...added.map(({ key, file }) => ({ key, file })));
+    pump();
+  }, [pump]);
+  const droppingFiles = useWindowDrop(addFiles);
+
+  const move = useCallback((key, to) => setItems((list) => {
+    const from = list.findIndex((item) => item.key === key);
+    if (from < 0 || to < 0 || to >= list.length || from === to) return list;
+    const next = [...list];
+    const [item] = next.splice(from, 1);
+    next.splice(to, 0, item);
+    return next;
+  }), []);
+  const remove = (key) => setItems((list) => list.filter((item) => item.key !== key));
+
+  const jobs = sortedJobs(jobsState);
+  const englishFor = (key) => {
+    if (!lastJob) return "";
+    const job = jobsState.jobs[lastJob.id];
+    const index = lastJob.keys.indexOf(key);
+    return job && job.prompts && index >= 0 && job.prompts[index] ? job.prompts[index].english || "" : "";
+  };
+
+  async function submit(event) {
+    event.preventDefault();
+    setSubmitError("");
+    setSubmitting(true);
+    const keys = ready.slice(1).map((item, i) => pairKey(ready[i], item));
+    const body = {
+      images: imageIds,
+      prompt,
+      prompts: keys.map((key) => pairPrompts[key] || ""),
+      engine,
+      settings,
+      postprocess: post,
+    };
+    try {
+      const answer = await api.post("/api/jobs", body);
+      setLastJob({ id: answer.id, keys });
+      // The socket brings the job too; fetching it now makes the card appear without waiting.
+      api.get(`/api/jobs/${answer.id}`).then((job) => dispatch({ type: "job", job })).catch(() => {});
+    } catch (err) {
+      setSubmitError(err.message);
+    } finally {
+      setSubmitting(false);
+    }
+  }
+
+  const uploading = items.some((item) => item.status !== "ready");
+  const blocked = ready.length < 2 ? t("submit.needTwo") : uploading ? t("submit.busy") : "";
+
+  return html`<div class="mx-auto max-w-7xl p-3 sm:p-6">
+    <header class="mb-4 flex flex-wrap items-center gap-3">
+      <h1 class="text-xl font-bold sm:text-2xl">${t("app.title")}</h1>
+      <${SocketBadge} status=${socketStatus} />
+      <nav class="ml-auto flex items-center gap-2">
+        <a href="/monitor" class="rounded-md px-3 py-1 text-sm text-indigo-700 hover:bg-indigo-50" data-testid="monitor-link">${t("app.monitor")}</a>
+        <${LangToggle} />
+      </nav>
+    </header>
+    <div class="grid gap-6 lg:grid-cols-[minmax(0,3fr)_minmax(0,2fr)]">
+      <form onSubmit=${submit} class="min-w-0 space-y-6">
+        <div class="rounded-xl border border-slate-200 bg-white p-4 shadow-sm">
+          <${ImageStrip} items=${items} rejected=${rejected} pairPrompts=${pairPrompts} englishFor=${englishFor}
+            onFiles=${addFiles} onMove=${move} onRemove=${remove}
+            onDismiss=${(key) => setRejected((list) => list.filter((r) => r.key !== key))}
+            onPairPrompt=${(key, value) => setPairPrompts((p) => ({ ...p, [key]: value }))} />
+          <label class="mt-4 block text-sm font-medium">${t("prompt.global")}
+            <textarea rows="2" value=${prompt} onInput=${(e) => setPrompt(e.target.value)} data-testid="global-prompt"
+              placeholder=${t("prompt.globalPlaceholder")}
+              class="mt-1 block w-full rounded-md border border-slate-300 p-2 text-sm"></textarea></label>
+        </div>
+        <div class="rounded-xl border border-slate-200 bg-white p-4 shadow-sm">
+          <${SettingsPanel} settings=${settings} setSettings=${setSettings} engine=${engine} setEngine=${setEngine}
+            post=${post} setPost=${setPost} pairs=${pairs} health=${health} />
+        </div>
+        <${AdvancedPanel} images=${imageIds} settings=${settings} />
+        <div class="flex flex-wrap items-center gap-3">
+          <button type="submit" disabled=${!!blocked || submitting} data-testid="submit"
+            class="rounded-lg bg-indigo-600 px-5 py-2.5 font-semibold text-white shadow hover:bg-indigo-700 disabled:cursor-not-allowed disabled:opacity-50">
+            ${submitting ? t("submit.sending") : t("submit")}</button>
+          <span class="text-sm text-slate-500">${blocked}</span>
+        </div>
+        ${submitError && html`<p class="rounded-md bg-red-50 p-2 text-sm text-red-800" role="alert" data-testid="submit-error">${submitError}</p>`}
+      </form>
+      <div class="min-w-0"><${JobList} jobs=${jobs} live=${jobsState.live} /></div>
+    </div>
+    ${droppingFiles && html`<div class="pointer-events-none fixed inset-0 z-40 flex items-center justify-center border-4 border-dashed border-indigo-500 bg-indigo-50/80 text-lg font-semibold text-indigo-800">
+      ${t("images.drop")}</div>`}
+    <${LoginGate} />
+  </div>`;
+}
+
+mount(() => html`<${LangProvider}><${Studio} /><//>`, document.getElementById("root"));

@@ -1,0 +1,130 @@
+// Job settings: sliders with plain labels, resolution, seed, engine and post-processing, and the
+// advanced panel that shows what the server resolves them to (POST /api/params).
+import { html, useState, useEffect, useRef, Fragment } from "../lib/react.js";
+import { useLang } from "../lib/i18n.js";
+import { api } from "../lib/api.js";
+
+export const RESOLUTIONS = [256, 384, 512, 640, 768];
+export const DEFAULT_SETTINGS = { seconds: 2.5, quality: 70, strength: 50, resolution: 640, seed: null };
+export const DEFAULT_POST = { mode: "auto", face_restore: false, upscale: 1, interpolate: 1 };
+
+function Slider({ id, label, help, value, min, max, step, display, onChange }) {
+  return html`<div>
+    <div class="flex items-baseline justify-between gap-2">
+      <label for=${id} class="text-sm font-medium">${label}</label>
+      <span class="w-24 text-right text-sm tabular-nums text-slate-700" data-testid=${`${id}-value`}>${display}</span>
+    </div>
+    <input id=${id} type="range" min=${min} max=${max} step=${step} value=${value} data-testid=${id}
+      onInput=${(e) => onChange(Number(e.target.value))} class="w-full accent-indigo-600" />
+    <div class="text-[11px] text-slate-500">${help}</div>
+  </div>`;
+}
+
+function Segmented({ name, value, options, onChange, testid }) {
+  return html`<div class="inline-flex overflow-hidden rounded-md border border-slate-300" role="radiogroup" data-testid=${testid}>
+    ${options.map(([optionValue, label]) => html`<label key=${optionValue}
+        class=${`cursor-pointer px-3 py-1 text-sm ${value === optionValue ? "bg-indigo-600 text-white" : "bg-white hover:bg-slate-100"}`}>
+      <input type="radio" name=${name} class="sr-only" checked=${value === optionValue}
+        value=${String(optionValue)} onChange=${() => onChange(optionValue)} />${label}</label>`)}
+  </div>`;
+}
+
+export function SettingsPanel({ settings, setSettings, engine, setEngine, post, setPost, pairs, health }) {
+  const { t } = useLang();
+  const set = (key) => (value) => setSettings({ ...settings, [key]: value });
+  const total = Math.round(settings.seconds * Math.max(pairs, 0) * 10) / 10;
+  const engineState = (name) => health && health.engines && health.engines[name];
+  const engineLabel = (name) => {
+    const state = engineState(name);
+    const notReady = state && state.ready === false;
+    return html`${t(`engine.${name}`)}${notReady ? html` <span class="text-xs text-amber-700" title=${state.reason || ""}>(${t("engine.notReady")})</span>` : ""}`;
+  };
+
+  return html`<section aria-labelledby="settings-title" class="space-y-4">
+    <h2 id="settings-title" class="text-lg font-semibold">${t("settings.title")}</h2>
+    <div class="grid gap-4 sm:grid-cols-3">
+      <${Slider} id="seconds" label=${`${t("settings.length")}`} value=${settings.seconds} min="0.5" max="20" step="0.5"
+        display=${`${settings.seconds.toFixed(1)} s`} onChange=${set("seconds")}
+        help=${html`${t("settings.lengthHelp")} · <span data-testid="total-length" class="tabular-nums">${t("settings.total", { s: total.toFixed(1), n: pairs })}</span>`} />
+      <${Slider} id="quality" label=${t("settings.quality")} value=${settings.quality} min="0" max="100" step="1"
+        display=${settings.quality} onChange=${set("quality")} help=${t("settings.qualityHelp")} />
+      <${Slider} id="strength" label=${t("settings.strength")} value=${settings.strength} min="0" max="100" step="1"
+        display=${settings.strength} onChange=${set("strength")} help=${t("settings.strengthHelp")} />
+    </div>
+    <div class="flex flex-wrap items-end gap-4">
+      <label class="text-sm font-medium">${t("settings.resolution")}
+        <select value=${settings.resolution} data-testid="resolution"
+          onChange=${(e) => set("resolution")(Number(e.target.value))}
+          class="mt-1 block rounded-md border border-slate-300 px-2 py-1.5 text-sm">
+          ${RESOLUTIONS.map((r) => html`<option key=${r} value=${r}>${r}px${r < 384 ? ` (${t("settings.draftRes")})` : ""}</option>`)}
+        </select></label>
+      <label class="text-sm font-medium">${t("settings.seed")}
+        <span class="mt-1 flex">
+          <input type="number" min="0" step="1" value=${settings.seed ?? ""} placeholder=${t("settings.seedRandom")}
+            data-testid="seed" onInput=${(e) => set("seed")(e.target.value === "" ? null : Math.max(0, Math.floor(Number(e.target.value))))}
+            class="w-36 rounded-l-md border border-slate-300 px-2 py-1.5 text-sm tabular-nums" />
+          <button type="button" title=${t("settings.dice")} aria-label=${t("settings.dice")} data-testid="seed-dice"
+            onClick=${() => set("seed")(Math.floor(Math.random() * 2 ** 31))}
+            class="rounded-r-md border border-l-0 border-slate-300 px-2 hover:bg-slate-100">🎲</button>
+        </span></label>
+    </div>
+    <fieldset>
+      <legend class="mb-1 text-sm font-medium">${t("settings.engine")}</legend>
+      <${Segmented} name="engine" value=${engine} onChange=${setEngine} testid="engine"
+        options=${[["framepack", engineLabel("framepack")], ["morph", engineLabel("morph")]]} />
+    </fieldset>
+    <fieldset class="space-y-2">
+      <legend class="mb-1 text-sm font-medium">${t("post.title")}</legend>
+      <${Segmented} name="post-mode" value=${post.mode} onChange=${(mode) => setPost({ ...post, mode })} testid="post-mode"
+        options=${[["off", t("post.off")], ["auto", t("post.auto")], ["manual", t("post.manual")]]} />
+      ${post.mode === "manual" && html`<div class="flex flex-wrap items-center gap-4 text-sm" data-testid="post-manual">
+        <label class="flex items-center gap-2"><input type="checkbox" checked=${post.face_restore} data-testid="post-face"
+          onChange=${(e) => setPost({ ...post, face_restore: e.target.checked })} />${t("post.face")}</label>
+        <span class="flex items-center gap-2">${t("post.upscale")}
+          <${Segmented} name="post-upscale" value=${post.upscale} onChange=${(upscale) => setPost({ ...post, upscale })}
+            testid="post-upscale" options=${[[1, t("post.none")], [2, "×2"], [4, "×4"]]} /></span>
+        <span class="flex items-center gap-2">${t("post.interpolate")}
+          <${Segmented} name="post-interpolate" value=${post.interpolate} onChange=${(interpolate) => setPost({ ...post, interpolate })}
+            testid="post-interpolate" options=${[[1, t("post.none")], [2, "×2"], [4, "×4"]]} /></span>
+      </div>`}
+    </fieldset>
+  </section>`;
+}
+
+// Debounced POST /api/params: the panel shows exactly what the engine will be given.
+export function AdvancedPanel({ images, settings }) {
+  const { t } = useLang();
+  const [state, setState] = useState({ loading: false, params: null, segments: null, error: "" });
+  const latest = useRef(0);
+  const body = JSON.stringify({ images, settings });
+  useEffect(() => {
+    const ticket = ++latest.current;
+    setState((s) => ({ ...s, loading: true }));
+    const timer = setTimeout(async () => {
+      try {
+        const answer = await api.post("/api/params", JSON.parse(body));
+        if (ticket === latest.current) setState({ loading: false, params: answer.params, segments: answer.segments, error: "" });
+      } catch (err) {
+        if (ticket === latest.current) setState({ loading: false, params: null, segments: null, error: err.message });
+      }
+    }, 250);
+    return () => clearTimeout(timer);
+  }, [body]);
+
+  const entries = state.params ? Object.entries(state.params) : [];
+  const show = (v) => (v !== null && typeof v === "object" ? JSON.stringify(v) : String(v));
+  return html`<details class="rounded-lg border border-slate-200 bg-white p-3" data-testid="advanced">
+    <summary class="cursor-pointer text-sm font-medium">${t("advanced.title")}
+      <span class="ml-2 text-xs text-slate-500">${state.loading ? t("advanced.loading") : ""}</span></summary>
+    ${state.error && html`<p class="mt-2 text-sm text-red-700" role="alert" data-testid="advanced-error">${state.error}</p>`}
+    ${state.params && html`<div class="mt-2">
+      ${state.params.cache && html`<p class="mb-2 inline-block rounded bg-amber-100 px-2 py-0.5 text-xs font-medium text-amber-900"
+        data-testid="draft-label">${t("advanced.draft")} · ${String(state.params.cache)}</p>`}
+      <dl class="grid grid-cols-[max-content_1fr] gap-x-4 gap-y-0.5 text-xs" data-testid="advanced-params">
+        ${state.segments != null && html`<dt class="text-slate-500">${t("advanced.segments")}</dt><dd class="tabular-nums" data-param="segments">${state.segments}</dd>`}
+        ${entries.map(([k, v]) => html`<${Fragment} key=${k}><dt class="text-slate-500">${k}</dt>
+          <dd class="break-all font-mono tabular-nums" data-param=${k}>${show(v)}</dd><//>`)}
+      </dl></div>`}
+  </details>`;
+}
+
