@@ -1,0 +1,165 @@
+"""Resumable HTTP download of one file, verified by sha256 before it gets its final name.
+
+Used for post-processing weights on first use and by the setup script. The file is written to
+`<dest>.part`; an interrupted download resumes from there with an HTTP Range request; the final
+name appears only after the size and checksum match, so a reader never sees half a file under
+the real name. Standard library only (urllib), so the setup script can run it before the heavy
+packages are installed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import os
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+_BLOCK = 1 << 20  # 1 MiB reads: few syscalls, progress about every MiB.
+
+
+@dataclass(frozen=True)
+class DownloadProgress:
+    url: str
+    dest: Path
+    done: int  # bytes on disk so far
+    total: int | None  # None when the server does not say and the caller did not either
+
+    @property
+    def fraction(self) -> float | None:
+        return self.done / self.total if self.total else None
+
+
+DownloadCallback = Callable[[DownloadProgress], None]
+
+
+class DownloadError(RuntimeError):
+    """The file could not be fetched or verified; the message says which file and why."""
+
+
+class ChecksumMismatch(DownloadError):
+    pass
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(_BLOCK):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _part_path(dest: Path) -> Path:
+    return dest.with_name(dest.name + ".part")
+
+
+def _verify(path: Path, sha256: str | None, size: int | None, url: str) -> None:
+    actual_size = path.stat().st_size
+    if size is not None and actual_size != size:
+        raise ChecksumMismatch(f"{url}: got {actual_size} bytes, expected {size}")
+    if sha256:
+        actual = sha256_of(path)
+        if actual.lower() != sha256.lower():
+            raise ChecksumMismatch(f"{url}: sha256 {actual} does not match the expected {sha256}")
+
+
+def download_file(
+    url: str,
+    dest: Path,
+    sha256: str | None,
+    size: int | None = None,
+    progress: DownloadCallback | None = None,
+    headers: dict[str, str] | None = None,
+    timeout: float = 30.0,
+    retries: int = 3,
+) -> Path:
+    """Fetches `url` into `dest` and returns `dest`.
+
+    An existing `dest` that verifies is returned without network use. `timeout` bounds every
+    connect and every read, so a dead network fails within it instead of hanging. A connection
+    that breaks mid-body is resumed (up to `retries` times) from the bytes already in `.part`.
+    On a checksum or size mismatch the partial file is deleted and `ChecksumMismatch` raised.
+    """
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if dest.exists():
+        try:
+            _verify(dest, sha256, size, url)
+            return dest
+        except ChecksumMismatch:
+            dest.unlink()  # a stale or corrupt copy: fetch it again
+
+    part = _part_path(dest)
+    attempts = 0
+    while True:
+        try:
+            _fetch_into(url, part, size, progress, headers or {}, timeout)
+            break
+        except urllib.error.HTTPError as exc:
+            if exc.code not in (408, 429, 500, 502, 503, 504) or attempts >= retries:
+                raise DownloadError(f"{url}: HTTP {exc.code} {exc.reason}") from exc
+            attempts += 1
+        except (urllib.error.URLError, OSError, http.client.HTTPException, _ShortRead) as exc:
+            # Resume only after a connection that delivered bytes; an unreachable host (no
+            # network, refused) fails at once so a job never waits on it.
+            got_bytes = part.exists() and part.stat().st_size > 0
+            if attempts >= retries or not got_bytes:
+                raise DownloadError(f"{url}: {getattr(exc, 'reason', exc)}") from exc
+            attempts += 1
+
+    try:
+        _verify(part, sha256, size, url)
+    except ChecksumMismatch:
+        part.unlink(missing_ok=True)
+        raise
+    os.replace(part, dest)  # atomic on one filesystem
+    return dest
+
+
+class _ShortRead(Exception):
+    """The server closed the body before Content-Length bytes arrived."""
+
+
+def _fetch_into(
+    url: str,
+    part: Path,
+    size: int | None,
+    progress: DownloadCallback | None,
+    headers: dict[str, str],
+    timeout: float,
+) -> None:
+    have = part.stat().st_size if part.exists() else 0
+    if size is not None and have == size:
+        return  # a previous run got every byte; only verification is left
+    request_headers = {"User-Agent": "framepack-studio", **headers}
+    if have:
+        request_headers["Range"] = f"bytes={have}-"
+    request = urllib.request.Request(url, headers=request_headers)
+    try:
+        response = urllib.request.urlopen(request, timeout=timeout)
+    except urllib.error.HTTPError as exc:
+        if exc.code == 416 and have:
+            # Range beyond the end: what we hold is the whole file (or garbage); verify decides.
+            return
+        raise
+    with response:
+        if have and response.status != 206:
+            have = 0  # the server ignored Range: start over rather than append a second copy
+        length = response.headers.get("Content-Length")
+        expected_body = int(length) if length is not None else None
+        total = size if size is not None else (have + expected_body if expected_body is not None else None)
+        received = 0
+        with open(part, "ab" if have else "wb") as out:
+            while True:
+                block = response.read(_BLOCK)
+                if not block:
+                    break
+                out.write(block)
+                received += len(block)
+                if progress is not None:
+                    progress(DownloadProgress(url, part, have + received, total))
+        if expected_body is not None and received < expected_body:
+            raise _ShortRead(f"connection closed after {have + received} bytes")

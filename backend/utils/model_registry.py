@@ -1,0 +1,180 @@
+"""The post-processing weight files: where each comes from, how to check it, where it lives.
+
+`ensure_weight(name, settings, progress)` returns the local path of a weight file, downloading
+it on first use into the folder its setting names. With no network (or no public direct URL)
+the error names the file, where to get it and the exact path to put it at; it never waits
+longer than the download timeout.
+
+Checksums: only values read from public sources are filled in. Where a field is `None` it is
+unknown here; `download_file` then checks only the size when that is known, and
+`scripts/verify` style callers can print `sha256_of(path)` to pin it later. No hash is guessed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from backend.pipeline.progress import Progress, ProgressCallback
+from backend.utils.downloads import DownloadError, DownloadProgress, download_file
+
+
+@dataclass(frozen=True)
+class WeightFile:
+    name: str
+    filename: str  # relative to the folder of `dir_setting`
+    url: str | None  # None: no stable direct URL; the user places the file by hand
+    sha256: str | None
+    size: int | None
+    licence: str
+    dir_setting: str  # the Settings field holding the folder
+    env: str  # the environment variable of that setting, for messages
+    source_note: str  # where a person gets the file when the download cannot happen
+
+
+WEIGHTS: dict[str, WeightFile] = {
+    w.name: w
+    for w in (
+        WeightFile(
+            name="realesrgan-x4plus",
+            filename="RealESRGAN_x4plus.pth",
+            url="https://github.com/xinntao/Real-ESRGAN/releases/download/v0.1.0/RealESRGAN_x4plus.pth",
+            # Published alongside the release file by several public download manifests.
+            sha256="4fa0d38905f75ac06eb49a7951b426670021be3018265fd191d2125df9d682f1",
+            size=67_040_989,
+            licence="BSD-3-Clause (Real-ESRGAN)",
+            dir_setting="upscaler_dir",
+            env="UPSCALER_DIR",
+            source_note="Real-ESRGAN release v0.1.0 on GitHub",
+        ),
+        WeightFile(
+            name="realesrgan-x2plus",
+            filename="RealESRGAN_x2plus.pth",
+            url="https://github.com/xinntao/Real-ESRGAN/releases/download/v0.2.1/RealESRGAN_x2plus.pth",
+            sha256=None,  # unknown here
+            size=None,  # unknown here
+            licence="BSD-3-Clause (Real-ESRGAN)",
+            dir_setting="upscaler_dir",
+            env="UPSCALER_DIR",
+            source_note="Real-ESRGAN release v0.2.1 on GitHub",
+        ),
+        WeightFile(
+            name="realesr-animevideov3",
+            filename="realesr-animevideov3.pth",
+            url="https://github.com/xinntao/Real-ESRGAN/releases/download/v0.2.5.0/realesr-animevideov3.pth",
+            sha256=None,  # unknown here
+            size=None,
+            licence="BSD-3-Clause (Real-ESRGAN)",
+            dir_setting="upscaler_dir",
+            env="UPSCALER_DIR",
+            source_note="Real-ESRGAN release v0.2.5.0 on GitHub",
+        ),
+        WeightFile(
+            name="codeformer",
+            filename="codeformer.pth",
+            url="https://github.com/sczhou/CodeFormer/releases/download/v0.1.0/codeformer.pth",
+            sha256=None,  # unknown here
+            size=None,
+            licence="S-Lab License 1.0 (CodeFormer): non-commercial use only",
+            dir_setting="codeformer_dir",
+            env="CODEFORMER_DIR",
+            source_note="CodeFormer release v0.1.0 on GitHub",
+        ),
+        WeightFile(
+            name="retinaface-resnet50",
+            filename="detection_Resnet50_Final.pth",
+            url="https://github.com/xinntao/facexlib/releases/download/v0.1.0/detection_Resnet50_Final.pth",
+            sha256=None,  # unknown here
+            size=None,
+            licence="MIT (facexlib / Pytorch_Retinaface)",
+            dir_setting="facexlib_dir",
+            env="FACEXLIB_DIR",
+            source_note="facexlib release v0.1.0 on GitHub",
+        ),
+        # Practical-RIFE publishes its checkpoints only as Google Drive / Baidu archives, which
+        # have no stable direct URL: the file is placed by hand (or by the setup script).
+        WeightFile(
+            name="rife-4.25",
+            filename="rife-4.25/flownet.pkl",
+            url=None,
+            sha256=None,
+            size=None,
+            licence="MIT (Practical-RIFE)",
+            dir_setting="rife_dir",
+            env="RIFE_DIR",
+            source_note="the 4.25 archive linked from the Practical-RIFE README (train_log/flownet.pkl)",
+        ),
+        WeightFile(
+            name="rife-4.26",
+            filename="rife-4.26/flownet.pkl",
+            url=None,
+            sha256=None,
+            size=None,
+            licence="MIT (Practical-RIFE)",
+            dir_setting="rife_dir",
+            env="RIFE_DIR",
+            source_note="the 4.26 archive linked from the Practical-RIFE README (train_log/flownet.pkl)",
+        ),
+    )
+}
+
+
+class MissingWeightError(RuntimeError):
+    """A weight file is absent and could not be fetched; the message tells the user what to do."""
+
+
+def weight_path(name: str, settings) -> Path:
+    spec = _spec(name)
+    return Path(getattr(settings, spec.dir_setting)) / spec.filename
+
+
+def _spec(name: str) -> WeightFile:
+    try:
+        return WEIGHTS[name]
+    except KeyError:
+        raise KeyError(f"unknown weight file {name!r}; known: {', '.join(sorted(WEIGHTS))}") from None
+
+
+def ensure_weight(
+    name: str,
+    settings,
+    progress: ProgressCallback | None = None,
+    stage: str = "download",
+    url: str | None = None,
+) -> Path:
+    """The local path of weight `name`, downloading it first when it is not there.
+
+    `url` overrides the registry's (a mirror). Progress goes out as `Progress(stage, fraction,
+    detail={"download": name, "bytes", "total"})`.
+    """
+    spec = _spec(name)
+    path = weight_path(name, settings)
+    if path.exists() and (spec.size is None or path.stat().st_size == spec.size):
+        return path
+    source = url or spec.url
+    where = f"{path} (folder set by {spec.env})"
+    if source is None:
+        raise MissingWeightError(
+            f"Model file {spec.filename} for {name} is missing. Get it from {spec.source_note} "
+            f"and put it at {where}."
+        )
+
+    def report(p: DownloadProgress) -> None:
+        if progress is not None:
+            progress(
+                Progress(
+                    stage=stage,
+                    fraction=p.fraction if p.fraction is not None else 0.0,
+                    message=f"Downloading {spec.filename}",
+                    detail={"download": name, "bytes": p.done, "total": p.total},
+                )
+            )
+
+    timeout = float(getattr(settings, "weights_download_timeout_s", 30.0))
+    try:
+        return download_file(source, path, spec.sha256, spec.size, progress=report, timeout=timeout)
+    except DownloadError as exc:
+        raise MissingWeightError(
+            f"Model file {spec.filename} for {name} is missing and could not be downloaded "
+            f"({exc}). Get it from {spec.source_note} ({source}) and put it at {where}."
+        ) from exc

@@ -1,0 +1,146 @@
+"""The resumable downloader and the weight registry against a real HTTP server on loopback."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from backend.pipeline.progress import Progress
+from backend.utils.downloads import ChecksumMismatch, DownloadError, download_file
+from backend.utils.model_registry import WEIGHTS, MissingWeightError, ensure_weight, weight_path
+from tests.test_post_helpers import make_settings
+
+PAYLOAD = os.urandom(300_000)
+SHA = hashlib.sha256(PAYLOAD).hexdigest()
+
+
+class _Server:
+    """Serves PAYLOAD with Range support; the first `cut` requests die half-way through."""
+
+    def __init__(self, cut: int = 0) -> None:
+        self.cut = cut
+        self.requests: list[dict] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                outer.requests.append(dict(self.headers))
+                start = 0
+                if self.headers.get("Range"):
+                    start = int(self.headers["Range"].split("=")[1].split("-")[0])
+                    self.send_response(206)
+                    self.send_header("Content-Range", f"bytes {start}-{len(PAYLOAD) - 1}/{len(PAYLOAD)}")
+                else:
+                    self.send_response(200)
+                body = PAYLOAD[start:]
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if outer.cut > 0:
+                    outer.cut -= 1
+                    self.wfile.write(body[: len(body) // 2])
+                    self.wfile.flush()
+                    self.connection.shutdown(socket.SHUT_RDWR)  # the connection breaks mid-body
+                    return
+                self.wfile.write(body)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/weights.pth"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def _closed_port_url() -> str:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()  # nothing listens there now: connection refused, like no network
+    return f"http://127.0.0.1:{port}/weights.pth"
+
+
+def test_download_verifies_and_reports_progress(tmp_path):
+    seen = []
+    with _Server() as server:
+        path = download_file(server.url, tmp_path / "w.pth", SHA, len(PAYLOAD), progress=seen.append)
+    assert path.read_bytes() == PAYLOAD
+    assert not (tmp_path / "w.pth.part").exists()
+    assert seen and seen[-1].done == len(PAYLOAD) and seen[-1].total == len(PAYLOAD)
+
+
+def test_download_resumes_after_a_cut_connection(tmp_path):
+    with _Server(cut=1) as server:
+        path = download_file(server.url, tmp_path / "w.pth", SHA, len(PAYLOAD))
+    assert path.read_bytes() == PAYLOAD
+    assert len(server.requests) == 2
+    # the second request asked only for what was missing
+    assert server.requests[1]["Range"] == f"bytes={len(PAYLOAD) // 2}-"
+
+
+def test_download_resumes_a_part_file_left_by_an_earlier_run(tmp_path):
+    (tmp_path / "w.pth.part").write_bytes(PAYLOAD[:1000])
+    with _Server() as server:
+        download_file(server.url, tmp_path / "w.pth", SHA)
+    assert (tmp_path / "w.pth").read_bytes() == PAYLOAD
+    assert server.requests[0]["Range"] == "bytes=1000-"
+
+
+def test_checksum_mismatch_leaves_no_file(tmp_path):
+    with _Server() as server, pytest.raises(ChecksumMismatch):
+        download_file(server.url, tmp_path / "w.pth", "0" * 64)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_unreachable_host_fails_at_once(tmp_path):
+    with pytest.raises(DownloadError):
+        download_file(_closed_port_url(), tmp_path / "w.pth", SHA, timeout=5)
+    assert not (tmp_path / "w.pth").exists()
+
+
+def test_ensure_weight_downloads_on_first_use_with_progress(tmp_path):
+    settings = make_settings(tmp_path)
+    events: list[Progress] = []
+    with _Server() as server:
+        path = ensure_weight("codeformer", settings, events.append, stage="face_restore", url=server.url)
+        again = ensure_weight("codeformer", settings, events.append)  # present: no second request
+        assert len(server.requests) == 1
+    assert path == again == weight_path("codeformer", settings)
+    assert path.read_bytes() == PAYLOAD
+    assert events and events[-1].stage == "face_restore" and events[-1].detail["download"] == "codeformer"
+
+
+def test_missing_weight_without_network_names_file_and_place(tmp_path):
+    settings = make_settings(tmp_path)
+    with pytest.raises(MissingWeightError) as info:
+        ensure_weight("realesrgan-x2plus", settings, url=_closed_port_url())
+    message = str(info.value)
+    assert "RealESRGAN_x2plus.pth" in message
+    assert str(weight_path("realesrgan-x2plus", settings)) in message and "UPSCALER_DIR" in message
+
+
+def test_rife_has_no_direct_url_and_says_where_to_put_it(tmp_path):
+    settings = make_settings(tmp_path)
+    with pytest.raises(MissingWeightError) as info:
+        ensure_weight("rife-4.25", settings)
+    assert "flownet.pkl" in str(info.value) and "Practical-RIFE" in str(info.value)
+    assert str(settings.rife_dir) in str(info.value)
+
+
+def test_registry_entries_are_complete():
+    for spec in WEIGHTS.values():
+        assert spec.filename and spec.licence and spec.env and spec.source_note
+        assert spec.sha256 is None or len(spec.sha256) == 64
+        assert spec.url is None or spec.url.startswith("https://")
