@@ -1,0 +1,128 @@
+"""The studio's REST routes and the job WebSocket. No torch here: work goes through the services."""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import APIRouter, Request, Response, WebSocket
+from fastapi.responses import JSONResponse
+
+from backend.job_queue import JobError, JobQueue
+from backend.schemas import JobCreate, ParamsPreview
+from backend.uploads import UploadError, UploadReceiver
+
+router = APIRouter()
+# Multipart framing around each file is small; this bounds a request before any byte is parsed.
+MULTIPART_OVERHEAD = 64 * 1024
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"detail": message}, status_code=status)
+
+
+def _queue(request: Request) -> JobQueue:
+    return request.app.state.queue
+
+
+def _upload_view(row: dict) -> dict:
+    return {"id": row["id"], "width": row["width"], "height": row["height"],
+            "url": f"/files/uploads/{row['id']}.png", "filename": row["filename"]}
+
+
+@router.post("/api/uploads", status_code=201)
+async def upload_images(request: Request):
+    settings = request.app.state.settings
+    limit = settings.max_files_per_upload * (settings.max_upload_bytes + MULTIPART_OVERHEAD)
+    length = request.headers.get("content-length")
+    if length and length.isdigit() and int(length) > limit:
+        return _error(413, f"upload too large: at most {settings.max_files_per_upload} files of "
+                           f"{settings.max_upload_mb:g} MB each")
+    receiver = UploadReceiver(settings)
+    try:
+        stored = await receiver.receive(request.headers.get("content-type", ""), request.stream())
+    except UploadError as exc:
+        return _error(exc.status, exc.message)
+    store = request.app.state.store
+    try:
+        for item in stored:
+            store.add_upload(item.id, item.filename, item.width, item.height, item.bytes)
+    except Exception:
+        receiver.discard()
+        raise
+    return {"uploads": [_upload_view(store.get_upload(item.id)) for item in stored]}
+
+
+@router.get("/api/uploads/{upload_id}")
+async def get_upload(upload_id: str, request: Request):
+    row = request.app.state.store.get_upload(upload_id)
+    if row is None:
+        return _error(404, f"image {upload_id} not found")
+    return _upload_view(row)
+
+
+@router.post("/api/params")
+async def preview_params(body: ParamsPreview, request: Request):
+    queue = _queue(request)
+    engine = body.engine or request.app.state.settings.default_engine
+    images = body.images or []
+    try:
+        if len(images) >= 2:
+            params = queue.resolve_params(images, body.settings, engine)
+        else:
+            from backend import smart_params
+
+            params = smart_params.resolve(body.settings, 1, None, fit=request.app.state.settings.fit_mode,
+                                          engine=engine)
+    except JobError as exc:
+        return _error(exc.status, exc.message)
+    return {"params": params, "segments": len(params["segments"])}
+
+
+@router.post("/api/jobs", status_code=201)
+async def create_job(body: JobCreate, request: Request):
+    try:
+        return await _queue(request).submit(body)
+    except JobError as exc:
+        return _error(exc.status, exc.message)
+
+
+@router.get("/api/jobs")
+async def list_jobs(request: Request):
+    return {"jobs": _queue(request).list()}
+
+
+@router.get("/api/jobs/{job_id}")
+async def get_job(job_id: str, request: Request):
+    try:
+        return _queue(request).get(job_id)
+    except JobError as exc:
+        return _error(exc.status, exc.message)
+
+
+@router.post("/api/jobs/{job_id}/cancel")
+async def cancel_job(job_id: str, request: Request):
+    try:
+        return await _queue(request).cancel(job_id)
+    except JobError as exc:
+        return _error(exc.status, exc.message)
+
+
+@router.delete("/api/jobs/{job_id}", status_code=204)
+async def delete_job(job_id: str, request: Request):
+    try:
+        await _queue(request).delete(job_id)
+    except JobError as exc:
+        return _error(exc.status, exc.message)
+    return Response(status_code=204)
+
+
+@router.get("/api/health")
+async def health(request: Request):
+    engines = request.app.state.engines
+    device = await asyncio.to_thread(engines.device)
+    return {"status": "ok", "device": device, "engines": engines.describe()}
+
+
+@router.websocket("/ws")
+async def job_events(ws: WebSocket):
+    await ws.app.state.ws.serve(ws)

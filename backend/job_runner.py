@@ -1,0 +1,216 @@
+"""Runs one job from its stored state to its final video, on the GPU worker thread.
+
+Every finished segment is written to disk and marked in SQLite before the next one starts, so a
+job that is interrupted (crash, kill, restart) resumes at the first segment not yet done. Stages
+report through the one `ProgressCallback`; this module turns those reports into job state,
+preview files and WebSocket events, and raises `JobCancelled` from the callback when asked to stop.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from backend.config import Settings
+from backend.db import Store
+from backend.pipeline.concatenator import join_segments
+from backend.pipeline.engines import Engines
+from backend.pipeline.preprocessor import fit_image, load_rgb
+from backend.pipeline.progress import JobCancelled, Progress
+from backend.utils.video_io import VideoWriter, probe
+
+# Share of the job's progress bar each phase fills.
+WEIGHTS_PLAIN = {"generate": 0.95, "join": 0.05, "postprocess": 0.0}
+WEIGHTS_POST = {"generate": 0.75, "join": 0.05, "postprocess": 0.20}
+EVENT_INTERVAL_S = 0.1  # at most this often a progress event per job, except on section/stage changes
+DB_INTERVAL_S = 1.0
+PREVIEW_CRF = 23
+POST_STAGES = ("face_restore", "upscale", "interpolate", "encode", "postprocess", "download")
+
+
+@dataclass
+class CancelToken:
+    """Set by the queue; read by the progress callback. `reason` tells cancel from shutdown."""
+
+    event: threading.Event = field(default_factory=threading.Event)
+    reason: str = "cancel"
+
+    def set(self, reason: str) -> None:
+        self.reason = reason
+        self.event.set()
+
+
+def output_dir(settings: Settings, job_id: str) -> Path:
+    return settings.outputs_dir / job_id
+
+
+def output_url(settings: Settings, path: str | Path | None) -> str | None:
+    if not path:
+        return None
+    rel = Path(path).resolve().relative_to(settings.outputs_dir.resolve())
+    return f"/files/outputs/{rel.as_posix()}"
+
+
+class _Reporter:
+    """Turns stage progress into job progress, ETA, throttled events and DB writes."""
+
+    def __init__(self, runner: "JobRunner", job_id: str, token: CancelToken, start_progress: float,
+                 weights: dict[str, float], segment_weights: list[float]) -> None:
+        self.runner = runner
+        self.job_id = job_id
+        self.token = token
+        self.started = time.monotonic()
+        self.start_progress = start_progress
+        self.weights = weights
+        self.segment_weights = segment_weights
+        self.segment = 0
+        self.progress = start_progress
+        self._last_event = 0.0
+        self._last_db = 0.0
+        self._last_key: tuple = ()
+        self.current: dict[str, Any] = {}
+
+    def overall(self, stage: str, fraction: float) -> float:
+        w = self.weights
+        if stage in ("generate", "load"):
+            done = sum(self.segment_weights[: self.segment])
+            here = self.segment_weights[self.segment] * (fraction if stage == "generate" else 0.0)
+            return w["generate"] * (done + here)
+        if stage == "join":
+            return w["generate"] + w["join"] * fraction
+        return w["generate"] + w["join"] + w["postprocess"] * fraction
+
+    def __call__(self, p: Progress) -> None:
+        if self.token.event.is_set():
+            raise JobCancelled(self.token.reason)
+        detail = dict(p.detail)
+        preview = detail.pop("preview_frames", None)
+        stage = "postprocess" if p.stage in POST_STAGES else p.stage
+        fraction = p.fraction if stage != "postprocess" else detail.get("overall", p.fraction)
+        self.progress = max(self.progress, min(1.0, self.overall(stage, fraction)))
+        now = time.monotonic()
+        elapsed = now - self.started
+        gained = self.progress - self.start_progress
+        eta = elapsed * (1 - self.progress) / gained if gained > 0.01 else None
+        self.current = {
+            "segment": self.segment + 1 if stage in ("generate", "load") else None,
+            "segments": len(self.segment_weights),
+            "section": detail.get("section"), "sections": detail.get("sections"),
+            "step": detail.get("step"), "steps": detail.get("steps"),
+        }
+        key = (p.stage, self.segment, detail.get("section"))
+        important = key != self._last_key or preview is not None or p.fraction >= 1.0
+        if preview is not None:
+            self.runner.write_preview(self.job_id, self.segment, detail.get("section") or 0, preview)
+        if important or now - self._last_event >= EVENT_INTERVAL_S:
+            self._last_event, self._last_key = now, key
+            self.runner.publish({
+                "type": "job.progress", "job_id": self.job_id, "stage": p.stage,
+                "progress": round(self.progress, 4), "eta_s": None if eta is None else round(eta, 1),
+                "elapsed_s": round(elapsed, 1), "message": p.message, **self.current,
+            })
+        if important or now - self._last_db >= DB_INTERVAL_S:
+            self._last_db = now
+            self.runner.store.update_job(self.job_id, progress=self.progress, stage=p.stage,
+                                         current=self.current)
+
+
+class JobRunner:
+    def __init__(self, settings: Settings, store: Store, engines: Engines,
+                 publish: Callable[[dict], None]) -> None:
+        self.settings = settings
+        self.store = store
+        self.engines = engines
+        self.publish = publish
+
+    # --- files --------------------------------------------------------------------------------
+    def write_preview(self, job_id: str, segment: int, section: int, frames: np.ndarray) -> None:
+        folder = output_dir(self.settings, job_id)
+        path = folder / f"preview_{segment:03d}_{section:02d}.mp4"
+        with VideoWriter(path, self.settings.output_fps, crf=PREVIEW_CRF, preset="veryfast") as writer:
+            writer.write(frames)
+        previous = self.store.get_job(job_id) or {}
+        old = previous.get("preview_path")
+        self.store.update_job(job_id, preview_path=str(path))
+        if old and old != str(path):
+            Path(old).unlink(missing_ok=True)  # only the newest preview is worth the disk
+        self.publish({"type": "job.preview", "job_id": job_id, "segment": segment + 1,
+                      "section": section, "url": output_url(self.settings, path)})
+
+    def _load_frames(self, job: dict, params: dict) -> list[np.ndarray]:
+        width, height, fit = params["width"], params["height"], params.get("fit", "crop")
+        frames = []
+        for upload_id in job["request"]["images"]:
+            path = self.settings.uploads_dir / f"{upload_id}.png"
+            if not path.exists():
+                raise FileNotFoundError(f"input image {upload_id} is missing from {self.settings.uploads_dir}")
+            frames.append(fit_image(load_rgb(path), width, height, fit))
+        return frames
+
+    # --- the job ------------------------------------------------------------------------------
+    def run(self, job_id: str, token: CancelToken) -> None:
+        job = self.store.get_job(job_id)
+        if job is None:
+            return
+        params = job["params"]
+        request = job["request"]
+        engine = self.engines.get(job["engine"])
+        post = request.get("postprocess") or {"mode": "off"}
+        weights = WEIGHTS_POST if post.get("mode", "off") != "off" else WEIGHTS_PLAIN
+        seg_params = params["segments"]
+        total_cost = sum(s["sections"] for s in seg_params)
+        segment_weights = [s["sections"] / total_cost for s in seg_params]
+        report = _Reporter(self, job_id, token, job.get("progress") or 0.0, weights, segment_weights)
+        folder = output_dir(self.settings, job_id)
+        folder.mkdir(parents=True, exist_ok=True)
+
+        frames = self._load_frames(job, params)
+        prompts = job.get("prompts") or []
+        stored = {s["idx"]: s for s in self.store.segments(job_id)}
+        segment_paths: list[Path] = []
+        for index, seg in enumerate(seg_params):
+            report.segment = index
+            path = folder / f"segment_{index:03d}.mp4"
+            segment_paths.append(path)
+            row = stored.get(index, {})
+            if row.get("status") == "done" and path.exists():
+                continue  # finished before an interruption: resume after it
+            self.store.set_segment(job_id, index, "running")
+            prompt = prompts[index]["english"] if index < len(prompts) else ""
+            clip = engine.generate(frames[index], frames[index + 1], prompt, seg, params, report)
+            with VideoWriter(path.with_suffix(".partial.mp4"), params["fps"], crf=max(0, params["crf"] - 4)) as writer:
+                writer.write(clip)
+            path.with_suffix(".partial.mp4").replace(path)
+            self.store.set_segment(job_id, index, "done", str(path), len(clip))
+            self.publish({"type": "job.segment", "job_id": job_id, "segment": index + 1,
+                          "segments": len(seg_params), "url": output_url(self.settings, path)})
+        engine.release()
+
+        metadata = {
+            "title": "FramePack Video Studio",
+            "comment": json.dumps({"prompts": prompts, "seed": params["seed"]}, ensure_ascii=False),
+            "studio_params": params,
+            "studio_prompts": [p.get("english") for p in prompts],
+            "studio_job": job_id,
+        }
+        report.segment = len(seg_params)
+        joined = folder / ("joined.mp4" if post.get("mode", "off") != "off" else "final.mp4")
+        join_segments(segment_paths, joined, params["fps"], params["crf"], metadata, report)
+        final, post_report = joined, None
+        if post.get("mode", "off") != "off":
+            from backend.pipeline.postprocess import run_postprocess
+
+            final = folder / "final.mp4"
+            post_report = run_postprocess(joined, final, post, self.settings, report,
+                                          crf=params["crf"], metadata=metadata)
+        info = probe(final)
+        self.store.update_job(job_id, video_path=str(final), postprocess_report=post_report,
+                              progress=1.0, stage="done",
+                              current={"frames": info.frames, "fps": info.fps,
+                                       "width": info.width, "height": info.height})

@@ -1,0 +1,58 @@
+"""The transition engines a job can use, created once per app and loaded lazily."""
+
+from __future__ import annotations
+
+import threading
+from typing import Protocol
+
+import numpy as np
+
+from backend.config import Settings
+from backend.pipeline.progress import ProgressCallback
+
+
+class TransitionEngine(Protocol):
+    name: str
+
+    def describe(self) -> dict: ...
+
+    def generate(self, first: np.ndarray, last: np.ndarray, prompt: str, segment: dict,
+                 params: dict, progress: ProgressCallback) -> np.ndarray: ...
+
+    def release(self) -> None: ...
+
+
+class Engines:
+    def __init__(self, settings: Settings) -> None:
+        from backend.pipeline.generator import FramePackGenerator
+        from backend.pipeline.morph import MorphEngine
+
+        self.settings = settings
+        self._engines: dict[str, TransitionEngine] = {
+            "framepack": FramePackGenerator(settings),
+            "morph": MorphEngine(),
+        }
+        self._device: dict | None = None
+        self._device_lock = threading.Lock()
+
+    def get(self, name: str) -> TransitionEngine:
+        try:
+            return self._engines[name]
+        except KeyError:
+            raise ValueError(f"unknown engine {name!r}") from None
+
+    def device(self) -> dict:
+        """Which device PyTorch would use; imports torch, so it is called off the event loop."""
+        with self._device_lock:
+            if self._device is None:
+                try:
+                    from backend.pipeline.generator import resolve_device
+
+                    kind, why = resolve_device(self.settings.device)
+                    self._device = {"type": kind, "detail": why, "ready": True}
+                except Exception as exc:  # a broken CUDA set-up is reported, not raised
+                    self._device = {"type": "none", "detail": str(exc), "ready": False}
+            return dict(self._device)
+
+    def describe(self) -> dict:
+        return {name: engine.describe() for name, engine in self._engines.items()}

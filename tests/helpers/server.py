@@ -1,0 +1,100 @@
+"""A real studio server (uvicorn in a subprocess) on a free loopback port, for end-to-end tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class StudioServer:
+    """`with StudioServer(tmp_path, {"FRAMEPACK_DIR": ...}) as server:` → `server.url`, `server.ws_url`.
+
+    Data lives in `tmp_path / "data"` unless STUDIO_DATA_DIR is given, so a second server started on
+    the same folder sees the first one's jobs (restart tests). Nothing is downloaded: the hub is
+    offline and the device is the CPU.
+    """
+
+    def __init__(self, tmp_path: Path, env: dict[str, str] | None = None, port: int | None = None) -> None:
+        self.tmp_path = Path(tmp_path)
+        self.port = port or free_port()
+        self.data_dir = Path((env or {}).get("STUDIO_DATA_DIR", self.tmp_path / "data"))
+        self.log_path = self.tmp_path / f"server-{self.port}.log"
+        self.env = {
+            **os.environ,
+            "STUDIO_DATA_DIR": str(self.data_dir),
+            "STUDIO_DEVICE": "cpu",
+            "STUDIO_HOST": "127.0.0.1",
+            "STUDIO_PORT": str(self.port),
+            "STUDIO_MODELS_DIR": str(self.tmp_path / "models"),
+            "HF_HUB_OFFLINE": "1",
+            "TRANSFORMERS_OFFLINE": "1",
+            "PYTHONUNBUFFERED": "1",
+            **(env or {}),
+        }
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws"
+
+    def start(self, timeout: float = 90.0) -> "StudioServer":
+        log = open(self.log_path, "ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "backend.app:create_app", "--factory",
+             "--host", "127.0.0.1", "--port", str(self.port), "--log-level", "warning"],
+            cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited with {self.process.returncode}:\n{self.log()}")
+            try:
+                if httpx.get(self.url + "/api/health", timeout=5).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        self.stop()
+        raise RuntimeError(f"server did not start in {timeout}s:\n{self.log()}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def kill(self) -> None:
+        """kill -9: no shutdown code runs, as in a crash."""
+        if self.process and self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGKILL)
+            self.process.wait(10)
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def __enter__(self) -> "StudioServer":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
