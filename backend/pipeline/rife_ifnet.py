@@ -1,0 +1,146 @@
+"""IFNet of Practical-RIFE 4.25 / 4.26, written for this project.
+
+RIFE has no maintained package, so the network lives here. Module names and shapes follow the
+published checkpoints (`flownet.pkl`: a plain state dict whose keys carry the `module.` prefix of
+the data-parallel wrapper it was trained in), so `load_ifnet` loads them with `strict=True`: any
+drift in the architecture fails loudly instead of running with half-random weights.
+
+Layout: a small encoder (`encode`) gives each frame 4 feature channels at full resolution; five
+`IFBlock`s refine a bidirectional flow (4 ch), a fusion mask (1 ch) and 8 hidden channels from
+coarse (1/16) to fine (1/1). The timestep is an input plane, so any t in (0, 1) is one forward.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+# Downscale of each block's input, coarse to fine (Practical-RIFE 4.25's inference list).
+SCALE_LIST = (16.0, 8.0, 4.0, 2.0, 1.0)
+# Inputs are padded to this multiple: 1/16 in the coarsest block, then two stride-2 convs.
+PAD_MULTIPLE = 64
+
+
+def _conv_act(cin: int, cout: int, stride: int) -> nn.Sequential:
+    # Sequential(conv, act) so that the keys read `conv0.<i>.0.weight` as in the checkpoints.
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=True), nn.LeakyReLU(0.2, True))
+
+
+class Head(nn.Module):
+    """Per-frame feature encoder: 3 -> 4 channels at the input resolution."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cnn0 = nn.Conv2d(3, 16, 3, 2, 1)
+        self.cnn1 = nn.Conv2d(16, 16, 3, 1, 1)
+        self.cnn2 = nn.Conv2d(16, 16, 3, 1, 1)
+        self.cnn3 = nn.ConvTranspose2d(16, 4, 4, 2, 1)
+        self.relu = nn.LeakyReLU(0.2, True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.relu(self.cnn0(x))
+        x = self.relu(self.cnn1(x))
+        x = self.relu(self.cnn2(x))
+        return self.cnn3(x)
+
+
+class ResConv(nn.Module):
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, 3, 1, 1)
+        self.beta = nn.Parameter(torch.ones((1, channels, 1, 1)))
+        self.relu = nn.LeakyReLU(0.2, True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.relu(self.conv(x) * self.beta + x)
+
+
+class IFBlock(nn.Module):
+    """One refinement level: works at 1/(4*scale) resolution, answers at full resolution."""
+
+    def __init__(self, in_planes: int, c: int) -> None:
+        super().__init__()
+        self.conv0 = nn.Sequential(_conv_act(in_planes, c // 2, 2), _conv_act(c // 2, c, 2))
+        self.convblock = nn.Sequential(*(ResConv(c) for _ in range(8)))
+        # 52 channels shuffled to 13 at twice the size: flow 4 + mask 1 + hidden 8.
+        self.lastconv = nn.Sequential(nn.ConvTranspose2d(c, 4 * 13, 4, 2, 1), nn.PixelShuffle(2))
+
+    def forward(self, x: torch.Tensor, flow: torch.Tensor | None, scale: float):
+        x = F.interpolate(x, scale_factor=1.0 / scale, mode="bilinear", align_corners=False)
+        if flow is not None:
+            flow = F.interpolate(flow, scale_factor=1.0 / scale, mode="bilinear", align_corners=False) / scale
+            x = torch.cat((x, flow), 1)
+        out = self.lastconv(self.convblock(self.conv0(x)))
+        out = F.interpolate(out, scale_factor=scale, mode="bilinear", align_corners=False)
+        return out[:, :4] * scale, out[:, 4:5], out[:, 5:]
+
+
+def warp(image: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
+    """Backward warp: samples `image` at pixel + flow (flow in pixels, x then y)."""
+    n, _, h, w = flow.shape
+    ys = torch.linspace(-1.0, 1.0, h, device=flow.device, dtype=flow.dtype)
+    xs = torch.linspace(-1.0, 1.0, w, device=flow.device, dtype=flow.dtype)
+    base = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), dim=-1).unsqueeze(0)  # (1,h,w,2)
+    # Pixels to the [-1, 1] grid of align_corners=True.
+    norm = torch.tensor([(w - 1) / 2.0, (h - 1) / 2.0], device=flow.device, dtype=flow.dtype)
+    grid = base + flow.permute(0, 2, 3, 1) / norm
+    return F.grid_sample(image, grid.to(image.dtype), mode="bilinear", padding_mode="border", align_corners=True)
+
+
+class IFNet(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        # Block 0 sees both frames (6), t (1) and both features (8); later blocks also the
+        # warped features, mask, hidden channels and (inside the block) the flow so far.
+        self.block0 = IFBlock(7 + 8, c=192)
+        self.block1 = IFBlock(8 + 4 + 8 + 8, c=128)
+        self.block2 = IFBlock(8 + 4 + 8 + 8, c=96)
+        self.block3 = IFBlock(8 + 4 + 8 + 8, c=64)
+        self.block4 = IFBlock(8 + 4 + 8 + 8, c=32)
+        self.encode = Head()
+
+    def forward(
+        self,
+        img0: torch.Tensor,
+        img1: torch.Tensor,
+        timestep: torch.Tensor,
+        scale_list: tuple[float, ...] = SCALE_LIST,
+    ) -> torch.Tensor:
+        """Frames (n,3,H,W) in [0,1], H and W multiples of PAD_MULTIPLE; timestep (n,) or (n,1,1,1).
+
+        Returns the frame at t between img0 (t=0) and img1 (t=1).
+        """
+        n, _, h, w = img0.shape
+        t = timestep.reshape(n, 1, 1, 1).to(img0.dtype).expand(n, 1, h, w)
+        f0, f1 = self.encode(img0), self.encode(img1)
+        blocks = (self.block0, self.block1, self.block2, self.block3, self.block4)
+        flow, mask, hidden = blocks[0](torch.cat((img0, img1, f0, f1, t), 1), None, scale_list[0])
+        warped0, warped1 = warp(img0, flow[:, :2]), warp(img1, flow[:, 2:4])
+        for block, scale in zip(blocks[1:], scale_list[1:]):
+            wf0, wf1 = warp(f0, flow[:, :2]), warp(f1, flow[:, 2:4])
+            delta, mask, hidden = block(
+                torch.cat((warped0, warped1, wf0, wf1, t, mask, hidden), 1), flow, scale
+            )
+            flow = flow + delta
+            warped0, warped1 = warp(img0, flow[:, :2]), warp(img1, flow[:, 2:4])
+        weight = torch.sigmoid(mask)
+        return warped0 * weight + warped1 * (1 - weight)
+
+
+def checkpoint_state(model: IFNet) -> dict[str, torch.Tensor]:
+    """The state dict as Practical-RIFE saves `flownet.pkl` (keys prefixed with `module.`)."""
+    return {f"module.{k}": v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def load_ifnet(path: Path) -> IFNet:
+    """Loads a Practical-RIFE `flownet.pkl` (tensors only, `weights_only=True`), strict keys."""
+    state = torch.load(Path(path), map_location="cpu", weights_only=True)
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    state = {k.removeprefix("module."): v for k, v in state.items()}
+    model = IFNet()
+    model.load_state_dict(state, strict=True)
+    return model.eval()
