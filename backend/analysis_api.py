@@ -1,7 +1,7 @@
 """POST /api/analyze: suggestions for the sliders before a job is submitted.
 
 The route only maps upload ids to files and calls the app's `AnalysisService`
-(`app.state.analysis_service`), which runs all model work on its own thread; this module never
+(`app.state.analysis`, set in the app's lifespan), which runs all model work on its own thread; this module never
 imports torch.
 """
 
@@ -27,7 +27,7 @@ class AnalyzeRequest(BaseModel):
 
 
 def _service(request: Request) -> "AnalysisService":
-    service = getattr(request.app.state, "analysis_service", None)
+    service = getattr(request.app.state, "analysis", None)
     if service is None:
         raise HTTPException(
             503,

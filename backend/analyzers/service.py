@@ -184,7 +184,8 @@ class AnalysisService:
         self.close()
 
     def close(self) -> None:
-        """Synchronous part of shutdown; `aclose` also closes the translators' connections."""
+        """Synchronous part of shutdown; `aclose` also closes the translators' connections.
+        Safe to call twice."""
         self._executor.shutdown(wait=False, cancel_futures=True)
         try:
             self.cache.close()
