@@ -145,7 +145,7 @@ class AnalysisService:
         results: list[PromptResult] = []
         for i, text in enumerate(texts):
             if not (text or "").strip():
-                results.append(PromptResult(original=text, english=defaults[i], source="default"))
+                results.append(PromptResult(original=text or "", english=defaults[i], source="default"))
                 continue
             try:
                 outcome = await self.translator.to_english(text)
