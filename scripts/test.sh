@@ -1,10 +1,7 @@
 #!/usr/bin/env bash
-# Installs everything the tests need into .venv and runs the whole test suite.
+# THE test command (CI's .ci/run execs it): set-up without models but with the test tools, then
+# the whole suite. Safe to repeat: set-up skips whatever is already installed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PY=${PYTHON:-python3}
-[ -x .venv/bin/python ] || "$PY" -m venv .venv
-.venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q torch==2.15.0 torchvision==0.29.2
-.venv/bin/python -m pip install -q -r requirements.txt -r requirements-dev.txt
+bash scripts/setup.sh --skip-models --dev
 exec .venv/bin/python -m pytest "$@"
