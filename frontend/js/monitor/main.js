@@ -7,6 +7,7 @@ import { connectSocket } from "../lib/socket.js";
 import { megabytes, number, percent } from "../lib/format.js";
 import { jobsReducer, initialJobs, actionFor, sortedJobs } from "../lib/jobs-store.js";
 import { LineChart } from "./chart.js";
+import { stageName } from "../studio/jobs.js";
 
 const WINDOW_S = 600;
 
@@ -56,7 +57,7 @@ function RunningJob({ jobs, live, t }) {
       return html`<div key=${job.id} class="flex flex-wrap items-center gap-x-4 gap-y-1 text-sm tabular-nums">
         <span class="font-mono text-xs text-slate-500">${job.id.slice(0, 8)}</span>
         <span>${job.engine}</span>
-        <span data-testid="monitor-job-stage">${stage ? t(`stage.${stage}`) : "–"}</span>
+        <span data-testid="monitor-job-stage">${stageName(t, stage)}</span>
         <span>${segment != null ? `${t("jobs.segment")} ${segment}/${segments}` : ""}</span>
         <span class="w-16">${percent(p.progress ?? job.progress, 1)}</span>
       </div>`;

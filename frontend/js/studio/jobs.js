@@ -52,6 +52,13 @@ function Figure({ label, value, testid }) {
   </div>`;
 }
 
+// Stages the page has no words for (a new pipeline stage) show as the server names them.
+export function stageName(t, stage) {
+  if (!stage) return "–";
+  const label = t(`stage.${stage}`);
+  return label === `stage.${stage}` ? stage : label;
+}
+
 function fraction(k, n) {
   return k != null && n != null ? `${k}/${n}` : "–";
 }
@@ -62,7 +69,7 @@ function JobCard({ job, live, lang, t }) {
   const [error, setError] = useState("");
   const p = progressOf(job, live, now);
   const finished = isFinished(job);
-  const stageLabel = p.stage ? t(`stage.${p.stage}`) : "–";
+  const stageLabel = stageName(t, p.stage);
 
   async function act(call) {
     setError("");

@@ -49,7 +49,8 @@ function Studio() {
   const [socketStatus, setSocketStatus] = useState("connecting");
   const [submitting, setSubmitting] = useState(false);
   const [submitError, setSubmitError] = useState("");
-  const [lastJob, setLastJob] = useState(null); // {id, keys: pair keys in order} for "English used"
+  // {id, keys: pair keys in order}: whose translations the pair boxes show as "English used".
+  const [lastJob, setLastJob] = useState(draft ? draft.lastJob || null : null);
   const queue = useRef([]);
   const active = useRef(0);
 
@@ -59,9 +60,9 @@ function Studio() {
 
   useEffect(() => {
     localStorage.setItem(DRAFT_KEY, JSON.stringify({
-      uploads: ready.map((item) => item.upload), pairPrompts, prompt, settings, engine, post,
+      uploads: ready.map((item) => item.upload), pairPrompts, prompt, settings, engine, post, lastJob,
     }));
-  }, [items, pairPrompts, prompt, settings, engine, post]);
+  }, [items, pairPrompts, prompt, settings, engine, post, lastJob]);
 
   // A restored draft may name uploads the server no longer has (data dir wiped): drop those.
   useEffect(() => {
@@ -144,7 +145,7 @@ function Studio() {
     const body = {
       images: imageIds,
       prompt,
-      prompts: keys.map((key) => pairPrompts[key] || ""),
+      prompts: keys.map((key) => (pairPrompts[key] || "").trim() || null),
       engine,
       settings,
       postprocess: post,
@@ -189,7 +190,7 @@ function Studio() {
           <${SettingsPanel} settings=${settings} setSettings=${setSettings} engine=${engine} setEngine=${setEngine}
             post=${post} setPost=${setPost} pairs=${pairs} health=${health} />
         </div>
-        <${AdvancedPanel} images=${imageIds} settings=${settings} />
+        <${AdvancedPanel} images=${imageIds} settings=${settings} engine=${engine} />
         <div class="flex flex-wrap items-center gap-3">
           <button type="submit" disabled=${!!blocked || submitting} data-testid="submit"
             class="rounded-lg bg-indigo-600 px-5 py-2.5 font-semibold text-white shadow hover:bg-indigo-700 disabled:cursor-not-allowed disabled:opacity-50">

@@ -4,6 +4,12 @@ import { html, useState, useEffect, useRef, Fragment } from "../lib/react.js";
 import { useLang } from "../lib/i18n.js";
 import { api } from "../lib/api.js";
 
+// Drawn, not an emoji: phones and servers without an emoji font would show an empty box.
+const DIE = html`<svg viewBox="0 0 24 24" width="20" height="20" aria-hidden="true" fill="none" stroke="currentColor" stroke-width="1.8">
+  <rect x="3" y="3" width="18" height="18" rx="4" /><circle cx="8" cy="8" r="1.4" fill="currentColor" />
+  <circle cx="16" cy="16" r="1.4" fill="currentColor" /><circle cx="12" cy="12" r="1.4" fill="currentColor" />
+  <circle cx="16" cy="8" r="1.4" fill="currentColor" /><circle cx="8" cy="16" r="1.4" fill="currentColor" /></svg>`;
+
 export const RESOLUTIONS = [256, 384, 512, 640, 768];
 export const DEFAULT_SETTINGS = { seconds: 2.5, quality: 70, strength: 50, resolution: 640, seed: null };
 export const DEFAULT_POST = { mode: "auto", face_restore: false, upscale: 1, interpolate: 1 };
@@ -65,7 +71,7 @@ export function SettingsPanel({ settings, setSettings, engine, setEngine, post, 
             class="w-36 rounded-l-md border border-slate-300 px-2 py-1.5 text-sm tabular-nums" />
           <button type="button" title=${t("settings.dice")} aria-label=${t("settings.dice")} data-testid="seed-dice"
             onClick=${() => set("seed")(Math.floor(Math.random() * 2 ** 31))}
-            class="rounded-r-md border border-l-0 border-slate-300 px-2 hover:bg-slate-100">🎲</button>
+            class="rounded-r-md border border-l-0 border-slate-300 px-2 hover:bg-slate-100">${DIE}</button>
         </span></label>
     </div>
     <fieldset>
@@ -92,11 +98,17 @@ export function SettingsPanel({ settings, setSettings, engine, setEngine, post, 
 }
 
 // Debounced POST /api/params: the panel shows exactly what the engine will be given.
-export function AdvancedPanel({ images, settings }) {
+// Issue 5's opt-in caching marks a draft trade-off; "off"/"none" (or absent) is full quality.
+function isDraft(params) {
+  const cache = params.cache;
+  return params.draft === true || (cache != null && cache !== false && !["off", "none", ""].includes(String(cache)));
+}
+
+export function AdvancedPanel({ images, settings, engine }) {
   const { t } = useLang();
   const [state, setState] = useState({ loading: false, params: null, segments: null, error: "" });
   const latest = useRef(0);
-  const body = JSON.stringify({ images, settings });
+  const body = JSON.stringify({ images, settings, engine });
   useEffect(() => {
     const ticket = ++latest.current;
     setState((s) => ({ ...s, loading: true }));
@@ -118,7 +130,7 @@ export function AdvancedPanel({ images, settings }) {
       <span class="ml-2 text-xs text-slate-500">${state.loading ? t("advanced.loading") : ""}</span></summary>
     ${state.error && html`<p class="mt-2 text-sm text-red-700" role="alert" data-testid="advanced-error">${state.error}</p>`}
     ${state.params && html`<div class="mt-2">
-      ${state.params.cache && html`<p class="mb-2 inline-block rounded bg-amber-100 px-2 py-0.5 text-xs font-medium text-amber-900"
+      ${isDraft(state.params) && html`<p class="mb-2 inline-block rounded bg-amber-100 px-2 py-0.5 text-xs font-medium text-amber-900"
         data-testid="draft-label">${t("advanced.draft")} · ${String(state.params.cache)}</p>`}
       <dl class="grid grid-cols-[max-content_1fr] gap-x-4 gap-y-0.5 text-xs" data-testid="advanced-params">
         ${state.segments != null && html`<dt class="text-slate-500">${t("advanced.segments")}</dt><dd class="tabular-nums" data-param="segments">${state.segments}</dd>`}
