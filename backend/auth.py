@@ -50,7 +50,7 @@ WS_POLICY_VIOLATION = 1008
 
 # Reachable without the token. Pages and their assets only: nothing here reveals jobs or files.
 OPEN_PATHS = frozenset({"/", "/index.html", "/monitor", "/monitor/", "/favicon.ico", "/api/auth"})
-OPEN_PREFIXES = ("/vendor/", "/assets/")
+OPEN_PREFIXES = ("/vendor/", "/assets/", "/js/")
 # Open for any method: health checks (GET/HEAD) and the login/logout routes, which do their own
 # checking and rate limiting.
 HEALTH_PATH = "/api/health"
