@@ -303,8 +303,11 @@ def test_framepack_tiny_pipeline_from_the_page(browser, tiny_framepack_dir, tmp_
         page.click("[data-testid=submit]")
         video = _wait_playable(page, timeout=240_000)
         assert video["duration"] > 0
-        texts = [s["text"] for s in page.evaluate("window.__seen")]
+        seen = page.evaluate("window.__seen")
+        texts = [s["text"] for s in seen]
         assert any("Generate" in t for t in texts), texts
+        # The section preview (job.preview) played in the card while the job ran.
+        assert any(s["preview"] for s in seen), texts
         assert any(t.split(" | ")[4] not in ("–", "") for t in texts), texts  # denoising steps shown
         job_id = page.get_attribute("[data-testid=job-card]", "data-job-id")
         job = httpx.get(f"{server.url}/api/jobs/{job_id}").json()
@@ -312,3 +315,28 @@ def test_framepack_tiny_pipeline_from_the_page(browser, tiny_framepack_dir, tmp_
         _screenshot(page, "studio-framepack-finished.png")
         assert page.js_errors == []
         page.close()
+
+
+def test_page_reconnects_after_a_server_restart_and_catches_up(browser, tmp_path):
+    server = StudioServer(tmp_path, {"STUDIO_DEFAULT_ENGINE": "morph"}).start()
+    try:
+        page = _page(browser, server.url)
+        page.goto(server.url + "/")
+        page.wait_for_selector("[data-testid=socket-status][data-state=open]")
+        server.stop()
+        page.wait_for_selector("[data-testid=socket-status][data-state=reconnecting]", timeout=10_000)
+        # While the page was away a job was made (by another tab): it shows up after reconnecting.
+        server.start()
+        ids = [u["id"] for u in httpx.post(server.url + "/api/uploads", files=[
+            ("files", (p.name, p.read_bytes(), "image/png")) for p in _images(tmp_path, 2)
+        ]).json()["uploads"]]
+        job = httpx.post(server.url + "/api/jobs", json={
+            "images": ids, "engine": "morph", "settings": {"seconds": 0.5, "resolution": 256},
+            "postprocess": {"mode": "off"},
+        }).json()
+        page.wait_for_selector("[data-testid=socket-status][data-state=open]", timeout=30_000)
+        page.wait_for_selector(f"[data-testid=job-card][data-job-id='{job['id']}']", timeout=30_000)
+        assert page.js_errors == []
+        page.close()
+    finally:
+        server.stop()
