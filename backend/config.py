@@ -95,6 +95,14 @@ class Settings(BaseSettings):
     login_max_failures: int = Field(5, ge=1, validation_alias=_env("STUDIO_LOGIN_MAX_FAILURES"))
     login_window_s: float = Field(60.0, gt=0, validation_alias=_env("STUDIO_LOGIN_WINDOW_S"))
 
+    # --- pages and monitor --------------------------------------------------------------------
+    # Where /vendor/<pkg>/... redirects when frontend/node_modules lacks the package (no npm at
+    # set-up): the same pinned version from this npm CDN, as <base>/<pkg>@<version>/<path>.
+    vendor_cdn: str = Field("https://cdn.jsdelivr.net/npm", validation_alias=_env("STUDIO_VENDOR_CDN"))
+    # /ws/monitor sends one sample per interval and keeps this much history for the charts.
+    monitor_interval_s: float = Field(1.0, gt=0, validation_alias=_env("STUDIO_MONITOR_INTERVAL_S"))
+    monitor_history_s: float = Field(600.0, gt=0, validation_alias=_env("STUDIO_MONITOR_HISTORY_S"))
+
     @field_validator("data_dir", "models_dir", mode="after")
     @classmethod
     def _absolute(cls, value: Path) -> Path:
