@@ -340,3 +340,28 @@ def test_page_reconnects_after_a_server_restart_and_catches_up(browser, tmp_path
         page.close()
     finally:
         server.stop()
+
+
+def test_touch_drag_reorders_on_a_phone_width_page(browser, morph_server, tmp_path):
+    page = _page(browser, morph_server.url)
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.goto(morph_server.url + "/")
+    page.wait_for_selector("[data-testid=file-input]", state="attached")
+    page.evaluate("localStorage.removeItem('studio.draft')")  # the first test's images
+    page.reload()
+    page.wait_for_selector("[data-testid=file-input]", state="attached")
+    a, b, c = _upload(page, _images(tmp_path))
+    first, last = (page.locator("[data-testid=image-card]").nth(i).bounding_box() for i in (0, 2))
+    # Real touch input (CDP touch events → the page's pointer events), finger moving in steps.
+    cdp = page.context.new_cdp_session(page)
+    x0, y0 = first["x"] + first["width"] / 2, first["y"] + 40
+    x1, y1 = last["x"] + last["width"] / 2, last["y"] + 40
+    cdp.send("Input.dispatchTouchEvent", {"type": "touchStart", "touchPoints": [{"x": x0, "y": y0}]})
+    for i in range(1, 13):
+        point = {"x": x0 + (x1 - x0) * i / 12, "y": y0 + (y1 - y0) * i / 12}
+        cdp.send("Input.dispatchTouchEvent", {"type": "touchMove", "touchPoints": [point]})
+    cdp.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
+    page.wait_for_function("id => document.querySelectorAll('[data-testid=image-card]')[2].dataset.uploadId === id", arg=a)
+    assert _ids(page) == [b, c, a]
+    assert page.js_errors == []
+    page.close()
