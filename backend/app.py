@@ -80,7 +80,7 @@ def create_app(settings: Settings | None = None, analysis: AnalysisService | Non
         finally:
             await queue.stop()
             await ws.close_all()
-            service.close()
+            await service.aclose()
             store.close()
 
     app = FastAPI(title="FramePack Video Studio", lifespan=lifespan)

@@ -74,15 +74,38 @@ class Settings(BaseSettings):
     facexlib_dir: Path = Field(Path("models/facexlib"), validation_alias=_env("FACEXLIB_DIR"))
     upscale_target_edge: int = Field(1080, validation_alias=_env("STUDIO_UPSCALE_TARGET_EDGE"))
     codeformer_fidelity: float = Field(0.7, validation_alias=_env("STUDIO_CODEFORMER_FIDELITY"))
+    # Frames per chunk through face restore -> upscale -> interpolate -> encode: bounds peak RAM.
+    post_chunk_frames: int = Field(16, validation_alias=_env("STUDIO_POST_CHUNK_FRAMES"))
+    # Upscaler tile edge in input pixels (0 = whole frame) and the overlap that hides tile seams.
+    upscale_tile: int = Field(256, validation_alias=_env("STUDIO_UPSCALE_TILE"))
+    upscale_tile_overlap: int = Field(16, validation_alias=_env("STUDIO_UPSCALE_TILE_OVERLAP"))
+    rife_model: Literal["4.25", "4.26"] = Field("4.25", validation_alias=_env("STUDIO_RIFE_MODEL"))
+    # Mean absolute difference (0..1, grey thumbnails) above which two frames are a hard cut
+    # and are not interpolated.
+    scene_change_threshold: float = Field(0.12, validation_alias=_env("STUDIO_SCENE_CHANGE_THRESHOLD"))
+    weights_download_timeout_s: float = Field(30.0, validation_alias=_env("STUDIO_WEIGHTS_DOWNLOAD_TIMEOUT_S"))
 
     # --- prompts and image analysis -----------------------------------------------------------
     translate_timeout_s: float = Field(8.0, validation_alias=_env("STUDIO_TRANSLATE_TIMEOUT_S"))
+    # Where googletrans sends requests (host[:port]); empty = its default Google endpoint.
+    translate_service_url: str = Field("", validation_alias=_env("STUDIO_TRANSLATE_SERVICE_URL"))
     marian_ko_en_dir: str = Field("", validation_alias=_env("STUDIO_MARIAN_KO_EN_DIR"))
     openclip_model: str = Field("ViT-B-32", validation_alias=_env("STUDIO_OPENCLIP_MODEL"))
     openclip_pretrained: str = Field(
         "laion2b_s34b_b79k", validation_alias=_env("STUDIO_OPENCLIP_PRETRAINED")
     )
     fit_mode: Literal["crop", "pad"] = Field("crop", validation_alias=_env("STUDIO_FIT_MODE"))
+    # Tries of the online translator per text (1 + retries), then it is skipped for the cooldown
+    # so an offline machine does not wait out every clause of every pair.
+    translate_retries: int = Field(2, ge=0, validation_alias=_env("STUDIO_TRANSLATE_RETRIES"))
+    translate_cooldown_s: float = Field(
+        60.0, ge=0, validation_alias=_env("STUDIO_TRANSLATE_COOLDOWN_S")
+    )
+    # How long one analysis request waits for the OpenCLIP model to load (the first start may
+    # download it); past this it answers "still loading" and the load carries on.
+    analysis_load_timeout_s: float = Field(
+        60.0, gt=0, validation_alias=_env("STUDIO_ANALYSIS_LOAD_TIMEOUT_S")
+    )
 
     # --- access control -----------------------------------------------------------------------
     token: str = Field("", validation_alias=_env("STUDIO_TOKEN"))

@@ -142,6 +142,10 @@ class UploadReceiver:
                 warnings.simplefilter("ignore")
                 with Image.open(part.temp) as img:
                     fmt, (w, h) = img.format, img.size
+        except Image.DecompressionBombError:
+            # Pillow's own guard fired first (over twice its default pixel cap): same answer as ours.
+            raise UploadError(413, f"'{name}': the image declares far too many pixels "
+                                   f"(at most {self.settings.max_image_pixels / 1e6:g} megapixels); too large")
         except (UnidentifiedImageError, OSError, SyntaxError):
             if partial:
                 return False  # not enough bytes yet to tell; checked again at the end

@@ -46,7 +46,8 @@ class AnalysisService:
         self.settings = settings
         self.cache = TranslationCache(settings.database_path)
         primary = translator if translator is not None else GoogleTranslator(
-            timeout_s=settings.translate_timeout_s
+            timeout_s=settings.translate_timeout_s,
+            service_url=settings.translate_service_url or None,
         )
         fallback = MarianTranslator(settings.marian_ko_en_dir) if settings.marian_ko_en_dir else None
         self.translator = PromptTranslator(

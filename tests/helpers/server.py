@@ -44,6 +44,8 @@ class StudioServer:
             "HF_HUB_OFFLINE": "1",
             "TRANSFORMERS_OFFLINE": "1",
             "PYTHONUNBUFFERED": "1",
+            # No test reaches the internet: the translator is aimed at a closed loopback port.
+            "STUDIO_TRANSLATE_SERVICE_URL": "127.0.0.1:9",
             **(env or {}),
         }
         self.process: subprocess.Popen | None = None

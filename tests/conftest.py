@@ -1,0 +1,18 @@
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+
+@pytest.fixture(scope="session")
+def tiny_framepack_dir(tmp_path_factory) -> Path:
+    """The tiny random FramePack pipeline, saved once per test session in diffusers layout."""
+    from tests.helpers.tiny_framepack import save_tiny_pipeline
+
+    return save_tiny_pipeline(tmp_path_factory.mktemp("framepack") / "pipeline")
