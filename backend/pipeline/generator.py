@@ -1,49 +1,47 @@
-"""The FramePack engine: diffusers' HunyuanVideoFramepackPipeline with a first and a last image.
+"""The FramePack engine: first + last image transitions on diffusers' FramePack models.
 
-The pipeline runs as diffusers ships it (`sampling_type="inverted_anti_drifting"`, the only mode
-that takes a last image); the studio adds three things around it without copying its loop:
+Loading and placement use diffusers' `HunyuanVideoFramepackPipeline` (its encoders, VAE, scheduler
+and latent preparation); the sampling loop is the studio's own (`framepack_loop.sample_sections`),
+which computes the same result as the pipeline's `inverted_anti_drifting` mode (the only one that
+takes a last image) but streams each decoded section to the CPU, so VRAM does not grow with video
+length. Around it:
 
-- per-section image conditioning: a forward pre-hook on the transformer replaces the constant
-  50/50 average of the two SigLIP embeddings with the job's start→end schedule (strength);
-- progress and cancel: the step callback reports every step and raises `JobCancelled` to stop
-  within one step (diffusers' own `_interrupt` would still decode every remaining section);
-- live previews: `vae.decode` is wrapped to count finished sections and hand their frames, moved to
-  the CPU as uint8, to the progress callback. Sections come out end-first.
+- memory modes (`memory.py`): resident / fp8 storage / offload, chosen from free VRAM and host RAM;
+- speed (`accel.py`): regional `torch.compile` of the 60 blocks, warmed up while loading, with an
+  on-disk kernel cache; opt-in FP8 matmuls on Hopper/Ada;
+- per-section image conditioning: the job's start→end SigLIP embedding schedule (strength);
+- progress and cancel: every step is reported and the callback may raise `JobCancelled`;
+- live previews: after every section, all frames so far as uint8 (sections come out end-first).
 """
 
 from __future__ import annotations
 
-import contextlib
 import gc
 import logging
 import threading
+import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from backend.config import Settings
+from backend.pipeline.memory import (  # noqa: F401  (re-exported: older imports use this module)
+    FP8_MIN_FREE_GIB,
+    GIB,
+    RESIDENT_MIN_FREE_GIB,
+    choose_memory_mode,
+    free_host_gib,
+    place,
+)
 from backend.pipeline.progress import JobCancelled, Progress, ProgressCallback
 
 log = logging.getLogger(__name__)
 
-GIB = 1024**3
-# Free VRAM needed to keep everything resident (weights 26 GiB + untiled decode peak, measured 54 GiB
-# reserved on an H100) and to keep the transformer resident in fp8 storage (12 GiB + tiled decode).
-RESIDENT_MIN_FREE_GIB = 40
-FP8_MIN_FREE_GIB = 20
-
-
-def choose_memory_mode(requested: str, device: str, free_vram_gib: float) -> str:
-    if device != "cuda":
-        return "cpu"
-    if requested != "auto":
-        return requested
-    if free_vram_gib >= RESIDENT_MIN_FREE_GIB:
-        return "resident"
-    if free_vram_gib >= FP8_MIN_FREE_GIB:
-        return "fp8"
-    return "offload"
+# Warm-up forward shape: the default 640² bucket, window 9, a short prompt. Compile is dynamic, so
+# other buckets and prompt lengths reuse it.
+WARMUP_SIZE = (640, 640)
+WARMUP_WINDOW = 9
+WARMUP_TEXT_TOKENS = 32
 
 
 def resolve_device(requested: str) -> tuple[str, str]:
@@ -73,23 +71,8 @@ def framepack_source_problem(settings: Settings) -> str | None:
     return None
 
 
-def _to_uint8_frames(video: "Any") -> np.ndarray:
-    """(B, C, T, H, W) in [-1, 1] on any device → (T, H, W, 3) uint8 on the CPU."""
-    import torch
-
-    frames = video[0].detach().float().clamp(-1, 1).add(1).mul(127.5).round().to(torch.uint8)
-    return frames.permute(1, 2, 3, 0).cpu().numpy()
-
-
-def _soft_prepend(current: np.ndarray, history: np.ndarray, overlap: int) -> np.ndarray:
-    """The pipeline's overlap blend of a new (earlier) section in front of the frames so far."""
-    if overlap <= 0 or history.shape[0] < overlap or current.shape[0] < overlap:
-        return np.concatenate([current, history])
-    weights = np.linspace(1, 0, overlap, dtype=np.float32)[:, None, None, None]
-    blended = weights * current[-overlap:] + (1 - weights) * history[:overlap]
-    return np.concatenate(
-        [current[:-overlap], np.clip(blended + 0.5, 0, 255).astype(np.uint8), history[overlap:]]
-    )
+def _lerp_embeds(embed_a, embed_b, weight: float):
+    return (1.0 - weight) * embed_a + weight * embed_b
 
 
 class FramePackGenerator:
@@ -100,6 +83,10 @@ class FramePackGenerator:
         self.pipe = None
         self.device = "cpu"
         self.memory_mode = "unloaded"
+        self.compiled = False
+        self.fp8_matmul = False
+        self.placement = None  # offload mode: moves encoders on/off the GPU around encoding
+        self.load_seconds: dict[str, float] = {}
         self._load_lock = threading.Lock()
         self.load_error: str | None = None
 
@@ -108,7 +95,7 @@ class FramePackGenerator:
         problem = framepack_source_problem(self.settings)
         if self.pipe is not None:
             return {"ready": True, "loaded": True, "device": self.device, "memory_mode": self.memory_mode,
-                    "reason": "loaded"}
+                    "compiled": self.compiled, "fp8_matmul": self.fp8_matmul, "reason": "loaded"}
         if problem:
             return {"ready": False, "loaded": False, "reason": problem}
         if self.load_error:
@@ -125,7 +112,7 @@ class FramePackGenerator:
             if progress:
                 progress(Progress("load", 0.0, "loading FramePack models"))
             try:
-                self._load()
+                self._load(progress)
             except Exception as exc:
                 self.load_error = f"loading FramePack failed: {exc}"
                 raise
@@ -133,7 +120,7 @@ class FramePackGenerator:
             if progress:
                 progress(Progress("load", 1.0, f"FramePack loaded ({self.memory_mode})"))
 
-    def _load(self) -> None:
+    def _load(self, progress: ProgressCallback | None = None) -> None:
         import torch
         from diffusers import HunyuanVideoFramepackPipeline
 
@@ -141,6 +128,7 @@ class FramePackGenerator:
         dtype = torch.bfloat16 if device == "cuda" else torch.float32
         token = self.settings.hf_token or None
         s = self.settings
+        began = time.perf_counter()
         if s.framepack_dir:
             pipe = HunyuanVideoFramepackPipeline.from_pretrained(s.framepack_dir, dtype=dtype, token=token)
         else:
@@ -162,37 +150,91 @@ class FramePackGenerator:
                 s.framepack_base, transformer=transformer, feature_extractor=feature_extractor,
                 image_encoder=image_encoder, dtype=dtype, token=token,
             )
-        pipe.set_progress_bar_config(disable=True)
-        free = torch.cuda.mem_get_info()[0] / GIB if device == "cuda" else 0.0
-        mode = choose_memory_mode(s.gpu_profile, device, free)
-        self._place(pipe, device, mode)
-        self.pipe, self.device, self.memory_mode = pipe, device, mode
-        log.info("FramePack loaded on %s (%s), memory mode %s", device, why, mode)
+        self.load_seconds["read"] = time.perf_counter() - began
+        self.attach(pipe, device, why=why, progress=progress)
 
-    @staticmethod
-    def _place(pipe, device: str, mode: str) -> None:
+    def attach(self, pipe, device: str, mode: str | None = None, why: str = "",
+               progress: ProgressCallback | None = None) -> None:
+        """Places an already built pipeline, applies the speed settings and warms up.
+
+        `load()` calls this after reading the weights; the benchmark calls it with full-size random
+        models built in memory, so both measure the same code.
+        """
         import torch
 
-        if mode in ("cpu", "resident"):
-            pipe.to(device)
-        elif mode == "fp8":
-            # Weights stored in fp8, each layer cast to bf16 as it runs: the transformer halves.
-            pipe.transformer.enable_layerwise_casting(
-                storage_dtype=torch.float8_e4m3fn, compute_dtype=torch.bfloat16
-            )
-            pipe.to(device)
-            pipe.vae.enable_tiling()
-        elif mode == "offload":
-            onload = torch.device(device)
-            pipe.transformer.enable_group_offload(
-                onload_device=onload, offload_device=torch.device("cpu"),
-                offload_type="leaf_level", use_stream=True,
-            )
-            for name in ("text_encoder", "text_encoder_2", "image_encoder", "vae"):
-                getattr(pipe, name).to(device)
-            pipe.vae.enable_tiling()
-        else:
-            raise ValueError(f"unknown memory mode {mode!r}")
+        pipe.set_progress_bar_config(disable=True)
+        s = self.settings
+        if mode is None:
+            free = torch.cuda.mem_get_info()[0] / GIB if device == "cuda" else 0.0
+            mode = choose_memory_mode(s.gpu_profile, device, free, free_host_gib())
+        began = time.perf_counter()
+        self.placement = place(pipe, device, mode)
+        self.load_seconds["place"] = time.perf_counter() - began
+        self.pipe, self.device, self.memory_mode = pipe, device, mode
+        self.fp8_matmul = self.compiled = False
+        if device == "cuda":
+            self._accelerate(progress)
+        log.info("FramePack on %s (%s): memory mode %s, compiled %s, fp8 matmul %s",
+                 device, why or device, mode, self.compiled, self.fp8_matmul)
+
+    def _accelerate(self, progress: ProgressCallback | None) -> None:
+        from backend.pipeline import accel
+
+        s = self.settings
+        transformer = self.pipe.transformer
+        if s.fp8_matmul and self.memory_mode == "resident":
+            if accel.fp8_matmul_supported():
+                converted = accel.convert_fp8_linears(transformer)
+                self.fp8_matmul = converted > 0
+            else:
+                log.warning("STUDIO_FP8_MATMUL needs an Ada or Hopper GPU; running bf16 matmuls")
+        want = s.framepack_compile
+        available, reason = accel.compile_available()
+        if want == "on" and not available:
+            raise RuntimeError(f"STUDIO_FRAMEPACK_COMPILE=on but {reason}")
+        if want == "off" or not available:
+            return
+        accel.use_compile_cache(Path(s.models_dir) / "torch_compile_cache")
+        accel.compile_blocks(transformer, dynamic=True)
+        self.compiled = True
+        if s.framepack_warmup:
+            if progress:
+                progress(Progress("load", 0.5, "compiling the FramePack transformer (once)"))
+            began = time.perf_counter()
+            self.warm_up()
+            self.load_seconds["warmup"] = time.perf_counter() - began
+
+    def warm_up(self, size: tuple[int, int] = WARMUP_SIZE, window: int = WARMUP_WINDOW) -> None:
+        """One transformer forward on random inputs of a real job's shapes: compiles the blocks."""
+        import torch
+
+        pipe = self.pipe
+        t = pipe.transformer
+        c = t.config
+        device = torch.device(self.device)
+        dtype = t.dtype
+        h, w = size[0] // pipe.vae_scale_factor_spatial, size[1] // pipe.vae_scale_factor_spatial
+        enc = pipe.image_encoder.config
+        image_tokens = (enc.image_size // enc.patch_size) ** 2
+
+        def rand(*shape):
+            return torch.randn(*shape, device=device, dtype=dtype)
+
+        index = torch.arange(0, 1 + window + 19)
+        with torch.no_grad():
+            t(hidden_states=rand(1, c.in_channels, window, h, w), timestep=torch.tensor([999.0], device=device),
+              encoder_hidden_states=rand(1, WARMUP_TEXT_TOKENS, c.text_embed_dim),
+              encoder_attention_mask=torch.ones(1, WARMUP_TEXT_TOKENS, device=device, dtype=dtype),
+              pooled_projections=rand(1, c.pooled_projection_dim), image_embeds=rand(1, image_tokens, c.image_proj_dim),
+              indices_latents=index[1:1 + window], guidance=torch.tensor([10000.0], device=device, dtype=dtype),
+              latents_clean=rand(1, c.in_channels, 2, h, w), indices_latents_clean=torch.tensor([0, 1 + window]),
+              latents_history_2x=rand(1, c.in_channels, 2, h, w),
+              indices_latents_history_2x=index[2 + window:4 + window],
+              latents_history_4x=rand(1, c.in_channels, 16, h, w), indices_latents_history_4x=index[4 + window:],
+              return_dict=False)
+        if self.device == "cuda":
+            torch.cuda.synchronize()
+            torch.cuda.empty_cache()
 
     def release(self) -> None:
         """Frees cached GPU memory after a job (the model stays loaded)."""
@@ -208,92 +250,63 @@ class FramePackGenerator:
     # --- one transition -----------------------------------------------------------------------
     def generate(self, first: np.ndarray, last: np.ndarray, prompt: str, segment: dict,
                  params: dict, progress: ProgressCallback) -> np.ndarray:
+        """(n, H, W, 3) uint8 frames from `first` to `last`, n = sections × 4 × window + 1."""
         import torch
         from PIL import Image
 
+        from backend.pipeline.framepack_loop import encode, sample_sections
+
         self.load(progress)
         pipe = self.pipe
-        sections = segment["sections"]
-        steps = params["steps"]
-        window = params["latent_window_size"]
+        sections = int(segment["sections"])
+        steps = int(params["steps"])
+        window = int(params["latent_window_size"])
         height, width = first.shape[:2]
         weights = segment["end_embed_weights"]  # temporal order
-        image_a, image_b = Image.fromarray(first), Image.fromarray(last)
-
-        with torch.no_grad():
-            device = pipe._execution_device
-            dtype = pipe.transformer.dtype
-            embed_a = pipe.encode_image(pipe.video_processor.preprocess(image_a, height, width), device=device).to(dtype)
-            embed_b = pipe.encode_image(pipe.video_processor.preprocess(image_b, height, width), device=device).to(dtype)
-
+        true_cfg = float(params.get("true_cfg", 1.0))
         cache = params.get("cache", "off")
-        state = {"decoded": 0, "preview": None}
-        overlap = (window - 1) * 4 + 1
+        device = torch.device(self.device)
+        generator = torch.Generator("cpu").manual_seed(int(segment["seed"]))
 
-        def section_embeds(_module, args, kwargs):
-            # Generation order is end-first: generated section g covers temporal section n-1-g.
-            temporal = max(0, sections - 1 - state["decoded"])
-            w = float(weights[min(temporal, len(weights) - 1)])
-            kwargs["image_embeds"] = (1.0 - w) * embed_a + w * embed_b
-            return args, kwargs
-
-        original_decode = pipe.vae.decode
-
-        def counting_decode(*args, **kwargs):
-            out = original_decode(*args, **kwargs)
-            video = out[0] if isinstance(out, tuple) else out.sample
-            frames = _to_uint8_frames(video)
-            state["preview"] = frames if state["preview"] is None else _soft_prepend(frames, state["preview"], overlap)
-            state["decoded"] += 1
-            if cache != "off":
-                # The next section starts from fresh noise: nothing of this one's cache applies.
-                # Resetting drops the cache context too, so it is set again (diffusers 0.42).
-                pipe.transformer._reset_stateful_cache()
-                from diffusers.hooks.hooks import CacheContext, _set_cache_context
-
-                _set_cache_context(pipe.transformer, CacheContext("cond"))
+        def on_step(g: int, i: int) -> None:
             progress(Progress(
-                "generate", state["decoded"] / sections,
-                f"section {state['decoded']}/{sections} decoded",
-                {"section": state["decoded"], "sections": sections, "step": steps, "steps": steps,
-                 "preview_frames": state["preview"]},
+                "generate", (g + (i + 1) / steps) / sections,
+                f"section {g + 1}/{sections}, step {i + 1}/{steps}",
+                {"section": g + 1, "sections": sections, "step": i + 1, "steps": steps},
             ))
-            return out
 
-        def on_step(_pipe, i, _t, callback_kwargs):
-            section = state["decoded"]
+        def on_section(done: int, frames: np.ndarray) -> None:
             progress(Progress(
-                "generate", (section + (i + 1) / steps) / sections,
-                f"section {section + 1}/{sections}, step {i + 1}/{steps}",
-                {"section": section + 1, "sections": sections, "step": i + 1, "steps": steps},
+                "generate", done / sections, f"section {done}/{sections} decoded",
+                {"section": done, "sections": sections, "step": steps, "steps": steps,
+                 "preview_frames": frames},
             ))
-            return {}
 
-        handle = pipe.transformer.register_forward_pre_hook(section_embeds, with_kwargs=True)
-        pipe.vae.decode = counting_decode
-        context = contextlib.nullcontext()
+        transformer = pipe.transformer
         if cache != "off":
+            # Draft quality only (smart_params labels it so): skips blocks whose input barely changed.
             from diffusers.hooks import FirstBlockCacheConfig
 
-            pipe.transformer.enable_cache(FirstBlockCacheConfig(threshold=float(cache.split(":")[1])))
-            context = pipe.transformer.cache_context("cond")
+            transformer.enable_cache(FirstBlockCacheConfig(threshold=float(cache.split(":")[1])))
         try:
-            with context:
-                result = pipe(
-                    image=image_a, last_image=image_b, prompt=prompt or "", height=height, width=width,
-                    num_frames=sections * ((window - 1) * 4 + 1), latent_window_size=window,
-                    num_inference_steps=steps, guidance_scale=params["distilled_guidance"],
-                    true_cfg_scale=params["true_cfg"], sampling_type="inverted_anti_drifting",
-                    generator=torch.Generator("cpu").manual_seed(int(segment["seed"])),
-                    callback_on_step_end=on_step, output_type="np",
+            with torch.no_grad():
+                cond = encode(pipe, Image.fromarray(first), Image.fromarray(last), prompt, height, width,
+                              true_cfg, generator, device, self.placement)
+
+                def embeds_for(g: int):
+                    # Generation is end-first: generated section g is temporal section n-1-g.
+                    temporal = max(0, sections - 1 - g)
+                    return _lerp_embeds(cond.embed_a, cond.embed_b, float(weights[min(temporal, len(weights) - 1)]))
+
+                return sample_sections(
+                    pipe, cond, height=height, width=width, sections=sections, window=window, steps=steps,
+                    distilled_guidance=float(params["distilled_guidance"]), true_cfg=true_cfg,
+                    generator=generator, device=device, image_embeds_for=embeds_for,
+                    on_step=on_step, on_section=on_section,
                 )
         finally:
-            handle.remove()
-            del pipe.vae.decode  # back to the class's method
             if cache != "off":
-                pipe.transformer.disable_cache()
-        frames = np.clip(result.frames[0] * 255.0 + 0.5, 0, 255).astype(np.uint8)
-        return frames
+                transformer.disable_cache()
 
 
 __all__ = ["FramePackGenerator", "JobCancelled", "choose_memory_mode"]

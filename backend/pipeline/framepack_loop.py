@@ -1,0 +1,252 @@
+"""The studio's own section loop for FramePack first + last frame sampling.
+
+It computes what diffusers' `HunyuanVideoFramepackPipeline.__call__` computes with
+`sampling_type="inverted_anti_drifting"` (same random draws, schedule, conditioning and overlap
+blend; a CPU test checks the frames match), reusing the pipeline's encoders, latent preparation
+and scheduler. Owning the loop lets the studio:
+
+- stream each decoded section off the GPU the moment it exists: the pipeline keeps the whole video
+  as bf16 pixels on the GPU and re-concatenates it every section (VRAM grows with video length);
+  here the GPU holds one section at a time and the history latents stay bounded;
+- encode prompt and images first and then, in offload mode, move the encoders off the GPU before
+  sampling starts (`Placement`);
+- set the image embedding per section (the start→end strength schedule) without hooks;
+- report every step and stop within one (the callback may raise `JobCancelled`);
+- reset a draft cache (First Block Cache) at each section, whose noise starts afresh.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from dataclasses import dataclass
+from typing import Callable, Iterator, Protocol
+
+import numpy as np
+import torch
+
+# The released FramePack checkpoints' history layout for inverted anti-drifting sampling:
+# 1 latent frame at full rate, 2 at 2x compression, 16 at 4x.
+HISTORY_SIZES = (1, 2, 16)
+
+
+class Placement(Protocol):
+    """Where encoders live around a job: offload mode onloads them only while encoding."""
+
+    def encoders_on(self) -> None: ...
+
+    def encoders_off(self) -> None: ...
+
+
+class _StayPut:
+    def encoders_on(self) -> None:
+        pass
+
+    def encoders_off(self) -> None:
+        pass
+
+
+@dataclass
+class Conditioning:
+    prompt_embeds: torch.Tensor
+    prompt_mask: torch.Tensor
+    pooled: torch.Tensor
+    negative: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None
+    embed_a: torch.Tensor  # SigLIP embedding of the first image
+    embed_b: torch.Tensor  # and of the last image
+    latents_a: torch.Tensor  # VAE latents (float32) of the first image
+    latents_b: torch.Tensor  # and of the last image
+
+
+def encode(pipe, image_a, image_b, prompt: str, height: int, width: int, true_cfg: float,
+           generator: torch.Generator, device: torch.device, placement: Placement | None = None) -> Conditioning:
+    """Text, image and VAE conditioning for one transition, in the pipeline's order of random draws.
+
+    `device` is explicit: with offloaded encoders the pipeline's own guess would say "cpu".
+    """
+    placement = placement or _StayPut()
+    dtype = pipe.transformer.dtype
+    placement.encoders_on()
+    try:
+        embeds, pooled, mask = pipe.encode_prompt(prompt=prompt or "", device=device)
+        negative = None
+        if true_cfg > 1:
+            # FramePack's own demo: an empty negative prompt when real CFG is on.
+            n_embeds, n_pooled, n_mask = pipe.encode_prompt(prompt="", device=device)
+            negative = (n_embeds.to(dtype), n_mask.to(dtype), n_pooled.to(dtype))
+        pixels_a = pipe.video_processor.preprocess(image_a, height, width)
+        pixels_b = pipe.video_processor.preprocess(image_b, height, width)
+        embed_a = pipe.encode_image(pixels_a, device=device).to(dtype)
+        embed_b = pipe.encode_image(pixels_b, device=device).to(dtype)
+        latents_a = pipe.prepare_image_latents(pixels_a, dtype=torch.float32, device=device, generator=generator)
+        latents_b = pipe.prepare_image_latents(pixels_b, dtype=torch.float32, device=device, generator=generator)
+    finally:
+        placement.encoders_off()
+    return Conditioning(embeds.to(dtype), mask.to(dtype), pooled.to(dtype), negative, embed_a, embed_b,
+                        latents_a, latents_b)
+
+
+def latent_paddings(sections: int) -> list[int]:
+    """Empty latent windows between the first image and each generated section (end-first order)."""
+    if sections > 4:
+        return [3] + [2] * (sections - 3) + [1, 0]
+    return list(reversed(range(sections)))
+
+
+class _FrameJoiner:
+    """Prepends decoded sections (they arrive end-first) with the pipeline's linear overlap blend.
+
+    Finished frames are kept as uint8 on the CPU; only the head that the next section blends into
+    stays float32, so host memory grows by 1 byte per pixel value and the GPU holds nothing.
+    """
+
+    def __init__(self, overlap: int) -> None:
+        self.overlap = overlap
+        self.head: np.ndarray | None = None  # float32 [-1, 1], the earliest `overlap` frames
+        self.tail: list[np.ndarray] = []  # uint8, in temporal order after head
+
+    @staticmethod
+    def to_uint8(frames: np.ndarray) -> np.ndarray:
+        # The pipeline's postprocess ((x / 2 + 0.5).clamp(0, 1)) then the studio's * 255 + 0.5.
+        return np.clip((frames / 2 + 0.5) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+
+    def prepend(self, section: np.ndarray) -> None:
+        """section: (T, H, W, 3) float32 in [-1, 1]."""
+        n = self.overlap
+        if self.head is None:
+            body = section
+        elif n <= 0 or section.shape[0] < n or self.head.shape[0] < n:
+            body = np.concatenate([section, self.head])
+        else:
+            weights = np.linspace(1, 0, n, dtype=np.float32)[:, None, None, None]
+            blended = weights * section[-n:] + (1 - weights) * self.head[:n]
+            body = np.concatenate([section[:-n], blended, self.head[n:]])
+        keep = min(n, body.shape[0]) if n > 0 else 0
+        if body.shape[0] > keep:
+            self.tail.insert(0, self.to_uint8(body[keep:]))
+        self.head = body[:keep] if keep else body[:0]
+
+    def frames(self) -> np.ndarray:
+        parts = ([self.to_uint8(self.head)] if self.head is not None and len(self.head) else []) + self.tail
+        return np.concatenate(parts) if parts else np.zeros((0, 1, 1, 3), np.uint8)
+
+
+def _section_to_cpu(video: torch.Tensor) -> np.ndarray:
+    """(1, 3, T, H, W) decoded pixels on any device → (T, H, W, 3) float32 numpy on the CPU."""
+    # The device-side permute + copy in the VAE's dtype moves half the bytes of a float32 copy.
+    frames = video[0].permute(1, 2, 3, 0).to("cpu")
+    return frames.float().numpy()
+
+
+def _cache_context(transformer, name: str, cached: bool):
+    return transformer.cache_context(name) if cached else contextlib.nullcontext()
+
+
+StepCallback = Callable[[int, int], None]  # (generated section index, step index)
+SectionCallback = Callable[[int, np.ndarray], None]  # (sections decoded so far, frames so far)
+
+
+def sample_sections(
+    pipe, cond: Conditioning, *, height: int, width: int, sections: int, window: int, steps: int,
+    distilled_guidance: float, true_cfg: float, generator: torch.Generator, device: torch.device,
+    image_embeds_for: Callable[[int], torch.Tensor], on_step: StepCallback, on_section: SectionCallback,
+    section_start: Callable[[int], None] | None = None,
+) -> np.ndarray:
+    """Samples `sections` windows end-first and returns (n, H, W, 3) uint8 frames, n = sections·4·window + 1.
+
+    `image_embeds_for(g)` gives the SigLIP embedding for generated section g (g = 0 is the last
+    temporal section). `on_section` receives all frames decoded so far after every section.
+    """
+    from diffusers.pipelines.hunyuan_video.pipeline_hunyuan_video_framepack import (
+        calculate_shift,
+        retrieve_timesteps,
+    )
+
+    transformer, vae, scheduler = pipe.transformer, pipe.vae, pipe.scheduler
+    dtype = transformer.dtype
+    channels = transformer.config.in_channels
+    t_scale = pipe.vae_scale_factor_temporal
+    s_scale = pipe.vae_scale_factor_spatial
+    window_frames = (window - 1) * t_scale + 1
+    joiner = _FrameJoiner(window_frames)
+    history_len = max(sum(HISTORY_SIZES), 2 * window + 1)
+    # Only the newest `history_len` latent frames are ever read again (as clean history or as the
+    # decode context of the next section), so the history does not grow with video length.
+    history = torch.zeros(1, channels, history_len, height // s_scale, width // s_scale,
+                          device=device, dtype=torch.float32)
+    # Rounded like the pipeline: the scale in the model dtype, then times 1000.
+    guidance = torch.tensor([distilled_guidance], dtype=dtype, device=device) * 1000.0
+    paddings = latent_paddings(sections)
+    sigmas = np.linspace(1.0, 0.0, steps + 1)[:-1]
+    negative = cond.negative if true_cfg > 1 and cond.negative is not None else None
+    cfg_scale = float(true_cfg)
+
+    for g in range(sections):
+        is_last = g == sections - 1  # the temporally first section, next to the first image
+        pad = paddings[g] * window
+        index = torch.arange(0, 1 + pad + window + sum(HISTORY_SIZES))
+        idx_prefix, _, idx_latents, idx_1x, idx_2x, idx_4x = index.split([1, pad, window, *HISTORY_SIZES])
+        idx_clean = torch.cat([idx_prefix, idx_1x])
+        hist_1x, hist_2x, hist_4x = history[:, :, : sum(HISTORY_SIZES)].split(list(HISTORY_SIZES), dim=2)
+        if g == 0:
+            hist_1x = cond.latents_b  # the last image anchors the end of the video
+        clean = torch.cat([cond.latents_a, hist_1x], dim=2).to(dtype)
+        hist_2x, hist_4x = hist_2x.to(dtype), hist_4x.to(dtype)
+
+        latents = pipe.prepare_latents(1, channels, height, width, window_frames, dtype=torch.float32,
+                                       device=device, generator=generator, latents=None)
+        seq_len = latents.shape[2] * latents.shape[3] * latents.shape[4] / transformer.config.patch_size**2
+        cfg = scheduler.config
+        mu = calculate_shift(seq_len, cfg.get("base_image_seq_len", 256), cfg.get("max_image_seq_len", 4096),
+                             cfg.get("base_shift", 0.5), cfg.get("max_shift", 1.15))
+        timesteps, _ = retrieve_timesteps(scheduler, steps, device, sigmas=sigmas, mu=min(mu, math.log(7.0)))
+        image_embeds = image_embeds_for(g)
+        if section_start is not None:
+            section_start(g)
+
+        common = dict(
+            image_embeds=image_embeds, indices_latents=idx_latents, guidance=guidance,
+            latents_clean=clean, indices_latents_clean=idx_clean,
+            latents_history_2x=hist_2x, indices_latents_history_2x=idx_2x,
+            latents_history_4x=hist_4x, indices_latents_history_4x=idx_4x, return_dict=False,
+        )
+        cached = getattr(transformer, "is_cache_enabled", False)
+        if cached:
+            # Each section starts from fresh noise: nothing cached in the previous one applies.
+            transformer._reset_stateful_cache()
+        for i, t in enumerate(timesteps):
+            x = latents.to(dtype)
+            timestep = t.expand(1)
+            with _cache_context(transformer, "cond", cached):
+                noise = transformer(hidden_states=x, timestep=timestep, encoder_hidden_states=cond.prompt_embeds,
+                                    encoder_attention_mask=cond.prompt_mask, pooled_projections=cond.pooled,
+                                    **common)[0]
+            if negative is not None:
+                with _cache_context(transformer, "uncond", cached):
+                    neg = transformer(hidden_states=x, timestep=timestep, encoder_hidden_states=negative[0],
+                                      encoder_attention_mask=negative[1], pooled_projections=negative[2],
+                                      **common)[0]
+                noise = neg + cfg_scale * (noise - neg)
+            latents = scheduler.step(noise.float(), t, latents, return_dict=False)[0]
+            on_step(g, i)
+
+        if is_last:
+            latents = torch.cat([cond.latents_a, latents], dim=2)
+        new = latents.shape[2]
+        history = torch.cat([latents, history], dim=2)[:, :, : max(history_len, new + window)]
+        # The first decoded section stands alone; later ones decode with the previous section's
+        # first `window` latents as context, whose frames the overlap blend then fades across.
+        context = 0 if g == 0 else window
+        decode_latents = history[:, :, : new + context].to(vae.dtype) / vae.config.scaling_factor
+        video = vae.decode(decode_latents, return_dict=False)[0]
+        section = _section_to_cpu(video)
+        del video, decode_latents
+        joiner.prepend(section)
+        on_section(g + 1, joiner.frames())
+
+    frames = joiner.frames()
+    keep = (frames.shape[0] - 1) // t_scale * t_scale + 1
+    return frames[:keep]
+
+
+__all__ = ["Conditioning", "Placement", "encode", "latent_paddings", "sample_sections"]
