@@ -55,6 +55,16 @@ class Settings(BaseSettings):
     default_engine: Literal["framepack", "morph"] = Field(
         "framepack", validation_alias=_env("STUDIO_DEFAULT_ENGINE")
     )
+    # Regional torch.compile of the FramePack transformer blocks on CUDA (auto = on when Triton is
+    # there); compiled kernels are cached under STUDIO_MODELS_DIR/torch_compile_cache.
+    framepack_compile: Literal["auto", "on", "off"] = Field(
+        "auto", validation_alias=_env("STUDIO_FRAMEPACK_COMPILE")
+    )
+    # Compile (warm up) once while the model loads, so the first section does not pay for it.
+    framepack_warmup: bool = Field(True, validation_alias=_env("STUDIO_FRAMEPACK_WARMUP"))
+    # FP8 matmuls in the transformer blocks on Hopper/Ada (resident mode). Faster, not bit-exact:
+    # off by default; the measured error against bf16 is in benchmarks/README.md.
+    fp8_matmul: bool = Field(False, validation_alias=_env("STUDIO_FP8_MATMUL"))
 
     # --- uploads and jobs ---------------------------------------------------------------------
     max_upload_mb: float = Field(25.0, validation_alias=_env("STUDIO_MAX_UPLOAD_MB"))
