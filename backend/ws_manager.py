@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from typing import Any, Callable
 
 from fastapi import WebSocket, WebSocketDisconnect
@@ -44,6 +45,7 @@ class WebSocketManager:
     def publish(self, event: dict[str, Any]) -> None:
         if not self._clients:
             return
+        event.setdefault("ts", time.time())
         message = json.dumps(event, separators=(",", ":"))
         for client in list(self._clients):
             try:
@@ -53,6 +55,8 @@ class WebSocketManager:
                 self._drop(client)
 
     def publish_threadsafe(self, event: dict[str, Any]) -> None:
+        # Stamped here, on the worker's side, so clients can measure worker → client latency.
+        event.setdefault("ts", time.time())
         if self._loop is not None and not self._loop.is_closed():
             self._loop.call_soon_threadsafe(self.publish, event)
 
