@@ -26,7 +26,8 @@ CLIENT_QUEUE_SIZE = 1000
 class _Client:
     def __init__(self, ws: WebSocket) -> None:
         self.ws = ws
-        self.queue: asyncio.Queue[str | None] = asyncio.Queue(CLIENT_QUEUE_SIZE)
+        self.queue: asyncio.Queue[str] = asyncio.Queue(CLIENT_QUEUE_SIZE)
+        self.sender: asyncio.Task | None = None
 
 
 class WebSocketManager:
@@ -62,10 +63,16 @@ class WebSocketManager:
 
     def _drop(self, client: _Client) -> None:
         self._clients.discard(client)
-        # Wake its sender so it closes the socket; the queue may be full, so make room first.
-        with contextlib.suppress(asyncio.QueueEmpty):
-            client.queue.get_nowait()
-        client.queue.put_nowait(None)
+        # Its sender may be stuck in a send that never completes (a client that stopped reading):
+        # cancel it and close the socket, bounded in time, so the connection ends.
+        if client.sender is not None:
+            client.sender.cancel()
+        asyncio.ensure_future(self._close(client.ws, 1013))
+
+    @staticmethod
+    async def _close(ws: WebSocket, code: int) -> None:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(ws.close(code=code), timeout=2)
 
     async def serve(self, ws: WebSocket) -> None:
         """Runs one client's connection until it closes."""
@@ -74,7 +81,7 @@ class WebSocketManager:
         # Snapshot and registration happen with no await in between, so no event falls in a gap.
         client.queue.put_nowait(json.dumps({"type": "snapshot", "jobs": self._snapshot()}))
         self._clients.add(client)
-        sender = asyncio.create_task(self._send_loop(client))
+        sender = client.sender = asyncio.create_task(self._send_loop(client))
         try:
             while True:
                 # Clients do not send anything we act on; reading notices a closed socket.
@@ -90,16 +97,14 @@ class WebSocketManager:
     async def _send_loop(self, client: _Client) -> None:
         try:
             while True:
-                message = await client.queue.get()
-                if message is None:
-                    await client.ws.close(code=1013)
-                    return
-                await client.ws.send_text(message)
+                await client.ws.send_text(await client.queue.get())
         except Exception:  # a broken socket: the receive loop ends the connection
             self._clients.discard(client)
             with contextlib.suppress(Exception):
                 await client.ws.close()
 
     async def close_all(self) -> None:
-        for client in list(self._clients):
+        clients = list(self._clients)
+        for client in clients:
             self._drop(client)
+        await asyncio.gather(*(self._close(c.ws, 1001) for c in clients))
