@@ -120,7 +120,8 @@ async def delete_job(job_id: str, request: Request):
 async def health(request: Request):
     engines = request.app.state.engines
     device = await asyncio.to_thread(engines.device)
-    return {"status": "ok", "device": device, "engines": engines.describe()}
+    return {"status": "ok", "device": device, "engines": engines.describe(),
+            "postprocess": engines.describe_postprocess()}
 
 
 @router.websocket("/ws")

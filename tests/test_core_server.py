@@ -69,6 +69,15 @@ def test_health_reports_engines_and_device(client):
     assert body["device"]["type"] == "cpu"
     assert body["engines"]["framepack"]["ready"] is True
     assert body["engines"]["morph"]["ready"] is True
+    # No post-processing weights in the test's models folder: each is named with what happens.
+    missing = body["postprocess"]["missing"]
+    assert "realesrgan-x4plus" in missing and "downloads on first use" in missing["realesrgan-x4plus"]
+
+
+def test_health_names_a_missing_framepack_folder(tmp_path):
+    with StudioServer(tmp_path, {"FRAMEPACK_DIR": str(tmp_path / "nowhere")}) as srv:
+        fp = httpx.get(srv.url + "/api/health").json()["engines"]["framepack"]
+    assert fp["ready"] is False and "does not exist" in fp["reason"] and "setup.sh" in fp["reason"]
 
 
 def test_framepack_job_streams_ordered_events_and_makes_the_expected_video(server, client):

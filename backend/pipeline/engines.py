@@ -56,3 +56,19 @@ class Engines:
 
     def describe(self) -> dict:
         return {name: engine.describe() for name, engine in self._engines.items()}
+
+    def describe_postprocess(self) -> dict:
+        """Which post-processing weight files are on disk; missing ones download on first use."""
+        from backend.utils.model_registry import WEIGHTS, weight_path
+
+        missing = {}
+        for name, spec in WEIGHTS.items():
+            path = weight_path(name, self.settings)
+            if not path.exists():
+                how = "downloads on first use" if spec.url else f"place it there by hand ({spec.source_note})"
+                missing[name] = f"{path} is missing: {how}"
+        return {
+            "ready": True,
+            "missing": missing,
+            "reason": "all weight files present" if not missing else f"{len(missing)} weight file(s) not on disk yet",
+        }
