@@ -54,11 +54,12 @@ def test_every_stage_on_gives_expected_size_count_and_fps(settings, source, tmp_
     assert not list(tmp_path.glob("*.partial*"))
 
 
-def test_four_x_interpolation_and_x2_model_at_four(settings, source, tmp_path):
+def test_four_x_interpolation_and_x2_model_at_four(settings, tmp_path):
+    source = write_video(tmp_path / "small.mp4", smooth_frames(5, 16, 24), fps=30)
     options = {"mode": "manual", "upscale": 4, "interpolate": 4, "upscale_model": "realesrgan-x2plus"}
     report = run_postprocess(source, tmp_path / "out.mp4", options, settings, lambda p: None)
     info = probe(tmp_path / "out.mp4")
-    assert (info.width, info.height, info.frames) == (256, 192, 4 * 9 - 3)
+    assert (info.width, info.height, info.frames) == (96, 64, 4 * 5 - 3)
     assert info.fps == pytest.approx(120.0) and report["output"]["fps"] == 120.0
 
 

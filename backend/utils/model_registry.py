@@ -7,7 +7,7 @@ longer than the download timeout.
 
 Checksums: only values read from public sources are filled in. Where a field is `None` it is
 unknown here; `download_file` then checks only the size when that is known, and
-`scripts/verify` style callers can print `sha256_of(path)` to pin it later. No hash is guessed.
+`backend.utils.downloads.sha256_of(path)` prints a downloaded file's hash so it can be pinned here. No hash is guessed.
 """
 
 from __future__ import annotations
