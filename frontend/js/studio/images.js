@@ -3,6 +3,7 @@
 // between two consecutive images.
 import { html, useRef, useState, useEffect } from "../lib/react.js";
 import { useLang } from "../lib/i18n.js";
+import { TagChips } from "./suggestions.js";
 
 // Prompts belong to a pair of images, not to a position: after a reorder a pair that still exists
 // keeps its text.
@@ -59,7 +60,7 @@ function useDragReorder(items, onMove) {
   return { register, draggingKey, handlers: { onPointerMove, onPointerUp, onPointerCancel: onPointerUp }, onPointerDown };
 }
 
-function ImageCard({ item, index, count, dragging, cardRef, onPointerDown, handlers, onMove, onRemove, t }) {
+function ImageCard({ item, index, count, dragging, cardRef, onPointerDown, handlers, onMove, onRemove, tags, t }) {
   const uploading = item.status !== "ready";
   const source = item.upload ? item.upload.url : item.preview;
   return html`<div ref=${cardRef} data-testid="image-card" data-upload-id=${item.upload ? item.upload.id : ""}
@@ -76,6 +77,7 @@ function ImageCard({ item, index, count, dragging, cardRef, onPointerDown, handl
       </div>`}
     </div>
     <div class="mt-1 truncate text-[11px] text-slate-600" title=${item.filename}>${item.filename}</div>
+    <${TagChips} tags=${tags} />
     <div class="mt-1 flex justify-between gap-1">
       <button type="button" aria-label=${t("images.moveLeft")} title=${t("images.moveLeft")} disabled=${index === 0}
         data-testid="move-left" onClick=${() => onMove(item.key, index - 1)}
@@ -89,13 +91,15 @@ function ImageCard({ item, index, count, dragging, cardRef, onPointerDown, handl
   </div>`;
 }
 
-function PairArrow({ index, value, english, onChange, t }) {
+// `suggested`: the prompt the server would use for this pair if it stays blank (from the analysis),
+// shown as the placeholder so a blank box is not a mystery.
+function PairArrow({ index, value, english, suggested, onChange, t }) {
   return html`<div class="flex w-44 shrink-0 flex-col justify-center gap-1 sm:w-48" data-testid="pair">
     <div class="flex items-center gap-1 text-indigo-600" aria-hidden="true">
       <span class="h-0.5 flex-1 bg-indigo-300"></span><span class="text-lg leading-none">➜</span>
     </div>
     <label class="text-[11px] text-slate-600">${t("prompt.pair", { n: index + 1 })}
-      <textarea rows="3" value=${value} data-testid="pair-prompt" placeholder=${t("prompt.pairPlaceholder")}
+      <textarea rows="3" value=${value} data-testid="pair-prompt" placeholder=${suggested ? t("prompt.pairSuggested", { p: suggested }) : t("prompt.pairPlaceholder")}
         onInput=${(e) => onChange(e.target.value)}
         class="mt-0.5 block w-full resize-none rounded-md border border-slate-300 p-1.5 text-xs"></textarea>
     </label>
@@ -104,7 +108,8 @@ function PairArrow({ index, value, english, onChange, t }) {
   </div>`;
 }
 
-export function ImageStrip({ items, rejected, pairPrompts, englishFor, onFiles, onMove, onRemove, onDismiss, onPairPrompt }) {
+export function ImageStrip({ items, rejected, pairPrompts, englishFor, onFiles, onMove, onRemove, onDismiss, onPairPrompt,
+  tagsFor = () => null, suggestedPromptFor = () => "" }) {
   const { t } = useLang();
   const input = useRef(null);
   const { register, draggingKey, handlers, onPointerDown } = useDragReorder(items, onMove);
@@ -116,12 +121,12 @@ export function ImageStrip({ items, rejected, pairPrompts, englishFor, onFiles, 
       const key = both ? pairKey(left, item) : null;
       nodes.push(both
         ? html`<${PairArrow} key=${`pair-${key}`} index=${index - 1} value=${pairPrompts[key] || ""}
-            english=${englishFor(key)} onChange=${(v) => onPairPrompt(key, v)} t=${t} />`
+            english=${englishFor(key)} suggested=${suggestedPromptFor(key)} onChange=${(v) => onPairPrompt(key, v)} t=${t} />`
         : html`<div key=${`gap-${item.key}`} class="flex w-10 items-center justify-center text-slate-400">➜</div>`);
     }
     nodes.push(html`<${ImageCard} key=${item.key} item=${item} index=${index} count=${items.length}
       dragging=${draggingKey === item.key} cardRef=${register(item.key)} onPointerDown=${onPointerDown}
-      handlers=${handlers} onMove=${onMove} onRemove=${onRemove} t=${t} />`);
+      handlers=${handlers} onMove=${onMove} onRemove=${onRemove} tags=${item.upload ? tagsFor(item.upload.id) : null} t=${t} />`);
   });
 
   return html`<section aria-labelledby="images-title">

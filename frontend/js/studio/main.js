@@ -7,6 +7,7 @@ import { connectSocket } from "../lib/socket.js";
 import { ImageStrip, useWindowDrop, pairKey } from "./images.js";
 import { SettingsPanel, AdvancedPanel, DEFAULT_SETTINGS, DEFAULT_POST } from "./settings.js";
 import { JobList } from "./jobs.js";
+import { SuggestionsPanel, useAnalysis, indexAnalysis, NO_AUTO } from "./suggestions.js";
 import { jobsReducer, initialJobs, actionFor, sortedJobs } from "../lib/jobs-store.js";
 
 const DRAFT_KEY = "studio.draft";
@@ -44,6 +45,8 @@ function Studio() {
   const [settings, setSettings] = useState({ ...DEFAULT_SETTINGS, ...(draft ? draft.settings : {}) });
   const [engine, setEngine] = useState(draft && draft.engine ? draft.engine : "framepack");
   const [post, setPost] = useState({ ...DEFAULT_POST, ...(draft ? draft.post : {}) });
+  // Sliders that follow the per-transition suggestions (see suggestions.js).
+  const [auto, setAuto] = useState({ ...NO_AUTO, ...(draft ? draft.auto : {}) });
   const [health, setHealth] = useState(null);
   const [jobsState, dispatch] = useReducer(jobsReducer, initialJobs);
   const [socketStatus, setSocketStatus] = useState("connecting");
@@ -57,12 +60,27 @@ function Studio() {
   const ready = items.filter((item) => item.status === "ready");
   const imageIds = ready.map((item) => item.upload.id);
   const pairs = Math.max(0, ready.length - 1);
+  const analysis = useAnalysis(imageIds);
+  const analysed = indexAnalysis(analysis, imageIds);
 
   useEffect(() => {
     localStorage.setItem(DRAFT_KEY, JSON.stringify({
-      uploads: ready.map((item) => item.upload), pairPrompts, prompt, settings, engine, post, lastJob,
+      uploads: ready.map((item) => item.upload), pairPrompts, prompt, settings, engine, post, lastJob, auto,
     }));
-  }, [items, pairPrompts, prompt, settings, engine, post, lastJob]);
+  }, [items, pairPrompts, prompt, settings, engine, post, lastJob, auto]);
+
+  // An answer for the current order that has no per-pair suggestion (model unavailable) ends the
+  // auto mode: the server would fall back to its defaults, which the sliders would not show.
+  useEffect(() => {
+    if (!analysed.current || analysis.loading) return;
+    const next = { seconds: auto.seconds && !!analysed.seconds, strength: auto.strength && !!analysed.strength };
+    if (next.seconds !== auto.seconds || next.strength !== auto.strength) setAuto(next);
+  }, [analysis, auto]);
+
+  function applySuggestions(s, index) {
+    if (s.resolution != null) setSettings((current) => ({ ...current, resolution: s.resolution }));
+    setAuto({ seconds: !!index.seconds, strength: !!index.strength });
+  }
 
   // A restored draft may name uploads the server no longer has (data dir wiped): drop those.
   useEffect(() => {
@@ -147,7 +165,8 @@ function Studio() {
       prompt,
       prompts: keys.map((key) => (pairPrompts[key] || "").trim() || null),
       engine,
-      settings,
+      // null = "not set": the server gives each transition its suggested value.
+      settings: { ...settings, seconds: auto.seconds ? null : settings.seconds, strength: auto.strength ? null : settings.strength },
       postprocess: post,
     };
     try {
@@ -180,17 +199,22 @@ function Studio() {
           <${ImageStrip} items=${items} rejected=${rejected} pairPrompts=${pairPrompts} englishFor=${englishFor}
             onFiles=${addFiles} onMove=${move} onRemove=${remove}
             onDismiss=${(key) => setRejected((list) => list.filter((r) => r.key !== key))}
-            onPairPrompt=${(key, value) => setPairPrompts((p) => ({ ...p, [key]: value }))} />
+            onPairPrompt=${(key, value) => setPairPrompts((p) => ({ ...p, [key]: value }))}
+            tagsFor=${(id) => analysed.tags[id] || null}
+            suggestedPromptFor=${(key) => (prompt.trim() || !analysed.perPair[key] ? "" : analysed.perPair[key].prompt)} />
           <label class="mt-4 block text-sm font-medium">${t("prompt.global")}
             <textarea rows="2" value=${prompt} onInput=${(e) => setPrompt(e.target.value)} data-testid="global-prompt"
               placeholder=${t("prompt.globalPlaceholder")}
               class="mt-1 block w-full rounded-md border border-slate-300 p-2 text-sm"></textarea></label>
         </div>
+        <${SuggestionsPanel} analysis=${analysis} index=${analysed} imageIds=${imageIds} auto=${auto}
+          onApply=${applySuggestions} onOwnValues=${() => setAuto(NO_AUTO)} />
         <div class="rounded-xl border border-slate-200 bg-white p-4 shadow-sm">
           <${SettingsPanel} settings=${settings} setSettings=${setSettings} engine=${engine} setEngine=${setEngine}
-            post=${post} setPost=${setPost} pairs=${pairs} health=${health} />
+            post=${post} setPost=${setPost} pairs=${pairs} health=${health}
+            auto=${auto} setAuto=${setAuto} suggested=${{ seconds: analysed.seconds, strength: analysed.strength }} />
         </div>
-        <${AdvancedPanel} images=${imageIds} settings=${settings} engine=${engine} />
+        <${AdvancedPanel} images=${imageIds} settings=${settings} engine=${engine} auto=${auto} />
         <div class="flex flex-wrap items-center gap-3">
           <button type="submit" disabled=${!!blocked || submitting} data-testid="submit"
             class="rounded-lg bg-indigo-600 px-5 py-2.5 font-semibold text-white shadow hover:bg-indigo-700 disabled:cursor-not-allowed disabled:opacity-50">

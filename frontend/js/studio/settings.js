@@ -3,6 +3,7 @@
 import { html, useState, useEffect, useRef, Fragment } from "../lib/react.js";
 import { useLang } from "../lib/i18n.js";
 import { api } from "../lib/api.js";
+import { autoDisplay } from "./suggestions.js";
 
 // Drawn, not an emoji: phones and servers without an emoji font would show an empty box.
 const DIE = html`<svg viewBox="0 0 24 24" width="20" height="20" aria-hidden="true" fill="none" stroke="currentColor" stroke-width="1.8">
@@ -18,7 +19,7 @@ function Slider({ id, label, help, value, min, max, step, display, onChange }) {
   return html`<div>
     <div class="flex items-baseline justify-between gap-2">
       <label for=${id} class="text-sm font-medium">${label}</label>
-      <span class="w-24 text-right text-sm tabular-nums text-slate-700" data-testid=${`${id}-value`}>${display}</span>
+      <span class="min-w-24 text-right text-sm tabular-nums text-slate-700" data-testid=${`${id}-value`}>${display}</span>
     </div>
     <input id=${id} type="range" min=${min} max=${max} step=${step} value=${value} data-testid=${id}
       onInput=${(e) => onChange(Number(e.target.value))} class="w-full accent-indigo-600" />
@@ -35,10 +36,24 @@ function Segmented({ name, value, options, onChange, testid }) {
   </div>`;
 }
 
-export function SettingsPanel({ settings, setSettings, engine, setEngine, post, setPost, pairs, health }) {
+// `auto` marks sliders that follow the per-transition suggestions (sent as null, filled in by the
+// server per pair); `suggested` holds those per-pair values for the display. Moving such a slider
+// makes it the user's own value again.
+export function SettingsPanel({ settings, setSettings, engine, setEngine, post, setPost, pairs, health,
+  auto = { seconds: false, strength: false }, setAuto = () => {}, suggested = {} }) {
   const { t } = useLang();
-  const set = (key) => (value) => setSettings({ ...settings, [key]: value });
-  const total = Math.round(settings.seconds * Math.max(pairs, 0) * 10) / 10;
+  const set = (key) => (value) => {
+    setSettings({ ...settings, [key]: value });
+    if (auto[key]) setAuto({ ...auto, [key]: false });
+  };
+  const autoSeconds = auto.seconds && suggested.seconds;
+  const autoStrength = auto.strength && suggested.strength;
+  const total = autoSeconds
+    ? Math.round(suggested.seconds.reduce((a, b) => a + b, 0) * 10) / 10
+    : Math.round(settings.seconds * Math.max(pairs, 0) * 10) / 10;
+  const resolutions = RESOLUTIONS.includes(settings.resolution)
+    ? RESOLUTIONS : [...RESOLUTIONS, settings.resolution].sort((a, b) => a - b);
+  const autoLabel = (values, unit) => `${t("settings.auto")} ${autoDisplay(values, unit)}`;
   const engineState = (name) => health && health.engines && health.engines[name];
   const engineLabel = (name) => {
     const state = engineState(name);
@@ -50,19 +65,20 @@ export function SettingsPanel({ settings, setSettings, engine, setEngine, post, 
     <h2 id="settings-title" class="text-lg font-semibold">${t("settings.title")}</h2>
     <div class="grid gap-4 sm:grid-cols-3">
       <${Slider} id="seconds" label=${`${t("settings.length")}`} value=${settings.seconds} min="0.5" max="20" step="0.5"
-        display=${`${settings.seconds.toFixed(1)} s`} onChange=${set("seconds")}
+        display=${autoSeconds ? autoLabel(suggested.seconds, " s") : `${settings.seconds.toFixed(1)} s`} onChange=${set("seconds")}
         help=${html`${t("settings.lengthHelp")} · <span data-testid="total-length" class="tabular-nums">${t("settings.total", { s: total.toFixed(1), n: pairs })}</span>`} />
       <${Slider} id="quality" label=${t("settings.quality")} value=${settings.quality} min="0" max="100" step="1"
         display=${settings.quality} onChange=${set("quality")} help=${t("settings.qualityHelp")} />
       <${Slider} id="strength" label=${t("settings.strength")} value=${settings.strength} min="0" max="100" step="1"
-        display=${settings.strength} onChange=${set("strength")} help=${t("settings.strengthHelp")} />
+        display=${autoStrength ? autoLabel(suggested.strength, "") : settings.strength} onChange=${set("strength")}
+        help=${t("settings.strengthHelp")} />
     </div>
     <div class="flex flex-wrap items-end gap-4">
       <label class="text-sm font-medium">${t("settings.resolution")}
         <select value=${settings.resolution} data-testid="resolution"
           onChange=${(e) => set("resolution")(Number(e.target.value))}
           class="mt-1 block rounded-md border border-slate-300 px-2 py-1.5 text-sm">
-          ${RESOLUTIONS.map((r) => html`<option key=${r} value=${r}>${r}px${r < 384 ? ` (${t("settings.draftRes")})` : ""}</option>`)}
+          ${resolutions.map((r) => html`<option key=${r} value=${r}>${r}px${r < 384 ? ` (${t("settings.draftRes")})` : ""}</option>`)}
         </select></label>
       <label class="text-sm font-medium">${t("settings.seed")}
         <span class="mt-1 flex">
@@ -104,7 +120,7 @@ function isDraft(params) {
   return params.draft === true || (cache != null && cache !== false && !["off", "none", ""].includes(String(cache)));
 }
 
-export function AdvancedPanel({ images, settings, engine }) {
+export function AdvancedPanel({ images, settings, engine, auto = { seconds: false, strength: false } }) {
   const { t } = useLang();
   const [state, setState] = useState({ loading: false, params: null, segments: null, error: "" });
   const latest = useRef(0);
@@ -129,6 +145,7 @@ export function AdvancedPanel({ images, settings, engine }) {
     <summary class="cursor-pointer text-sm font-medium">${t("advanced.title")}
       <span class="ml-2 text-xs text-slate-500">${state.loading ? t("advanced.loading") : ""}</span></summary>
     ${state.error && html`<p class="mt-2 text-sm text-red-700" role="alert" data-testid="advanced-error">${state.error}</p>`}
+    ${(auto.seconds || auto.strength) && html`<p class="mt-2 text-xs text-sky-900" data-testid="advanced-auto">${t("advanced.auto")}</p>`}
     ${state.params && html`<div class="mt-2">
       ${isDraft(state.params) && html`<p class="mb-2 inline-block rounded bg-amber-100 px-2 py-0.5 text-xs font-medium text-amber-900"
         data-testid="draft-label">${t("advanced.draft")} · ${String(state.params.cache)}</p>`}
