@@ -107,6 +107,14 @@ async def cancel_job(job_id: str, request: Request):
         return _error(exc.status, exc.message)
 
 
+@router.post("/api/jobs/{job_id}/retry")
+async def retry_job(job_id: str, request: Request):
+    try:
+        return await _queue(request).retry(job_id)
+    except JobError as exc:
+        return _error(exc.status, exc.message)
+
+
 @router.delete("/api/jobs/{job_id}", status_code=204)
 async def delete_job(job_id: str, request: Request):
     try:

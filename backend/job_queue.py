@@ -114,6 +114,7 @@ class JobQueue:
             "video_url": output_url(s, job.get("video_path")) if job["status"] == "completed" else None,
             "postprocess_report": job.get("postprocess_report"),
             "warnings": job.get("warnings") or [],
+            "attempts": job.get("attempts") or 0,
         }
 
     def get(self, job_id: str) -> dict:
@@ -176,6 +177,18 @@ class JobQueue:
             self._token.set("cancel")  # the worker marks it cancelled once the stage stops
         elif job["status"] != "running":
             raise JobError(409, f"job {job_id} is already {job['status']}")
+        return self.get(job_id)
+
+    async def retry(self, job_id: str) -> dict:
+        """Queues a failed or cancelled job again; its finished segments are kept and reused."""
+        job = self.store.get_job(job_id)
+        if job is None:
+            raise JobError(404, f"job {job_id} not found")
+        if job["status"] not in ("failed", "cancelled"):
+            raise JobError(409, f"job {job_id} is {job['status']}: only failed or cancelled jobs can be retried")
+        self.store.update_job(job_id, status="queued", stage="queued", error=None, finished_at=None)
+        self._queue.put_nowait(job_id)
+        self._emit("job.queued", job_id)
         return self.get(job_id)
 
     async def delete(self, job_id: str) -> None:

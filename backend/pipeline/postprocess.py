@@ -83,7 +83,9 @@ def plan_postprocess(options: dict | None, info: VideoInfo, sample_frames: np.nd
     model = options.get("upscale_model") or "realesrgan-x4plus"
     if model not in UPSCALE_MODELS:
         raise ValueError(f"upscale_model must be one of {', '.join(UPSCALE_MODELS)}, got {model!r}")
-    fidelity = float(options.get("codeformer_fidelity", settings.codeformer_fidelity))
+    # The job's options carry null when the user left the fidelity to the studio's setting.
+    chosen = options.get("codeformer_fidelity")
+    fidelity = float(settings.codeformer_fidelity if chosen is None else chosen)
     if not 0.0 <= fidelity <= 1.0:
         raise ValueError(f"codeformer_fidelity must be between 0 and 1, got {fidelity}")
     plan = PostPlan(mode=mode, upscale_model=model, codeformer_fidelity=fidelity)

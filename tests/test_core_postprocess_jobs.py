@@ -1,0 +1,52 @@
+"""Jobs with post-processing through the real server: weights of the real architectures (random),
+placed where the settings say, loaded through the registry; a missing weight fails the job clearly
+and nothing is lost: retry reuses the finished segments."""
+
+from __future__ import annotations
+
+import httpx
+
+from backend.utils.video_io import probe
+from tests.helpers.images import scene
+from tests.helpers.server import StudioServer
+from tests.test_core_server import upload, wait_for
+from tests.test_post_helpers import make_settings, save_rife, save_upscaler
+
+
+def test_post_processed_job_and_a_failed_stage_then_retry(tmp_path):
+    models = make_settings(tmp_path)
+    env = {"RIFE_DIR": str(models.rife_dir), "UPSCALER_DIR": str(models.upscaler_dir),
+           "CODEFORMER_DIR": str(models.codeformer_dir), "FACEXLIB_DIR": str(models.facexlib_dir),
+           "STUDIO_WEIGHTS_DOWNLOAD_TIMEOUT_S": "2", "STUDIO_DEFAULT_ENGINE": "morph"}
+    save_rife(models)
+    save_upscaler(models, "realesr-animevideov3")
+    with StudioServer(tmp_path, env) as server, httpx.Client(base_url=server.url, timeout=60) as client:
+        ids = upload(client, [scene(64, 64), scene(64, 64, shift=10), scene(64, 64, shift=20)])
+        settings = {"seconds": 1.2, "resolution": 64}
+        r = client.post("/api/jobs", json={"images": ids, "settings": settings, "postprocess": {
+            "mode": "manual", "upscale": 2, "upscale_model": "realesr-animevideov3", "interpolate": 2}})
+        job = wait_for(client, r.json()["id"])
+        assert job["status"] == "completed", job["error"]
+        joined_frames = 2 * 37 - 1
+        info = probe(server.data_dir / "outputs" / job["id"] / "final.mp4")
+        assert (info.width, info.height, info.fps, info.frames) == (128, 128, 60.0, 2 * joined_frames - 1)
+        assert job["postprocess_report"] is not None
+
+        # Face restore asked for, but CodeFormer's weights are nowhere (and cannot be downloaded).
+        r = client.post("/api/jobs", json={"images": ids, "settings": settings,
+                                           "postprocess": {"mode": "manual", "face_restore": True}})
+        failed = wait_for(client, r.json()["id"])
+        assert failed["status"] == "failed"
+        # The first weight the stage needs is the face detector's: named, with where to put it.
+        assert "detection_Resnet50_Final.pth" in failed["error"] and str(models.facexlib_dir) in failed["error"]
+        assert [s["status"] for s in failed["segments"]] == ["done", "done"]
+        segment = server.data_dir / "outputs" / failed["id"] / "segment_000.mp4"
+        made_at = segment.stat().st_mtime_ns
+
+        # Retry is refused for a completed job, accepted for the failed one; segments are reused.
+        assert client.post(f"/api/jobs/{job['id']}/retry").status_code == 409
+        r = client.post(f"/api/jobs/{failed['id']}/retry")
+        assert r.status_code == 200 and r.json()["status"] in ("queued", "running", "failed")
+        again = wait_for(client, failed["id"], until=lambda j: j["status"] == "failed" and j["attempts"] == 2)
+        assert "detection_Resnet50_Final.pth" in again["error"]
+        assert segment.stat().st_mtime_ns == made_at
