@@ -7,7 +7,8 @@ import asyncio
 from fastapi import APIRouter, Request, Response, WebSocket
 from fastapi.responses import JSONResponse
 
-from backend.job_queue import JobError, JobQueue
+from backend import smart_params
+from backend.job_queue import JobQueue
 from backend.schemas import JobCreate, ParamsPreview
 from backend.uploads import UploadError, UploadReceiver
 
@@ -65,25 +66,18 @@ async def preview_params(body: ParamsPreview, request: Request):
     queue = _queue(request)
     engine = body.engine or request.app.state.settings.default_engine
     images = body.images or []
-    try:
-        if len(images) >= 2:
-            params = queue.resolve_params(images, body.settings, engine)
-        else:
-            from backend import smart_params
-
-            params = smart_params.resolve(body.settings, 1, None, fit=request.app.state.settings.fit_mode,
-                                          engine=engine)
-    except JobError as exc:
-        return _error(exc.status, exc.message)
+    if len(images) >= 2:
+        params = queue.resolve_params(images, body.settings, engine)
+    else:
+        params = smart_params.resolve(body.settings, 1, None, fit=request.app.state.settings.fit_mode,
+                                      engine=engine)
     return {"params": params, "segments": len(params["segments"])}
 
 
+# JobError is turned into {"detail": message} with its status by the app's exception handler.
 @router.post("/api/jobs", status_code=201)
 async def create_job(body: JobCreate, request: Request):
-    try:
-        return await _queue(request).submit(body)
-    except JobError as exc:
-        return _error(exc.status, exc.message)
+    return await _queue(request).submit(body)
 
 
 @router.get("/api/jobs")
@@ -93,34 +87,22 @@ async def list_jobs(request: Request):
 
 @router.get("/api/jobs/{job_id}")
 async def get_job(job_id: str, request: Request):
-    try:
-        return _queue(request).get(job_id)
-    except JobError as exc:
-        return _error(exc.status, exc.message)
+    return _queue(request).get(job_id)
 
 
 @router.post("/api/jobs/{job_id}/cancel")
 async def cancel_job(job_id: str, request: Request):
-    try:
-        return await _queue(request).cancel(job_id)
-    except JobError as exc:
-        return _error(exc.status, exc.message)
+    return await _queue(request).cancel(job_id)
 
 
 @router.post("/api/jobs/{job_id}/retry")
 async def retry_job(job_id: str, request: Request):
-    try:
-        return await _queue(request).retry(job_id)
-    except JobError as exc:
-        return _error(exc.status, exc.message)
+    return await _queue(request).retry(job_id)
 
 
 @router.delete("/api/jobs/{job_id}", status_code=204)
 async def delete_job(job_id: str, request: Request):
-    try:
-        await _queue(request).delete(job_id)
-    except JobError as exc:
-        return _error(exc.status, exc.message)
+    await _queue(request).delete(job_id)
     return Response(status_code=204)
 
 

@@ -20,7 +20,7 @@ from backend.analyzers.service import AnalysisService
 from backend.config import Settings
 from backend.db import Store
 from backend.frontend_routes import build_router as build_frontend_router
-from backend.job_queue import JobQueue
+from backend.job_queue import JobError, JobQueue
 from backend.pipeline.engines import Engines
 from backend.smart_params import Suggestions
 from backend.ws_manager import WebSocketManager
@@ -85,6 +85,10 @@ def create_app(settings: Settings | None = None, analysis: AnalysisService | Non
 
     app = FastAPI(title="FramePack Video Studio", lifespan=lifespan)
     app.state.settings = settings
+
+    @app.exception_handler(JobError)
+    async def _job_error(_: Request, exc: JobError):
+        return JSONResponse({"detail": exc.message}, status_code=exc.status)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError):
