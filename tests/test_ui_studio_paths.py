@@ -84,6 +84,12 @@ def _open(context, server, phone: bool = False):
     return page
 
 
+def _screenshot(page, name: str) -> None:
+    """For a person to look at: test-artifacts/ is gitignored."""
+    (ROOT / "test-artifacts").mkdir(exist_ok=True)
+    page.screenshot(path=str(ROOT / "test-artifacts" / name), full_page=True)
+
+
 def _images(tmp_path: Path, count: int, size=(160, 120)) -> list[Path]:
     return [save(scene(*size, shift=15 * i, hue=80 * i), tmp_path / f"img{i}.png") for i in range(count)]
 
@@ -159,6 +165,11 @@ def test_suggestions_per_transition_reach_the_job(browser, clip_server, tmp_path
     page.wait_for_selector("[data-testid=advanced-auto]")
     page.click("[data-testid=post-mode] label:has-text('Off')")
     page.click("[data-testid=engine] label:has-text('morph')")
+    _screenshot(page, "studio-suggestions.png")
+    page.set_viewport_size({"width": 390, "height": 844})
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    _screenshot(page, "studio-suggestions-phone.png")
+    page.set_viewport_size({"width": 1280, "height": 900})
 
     # Korean shows the Korean reasons; the choice survives a reload with the draft.
     page.click("[data-testid=lang-toggle]")

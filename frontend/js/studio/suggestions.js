@@ -111,7 +111,7 @@ export function SuggestionsPanel({ analysis, index, imageIds, auto, onApply, onO
     <div class="flex flex-wrap items-center gap-2">
       <h2 id="suggestions-title" class="text-base font-semibold">${t("suggest.title")}</h2>
       ${loading && html`<span class="text-xs text-slate-500">${t("suggest.loading")}</span>`}
-      ${result && result.model && index.current && html`<span class="text-xs text-slate-500" data-testid="suggestions-model">${result.model}</span>`}
+      ${result && result.model && index.current && html`<span class="max-w-[16rem] truncate text-xs text-slate-500" title=${result.model} data-testid="suggestions-model">${result.model}</span>`}
       <span class="ml-auto flex gap-2">
         ${canApply && html`<button type="button" data-testid="apply-suggestions" onClick=${() => onApply(s, index)}
           class="rounded-md bg-sky-700 px-3 py-1 text-xs font-medium text-white hover:bg-sky-800">${t("suggest.apply")}</button>`}
