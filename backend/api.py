@@ -67,7 +67,8 @@ async def preview_params(body: ParamsPreview, request: Request):
     engine = body.engine or request.app.state.settings.default_engine
     images = body.images or []
     if len(images) >= 2:
-        params = queue.resolve_params(images, body.settings, engine)
+        suggestions = await queue.suggestions_for(images)
+        params = queue.resolve_params(images, body.settings, engine, suggestions)
     else:
         params = smart_params.resolve(body.settings, 1, None, fit=request.app.state.settings.fit_mode,
                                       engine=engine)
@@ -110,8 +111,12 @@ async def delete_job(job_id: str, request: Request):
 async def health(request: Request):
     engines = request.app.state.engines
     device = await asyncio.to_thread(engines.device)
+    settings = request.app.state.settings
     return {"status": "ok", "device": device, "engines": engines.describe(),
-            "postprocess": engines.describe_postprocess()}
+            "postprocess": engines.describe_postprocess(),
+            "defaults": {"engine": settings.default_engine,
+                         "max_seconds_per_transition": settings.max_seconds_per_transition,
+                         "max_images_per_job": settings.max_images_per_job}}
 
 
 @router.websocket("/ws")

@@ -149,14 +149,19 @@ class JobQueue:
         return smart_params.resolve(settings, len(images) - 1, sizes, suggestions,
                                     fit=self.settings.fit_mode, engine=engine)
 
+    async def suggestions_for(self, images: list[str]):
+        """Image-analysis defaults for these uploads, or None; never raises."""
+        if self.suggest is None or any(self.store.get_upload(i) is None for i in images):
+            return None
+        try:
+            return await self.suggest([self.settings.uploads_dir / f"{i}.png" for i in images])
+        except Exception:  # suggestions are a nicety; a job never fails for them
+            log.exception("image analysis failed; using default parameters")
+            return None
+
     async def submit(self, request: JobCreate) -> dict:
         engine = request.engine or self.settings.default_engine
-        suggestions = None
-        if self.suggest is not None:
-            try:
-                suggestions = await self.suggest([self.settings.uploads_dir / f"{i}.png" for i in request.images])
-            except Exception:  # suggestions are a nicety; a job never fails for them
-                log.exception("image analysis failed; using default parameters")
+        suggestions = await self.suggestions_for(request.images)
         params = self.resolve_params(request.images, request.settings, engine, suggestions)
         job_id = secrets.token_hex(8)
         prompts = [{"original": p or "", "english": None} for p in request.pair_prompts()]

@@ -57,9 +57,10 @@ def clip_server(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def bare_server(tmp_path_factory):
-    """No OpenCLIP weights (the hub is offline) and no FramePack weights; at most 5 s per transition."""
+    """No OpenCLIP weights (the hub is offline) and no FramePack weights; at most 5 s per transition
+    and 2 images per job."""
     tmp = tmp_path_factory.mktemp("ui-bare")
-    with StudioServer(tmp, {"STUDIO_MAX_SECONDS_PER_TRANSITION": "5"}) as server:
+    with StudioServer(tmp, {"STUDIO_MAX_SECONDS_PER_TRANSITION": "5", "STUDIO_MAX_IMAGES_PER_JOB": "2"}) as server:
         yield server
 
 
@@ -163,6 +164,10 @@ def test_suggestions_per_transition_reach_the_job(browser, clip_server, tmp_path
     page.wait_for_selector("[data-testid=suggestions-active]")
     page.click("[data-testid=advanced] summary")
     page.wait_for_selector("[data-testid=advanced-auto]")
+    # The advanced panel shows the per-transition strengths the server resolves from the analysis.
+    page.wait_for_function(
+        "ks => { const el = document.querySelector('[data-testid=advanced-params]');"
+        " return !!el && ks.every(k => el.innerText.includes('\"strength\":' + k)); }", arg=strengths)
     page.click("[data-testid=post-mode] label:has-text('Off')")
     page.click("[data-testid=engine] label:has-text('morph')")
     _screenshot(page, "studio-suggestions.png")
@@ -231,17 +236,19 @@ def test_without_a_model_the_panel_says_why_and_keeps_size_suggestions(browser, 
 
 def test_refused_submit_and_failed_job_show_the_servers_words(browser, bare_server, tmp_path):
     page = _open(browser, bare_server)
-    ids = _upload(page, _images(tmp_path, 2))
-    # 20 s per transition on a server that allows 5: the 4xx detail is shown, nothing is lost.
-    page.focus("[data-testid=seconds]")
-    page.keyboard.press("End")
+    ids = _upload(page, _images(tmp_path, 3))
+    # The length slider stops at the server's limit (5 s here), read from /api/health.
+    assert page.get_attribute("[data-testid=seconds]", "max") == "5"
+    # 3 images on a server that allows 2: the 4xx detail is shown, nothing is lost.
     page.click("[data-testid=advanced] summary")
     page.wait_for_function(
-        "() => document.querySelector('[data-testid=advanced-error]')?.textContent.includes('at most 5 seconds')")
+        "() => document.querySelector('[data-testid=advanced-error]')?.textContent.includes('at most 2 images')")
     page.click("[data-testid=submit]")
     page.wait_for_selector("[data-testid=submit-error]")
-    assert "at most 5 seconds per transition" in page.inner_text("[data-testid=submit-error]")
+    assert "at most 2 images per job" in page.inner_text("[data-testid=submit-error]")
     assert _ids(page) == ids and page.locator("[data-testid=job-card]").count() == 0
+    page.locator("[data-testid=remove-image]").nth(2).click()
+    page.wait_for_function("() => document.querySelectorAll('[data-testid=image-card]').length === 2")
 
     # FramePack without its weights: the job fails and its card says why.
     page.focus("[data-testid=seconds]")

@@ -93,7 +93,12 @@ function Studio() {
   }, []);
 
   useEffect(() => {
-    api.get("/api/health").then(setHealth).catch(() => setHealth(null));
+    api.get("/api/health").then((body) => {
+      setHealth(body);
+      // The server's default engine, unless this browser's saved draft already chose one.
+      const fallback = body && body.defaults && body.defaults.engine;
+      if (fallback && !(draft && draft.engine)) setEngine(fallback);
+    }).catch(() => setHealth(null));
   }, []);
 
   // Jobs: the full list on every (re)connect, then the socket's snapshot and events on top.

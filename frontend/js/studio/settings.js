@@ -42,6 +42,7 @@ function Segmented({ name, value, options, onChange, testid }) {
 export function SettingsPanel({ settings, setSettings, engine, setEngine, post, setPost, pairs, health,
   auto = { seconds: false, strength: false }, setAuto = () => {}, suggested = {} }) {
   const { t } = useLang();
+  const maxSeconds = (health && health.defaults && health.defaults.max_seconds_per_transition) || 20;
   const set = (key) => (value) => {
     setSettings({ ...settings, [key]: value });
     if (auto[key]) setAuto({ ...auto, [key]: false });
@@ -64,7 +65,7 @@ export function SettingsPanel({ settings, setSettings, engine, setEngine, post, 
   return html`<section aria-labelledby="settings-title" class="space-y-4">
     <h2 id="settings-title" class="text-lg font-semibold">${t("settings.title")}</h2>
     <div class="grid gap-4 sm:grid-cols-3">
-      <${Slider} id="seconds" label=${`${t("settings.length")}`} value=${settings.seconds} min="0.5" max="20" step="0.5"
+      <${Slider} id="seconds" label=${`${t("settings.length")}`} value=${settings.seconds} min="0.5" max=${maxSeconds} step="0.5"
         display=${autoSeconds ? autoLabel(suggested.seconds, " s") : `${settings.seconds.toFixed(1)} s`} onChange=${set("seconds")}
         help=${html`${t("settings.lengthHelp")} · <span data-testid="total-length" class="tabular-nums">${t("settings.total", { s: total.toFixed(1), n: pairs })}</span>`} />
       <${Slider} id="quality" label=${t("settings.quality")} value=${settings.quality} min="0" max="100" step="1"
@@ -124,7 +125,10 @@ export function AdvancedPanel({ images, settings, engine, auto = { seconds: fals
   const { t } = useLang();
   const [state, setState] = useState({ loading: false, params: null, segments: null, error: "" });
   const latest = useRef(0);
-  const body = JSON.stringify({ images, settings, engine });
+  // The same settings the job will be sent with: Auto sliders go as null, so the server shows the
+  // per-transition values its suggestions give.
+  const sent = { ...settings, ...(auto.seconds ? { seconds: null } : {}), ...(auto.strength ? { strength: null } : {}) };
+  const body = JSON.stringify({ images, settings: sent, engine });
   useEffect(() => {
     const ticket = ++latest.current;
     setState((s) => ({ ...s, loading: true }));
