@@ -37,7 +37,7 @@ async def upload_images(request: Request):
     length = request.headers.get("content-length")
     if length and length.isdigit() and int(length) > limit:
         return _error(413, f"upload too large: at most {settings.max_files_per_upload} files of "
-                           f"{settings.max_upload_mb:g} MB each")
+                           f"{settings.max_upload_mb:g} MB each / 업로드가 너무 큽니다")
     receiver = UploadReceiver(settings)
     try:
         stored = await receiver.receive(request.headers.get("content-type", ""), request.stream())
@@ -57,7 +57,7 @@ async def upload_images(request: Request):
 async def get_upload(upload_id: str, request: Request):
     row = request.app.state.store.get_upload(upload_id)
     if row is None:
-        return _error(404, f"image {upload_id} not found")
+        return _error(404, f"image {upload_id} not found / 이미지 {upload_id}을(를) 찾을 수 없습니다")
     return _upload_view(row)
 
 

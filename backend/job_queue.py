@@ -117,11 +117,14 @@ class JobQueue:
             "attempts": job.get("attempts") or 0,
         }
 
-    def get(self, job_id: str) -> dict:
+    def _require(self, job_id: str) -> dict:
         job = self.store.get_job(job_id)
         if job is None:
-            raise JobError(404, f"job {job_id} not found")
-        return self.view(job)
+            raise JobError(404, f"job {job_id} not found / 작업 {job_id}을(를) 찾을 수 없습니다")
+        return job
+
+    def get(self, job_id: str) -> dict:
+        return self.view(self._require(job_id))
 
     def list(self) -> list[dict]:
         return [self.view(j) for j in self.store.list_jobs()]
@@ -140,12 +143,15 @@ class JobQueue:
         for upload_id in images:
             row = self.store.get_upload(upload_id)
             if row is None or not (self.settings.uploads_dir / f"{upload_id}.png").exists():
-                raise JobError(404, f"image {upload_id} not found: upload it again")
+                raise JobError(404, f"image {upload_id} not found: upload it again / "
+                                    f"이미지 {upload_id}이(가) 없습니다: 다시 올려 주세요")
             sizes.append((row["width"], row["height"]))
         if len(images) > self.settings.max_images_per_job:
-            raise JobError(422, f"at most {self.settings.max_images_per_job} images per job")
+            raise JobError(422, f"at most {self.settings.max_images_per_job} images per job / "
+                                f"작업당 이미지는 최대 {self.settings.max_images_per_job}장")
         if settings.seconds is not None and settings.seconds > self.settings.max_seconds_per_transition:
-            raise JobError(422, f"at most {self.settings.max_seconds_per_transition:g} seconds per transition")
+            raise JobError(422, f"at most {self.settings.max_seconds_per_transition:g} seconds per transition / "
+                                f"전환당 최대 {self.settings.max_seconds_per_transition:g}초")
         return smart_params.resolve(settings, len(images) - 1, sizes, suggestions,
                                     fit=self.settings.fit_mode, engine=engine)
 
@@ -172,34 +178,29 @@ class JobQueue:
         return {"id": job_id, "status": "queued"}
 
     async def cancel(self, job_id: str) -> dict:
-        job = self.store.get_job(job_id)
-        if job is None:
-            raise JobError(404, f"job {job_id} not found")
+        job = self._require(job_id)
         if job["status"] in ("queued", "interrupted"):
             self.store.update_job(job_id, status="cancelled", stage="cancelled", finished_at=time.time())
             self._emit("job.cancelled", job_id)
         elif job["status"] == "running" and self._running == job_id and self._token is not None:
             self._token.set("cancel")  # the worker marks it cancelled once the stage stops
         elif job["status"] != "running":
-            raise JobError(409, f"job {job_id} is already {job['status']}")
+            raise JobError(409, f"job {job_id} is already {job['status']} / 이미 끝난 작업입니다 ({job['status']})")
         return self.get(job_id)
 
     async def retry(self, job_id: str) -> dict:
         """Queues a failed or cancelled job again; its finished segments are kept and reused."""
-        job = self.store.get_job(job_id)
-        if job is None:
-            raise JobError(404, f"job {job_id} not found")
+        job = self._require(job_id)
         if job["status"] not in ("failed", "cancelled"):
-            raise JobError(409, f"job {job_id} is {job['status']}: only failed or cancelled jobs can be retried")
+            raise JobError(409, f"job {job_id} is {job['status']}: only failed or cancelled jobs can be retried / "
+                                f"실패하거나 취소된 작업만 다시 시도할 수 있습니다")
         self.store.update_job(job_id, status="queued", stage="queued", error=None, finished_at=None)
         self._queue.put_nowait(job_id)
         self._emit("job.queued", job_id)
         return self.get(job_id)
 
     async def delete(self, job_id: str) -> None:
-        job = self.store.get_job(job_id)
-        if job is None:
-            raise JobError(404, f"job {job_id} not found")
+        job = self._require(job_id)
         if self._running == job_id and self._token is not None:
             self._delete_after.add(job_id)
             self._token.set("cancel")

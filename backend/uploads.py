@@ -102,7 +102,8 @@ class UploadReceiver:
                 part.filename = raw.decode("utf-8", "replace") if raw is not None else None
         if part.filename is not None:
             if len(self.parts) >= self.settings.max_files_per_upload:
-                raise UploadError(413, f"too many files: at most {self.settings.max_files_per_upload} per upload")
+                raise UploadError(413, f"too many files: at most {self.settings.max_files_per_upload} per upload / "
+                                       f"파일이 너무 많습니다: 한 번에 최대 {self.settings.max_files_per_upload}개")
             part.temp = self.incoming / f"{new_id()}.part"
             self._written.append(part.temp)
             part.handle = open(part.temp, "wb")
@@ -115,11 +116,12 @@ class UploadReceiver:
         name = _display_name(part.filename)
         if part.handle is None:
             if part.size > MAX_FIELD_BYTES:
-                raise UploadError(413, "form field too large")
+                raise UploadError(413, "form field too large / 폼 필드가 너무 큽니다")
             return
         if part.size > self.settings.max_upload_bytes:
             raise UploadError(
-                413, f"'{name}': file is larger than {self.settings.max_upload_mb:g} MB"
+                413, f"'{name}': file is larger than {self.settings.max_upload_mb:g} MB / "
+                     f"파일이 {self.settings.max_upload_mb:g} MB보다 큽니다"
             )
         part.handle.write(data[start:end])
         if not part.probed and part.size >= HEADER_PROBE_BYTES:
@@ -145,29 +147,31 @@ class UploadReceiver:
         except Image.DecompressionBombError:
             # Pillow's own guard fired first (over twice its default pixel cap): same answer as ours.
             raise UploadError(413, f"'{name}': the image declares far too many pixels "
-                                   f"(at most {self.settings.max_image_pixels / 1e6:g} megapixels); too large")
+                                   f"(at most {self.settings.max_image_pixels / 1e6:g} megapixels); too large / 이미지가 너무 큽니다")
         except (UnidentifiedImageError, OSError, SyntaxError):
             if partial:
                 return False  # not enough bytes yet to tell; checked again at the end
-            raise UploadError(415, f"'{name}': not a PNG, JPEG or WebP image")
+            raise UploadError(415, f"'{name}': not a PNG, JPEG or WebP image / PNG, JPEG, WebP 이미지가 아닙니다")
         if fmt not in ALLOWED_FORMATS:
-            raise UploadError(415, f"'{name}': {fmt} images are not supported (use PNG, JPEG or WebP)")
+            raise UploadError(415, f"'{name}': {fmt} images are not supported (use PNG, JPEG or WebP) / "
+                                   f"{fmt} 형식은 지원하지 않습니다 (PNG, JPEG, WebP 사용)")
         limit = self.settings.max_image_pixels
         if w * h > limit or max(w, h) > self.settings.max_image_edge:
             raise UploadError(
                 413,
                 f"'{name}': {w}x{h} is too large (at most {limit / 1e6:g} megapixels and "
-                f"{self.settings.max_image_edge} px per edge)",
+                f"{self.settings.max_image_edge} px per edge) / 이미지가 너무 큽니다 "
+                f"(최대 {limit / 1e6:g} 메가픽셀, 한 변 {self.settings.max_image_edge} px)",
             )
         if w < 16 or h < 16:
-            raise UploadError(422, f"'{name}': {w}x{h} is too small (at least 16x16 px)")
+            raise UploadError(422, f"'{name}': {w}x{h} is too small (at least 16x16 px) / 이미지가 너무 작습니다 (최소 16x16)")
         return True
 
     def _store(self, part: _Part) -> StoredUpload:
         name = _display_name(part.filename)
         assert part.temp is not None
         if part.size == 0:
-            raise UploadError(422, f"'{name}': the file is empty")
+            raise UploadError(422, f"'{name}': the file is empty / 빈 파일입니다")
         self._check_header(part, partial=False)
         try:
             with warnings.catch_warnings():
@@ -177,7 +181,7 @@ class UploadReceiver:
                     upright = normalize_upload(img)
         except (OSError, SyntaxError, ValueError, Image.DecompressionBombError,
                 Image.DecompressionBombWarning) as exc:
-            raise UploadError(422, f"'{name}': the image is corrupt or truncated ({exc})") from exc
+            raise UploadError(422, f"'{name}': the image is corrupt or truncated ({exc}) / 손상되었거나 잘린 이미지입니다") from exc
         upload_id = new_id()
         target = self.settings.uploads_dir / f"{upload_id}.png"
         self._written.append(target)
@@ -189,7 +193,8 @@ class UploadReceiver:
         ctype, options = parse_options_header(content_type or "")
         boundary = options.get(b"boundary")
         if ctype != b"multipart/form-data" or not boundary:
-            raise UploadError(415, "send the images as multipart/form-data in the field 'files'")
+            raise UploadError(415, "send the images as multipart/form-data in the field 'files' / "
+                                   "이미지를 multipart/form-data의 'files' 필드로 보내 주세요")
         parser = MultipartParser(
             boundary,
             callbacks={
@@ -208,7 +213,8 @@ class UploadReceiver:
             parser.finalize()
             files = [p for p in self.parts if p.filename is not None and p.name == "files"]
             if not files:
-                raise UploadError(422, "no image received: send one or more files in the field 'files'")
+                raise UploadError(422, "no image received: send one or more files in the field 'files' / "
+                                       "받은 이미지가 없습니다")
             self.stored = [self._store(p) for p in files]
             return self.stored
         except UploadError:
@@ -216,7 +222,7 @@ class UploadReceiver:
             raise
         except Exception as exc:  # a malformed body is the client's error, not ours
             self.discard()
-            raise UploadError(400, f"malformed upload: {exc}") from exc
+            raise UploadError(400, f"malformed upload: {exc} / 업로드 형식이 잘못되었습니다") from exc
         finally:
             self._remove_temps()
 
