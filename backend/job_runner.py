@@ -19,7 +19,7 @@ import numpy as np
 
 from backend.config import Settings
 from backend.db import Store
-from backend.pipeline.concatenator import join_segments
+from backend.pipeline.concatenator import SegmentJoiner, join_segments
 from backend.pipeline.engines import Engines
 from backend.pipeline.preprocessor import fit_image, load_rgb
 from backend.pipeline.progress import JobCancelled, Progress
@@ -106,7 +106,9 @@ class _Reporter:
         }
         key = (p.stage, self.segment, detail.get("section"))
         important = key != self._last_key or preview is not None or p.fraction >= 1.0
-        if preview is not None:
+        # The last section's preview would be the whole segment, which is written as its own file
+        # right after; the runner points the preview there instead of encoding it twice.
+        if preview is not None and detail.get("section") != detail.get("sections"):
             self.runner.write_preview(self.job_id, self.segment, detail.get("section") or 0, preview)
         if important or now - self._last_event >= EVENT_INTERVAL_S:
             self._last_event, self._last_key = now, key
@@ -131,14 +133,15 @@ class JobRunner:
 
     # --- files --------------------------------------------------------------------------------
     def write_preview(self, job_id: str, segment: int, section: int, frames: np.ndarray) -> None:
-        folder = output_dir(self.settings, job_id)
-        path = folder / f"preview_{segment:03d}_{section:02d}.mp4"
+        path = output_dir(self.settings, job_id) / f"preview_{segment:03d}_{section:02d}.mp4"
         with VideoWriter(path, self.settings.output_fps, crf=PREVIEW_CRF, preset="veryfast") as writer:
             writer.write(frames)
-        previous = self.store.get_job(job_id) or {}
-        old = previous.get("preview_path")
+        self.show_preview(job_id, segment, section, path)
+
+    def show_preview(self, job_id: str, segment: int, section: int, path: Path) -> None:
+        old = (self.store.get_job(job_id) or {}).get("preview_path")
         self.store.update_job(job_id, preview_path=str(path))
-        if old and old != str(path):
+        if old and old != str(path) and Path(old).name.startswith("preview_"):
             Path(old).unlink(missing_ok=True)  # only the newest preview is worth the disk
         self.publish({"type": "job.preview", "job_id": job_id, "segment": segment + 1,
                       "section": section, "url": output_url(self.settings, path)})
@@ -162,7 +165,8 @@ class JobRunner:
         request = job["request"]
         engine = self.engines.get(job["engine"])
         post = request.get("postprocess") or {"mode": "off"}
-        weights = WEIGHTS_POST if post.get("mode", "off") != "off" else WEIGHTS_PLAIN
+        posting = post.get("mode", "off") != "off"
+        weights = WEIGHTS_POST if posting else WEIGHTS_PLAIN
         seg_params = params["segments"]
         total_cost = sum(s["sections"] for s in seg_params)
         segment_weights = [s["sections"] / total_cost for s in seg_params]
@@ -172,27 +176,7 @@ class JobRunner:
 
         frames = self._load_frames(job, params)
         prompts = job.get("prompts") or []
-        stored = {s["idx"]: s for s in self.store.segments(job_id)}
-        segment_paths: list[Path] = []
-        for index, seg in enumerate(seg_params):
-            report.segment = index
-            path = folder / f"segment_{index:03d}.mp4"
-            segment_paths.append(path)
-            row = stored.get(index, {})
-            if row.get("status") == "done" and path.exists():
-                continue  # finished before an interruption: resume after it
-            self.store.set_segment(job_id, index, "running")
-            prompt = prompts[index]["english"] if index < len(prompts) else ""
-            clip = engine.generate(frames[index], frames[index + 1], prompt, seg, params, report)
-            with VideoWriter(path.with_suffix(".partial.mp4"), params["fps"], crf=max(0, params["crf"] - 4)) as writer:
-                writer.write(clip)
-            path.with_suffix(".partial.mp4").replace(path)
-            self.store.set_segment(job_id, index, "done", str(path), len(clip))
-            self.publish({"type": "job.segment", "job_id": job_id, "segment": index + 1,
-                          "segments": len(seg_params), "url": output_url(self.settings, path)})
-        # No engine.release() here: the model and its allocator cache serve the next job as they
-        # are, and a gc pass holds the GIL long enough to stall the event loop (measured 0.3 s).
-
+        joined = folder / ("joined.mp4" if posting else "final.mp4")
         metadata = {
             "title": "FramePack Video Studio",
             "comment": json.dumps({"prompts": prompts, "seed": params["seed"]}, ensure_ascii=False),
@@ -200,11 +184,44 @@ class JobRunner:
             "studio_prompts": [p.get("english") for p in prompts],
             "studio_job": job_id,
         }
-        report.segment = len(seg_params)
-        joined = folder / ("joined.mp4" if post.get("mode", "off") != "off" else "final.mp4")
-        join_segments(segment_paths, joined, params["fps"], params["crf"], metadata, report)
+        stored = {s["idx"]: s for s in self.store.segments(job_id)}
+        paths = [folder / f"segment_{i:03d}.mp4" for i in range(len(seg_params))]
+        finished = [stored.get(i, {}).get("status") == "done" and path.exists() for i, path in enumerate(paths)]
+        # A job run start to finish encodes its video as the segments come; a resumed one joins
+        # its segment files at the end (the earlier ones are on disk, not in memory).
+        joiner = None if any(finished) else SegmentJoiner(joined, params["fps"], params["crf"], metadata)
+        try:
+            for index, seg in enumerate(seg_params):
+                if finished[index]:
+                    continue  # made before an interruption: resume after it
+                report.segment = index
+                self.store.set_segment(job_id, index, "running")
+                prompt = prompts[index]["english"] if index < len(prompts) else ""
+                clip = engine.generate(frames[index], frames[index + 1], prompt, seg, params, report)
+                partial = paths[index].with_suffix(".partial.mp4")
+                with VideoWriter(partial, params["fps"], crf=max(0, params["crf"] - 4), preset="veryfast") as writer:
+                    writer.write(clip)
+                partial.replace(paths[index])
+                self.store.set_segment(job_id, index, "done", str(paths[index]), len(clip))
+                self.publish({"type": "job.segment", "job_id": job_id, "segment": index + 1,
+                              "segments": len(seg_params), "url": output_url(self.settings, paths[index])})
+                self.show_preview(job_id, index, seg["sections"], paths[index])
+                if joiner is not None:
+                    joiner.add(clip, starts_segment=True)
+            # No engine.release() here: the model and its allocator cache serve the next job as
+            # they are, and a gc pass holds the GIL long enough to stall the event loop (0.3 s).
+            report.segment = len(seg_params)
+            if joiner is not None:
+                joiner.finish()
+                joiner = None
+                report(Progress("join", 1.0, "joined"))
+            else:
+                join_segments(paths, joined, params["fps"], params["crf"], metadata, report)
+        finally:
+            if joiner is not None:
+                joiner.abandon()
         final, post_report = joined, None
-        if post.get("mode", "off") != "off":
+        if posting:
             from backend.pipeline.postprocess import run_postprocess
 
             final = folder / "final.mp4"
