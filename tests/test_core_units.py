@@ -139,3 +139,23 @@ async def test_a_stuck_client_is_dropped_and_never_delays_the_others():
     assert fast.messages[0]["type"] == "snapshot"
     for t in tasks:
         t.cancel()
+
+
+def test_joiner_drops_exactly_the_shared_frame_across_chunks(tmp_path):
+    from backend.pipeline.concatenator import SegmentJoiner
+
+    # Frame brightness encodes (segment, index); segment A ends on the keyframe B starts on.
+    a = np.stack([np.full((16, 16, 3), 4 * i, np.uint8) for i in range(20)])
+    b = np.stack([np.full((16, 16, 3), 120 + 4 * i, np.uint8) for i in range(25)])
+    streamed = SegmentJoiner(tmp_path / "s.mp4", 30, 0)
+    for seg in (a, b):
+        streamed.add(seg[:16], starts_segment=True)
+        streamed.add(seg[16:], starts_segment=False)
+    assert streamed.finish() == 44
+    write_video(tmp_path / "a.mp4", a, 30, crf=0)
+    write_video(tmp_path / "b.mp4", b, 30, crf=0)
+    assert join_segments([tmp_path / "a.mp4", tmp_path / "b.mp4"], tmp_path / "j.mp4", 30, 0) == 44
+    for name in ("s.mp4", "j.mp4"):
+        means = read_frames(tmp_path / name).reshape(44, -1).mean(axis=1)
+        assert np.allclose(means[:19], 4 * np.arange(19), atol=3)  # A without its last frame
+        assert np.allclose(means[19:], 120 + 4 * np.arange(25), atol=3)  # all of B
