@@ -159,3 +159,14 @@ def test_joiner_drops_exactly_the_shared_frame_across_chunks(tmp_path):
         means = read_frames(tmp_path / name).reshape(44, -1).mean(axis=1)
         assert np.allclose(means[:19], 4 * np.arange(19), atol=3)  # A without its last frame
         assert np.allclose(means[19:], 120 + 4 * np.arange(25), atol=3)  # all of B
+
+
+def test_the_web_layer_imports_no_torch():
+    """Routes, queue and app never touch torch: only the engines import it, lazily, on the worker."""
+    import subprocess
+    import sys
+
+    code = ("import sys, backend.app, backend.api, backend.job_queue; "
+            "print('torch' in sys.modules, 'diffusers' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False"]
