@@ -72,6 +72,11 @@ async def preview_params(body: ParamsPreview, request: Request):
     else:
         params = smart_params.resolve(body.settings, 1, None, fit=request.app.state.settings.fit_mode,
                                       engine=engine)
+    if body.settings.seed is None:
+        # A job draws its random seed when submitted; a preview would show one it will not use.
+        params["seed"] = None
+        for segment in params["segments"]:
+            segment["seed"] = None
     return {"params": params, "segments": len(params["segments"])}
 
 

@@ -220,3 +220,4 @@ def test_params_preview_resolves_sliders(client):
     assert p["segments"][0]["sections"] == 4 and p["segments"][0]["frames"] == 145
     assert p["width"] > p["height"] and p["width"] % 16 == 0 and p["height"] % 16 == 0
     assert set(p["segments"][0]["end_embed_weights"]) == {0.5}
+    assert p["seed"] is None  # drawn when the job is submitted, not in a preview
