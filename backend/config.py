@@ -56,7 +56,7 @@ class Settings(BaseSettings):
         "framepack", validation_alias=_env("STUDIO_DEFAULT_ENGINE")
     )
     # Regional torch.compile of the FramePack transformer blocks on CUDA (auto = on when Triton is
-    # there); compiled kernels are cached under STUDIO_MODELS_DIR/torch_compile_cache.
+    # there, except in fp8 storage mode); kernels are cached under STUDIO_MODELS_DIR/torch_compile_cache.
     framepack_compile: Literal["auto", "on", "off"] = Field(
         "auto", validation_alias=_env("STUDIO_FRAMEPACK_COMPILE")
     )

@@ -1,0 +1,201 @@
+"""CPU tests of the FramePack generator's own loop, memory modes and GPU benchmark (issue 5).
+
+The tiny pipeline is the real architecture with random weights (tests/helpers/tiny_framepack.py).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from backend.config import Settings
+from backend.pipeline import accel
+from backend.pipeline.framepack_loop import _FrameJoiner, encode, latent_paddings, sample_sections
+from backend.pipeline.generator import FramePackGenerator
+from backend.pipeline.memory import choose_memory_mode, pin_module_in_place
+from backend.pipeline.progress import JobCancelled, Progress
+from tests.helpers.tiny_framepack import build_tiny_pipeline
+
+ROOT = Path(__file__).resolve().parents[1]
+H, W = 64, 96
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    p = build_tiny_pipeline(0)
+    p.set_progress_bar_config(disable=True)
+    return p
+
+
+def _images(seed: int = 0):
+    rng = np.random.default_rng(seed)
+    return (rng.integers(0, 256, (H, W, 3), dtype=np.uint8), rng.integers(0, 256, (H, W, 3), dtype=np.uint8))
+
+
+@pytest.mark.parametrize("sections,window", [(1, 3), (6, 2)])
+def test_own_loop_gives_the_pipelines_frames(pipe, sections, window):
+    """Same seed, same job: our streaming loop and diffusers' __call__ give identical frames.
+
+    6 sections exercise the >4-section padding schedule; 1 section the first-is-last case.
+    """
+    a, b = (Image.fromarray(x) for x in _images())
+    ref = pipe(image=a, last_image=b, prompt="a cat walks", height=H, width=W,
+               num_frames=sections * ((window - 1) * 4 + 1), latent_window_size=window, num_inference_steps=2,
+               guidance_scale=10.0, true_cfg_scale=1.0, sampling_type="inverted_anti_drifting",
+               generator=torch.Generator("cpu").manual_seed(5), output_type="np").frames[0]
+    ref = np.clip(ref * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    gen = torch.Generator("cpu").manual_seed(5)
+    seen = []
+    with torch.no_grad():
+        cond = encode(pipe, a, b, "a cat walks", H, W, 1.0, gen, torch.device("cpu"))
+        # The pipeline conditions every section on the first image's SigLIP embedding.
+        out = sample_sections(pipe, cond, height=H, width=W, sections=sections, window=window, steps=2,
+                              distilled_guidance=10.0, true_cfg=1.0, generator=gen, device=torch.device("cpu"),
+                              image_embeds_for=lambda g: cond.embed_a, on_step=lambda g, i: None,
+                              on_section=lambda done, frames: seen.append((done, frames.shape[0])))
+    assert out.dtype == np.uint8 and out.shape == ref.shape == (sections * window * 4 + 1, H, W, 3)
+    assert np.array_equal(out, ref)
+    assert [d for d, _ in seen] == list(range(1, sections + 1))
+    assert all(n2 > n1 for (_, n1), (_, n2) in zip(seen, seen[1:]))  # previews grow
+
+
+def test_joiner_matches_pipeline_soft_append(pipe):
+    rng = np.random.default_rng(1)
+    overlap = 5
+    sections = [rng.uniform(-1.2, 1.2, (n, 4, 6, 3)).astype(np.float32) for n in (9, 13, 13)]
+    joiner = _FrameJoiner(overlap)
+    history = None
+    for s in sections:  # arrive end-first, each is prepended
+        joiner.prepend(s)
+        current = torch.from_numpy(s).permute(3, 0, 1, 2)[None]
+        history = current if history is None else pipe._soft_append(current, history, overlap)
+    ref = (history[0].permute(1, 2, 3, 0).numpy() / 2 + 0.5).clip(0, 1)
+    ref = np.clip(ref * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    got = joiner.frames()
+    assert got.shape == ref.shape == (9 + 13 + 13 - 2 * overlap, 4, 6, 3)
+    assert np.abs(got.astype(int) - ref.astype(int)).max() <= 1
+
+
+def test_latent_paddings():
+    assert latent_paddings(1) == [0]
+    assert latent_paddings(3) == [2, 1, 0]
+    assert latent_paddings(6) == [3, 2, 2, 2, 1, 0]
+
+
+@pytest.mark.parametrize("requested,device,vram,host,mode", [
+    ("auto", "cpu", 80, 100, "cpu"),
+    ("resident", "cpu", 80, 100, "cpu"),
+    ("auto", "cuda", 79, 100, "resident"),
+    ("auto", "cuda", 40, 100, "resident"),
+    ("auto", "cuda", 22, 100, "fp8"),
+    ("auto", "cuda", 11, 64, "offload"),
+    ("auto", "cuda", 5.5, None, "offload"),
+    ("auto", "cuda", 17, 16, "fp8"),  # too little host RAM to stage bf16 weights for offload
+    ("offload", "cuda", 79, 100, "offload"),
+    ("fp8", "cuda", 79, 100, "fp8"),
+])
+def test_memory_mode_choice(requested, device, vram, host, mode):
+    assert choose_memory_mode(requested, device, vram, host) == mode
+
+
+def _generator(pipe) -> FramePackGenerator:
+    gen = FramePackGenerator(Settings(framepack_compile="off"))
+    gen.attach(pipe, "cpu", mode="cpu")
+    return gen
+
+
+def test_generate_contract_progress_previews_and_cancel(pipe):
+    gen = _generator(pipe)
+    first, last = _images(2)
+    segment = {"sections": 3, "seed": 7, "end_embed_weights": [0.2, 0.5, 0.8]}
+    params = {"steps": 2, "latent_window_size": 2, "distilled_guidance": 10.0, "true_cfg": 1.0, "cache": "off"}
+    events: list[Progress] = []
+    frames = gen.generate(first, last, "a dog runs", segment, params, events.append)
+    assert frames.shape == (3 * 2 * 4 + 1, H, W, 3) and frames.dtype == np.uint8
+    steps = [e.detail for e in events if "preview_frames" not in e.detail and "step" in e.detail]
+    assert [(d["section"], d["step"]) for d in steps] == [(s, i) for s in (1, 2, 3) for i in (1, 2)]
+    previews = [e.detail["preview_frames"] for e in events if "preview_frames" in e.detail]
+    assert len(previews) == 3 and all(p.dtype == np.uint8 for p in previews)
+    assert np.array_equal(previews[-1], frames)
+    assert all(0.0 <= e.fraction <= 1.0 for e in events)
+    # Same seed, same frames; another strength schedule changes them (embeddings per section apply).
+    again = gen.generate(first, last, "a dog runs", segment, params, lambda p: None)
+    assert np.array_equal(again, frames)
+    other = gen.generate(first, last, "a dog runs", {**segment, "end_embed_weights": [0.9, 0.9, 0.9]}, params,
+                         lambda p: None)
+    assert not np.array_equal(other, frames)
+
+    calls = []
+
+    def cancel_at_second_step(p: Progress) -> None:
+        calls.append(p.detail)
+        if p.detail.get("step") == 2 and "preview_frames" not in p.detail:
+            raise JobCancelled()
+
+    with pytest.raises(JobCancelled):
+        gen.generate(first, last, "a dog runs", segment, params, cancel_at_second_step)
+    assert calls[-1] == {"section": 1, "sections": 3, "step": 2, "steps": 2}
+
+
+def test_draft_cache_runs_and_is_removed_after(pipe):
+    gen = _generator(pipe)
+    first, last = _images(3)
+    segment = {"sections": 2, "seed": 1, "end_embed_weights": [0.5, 0.5]}
+    params = {"steps": 3, "latent_window_size": 2, "distilled_guidance": 10.0, "true_cfg": 1.0,
+              "cache": "first_block_cache:0.12"}
+    frames = gen.generate(first, last, "", segment, params, lambda p: None)
+    assert frames.shape == (17, H, W, 3)
+    assert not getattr(pipe.transformer, "is_cache_enabled", False)
+
+
+def test_eager_blocks_restores_compiled_blocks(pipe):
+    blocks = accel.blocks(pipe.transformer)
+    for block in blocks:
+        block.compile(dynamic=True)  # lazy: nothing is compiled until a call
+    try:
+        compiled = [b._compiled_call_impl for b in blocks]
+        assert all(c is not None for c in compiled)
+        with accel.eager_blocks(pipe.transformer):
+            assert all(b._compiled_call_impl is None for b in blocks)
+        assert [b._compiled_call_impl for b in blocks] == compiled
+    finally:
+        for block in blocks:
+            block._compiled_call_impl = None
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="page-locking needs CUDA")
+def test_pin_in_place_keeps_values_and_pins():  # pragma: no cover - GPU machines only
+    module = torch.nn.Sequential(torch.nn.Linear(64, 128), torch.nn.LayerNorm(128))
+    before = [p.detach().clone() for p in module.parameters()]
+    total = pin_module_in_place(module)
+    assert total >= sum(p.numel() * p.element_size() for p in module.parameters())
+    for p, ref in zip(module.parameters(), before):
+        assert p.is_pinned() and torch.equal(p, ref)
+
+
+def test_gpu_benchmark_runs_tiny_on_cpu(tmp_path):
+    out = tmp_path / "bench.json"
+    proc = subprocess.run(
+        [sys.executable, "benchmarks/framepack_gpu.py", "--tiny", "--reference", "--sections", "2", "--steps", "2",
+         "--growth-sections", "2", "--draft", "--out", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert result["models"] == "tiny" and result["flops_per_forward"] > 0 and result["tokens_per_forward"] > 0
+    for key in ("reference", "ours"):
+        assert result[key]["s_per_step"] > 0 and len(result[key]["s_per_section_measured"]) == 2
+        assert result[key]["first_section_s"] > 0 and result[key]["peak_rss_gib"] > 0
+    assert result["ours"]["frames"] == 2 * 3 * 4 + 1
+    assert result["ratios_ours_over_reference"]["s_per_step"] > 0
+    assert result["vram_growth"]["frames"] == [13, 25]
+    drafts = result["draft_first_block_cache"]
+    assert drafts["all_hits_ceiling"]["full_forwards"] == "2/4"  # only each section's first step
+    assert "error" not in drafts["ui_threshold_0.12"]
