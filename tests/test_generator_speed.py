@@ -199,3 +199,21 @@ def test_gpu_benchmark_runs_tiny_on_cpu(tmp_path):
     drafts = result["draft_first_block_cache"]
     assert drafts["all_hits_ceiling"]["full_forwards"] == "2/4"  # only each section's first step
     assert "error" not in drafts["ui_threshold_0.12"]
+
+
+def test_true_cfg_runs_a_negative_forward_per_step(pipe):
+    gen = _generator(pipe)
+    first, last = _images(4)
+    forwards = {"n": 0}
+    handle = pipe.transformer.register_forward_pre_hook(lambda *_: forwards.__setitem__("n", forwards["n"] + 1))
+    try:
+        segment = {"sections": 1, "seed": 3, "end_embed_weights": [0.5]}
+        base = {"steps": 2, "latent_window_size": 2, "distilled_guidance": 10.0, "cache": "off"}
+        plain = gen.generate(first, last, "a cat", segment, {**base, "true_cfg": 1.0}, lambda p: None)
+        assert forwards["n"] == 2
+        forwards["n"] = 0
+        guided = gen.generate(first, last, "a cat", segment, {**base, "true_cfg": 3.0}, lambda p: None)
+        assert forwards["n"] == 4  # cond + uncond (empty negative prompt) per step
+        assert guided.shape == plain.shape and not np.array_equal(guided, plain)
+    finally:
+        handle.remove()
