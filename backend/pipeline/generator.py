@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 WARMUP_SIZE = (640, 640)
 WARMUP_WINDOW = 9
 WARMUP_TEXT_TOKENS = 32
+WARMUP_TEXT_PADDED = 256  # the pipeline's max_sequence_length: prompts are padded to it
 
 
 def resolve_device(requested: str) -> tuple[str, str]:
@@ -227,10 +228,15 @@ class FramePackGenerator:
             return torch.randn(*shape, device=device, dtype=dtype)
 
         index = torch.arange(0, 1 + window + 19)
+        # Prompts arrive padded to the encoder's max length and the model slices the valid part off
+        # a longer concatenation: the same layout here, or the blocks' stride guards recompile on
+        # the first real job (seen: 5-8 s on the H100).
+        mask = torch.zeros(1, WARMUP_TEXT_PADDED, device=device, dtype=dtype)
+        mask[:, :WARMUP_TEXT_TOKENS] = 1
         with torch.no_grad():
             t(hidden_states=rand(1, c.in_channels, window, h, w), timestep=torch.tensor([999.0], device=device),
-              encoder_hidden_states=rand(1, WARMUP_TEXT_TOKENS, c.text_embed_dim),
-              encoder_attention_mask=torch.ones(1, WARMUP_TEXT_TOKENS, device=device, dtype=dtype),
+              encoder_hidden_states=rand(1, WARMUP_TEXT_PADDED, c.text_embed_dim),
+              encoder_attention_mask=mask,
               pooled_projections=rand(1, c.pooled_projection_dim), image_embeds=rand(1, image_tokens, c.image_proj_dim),
               indices_latents=index[1:1 + window], guidance=torch.tensor([10000.0], device=device, dtype=dtype),
               latents_clean=rand(1, c.in_channels, 2, h, w), indices_latents_clean=torch.tensor([0, 1 + window]),
