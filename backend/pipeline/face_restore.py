@@ -160,8 +160,11 @@ class CodeFormerRestorer:
 
     def __init__(self, descriptor, fidelity: float = 0.7, device: torch.device | str = "cpu", half: bool = False) -> None:
         self.device = torch.device(device)
-        # CodeFormer is not fp16-safe (spandrel marks it so); bf16 is its reduced precision.
-        self.dtype = torch.bfloat16 if half and self.device.type == "cuda" else torch.float32
+        # CodeFormer is not fp16-safe (spandrel marks it so); bf16 is its reduced precision. The
+        # weights stay fp32 and bf16 runs under autocast: its codebook lookup multiplies a float32
+        # one-hot by the codebook, which fails when the weights themselves are cast (seen on an H100).
+        self.autocast = bool(half and self.device.type == "cuda")
+        self.dtype = torch.float32
         self.model = descriptor.model.to(self.device, self.dtype).eval()
         self.fidelity = float(fidelity)
 
@@ -173,7 +176,8 @@ class CodeFormerRestorer:
 
     @torch.inference_mode()
     def __call__(self, faces: torch.Tensor) -> torch.Tensor:
-        out = self.model(faces.to(self.device, self.dtype), weight=self.fidelity)[0]
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.autocast):
+            out = self.model(faces.to(self.device, self.dtype), weight=self.fidelity)[0]
         return out.float().clamp_(-1, 1)
 
 

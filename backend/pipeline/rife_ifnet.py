@@ -84,9 +84,10 @@ def warp(image: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
     ys = torch.linspace(-1.0, 1.0, h, device=flow.device, dtype=flow.dtype)
     xs = torch.linspace(-1.0, 1.0, w, device=flow.device, dtype=flow.dtype)
     base = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), dim=-1).unsqueeze(0)  # (1,h,w,2)
-    # Pixels to the [-1, 1] grid of align_corners=True.
-    norm = torch.tensor([(w - 1) / 2.0, (h - 1) / 2.0], device=flow.device, dtype=flow.dtype)
-    grid = base + flow.permute(0, 2, 3, 1) / norm
+    # Pixels to the [-1, 1] grid of align_corners=True. Python scalars, not a new device tensor:
+    # building one per call is a host-to-device copy in the hot loop.
+    step = torch.stack((flow[:, 0] * (2.0 / max(1, w - 1)), flow[:, 1] * (2.0 / max(1, h - 1))), dim=-1)
+    grid = base + step
     return F.grid_sample(image, grid.to(image.dtype), mode="bilinear", padding_mode="border", align_corners=True)
 
 

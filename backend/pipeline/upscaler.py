@@ -19,6 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from backend.pipeline.host_copy import HostStaging
 from backend.pipeline.progress import Progress, ProgressCallback, ignore_progress
 
 UPSCALE_MODELS = ("realesrgan-x4plus", "realesrgan-x2plus", "realesr-animevideov3")
@@ -84,6 +85,7 @@ class Upscaler:
         self.tile = int(tile)
         self.overlap = int(overlap)
         self.batch_size = max(1, batch_size)
+        self._staging = HostStaging()
         # pixel-unshuffle models (x2plus) need inputs divisible by 4
         req = getattr(descriptor, "size_requirements", None)
         self.multiple = max(1, getattr(req, "multiple_of", 1) or 1)
@@ -121,7 +123,8 @@ class Upscaler:
                 result = self._run(x[:, :, py0:py1, px0:px1])
                 core = result[:, :, (y0 - py0) * s : (y1 - py0) * s, (x0 - px0) * s : (x1 - px0) * s]
                 core = (core.float().clamp_(0, 1) * 255.0).round_().to(torch.uint8)
-                out[:, y0 * s : y1 * s, x0 * s : x1 * s] = core.permute(0, 2, 3, 1).cpu().numpy()
+                # Channels-last on the device first, so the copy to the host is one dense block.
+                out[:, y0 * s : y1 * s, x0 * s : x1 * s] = self._staging.to_numpy(core.permute(0, 2, 3, 1).contiguous())
 
     def _run(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[2:]
