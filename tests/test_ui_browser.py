@@ -8,9 +8,6 @@ Screenshots land in test-artifacts/ (gitignored).
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
 import time
 from pathlib import Path
 
@@ -18,40 +15,18 @@ import httpx
 import pytest
 
 from tests.helpers.images import save, scene
+from tests.helpers.browser import REQUIREMENTS, chromium_context
 from tests.helpers.server import ROOT, StudioServer
 
-CHROMIUM = Path(os.environ.get("STUDIO_TEST_CHROMIUM", "/usr/bin/chromium"))
 ARTIFACTS = ROOT / "test-artifacts"
 
-pytestmark = [
-    # In CI the set-up installs both, so there a missing one fails the tests instead of skipping them.
-    pytest.mark.skipif(not CHROMIUM.exists() and not os.environ.get("CI"),
-                       reason=f"{CHROMIUM} missing: apt-get install -y chromium"),
-    pytest.mark.skipif(
-        not (ROOT / "frontend" / "node_modules" / "react").is_dir() and not os.environ.get("CI"),
-        reason="frontend packages missing: npm ci --prefix frontend",
-    ),
-]
-
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]
+pytestmark = REQUIREMENTS
 
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory):
-    from playwright.sync_api import sync_playwright
-
-    profile = tmp_path_factory.mktemp("chromium-profile")
-    with sync_playwright() as playwright:
-        # A persistent context is the only way to give Chromium its own fresh user data dir.
-        context = playwright.chromium.launch_persistent_context(
-            str(profile), executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True,
-            viewport={"width": 1280, "height": 900}, locale="en-US",
-        )
+    with chromium_context(tmp_path_factory.mktemp("chromium-profile")) as context:
         yield context
-        context.close()
 
 
 def _page(context, server_url: str):

@@ -7,7 +7,6 @@ the studio's own `local-dir:` path; every request that is not to 127.0.0.1 is bl
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import httpx
@@ -15,37 +14,19 @@ import pytest
 
 from backend.smart_params import sections_for
 from tests.helpers.images import save, scene
+from tests.helpers.browser import REQUIREMENTS, chromium_context
 from tests.helpers.server import ROOT, StudioServer
 from tests.test_analyzers_tinyclip import tiny_clip_dir
 
-CHROMIUM = Path(os.environ.get("STUDIO_TEST_CHROMIUM", "/usr/bin/chromium"))
 
-pytestmark = [
-    # In CI the set-up installs both, so there a missing one fails the tests instead of skipping them.
-    pytest.mark.skipif(not CHROMIUM.exists() and not os.environ.get("CI"),
-                       reason=f"{CHROMIUM} missing: apt-get install -y chromium"),
-    pytest.mark.skipif(
-        not (ROOT / "frontend" / "node_modules" / "react").is_dir() and not os.environ.get("CI"),
-        reason="frontend packages missing: npm ci --prefix frontend",
-    ),
-]
+pytestmark = REQUIREMENTS
 
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory):
-    from playwright.sync_api import sync_playwright
-
-    profile = tmp_path_factory.mktemp("chromium-profile-paths")
-    with sync_playwright() as playwright:
-        context = playwright.chromium.launch_persistent_context(
-            str(profile), executable_path=str(CHROMIUM), args=ARGS, headless=True,
-            viewport={"width": 1280, "height": 900}, locale="en-US",
-        )
+    with chromium_context(tmp_path_factory.mktemp("chromium-profile-paths")) as context:
         yield context
-        context.close()
 
 
 @pytest.fixture(scope="module")

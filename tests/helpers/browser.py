@@ -1,0 +1,44 @@
+"""Debian's Chromium driven by Playwright (never `playwright install`), shared by the page tests."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.helpers.server import ROOT
+
+CHROMIUM = Path(os.environ.get("STUDIO_TEST_CHROMIUM", "/usr/bin/chromium"))
+# No background networking: this machine's network is closed and Chromium would keep trying.
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+
+# In CI the set-up installs both, so there a missing one fails the tests instead of skipping them.
+REQUIREMENTS = [
+    pytest.mark.skipif(not CHROMIUM.exists() and not os.environ.get("CI"),
+                       reason=f"{CHROMIUM} missing: apt-get install -y chromium"),
+    pytest.mark.skipif(
+        not (ROOT / "frontend" / "node_modules" / "react").is_dir() and not os.environ.get("CI"),
+        reason="frontend packages missing: npm ci --prefix frontend",
+    ),
+]
+
+
+@contextlib.contextmanager
+def chromium_context(profile: Path):
+    """A browser context with its own fresh user data dir (only a persistent context allows that)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        context = playwright.chromium.launch_persistent_context(
+            str(profile), executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True,
+            viewport={"width": 1280, "height": 900}, locale="en-US",
+        )
+        try:
+            yield context
+        finally:
+            context.close()
