@@ -200,7 +200,7 @@ class JobQueue:
         return self.get(job_id)
 
     async def delete(self, job_id: str) -> None:
-        job = self._require(job_id)
+        self._require(job_id)
         if self._running == job_id and self._token is not None:
             self._delete_after.add(job_id)
             self._token.set("cancel")

@@ -94,7 +94,6 @@ def main() -> None:
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import httpx
-    import numpy as np
     import torch
     from diffusers import HunyuanVideoFramepackPipeline
     from PIL import Image

@@ -3,7 +3,6 @@ on loopback and real multipart uploads."""
 
 from __future__ import annotations
 
-import asyncio
 import io
 import subprocess
 import sys

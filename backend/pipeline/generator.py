@@ -26,10 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from backend.config import Settings
-from backend.pipeline.memory import (  # noqa: F401  (re-exported: older imports use this module)
-    FP8_MIN_FREE_GIB,
+from backend.pipeline.memory import (
     GIB,
-    RESIDENT_MIN_FREE_GIB,
     choose_memory_mode,
     free_host_gib,
     place,
