@@ -52,11 +52,19 @@ class Settings(BaseSettings):
     gpu_profile: Literal["auto", "resident", "fp8", "offload"] = Field(
         "auto", validation_alias=_env("STUDIO_GPU_PROFILE")
     )
+    # Offload mode's transformer weights in host RAM: bf16 (24 GiB, bit-exact) or 8-bit with per-channel
+    # scales (12 GiB, not bit-exact; error in benchmarks/README.md); auto = 8-bit below 34 GiB free.
+    offload_weights: Literal["auto", "bf16", "fp8"] = Field(
+        "auto", validation_alias=_env("STUDIO_OFFLOAD_WEIGHTS")
+    )
+    # How fp8 mode and 8-bit offload store the weights: int8 or float8 e4m3, both with one scale per
+    # output channel, computed in bf16. int8 is the more accurate (measured in benchmarks/README.md).
+    storage_8bit: Literal["int8", "fp8"] = Field("int8", validation_alias=_env("STUDIO_STORAGE_8BIT"))
     default_engine: Literal["framepack", "morph"] = Field(
         "framepack", validation_alias=_env("STUDIO_DEFAULT_ENGINE")
     )
     # Regional torch.compile of the FramePack transformer blocks on CUDA (auto = on when Triton is
-    # there, except in fp8 storage mode); kernels are cached under STUDIO_MODELS_DIR/torch_compile_cache.
+    # there); kernels are cached under STUDIO_MODELS_DIR/torch_compile_cache.
     framepack_compile: Literal["auto", "on", "off"] = Field(
         "auto", validation_alias=_env("STUDIO_FRAMEPACK_COMPILE")
     )

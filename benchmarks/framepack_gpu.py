@@ -347,6 +347,53 @@ def fp8_error(transformer, kwargs) -> dict:
             "max_abs_error": float((out - ref).abs().max()), "ref_rms": float(ref.pow(2).mean().sqrt())}
 
 
+def storage_error(transformer, kwargs, min_numel: int) -> dict:
+    """Output error of 8-bit weight storage against bf16 on one real input, for each format.
+
+    The bf16 layers are swapped out and back, so the model is unchanged afterwards.
+    """
+    import torch
+    from torch import nn
+
+    from backend.pipeline.weight_storage import StoredLinear8
+
+    targets = [(parent, name, child) for parent in transformer.modules()
+               for name, child in parent.named_children()
+               if type(child) is nn.Linear and child.weight.numel() >= min_numel]
+    out: dict = {"converted_linears": len(targets)}
+    with torch.no_grad():
+        ref = transformer(**kwargs)[0].float()
+        for fmt in ("fp8", "int8"):
+            try:
+                for parent, name, child in targets:
+                    setattr(parent, name, StoredLinear8(child, fmt))
+                got = transformer(**kwargs)[0].float()
+                out[fmt] = {"rel_l2_error_vs_bf16": float((got - ref).norm() / ref.norm()),
+                            "max_abs_error": float((got - ref).abs().max())}
+            finally:
+                for parent, name, child in targets:
+                    setattr(parent, name, child)
+    out["ref_rms"] = float(ref.pow(2).mean().sqrt())
+    return out
+
+
+def time_text_encode(gen, clock: Clock) -> float:
+    """Seconds to encode the prompt where the job does it (from disk in offload mode)."""
+    import torch
+
+    from backend.pipeline.framepack_loop import _StayPut
+
+    placement = gen.placement or _StayPut()
+    began = clock.now()
+    with torch.no_grad():
+        placement.encoders_on()
+        try:
+            gen.pipe.encode_prompt(prompt=PROMPT, device=torch.device(gen.device))
+        finally:
+            placement.encoders_off()
+    return clock.now() - began
+
+
 def save(result: dict, path: Path | None) -> None:
     """Writes what is measured so far: a run cut off by a time limit still leaves its figures."""
     if path:
@@ -368,6 +415,11 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--growth-sections", type=int, default=0, help="peak VRAM at 1 and at N sections (1 step)")
     ap.add_argument("--draft", action="store_true", help="also time First Block Cache (draft)")
     ap.add_argument("--fp8-matmul", action="store_true", help="also measure FP8 matmuls (error + speed)")
+    ap.add_argument("--storage-error", action="store_true",
+                    help="transformer output error of 8-bit weight storage (fp8, int8) against bf16")
+    ap.add_argument("--offload-weights", default="bf16", choices=["bf16", "fp8"],
+                    help="offload mode: transformer weights in host RAM as bf16 or 8-bit")
+    ap.add_argument("--storage-8bit", default="int8", choices=["int8", "fp8"], help="format of 8-bit weights")
     ap.add_argument("--vram-limit-gib", type=float, default=0.0, help="simulate a smaller GPU")
     ap.add_argument("--full-text-encoder", action="store_true", help="32-layer Llama (8B) text encoder")
     ap.add_argument("--out", type=Path, default=None, help="JSON file to write")
@@ -431,21 +483,33 @@ def main(argv: list[str] | None = None) -> dict:
         # plain pipeline's own offload figures are in /work/shared/reference (leaf-level groups).
         result["reference_note"] = "the plain pipeline runs in --mode resident only"
 
+    if args.storage_error and kwargs is not None:
+        from backend.pipeline.weight_storage import MIN_WEIGHT_NUMEL
+
+        result["storage_8bit_error"] = storage_error(pipe.transformer, kwargs,
+                                                     64 if spec is TINY else MIN_WEIGHT_NUMEL)
+        save(result, args.out)
+
     settings = Settings(gpu_profile=args.mode if cuda else "auto", framepack_compile=args.compile,
-                        framepack_warmup=True, fp8_matmul=False, models_dir=str(Path(os.environ.get(
+                        framepack_warmup=True, fp8_matmul=False, offload_weights=args.offload_weights,
+                        storage_8bit=args.storage_8bit, models_dir=str(Path(os.environ.get(
                             "STUDIO_MODELS_DIR", "/tmp/studio-bench-models"))))
     gen = FramePackGenerator(settings)
-    if cuda and args.mode != "resident":
-        pipe.to("cpu")  # offload/fp8 start from host memory, as after loading from disk
-        torch.cuda.empty_cache()
-        if args.vram_limit_gib:
-            torch.cuda.set_per_process_memory_fraction(args.vram_limit_gib * GIB / total)
+    # fp8/offload placement starts from the models on the GPU, where they were built: `place` moves
+    # each part once, layer by layer, to its final home (host RAM in its final dtype, or disk), so
+    # the host RSS peak is that of the placement itself. (Loading from disk reads the host copy
+    # first; that load-time peak is not what this measures.)
     rss.reset()
     began = time.perf_counter()
     gen.attach(pipe, device, mode=args.mode if cuda else "cpu")
     result["ours_setup_s"] = time.perf_counter() - began
+    result["ours_setup_peak_rss_gib"] = rss.peak / GIB
     result["ours_load_seconds"] = dict(gen.load_seconds)
     result["ours_compiled"] = gen.compiled
+    result["ours_offload_weights"] = gen.offload_weights
+    if cuda and args.mode != "resident" and args.vram_limit_gib:
+        torch.cuda.empty_cache()
+        torch.cuda.set_per_process_memory_fraction(args.vram_limit_gib * GIB / total)
     save(result, args.out)
     if cuda:  # the first job after loading (compile already warmed up in attach): kept apart
         result["ours_first_job"] = run_ours(gen, job, clock, cuda)
@@ -453,7 +517,8 @@ def main(argv: list[str] | None = None) -> dict:
     rss.reset()
     result["ours"] = run_ours(gen, job, clock, cuda)
     result["ours"]["peak_rss_gib"] = rss.peak / GIB
-    result["peak_rss_gib_process"] = rss.peak / GIB
+    result["peak_rss_gib_process"] = max(rss.peak, int(result["ours_setup_peak_rss_gib"] * GIB)) / GIB
+    result["ours"]["text_encode_s"] = time_text_encode(gen, clock)
 
     flops = result.get("flops_per_forward")
     for key in ("reference", "ours"):

@@ -184,7 +184,7 @@ def test_gpu_benchmark_runs_tiny_on_cpu(tmp_path):
     out = tmp_path / "bench.json"
     proc = subprocess.run(
         [sys.executable, "benchmarks/framepack_gpu.py", "--tiny", "--reference", "--sections", "2", "--steps", "2",
-         "--growth-sections", "2", "--draft", "--out", str(out)],
+         "--growth-sections", "2", "--draft", "--storage-error", "--out", str(out)],
         cwd=ROOT, capture_output=True, text=True, timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -199,6 +199,10 @@ def test_gpu_benchmark_runs_tiny_on_cpu(tmp_path):
     drafts = result["draft_first_block_cache"]
     assert drafts["all_hits_ceiling"]["full_forwards"] == "2/4"  # only each section's first step
     assert "error" not in drafts["ui_threshold_0.12"]
+    storage = result["storage_8bit_error"]
+    assert storage["converted_linears"] > 10
+    assert 0 < storage["int8"]["rel_l2_error_vs_bf16"] < storage["fp8"]["rel_l2_error_vs_bf16"] < 0.2
+    assert result["ours"]["text_encode_s"] > 0
 
 
 def test_true_cfg_runs_a_negative_forward_per_step(pipe):

@@ -23,9 +23,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-log = logging.getLogger(__name__)
+from backend.pipeline.weight_storage import FP8_MAX, quantize_rows
 
-FP8_MAX = 448.0  # largest finite float8_e4m3fn
+log = logging.getLogger(__name__)
 
 
 def blocks(transformer) -> list[nn.Module]:
@@ -87,11 +87,10 @@ class Fp8Linear(nn.Module):
 
     def __init__(self, linear: nn.Linear) -> None:
         super().__init__()
-        weight = linear.weight.detach()
         self.in_features, self.out_features = linear.in_features, linear.out_features
-        scale = weight.float().abs().amax(dim=1, keepdim=True).clamp(min=1e-12) / FP8_MAX
+        weight_fp8, scale = quantize_rows(linear.weight)
         # Stored (out, in) row-major; `.t()` below is the column-major view _scaled_mm wants.
-        self.register_buffer("weight_fp8", (weight.float() / scale).to(torch.float8_e4m3fn))
+        self.register_buffer("weight_fp8", weight_fp8)
         self.register_buffer("weight_scale", scale.t().contiguous())  # (1, out) float32
         self.bias = None if linear.bias is None else nn.Parameter(linear.bias.detach().to(torch.bfloat16),
                                                                    requires_grad=False)
@@ -112,7 +111,7 @@ def convert_fp8_linears(transformer, min_features: int = 1024) -> int:
     for block in blocks(transformer):
         for name, child in list(block.named_modules()):
             for attr, sub in list(child.named_children()):
-                if (isinstance(sub, nn.Linear) and sub.in_features >= min_features
+                if (type(sub) is nn.Linear and sub.in_features >= min_features
                         and sub.out_features >= min_features
                         and sub.in_features % 16 == 0 and sub.out_features % 16 == 0):
                     setattr(child, attr, Fp8Linear(sub))

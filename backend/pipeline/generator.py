@@ -29,6 +29,7 @@ from backend.config import Settings
 from backend.pipeline.memory import (
     GIB,
     choose_memory_mode,
+    choose_offload_weights,
     free_host_gib,
     place,
 )
@@ -83,6 +84,7 @@ class FramePackGenerator:
         self.pipe = None
         self.device = "cpu"
         self.memory_mode = "unloaded"
+        self.offload_weights: str | None = None  # bf16 / fp8 host weights in offload mode
         self.compiled = False
         self.fp8_matmul = False
         self.placement = None  # offload mode: moves encoders on/off the GPU around encoding
@@ -95,7 +97,7 @@ class FramePackGenerator:
         problem = framepack_source_problem(self.settings)
         if self.pipe is not None:
             return {"ready": True, "loaded": True, "device": self.device, "memory_mode": self.memory_mode,
-                    "compiled": self.compiled, "fp8_matmul": self.fp8_matmul, "reason": "loaded"}
+                    "offload_weights": self.offload_weights, "storage_8bit": self.settings.storage_8bit, "compiled": self.compiled, "fp8_matmul": self.fp8_matmul, "reason": "loaded"}
         if problem:
             return {"ready": False, "loaded": False, "reason": problem}
         if self.load_error:
@@ -164,13 +166,17 @@ class FramePackGenerator:
 
         pipe.set_progress_bar_config(disable=True)
         s = self.settings
+        host = free_host_gib()
         if mode is None:
             free = torch.cuda.mem_get_info()[0] / GIB if device == "cuda" else 0.0
-            mode = choose_memory_mode(s.gpu_profile, device, free, free_host_gib())
+            mode = choose_memory_mode(s.gpu_profile, device, free, host)
+        offload_weights = choose_offload_weights(s.offload_weights, host) if mode == "offload" else None
         began = time.perf_counter()
-        self.placement = place(pipe, device, mode)
+        self.placement = place(pipe, device, mode, offload_weights=offload_weights or "bf16",
+                               scratch_dir=Path(s.models_dir) / "offload_scratch", storage_format=s.storage_8bit)
         self.load_seconds["place"] = time.perf_counter() - began
         self.pipe, self.device, self.memory_mode = pipe, device, mode
+        self.offload_weights = offload_weights
         self.fp8_matmul = self.compiled = False
         if device == "cuda":
             self._accelerate(progress)
@@ -193,11 +199,6 @@ class FramePackGenerator:
         if want == "on" and not available:
             raise RuntimeError(f"STUDIO_FRAMEPACK_COMPILE=on but {reason}")
         if want == "off" or not available:
-            return
-        if want == "auto" and self.memory_mode == "fp8":
-            # Layerwise fp8 casting runs Python hooks that re-cast weights inside every block;
-            # compiling through them was not measured, so auto leaves fp8 storage eager.
-            # (Offload's upload hooks compile fine: 1.28 -> 1.10 s/step on the H100 at 6 GiB.)
             return
         accel.use_compile_cache(Path(s.models_dir) / "torch_compile_cache")
         accel.compile_blocks(transformer, dynamic=True)

@@ -3,11 +3,14 @@
 Modes (chosen from free VRAM and host RAM when the model loads, or forced by STUDIO_GPU_PROFILE):
 
 - resident: bf16 weights on the GPU (26 GiB) with untiled VAE decode (+22 GiB peak at 640²).
-- fp8: weights stored in fp8 and cast to bf16 layer by layer as they run (layerwise casting), so the
-  13B transformer takes 12 GiB and fits a 24 GB card next to a tiled VAE decode.
-- offload: the transformer stays in pinned host memory and streams to the GPU layer by layer on a
-  side stream, overlapping compute (group offloading); text and image encoders are on the GPU only
-  while a job encodes its prompt and images, then go back to host memory before sampling; VAE tiled.
+- fp8: the transformer's linear weights stored in fp8 with a scale per output channel and
+  dequantised to bf16 as each layer runs (`weight_storage.py`; float8 or int8), so the 13B transformer takes 12 GiB
+  and fits a 24 GB card next to a tiled VAE decode.
+- offload: the transformer's blocks stay in pinned host memory and are copied to the GPU one block
+  ahead of compute on a side stream (`block_stream.py`); its weights are held in bf16, or in 8 bits
+  when host RAM is short (`choose_offload_weights`). The 8B text encoder lives on disk and visits the
+  GPU layer by layer while a job encodes its prompt (`disk_stream.py`); CLIP and SigLIP are on the
+  GPU only while a job encodes, then go back to host memory before sampling; VAE tiled.
 
 Figures behind the thresholds are in benchmarks/README.md ("FramePack generator").
 """
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +31,9 @@ RESIDENT_MIN_FREE_GIB = 40
 FP8_MIN_FREE_GIB = 20
 # Offload keeps the bf16 transformer (24 GiB) plus VAE and encoders in host RAM.
 OFFLOAD_MIN_HOST_GIB = 30
-ENCODERS = ("text_encoder", "text_encoder_2", "image_encoder")
+# bf16 host weights for offload: 24 GiB pinned + ~3 GiB of process (torch, CUDA, VAE, CLIP, SigLIP)
+# + room for the rest of the machine; below it the weights are held in fp8 (12 GiB).
+OFFLOAD_BF16_MIN_HOST_GIB = 34
 
 
 def choose_memory_mode(requested: str, device: str, free_vram_gib: float,
@@ -46,6 +52,15 @@ def choose_memory_mode(requested: str, device: str, free_vram_gib: float,
         # beats swapping on the host.
         return "fp8"
     return "offload"
+
+
+def choose_offload_weights(requested: str, free_host_gib: float | None) -> str:
+    """bf16 or fp8 for the transformer weights offload mode keeps in host RAM."""
+    if requested != "auto":
+        return requested
+    if free_host_gib is not None and free_host_gib < OFFLOAD_BF16_MIN_HOST_GIB:
+        return "fp8"
+    return "bf16"
 
 
 def free_host_gib() -> float:
@@ -112,14 +127,17 @@ def pin_module_in_place(module) -> int:
 class EncoderPlacement:
     """`Placement` for fp8 and offload modes: encoders use the GPU only while a job encodes.
 
-    The Llama text encoder (8B, 16 GB in bf16) never moves whole: it is group-offloaded layer by
-    layer from pinned host memory (`stream_from_host`), so it runs on a 6 GB card and leaves a
-    24 GB card to the fp8 transformer. The small CLIP and SigLIP encoders (1 GB together) are moved
-    to the GPU for encoding and back afterwards.
+    The Llama text encoder (8B, 16 GB in bf16) never moves whole: it streams layer by layer, from
+    pinned host memory in fp8 mode (`stream_from_host`) or from disk in offload mode
+    (`disk_stream`), so it runs on a 6 GB card and leaves a 24 GB card to the fp8 transformer.
+    The small CLIP and SigLIP encoders (1 GB together) are moved to the GPU for encoding and back
+    afterwards.
     """
 
     pipe: object
     device: str
+    text_stream: object = None  # the DiskStream of the text encoder in offload mode
+    block_stream: object = None  # the BlockStreamer of the transformer in offload mode
 
     def encoders_on(self) -> None:
         for name in ("text_encoder_2", "image_encoder"):
@@ -145,9 +163,19 @@ def stream_from_host(module, device: str) -> int:
     return pinned
 
 
-def place(pipe, device: str, mode: str):
-    """Puts the pipeline's parts where `mode` says; returns the encoder placement for jobs (or None)."""
+def place(pipe, device: str, mode: str, offload_weights: str = "bf16", scratch_dir: Path | None = None,
+          storage_format: str = "int8"):
+    """Puts the pipeline's parts where `mode` says; returns the encoder placement for jobs (or None).
+
+    The pipeline's weights may start on the host (after loading from disk) or on the GPU (the
+    benchmark builds them there); either way each part moves once, layer by layer where it is
+    large, so host memory never holds more than the final placement plus one layer.
+    `offload_weights` (bf16/fp8) and `scratch_dir` (where the text encoder's layers are written)
+    apply to offload mode; `storage_format` (fp8/int8) is how 8-bit weights are stored.
+    """
     import torch
+
+    from backend.pipeline.weight_storage import store_linears_8bit
 
     if mode in ("cpu", "resident"):
         pipe.to(device)
@@ -155,29 +183,40 @@ def place(pipe, device: str, mode: str):
     if mode not in ("fp8", "offload"):
         raise ValueError(f"unknown memory mode {mode!r}")
     enable_expandable_segments()
-    for name in ENCODERS:
+    for name in ("text_encoder_2", "image_encoder"):
         getattr(pipe, name).to("cpu")
-    text_bytes = stream_from_host(pipe.text_encoder, device)
-    if mode == "fp8":
-        # Weights stored in fp8, each layer cast to bf16 as it runs: the transformer halves.
-        pipe.transformer.enable_layerwise_casting(
-            storage_dtype=torch.float8_e4m3fn, compute_dtype=torch.bfloat16
-        )
-        pipe.transformer.to(device)
+    text_stream = None
+    if mode == "offload":
+        from backend.pipeline.disk_stream import stream_from_disk
+
+        if scratch_dir is None:
+            raise ValueError("offload mode needs a scratch directory for the text encoder's layers")
+        text_stream = stream_from_disk(pipe.text_encoder, device, scratch_dir)
+        log.info("offload: text encoder (%.1f GiB) streams from %s", text_stream.bytes_on_disk / GIB,
+                 text_stream.folder)
     else:
-        pipe.transformer.to("cpu")
-        pinned = pin_module_in_place(pipe.transformer)
-        log.info("offload: %.1f GiB of transformer weights page-locked in place", pinned / GIB)
-        pipe.transformer.enable_group_offload(
-            onload_device=torch.device(device), offload_device=torch.device("cpu"),
-            offload_type="leaf_level", use_stream=True, record_stream=True,
-        )
-    log.info("%s: text encoder (%.1f GiB) streams from pinned host memory", mode, text_bytes / GIB)
+        text_bytes = stream_from_host(pipe.text_encoder, device)
+        log.info("fp8: text encoder (%.1f GiB) streams from pinned host memory", text_bytes / GIB)
+    torch.cuda.empty_cache()
+    transformer = pipe.transformer
+    if mode == "fp8" or offload_weights == "fp8":
+        count, saved = store_linears_8bit(transformer, storage_format, work_device=device)
+        log.info("%s: %d linear layers stored in %s (%.1f GiB saved)", mode, count, storage_format, saved / GIB)
+    blocks = None
+    if mode == "fp8":
+        transformer.to(device)
+    else:
+        from backend.pipeline.block_stream import stream_blocks
+
+        torch.cuda.empty_cache()
+        blocks = stream_blocks(transformer, device)
+        log.info("offload: %.1f GiB of %s transformer blocks page-locked in place, streamed block by block",
+                 blocks.pinned_bytes / GIB, offload_weights)
     pipe.vae.to(device)
     pipe.vae.enable_tiling()
     torch.cuda.empty_cache()
-    return EncoderPlacement(pipe, device)
+    return EncoderPlacement(pipe, device, text_stream, blocks)
 
 
-__all__ = ["choose_memory_mode", "place", "pin_module_in_place", "EncoderPlacement", "free_host_gib",
+__all__ = ["choose_memory_mode", "choose_offload_weights", "place", "pin_module_in_place", "EncoderPlacement", "free_host_gib",
            "enable_expandable_segments", "stream_from_host", "RESIDENT_MIN_FREE_GIB", "FP8_MIN_FREE_GIB"]
