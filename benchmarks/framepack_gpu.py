@@ -139,13 +139,18 @@ def build_pipeline(spec: dict, device: str, dtype, full_text_encoder: bool = Fal
 
 # --- measuring ---------------------------------------------------------------------------------
 class RssSampler:
-    """Peak resident set size of this process, sampled every 50 ms on a thread."""
+    """Peak resident set size of this process, sampled every 50 ms on a thread.
+
+    `peak` is the whole RSS; `peak_anon` leaves out file-backed pages (RSS minus shared: mapped
+    checkpoint files, libraries), which the kernel can drop under pressure.
+    """
 
     def __init__(self) -> None:
         import psutil
 
         self._proc = psutil.Process()
-        self.peak = self._proc.memory_info().rss
+        info = self._proc.memory_info()
+        self.peak, self.peak_anon = info.rss, info.rss - info.shared
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -155,12 +160,14 @@ class RssSampler:
             self.sample()
 
     def sample(self) -> int:
-        rss = self._proc.memory_info().rss
-        self.peak = max(self.peak, rss)
-        return rss
+        info = self._proc.memory_info()
+        self.peak = max(self.peak, info.rss)
+        self.peak_anon = max(self.peak_anon, info.rss - info.shared)
+        return info.rss
 
     def reset(self) -> None:
-        self.peak = self.sample()
+        info = self._proc.memory_info()
+        self.peak, self.peak_anon = info.rss, info.rss - info.shared
 
     def stop(self) -> None:
         self._stop.set()
@@ -366,7 +373,7 @@ def storage_error(transformer, kwargs, min_numel: int) -> dict:
         for fmt in ("fp8", "int8"):
             try:
                 for parent, name, child in targets:
-                    setattr(parent, name, StoredLinear8(child, fmt))
+                    setattr(parent, name, StoredLinear8.from_linear(child, fmt))
                 got = transformer(**kwargs)[0].float()
                 out[fmt] = {"rel_l2_error_vs_bf16": float((got - ref).norm() / ref.norm()),
                             "max_abs_error": float((got - ref).abs().max())}
@@ -401,6 +408,62 @@ def save(result: dict, path: Path | None) -> None:
         path.write_text(json.dumps(result, indent=2, default=str) + "\n")
 
 
+def from_disk(args, result: dict, rss: RssSampler, clock: Clock, cuda: bool, spec: dict) -> dict:
+    """Saves the random models in diffusers layout (child process), loads them the way the studio
+    does (`load()` with FRAMEPACK_DIR), and runs the job: host RSS peak of loading and of the job."""
+    import subprocess
+
+    import numpy as np
+
+    from backend.config import Settings
+    from backend.pipeline.generator import FramePackGenerator
+
+    folder = args.from_disk
+    if not (folder / "model_index.json").exists():
+        began = time.perf_counter()
+        cmd = [sys.executable, __file__, "--save-to", str(folder)]
+        cmd += ["--full-text-encoder"] if args.full_text_encoder else []
+        cmd += ["--tiny"] if spec is TINY else []
+        subprocess.run(cmd, check=True)
+        result["save_s"] = time.perf_counter() - began
+    result["from_disk"] = str(folder)
+    settings = Settings(framepack_dir=str(folder), gpu_profile=args.mode if cuda else "auto",
+                        framepack_compile=args.compile, framepack_warmup=True, offload_weights=args.offload_weights,
+                        storage_8bit=args.storage_8bit,
+                        models_dir=str(Path(os.environ.get("STUDIO_MODELS_DIR", "/tmp/studio-bench-models"))))
+    gen = FramePackGenerator(settings)
+    rss.reset()
+    began = time.perf_counter()
+    gen.load()
+    result["ours_load_s"] = time.perf_counter() - began
+    result["ours_load_peak_rss_gib"] = rss.peak / GIB
+    result["ours_load_peak_rss_anon_gib"] = rss.peak_anon / GIB
+    result["ours_load_seconds"] = dict(gen.load_seconds)
+    result["ours_memory_mode"], result["ours_offload_weights"] = gen.memory_mode, gen.offload_weights
+    if cuda and args.vram_limit_gib:
+        import torch
+
+        torch.cuda.empty_cache()
+        total = torch.cuda.get_device_properties(0).total_memory
+        torch.cuda.set_per_process_memory_fraction(args.vram_limit_gib * GIB / total)
+        result["vram_limit_gib"] = args.vram_limit_gib
+    save(result, args.out)
+    size = 64 if spec is TINY else args.size
+    rng = np.random.default_rng(0)
+    job = {"first": rng.integers(0, 256, (size, size, 3), dtype=np.uint8),
+           "last": rng.integers(0, 256, (size, size, 3), dtype=np.uint8), "height": size, "width": size,
+           "window": 3 if spec is TINY else args.window, "sections": args.sections, "steps": args.steps}
+    rss.reset()
+    result["ours"] = run_ours(gen, job, clock, cuda)
+    result["ours"]["peak_rss_gib"] = rss.peak / GIB
+    result["ours"]["peak_rss_anon_gib"] = rss.peak_anon / GIB
+    rss.stop()
+    result["peak_rss_gib_process"] = max(result["ours_load_peak_rss_gib"], rss.peak / GIB)
+    print(json.dumps(result, indent=2, default=str))
+    save(result, args.out)
+    return result
+
+
 # --- the run -----------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -422,6 +485,10 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--storage-8bit", default="int8", choices=["int8", "fp8"], help="format of 8-bit weights")
     ap.add_argument("--vram-limit-gib", type=float, default=0.0, help="simulate a smaller GPU")
     ap.add_argument("--full-text-encoder", action="store_true", help="32-layer Llama (8B) text encoder")
+    ap.add_argument("--from-disk", type=Path, default=None,
+                    help="measure the real loading path: save the models to DIR (a child process, once), then "
+                         "load them with FramePackGenerator.load() (FRAMEPACK_DIR=DIR) instead of attach()")
+    ap.add_argument("--save-to", type=Path, default=None, help=argparse.SUPPRESS)  # the child of --from-disk
     ap.add_argument("--out", type=Path, default=None, help="JSON file to write")
     args = ap.parse_args(argv)
 
@@ -453,6 +520,11 @@ def main(argv: list[str] | None = None) -> dict:
         pass
     clock = Clock(cuda)
     began = time.perf_counter()
+    if args.save_to:
+        build_pipeline(spec, device, dtype, args.full_text_encoder).save_pretrained(str(args.save_to))
+        return {"saved": str(args.save_to), "seconds": time.perf_counter() - began}
+    if args.from_disk:
+        return from_disk(args, result, rss, clock, cuda, spec)
     pipe = build_pipeline(spec, device, dtype, args.full_text_encoder)
     result["build_s"] = time.perf_counter() - began
     result["transformer_params"] = sum(p.numel() for p in pipe.transformer.parameters())
@@ -504,6 +576,7 @@ def main(argv: list[str] | None = None) -> dict:
     gen.attach(pipe, device, mode=args.mode if cuda else "cpu")
     result["ours_setup_s"] = time.perf_counter() - began
     result["ours_setup_peak_rss_gib"] = rss.peak / GIB
+    result["ours_setup_peak_rss_anon_gib"] = rss.peak_anon / GIB
     result["ours_load_seconds"] = dict(gen.load_seconds)
     result["ours_compiled"] = gen.compiled
     result["ours_offload_weights"] = gen.offload_weights
@@ -517,6 +590,7 @@ def main(argv: list[str] | None = None) -> dict:
     rss.reset()
     result["ours"] = run_ours(gen, job, clock, cuda)
     result["ours"]["peak_rss_gib"] = rss.peak / GIB
+    result["ours"]["peak_rss_anon_gib"] = rss.peak_anon / GIB
     result["peak_rss_gib_process"] = max(rss.peak, int(result["ours_setup_peak_rss_gib"] * GIB)) / GIB
     result["ours"]["text_encode_s"] = time_text_encode(gen, clock)
 

@@ -44,7 +44,7 @@ def test_stored_linear_is_a_linear_with_row_scales(fmt, dtype):
     linear, x = _linear_and_input()
     with torch.no_grad():
         ref = linear(x).float()
-        stored = StoredLinear8(linear, fmt)
+        stored = StoredLinear8.from_linear(linear, fmt)
         out = stored(x)
     assert isinstance(stored, nn.Linear)  # offloading hooks pick it up as a leaf layer
     assert stored.weight.dtype == dtype and stored.weight_scale.shape == (384, 1)
@@ -58,7 +58,7 @@ def test_int8_rows_are_more_accurate_than_fp8_and_than_a_plain_cast():
     linear, x = _linear_and_input(std=0.005)
     with torch.no_grad():
         ref = linear(x).float()
-        err = {fmt: _rel(StoredLinear8(linear, fmt)(x).float(), ref) for fmt in ("fp8", "int8")}
+        err = {fmt: _rel(StoredLinear8.from_linear(linear, fmt)(x).float(), ref) for fmt in ("fp8", "int8")}
         plain = torch.nn.functional.linear(x, linear.weight.to(torch.float8_e4m3fn).to(torch.bfloat16), linear.bias)
     assert err["int8"] < 0.6 * err["fp8"], err
     assert _rel(plain.float(), ref) > 2 * err["fp8"], err
@@ -173,3 +173,61 @@ def test_bf16_offload_gives_the_resident_frames(tmp_path):  # pragma: no cover -
             blocks = gen.placement.block_stream
             assert all(p.device.type == "cpu" and p.is_pinned() for b in blocks.blocks for p in b.parameters())
     assert np.array_equal(frames["offload"], frames["resident"])
+
+
+def test_load_model_8bit_equals_loading_then_quantising(tiny_framepack_dir, tmp_path):
+    """The lean loader (8-bit as each tensor is read) builds the same model as the long way round."""
+    from diffusers import HunyuanVideoFramepackTransformer3DModel as Transformer
+
+    from backend.pipeline.weight_storage import load_model_8bit
+
+    # bf16 as on a GPU (the files are float32): every tensor must come out in the asked dtype.
+    long_way = Transformer.from_pretrained(tiny_framepack_dir, subfolder="transformer", dtype=torch.bfloat16)
+    count, _ = store_linears_8bit(long_way, "int8", min_numel=64)
+    lean = load_model_8bit(Transformer, str(tiny_framepack_dir), "transformer", "int8", torch.bfloat16, min_numel=64)
+    assert lean.dtype == torch.bfloat16
+    a, b = long_way.state_dict(), lean.state_dict()
+    assert count > 10 and a.keys() == b.keys()
+    for key in a:
+        assert a[key].dtype == b[key].dtype and torch.equal(a[key], b[key]), key
+    assert sum(isinstance(m, StoredLinear8) for m in lean.modules()) == count
+    (tmp_path / "transformer").mkdir()  # a config without weights: a clear error, not random weights
+    (tmp_path / "transformer" / "config.json").write_bytes((tiny_framepack_dir / "transformer" / "config.json").read_bytes())
+    with pytest.raises(FileNotFoundError, match="no .safetensors"):
+        load_model_8bit(Transformer, str(tmp_path), "transformer", "int8", torch.float32)
+
+
+def test_pipeline_reads_with_a_disk_streamed_text_encoder(tiny_framepack_dir, tmp_path):
+    """Offload loading: the text encoder goes from its checkpoint to disk files, layer by layer,
+    without a full copy in memory; then the rest is read. bf16 as on a GPU (the files are float32)."""
+    from diffusers import HunyuanVideoFramepackPipeline
+    from transformers import LlamaModel
+
+    from backend.pipeline.disk_stream import read_to_disk_stream
+
+    full = HunyuanVideoFramepackPipeline.from_pretrained(tiny_framepack_dir, dtype=torch.bfloat16)
+    encoder = read_to_disk_stream(LlamaModel, str(tiny_framepack_dir), "text_encoder", "cpu", tmp_path,
+                                  torch.bfloat16)
+    assert encoder._studio_disk_stream.loads == 0 and all(p.is_meta for p in encoder.layers.parameters())
+    lean = HunyuanVideoFramepackPipeline.from_pretrained(tiny_framepack_dir, text_encoder=encoder,
+                                                         dtype=torch.bfloat16)
+    assert lean.text_encoder is encoder and all(p.is_meta for p in encoder.layers.parameters())
+    with torch.no_grad():
+        ref = full.encode_prompt(prompt="a red bird", device=torch.device("cpu"))
+        got = lean.encode_prompt(prompt="a red bird", device=torch.device("cpu"))
+    for r, g in zip(ref, got):
+        assert torch.equal(r, g)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="the lean read path runs on CUDA")
+def test_offload_load_from_disk_on_gpu(tiny_framepack_dir, tmp_path):  # pragma: no cover - GPU machines only
+    gen = FramePackGenerator(Settings(framepack_dir=str(tiny_framepack_dir), gpu_profile="offload",
+                                      offload_weights="fp8", framepack_compile="off", models_dir=tmp_path))
+    gen.load()
+    assert gen.memory_mode == "offload" and gen.offload_weights == "fp8"
+    # The lean read path: the text encoder went from its checkpoint to disk files.
+    assert gen.pipe.text_encoder._studio_disk_stream.bytes_on_disk > 0
+    images = np.random.default_rng(0).integers(0, 256, (2, H, W, 3), dtype=np.uint8)
+    segment = {"sections": 1, "seed": 3, "end_embed_weights": [0.5]}
+    params = {"steps": 2, "latent_window_size": 2, "distilled_guidance": 10.0, "true_cfg": 1.0, "cache": "off"}
+    assert gen.generate(images[0], images[1], "a cat", segment, params, lambda p: None).shape == (9, H, W, 3)

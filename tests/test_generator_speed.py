@@ -221,3 +221,18 @@ def test_true_cfg_runs_a_negative_forward_per_step(pipe):
         assert guided.shape == plain.shape and not np.array_equal(guided, plain)
     finally:
         handle.remove()
+
+
+def test_gpu_benchmark_loads_from_disk_tiny_on_cpu(tmp_path):
+    """--from-disk saves the models (child process) and measures the studio's own load() path."""
+    out = tmp_path / "bench.json"
+    proc = subprocess.run(
+        [sys.executable, "benchmarks/framepack_gpu.py", "--tiny", "--from-disk", str(tmp_path / "saved"),
+         "--sections", "1", "--steps", "2", "--out", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert (tmp_path / "saved" / "model_index.json").exists() and result["save_s"] > 0
+    assert result["ours_load_s"] > 0 and result["ours_load_peak_rss_gib"] > 0
+    assert result["ours"]["frames"] == 3 * 4 + 1 and result["ours"]["s_per_step"] > 0

@@ -98,11 +98,23 @@ class DiskStream:
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
-def stream_from_disk(module: nn.Module, device: torch.device | str, root: Path) -> DiskStream:
+def _reader_state(reader, prefix: str, keys, dtype) -> dict[str, torch.Tensor]:
+    out = {}
+    for key in keys:
+        t = reader.read(f"{prefix}{key}")
+        out[key] = t.to(dtype) if dtype is not None and t.is_floating_point() else t
+    return out
+
+
+def stream_from_disk(module: nn.Module, device: torch.device | str, root: Path, reader=None,
+                     dtype: torch.dtype | None = None) -> DiskStream:
     """Writes `module`'s layers to disk, frees them, and streams them onto `device` per forward.
 
     The module's small parts (embeddings under 16 MB, norms, non-persistent buffers) move to
     `device` and stay there. The module must not be moved with `.to()` afterwards.
+    With a `reader` (`weight_storage.SafetensorsReader` of its checkpoint), `module` may be built
+    without storage (meta): each layer is read from the checkpoint (cast to `dtype`) straight into
+    its own file, so the whole model is never in memory.
     """
     from safetensors.torch import save_file
 
@@ -117,7 +129,10 @@ def stream_from_disk(module: nn.Module, device: torch.device | str, root: Path) 
     streamed = {id(u) for _, u in units}
     for index, (name, unit) in enumerate(units):
         # One layer at a time through host memory: the peak is one layer, not the model.
-        state = {key: t.detach().to("cpu").contiguous() for key, t in unit.state_dict().items()}
+        if reader is not None:
+            state = _reader_state(reader, f"{name}.", unit.state_dict().keys(), dtype)
+        else:
+            state = {key: t.detach().to("cpu").contiguous() for key, t in unit.state_dict().items()}
         path = folder / f"{index:03d}.safetensors"
         save_file(state, str(path))
         stream.files[name] = path
@@ -129,6 +144,9 @@ def stream_from_disk(module: nn.Module, device: torch.device | str, root: Path) 
     # What does not stream (small children, buffers of the root) lives on the device.
     for name, child in module.named_children():
         if id(child) not in streamed and not isinstance(child, nn.ModuleList):
+            if reader is not None:
+                keys = child.state_dict().keys()
+                child.load_state_dict(_reader_state(reader, f"{name}.", keys, dtype), strict=True, assign=True)
             child.to(device)
     for name, buf in list(module._buffers.items()):
         if buf is not None:
@@ -141,4 +159,28 @@ def stream_from_disk(module: nn.Module, device: torch.device | str, root: Path) 
     return stream
 
 
-__all__ = ["DiskStream", "stream_from_disk", "streaming_units", "remove_stale"]
+def read_to_disk_stream(model_cls, source: str, subfolder: str | None, device, root: Path,
+                        dtype: torch.dtype, token: str | None = None) -> nn.Module:
+    """A transformers model built without storage whose layers go from its checkpoint to disk files.
+
+    What `from_pretrained` then `stream_from_disk` give, without ever holding the model in RAM
+    (the 8B text encoder would take 16 GB while loading).
+    """
+    from accelerate import init_empty_weights
+
+    from backend.pipeline.weight_storage import SafetensorsReader, safetensors_files
+
+    config = model_cls.config_class.from_pretrained(source, subfolder=subfolder, token=token or None)
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)  # as from_pretrained builds it: buffers keep their own dtypes
+    try:
+        with init_empty_weights():
+            model = model_cls(config)
+    finally:
+        torch.set_default_dtype(previous)
+    reader = SafetensorsReader(safetensors_files(source, subfolder, token))
+    model._studio_disk_stream = stream_from_disk(model.eval(), device, root, reader=reader, dtype=dtype)
+    return model
+
+
+__all__ = ["DiskStream", "stream_from_disk", "read_to_disk_stream", "streaming_units", "remove_stale"]

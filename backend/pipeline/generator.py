@@ -32,6 +32,7 @@ from backend.pipeline.memory import (
     choose_offload_weights,
     free_host_gib,
     place,
+    return_freed_host_memory,
 )
 from backend.pipeline.progress import JobCancelled, Progress, ProgressCallback
 
@@ -131,17 +132,27 @@ class FramePackGenerator:
         token = self.settings.hf_token or None
         s = self.settings
         began = time.perf_counter()
+        mode = None
+        components: dict = {}
+        if device == "cuda":
+            # Decided before reading: fp8 and offload modes read their largest parts straight into
+            # their final form, so loading never holds the whole bf16 pipeline in host RAM.
+            host = free_host_gib()
+            mode = choose_memory_mode(s.gpu_profile, device, torch.cuda.mem_get_info()[0] / GIB, host)
+            if mode in ("fp8", "offload"):
+                components = self._read_lean(mode, choose_offload_weights(s.offload_weights, host), dtype, token)
         if s.framepack_dir:
-            pipe = HunyuanVideoFramepackPipeline.from_pretrained(s.framepack_dir, dtype=dtype, token=token)
+            pipe = HunyuanVideoFramepackPipeline.from_pretrained(s.framepack_dir, dtype=dtype, token=token,
+                                                                 **components)
         else:
             # The layout of diffusers' FramePack docs: HunyuanVideo base + FramePack transformer +
             # the Flux Redux SigLIP image encoder, each from its own repo.
             from diffusers import HunyuanVideoFramepackTransformer3DModel
             from transformers import SiglipImageProcessor, SiglipVisionModel
 
-            transformer = HunyuanVideoFramepackTransformer3DModel.from_pretrained(
-                s.framepack_transformer, dtype=dtype, token=token
-            )
+            if "transformer" not in components:
+                components["transformer"] = HunyuanVideoFramepackTransformer3DModel.from_pretrained(
+                    s.framepack_transformer, dtype=dtype, token=token)
             feature_extractor = SiglipImageProcessor.from_pretrained(
                 s.framepack_image_encoder, subfolder="feature_extractor", token=token
             )
@@ -149,11 +160,47 @@ class FramePackGenerator:
                 s.framepack_image_encoder, subfolder="image_encoder", dtype=dtype, token=token
             )
             pipe = HunyuanVideoFramepackPipeline.from_pretrained(
-                s.framepack_base, transformer=transformer, feature_extractor=feature_extractor,
-                image_encoder=image_encoder, dtype=dtype, token=token,
+                s.framepack_base, feature_extractor=feature_extractor, image_encoder=image_encoder, dtype=dtype,
+                token=token, **components,
             )
         self.load_seconds["read"] = time.perf_counter() - began
-        self.attach(pipe, device, why=why, progress=progress)
+        self.attach(pipe, device, mode=mode, why=why, progress=progress)
+
+    def _read_lean(self, mode: str, offload_weights: str, dtype, token) -> dict:
+        """Text encoder and transformer for fp8/offload modes, each read and placed in turn.
+
+        In offload mode the text encoder (16 GB) goes layer by layer from its checkpoint to disk
+        files; the transformer's large linears are quantised as they are read when they are to be
+        8-bit. Neither is ever whole in host RAM.
+        """
+        import torch
+        from diffusers import HunyuanVideoFramepackTransformer3DModel
+        from transformers import LlamaModel
+
+        from backend.pipeline.weight_storage import load_model_8bit
+
+        s = self.settings
+        base, transformer_src, transformer_sub = (
+            (s.framepack_dir, s.framepack_dir, "transformer") if s.framepack_dir
+            else (s.framepack_base, s.framepack_transformer, None))
+        out = {}
+        if mode == "offload":
+            from backend.pipeline.disk_stream import read_to_disk_stream
+
+            out["text_encoder"] = read_to_disk_stream(LlamaModel, base, "text_encoder", "cuda", self._scratch_dir(),
+                                                      dtype, token)
+        else:
+            out["text_encoder"] = LlamaModel.from_pretrained(base, subfolder="text_encoder", dtype=dtype, token=token)
+        if mode == "fp8" or offload_weights == "fp8":
+            out["transformer"] = load_model_8bit(HunyuanVideoFramepackTransformer3DModel, transformer_src,
+                                                 transformer_sub, s.storage_8bit, dtype, work_device="cuda",
+                                                 token=token)
+            torch.cuda.empty_cache()
+        return_freed_host_memory()
+        return out
+
+    def _scratch_dir(self) -> Path:
+        return Path(self.settings.models_dir) / "offload_scratch"
 
     def attach(self, pipe, device: str, mode: str | None = None, why: str = "",
                progress: ProgressCallback | None = None) -> None:
@@ -173,7 +220,7 @@ class FramePackGenerator:
         offload_weights = choose_offload_weights(s.offload_weights, host) if mode == "offload" else None
         began = time.perf_counter()
         self.placement = place(pipe, device, mode, offload_weights=offload_weights or "bf16",
-                               scratch_dir=Path(s.models_dir) / "offload_scratch", storage_format=s.storage_8bit)
+                               scratch_dir=self._scratch_dir(), storage_format=s.storage_8bit)
         self.load_seconds["place"] = time.perf_counter() - began
         self.pipe, self.device, self.memory_mode = pipe, device, mode
         self.offload_weights = offload_weights

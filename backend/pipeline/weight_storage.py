@@ -19,6 +19,8 @@ output's error against bf16 for both formats.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -50,16 +52,20 @@ class StoredLinear8(nn.Linear):
     the bias stays in the compute dtype.
     """
 
-    def __init__(self, linear: nn.Linear, fmt: str = "fp8", compute_dtype: torch.dtype | None = None) -> None:
+    def __init__(self, weight_q: torch.Tensor, weight_scale: torch.Tensor, bias: torch.Tensor | None,
+                 fmt: str, compute_dtype: torch.dtype) -> None:
         nn.Module.__init__(self)  # no nn.Linear init: it would allocate and initialise a weight
-        self.in_features, self.out_features = linear.in_features, linear.out_features
-        self.compute_dtype = compute_dtype or linear.weight.dtype
+        self.out_features, self.in_features = weight_q.shape
+        self.compute_dtype = compute_dtype
         self.fmt = fmt
+        self.weight = nn.Parameter(weight_q, requires_grad=False)
+        self.weight_scale = nn.Parameter(weight_scale, requires_grad=False)
+        self.bias = None if bias is None else nn.Parameter(bias.detach().to(compute_dtype), requires_grad=False)
+
+    @classmethod
+    def from_linear(cls, linear: nn.Linear, fmt: str = "fp8") -> "StoredLinear8":
         q, scale = quantize_rows(linear.weight, fmt)
-        self.weight = nn.Parameter(q, requires_grad=False)
-        self.weight_scale = nn.Parameter(scale, requires_grad=False)
-        self.bias = None if linear.bias is None else nn.Parameter(
-            linear.bias.detach().to(self.compute_dtype), requires_grad=False)
+        return cls(q, scale, linear.bias, fmt, linear.weight.dtype)
 
     def dequantized_weight(self) -> torch.Tensor:
         return (self.weight.float() * self.weight_scale).to(self.compute_dtype)
@@ -88,7 +94,7 @@ def store_linears_8bit(module: nn.Module, fmt: str = "fp8", work_device: torch.d
             before = child.weight.numel() * child.weight.element_size()
             if work_device is not None:
                 child.to(work_device)
-            stored = StoredLinear8(child, fmt).to(home)
+            stored = StoredLinear8.from_linear(child, fmt).to(home)
             setattr(parent, name, stored)
             del child
             count += 1
@@ -96,4 +102,107 @@ def store_linears_8bit(module: nn.Module, fmt: str = "fp8", work_device: torch.d
     return count, saved
 
 
-__all__ = ["StoredLinear8", "quantize_rows", "store_linears_8bit", "FP8_MAX"]
+def safetensors_files(source: str, subfolder: str | None, token: str | None = None) -> list[Path]:
+    """The weight files of one component: a local folder, or a Hugging Face repo (through its cache)."""
+    local = Path(source).expanduser()
+    if local.is_dir():
+        folder = local / subfolder if subfolder else local
+    else:
+        from huggingface_hub import snapshot_download
+
+        pattern = f"{subfolder}/*" if subfolder else "*"
+        root = Path(snapshot_download(source, allow_patterns=[pattern], token=token or None))
+        folder = root / subfolder if subfolder else root
+    files = sorted(folder.glob("*.safetensors"))
+    if not files:
+        raise FileNotFoundError(f"no .safetensors weights in {folder}")
+    return files
+
+
+_ST_DTYPES = {"BF16": torch.bfloat16, "F16": torch.float16, "F32": torch.float32, "F64": torch.float64,
+              "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
+              "BOOL": torch.bool, "F8_E4M3": torch.float8_e4m3fn, "F8_E5M2": torch.float8_e5m2}
+
+
+class SafetensorsReader:
+    """Reads a checkpoint's tensors one at a time with plain file reads.
+
+    `safe_open` maps whole files, and every page it has read counts in the process's resident
+    memory until the file is closed (10 GB shards: 10 GB more RSS while loading). Plain reads
+    leave those pages in the kernel's reclaimable page cache, so loading holds one tensor at a time.
+    """
+
+    def __init__(self, files: list[Path]) -> None:
+        import json
+        import struct
+
+        self.entries: dict[str, tuple[Path, torch.dtype, list[int], int, int]] = {}
+        for path in files:
+            with open(path, "rb") as f:
+                (size,) = struct.unpack("<Q", f.read(8))
+                header = json.loads(f.read(size))
+            for key, info in header.items():
+                if key != "__metadata__":
+                    start, end = info["data_offsets"]
+                    self.entries[key] = (path, _ST_DTYPES[info["dtype"]], info["shape"], 8 + size + start, end - start)
+
+    def keys(self) -> list[str]:
+        return list(self.entries)
+
+    def read(self, key: str) -> torch.Tensor:
+        path, dtype, shape, offset, nbytes = self.entries[key]
+        buf = torch.empty(nbytes, dtype=torch.uint8)
+        with open(path, "rb", buffering=0) as f:
+            f.seek(offset)
+            view, done = memoryview(buf.numpy()), 0
+            while done < nbytes:
+                done += f.readinto(view[done:])
+        return buf.view(dtype).reshape(shape)
+
+
+def load_model_8bit(cls, source: str, subfolder: str | None, fmt: str, dtype: torch.dtype,
+                    work_device: torch.device | str | None = None, token: str | None = None,
+                    min_numel: int = MIN_WEIGHT_NUMEL):
+    """Builds a diffusers model from its safetensors files with its large linears stored in 8 bits.
+
+    `from_pretrained` followed by `store_linears_8bit` would first hold the whole bf16 model in host
+    RAM (24 GiB for FramePack's transformer); here the model is created without storage and each
+    tensor is read, quantised if it is a large linear weight, and kept, so the host peak is the
+    8-bit model plus one tensor.
+    """
+    from accelerate import init_empty_weights
+    from accelerate.utils import set_module_tensor_to_device
+
+    config = cls.load_config(source, subfolder=subfolder, token=token or None)
+    with init_empty_weights():
+        model = cls.from_config(config)
+    targets = {f"{name}.weight": name for name, mod in model.named_modules()
+               if type(mod) is nn.Linear and mod.weight.numel() >= min_numel}
+    reader = SafetensorsReader(safetensors_files(source, subfolder, token))
+    for key in reader.keys():
+        tensor = reader.read(key)
+        if key in targets:
+            parent_name, _, attr = targets[key].rpartition(".")
+            parent = model.get_submodule(parent_name)
+            linear = getattr(parent, attr)
+            # From the compute dtype, as `store_linears_8bit` does: either path, the same model.
+            weight = tensor.to(dtype) if work_device is None else tensor.to(work_device, dtype)
+            q, scale = quantize_rows(weight, fmt)
+            bias = None if linear.bias is None or linear.bias.is_meta else linear.bias
+            stored = StoredLinear8(q.cpu(), scale.cpu(), bias, fmt, dtype)
+            if linear.bias is not None and linear.bias.is_meta:
+                stored.bias = nn.Parameter(torch.empty_like(linear.bias, device="meta", dtype=dtype),
+                                           requires_grad=False)
+            setattr(parent, attr, stored)
+        else:
+            # An explicit dtype: without it the value is cast to the meta tensor's (float32).
+            set_module_tensor_to_device(model, key, "cpu", value=tensor,
+                                        dtype=dtype if tensor.is_floating_point() else None)
+        del tensor
+    missing = [n for n, p in list(model.named_parameters()) + list(model.named_buffers()) if p.is_meta]
+    if missing:
+        raise ValueError(f"{source}/{subfolder or ''}: weights missing from the checkpoint: {missing[:5]}")
+    return model.eval()
+
+
+__all__ = ["StoredLinear8", "SafetensorsReader", "load_model_8bit", "safetensors_files", "quantize_rows", "store_linears_8bit", "FP8_MAX"]
