@@ -21,7 +21,7 @@ from backend.config import Settings
 from backend.pipeline.disk_stream import remove_stale, stream_from_disk, streaming_units
 from backend.pipeline.weight_storage import StoredLinear8, store_linears_8bit
 from backend.pipeline.generator import FramePackGenerator
-from backend.pipeline.memory import choose_offload_weights
+from backend.pipeline.memory import choose_offload_weights, text_encoder_on_disk
 from tests.helpers.tiny_framepack import build_tiny_pipeline
 
 H, W = 64, 96
@@ -96,6 +96,12 @@ def test_8bit_transformer_generates_close_to_full_precision(fmt):
     diff = np.abs(frames[fmt].astype(int) - frames["full"].astype(int))
     assert frames[fmt].shape == frames["full"].shape
     assert 0 < diff.mean() < 4.0, diff.mean()
+
+
+def test_text_encoder_on_disk_choice():
+    assert text_encoder_on_disk("offload", 500) and text_encoder_on_disk("offload", None)
+    assert text_encoder_on_disk("fp8", 24) and not text_encoder_on_disk("fp8", 64)
+    assert not text_encoder_on_disk("fp8", None) and not text_encoder_on_disk("resident", 8)
 
 
 def test_choose_offload_weights():
@@ -231,3 +237,35 @@ def test_offload_load_from_disk_on_gpu(tiny_framepack_dir, tmp_path):  # pragma:
     segment = {"sections": 1, "seed": 3, "end_embed_weights": [0.5]}
     params = {"steps": 2, "latent_window_size": 2, "distilled_guidance": 10.0, "true_cfg": 1.0, "cache": "off"}
     assert gen.generate(images[0], images[1], "a cat", segment, params, lambda p: None).shape == (9, H, W, 3)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="placement needs CUDA")
+def test_fp8_mode_with_the_text_encoder_on_disk(tmp_path):  # pragma: no cover - GPU machines only
+    from backend.pipeline.memory import place
+
+    pipe = build_tiny_pipeline(0).to(torch.bfloat16).to("cuda")
+    with torch.no_grad():
+        ref = pipe.encode_prompt(prompt="a red bird", device=torch.device("cuda"))
+    placement = place(pipe, "cuda", "fp8", scratch_dir=tmp_path, text_on_disk=True)
+    assert placement.text_stream is not None and placement.block_stream is None
+    placement.encoders_on()  # CLIP goes back to the GPU for encoding, as in a job
+    with torch.no_grad():
+        got = pipe.encode_prompt(prompt="a red bird", device=torch.device("cuda"))
+    for r, g in zip(ref, got):
+        assert torch.equal(r, g)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="offload placement needs CUDA")
+def test_draft_cache_in_offload_mode(tmp_path):  # pragma: no cover - GPU machines only
+    """First Block Cache skips blocks; the block streamer must drop their prefetched copies."""
+    pipe = build_tiny_pipeline(0).to(torch.bfloat16)
+    gen = FramePackGenerator(Settings(framepack_compile="off", offload_weights="bf16", models_dir=tmp_path))
+    gen.attach(pipe, "cuda", mode="offload")
+    images = np.random.default_rng(2).integers(0, 256, (2, H, W, 3), dtype=np.uint8)
+    segment = {"sections": 2, "seed": 3, "end_embed_weights": [0.4, 0.6]}
+    for threshold in (0.12, 1e6):  # 1e6: every step after a section's first is a cache hit
+        params = {"steps": 3, "latent_window_size": 2, "distilled_guidance": 10.0, "true_cfg": 1.0,
+                  "cache": f"first_block_cache:{threshold}"}
+        frames = gen.generate(images[0], images[1], "a cat", segment, params, lambda p: None)
+        assert frames.shape == (17, H, W, 3)
+    assert len(gen.placement.block_stream.ready) <= 1

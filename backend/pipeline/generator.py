@@ -33,6 +33,7 @@ from backend.pipeline.memory import (
     free_host_gib,
     place,
     return_freed_host_memory,
+    text_encoder_on_disk,
 )
 from backend.pipeline.progress import JobCancelled, Progress, ProgressCallback
 
@@ -140,7 +141,8 @@ class FramePackGenerator:
             host = free_host_gib()
             mode = choose_memory_mode(s.gpu_profile, device, torch.cuda.mem_get_info()[0] / GIB, host)
             if mode in ("fp8", "offload"):
-                components = self._read_lean(mode, choose_offload_weights(s.offload_weights, host), dtype, token)
+                components = self._read_lean(mode, choose_offload_weights(s.offload_weights, host),
+                                             text_encoder_on_disk(mode, host), dtype, token)
         if s.framepack_dir:
             pipe = HunyuanVideoFramepackPipeline.from_pretrained(s.framepack_dir, dtype=dtype, token=token,
                                                                  **components)
@@ -166,11 +168,11 @@ class FramePackGenerator:
         self.load_seconds["read"] = time.perf_counter() - began
         self.attach(pipe, device, mode=mode, why=why, progress=progress)
 
-    def _read_lean(self, mode: str, offload_weights: str, dtype, token) -> dict:
+    def _read_lean(self, mode: str, offload_weights: str, text_on_disk: bool, dtype, token) -> dict:
         """Text encoder and transformer for fp8/offload modes, each read and placed in turn.
 
-        In offload mode the text encoder (16 GB) goes layer by layer from its checkpoint to disk
-        files; the transformer's large linears are quantised as they are read when they are to be
+        In offload mode (and fp8 mode short of host RAM) the text encoder (16 GB) goes layer by
+        layer from its checkpoint to disk files; the transformer's large linears are quantised as they are read when they are to be
         8-bit. Neither is ever whole in host RAM.
         """
         import torch
@@ -184,7 +186,7 @@ class FramePackGenerator:
             (s.framepack_dir, s.framepack_dir, "transformer") if s.framepack_dir
             else (s.framepack_base, s.framepack_transformer, None))
         out = {}
-        if mode == "offload":
+        if text_on_disk:
             from backend.pipeline.disk_stream import read_to_disk_stream
 
             out["text_encoder"] = read_to_disk_stream(LlamaModel, base, "text_encoder", "cuda", self._scratch_dir(),
@@ -220,7 +222,8 @@ class FramePackGenerator:
         offload_weights = choose_offload_weights(s.offload_weights, host) if mode == "offload" else None
         began = time.perf_counter()
         self.placement = place(pipe, device, mode, offload_weights=offload_weights or "bf16",
-                               scratch_dir=self._scratch_dir(), storage_format=s.storage_8bit)
+                               scratch_dir=self._scratch_dir(), storage_format=s.storage_8bit,
+                               text_on_disk=text_encoder_on_disk(mode, host))
         self.load_seconds["place"] = time.perf_counter() - began
         self.pipe, self.device, self.memory_mode = pipe, device, mode
         self.offload_weights = offload_weights

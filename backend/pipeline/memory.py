@@ -18,6 +18,7 @@ Figures behind the thresholds are in benchmarks/README.md ("FramePack generator"
 from __future__ import annotations
 
 import logging
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +32,9 @@ RESIDENT_MIN_FREE_GIB = 40
 FP8_MIN_FREE_GIB = 20
 # Offload keeps the bf16 transformer (24 GiB) plus VAE and encoders in host RAM.
 OFFLOAD_MIN_HOST_GIB = 30
+# fp8 mode pins the 8B text encoder (16 GB) in host RAM for fast prompts when RAM leaves room for it
+# next to the process and the 12 GiB of 8-bit weights staged while loading.
+TEXT_PINNED_MIN_HOST_GIB = 40
 # bf16 host weights for offload: 24 GiB pinned + ~3 GiB of process (torch, CUDA, VAE, CLIP, SigLIP)
 # + room for the rest of the machine; below it the weights are held in fp8 (12 GiB).
 OFFLOAD_BF16_MIN_HOST_GIB = 34
@@ -52,6 +56,13 @@ def choose_memory_mode(requested: str, device: str, free_vram_gib: float,
         # beats swapping on the host.
         return "fp8"
     return "offload"
+
+
+def text_encoder_on_disk(mode: str, free_host_gib: float | None) -> bool:
+    """Offload mode always; fp8 mode too when host RAM could not also hold 16 GB of pinned encoder."""
+    if mode == "offload":
+        return True
+    return mode == "fp8" and free_host_gib is not None and free_host_gib < TEXT_PINNED_MIN_HOST_GIB
 
 
 def choose_offload_weights(requested: str, free_host_gib: float | None) -> str:
@@ -136,6 +147,12 @@ def pin_module_in_place(module) -> int:
     if code not in (0, None):
         raise RuntimeError(f"cudaHostRegister failed with CUDA error {code}")
     module._studio_pinned_buffer = flat  # keep the registered memory alive with the module
+    # Unregister when the buffer goes (the module is dropped): a registration left on freed pages
+    # makes later copies from memory reusing those addresses fail ("invalid argument", seen when a
+    # test built a new pipeline after an offloaded one was collected). The parameter views may
+    # outlive `flat` by a moment; their copies are then merely unpinned, never wrong.
+    done = weakref.finalize(flat, torch.cuda.cudart().cudaHostUnregister, flat.data_ptr())
+    done.atexit = False  # at exit the CUDA context may already be gone
     return total
 
 
@@ -144,8 +161,8 @@ class EncoderPlacement:
     """`Placement` for fp8 and offload modes: encoders use the GPU only while a job encodes.
 
     The Llama text encoder (8B, 16 GB in bf16) never moves whole: it streams layer by layer, from
-    pinned host memory in fp8 mode (`stream_from_host`) or from disk in offload mode
-    (`disk_stream`), so it runs on a 6 GB card and leaves a 24 GB card to the fp8 transformer.
+    pinned host memory in fp8 mode (`stream_from_host`) or from disk in offload mode and in fp8
+    mode short of host RAM (`disk_stream`), so it runs on a 6 GB card and leaves a 24 GB card to the fp8 transformer.
     The small CLIP and SigLIP encoders (1 GB together) are moved to the GPU for encoding and back
     afterwards.
     """
@@ -180,14 +197,15 @@ def stream_from_host(module, device: str) -> int:
 
 
 def place(pipe, device: str, mode: str, offload_weights: str = "bf16", scratch_dir: Path | None = None,
-          storage_format: str = "int8"):
+          storage_format: str = "int8", text_on_disk: bool | None = None):
     """Puts the pipeline's parts where `mode` says; returns the encoder placement for jobs (or None).
 
     The pipeline's weights may start on the host (after loading from disk) or on the GPU (the
     benchmark builds them there); either way each part moves once, layer by layer where it is
     large, so host memory never holds more than the final placement plus one layer.
     `offload_weights` (bf16/fp8) and `scratch_dir` (where the text encoder's layers are written)
-    apply to offload mode; `storage_format` (fp8/int8) is how 8-bit weights are stored.
+    apply to offload mode; `storage_format` (fp8/int8) is how 8-bit weights are stored;
+    `text_on_disk` (default: offload mode only) streams the text encoder from disk, not pinned RAM.
     """
     import torch
 
@@ -202,15 +220,17 @@ def place(pipe, device: str, mode: str, offload_weights: str = "bf16", scratch_d
     for name in ("text_encoder_2", "image_encoder"):
         getattr(pipe, name).to("cpu")
     text_stream = None
-    if mode == "offload":
+    if text_on_disk is None:
+        text_on_disk = mode == "offload"
+    if text_on_disk:
         from backend.pipeline.disk_stream import stream_from_disk
 
         text_stream = getattr(pipe.text_encoder, "_studio_disk_stream", None)  # streamed while loading
         if text_stream is None:
             if scratch_dir is None:
-                raise ValueError("offload mode needs a scratch directory for the text encoder's layers")
+                raise ValueError("the text encoder on disk needs a scratch directory for its layers")
             text_stream = stream_from_disk(pipe.text_encoder, device, scratch_dir)
-        log.info("offload: text encoder (%.1f GiB) streams from %s", text_stream.bytes_on_disk / GIB,
+        log.info("%s: text encoder (%.1f GiB) streams from %s", mode, text_stream.bytes_on_disk / GIB,
                  text_stream.folder)
     else:
         text_bytes = stream_from_host(pipe.text_encoder, device)
@@ -237,5 +257,5 @@ def place(pipe, device: str, mode: str, offload_weights: str = "bf16", scratch_d
     return EncoderPlacement(pipe, device, text_stream, blocks)
 
 
-__all__ = ["choose_memory_mode", "choose_offload_weights", "place", "return_freed_host_memory", "pin_module_in_place", "EncoderPlacement", "free_host_gib",
+__all__ = ["choose_memory_mode", "choose_offload_weights", "text_encoder_on_disk", "place", "return_freed_host_memory", "pin_module_in_place", "EncoderPlacement", "free_host_gib",
            "enable_expandable_segments", "stream_from_host", "RESIDENT_MIN_FREE_GIB", "FP8_MIN_FREE_GIB"]
