@@ -237,18 +237,31 @@ def test_monitor_shows_ram_that_changes_and_says_no_gpu(browser, morph_server):
     total_mb = httpx.get(morph_server.url + "/api/system").json()["memory"]["total_mb"]
     assert total_mb > 0
 
-    # RAM figures change: hold 300 MiB in this process (really touched), then let it go.
-    seen = {page.inner_text("[data-testid=ram-used]")}
-    ballast = bytearray(300 * 1024 * 1024)
+    # The RAM figure is live and is the server's: it changes while this process takes 2 GiB
+    # (really touched) and again when it lets them go, and it agrees with /api/system. How much it
+    # moves is up to the machine (this VM showed +1.4 GiB for 2 GiB, and Chromium and the server move
+    # it by up to 0.5 GiB on their own), so the test asks for changes, not for amounts.
+    def used_gib() -> float:
+        number, unit = page.inner_text("[data-testid=ram-used]").split()
+        return float(number) / (1024 if unit == "MiB" else 1)
+
+    def wait_for_change(before: str, seconds: float = 30) -> str:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            now = page.inner_text("[data-testid=ram-used]")
+            if now != before:
+                return now
+            time.sleep(0.5)
+        raise AssertionError(f"the RAM figure stayed at {before} for {seconds} s")
+
+    shown = page.inner_text("[data-testid=ram-used]")
+    ballast = bytearray(2 * 1024 * 1024 * 1024)
     ballast[::4096] = b"\x01" * len(ballast[::4096])
-    deadline = time.monotonic() + 15
-    while len(seen) < 3 and time.monotonic() < deadline:
-        time.sleep(0.5)
-        seen.add(page.inner_text("[data-testid=ram-used]"))
-        if len(seen) == 2:
-            del ballast
-            ballast = b""
-    assert len(seen) >= 3, seen
+    shown = wait_for_change(shown)
+    api = httpx.get(morph_server.url + "/api/system").json()["memory"]["used_mb"] / 1024
+    assert abs(used_gib() - api) < 0.5, (used_gib(), api)
+    del ballast
+    wait_for_change(shown)
     points = page.evaluate("() => document.querySelectorAll('[data-testid=chart-system] canvas').length")
     assert points >= 1
     assert page.inner_text("[data-testid=monitor-job]")
