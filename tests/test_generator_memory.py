@@ -21,7 +21,7 @@ from backend.config import Settings
 from backend.pipeline.disk_stream import remove_stale, stream_from_disk, streaming_units
 from backend.pipeline.weight_storage import StoredLinear8, store_linears_8bit
 from backend.pipeline.generator import FramePackGenerator
-from backend.pipeline.memory import choose_offload_weights, text_encoder_on_disk
+from backend.pipeline.memory import MemoryPlan, choose_offload_weights, plan_memory, text_encoder_on_disk
 from tests.helpers.tiny_framepack import build_tiny_pipeline
 
 H, W = 64, 96
@@ -102,6 +102,14 @@ def test_text_encoder_on_disk_choice():
     assert text_encoder_on_disk("offload", 500) and text_encoder_on_disk("offload", None)
     assert text_encoder_on_disk("fp8", 24) and not text_encoder_on_disk("fp8", 64)
     assert not text_encoder_on_disk("fp8", None) and not text_encoder_on_disk("resident", 8)
+
+
+def test_plan_memory_decides_everything_from_one_reading():
+    assert plan_memory("auto", "auto", "cuda", 11, 30) == MemoryPlan("offload", "fp8", True)
+    assert plan_memory("auto", "auto", "cuda", 11, 64) == MemoryPlan("offload", "bf16", True)
+    assert plan_memory("auto", "auto", "cuda", 22, 30) == MemoryPlan("fp8", None, True)
+    assert plan_memory("auto", "auto", "cuda", 79, 30, mode="offload") == MemoryPlan("offload", "fp8", True)
+    assert plan_memory("auto", "auto", "cpu", 0, 8) == MemoryPlan("cpu", None, False)
 
 
 def test_choose_offload_weights():

@@ -28,12 +28,12 @@ import numpy as np
 from backend.config import Settings
 from backend.pipeline.memory import (
     GIB,
+    MemoryPlan,
     choose_memory_mode,
-    choose_offload_weights,
     free_host_gib,
     place,
+    plan_memory,
     return_freed_host_memory,
-    text_encoder_on_disk,
 )
 from backend.pipeline.progress import JobCancelled, Progress, ProgressCallback
 
@@ -133,16 +133,12 @@ class FramePackGenerator:
         token = self.settings.hf_token or None
         s = self.settings
         began = time.perf_counter()
-        mode = None
+        # Decided before reading: fp8 and offload modes read their largest parts straight into
+        # their final form, so loading never holds the whole bf16 pipeline in host RAM.
+        plan = self._plan(device)
         components: dict = {}
-        if device == "cuda":
-            # Decided before reading: fp8 and offload modes read their largest parts straight into
-            # their final form, so loading never holds the whole bf16 pipeline in host RAM.
-            host = free_host_gib()
-            mode = choose_memory_mode(s.gpu_profile, device, torch.cuda.mem_get_info()[0] / GIB, host)
-            if mode in ("fp8", "offload"):
-                components = self._read_lean(mode, choose_offload_weights(s.offload_weights, host),
-                                             text_encoder_on_disk(mode, host), dtype, token)
+        if plan.mode in ("fp8", "offload"):
+            components = self._read_lean(plan, dtype, token)
         if s.framepack_dir:
             pipe = HunyuanVideoFramepackPipeline.from_pretrained(s.framepack_dir, dtype=dtype, token=token,
                                                                  **components)
@@ -166,14 +162,21 @@ class FramePackGenerator:
                 token=token, **components,
             )
         self.load_seconds["read"] = time.perf_counter() - began
-        self.attach(pipe, device, mode=mode, why=why, progress=progress)
+        self.attach(pipe, device, why=why, progress=progress, plan=plan)
 
-    def _read_lean(self, mode: str, offload_weights: str, text_on_disk: bool, dtype, token) -> dict:
+    def _plan(self, device: str, mode: str | None = None) -> MemoryPlan:
+        import torch
+
+        free_vram = torch.cuda.mem_get_info()[0] / GIB if device == "cuda" else 0.0
+        s = self.settings
+        return plan_memory(s.gpu_profile, s.offload_weights, device, free_vram, free_host_gib(), mode)
+
+    def _read_lean(self, plan: MemoryPlan, dtype, token) -> dict:
         """Text encoder and transformer for fp8/offload modes, each read and placed in turn.
 
         In offload mode (and fp8 mode short of host RAM) the text encoder (16 GB) goes layer by
-        layer from its checkpoint to disk files; the transformer's large linears are quantised as they are read when they are to be
-        8-bit. Neither is ever whole in host RAM.
+        layer from its checkpoint to disk files; the transformer's large linears are quantised as
+        they are read when they are to be 8-bit. Neither is ever whole in host RAM.
         """
         import torch
         from diffusers import HunyuanVideoFramepackTransformer3DModel
@@ -186,14 +189,14 @@ class FramePackGenerator:
             (s.framepack_dir, s.framepack_dir, "transformer") if s.framepack_dir
             else (s.framepack_base, s.framepack_transformer, None))
         out = {}
-        if text_on_disk:
+        if plan.text_on_disk:
             from backend.pipeline.disk_stream import read_to_disk_stream
 
             out["text_encoder"] = read_to_disk_stream(LlamaModel, base, "text_encoder", "cuda", self._scratch_dir(),
                                                       dtype, token)
         else:
             out["text_encoder"] = LlamaModel.from_pretrained(base, subfolder="text_encoder", dtype=dtype, token=token)
-        if mode == "fp8" or offload_weights == "fp8":
+        if plan.mode == "fp8" or plan.offload_weights == "fp8":
             out["transformer"] = load_model_8bit(HunyuanVideoFramepackTransformer3DModel, transformer_src,
                                                  transformer_sub, s.storage_8bit, dtype, work_device="cuda",
                                                  token=token)
@@ -205,33 +208,26 @@ class FramePackGenerator:
         return Path(self.settings.models_dir) / "offload_scratch"
 
     def attach(self, pipe, device: str, mode: str | None = None, why: str = "",
-               progress: ProgressCallback | None = None) -> None:
+               progress: ProgressCallback | None = None, plan: MemoryPlan | None = None) -> None:
         """Places an already built pipeline, applies the speed settings and warms up.
 
-        `load()` calls this after reading the weights; the benchmark calls it with full-size random
-        models built in memory, so both measure the same code.
+        `load()` calls this after reading the weights, with the plan it read them by; the benchmark
+        calls it with full-size random models built in memory, so both measure the same code.
         """
-        import torch
-
         pipe.set_progress_bar_config(disable=True)
-        s = self.settings
-        host = free_host_gib()
-        if mode is None:
-            free = torch.cuda.mem_get_info()[0] / GIB if device == "cuda" else 0.0
-            mode = choose_memory_mode(s.gpu_profile, device, free, host)
-        offload_weights = choose_offload_weights(s.offload_weights, host) if mode == "offload" else None
+        plan = plan or self._plan(device, mode)
         began = time.perf_counter()
-        self.placement = place(pipe, device, mode, offload_weights=offload_weights or "bf16",
-                               scratch_dir=self._scratch_dir(), storage_format=s.storage_8bit,
-                               text_on_disk=text_encoder_on_disk(mode, host))
+        self.placement = place(pipe, device, plan.mode, offload_weights=plan.offload_weights or "bf16",
+                               scratch_dir=self._scratch_dir(), storage_format=self.settings.storage_8bit,
+                               text_on_disk=plan.text_on_disk)
         self.load_seconds["place"] = time.perf_counter() - began
-        self.pipe, self.device, self.memory_mode = pipe, device, mode
-        self.offload_weights = offload_weights
+        self.pipe, self.device, self.memory_mode = pipe, device, plan.mode
+        self.offload_weights = plan.offload_weights
         self.fp8_matmul = self.compiled = False
         if device == "cuda":
             self._accelerate(progress)
         log.info("FramePack on %s (%s): memory mode %s, compiled %s, fp8 matmul %s",
-                 device, why or device, mode, self.compiled, self.fp8_matmul)
+                 device, why or device, plan.mode, self.compiled, self.fp8_matmul)
 
     def _accelerate(self, progress: ProgressCallback | None) -> None:
         from backend.pipeline import accel

@@ -74,6 +74,27 @@ def choose_offload_weights(requested: str, free_host_gib: float | None) -> str:
     return "bf16"
 
 
+@dataclass(frozen=True)
+class MemoryPlan:
+    """Where the weights go, decided once from free VRAM and host RAM before anything is read.
+
+    Deciding again after reading would see the RAM the weights now take and choose differently
+    (bf16 offload read, then 8-bit chosen at placement).
+    """
+
+    mode: str  # cpu / resident / fp8 / offload
+    offload_weights: str | None  # bf16 / fp8 host weights, offload mode only
+    text_on_disk: bool
+
+
+def plan_memory(gpu_profile: str, offload_request: str, device: str, free_vram_gib: float,
+                free_host_gib: float | None, mode: str | None = None) -> MemoryPlan:
+    """The plan for these settings and free memory; `mode` given overrides the choice of mode."""
+    mode = mode or choose_memory_mode(gpu_profile, device, free_vram_gib, free_host_gib)
+    offload_weights = choose_offload_weights(offload_request, free_host_gib) if mode == "offload" else None
+    return MemoryPlan(mode, offload_weights, text_encoder_on_disk(mode, free_host_gib))
+
+
 def free_host_gib() -> float:
     import psutil
 
@@ -257,5 +278,5 @@ def place(pipe, device: str, mode: str, offload_weights: str = "bf16", scratch_d
     return EncoderPlacement(pipe, device, text_stream, blocks)
 
 
-__all__ = ["choose_memory_mode", "choose_offload_weights", "text_encoder_on_disk", "place", "return_freed_host_memory", "pin_module_in_place", "EncoderPlacement", "free_host_gib",
+__all__ = ["MemoryPlan", "plan_memory", "choose_memory_mode", "choose_offload_weights", "text_encoder_on_disk", "place", "return_freed_host_memory", "pin_module_in_place", "EncoderPlacement", "free_host_gib",
            "enable_expandable_segments", "stream_from_host", "RESIDENT_MIN_FREE_GIB", "FP8_MIN_FREE_GIB"]
