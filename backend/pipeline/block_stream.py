@@ -20,14 +20,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-
-def _tensors(block: nn.Module) -> list[tuple[nn.Module, str, bool]]:
-    """(owner, attribute, is_param) for every parameter and buffer of the block."""
-    out = []
-    for mod in block.modules():
-        out.extend((mod, name, True) for name, p in mod._parameters.items() if p is not None)
-        out.extend((mod, name, False) for name, b in mod._buffers.items() if b is not None)
-    return out
+from backend.pipeline.disk_stream import module_tensors, move_own_tensors
 
 
 def _set(mod: nn.Module, name: str, is_param: bool, value: torch.Tensor) -> None:
@@ -49,19 +42,14 @@ class BlockStreamer:
         for child in transformer.children():
             if id(child) not in in_blocks:
                 child.to(self.device)
-        for name, p in list(transformer._parameters.items()):
-            if p is not None:
-                p.data = p.data.to(self.device)
-        for name, b in list(transformer._buffers.items()):
-            if b is not None:
-                transformer._buffers[name] = b.to(self.device)
+        move_own_tensors(transformer, self.device)
         self.pinned_bytes = 0
         for blocks in block_lists:
             blocks.to("cpu")
             self.pinned_bytes += pin_module_in_place(blocks)
-        self.slots = [_tensors(b) for b in self.blocks]
-        self.host = [[(mod._parameters[n] if p else mod._buffers[n]).data for mod, n, p in slot]
-                     for slot in self.slots]
+        tensors = [list(module_tensors(b)) for b in self.blocks]
+        self.slots = [[(mod, name, is_param) for mod, name, _, is_param in ts] for ts in tensors]
+        self.host = [[t.data for *_, t, _ in ts] for ts in tensors]
         self.stream = torch.cuda.Stream(self.device)
         self.ready: dict[int, tuple[torch.cuda.Event, list[torch.Tensor]]] = {}
         # One callable object each, registered on every block: see the module docstring.

@@ -45,20 +45,31 @@ def streaming_units(module: nn.Module) -> list[tuple[str, nn.Module]]:
     return units
 
 
-def _persistent_tensors(unit: nn.Module):
-    """(owner module, attribute, tensor, is_param) for everything in the unit's state dict."""
-    for mod in unit.modules():
+def module_tensors(module: nn.Module, persistent_only: bool = False):
+    """(owner module, attribute, tensor, is_param) for every parameter and buffer below `module`;
+    with `persistent_only`, only what its state dict holds."""
+    for mod in module.modules():
         for name, p in mod._parameters.items():
             if p is not None:
                 yield mod, name, p, True
         for name, b in mod._buffers.items():
-            if b is not None and name not in mod._non_persistent_buffers_set:
+            if b is not None and not (persistent_only and name in mod._non_persistent_buffers_set):
                 yield mod, name, b, False
+
+
+def move_own_tensors(module: nn.Module, device) -> None:
+    """Moves the parameters and buffers held by `module` itself (not its children) to `device`."""
+    for p in module._parameters.values():
+        if p is not None:
+            p.data = p.data.to(device)
+    for name, b in list(module._buffers.items()):
+        if b is not None:
+            module._buffers[name] = b.to(device)
 
 
 def _to_meta(unit: nn.Module) -> None:
     """Drops the unit's weights; shapes and dtypes stay for the next load."""
-    for mod, name, t, is_param in list(_persistent_tensors(unit)):
+    for mod, name, t, is_param in list(module_tensors(unit, persistent_only=True)):
         empty = torch.empty_like(t, device="meta")
         if is_param:
             mod._parameters[name] = nn.Parameter(empty, requires_grad=False)
@@ -148,12 +159,7 @@ def stream_from_disk(module: nn.Module, device: torch.device | str, root: Path, 
                 keys = child.state_dict().keys()
                 child.load_state_dict(_reader_state(reader, f"{name}.", keys, dtype), strict=True, assign=True)
             child.to(device)
-    for name, buf in list(module._buffers.items()):
-        if buf is not None:
-            module._buffers[name] = buf.to(device)
-    for name, p in list(module._parameters.items()):
-        if p is not None:
-            module._parameters[name] = nn.Parameter(p.detach().to(device), requires_grad=False)
+    move_own_tensors(module, device)
     log.info("%s: %d layers (%.1f GiB) stream from %s", type(module).__name__, len(units),
              stream.bytes_on_disk / 1024**3, folder)
     return stream
@@ -183,4 +189,4 @@ def read_to_disk_stream(model_cls, source: str, subfolder: str | None, device, r
     return model
 
 
-__all__ = ["DiskStream", "stream_from_disk", "read_to_disk_stream", "streaming_units", "remove_stale"]
+__all__ = ["DiskStream", "module_tensors", "move_own_tensors", "stream_from_disk", "read_to_disk_stream", "streaming_units", "remove_stale"]

@@ -188,12 +188,8 @@ def load_model_8bit(cls, source: str, subfolder: str | None, fmt: str, dtype: to
             # From the compute dtype, as `store_linears_8bit` does: either path, the same model.
             weight = tensor.to(dtype) if work_device is None else tensor.to(work_device, dtype)
             q, scale = quantize_rows(weight, fmt)
-            bias = None if linear.bias is None or linear.bias.is_meta else linear.bias
-            stored = StoredLinear8(q.cpu(), scale.cpu(), bias, fmt, dtype)
-            if linear.bias is not None and linear.bias.is_meta:
-                stored.bias = nn.Parameter(torch.empty_like(linear.bias, device="meta", dtype=dtype),
-                                           requires_grad=False)
-            setattr(parent, attr, stored)
+            # A bias not read yet is still meta here; it is filled in when its key comes.
+            setattr(parent, attr, StoredLinear8(q.cpu(), scale.cpu(), linear.bias, fmt, dtype))
         else:
             # An explicit dtype: without it the value is cast to the meta tensor's (float32).
             set_module_tensor_to_device(model, key, "cpu", value=tensor,
