@@ -77,21 +77,26 @@ TINY = dict(
 
 
 # --- building ----------------------------------------------------------------------------------
-def _tokenizer(max_length: int, bos: str, eos: str, pad: str, vocab_size: int):
-    """A word-level tokenizer built in memory over the prompt's words (no download)."""
+def _tokenizer(max_length: int, bos: str, eos: str, pad: str, vocab_size: int, words: list[str] | None = None):
+    """A word-level tokenizer built in memory over `words` (default: the prompt's), no download."""
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
-    words = ["<unk>", pad, bos, eos] + sorted(set(PROMPT.replace(",", " ").replace(";", " ").split()))
-    vocab = {w: i for i, w in enumerate(dict.fromkeys(words)) if i < vocab_size}
+    if words is None:
+        words = sorted(set(PROMPT.replace(",", " ").replace(";", " ").split()))
+    vocab = {w: i for i, w in enumerate(dict.fromkeys(["<unk>", pad, bos, eos] + words)) if i < vocab_size}
     core = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
     core.pre_tokenizer = pre_tokenizers.Whitespace()
     return PreTrainedTokenizerFast(tokenizer_object=core, bos_token=bos, eos_token=eos, pad_token=pad,
                                    unk_token="<unk>", model_max_length=max_length)
 
 
-def build_pipeline(spec: dict, device: str, dtype, full_text_encoder: bool = False):
-    """The real pipeline classes with random weights, initialised on `device` in `dtype`."""
+def build_pipeline(spec: dict, device: str, dtype, full_text_encoder: bool = False, seed: int = 0):
+    """The real pipeline classes with random weights, initialised on `device` in `dtype`.
+
+    `spec` holds each model's config (FULL, TINY here; the tests' tiny pipeline has its own) and,
+    optionally, the tokenizers' `words`.
+    """
     import torch
     from diffusers import (
         AutoencoderKLHunyuanVideo,
@@ -109,7 +114,7 @@ def build_pipeline(spec: dict, device: str, dtype, full_text_encoder: bool = Fal
         SiglipVisionModel,
     )
 
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     previous = torch.get_default_dtype()
     torch.set_default_dtype(dtype)
     try:
@@ -126,11 +131,14 @@ def build_pipeline(spec: dict, device: str, dtype, full_text_encoder: bool = Fal
     finally:
         torch.set_default_dtype(previous)
     size = spec["siglip"]["image_size"]
+    words = spec.get("words")
     pipe = HunyuanVideoFramepackPipeline(
-        text_encoder=text_encoder, tokenizer=_tokenizer(512, "<s>", "</s>", "<pad>", spec["llama"]["vocab_size"]),
+        text_encoder=text_encoder,
+        tokenizer=_tokenizer(512, "<s>", "</s>", "<pad>", spec["llama"]["vocab_size"], words),
         transformer=transformer, vae=vae, scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0),
         text_encoder_2=text_encoder_2,
-        tokenizer_2=_tokenizer(77, "<|startoftext|>", "<|endoftext|>", "<|endoftext|>", spec["clip"]["vocab_size"]),
+        tokenizer_2=_tokenizer(77, "<|startoftext|>", "<|endoftext|>", "<|endoftext|>", spec["clip"]["vocab_size"],
+                               words),
         image_encoder=image_encoder, feature_extractor=SiglipImageProcessor(size={"height": size, "width": size}),
     )
     pipe.set_progress_bar_config(disable=True)
@@ -408,14 +416,43 @@ def save(result: dict, path: Path | None) -> None:
         path.write_text(json.dumps(result, indent=2, default=str) + "\n")
 
 
+def studio_settings(args, cuda: bool, **extra):
+    """The studio's settings for this run (the generator reads nothing else)."""
+    from backend.config import Settings
+
+    return Settings(gpu_profile=args.mode if cuda else "auto", framepack_compile=args.compile,
+                    framepack_warmup=True, fp8_matmul=False, offload_weights=args.offload_weights,
+                    storage_8bit=args.storage_8bit,
+                    models_dir=str(Path(os.environ.get("STUDIO_MODELS_DIR", "/tmp/studio-bench-models"))), **extra)
+
+
+def make_job(size: int, window: int, sections: int, steps: int) -> dict:
+    """The benchmark job: two random images, as arrays (ours) and PIL images (the pipeline)."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    first = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
+    last = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
+    return {"first": first, "last": last, "image_a": Image.fromarray(first), "image_b": Image.fromarray(last),
+            "height": size, "width": size, "window": window, "sections": sections, "steps": steps}
+
+
+def cap_vram(gib: float, result: dict) -> None:
+    """Simulates a smaller GPU from here on: the caching allocator cannot reserve more than `gib`."""
+    import torch
+
+    torch.cuda.empty_cache()
+    total = torch.cuda.get_device_properties(0).total_memory
+    torch.cuda.set_per_process_memory_fraction(gib * GIB / total)
+    result["vram_limit_gib"] = gib
+
+
 def from_disk(args, result: dict, rss: RssSampler, clock: Clock, cuda: bool, spec: dict) -> dict:
     """Saves the random models in diffusers layout (child process), loads them the way the studio
     does (`load()` with FRAMEPACK_DIR), and runs the job: host RSS peak of loading and of the job."""
     import subprocess
 
-    import numpy as np
-
-    from backend.config import Settings
     from backend.pipeline.generator import FramePackGenerator
 
     folder = args.from_disk
@@ -427,11 +464,7 @@ def from_disk(args, result: dict, rss: RssSampler, clock: Clock, cuda: bool, spe
         subprocess.run(cmd, check=True)
         result["save_s"] = time.perf_counter() - began
     result["from_disk"] = str(folder)
-    settings = Settings(framepack_dir=str(folder), gpu_profile=args.mode if cuda else "auto",
-                        framepack_compile=args.compile, framepack_warmup=True, offload_weights=args.offload_weights,
-                        storage_8bit=args.storage_8bit,
-                        models_dir=str(Path(os.environ.get("STUDIO_MODELS_DIR", "/tmp/studio-bench-models"))))
-    gen = FramePackGenerator(settings)
+    gen = FramePackGenerator(studio_settings(args, cuda, framepack_dir=str(folder)))
     rss.reset()
     began = time.perf_counter()
     gen.load()
@@ -441,18 +474,9 @@ def from_disk(args, result: dict, rss: RssSampler, clock: Clock, cuda: bool, spe
     result["ours_load_seconds"] = dict(gen.load_seconds)
     result["ours_memory_mode"], result["ours_offload_weights"] = gen.memory_mode, gen.offload_weights
     if cuda and args.vram_limit_gib:
-        import torch
-
-        torch.cuda.empty_cache()
-        total = torch.cuda.get_device_properties(0).total_memory
-        torch.cuda.set_per_process_memory_fraction(args.vram_limit_gib * GIB / total)
-        result["vram_limit_gib"] = args.vram_limit_gib
+        cap_vram(args.vram_limit_gib, result)
     save(result, args.out)
-    size = 64 if spec is TINY else args.size
-    rng = np.random.default_rng(0)
-    job = {"first": rng.integers(0, 256, (size, size, 3), dtype=np.uint8),
-           "last": rng.integers(0, 256, (size, size, 3), dtype=np.uint8), "height": size, "width": size,
-           "window": 3 if spec is TINY else args.window, "sections": args.sections, "steps": args.steps}
+    job = make_job(result["size"], result["window"], args.sections, args.steps)
     rss.reset()
     result["ours"] = run_ours(gen, job, clock, cuda)
     result["ours"]["peak_rss_gib"] = rss.peak / GIB
@@ -492,11 +516,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--out", type=Path, default=None, help="JSON file to write")
     args = ap.parse_args(argv)
 
-    import numpy as np
     import torch
-    from PIL import Image
 
-    from backend.config import Settings
     from backend.pipeline.generator import FramePackGenerator
 
     rss = RssSampler()
@@ -528,14 +549,7 @@ def main(argv: list[str] | None = None) -> dict:
     pipe = build_pipeline(spec, device, dtype, args.full_text_encoder)
     result["build_s"] = time.perf_counter() - began
     result["transformer_params"] = sum(p.numel() for p in pipe.transformer.parameters())
-    if cuda and args.vram_limit_gib:
-        total = torch.cuda.get_device_properties(0).total_memory
-        result["vram_limit_gib"] = args.vram_limit_gib
-    rng = np.random.default_rng(0)
-    first = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
-    last = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
-    job = {"first": first, "last": last, "image_a": Image.fromarray(first), "image_b": Image.fromarray(last),
-           "height": size, "width": size, "window": window, "sections": args.sections, "steps": args.steps}
+    job = make_job(size, window, args.sections, args.steps)
 
     kwargs = None
     if args.mode == "resident" or not cuda:
@@ -562,15 +576,10 @@ def main(argv: list[str] | None = None) -> dict:
                                                      64 if spec is TINY else MIN_WEIGHT_NUMEL)
         save(result, args.out)
 
-    settings = Settings(gpu_profile=args.mode if cuda else "auto", framepack_compile=args.compile,
-                        framepack_warmup=True, fp8_matmul=False, offload_weights=args.offload_weights,
-                        storage_8bit=args.storage_8bit, models_dir=str(Path(os.environ.get(
-                            "STUDIO_MODELS_DIR", "/tmp/studio-bench-models"))))
-    gen = FramePackGenerator(settings)
+    gen = FramePackGenerator(studio_settings(args, cuda))
     # fp8/offload placement starts from the models on the GPU, where they were built: `place` moves
     # each part once, layer by layer, to its final home (host RAM in its final dtype, or disk), so
-    # the host RSS peak is that of the placement itself. (Loading from disk reads the host copy
-    # first; that load-time peak is not what this measures.)
+    # the host RSS peak is that of the placement itself. (`--from-disk` measures the load path.)
     rss.reset()
     began = time.perf_counter()
     gen.attach(pipe, device, mode=args.mode if cuda else "cpu")
@@ -581,8 +590,7 @@ def main(argv: list[str] | None = None) -> dict:
     result["ours_compiled"] = gen.compiled
     result["ours_offload_weights"] = gen.offload_weights
     if cuda and args.mode != "resident" and args.vram_limit_gib:
-        torch.cuda.empty_cache()
-        torch.cuda.set_per_process_memory_fraction(args.vram_limit_gib * GIB / total)
+        cap_vram(args.vram_limit_gib, result)
     save(result, args.out)
     if cuda:  # the first job after loading (compile already warmed up in attach): kept apart
         result["ours_first_job"] = run_ours(gen, job, clock, cuda)
@@ -591,7 +599,7 @@ def main(argv: list[str] | None = None) -> dict:
     result["ours"] = run_ours(gen, job, clock, cuda)
     result["ours"]["peak_rss_gib"] = rss.peak / GIB
     result["ours"]["peak_rss_anon_gib"] = rss.peak_anon / GIB
-    result["peak_rss_gib_process"] = max(rss.peak, int(result["ours_setup_peak_rss_gib"] * GIB)) / GIB
+    result["peak_rss_gib_process"] = max(rss.peak / GIB, result["ours_setup_peak_rss_gib"])
     result["ours"]["text_encode_s"] = time_text_encode(gen, clock)
 
     flops = result.get("flops_per_forward")
