@@ -318,6 +318,24 @@ def cached_blob(planned: PlannedFile, cache_dir: Path) -> Path | None:
     return None
 
 
+def fetch_planned(planned: list[PlannedFile], base_dir: Path, cache_dir: Path, token: str | None, tag: str,
+                  label: str, report: Report) -> list[tuple[PlannedFile, Path]] | None:
+    """Checks the disk space for what is not cached yet, then fetches every planned file.
+
+    Returns (planned, local path) pairs, or None after recording the first failure in `report`.
+    """
+    check_space(base_dir, sum(p.size for p in planned if cached_blob(p, cache_dir) is None))
+    fetched = []
+    for p in planned:
+        print(f"[{tag}] {p.repo}/{p.path} ({human(p.size)})", flush=True)
+        try:
+            fetched.append((p, fetch_hub(p, cache_dir, token)))
+        except Exception as exc:  # noqa: BLE001
+            report.failed.append(f"{label}: {explain_hub_error(p.path, p.repo, exc)}")
+            return None
+    return fetched
+
+
 def fetch_hub(planned: PlannedFile, cache_dir: Path, token: str | None) -> Path:
     from huggingface_hub import hf_hub_download
 
@@ -378,17 +396,12 @@ def download_framepack(settings, base_dir: Path, token: str | None, manifest: Ma
     except ModelError as exc:
         report.failed.append(f"FramePack: {exc}")
         return
-    missing = [p for p in planned if cached_blob(p, cache_dir) is None]
-    check_space(base_dir, sum(p.size for p in missing))
+    fetched = fetch_planned(planned, base_dir, cache_dir, token, "framepack", "FramePack", report)
+    if fetched is None:
+        return
     linked: list[Path] = []
     indexes: list[dict] = []
-    for p in planned:
-        print(f"[framepack] {p.repo}/{p.path} ({human(p.size)})", flush=True)
-        try:
-            local = fetch_hub(p, cache_dir, token)
-        except Exception as exc:  # noqa: BLE001
-            report.failed.append(f"FramePack: {explain_hub_error(p.path, p.repo, exc)}")
-            return
+    for p, local in fetched:
         if p.target is None:
             indexes.append(json.loads(local.read_text()))
         else:
@@ -416,15 +429,11 @@ def download_marian(base_dir: Path, token: str | None, manifest: Manifest, repor
     except ModelError as exc:
         report.failed.append(f"Translator: {exc}")
         return
-    check_space(base_dir, sum(p.size for p in planned if cached_blob(p, cache_dir) is None))
+    fetched = fetch_planned(planned, base_dir, cache_dir, token, "analysis", "Translator", report)
+    if fetched is None:
+        return
     linked = []
-    for p in planned:
-        print(f"[analysis] {p.repo}/{p.path} ({human(p.size)})", flush=True)
-        try:
-            local = fetch_hub(p, cache_dir, token)
-        except Exception as exc:  # noqa: BLE001
-            report.failed.append(f"Translator: {explain_hub_error(p.path, p.repo, exc)}")
-            return
+    for p, local in fetched:
         link_into(local, target / Path(p.path).name)
         linked.append(target / Path(p.path).name)
     env = {"STUDIO_MARIAN_KO_EN_DIR": str(target)}
