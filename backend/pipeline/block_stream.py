@@ -55,8 +55,9 @@ class BlockStreamer:
         # One callable object each, registered on every block: see the module docstring.
         pre = torch.compiler.disable(self._before)
         post = torch.compiler.disable(self._after)
-        self.handles = [h for b in self.blocks
-                        for h in (b.register_forward_pre_hook(pre), b.register_forward_hook(post))]
+        for b in self.blocks:
+            b.register_forward_pre_hook(pre)
+            b.register_forward_hook(post)
 
     def _fetch(self, i: int) -> None:
         with torch.cuda.stream(self.stream):
@@ -84,11 +85,6 @@ class BlockStreamer:
         i = self.index[id(module)]
         for (mod, name, is_param), host in zip(self.slots[i], self.host[i]):
             _set(mod, name, is_param, host)
-
-    def remove(self) -> None:
-        for h in self.handles:
-            h.remove()
-        self.ready.clear()
 
 
 def stream_blocks(transformer: nn.Module, device) -> BlockStreamer:

@@ -105,9 +105,6 @@ class DiskStream:
         unit.load_state_dict(tensors, strict=True, assign=True)
         self.loads += 1
 
-    def remove(self) -> None:
-        shutil.rmtree(self.folder, ignore_errors=True)
-
 
 def _reader_state(reader, prefix: str, keys, dtype) -> dict[str, torch.Tensor]:
     out = {}
