@@ -117,11 +117,15 @@ async def health(request: Request):
     engines = request.app.state.engines
     device = await asyncio.to_thread(engines.device)
     settings = request.app.state.settings
-    return {"status": "ok", "device": device, "engines": engines.describe(),
+    worker = _queue(request).worker_status()
+    body = {"status": "ok" if worker["ok"] else "degraded", "worker": worker,
+            "device": device, "engines": engines.describe(),
             "postprocess": engines.describe_postprocess(),
             "defaults": {"engine": settings.default_engine,
                          "max_seconds_per_transition": settings.max_seconds_per_transition,
                          "max_images_per_job": settings.max_images_per_job}}
+    # 503 while jobs cannot make progress, so health checks (Docker, the notebook) notice.
+    return body if worker["ok"] else JSONResponse(body, status_code=503)
 
 
 @router.websocket("/ws")

@@ -84,6 +84,9 @@ class Settings(BaseSettings):
         20.0, validation_alias=_env("STUDIO_MAX_SECONDS_PER_TRANSITION")
     )
     output_fps: int = Field(30, validation_alias=_env("STUDIO_OUTPUT_FPS"))
+    # A running job that reports nothing (no step, no section, no stage) for this long marks the
+    # worker "stalled" in /api/health (answered 503 then, so a supervisor can restart the studio).
+    worker_stall_s: float = Field(900.0, gt=0, validation_alias=_env("STUDIO_WORKER_STALL_S"))
 
     # --- post-processing ----------------------------------------------------------------------
     codeformer_dir: Path = Field(Path("models/codeformer"), validation_alias=_env("CODEFORMER_DIR"))

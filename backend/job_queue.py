@@ -4,17 +4,25 @@ Jobs run one at a time on a single dedicated thread (torch and CUDA stay on one 
 loop, API and WebSockets stay responsive). At start-up, a job found `running` was cut off by a
 crash or kill: it is marked `interrupted` and queued again, and resumes at its first unfinished
 segment. Queued and interrupted jobs are picked up in the order they were created.
+
+The worker must outlive any one job: whatever escapes a job (a bug, an event that cannot be
+built, a database write on a full disk) ends that job, never the loop. A job's final state is
+written with retries; while it cannot be written the worker waits and says so in
+`/api/health` rather than dropping it. A supervisor restarts the loop if it ever ends, and a
+worker with no sign of life for `STUDIO_WORKER_STALL_S` during a job is reported as stalled.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import secrets
 import shutil
 import time
 import traceback
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -37,6 +45,20 @@ class JobError(Exception):
         self.message = message
 
 
+# Backoff between attempts to write a job's state (seconds); the last value repeats until it works.
+STATE_RETRY_DELAYS_S = (0.1, 0.3, 1.0, 3.0)
+
+
+@dataclass
+class WorkerHealth:
+    """What `/api/health` says about the job worker."""
+
+    restarts: int = 0
+    last_error: str | None = None  # the last error that escaped a job or the loop itself
+    state_error: str | None = None  # set while a job's state cannot be written
+    last_beat: float = field(default_factory=time.monotonic)
+
+
 class PromptService(Protocol):
     async def english_prompts(self, prompts: list[str | None], image_paths: list[Path]) -> list[Any]: ...
 
@@ -50,26 +72,33 @@ class JobQueue:
         self.engines = engines
         self.prompts = prompts
         self.suggest = suggest  # async (image_paths) -> smart_params.Suggestions | None
-        self.runner = JobRunner(settings, store, engines, ws.publish_threadsafe)
+        self.runner = JobRunner(settings, store, engines, self._publish_from_worker)
         self._queue: asyncio.Queue[str] = asyncio.Queue()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gpu-worker")
         self._worker: asyncio.Task | None = None
+        self._stopping = False
         self._running: str | None = None
         self._token: CancelToken | None = None
         self._delete_after: set[str] = set()
+        self.health = WorkerHealth()
 
     # --- life cycle ---------------------------------------------------------------------------
     async def start(self) -> None:
+        self._recover()
+        self._worker = asyncio.create_task(self._supervise(), name="job-worker")
+
+    def _recover(self) -> None:
+        """Queues every unfinished job; one left `running` was cut off and resumes."""
         for job in self.store.list_jobs(("running",)):
             self.store.update_job(job["id"], status="interrupted", stage="interrupted",
                                   warnings=(job.get("warnings") or []) + [
                                       "the studio stopped while this job ran; it resumes from its last finished segment"])
         for job in self.store.list_jobs(UNFINISHED):
-            self._queue.put_nowait(job["id"])
-        self._worker = asyncio.create_task(self._work(), name="job-worker")
+            self._queue.put_nowait(job["id"])  # a job queued twice runs once: the worker skips it
 
     async def stop(self) -> None:
         """Stops the worker; a running job is left `interrupted` so the next start resumes it."""
+        self._stopping = True
         if self._token is not None:
             self._token.set("shutdown")
         if self._worker is not None:
@@ -133,9 +162,39 @@ class JobQueue:
         return [self.view(j) for j in self.store.list_jobs(UNFINISHED)]
 
     def _emit(self, kind: str, job_id: str) -> None:
-        job = self.store.get_job(job_id)
-        if job is not None:
-            self.ws.publish({"type": kind, "job_id": job_id, "job": self.view(job)})
+        # An event is news about state already stored: failing to build or send one must not
+        # fail the request or the job that caused it.
+        try:
+            job = self.store.get_job(job_id)
+            if job is not None:
+                self.ws.publish({"type": kind, "job_id": job_id, "job": self.view(job)})
+        except Exception:
+            log.exception("could not send %s for job %s", kind, job_id)
+
+    def _publish_from_worker(self, event: dict) -> None:
+        self.health.last_beat = time.monotonic()
+        self.ws.publish_threadsafe(event)
+
+    def worker_status(self) -> dict:
+        """The worker as `/api/health` shows it; `ok` is False when jobs cannot make progress."""
+        h = self.health
+        alive = self._worker is not None and not self._worker.done()
+        quiet_s = time.monotonic() - h.last_beat
+        stalled = self._running is not None and quiet_s > self.settings.worker_stall_s
+        if not alive:
+            state = "dead"
+        elif h.state_error:
+            state = "cannot_save"
+        elif stalled:
+            state = "stalled"
+        else:
+            state = "running" if self._running else "idle"
+        return {
+            "ok": state in ("running", "idle"), "state": state, "running": self._running,
+            "queued": self._queue.qsize(), "restarts": h.restarts,
+            "quiet_s": round(quiet_s, 1) if self._running else None,
+            "last_error": h.last_error, "state_error": h.state_error,
+        }
 
     # --- requests -----------------------------------------------------------------------------
     def resolve_params(self, images: list[str], settings, engine: str, suggestions=None) -> dict:
@@ -213,21 +272,75 @@ class JobQueue:
         self.ws.publish({"type": "job.deleted", "job_id": job_id})
 
     # --- the worker ---------------------------------------------------------------------------
+    async def _supervise(self) -> None:
+        """Runs the worker loop and starts it again should it ever end by an error."""
+        while True:
+            try:
+                await self._work()
+            except asyncio.CancelledError:
+                raise
+            except BaseException as exc:  # noqa: BLE001 - the loop must come back whatever broke it
+                if self._stopping:
+                    raise
+                self.health.restarts += 1
+                self.health.last_error = _readable(exc)
+                log.critical("the job worker stopped unexpectedly; restarting it\n%s", traceback.format_exc())
+                await asyncio.sleep(STATE_RETRY_DELAYS_S[0])
+                # The job in hand when the loop broke is still unfinished in the store.
+                await self._with_retries("recover unfinished jobs", self._recover)
+
     async def _work(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
             job_id = await self._queue.get()
-            job = self.store.get_job(job_id)
+            try:
+                job = await self._with_retries("read job", self.store.get_job, job_id)
+            except asyncio.CancelledError:
+                raise
             if job is None or job["status"] not in ("queued", "interrupted"):
                 continue
             self._running, self._token = job_id, CancelToken()
+            self.health.last_beat = time.monotonic()
             try:
                 await self._run_one(loop, job)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                # A failure outside the stages themselves (an event, a state write): the job ends
+                # failed and the loop goes on to the next one.
+                log.error("job %s failed outside its stages:\n%s", job_id, traceback.format_exc())
+                self.health.last_error = _readable(exc)
+                await self._save(job_id, status="failed", stage="failed", error=_readable(exc),
+                                 finished_at=time.time())
+                self._emit("job.failed", job_id)
             finally:
                 self._running, self._token = None, None
                 if job_id in self._delete_after:
                     self._delete_after.discard(job_id)
-                    self._remove(job_id)
+                    try:
+                        self._remove(job_id)
+                    except Exception:
+                        log.exception("could not delete job %s after cancelling it", job_id)
+
+    async def _with_retries(self, what: str, fn, *args, **kwargs):
+        """Calls a store method until it works; while it fails, health says why."""
+        for attempt in itertools.count():
+            try:
+                result = fn(*args, **kwargs)
+            except Exception as exc:
+                if attempt == 0:
+                    log.error("could not %s (%s); retrying until it works", what, exc)
+                self.health.state_error = f"could not {what}: {_readable(exc)}"
+                await asyncio.sleep(STATE_RETRY_DELAYS_S[min(attempt, len(STATE_RETRY_DELAYS_S) - 1)])
+                continue
+            if self.health.state_error:
+                log.warning("%s worked again after %d failed attempts", what, attempt)
+                self.health.state_error = None
+            return result
+
+    async def _save(self, job_id: str, **fields) -> None:
+        """Writes a job's state, retrying until it is stored: a final state is never dropped."""
+        await self._with_retries(f"save job {job_id}", self.store.update_job, job_id, **fields)
 
     async def _translate(self, job: dict) -> None:
         prompts = job.get("prompts") or []
@@ -248,34 +361,45 @@ class JobQueue:
     async def _run_one(self, loop: asyncio.AbstractEventLoop, job: dict) -> None:
         job_id = job["id"]
         token = self._token
-        self.store.update_job(job_id, status="running", stage="prompts", error=None,
-                              started_at=job.get("started_at") or time.time(),
-                              attempts=(job.get("attempts") or 0) + 1)
-        self._emit("job.started", job_id)
         try:
+            self.store.update_job(job_id, status="running", stage="prompts", error=None,
+                                  started_at=job.get("started_at") or time.time(),
+                                  attempts=(job.get("attempts") or 0) + 1)
+            self._emit("job.started", job_id)
             await self._translate(self.store.get_job(job_id))
             await loop.run_in_executor(self._executor, self.runner.run, job_id, token)
         except JobCancelled:
             if token.reason == "shutdown":
-                self.store.update_job(job_id, status="interrupted", stage="interrupted")
+                await self._save(job_id, status="interrupted", stage="interrupted")
                 return
-            self.store.update_job(job_id, status="cancelled", stage="cancelled", finished_at=time.time())
+            await self._save(job_id, status="cancelled", stage="cancelled", finished_at=time.time())
             self._emit("job.cancelled", job_id)
-            await loop.run_in_executor(self._executor, self._release, job["engine"])
+            await self._release_quietly(loop, job["engine"])
         except asyncio.CancelledError:
             # The app is shutting down while the thread finishes its step: leave it resumable.
-            self.store.update_job(job_id, status="interrupted", stage="interrupted")
+            # One attempt only: shutdown must not wait on a failing disk (start-up recovers a job
+            # left `running` the same way).
+            try:
+                self.store.update_job(job_id, status="interrupted", stage="interrupted")
+            except Exception:
+                log.exception("could not mark job %s interrupted; it is recovered at the next start", job_id)
             raise
         except Exception as exc:
             log.error("job %s failed:\n%s", job_id, traceback.format_exc())
-            self.store.update_job(job_id, status="failed", stage="failed", error=_readable(exc),
-                                  finished_at=time.time())
+            await self._save(job_id, status="failed", stage="failed", error=_readable(exc),
+                             finished_at=time.time())
             self._emit("job.failed", job_id)
-            await loop.run_in_executor(self._executor, self._release, job["engine"])
+            await self._release_quietly(loop, job["engine"])
         else:
-            self.store.update_job(job_id, status="completed", stage="done", progress=1.0,
-                                  finished_at=time.time())
+            await self._save(job_id, status="completed", stage="done", progress=1.0,
+                             finished_at=time.time())
             self._emit("job.completed", job_id)
+
+    async def _release_quietly(self, loop: asyncio.AbstractEventLoop, engine: str) -> None:
+        try:
+            await loop.run_in_executor(self._executor, self._release, engine)
+        except Exception:
+            log.exception("releasing the %s engine after a failed job failed", engine)
 
     def _release(self, engine: str) -> None:
         self.engines.get(engine).release()
