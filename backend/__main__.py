@@ -132,10 +132,11 @@ def main(argv: list[str] | None = None) -> None:
         factory=True,
         host=settings.host,
         port=settings.port,
-        # ngrok and Docker proxies connect from loopback; trusting their X-Forwarded-* there
-        # gives the real client address (per-client login limits) and https for the cookie.
-        proxy_headers=True,
-        forwarded_allow_ips="127.0.0.1,::1",
+        # X-Forwarded-* only from configured proxies (the tunnel agent on loopback when behind
+        # one): any page a browser on this machine opens also connects from loopback, and could
+        # otherwise choose the client address that the login limit counts.
+        proxy_headers=bool(settings.trusted_proxy_addresses),
+        forwarded_allow_ips=",".join(settings.trusted_proxy_addresses) or None,
         log_level=args.log_level,
     )
 

@@ -19,12 +19,19 @@ Decisions the issue left open:
   that the user may have pasted elsewhere, and changing the token ends every session.
 - Failed attempts are counted per client address over a sliding window, for the login route and
   for wrong bearer/cookie/query tokens alike, so the API cannot be used to bypass the login limit.
+- Every request must name, in `Host`, a host the studio is really served as (`HostPolicy`): a
+  loopback name, an IP address, the configured STUDIO_HOST, STUDIO_ALLOWED_HOSTS, or the hosts of
+  STUDIO_CORS_ORIGINS. This stops DNS rebinding: a page on a domain that its owner points at
+  127.0.0.1 is same-origin with itself, so the Origin check alone would let it drive the studio.
+  IP literals are safe to accept because a page can only be served from an IP address that is
+  the studio itself. `X-Forwarded-Host` counts only from STUDIO_TRUSTED_PROXIES.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import json
 import time
 from collections import deque
@@ -70,6 +77,11 @@ MSG_LIMITED = (
     "Too many failed attempts. Try again in {s} s."
 )
 MSG_CROSS_SITE = "다른 사이트에서 온 요청은 거부됩니다. / Cross-site requests are refused."
+MSG_BAD_HOST = (
+    "이 주소({host})로는 스튜디오에 접속할 수 없습니다. 이 주소를 쓰려면 STUDIO_ALLOWED_HOSTS에 "
+    "추가하세요. / The studio is not served as '{host}'. To use this address, add it to "
+    "STUDIO_ALLOWED_HOSTS."
+)
 
 
 def session_value(token: str) -> str:
@@ -125,13 +137,72 @@ class FailureLimiter:
         self._failures.pop(client, None)
 
 
-class AuthGuard:
-    """Everything the middleware and the login route share: the token and the limiter."""
+def split_host(value: str) -> str:
+    """`Host`-header value → the bare lower-case host name or address, without the port."""
+    value = value.strip().lower()
+    if value.startswith("["):  # [::1]:8000
+        return value[1:].split("]", 1)[0]
+    if value.count(":") == 1:
+        value = value.split(":", 1)[0]
+    return value.rstrip(".")
 
-    def __init__(self, token: str, limiter: FailureLimiter, allowed_origins: frozenset[str]):
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+@dataclass(frozen=True)
+class HostPolicy:
+    """Which `Host` values the studio answers to, and whose X-Forwarded-Host it believes."""
+
+    names: frozenset[str] = frozenset()
+    suffixes: tuple[str, ...] = ()  # ".example.com" matches a.example.com
+    trusted_proxies: frozenset[str] = frozenset()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "HostPolicy":
+        names = {"localhost"}
+        suffixes = [".localhost"]  # browsers resolve these to loopback themselves
+        configured = [settings.host, *settings.allowed_hosts.split(",")]
+        configured += [urlsplit(o).netloc for o in parse_origins(settings.cors_origins) if o != "*"]
+        for raw in configured:
+            host = split_host(raw)
+            if not host or host in ("0.0.0.0", "::"):
+                continue
+            if host.startswith("*."):
+                suffixes.append(host[1:])
+            elif host.startswith("."):
+                suffixes.append(host)
+            else:
+                names.add(host)
+        return cls(frozenset(names), tuple(suffixes), frozenset(settings.trusted_proxy_addresses))
+
+    def allows(self, host: str) -> bool:
+        return (not host or _is_ip(host) or host in self.names
+                or any(host.endswith(suffix) for suffix in self.suffixes))
+
+    def request_host(self, scope: Scope) -> str:
+        """The host the client asked for: `Host`, or X-Forwarded-Host from a trusted proxy."""
+        headers = _headers(scope)
+        forwarded = headers.get("x-forwarded-host")
+        if forwarded and client_key(scope) in self.trusted_proxies:
+            return split_host(forwarded.split(",")[0])
+        return split_host(headers.get("host", ""))
+
+
+class AuthGuard:
+    """Everything the middleware and the login route share: the token, the limiter, the hosts."""
+
+    def __init__(self, token: str, limiter: FailureLimiter, allowed_origins: frozenset[str],
+                 hosts: HostPolicy | None = None):
         self.token = token
         self.limiter = limiter
         self.allowed_origins = allowed_origins
+        self.hosts = hosts or HostPolicy()
 
     @property
     def enabled(self) -> bool:
@@ -210,7 +281,7 @@ def is_open(scope: Scope) -> bool:
     return path in OPEN_PATHS or path.startswith(OPEN_PREFIXES)
 
 
-def _origin_allowed(scope: Scope, allowed: frozenset[str]) -> bool:
+def _origin_allowed(scope: Scope, allowed: frozenset[str], hosts: HostPolicy) -> bool:
     """True when the request carries no Origin or comes from this very site (or an allowed one).
 
     Browsers send Origin on WebSockets and cross-site POSTs; checking it stops another web page
@@ -222,8 +293,7 @@ def _origin_allowed(scope: Scope, allowed: frozenset[str]) -> bool:
         return True
     if origin in allowed or "*" in allowed:
         return True
-    host = headers.get("x-forwarded-host") or headers.get("host", "")
-    return urlsplit(origin).netloc.lower() == host.lower()
+    return split_host(urlsplit(origin).netloc) == hosts.request_host(scope)
 
 
 # --------------------------------------------------------------------------------------------
@@ -292,7 +362,12 @@ class AuthMiddleware:
             await self.app(scope, receive, send)
             return
 
-        if not _origin_allowed(scope, self.guard.allowed_origins) and (
+        host = self.guard.hosts.request_host(scope)
+        if not self.guard.hosts.allows(host):
+            await self._deny(scope, receive, send, 400, MSG_BAD_HOST.format(host=host[:100]))
+            return
+
+        if not _origin_allowed(scope, self.guard.allowed_origins, self.guard.hosts) and (
             kind == "websocket" or scope.get("method") not in ("GET", "HEAD", "OPTIONS")
         ):
             await self._deny(scope, receive, send, 403, MSG_CROSS_SITE)
@@ -447,7 +522,7 @@ def install_auth(app: FastAPI, settings: Settings) -> None:
     limiter = FailureLimiter(
         max_failures=settings.login_max_failures, window_s=settings.login_window_s
     )
-    guard = AuthGuard(settings.token.strip(), limiter, origins)
+    guard = AuthGuard(settings.token.strip(), limiter, origins, HostPolicy.from_settings(settings))
     app.state.auth = guard
     app.add_middleware(AuthMiddleware, guard=guard)
     if origins:

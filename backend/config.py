@@ -132,6 +132,14 @@ class Settings(BaseSettings):
     token: str = Field("", validation_alias=_env("STUDIO_TOKEN"))
     allow_open_lan: bool = Field(False, validation_alias=_env("STUDIO_ALLOW_OPEN_LAN"))
     cors_origins: str = Field("", validation_alias=_env("STUDIO_CORS_ORIGINS"))
+    # Host names the studio is reached by, besides loopback names, IP addresses and STUDIO_HOST
+    # (comma-separated; ".example.com" or "*.example.com" also matches its subdomains). Any other
+    # Host header is refused (400): that is what stops DNS-rebinding pages.
+    allowed_hosts: str = Field("", validation_alias=_env("STUDIO_ALLOWED_HOSTS"))
+    # Addresses of reverse proxies whose X-Forwarded-For/-Proto/-Host are believed (comma-
+    # separated). Empty = none, except loopback when STUDIO_BEHIND_TUNNEL is set (the tunnel
+    # agent connects from there; the token is then always required).
+    trusted_proxies: str = Field("", validation_alias=_env("STUDIO_TRUSTED_PROXIES"))
     # Set when a tunnel (ngrok, Colab) forwards public traffic to a loopback server: a token is
     # then generated if none is set, and STUDIO_ALLOW_OPEN_LAN cannot switch the check off.
     behind_tunnel: bool = Field(False, validation_alias=_env("STUDIO_BEHIND_TUNNEL"))
@@ -164,6 +172,11 @@ class Settings(BaseSettings):
     @property
     def database_path(self) -> Path:
         return self.data_dir / "studio.sqlite3"
+
+    @property
+    def trusted_proxy_addresses(self) -> list[str]:
+        given = [a.strip() for a in self.trusted_proxies.split(",") if a.strip()]
+        return given or (["127.0.0.1", "::1"] if self.behind_tunnel else [])
 
     @property
     def max_upload_bytes(self) -> int:

@@ -18,7 +18,8 @@ TOKEN = "s3cret-token-for-tests"
 
 
 def make_app(tmp_path: Path, **overrides) -> FastAPI:
-    settings = Settings(_env_file=None, data_dir=tmp_path, **overrides)
+    # Starlette's WebSocket test client always names its host "testserver".
+    settings = Settings(_env_file=None, data_dir=tmp_path, allowed_hosts="testserver", **overrides)
     files = tmp_path / "uploads"
     files.mkdir(exist_ok=True)
     (files / "a.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")

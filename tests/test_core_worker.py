@@ -28,7 +28,7 @@ def studio(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     settings = Settings(data_dir=tmp_path / "data", models_dir=tmp_path / "models", device="cpu",
                         translate_service_url="127.0.0.1:9", worker_stall_s=0.5)
-    with TestClient(create_app(settings)) as client:
+    with TestClient(create_app(settings), base_url="http://127.0.0.1:8000") as client:
         yield client
 
 
