@@ -3,18 +3,31 @@
 Every write commits at once, so whatever the process dies of, the file says where each job was.
 One connection guarded by a lock serves the event loop and the GPU worker thread alike; WAL mode
 lets readers in other connections (the translation cache) work beside it.
+
+File paths are stored relative to the data folder (`outputs/<job>/final.mp4`), so the folder can be
+moved or mounted elsewhere (a Docker volume, Colab's Drive) and still be found. The schema carries
+its version in `PRAGMA user_version`; `MIGRATIONS` brings an older file up to date when it opens.
+
+A job row the studio cannot read (a column that is not valid JSON, a value of the wrong kind) is
+isolated rather than allowed to break every route: it is read back as a failed job whose stage is
+`broken` and whose error says what is wrong, and it is marked so in the file; the damaged text is
+left as it was.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import threading
 import time
-from pathlib import Path
-from typing import Any
+import re
+from pathlib import Path, PurePath, PurePosixPath, PureWindowsPath
+from typing import Any, Callable
 
-SCHEMA = """
+log = logging.getLogger(__name__)
+
+SCHEMA_V1 = """
 CREATE TABLE IF NOT EXISTS uploads (
     id TEXT PRIMARY KEY,
     filename TEXT NOT NULL,
@@ -55,39 +68,157 @@ CREATE TABLE IF NOT EXISTS segments (
 
 JSON_FIELDS = {"request", "params", "prompts", "postprocess_report", "warnings", "current"}
 UNFINISHED = ("queued", "running", "interrupted")
+BROKEN_STAGE = "broken"
+
+# What each JSON column of a job must decode to, and what a damaged one reads back as.
+_JOB_SHAPES: dict[str, tuple[tuple[type, ...], Any]] = {
+    "request": ((dict,), {"images": []}),
+    "params": ((dict,), {}),
+    "prompts": ((list, type(None)), []),
+    "postprocess_report": ((dict, list, type(None)), None),
+    "warnings": ((list, type(None)), []),
+    "current": ((dict, type(None)), None),
+}
+_JOB_NUMBERS = ("created_at", "progress", "started_at", "finished_at", "attempts")
+
+
+_WINDOWS_ABSOLUTE = re.compile(r"^(?:[A-Za-z]:[\\/]|\\\\)")
+
+
+class StoreError(RuntimeError):
+    """The database cannot be opened or written; the message says which file and what to do."""
+
+
+def data_relative(value: str | None, data_dir: Path, job_id: str | None = None) -> str | None:
+    """A stored path as it is kept now: relative to the data folder, with '/' separators.
+
+    Absolute paths written before a move still name the folder they were made in: the part from
+    `outputs/<job>/` on is what matters, since every output of a job lives there.
+    """
+    if not value:
+        return value
+    # A folder written on Windows and opened on Linux (or back) still has its outputs found.
+    path = PureWindowsPath(value) if _WINDOWS_ABSOLUTE.match(value) else PurePath(value)
+    if not path.is_absolute():
+        return path.as_posix()
+    try:
+        return path.relative_to(data_dir).as_posix()
+    except ValueError:
+        pass
+    parts = path.parts
+    for i in range(len(parts) - 2, -1, -1):
+        if parts[i] == "outputs" and (job_id is None or parts[i + 1] == job_id):
+            return PurePosixPath(*parts[i:]).as_posix()
+    if job_id is not None:
+        return f"outputs/{job_id}/{path.name}"
+    return None
+
+
+# --- migrations: index + 1 is the schema version each one brings the file to -----------------
+def _create_tables(conn: sqlite3.Connection, data_dir: Path) -> None:
+    for statement in SCHEMA_V1.split(";"):
+        if statement.strip():
+            conn.execute(statement)
+
+
+def _relative_paths(conn: sqlite3.Connection, data_dir: Path) -> None:
+    for job_id, video, preview in conn.execute("SELECT id, video_path, preview_path FROM jobs").fetchall():
+        conn.execute("UPDATE jobs SET video_path = ?, preview_path = ? WHERE id = ?",
+                     (data_relative(video, data_dir, job_id), data_relative(preview, data_dir, job_id), job_id))
+    for job_id, idx, path in conn.execute("SELECT job_id, idx, path FROM segments WHERE path IS NOT NULL").fetchall():
+        conn.execute("UPDATE segments SET path = ? WHERE job_id = ? AND idx = ?",
+                     (data_relative(path, data_dir, job_id), job_id, idx))
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection, Path], None]] = [_create_tables, _relative_paths]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def _migrate(conn: sqlite3.Connection, data_dir: Path, path: Path) -> None:
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version > SCHEMA_VERSION:
+        raise StoreError(
+            f"the database {path} was written by a newer version of the studio (schema {version}, "
+            f"this one knows {SCHEMA_VERSION}): update the studio, or set STUDIO_DATA_DIR to another "
+            f"folder / 더 새로운 버전의 스튜디오가 만든 데이터베이스입니다: 스튜디오를 업데이트하거나 "
+            f"STUDIO_DATA_DIR을 다른 폴더로 지정하세요"
+        )
+    for target in range(version + 1, SCHEMA_VERSION + 1):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            MIGRATIONS[target - 1](conn, data_dir)
+            conn.execute(f"PRAGMA user_version = {target}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        if version:
+            log.info("database %s migrated to schema %d", path, target)
+
+
+def _open_hint(path: Path, exc: BaseException) -> str:
+    text = str(exc)
+    if isinstance(exc, sqlite3.DatabaseError) and any(
+        s in text for s in ("not a database", "malformed", "corrupt")
+    ):
+        return (
+            f"the studio's database {path} is damaged ({text}). Stop the studio, move that file "
+            f"aside (keep it: `sqlite3 {path.name} .recover` may save its jobs) and start again; a new "
+            f"empty database is made, the images and videos in STUDIO_DATA_DIR ({path.parent}) stay. / "
+            f"데이터베이스 파일이 손상되었습니다. 스튜디오를 멈추고 파일을 다른 곳으로 옮긴 뒤 다시 시작하세요"
+        )
+    return (
+        f"the studio cannot write its database {path} ({text}). STUDIO_DATA_DIR ({path.parent}) must be "
+        f"a folder the studio's user can write (the database, its -wal and -shm files and new uploads "
+        f"live there): fix its permissions or free space, or set STUDIO_DATA_DIR to a writable folder. / "
+        f"데이터베이스에 쓸 수 없습니다: STUDIO_DATA_DIR 폴더의 쓰기 권한이나 여유 공간을 확인하거나 "
+        f"쓰기 가능한 폴더로 지정하세요"
+    )
 
 
 class Store:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, data_dir: Path | None = None) -> None:
         self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
+        self.data_dir = data_dir or path.parent
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(_open_hint(path, exc)) from exc
+        try:
+            self._conn.row_factory = sqlite3.Row
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=NORMAL")
+            self._conn.execute("PRAGMA foreign_keys=ON")
+            _migrate(self._conn, self.data_dir, path)
+            # A file that opens may still refuse writes (read-only file or folder): find out now,
+            # not at the first job.
+            self._conn.execute("BEGIN IMMEDIATE")
+            self._conn.execute("ROLLBACK")
+        except (OSError, sqlite3.Error) as exc:
+            self._conn.close()
+            raise StoreError(_open_hint(path, exc)) from exc
+        except StoreError:
+            self._conn.close()
+            raise
         self._lock = threading.Lock()
-        self._conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
-        self._conn.row_factory = sqlite3.Row
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=NORMAL")
-        self._conn.execute("PRAGMA foreign_keys=ON")
-        self._conn.executescript(SCHEMA)
 
     def close(self) -> None:
         with self._lock:
             self._conn.close()
 
+    def schema_version(self) -> int:
+        with self._lock:
+            return self._conn.execute("PRAGMA user_version").fetchone()[0]
+
     def _exec(self, sql: str, args: tuple = ()) -> sqlite3.Cursor:
         with self._lock:
             return self._conn.execute(sql, args)
 
-    def _rows(self, sql: str, args: tuple = ()) -> list[dict[str, Any]]:
+    def _raw(self, sql: str, args: tuple = ()) -> list[dict[str, Any]]:
         with self._lock:
             rows = self._conn.execute(sql, args).fetchall()
-        return [self._decode(dict(r)) for r in rows]
-
-    @staticmethod
-    def _decode(row: dict[str, Any]) -> dict[str, Any]:
-        for key in JSON_FIELDS & row.keys():
-            if row[key] is not None:
-                row[key] = json.loads(row[key])
-        return row
+        return [dict(r) for r in rows]
 
     # --- uploads ------------------------------------------------------------------------------
     def add_upload(self, upload_id: str, filename: str, width: int, height: int, size: int) -> None:
@@ -97,8 +228,21 @@ class Store:
         )
 
     def get_upload(self, upload_id: str) -> dict[str, Any] | None:
-        rows = self._rows("SELECT * FROM uploads WHERE id = ?", (upload_id,))
+        rows = self._raw("SELECT * FROM uploads WHERE id = ?", (upload_id,))
         return rows[0] if rows else None
+
+    def delete_upload(self, upload_id: str) -> bool:
+        return self._exec("DELETE FROM uploads WHERE id = ?", (upload_id,)).rowcount > 0
+
+    def jobs_using_upload(self, upload_id: str) -> list[str]:
+        """Ids of the jobs whose request names this upload; read from the stored text, so a job
+        whose row is damaged still counts."""
+        rows = self._raw("SELECT id FROM jobs WHERE instr(request, ?) > 0 ORDER BY created_at",
+                         (json.dumps(upload_id),))
+        return [r["id"] for r in rows]
+
+    def upload_bytes(self) -> int:
+        return int(self._raw("SELECT COALESCE(SUM(bytes), 0) AS n FROM uploads")[0]["n"])
 
     # --- jobs ---------------------------------------------------------------------------------
     def create_job(
@@ -122,17 +266,68 @@ class Store:
                 self._conn.execute("ROLLBACK")
                 raise
 
+    def _job(self, row: dict[str, Any]) -> dict[str, Any]:
+        """A job row decoded; a damaged one comes back failed/broken with the reason."""
+        problems = []
+        for key, (kinds, empty) in _JOB_SHAPES.items():
+            raw = row.get(key)
+            if raw is None:
+                continue
+            try:
+                value = json.loads(raw)
+            except (TypeError, ValueError):
+                problems.append(f"'{key}' is not valid JSON")
+                row[key] = empty
+                continue
+            if not isinstance(value, kinds):
+                problems.append(f"'{key}' is a {type(value).__name__}, not a {kinds[0].__name__}")
+                value = empty
+            row[key] = value
+        images = row["request"].get("images")
+        if not isinstance(images, list) or not all(isinstance(i, str) for i in images):
+            problems.append("'request' has no list of image ids")
+            row["request"] = {**row["request"], "images": []}
+        for key in _JOB_NUMBERS:
+            value = row.get(key)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+                problems.append(f"'{key}' is not a number")
+                row[key] = 0 if key in ("created_at", "progress", "attempts") else None
+        for key in ("status", "engine"):
+            if not isinstance(row.get(key), str):
+                problems.append(f"'{key}' is not text")
+                row[key] = "unknown"
+        if problems:
+            self._mark_broken(row, "; ".join(problems))
+        return row
+
+    def _mark_broken(self, row: dict[str, Any], problems: str) -> None:
+        reason = (f"this job's stored record is damaged ({problems}); it cannot run or be retried: "
+                  f"delete it / 저장된 작업 기록이 손상되어 실행하거나 다시 시도할 수 없습니다: 삭제해 주세요")
+        if row.get("stage") != BROKEN_STAGE:
+            log.error("job %s in %s is damaged (%s); marked failed", row.get("id"), self.path, problems)
+            try:
+                self._exec(
+                    "UPDATE jobs SET status = 'failed', stage = ?, error = ?, "
+                    "finished_at = COALESCE(finished_at, ?) WHERE id = ?",
+                    (BROKEN_STAGE, reason, time.time(), row["id"]),
+                )
+            except sqlite3.Error:
+                log.exception("could not mark job %s as damaged", row.get("id"))
+        row.update(status="failed", stage=BROKEN_STAGE, error=reason)
+
     def get_job(self, job_id: str) -> dict[str, Any] | None:
-        rows = self._rows("SELECT * FROM jobs WHERE id = ?", (job_id,))
-        return rows[0] if rows else None
+        rows = self._raw("SELECT * FROM jobs WHERE id = ?", (job_id,))
+        return self._job(rows[0]) if rows else None
 
     def list_jobs(self, statuses: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
         if statuses:
             marks = ",".join("?" * len(statuses))
-            return self._rows(
-                f"SELECT * FROM jobs WHERE status IN ({marks}) ORDER BY created_at", statuses
-            )
-        return self._rows("SELECT * FROM jobs ORDER BY created_at DESC")
+            rows = self._raw(f"SELECT * FROM jobs WHERE status IN ({marks}) ORDER BY created_at", statuses)
+        else:
+            rows = self._raw("SELECT * FROM jobs ORDER BY created_at DESC")
+        jobs = [self._job(r) for r in rows]
+        # A row found damaged while reading is no longer in the asked-for states.
+        return [j for j in jobs if not statuses or j["status"] in statuses]
 
     def update_job(self, job_id: str, **fields: Any) -> None:
         if not fields:
@@ -146,7 +341,7 @@ class Store:
 
     # --- segments -----------------------------------------------------------------------------
     def segments(self, job_id: str) -> list[dict[str, Any]]:
-        return self._rows("SELECT * FROM segments WHERE job_id = ? ORDER BY idx", (job_id,))
+        return self._raw("SELECT * FROM segments WHERE job_id = ? ORDER BY idx", (job_id,))
 
     def set_segment(self, job_id: str, idx: int, status: str, path: str | None = None,
                     frames: int | None = None) -> None:

@@ -9,6 +9,7 @@ preview files and WebSocket events, and raises `JobCancelled` from the callback 
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from dataclasses import dataclass, field
@@ -18,12 +19,14 @@ from typing import Any, Callable
 import numpy as np
 
 from backend.config import Settings
-from backend.db import Store
+from backend.db import Store, data_relative
 from backend.pipeline.concatenator import SegmentJoiner, join_segments
 from backend.pipeline.engines import Engines
 from backend.pipeline.preprocessor import fit_image, load_rgb
 from backend.pipeline.progress import JobCancelled, Progress
 from backend.utils.video_io import VideoWriter, probe
+
+log = logging.getLogger(__name__)
 
 # Share of the job's progress bar each phase fills.
 WEIGHTS_PLAIN = {"generate": 0.95, "join": 0.05, "postprocess": 0.0}
@@ -50,11 +53,26 @@ def output_dir(settings: Settings, job_id: str) -> Path:
     return settings.outputs_dir / job_id
 
 
+def stored_path(settings: Settings, path: Path) -> str:
+    """How a file under the data folder is written in the database: relative to that folder."""
+    return data_relative(str(path), settings.data_dir) or str(path)
+
+
+def resolve_stored(settings: Settings, value: str) -> Path:
+    """A stored path as a file in this data folder, wherever the folder was when it was written."""
+    rel = data_relative(value, settings.data_dir)
+    return settings.data_dir / rel if rel else Path(value)
+
+
 def output_url(settings: Settings, path: str | Path | None) -> str | None:
+    """The URL of a stored output; None for one that is not under the outputs folder (never raises:
+    a view must not fail for one odd value)."""
     if not path:
         return None
-    rel = Path(path).resolve().relative_to(settings.outputs_dir.resolve())
-    return f"/files/outputs/{rel.as_posix()}"
+    rel = data_relative(str(path), settings.data_dir)
+    if not rel or not rel.startswith("outputs/"):
+        return None
+    return f"/files/{rel}"
 
 
 class _Reporter:
@@ -140,9 +158,11 @@ class JobRunner:
 
     def show_preview(self, job_id: str, segment: int, section: int, path: Path) -> None:
         old = (self.store.get_job(job_id) or {}).get("preview_path")
-        self.store.update_job(job_id, preview_path=str(path))
-        if old and old != str(path) and Path(old).name.startswith("preview_"):
-            Path(old).unlink(missing_ok=True)  # only the newest preview is worth the disk
+        new = stored_path(self.settings, path)
+        self.store.update_job(job_id, preview_path=new)
+        if old and old != new and Path(old).name.startswith("preview_"):
+            # only the newest preview is worth the disk
+            resolve_stored(self.settings, old).unlink(missing_ok=True)
         self.publish({"type": "job.preview", "job_id": job_id, "segment": segment + 1,
                       "section": section, "url": output_url(self.settings, path)})
 
@@ -152,7 +172,9 @@ class JobRunner:
         for upload_id in job["request"]["images"]:
             path = self.settings.uploads_dir / f"{upload_id}.png"
             if not path.exists():
-                raise FileNotFoundError(f"input image {upload_id} is missing from {self.settings.uploads_dir}")
+                log.error("job %s: input image %s is missing (%s)", job.get("id"), upload_id, path)
+                raise FileNotFoundError(f"input image {upload_id} is missing from STUDIO_DATA_DIR/uploads: "
+                                        f"upload it again / 입력 이미지 {upload_id}이(가) 없습니다: 다시 올려 주세요")
             frames.append(fit_image(load_rgb(path), width, height, fit))
         return frames
 
@@ -202,7 +224,7 @@ class JobRunner:
                 with VideoWriter(partial, params["fps"], crf=max(0, params["crf"] - 4), preset="veryfast") as writer:
                     writer.write(clip)
                 partial.replace(paths[index])
-                self.store.set_segment(job_id, index, "done", str(paths[index]), len(clip))
+                self.store.set_segment(job_id, index, "done", stored_path(self.settings, paths[index]), len(clip))
                 self.publish({"type": "job.segment", "job_id": job_id, "segment": index + 1,
                               "segments": len(seg_params), "url": output_url(self.settings, paths[index])})
                 self.show_preview(job_id, index, seg["sections"], paths[index])
@@ -228,7 +250,7 @@ class JobRunner:
             post_report = run_postprocess(joined, final, post, self.settings, report,
                                           crf=params["crf"], metadata=metadata)
         info = probe(final)
-        self.store.update_job(job_id, video_path=str(final), postprocess_report=post_report,
+        self.store.update_job(job_id, video_path=stored_path(self.settings, final), postprocess_report=post_report,
                               progress=1.0, stage="done",
                               current={"frames": info.frames, "fps": info.fps,
                                        "width": info.width, "height": info.height})
