@@ -28,11 +28,12 @@ from typing import Any, Protocol
 
 from backend import smart_params
 from backend.config import Settings
-from backend.db import UNFINISHED, Store
+from backend.db import BROKEN_STAGE, UNFINISHED, Store
 from backend.job_runner import CancelToken, JobRunner, output_dir, output_url
 from backend.pipeline.engines import Engines
 from backend.pipeline.progress import JobCancelled
 from backend.schemas import JobCreate
+from backend.utils.redact import hide_paths
 from backend.ws_manager import WebSocketManager
 
 log = logging.getLogger(__name__)
@@ -130,7 +131,7 @@ class JobQueue:
             eta = round(elapsed * (1 - progress) / progress, 1)
         return {
             "id": job["id"], "status": job["status"], "progress": round(progress, 4),
-            "stage": job.get("stage"), "error": job.get("error"),
+            "stage": job.get("stage"), "error": hide_paths(job.get("error"), s),
             "created_at": job["created_at"], "started_at": started, "finished_at": finished,
             "elapsed_s": None if elapsed is None else round(elapsed, 1), "eta_s": eta,
             "engine": job["engine"],
@@ -153,13 +154,25 @@ class JobQueue:
         return job
 
     def get(self, job_id: str) -> dict:
-        return self.view(self._require(job_id))
+        return self._view_or_stub(self._require(job_id))
 
     def list(self) -> list[dict]:
-        return [self.view(j) for j in self.store.list_jobs()]
+        return [self._view_or_stub(j) for j in self.store.list_jobs()]
+
+    def _view_or_stub(self, job: dict) -> dict:
+        # One job that cannot be shown must not hide the others.
+        try:
+            return self.view(job)
+        except Exception as exc:
+            log.exception("could not show job %s", job.get("id"))
+            return {"id": job.get("id"), "status": "failed", "stage": BROKEN_STAGE, "progress": 0.0,
+                    "error": f"this job cannot be shown ({exc.__class__.__name__}); delete it / "
+                             f"이 작업을 표시할 수 없습니다: 삭제해 주세요",
+                    "created_at": job.get("created_at"), "engine": job.get("engine"), "images": [],
+                    "segments": [], "prompts": [], "warnings": [], "attempts": 0}
 
     def snapshot(self) -> list[dict]:
-        return [self.view(j) for j in self.store.list_jobs(UNFINISHED)]
+        return [self._view_or_stub(j) for j in self.store.list_jobs(UNFINISHED)]
 
     def _emit(self, kind: str, job_id: str) -> None:
         # An event is news about state already stored: failing to build or send one must not
@@ -250,6 +263,8 @@ class JobQueue:
     async def retry(self, job_id: str) -> dict:
         """Queues a failed or cancelled job again; its finished segments are kept and reused."""
         job = self._require(job_id)
+        if job.get("stage") == BROKEN_STAGE:
+            raise JobError(409, f"job {job_id} cannot be retried: {job.get('error')}")
         if job["status"] not in ("failed", "cancelled"):
             raise JobError(409, f"job {job_id} is {job['status']}: only failed or cancelled jobs can be retried / "
                                 f"실패하거나 취소된 작업만 다시 시도할 수 있습니다")
