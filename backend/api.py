@@ -9,10 +9,28 @@ from fastapi.responses import JSONResponse
 
 from backend import smart_params
 from backend.job_queue import JobQueue
-from backend.schemas import JobCreate, ParamsPreview
+from backend.schemas import (ErrorBody, Health, JobCreate, JobCreated, JobList, JobView, ParamsPreview,
+                             ParamsView, UploadList, UploadView)
+from backend.storage import DISK_FULL_MESSAGE, StorageFull, check_space, is_disk_full
 from backend.uploads import UploadError, UploadReceiver
+from backend.utils.redact import hide_paths_in
 
 router = APIRouter()
+
+
+def _doc(*statuses: int, **answers) -> dict:
+    """`responses=` for a route: its error statuses, all answered as `ErrorBody`, plus its answers."""
+    out: dict = {code: {"model": ErrorBody} for code in statuses}
+    for code, model in answers.items():
+        out[int(code.lstrip("_"))] = {"model": model}
+    return out
+
+
+# The multipart body is parsed by hand (streamed, limited): this tells /openapi.json what it is.
+UPLOAD_BODY = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+    "type": "object", "required": ["files"],
+    "properties": {"files": {"type": "array", "items": {"type": "string", "format": "binary"}}},
+}}}}}
 # Multipart framing around each file is small; this bounds a request before any byte is parsed.
 MULTIPART_OVERHEAD = 64 * 1024
 
@@ -30,7 +48,17 @@ def _upload_view(row: dict) -> dict:
             "url": f"/files/uploads/{row['id']}.png", "filename": row["filename"]}
 
 
-@router.post("/api/uploads", status_code=201)
+async def _space_for(request: Request, incoming_bytes: int) -> JSONResponse | None:
+    """507 while the disk or the quota has no room for new work; None when there is."""
+    try:
+        await asyncio.to_thread(check_space, request.app.state.settings, incoming_bytes)
+    except StorageFull as exc:
+        return _error(exc.status, exc.message)
+    return None
+
+
+@router.post("/api/uploads", status_code=201, openapi_extra=UPLOAD_BODY,
+             responses=_doc(400, 413, 415, 422, 500, 507, _201=UploadList))
 async def upload_images(request: Request):
     settings = request.app.state.settings
     limit = settings.max_files_per_upload * (settings.max_upload_bytes + MULTIPART_OVERHEAD)
@@ -38,6 +66,10 @@ async def upload_images(request: Request):
     if length and length.isdigit() and int(length) > limit:
         return _error(413, f"upload too large: at most {settings.max_files_per_upload} files of "
                            f"{settings.max_upload_mb:g} MB each / 업로드가 너무 큽니다")
+    incoming = int(length) if length and length.isdigit() else settings.max_upload_bytes
+    refused = await _space_for(request, incoming)
+    if refused is not None:
+        return refused
     receiver = UploadReceiver(settings)
     try:
         stored = await receiver.receive(request.headers.get("content-type", ""), request.stream())
@@ -47,21 +79,47 @@ async def upload_images(request: Request):
     try:
         for item in stored:
             store.add_upload(item.id, item.filename, item.width, item.height, item.bytes)
-    except Exception:
+    except Exception as exc:
         receiver.discard()
+        for item in stored:
+            store.delete_upload(item.id)
+        if is_disk_full(exc):
+            return _error(507, DISK_FULL_MESSAGE)
         raise
     return {"uploads": [_upload_view(store.get_upload(item.id)) for item in stored]}
 
 
-@router.get("/api/uploads/{upload_id}")
+def _no_upload(upload_id: str) -> JSONResponse:
+    return _error(404, f"image {upload_id} not found / 이미지 {upload_id}을(를) 찾을 수 없습니다")
+
+
+@router.get("/api/uploads/{upload_id}", responses=_doc(404, _200=UploadView))
 async def get_upload(upload_id: str, request: Request):
     row = request.app.state.store.get_upload(upload_id)
     if row is None:
-        return _error(404, f"image {upload_id} not found / 이미지 {upload_id}을(를) 찾을 수 없습니다")
+        return _no_upload(upload_id)
     return _upload_view(row)
 
 
-@router.post("/api/params")
+@router.delete("/api/uploads/{upload_id}", status_code=204, responses=_doc(404, 409))
+async def delete_upload(upload_id: str, request: Request):
+    """Removes an uploaded image and its file. An image a job still uses stays until that job is
+    deleted (409): a queued or interrupted job needs it to run, a finished one to be retried."""
+    store = request.app.state.store
+    if store.get_upload(upload_id) is None:
+        return _no_upload(upload_id)
+    users = store.jobs_using_upload(upload_id)
+    if users:
+        shown = ", ".join(users[:5]) + (f" (+{len(users) - 5})" if len(users) > 5 else "")
+        return _error(409, f"image {upload_id} is used by job {shown}: delete the job first / "
+                           f"이미지 {upload_id}은(는) 작업 {shown}에서 사용 중입니다: 먼저 작업을 삭제하세요")
+    # No await between the check and the delete: a job cannot take the image in between.
+    store.delete_upload(upload_id)
+    (request.app.state.settings.uploads_dir / f"{upload_id}.png").unlink(missing_ok=True)
+    return Response(status_code=204)
+
+
+@router.post("/api/params", responses=_doc(400, 404, _200=ParamsView))
 async def preview_params(body: ParamsPreview, request: Request):
     queue = _queue(request)
     engine = body.engine or request.app.state.settings.default_engine
@@ -81,38 +139,46 @@ async def preview_params(body: ParamsPreview, request: Request):
 
 
 # JobError is turned into {"detail": message} with its status by the app's exception handler.
-@router.post("/api/jobs", status_code=201)
+@router.post("/api/jobs", status_code=201, responses=_doc(400, 404, 507, _201=JobCreated))
 async def create_job(body: JobCreate, request: Request):
-    return await _queue(request).submit(body)
+    refused = await _space_for(request, 0)
+    if refused is not None:
+        return refused
+    try:
+        return await _queue(request).submit(body)
+    except Exception as exc:
+        if is_disk_full(exc):
+            return _error(507, DISK_FULL_MESSAGE)
+        raise
 
 
-@router.get("/api/jobs")
+@router.get("/api/jobs", responses=_doc(_200=JobList))
 async def list_jobs(request: Request):
     return {"jobs": _queue(request).list()}
 
 
-@router.get("/api/jobs/{job_id}")
+@router.get("/api/jobs/{job_id}", responses=_doc(404, _200=JobView))
 async def get_job(job_id: str, request: Request):
     return _queue(request).get(job_id)
 
 
-@router.post("/api/jobs/{job_id}/cancel")
+@router.post("/api/jobs/{job_id}/cancel", responses=_doc(404, 409, _200=JobView))
 async def cancel_job(job_id: str, request: Request):
     return await _queue(request).cancel(job_id)
 
 
-@router.post("/api/jobs/{job_id}/retry")
+@router.post("/api/jobs/{job_id}/retry", responses=_doc(404, 409, _200=JobView))
 async def retry_job(job_id: str, request: Request):
     return await _queue(request).retry(job_id)
 
 
-@router.delete("/api/jobs/{job_id}", status_code=204)
+@router.delete("/api/jobs/{job_id}", status_code=204, responses=_doc(404))
 async def delete_job(job_id: str, request: Request):
     await _queue(request).delete(job_id)
     return Response(status_code=204)
 
 
-@router.get("/api/health")
+@router.get("/api/health", responses=_doc(_200=Health, _503=Health))
 async def health(request: Request):
     engines = request.app.state.engines
     device = await asyncio.to_thread(engines.device)
@@ -124,6 +190,8 @@ async def health(request: Request):
             "defaults": {"engine": settings.default_engine,
                          "max_seconds_per_transition": settings.max_seconds_per_transition,
                          "max_images_per_job": settings.max_images_per_job}}
+    # Open to anyone who can reach the port: folders are named by their settings, not shown.
+    body = hide_paths_in(body, settings)
     # 503 while jobs cannot make progress, so health checks (Docker, the notebook) notice.
     return body if worker["ok"] else JSONResponse(body, status_code=503)
 

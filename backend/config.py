@@ -84,6 +84,12 @@ class Settings(BaseSettings):
         20.0, validation_alias=_env("STUDIO_MAX_SECONDS_PER_TRANSITION")
     )
     output_fps: int = Field(30, validation_alias=_env("STUDIO_OUTPUT_FPS"))
+    # New uploads and jobs are refused (507) while the data folder's disk has less free space than
+    # this (0 = no floor), so running jobs and the database never meet a full disk.
+    min_free_mb: float = Field(1024.0, ge=0, validation_alias=_env("STUDIO_MIN_FREE_MB"))
+    # Most the data folder (uploads, outputs, database) may hold; 0 = no quota. New uploads and jobs
+    # are refused (507) past it.
+    data_quota_mb: float = Field(0.0, ge=0, validation_alias=_env("STUDIO_DATA_QUOTA_MB"))
     # A running job that reports nothing (no step, no section, no stage) for this long marks the
     # worker "stalled" in /api/health (answered 503 then, so a supervisor can restart the studio).
     worker_stall_s: float = Field(900.0, gt=0, validation_alias=_env("STUDIO_WORKER_STALL_S"))

@@ -8,6 +8,7 @@ any file is refused, every file it wrote is removed and the error names the file
 from __future__ import annotations
 
 import io
+import logging
 import secrets
 import warnings
 from dataclasses import dataclass, field
@@ -19,6 +20,9 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 
 from backend.config import Settings
 from backend.pipeline.preprocessor import normalize_upload
+from backend.storage import DISK_FULL_MESSAGE, is_disk_full
+
+log = logging.getLogger(__name__)
 
 ALLOWED_FORMATS = {"PNG": "PNG", "JPEG": "JPEG", "WEBP": "WebP", "MPO": "JPEG"}
 HEADER_PROBE_BYTES = 64 * 1024
@@ -220,8 +224,15 @@ class UploadReceiver:
         except UploadError:
             self.discard()
             raise
-        except Exception as exc:  # a malformed body is the client's error, not ours
+        except Exception as exc:
             self.discard()
+            if is_disk_full(exc):
+                raise UploadError(507, DISK_FULL_MESSAGE) from exc
+            if isinstance(exc, OSError):  # the server could not write: not the client's fault
+                log.error("could not store an upload: %s", exc)
+                raise UploadError(500, "the server could not store the upload (see the server log) / "
+                                       "서버가 업로드를 저장하지 못했습니다") from exc
+            # Anything else is a malformed body: the client's error.
             raise UploadError(400, f"malformed upload: {exc} / 업로드 형식이 잘못되었습니다") from exc
         finally:
             self._remove_temps()
