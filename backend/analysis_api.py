@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any
 from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel, Field
 
+from backend.schemas import ErrorBody
+
 if TYPE_CHECKING:
     from backend.analyzers.service import AnalysisService
 
@@ -36,7 +38,7 @@ def _service(request: Request) -> "AnalysisService":
     return service
 
 
-@router.post("/api/analyze")
+@router.post("/api/analyze", responses={code: {"model": ErrorBody} for code in (400, 404, 503)})
 async def analyze(body: AnalyzeRequest, request: Request) -> dict[str, Any]:
     settings = request.app.state.settings
     if not body.images:

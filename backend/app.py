@@ -15,10 +15,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 
-from backend import analysis_api, api, auth, monitor_api
+from backend import analysis_api, api, auth, monitor_api, openapi_doc
 from backend.analyzers.service import AnalysisService
 from backend.config import Settings
-from backend.db import Store
+from backend.db import Store, StoreError
 from backend.frontend_routes import build_router as build_frontend_router
 from backend.job_queue import JobError, JobQueue
 from backend.pipeline.engines import Engines
@@ -57,9 +57,27 @@ def _suggester(analysis: AnalysisService):
     return suggest
 
 
+def _check_data_dir(settings: Settings) -> None:
+    """Opens (and migrates) the database once before serving; a folder or database the studio
+    cannot use ends the start with a message that says what to do, not a traceback."""
+    try:
+        settings.ensure_dirs()
+        Store(settings.database_path).close()
+        return
+    except StoreError as exc:
+        message = str(exc)
+    except OSError as exc:
+        message = (f"the studio cannot create its data folder STUDIO_DATA_DIR={settings.data_dir} ({exc}): "
+                   f"set STUDIO_DATA_DIR to a folder the studio's user can write / 데이터 폴더를 만들 수 "
+                   f"없습니다: STUDIO_DATA_DIR을 쓰기 가능한 폴더로 지정하세요")
+    # Both entry points (uvicorn --factory, python -m backend) call this factory first: exiting
+    # here prints the message alone and ends the process non-zero.
+    raise SystemExit(f"FramePack Video Studio cannot start: {message}")
+
+
 def create_app(settings: Settings | None = None, analysis: AnalysisService | None = None) -> FastAPI:
     settings = settings or Settings()
-    settings.ensure_dirs()
+    _check_data_dir(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -94,6 +112,7 @@ def create_app(settings: Settings | None = None, analysis: AnalysisService | Non
     async def _invalid(_: Request, exc: RequestValidationError):
         return JSONResponse({"detail": _validation_message(exc)}, status_code=422)
 
+    openapi_doc.install(app)
     app.include_router(api.router)
     app.include_router(analysis_api.router)
     app.include_router(monitor_api.router)
