@@ -81,8 +81,11 @@ async def upload_images(request: Request):
             store.add_upload(item.id, item.filename, item.width, item.height, item.bytes)
     except Exception as exc:
         receiver.discard()
-        for item in stored:
-            store.delete_upload(item.id)
+        try:  # all or nothing: rows already written go with their files
+            for item in stored:
+                store.delete_upload(item.id)
+        except Exception:
+            pass  # rows without files answer 404 like any missing image
         if is_disk_full(exc):
             return _error(507, DISK_FULL_MESSAGE)
         raise
