@@ -77,7 +77,7 @@ def test_upload_without_multipart_is_refused(client):
 def test_declared_oversize_body_is_refused_before_reading(server):
     # A raw socket: announce 10 GB, send 10 bytes, and the answer still comes at once.
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
-        sock.sendall(b"POST /api/uploads HTTP/1.1\r\nHost: x\r\n"
+        sock.sendall(b"POST /api/uploads HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                      b"Content-Type: multipart/form-data; boundary=abc\r\n"
                      b"Content-Length: 10000000000\r\n\r\n0123456789")
         answer = sock.recv(4096).decode()
