@@ -47,6 +47,7 @@ async def upload_images(request: Request):
     try:
         for item in stored:
             store.add_upload(item.id, item.filename, item.width, item.height, item.bytes)
+            receiver.publish(item)
     except Exception:
         receiver.discard()
         raise
@@ -61,8 +62,19 @@ async def get_upload(upload_id: str, request: Request):
     return _upload_view(row)
 
 
+def _too_many_images(images: list[str] | None, request: Request) -> JSONResponse | None:
+    # Checked before anything looks an id up: a long list must cost nothing.
+    limit = request.app.state.settings.max_images_per_job
+    if images is not None and len(images) > limit:
+        return _error(422, f"images: at most {limit} images per job, got {len(images)} / "
+                           f"작업당 이미지는 최대 {limit}장입니다 ({len(images)}장 받음)")
+    return None
+
+
 @router.post("/api/params")
 async def preview_params(body: ParamsPreview, request: Request):
+    if (refused := _too_many_images(body.images, request)) is not None:
+        return refused
     queue = _queue(request)
     engine = body.engine or request.app.state.settings.default_engine
     images = body.images or []
@@ -83,6 +95,8 @@ async def preview_params(body: ParamsPreview, request: Request):
 # JobError is turned into {"detail": message} with its status by the app's exception handler.
 @router.post("/api/jobs", status_code=201)
 async def create_job(body: JobCreate, request: Request):
+    if (refused := _too_many_images(body.images, request)) is not None:
+        return refused
     return await _queue(request).submit(body)
 
 
