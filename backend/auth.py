@@ -518,7 +518,7 @@ def _limited_response(guard: AuthGuard, request: Request) -> JSONResponse | None
                         headers={k.decode(): v.decode() for k, v in extra})
 
 
-@router.get("/api/auth")
+@router.get("/api/auth", response_model=dict[str, bool])
 async def auth_status(request: Request):
     """Lets the page decide whether to ask for the token before calling anything else."""
     guard = _guard(request)

@@ -93,9 +93,9 @@ class Settings(BaseSettings):
     body_min_rate_kb_s: float = Field(8.0, ge=0, validation_alias=_env("STUDIO_BODY_MIN_RATE_KB_S"))
     body_max_s: float = Field(1800.0, gt=0, validation_alias=_env("STUDIO_BODY_MAX_S"))
     # Upload requests being received or decoded at once, in all (more get 503) and per client
-    # address (more get 429). The page sends three at a time.
+    # address (more get 429). The page sends three at a time, so two tabs fit.
     max_uploads_in_flight: int = Field(16, ge=1, validation_alias=_env("STUDIO_MAX_UPLOADS_IN_FLIGHT"))
-    max_uploads_per_client: int = Field(4, ge=1, validation_alias=_env("STUDIO_MAX_UPLOADS_PER_CLIENT"))
+    max_uploads_per_client: int = Field(6, ge=1, validation_alias=_env("STUDIO_MAX_UPLOADS_PER_CLIENT"))
     # Threads that decode and re-encode uploaded images, off the event loop. 0 decodes on the
     # event loop itself (every request waits meanwhile): only for the latency benchmark's reference.
     image_workers: int = Field(2, ge=0, validation_alias=_env("STUDIO_IMAGE_WORKERS"))
