@@ -79,6 +79,7 @@ async def upload_images(request: Request):
     try:
         for item in stored:
             store.add_upload(item.id, item.filename, item.width, item.height, item.bytes)
+            receiver.publish(item)
     except Exception as exc:
         receiver.discard()
         try:  # all or nothing: rows already written go with their files
@@ -122,8 +123,19 @@ async def delete_upload(upload_id: str, request: Request):
     return Response(status_code=204)
 
 
+def _too_many_images(images: list[str] | None, request: Request) -> JSONResponse | None:
+    # Checked before anything looks an id up: a long list must cost nothing.
+    limit = request.app.state.settings.max_images_per_job
+    if images is not None and len(images) > limit:
+        return _error(422, f"images: at most {limit} images per job, got {len(images)} / "
+                           f"작업당 이미지는 최대 {limit}장입니다 ({len(images)}장 받음)")
+    return None
+
+
 @router.post("/api/params", responses=_doc(400, 404, _200=ParamsView))
 async def preview_params(body: ParamsPreview, request: Request):
+    if (refused := _too_many_images(body.images, request)) is not None:
+        return refused
     queue = _queue(request)
     engine = body.engine or request.app.state.settings.default_engine
     images = body.images or []
@@ -144,6 +156,8 @@ async def preview_params(body: ParamsPreview, request: Request):
 # JobError is turned into {"detail": message} with its status by the app's exception handler.
 @router.post("/api/jobs", status_code=201, responses=_doc(400, 404, 507, _201=JobCreated))
 async def create_job(body: JobCreate, request: Request):
+    if (refused := _too_many_images(body.images, request)) is not None:
+        return refused
     refused = await _space_for(request, 0)
     if refused is not None:
         return refused

@@ -15,8 +15,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 
-from backend import analysis_api, api, auth, monitor_api, openapi_doc
+from backend import analysis_api, api, auth, monitor_api, openapi_doc, uploads
 from backend.analyzers.service import AnalysisService
+from backend.body_limits import install_body_limits
 from backend.config import Settings
 from backend.db import Store, StoreError
 from backend.frontend_routes import build_router as build_frontend_router
@@ -82,6 +83,7 @@ def create_app(settings: Settings | None = None, analysis: AnalysisService | Non
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         store = Store(settings.database_path)
+        uploads.recover_incoming(settings, lambda upload_id: store.get_upload(upload_id) is not None)
         engines = Engines(settings)
         service = analysis or AnalysisService(settings)
         queue_ref: dict[str, JobQueue] = {}
@@ -120,5 +122,6 @@ def create_app(settings: Settings | None = None, analysis: AnalysisService | Non
     app.include_router(build_frontend_router())
     app.mount("/files/uploads", StaticFiles(directory=settings.uploads_dir), name="uploads")
     app.mount("/files/outputs", StaticFiles(directory=settings.outputs_dir), name="outputs")
+    install_body_limits(app, settings)  # before auth, so it runs after the token check
     auth.install_auth(app, settings)
     return app

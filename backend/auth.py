@@ -15,10 +15,16 @@ Decisions the issue left open:
 - The HTML pages and their static assets stay open (`OPEN_PREFIXES`, `OPEN_PATHS`) so the page
   can load and ask for the token; they hold no job data. Everything else is closed by default,
   including FastAPI's /docs and /openapi.json, so a route added later is never open by accident.
-- The cookie holds an HMAC of the token, not the token: a leaked cookie does not reveal the token
-  that the user may have pasted elsewhere, and changing the token ends every session.
-- Failed attempts are counted per client address over a sliding window, for the login route and
-  for wrong bearer/cookie/query tokens alike, so the API cannot be used to bypass the login limit.
+- The cookie holds a random session id (`backend.sessions`), never the token: logout revokes it
+  on the server, and changing the token ends every session.
+- Failed attempts are counted per client address over a sliding window, for the login route,
+  `GET /api/auth` and wrong bearer/query tokens alike, so no route bypasses the login limit. A
+  client that is limited gets 429 for anything it sends, the right token included, until the
+  window passes: otherwise the limit would only slow guessing down, not stop it.
+- The address counted is the connecting one. X-Forwarded-For changes it only when it comes from
+  STUDIO_TRUSTED_PROXIES: uvicorn run by hand believes that header from loopback, and any page
+  open in a browser on this machine connects from loopback too.
+- `?token=` is redacted from uvicorn's access and WebSocket log lines (`RedactTokens`).
 - Every request must name, in `Host`, a host the studio is really served as (`HostPolicy`): a
   loopback name, an IP address, the configured STUDIO_HOST, STUDIO_ALLOWED_HOSTS, or the hosts of
   STUDIO_CORS_ORIGINS. This stops DNS rebinding: a page on a domain that its owner points at
@@ -33,6 +39,8 @@ import hashlib
 import hmac
 import ipaddress
 import json
+import logging
+import re
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -44,6 +52,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from backend.config import Settings
+from backend.sessions import SessionStore
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -53,6 +62,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 COOKIE_NAME = "studio_session"
 COOKIE_MAX_AGE_S = 30 * 24 * 3600
+SESSIONS_FILE = ".sessions.json"
 WS_POLICY_VIOLATION = 1008
 
 # Reachable without the token. Pages and their assets only: nothing here reveals jobs or files.
@@ -76,17 +86,13 @@ MSG_LIMITED = (
     "로그인 시도가 너무 많습니다. {s}초 후 다시 시도하세요. / "
     "Too many failed attempts. Try again in {s} s."
 )
+MSG_NOT_FOUND = "파일을 찾을 수 없습니다. / File not found."
 MSG_CROSS_SITE = "다른 사이트에서 온 요청은 거부됩니다. / Cross-site requests are refused."
 MSG_BAD_HOST = (
     "이 주소({host})로는 스튜디오에 접속할 수 없습니다. 이 주소를 쓰려면 STUDIO_ALLOWED_HOSTS에 "
     "추가하세요. / The studio is not served as '{host}'. To use this address, add it to "
     "STUDIO_ALLOWED_HOSTS."
 )
-
-
-def session_value(token: str) -> str:
-    """The cookie value for `token`: an HMAC of it, so the cookie never carries the token itself."""
-    return hmac.new(token.encode(), b"framepack-studio-session-v1", hashlib.sha256).hexdigest()
 
 
 def tokens_equal(given: str, expected: str) -> bool:
@@ -198,11 +204,12 @@ class AuthGuard:
     """Everything the middleware and the login route share: the token, the limiter, the hosts."""
 
     def __init__(self, token: str, limiter: FailureLimiter, allowed_origins: frozenset[str],
-                 hosts: HostPolicy | None = None):
+                 hosts: HostPolicy | None = None, sessions: SessionStore | None = None):
         self.token = token
         self.limiter = limiter
         self.allowed_origins = allowed_origins
         self.hosts = hosts or HostPolicy()
+        self.sessions = sessions if sessions is not None else SessionStore(token, None, COOKIE_MAX_AGE_S)
 
     @property
     def enabled(self) -> bool:
@@ -211,8 +218,19 @@ class AuthGuard:
     def check(self, candidate: str | None, *, is_cookie: bool = False) -> bool:
         if not self.enabled or not candidate:
             return False
-        expected = session_value(self.token) if is_cookie else self.token
-        return tokens_equal(candidate, expected)
+        if is_cookie:
+            return self.sessions.valid(candidate)
+        return tokens_equal(candidate, self.token)
+
+    def client(self, scope: Scope) -> str:
+        """The address failed attempts are counted against."""
+        return limit_key(scope, self.hosts.trusted_proxies)
+
+    def limited(self, scope: Scope) -> tuple[int, str, list[tuple[bytes, bytes]]] | None:
+        wait = self.limiter.retry_after(self.client(scope))
+        if not wait:
+            return None
+        return 429, MSG_LIMITED.format(s=wait), [(b"retry-after", str(wait).encode())]
 
 
 # --------------------------------------------------------------------------------------------
@@ -236,6 +254,26 @@ def _cookies(header: str) -> dict[str, str]:
 def client_key(scope: Scope) -> str:
     client = scope.get("client")
     return str(client[0]) if client else "unknown"
+
+
+UNTRUSTED_FORWARDED = "forwarded-by-untrusted-proxy"
+
+
+def limit_key(scope: Scope, trusted_proxies: frozenset[str]) -> str:
+    """The client address for per-client limits, never one chosen by an untrusted header.
+
+    uvicorn's proxy_headers (on by default when uvicorn is run by hand) replaces the address with
+    the X-Forwarded-For entry when the peer is loopback, so a local page could pick a fresh
+    address for every request. With no trusted proxy configured, a request whose address is one
+    of its own X-Forwarded-For entries is counted in one shared bucket instead.
+    """
+    address = client_key(scope)
+    if trusted_proxies:
+        return address
+    forwarded = _headers(scope).get("x-forwarded-for")
+    if forwarded and address in {entry.strip() for entry in forwarded.split(",")}:
+        return UNTRUSTED_FORWARDED
+    return address
 
 
 @dataclass(frozen=True)
@@ -267,6 +305,12 @@ def _suspicious(path: str) -> bool:
     # Dot segments or empty segments could make an open prefix reach a closed route in some
     # router or file server; such paths are simply treated as closed.
     return "//" in path or "/./" in path or "/../" in path or path.endswith(("/..", "/."))
+
+
+def _hidden(path: str) -> bool:
+    # Dot names under /files/ are the studio's own bookkeeping (files in progress, sessions), never
+    # a stored upload or output.
+    return any(segment.startswith(".") for segment in path.split("/"))
 
 
 def is_open(scope: Scope) -> bool:
@@ -381,14 +425,20 @@ class AuthMiddleware:
                 return
 
         if kind == "http" and scope.get("path", "").startswith(FILES_PREFIX):
+            if _hidden(scope.get("path", "")):
+                await _send_json(send, 404, {"detail": MSG_NOT_FOUND}, [])
+                return
             await self.app(scope, receive, self._file_sender(send))
         else:
             await self.app(scope, receive, self._nosniff_sender(send) if kind == "http" else send)
 
     def _verdict(self, scope: Scope) -> tuple[int, str, list[tuple[bytes, bytes]]] | None:
         """None when the request carries a valid token, else the refusal to send."""
+        # Checked before the token: a limited client must not learn that a guess was right.
+        limited = self.guard.limited(scope)
+        if limited is not None:
+            return limited
         creds = credentials(scope)
-        client = client_key(scope)
         if (creds.bearer and self.guard.check(creds.bearer)) or (
             creds.query and self.guard.check(creds.query)
         ) or (creds.cookie and self.guard.check(creds.cookie, is_cookie=True)):
@@ -396,12 +446,10 @@ class AuthMiddleware:
         challenge = [(b"www-authenticate", b'Bearer realm="studio"')]
         if not creds.any:
             return 401, MSG_MISSING, challenge
-        wait = self.guard.limiter.retry_after(client)
-        if wait:
-            return 429, MSG_LIMITED.format(s=wait), [(b"retry-after", str(wait).encode())]
-        # A stale cookie alone is not a guess (the token changed); a wrong explicit token is.
+        # A stale cookie alone is not a guess (logged out, or the token changed); a wrong
+        # explicit token is.
         if creds.bearer or creds.query:
-            self.guard.limiter.record_failure(client)
+            self.guard.limiter.record_failure(self.guard.client(scope))
         return 401, MSG_WRONG, challenge
 
     async def _deny(
@@ -461,14 +509,31 @@ def _is_https(request: Request) -> bool:
     return request.url.scheme in ("https", "wss")
 
 
-@router.get("/api/auth")
-async def auth_status(request: Request) -> dict[str, bool]:
+def _limited_response(guard: AuthGuard, request: Request) -> JSONResponse | None:
+    limited = guard.limited(request.scope)
+    if limited is None:
+        return None
+    status, message, extra = limited
+    return JSONResponse({"detail": message}, status_code=status,
+                        headers={k.decode(): v.decode() for k, v in extra})
+
+
+@router.get("/api/auth", response_model=dict[str, bool])
+async def auth_status(request: Request):
     """Lets the page decide whether to ask for the token before calling anything else."""
     guard = _guard(request)
+    if not guard.enabled:
+        return {"required": False, "authenticated": True}
+    refused = _limited_response(guard, request)
+    if refused is not None:
+        return refused
     cookie = request.cookies.get(COOKIE_NAME)
     bearer = credentials(request.scope).bearer
-    authenticated = not guard.enabled or guard.check(bearer) or guard.check(cookie, is_cookie=True)
-    return {"required": guard.enabled, "authenticated": authenticated}
+    authenticated = guard.check(bearer) or guard.check(cookie, is_cookie=True)
+    if bearer and not guard.check(bearer):
+        # This route is open, so it must count wrong tokens like every closed one does.
+        guard.limiter.record_failure(guard.client(request.scope))
+    return {"required": True, "authenticated": authenticated}
 
 
 @router.post("/api/login")
@@ -476,12 +541,10 @@ async def login(body: LoginRequest, request: Request) -> JSONResponse:
     guard = _guard(request)
     if not guard.enabled:
         return JSONResponse({"required": False, "authenticated": True})
-    client = client_key(request.scope)
-    wait = guard.limiter.retry_after(client)
-    if wait:
-        return JSONResponse(
-            {"detail": MSG_LIMITED.format(s=wait)}, status_code=429, headers={"Retry-After": str(wait)}
-        )
+    client = guard.client(request.scope)
+    refused = _limited_response(guard, request)
+    if refused is not None:
+        return refused
     if not guard.check(body.token.strip()):
         guard.limiter.record_failure(client)
         return JSONResponse({"detail": MSG_WRONG}, status_code=401)
@@ -489,7 +552,7 @@ async def login(body: LoginRequest, request: Request) -> JSONResponse:
     response = JSONResponse({"required": True, "authenticated": True})
     response.set_cookie(
         COOKIE_NAME,
-        session_value(guard.token),
+        guard.sessions.create(),
         max_age=COOKIE_MAX_AGE_S,
         httponly=True,
         samesite="strict",
@@ -501,7 +564,10 @@ async def login(body: LoginRequest, request: Request) -> JSONResponse:
 
 @router.post("/api/logout")
 async def logout(request: Request) -> JSONResponse:
-    response = JSONResponse({"required": _guard(request).enabled, "authenticated": False})
+    guard = _guard(request)
+    # Ends the session on the server too: a copy of the cookie kept anywhere stops working.
+    guard.sessions.revoke(request.cookies.get(COOKIE_NAME))
+    response = JSONResponse({"required": guard.enabled, "authenticated": False})
     response.delete_cookie(COOKIE_NAME, path="/", httponly=True, samesite="strict")
     return response
 
@@ -522,8 +588,11 @@ def install_auth(app: FastAPI, settings: Settings) -> None:
     limiter = FailureLimiter(
         max_failures=settings.login_max_failures, window_s=settings.login_window_s
     )
-    guard = AuthGuard(settings.token.strip(), limiter, origins, HostPolicy.from_settings(settings))
+    token = settings.token.strip()
+    sessions = SessionStore(token, settings.data_dir / SESSIONS_FILE, COOKIE_MAX_AGE_S) if token else None
+    guard = AuthGuard(token, limiter, origins, HostPolicy.from_settings(settings), sessions)
     app.state.auth = guard
+    install_log_redaction()
     app.add_middleware(AuthMiddleware, guard=guard)
     if origins:
         from starlette.middleware.cors import CORSMiddleware
@@ -536,3 +605,34 @@ def install_auth(app: FastAPI, settings: Settings) -> None:
             allow_methods=["GET", "POST", "DELETE"],
             allow_headers=["Authorization", "Content-Type"],
         )
+
+
+# --------------------------------------------------------------------------------------------
+# Log redaction
+
+_TOKEN_IN_QUERY = re.compile(r"([?&]token=)[^&\s\"']*", re.IGNORECASE)
+# uvicorn writes HTTP request lines to uvicorn.access and WebSocket handshakes to uvicorn.error.
+REDACTED_LOGGERS = ("uvicorn.access", "uvicorn.error", "uvicorn")
+
+
+def redact(text: str) -> str:
+    return _TOKEN_IN_QUERY.sub(r"\1[redacted]", text)
+
+
+class RedactTokens(logging.Filter):
+    """Rewrites `?token=...` in a log record's message and arguments (the WebSocket query token)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str) and "token=" in record.msg.lower():
+            record.msg = redact(record.msg)
+        if isinstance(record.args, tuple):
+            record.args = tuple(redact(a) if isinstance(a, str) and "token=" in a.lower() else a
+                                for a in record.args)
+        return True
+
+
+def install_log_redaction() -> None:
+    for name in REDACTED_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, RedactTokens) for f in logger.filters):
+            logger.addFilter(RedactTokens())

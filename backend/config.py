@@ -90,6 +90,21 @@ class Settings(BaseSettings):
     # Most the data folder (uploads, outputs, database) may hold; 0 = no quota. New uploads and jobs
     # are refused (507) past it.
     data_quota_mb: float = Field(0.0, ge=0, validation_alias=_env("STUDIO_DATA_QUOTA_MB"))
+    # Request bodies: a JSON body larger than this is refused (413) before it is parsed.
+    max_json_body_kb: int = Field(1024, gt=0, validation_alias=_env("STUDIO_MAX_JSON_BODY_KB"))
+    # A request body that pauses longer than this, or (after that much time) averages less than
+    # body_min_rate_kb_s, or takes longer than body_max_s in all, is ended with 408: a client
+    # trickling bytes cannot hold a connection and an upload slot for as long as it likes.
+    body_idle_timeout_s: float = Field(15.0, gt=0, validation_alias=_env("STUDIO_BODY_IDLE_TIMEOUT_S"))
+    body_min_rate_kb_s: float = Field(8.0, ge=0, validation_alias=_env("STUDIO_BODY_MIN_RATE_KB_S"))
+    body_max_s: float = Field(1800.0, gt=0, validation_alias=_env("STUDIO_BODY_MAX_S"))
+    # Upload requests being received or decoded at once, in all (more get 503) and per client
+    # address (more get 429). The page sends three at a time, so two tabs fit.
+    max_uploads_in_flight: int = Field(16, ge=1, validation_alias=_env("STUDIO_MAX_UPLOADS_IN_FLIGHT"))
+    max_uploads_per_client: int = Field(6, ge=1, validation_alias=_env("STUDIO_MAX_UPLOADS_PER_CLIENT"))
+    # Threads that decode and re-encode uploaded images, off the event loop. 0 decodes on the
+    # event loop itself (every request waits meanwhile): only for the latency benchmark's reference.
+    image_workers: int = Field(2, ge=0, validation_alias=_env("STUDIO_IMAGE_WORKERS"))
     # A running job that reports nothing (no step, no section, no stage) for this long marks the
     # worker "stalled" in /api/health (answered 503 then, so a supervisor can restart the studio).
     worker_stall_s: float = Field(900.0, gt=0, validation_alias=_env("STUDIO_WORKER_STALL_S"))
@@ -170,6 +185,11 @@ class Settings(BaseSettings):
     @property
     def uploads_dir(self) -> Path:
         return self.data_dir / "uploads"
+
+    @property
+    def incoming_dir(self) -> Path:
+        # Beside the uploads folder, not in it: files in progress must never be served.
+        return self.data_dir / ".incoming"
 
     @property
     def outputs_dir(self) -> Path:

@@ -25,6 +25,9 @@ def _not_bool(value):
 
 
 Num = BeforeValidator(_not_bool)
+# A ceiling that no configuration of STUDIO_MAX_IMAGES_PER_JOB reaches, so validation stops at the
+# count instead of checking every id of a huge list; the configured limit is checked by the route.
+MAX_IMAGES_ANY_JOB = 1000
 
 
 class _Strict(BaseModel):
@@ -55,9 +58,9 @@ class PostprocessOptions(_Strict):
 
 
 class JobCreate(_Strict):
-    images: list[str] = Field(..., min_length=2)
+    images: list[str] = Field(..., min_length=2, max_length=MAX_IMAGES_ANY_JOB)
     prompt: str | None = Field(None, max_length=2000)
-    prompts: list[str | None] | None = None
+    prompts: list[str | None] | None = Field(None, max_length=MAX_IMAGES_ANY_JOB)
     engine: Engine | None = None
     settings: JobSettings = Field(default_factory=JobSettings)
     postprocess: PostprocessOptions = Field(default_factory=PostprocessOptions)
@@ -82,7 +85,7 @@ class JobCreate(_Strict):
 
 
 class ParamsPreview(_Strict):
-    images: list[str] | None = None
+    images: list[str] | None = Field(None, max_length=MAX_IMAGES_ANY_JOB)
     settings: JobSettings = Field(default_factory=JobSettings)
     engine: Engine | None = None
 

@@ -84,8 +84,11 @@ class WebSocketManager:
         sender = client.sender = asyncio.create_task(self._send_loop(client))
         try:
             while True:
-                # Clients do not send anything we act on; reading notices a closed socket.
-                await ws.receive_text()
+                # Clients send nothing we act on; reading notices a closed socket. Raw messages,
+                # so a binary frame is ignored like a text one (receive_text fails on it).
+                message = await ws.receive()
+                if message["type"] == "websocket.disconnect":
+                    break
         except (WebSocketDisconnect, RuntimeError):
             pass
         finally:

@@ -11,7 +11,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
-from backend.auth import COOKIE_NAME, FailureLimiter, install_auth, router, session_value, tokens_equal
+from backend.auth import COOKIE_NAME, FailureLimiter, install_auth, router, tokens_equal
 from backend.config import Settings
 
 TOKEN = "s3cret-token-for-tests"
@@ -104,14 +104,15 @@ def test_login_sets_a_cookie_that_opens_everything(client):
     r = client.post("/api/login", json={"token": TOKEN})
     assert r.status_code == 200
     set_cookie = r.headers["set-cookie"]
-    assert f"{COOKIE_NAME}={session_value(TOKEN)}" in set_cookie
+    session = r.cookies[COOKIE_NAME]
+    assert f"{COOKIE_NAME}={session}" in set_cookie and len(session) >= 32
     assert TOKEN not in set_cookie  # the cookie never carries the token itself
     assert "httponly" in set_cookie.lower() and "samesite=strict" in set_cookie.lower()
     assert client.get("/api/jobs").status_code == 200
     assert client.get("/files/uploads/a.png").status_code == 200
     assert client.get("/api/auth").json() == {"required": True, "authenticated": True}
     # (the test client's WebSocket does not use its cookie jar; a browser sends the cookie)
-    cookie = {"Cookie": f"{COOKIE_NAME}={session_value(TOKEN)}"}
+    cookie = {"Cookie": f"{COOKIE_NAME}={session}"}
     with client.websocket_connect("/ws", headers=cookie) as ws:
         assert ws.receive_json()["type"] == "snapshot"
     client.post("/api/logout")

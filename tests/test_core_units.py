@@ -110,6 +110,9 @@ class _SlowSocket:
     async def receive_text(self):
         await asyncio.Event().wait()
 
+    async def receive(self):
+        await asyncio.Event().wait()
+
     async def close(self, code=1000):
         self.closed_with = code
 

@@ -29,8 +29,10 @@ class StudioServer:
     offline and the device is the CPU.
     """
 
-    def __init__(self, tmp_path: Path, env: dict[str, str] | None = None, port: int | None = None) -> None:
+    def __init__(self, tmp_path: Path, env: dict[str, str] | None = None, port: int | None = None,
+                 log_level: str = "warning") -> None:
         self.tmp_path = Path(tmp_path)
+        self.log_level = log_level
         self.port = port or free_port()
         self.data_dir = Path((env or {}).get("STUDIO_DATA_DIR", self.tmp_path / "data"))
         self.log_path = self.tmp_path / f"server-{self.port}.log"
@@ -62,7 +64,7 @@ class StudioServer:
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "backend.app:create_app", "--factory",
-             "--host", "127.0.0.1", "--port", str(self.port), "--log-level", "warning"],
+             "--host", "127.0.0.1", "--port", str(self.port), "--log-level", self.log_level],
             cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + timeout
