@@ -138,3 +138,46 @@ def test_a_newer_schema_is_refused_with_a_hint(tmp_path):
         assert "newer version" in str(exc) and "STUDIO_DATA_DIR" in str(exc)
     else:
         raise AssertionError("a database from a newer studio was opened")
+
+
+def test_a_job_cut_off_by_a_crash_resumes_after_its_folder_moved(tmp_path, tiny_framepack_dir):
+    from backend.utils.video_io import probe
+    from tests.test_core_server import upload
+
+    env = {"FRAMEPACK_DIR": str(tiny_framepack_dir)}
+    before = tmp_path / "before"
+    before.mkdir()
+    first = StudioServer(before, env).start()
+    try:
+        with httpx.Client(base_url=first.url, timeout=60) as c:
+            ids = upload(c, [scene(64, 64, shift=10 * i, hue=30 * i) for i in range(3)])
+            job_id = c.post("/api/jobs", json={
+                "images": ids, "engine": "framepack", "prompt": "a cat walks",
+                "settings": {"seconds": 2.4, "quality": 40, "resolution": 64, "seed": 3},
+            }).json()["id"]
+            job = wait_for(c, job_id, until=lambda j: j["segments"][0]["status"] == "done", timeout=120)
+            assert job["status"] == "running" and job["segments"][1]["status"] != "done"
+    finally:
+        first.kill()
+    segment0 = first.data_dir / "outputs" / job_id / "segment_000.mp4"
+    made_at = segment0.stat().st_mtime_ns
+    _legacy(first.data_dir / "studio.sqlite3", first.data_dir)
+    moved = tmp_path / "drive" / "studio-data"
+    moved.parent.mkdir()
+    shutil.move(str(first.data_dir), str(moved))
+
+    after = tmp_path / "after"
+    after.mkdir()
+    with StudioServer(after, {**env, "STUDIO_DATA_DIR": str(moved)}) as srv, \
+            httpx.Client(base_url=srv.url, timeout=60) as c:
+        assert c.get("/api/jobs").status_code == 200
+        job = wait_for(c, job_id, timeout=180)
+        assert job["status"] == "completed", job["error"]
+        assert c.get("/api/health").json()["worker"]["restarts"] == 0
+        # The segment made before the crash, in the old place, was found and kept.
+        assert (moved / "outputs" / job_id / "segment_000.mp4").stat().st_mtime_ns == made_at
+        assert probe(moved / "outputs" / job_id / "final.mp4").frames == 2 * 73 - 1
+        assert c.get(job["video_url"]).status_code == 200
+        # Only the newest preview is kept, in the new place.
+        previews = list((moved / "outputs" / job_id).glob("preview_*"))
+        assert len(previews) <= 1
