@@ -135,8 +135,8 @@ def _run_morph_job(port: int, token: str) -> dict:
 
 def healthcheck_args(service: dict) -> list[str]:
     hc = service["healthcheck"]
-    assert hc["test"][0] == "CMD"
-    return ["--health-cmd", json.dumps(hc["test"][1:]), "--health-interval", hc["interval"],
+    assert hc["test"][0] == "CMD-SHELL" and len(hc["test"]) == 2
+    return ["--health-cmd", hc["test"][1], "--health-interval", hc["interval"],
             "--health-timeout", hc["timeout"], "--health-retries", str(hc["retries"]),
             "--health-start-period", hc["start_period"]]
 
@@ -199,6 +199,14 @@ def studio(checkout, compose_service, image):
     s.cleanup()
 
 
+def test_image_holds_no_build_machine_files(image):
+    """The build's CA bundle and pip config were mounts: nothing of them is in the image."""
+    r = pm.podman("run", "--rm", "--user", "0", "--entrypoint", "sh", TAG, "-c",
+                  "ls -A /mnt /root/.cache/pip; cat /etc/pip.conf 2>/dev/null; true")
+    assert r.stdout.split() == ["/mnt:", "/root/.cache/pip:"], r.stdout
+    assert pm.podman("image", "inspect", "--format", "{{.Config.User}}", TAG).stdout.strip() == "10001:10001"
+
+
 def test_container_first_start_job_and_restart_on_the_same_volumes(studio, image):
     # --- first start, fresh volumes ------------------------------------------------------------
     first, port = studio.start()
@@ -218,6 +226,9 @@ def test_container_first_start_job_and_restart_on_the_same_volumes(studio, image
 
     r = pm.podman("healthcheck", "run", first, check=False, timeout=60)
     assert r.returncode == 0, r.stdout + r.stderr
+    # The same command fails where nothing answers, so "healthy" means the studio answered.
+    dead = studio.service["healthcheck"]["test"][1].replace("127.0.0.1:8000", "127.0.0.1:8009")
+    assert pm.podman("exec", first, "sh", "-c", dead, check=False).returncode != 0
 
     # The studio (PID 1 after the entrypoint's exec) runs as the image's non-root user.
     status = pm.podman("exec", first, "cat", "/proc/1/status").stdout
@@ -254,6 +265,10 @@ def test_container_first_start_job_and_restart_on_the_same_volumes(studio, image
     wait_healthy_port(port2, second)
     log2 = logs(second)
     assert access_token(log2) == token  # saved in the state volume, so open pages stay logged in
+    # The first start's downloads failed, so nothing was recorded as complete: this start tries
+    # them again (finished files are kept, partial ones resume) and again starts the studio.
+    assert "[entrypoint] checking models in /models" in log2
+    assert "[FAILED] FramePack" in log2 and "some models are missing; starting anyway" in log2
     with api(port2, token) as client:
         again = client.get(f"/api/jobs/{job['id']}").json()
         assert again["status"] == "completed"

@@ -9,7 +9,7 @@ runs reuse the cached layers and only rebuild what changed. The machine's own po
 What the machine needs and the image must not get: the sandbox refuses raised rlimits (so no
 default ulimits), crun cannot drive its hybrid cgroups (runc can), and PyPI is reached through a
 proxy whose CA is the machine's. That CA and a pip.conf naming it are mounted into the build's RUN
-steps only: they never land in a layer.
+steps only: neither lands in a layer.
 """
 
 from __future__ import annotations
@@ -143,8 +143,10 @@ def build(context: Path, tag: str, timeout: float = 3600) -> tuple[float, str]:
         "-t", tag,
     ]
     if HOST_CA.exists():
-        _write(pip_conf, f"[global]\ncert = /hostcerts/{HOST_CA.name}\n")
-        args[1:1] = ["-v", f"{HOST_CA.parent}:/hostcerts:ro", "-v", f"{pip_conf}:/etc/pip.conf:ro"]
+        # /mnt exists in every Debian/Ubuntu base, so no mount point is left behind for it; the
+        # /etc/pip.conf mount point stays in the image as an empty file.
+        _write(pip_conf, f"[global]\ncert = /mnt/{HOST_CA.name}\n")
+        args[1:1] = ["-v", f"{HOST_CA.parent}:/mnt:ro", "-v", f"{pip_conf}:/etc/pip.conf:ro"]
     start = time.monotonic()
     r = podman(*args, str(context), timeout=timeout, check=False, tool="buildah")
     seconds = time.monotonic() - start
