@@ -152,6 +152,7 @@ def stop_timed(name: str) -> tuple[float, int]:
     pm.podman("stop", "--time", "60", name, timeout=90)
     seconds = time.monotonic() - start
     code = int(pm.podman("inspect", "--format", "{{.State.ExitCode}}", name).stdout.strip())
+    print(f"\n[stop] {name}: {seconds:.1f}s, exit code {code}")
     return seconds, code
 
 
