@@ -43,14 +43,15 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def checkout(tmp_path_factory) -> Path:
+def checkout(tmp_path_factory):
     try:
         pm.check_available()
     except pm.PodmanUnavailable as exc:
         pytest.skip(f"podman/buildah cannot run here: {exc}")
-    dest = pm.clean_checkout(tmp_path_factory.mktemp("checkout") / "studio", ROOT)
-    shutil.copy(dest / ".env.sample", dest / ".env")  # the README's first step
-    return dest
+    with pm.store_lock():
+        dest = pm.clean_checkout(tmp_path_factory.mktemp("checkout") / "studio", ROOT)
+        shutil.copy(dest / ".env.sample", dest / ".env")  # the README's first step
+        yield dest
 
 
 @pytest.fixture(scope="module")

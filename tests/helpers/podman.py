@@ -14,6 +14,8 @@ steps only: neither lands in a layer.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import re
 import shutil
@@ -76,6 +78,18 @@ def check_available() -> None:
         raise PodmanUnavailable(f"podman info failed: {exc}") from exc
     if r.returncode != 0:
         raise PodmanUnavailable(f"podman info failed: {r.stderr.strip()[-500:]}")
+
+
+@contextlib.contextmanager
+def store_lock():
+    """One test run at a time per store: runs share the image tag and the compose project name."""
+    CACHE.mkdir(parents=True, exist_ok=True)
+    with open(CACHE / "tests.lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def debian_mirror() -> str:
