@@ -79,7 +79,9 @@ def api(port: int, token: str | None = None, timeout: float = 30) -> httpx.Clien
     return httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=headers, timeout=timeout)
 
 
-def wait_healthy_port(port: int, name: str, timeout: float = 300) -> dict:
+def wait_healthy_port(port: int, name: str, timeout: float = 900) -> dict:
+    # Generous: where DNS hangs instead of failing fast, the first start's download attempts (each
+    # bounded) take minutes before the server listens.
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         state = pm.podman("inspect", "--format", "{{.State.Status}}", name, check=False).stdout.strip()
