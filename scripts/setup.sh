@@ -147,6 +147,11 @@ if [ "$DEV" = 1 ]; then
   if ! docker compose version >/dev/null 2>&1 && ! command -v docker-compose >/dev/null 2>&1; then
     missing+=(docker-compose)
   fi
+  # The container tests build and run docker/ with these (no Docker daemon needed; runc because
+  # crun cannot drive a hybrid cgroup hierarchy).
+  for tool in podman buildah debootstrap podman-compose runc; do
+    command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
+  done
   if [ ${#missing[@]} -gt 0 ]; then
     if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
       log "apt-get install ${missing[*]}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -44,8 +45,13 @@ def test_hadolint_dockerfile():
 
 def test_dockerfile_shape():
     text = (ROOT / "docker" / "Dockerfile").read_text()
-    assert text.splitlines()[[i for i, l in enumerate(text.splitlines()) if l.startswith("FROM")][0]].startswith(
-        "FROM nvidia/cuda:") and "runtime" in text.split("FROM", 1)[1].splitlines()[0]
+    lines = text.splitlines()
+    # Users get the CUDA runtime base and the CUDA wheels; the tests pass other values as build args.
+    base = re.search(r"^ARG BASE_IMAGE=(\S+)$", text, re.M)
+    assert base and base.group(1).startswith("nvidia/cuda:") and "runtime" in base.group(1)
+    assert [l for l in lines if l.startswith("FROM")] == ["FROM ${BASE_IMAGE}"]
+    assert re.search(r"^ARG TORCH_INDEX_URL=https://download\.pytorch\.org/whl/cu\d+$", text, re.M)
+    assert 'pip install torch==2.15.0 torchvision==0.29.2 --index-url "$TORCH_INDEX_URL"' in text
     assert "USER 10001" in text
     # Dependencies are installed before the code is copied, so code edits keep those layers.
     assert text.index("pip install -r /tmp/requirements.txt") < text.index("COPY --chown=10001:10001 backend")
