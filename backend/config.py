@@ -60,6 +60,20 @@ class Settings(BaseSettings):
     # How fp8 mode and 8-bit offload store the weights: int8 or float8 e4m3, both with one scale per
     # output channel, computed in bf16. int8 is the more accurate (measured in benchmarks/README.md).
     storage_8bit: Literal["int8", "fp8"] = Field("int8", validation_alias=_env("STUDIO_STORAGE_8BIT"))
+    # How the FramePack transformer computes: auto = bf16 on GPUs with compute capability >= 8.0,
+    # fp16 with an fp32 residual stream below (T4, RTX 20xx: no bf16); fp32 is the slow safe choice.
+    compute_dtype: Literal["auto", "bf16", "fp16", "fp32"] = Field(
+        "auto", validation_alias=_env("STUDIO_COMPUTE_DTYPE")
+    )
+    # The largest bucket edge the memory plan leaves activation room for (0 = 480 on GPUs under
+    # 16 GiB, else 640); jobs above it are refused with a clear message instead of running out of VRAM.
+    plan_bucket: int = Field(0, ge=0, le=1536, validation_alias=_env("STUDIO_PLAN_BUCKET"))
+    # Plan (and cap the allocator) as if the GPU had this much VRAM / the machine this much RAM,
+    # in GiB (0 = what is there): sharing a GPU, or simulating a smaller machine.
+    vram_limit_gib: float = Field(0.0, ge=0, validation_alias=_env("STUDIO_VRAM_LIMIT_GIB"))
+    ram_limit_gib: float = Field(0.0, ge=0, validation_alias=_env("STUDIO_RAM_LIMIT_GIB"))
+    # Disk-tier blocks read ahead of the GPU (each holds one block's bytes in pinned RAM).
+    read_ahead_blocks: int = Field(2, ge=1, le=8, validation_alias=_env("STUDIO_READ_AHEAD_BLOCKS"))
     default_engine: Literal["framepack", "morph"] = Field(
         "framepack", validation_alias=_env("STUDIO_DEFAULT_ENGINE")
     )
