@@ -364,7 +364,7 @@ def fp8_error(transformer, kwargs) -> dict:
 
 def fp16_error(transformer, kwargs) -> dict:
     """The transformer's output in bf16 and in the studio's fp16 (autocast, fp32 residual stream)
-    against an fp32 reference, on one real-shaped input. The model ends as it began (bf16)."""
+    against an fp32 reference, on one real-shaped input. The model ends as it began."""
     import torch
 
     from backend.pipeline.compute_dtype import ComputePolicy, keep_stream_fp32
@@ -374,7 +374,9 @@ def fp16_error(transformer, kwargs) -> dict:
                 for k, v in kwargs.items()}
 
     device_type = next(transformer.parameters()).device.type
+    original = transformer.dtype
     with torch.no_grad():
+        transformer.to(torch.bfloat16)
         bf16 = transformer(**cast(torch.bfloat16))[0].float()
         transformer.to(torch.float32)
         ref = transformer(**cast(torch.float32))[0].float()
@@ -386,7 +388,7 @@ def fp16_error(transformer, kwargs) -> dict:
             h.remove()
         # Plain fp16 (no fp32 stream), for what the stream buys.
         plain = transformer(**cast(torch.float16))[0].float()
-        transformer.to(torch.bfloat16)
+        transformer.to(original)
     torch.cuda.empty_cache()
 
     def err(x):

@@ -175,3 +175,35 @@ def _forward_inputs(transformer):
                 indices_latents_history_2x=index[2 + window:4 + window],
                 latents_history_4x=rand(1, c.in_channels, 16, h, w), indices_latents_history_4x=index[4 + window:],
                 return_dict=False)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="the GPU tier needs CUDA")
+def test_partial_residency_on_the_gpu_gives_the_resident_frames(tmp_path):  # pragma: no cover - GPU only
+    frames = {}
+    for label, plan in (("resident", None), ("partial", dataclasses.replace(_plan(), dtype="bf16"))):
+        pipe = build_pipeline(SPEC, "cpu", torch.float32, seed=0).to(torch.bfloat16)
+        gen = FramePackGenerator(Settings(framepack_compile="off", models_dir=tmp_path / label))
+        if plan is None:
+            gen.attach(pipe, "cuda", mode="resident")
+        else:
+            gen.attach(pipe, "cuda", plan=plan)
+            streamer = gen.placement.block_stream
+            assert [next(b.parameters()).device.type for b in streamer.blocks] == ["cuda", "cpu", "cpu", "cpu", "cpu"]
+        a, b = _images()
+        frames[label] = gen.generate(a, b, "a cat", SEGMENT, PARAMS, lambda p: None)
+    assert np.array_equal(frames["partial"], frames["resident"])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="fp16 autocast on the GPU needs CUDA")
+def test_fp16_plan_on_the_gpu_runs_without_bf16(tmp_path):  # pragma: no cover - GPU only
+    frames = {}
+    for dtype in ("bf16", "fp16"):
+        pipe = build_pipeline(SPEC, "cpu", torch.float32, seed=0).to(
+            torch.bfloat16 if dtype == "bf16" else torch.float16)
+        gen = FramePackGenerator(Settings(framepack_compile="off", models_dir=tmp_path / dtype))
+        gen.attach(pipe, "cuda", plan=dataclasses.replace(_plan(), dtype=dtype, text_on_disk=True))
+        assert gen.policy.name == dtype
+        a, b = _images()
+        frames[dtype] = gen.generate(a, b, "a cat", SEGMENT, PARAMS, lambda p: None)
+    diff = np.abs(frames["fp16"].astype(int) - frames["bf16"].astype(int))
+    assert diff.mean() < 3, diff.mean()
