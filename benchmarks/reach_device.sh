@@ -10,8 +10,8 @@ run() { local label=$1; shift; echo "== $label: $*"; python3 benchmarks/framepac
   >"$out/$label.log" 2>&1; echo "rc=$?"; grep -E "Error|error" "$out/$label.log" | tail -3; }
 case $part in
   tests)
-    python3 -m pytest tests/test_generator_memory.py tests/test_reach_streaming.py tests/test_reach_dtype.py -q -x \
-      -p no:cacheprovider 2>&1 | tail -15 | tee "$out/tests.log" ;;
+    python3 -m pytest ${TESTS:-tests/test_generator_memory.py tests/test_reach_streaming.py tests/test_reach_dtype.py} \
+      -q -p no:cacheprovider --tb=short >"$out/tests.log" 2>&1; tail -3 "$out/tests.log" ;;
   resident)
     run resident_640_bf16 --mode resident --size 640 --sections 2 --steps 3 --fp16-error
     run resident_480_bf16 --mode resident --size 480 --sections 2 --steps 3

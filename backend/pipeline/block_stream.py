@@ -114,7 +114,9 @@ class BlockStreamer:
         if "disk" in self.tiers:
             if disk_dir is None:
                 raise ValueError("disk-tier blocks need a folder for their files")
-            self.folder = self._make_folder(Path(disk_dir))
+            written = [getattr(self.blocks[i], "_studio_block_file", None) for i in self._tier("disk")]
+            # Blocks the lean loader already wrote keep their folder (removed with the streamer).
+            self.folder = written[0].path.parent if all(written) else self._make_folder(Path(disk_dir))
             for i in self._tier("disk"):
                 self.files[i] = getattr(self.blocks[i], "_studio_block_file", None) or write_block(
                     [t for *_, t, _ in tensors[i]], self.folder / f"block{i:03d}.bin")
