@@ -473,6 +473,7 @@ def apply_profile(args) -> None:
     args.vram_limit_gib = p["vram_limit_gib"]
     args.ram_limit_gib = p["ram_limit_gib"]
     args.compute_dtype = p["compute_dtype"]
+    args.offload_weights = "auto"  # the plan picks 2-byte or 8-bit weights for that RAM
 
 
 def studio_settings(args, cuda: bool, **extra):
@@ -575,7 +576,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--fp8-matmul", action="store_true", help="also measure FP8 matmuls (error + speed)")
     ap.add_argument("--storage-error", action="store_true",
                     help="transformer output error of 8-bit weight storage (fp8, int8) against bf16")
-    ap.add_argument("--offload-weights", default="bf16", choices=["bf16", "fp8"],
+    ap.add_argument("--offload-weights", default="bf16", choices=["bf16", "fp8", "auto"],
                     help="offload mode: transformer weights in host RAM as bf16 or 8-bit")
     ap.add_argument("--storage-8bit", default="int8", choices=["int8", "fp8"], help="format of 8-bit weights")
     ap.add_argument("--vram-limit-gib", type=float, default=0.0, help="simulate a smaller GPU")

@@ -54,7 +54,7 @@ def test_each_profile_plan_fits_its_targets(name, bucket):
 def test_t4_plan_is_fp16_8bit_and_keeps_most_blocks_on_the_gpu():
     plan = plan_for_profile("colab-t4", 480)
     assert (plan.dtype, plan.weights, plan.mode) == ("fp16", "8bit", "partial")
-    assert plan.blocks_gpu >= 45 and plan.blocks_disk == 0
+    assert plan.blocks_gpu >= 40 and plan.blocks_disk == 0
     assert "fp16" in " ".join(plan.describe()["quality"]) and "8-bit" in " ".join(plan.describe()["quality"])
     # The 640 bucket needs more activation room: fewer blocks on the GPU, more streamed.
     big = plan_for_profile("colab-t4", 640)

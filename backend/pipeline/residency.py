@@ -37,13 +37,17 @@ VAE_BYTES = 492_957_606
 # CUDA context leftovers inside the allocator, cuBLAS workspaces, the timestep/guidance embeds,
 # encoder outputs kept for the job, allocator rounding.
 GPU_SLACK_GIB = 0.45
-# Peak activations of one transformer forward plus the tiled VAE decode, per megapixel of the
-# bucket (window 9, ~1k text+image tokens), and a floor that does not scale (decode tiles, the
-# dequantised weight of the largest layer, the second streamed block in flight).
+# Peak activations of one transformer forward, per megapixel of the bucket (window 9, ~1k
+# text+image tokens), plus what does not scale (the dequantised weight of the largest layer).
 WORKSPACE_GIB_PER_MPIX = 7.3
 WORKSPACE_FLOOR_GIB = 0.6
+# The tiled VAE decode's peak, which its fixed tile size keeps about the same for every bucket up
+# to 640: measured 5.6 GiB needed at 480 beside 2.8 GiB of weights (an OOM under a 5.75 GiB cap).
+DECODE_WORKSPACE_GIB = 3.0
 # fp16 keeps the residual stream in fp32: the stream tensors and their sums double.
 FP16_WORKSPACE_FACTOR = 1.15
+# Disk-tier blocks read ahead of the GPU (STUDIO_READ_AHEAD_BLOCKS' default).
+READ_AHEAD_BLOCKS = 2
 # What the allocator may reserve: the card less what the driver and the display keep.
 VRAM_RESERVE_GIB = 0.5
 
@@ -141,9 +145,11 @@ def block_sizes(weights: str) -> list[int]:
 
 
 def workspace_gib(bucket: int, dtype: str) -> float:
+    """VRAM the job needs beside the weights: the larger of a forward's and the decode's peak."""
     mpix = bucket * bucket / 1e6
     ws = WORKSPACE_FLOOR_GIB + WORKSPACE_GIB_PER_MPIX * mpix
-    return ws * (FP16_WORKSPACE_FACTOR if dtype == "fp16" else 2.0 if dtype == "fp32" else 1.0)
+    ws *= FP16_WORKSPACE_FACTOR if dtype == "fp16" else 2.0 if dtype == "fp32" else 1.0
+    return max(ws, DECODE_WORKSPACE_GIB * (mpix / 0.41 if mpix > 0.41 else 1.0))
 
 
 def _fill(sizes: list[int], candidates: list[int], budget_bytes: float) -> list[int]:
@@ -165,9 +171,16 @@ def host_budget_gib(ram_gib: float, ram_free_gib: float | None = None) -> float:
 
 def _tiers(sizes: list[int], gpu_budget: float, host_budget: float) -> tuple[list[str], float, float]:
     n = len(sizes)
-    on_gpu = set(_fill(sizes, list(range(n)), gpu_budget * GIB))
+    if sum(sizes) <= gpu_budget * GIB:
+        on_gpu = set(range(n))
+    else:
+        # Streaming keeps two blocks in flight (the one computing, the next being copied).
+        on_gpu = set(_fill(sizes, list(range(n)), gpu_budget * GIB - 2 * max(sizes)))
     rest = [i for i in range(n) if i not in on_gpu]
     in_ram = set(_fill(sizes, rest, max(0.0, host_budget) * GIB))
+    if len(in_ram) < len(rest):
+        # Disk blocks are read into `read_ahead` pinned buffers of the largest block's size.
+        in_ram = set(_fill(sizes, rest, max(0.0, host_budget * GIB - READ_AHEAD_BLOCKS * max(sizes))))
     tiers = ["gpu" if i in on_gpu else "ram" if i in in_ram else "disk" for i in range(n)]
     streamed = sum(sizes[i] for i in rest) / GIB
     disk = sum(sizes[i] for i in range(n) if tiers[i] == "disk") / GIB
