@@ -48,12 +48,12 @@ class Settings(BaseSettings):
 
     # --- device -------------------------------------------------------------------------------
     device: Literal["auto", "cuda", "cpu"] = Field("auto", validation_alias=_env("STUDIO_DEVICE"))
-    # auto: chosen from free VRAM and host RAM when the model loads.
+    # auto: the memory plan (blocks on GPU / RAM / disk) from VRAM, RAM, capability and bucket.
     gpu_profile: Literal["auto", "resident", "fp8", "offload"] = Field(
         "auto", validation_alias=_env("STUDIO_GPU_PROFILE")
     )
-    # Offload mode's transformer weights in host RAM: bf16 (24 GiB, bit-exact) or 8-bit with per-channel
-    # scales (12 GiB, not bit-exact; error in benchmarks/README.md); auto = 8-bit below 34 GiB free.
+    # Streamed transformer weights: bf16 (bit-exact) or 8-bit with per-channel scales (half the
+    # bytes, not bit-exact; error in benchmarks/README.md); auto = bf16 where host RAM holds them.
     offload_weights: Literal["auto", "bf16", "fp8"] = Field(
         "auto", validation_alias=_env("STUDIO_OFFLOAD_WEIGHTS")
     )
@@ -65,8 +65,8 @@ class Settings(BaseSettings):
     compute_dtype: Literal["auto", "bf16", "fp16", "fp32"] = Field(
         "auto", validation_alias=_env("STUDIO_COMPUTE_DTYPE")
     )
-    # The largest bucket edge the memory plan leaves activation room for (0 = 480 on GPUs under
-    # 16 GiB, else 640); jobs above it are refused with a clear message instead of running out of VRAM.
+    # The largest bucket edge the memory plan leaves activation room for (0 = 640, the page's
+    # default); jobs above it are refused with a clear message instead of running out of VRAM.
     plan_bucket: int = Field(0, ge=0, le=1536, validation_alias=_env("STUDIO_PLAN_BUCKET"))
     # Plan (and cap the allocator) as if the GPU had this much VRAM / the machine this much RAM,
     # in GiB (0 = what is there): sharing a GPU, or simulating a smaller machine.

@@ -195,17 +195,21 @@ def test_partial_residency_on_the_gpu_gives_the_resident_frames(tmp_path):  # pr
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="fp16 autocast on the GPU needs CUDA")
-def test_fp16_plan_on_the_gpu_runs_without_bf16(resident_frames, tmp_path):  # pragma: no cover - GPU only
-    """The T4's arithmetic (fp16 autocast, fp32 residual stream), partial residency included,
-    against the fp32 frames of the CPU."""
-    pipe = build_pipeline(SPEC, "cpu", torch.float32, seed=0).to(torch.float16)
-    gen = FramePackGenerator(Settings(framepack_compile="off", models_dir=tmp_path))
-    gen.attach(pipe, "cuda", plan=dataclasses.replace(_plan(), dtype="fp16", text_on_disk=True))
-    assert gen.policy.name == "fp16"
-    seen = []
-    pipe.transformer.single_transformer_blocks[0].register_forward_hook(lambda m, a, out: seen.append(out[0].dtype))
-    a, b = _images()
-    frames = gen.generate(a, b, "a cat", SEGMENT, PARAMS, lambda p: None)
-    assert seen and all(d == torch.float32 for d in seen)
-    diff = np.abs(frames.astype(int) - resident_frames.astype(int))
-    assert diff.mean() < 1.0, diff.mean()
+def test_fp16_plan_on_the_gpu_runs_without_bf16(tmp_path):  # pragma: no cover - GPU only
+    """The T4's arithmetic (fp16 autocast, fp32 residual stream) with partial residency gives the
+    frames of the same fp16 model resident. (Whole tiny jobs on the GPU differ from the CPU's by
+    ~24 levels in bf16 and fp16 alike, so the CPU is no reference for frames;
+    benchmarks/fp16_parts.py compares each part instead.)"""
+    frames = {}
+    for label, tiers in (("resident", ("gpu",) * 5), ("partial", TIERS)):
+        pipe = build_pipeline(SPEC, "cpu", torch.float32, seed=0).to(torch.float16)
+        gen = FramePackGenerator(Settings(framepack_compile="off", models_dir=tmp_path / label))
+        gen.attach(pipe, "cuda", plan=dataclasses.replace(_plan(tiers), dtype="fp16", text_on_disk=True))
+        assert gen.policy.name == "fp16"
+        seen = []
+        pipe.transformer.single_transformer_blocks[0].register_forward_hook(
+            lambda m, a, out: seen.append(out[0].dtype))
+        a, b = _images()
+        frames[label] = gen.generate(a, b, "a cat", SEGMENT, PARAMS, lambda p: None)
+        assert seen and all(d == torch.float32 for d in seen)  # the residual stream stays fp32
+    assert np.array_equal(frames["partial"], frames["resident"])

@@ -190,7 +190,7 @@ class FramePackGenerator:
         if s.ram_limit_gib:
             ram_total, ram_free = min(ram_total, s.ram_limit_gib), min(ram_free, s.ram_limit_gib)
         capability = torch.cuda.get_device_capability(0)
-        bucket = s.plan_bucket or (480 if vram < 16 else 640)
+        bucket = s.plan_bucket or 640  # the page's default resolution; 480 is faster on small GPUs
         request = mode or s.gpu_profile
         return plan_residency(vram, ram_total, capability, bucket, device=device, ram_free_gib=ram_free,
                               dtype_request=s.compute_dtype, weights_request=s.offload_weights,
