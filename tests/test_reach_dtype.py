@@ -146,3 +146,19 @@ def test_turing_plan_reads_fp16_weights_and_refuses_bf16_ones():
     pipe.vae.to(torch.bfloat16)
     with pytest.raises(RuntimeError, match="bf16 weights remain"):
         check_no_bf16(pipe, t4)
+
+
+def test_job_runner_turns_the_warning_into_a_job_warning_event(tmp_path):
+    """The generator's warning reaches the job (stored, shown after a reload) and the page (event)."""
+    from backend.db import Store
+    from backend.job_runner import CancelToken, JobRunner, _Reporter
+
+    store = Store(tmp_path / "studio.sqlite3")
+    store.create_job("j1", "framepack", {"images": []}, {"segments": []}, [], 1)
+    events: list[dict] = []
+    runner = JobRunner(Settings(data_dir=tmp_path), store, engines=None, publish=events.append)
+    report = _Reporter(runner, "j1", CancelToken(), 0.0, {"generate": 1.0, "join": 0.0, "postprocess": 0.0}, [1.0])
+    message = "구간 1/2: ... / section 1/2: the latents overflowed (inf/NaN) in fp16; re-running it in fp32 (slower)."
+    report(Progress("generate", 0.0, message, {"warning": message}))
+    assert events == [{"type": "job.warning", "job_id": "j1", "message": message}]
+    assert store.get_job("j1")["warnings"] == [message]
