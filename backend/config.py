@@ -48,18 +48,32 @@ class Settings(BaseSettings):
 
     # --- device -------------------------------------------------------------------------------
     device: Literal["auto", "cuda", "cpu"] = Field("auto", validation_alias=_env("STUDIO_DEVICE"))
-    # auto: chosen from free VRAM and host RAM when the model loads.
+    # auto: the memory plan (blocks on GPU / RAM / disk) from VRAM, RAM, capability and bucket.
     gpu_profile: Literal["auto", "resident", "fp8", "offload"] = Field(
         "auto", validation_alias=_env("STUDIO_GPU_PROFILE")
     )
-    # Offload mode's transformer weights in host RAM: bf16 (24 GiB, bit-exact) or 8-bit with per-channel
-    # scales (12 GiB, not bit-exact; error in benchmarks/README.md); auto = 8-bit below 34 GiB free.
+    # Streamed transformer weights: bf16 (bit-exact) or 8-bit with per-channel scales (half the
+    # bytes, not bit-exact; error in benchmarks/README.md); auto = bf16 where host RAM holds them.
     offload_weights: Literal["auto", "bf16", "fp8"] = Field(
         "auto", validation_alias=_env("STUDIO_OFFLOAD_WEIGHTS")
     )
     # How fp8 mode and 8-bit offload store the weights: int8 or float8 e4m3, both with one scale per
     # output channel, computed in bf16. int8 is the more accurate (measured in benchmarks/README.md).
     storage_8bit: Literal["int8", "fp8"] = Field("int8", validation_alias=_env("STUDIO_STORAGE_8BIT"))
+    # How the FramePack transformer computes: auto = bf16 on GPUs with compute capability >= 8.0,
+    # fp16 with an fp32 residual stream below (T4, RTX 20xx: no bf16); fp32 is the slow safe choice.
+    compute_dtype: Literal["auto", "bf16", "fp16", "fp32"] = Field(
+        "auto", validation_alias=_env("STUDIO_COMPUTE_DTYPE")
+    )
+    # The largest bucket edge the memory plan leaves activation room for (0 = 640, the page's
+    # default); jobs above it are refused with a clear message instead of running out of VRAM.
+    plan_bucket: int = Field(0, ge=0, le=1536, validation_alias=_env("STUDIO_PLAN_BUCKET"))
+    # Plan (and cap the allocator) as if the GPU had this much VRAM / the machine this much RAM,
+    # in GiB (0 = what is there): sharing a GPU, or simulating a smaller machine.
+    vram_limit_gib: float = Field(0.0, ge=0, validation_alias=_env("STUDIO_VRAM_LIMIT_GIB"))
+    ram_limit_gib: float = Field(0.0, ge=0, validation_alias=_env("STUDIO_RAM_LIMIT_GIB"))
+    # Disk-tier blocks read ahead of the GPU (each holds one block's bytes in pinned RAM).
+    read_ahead_blocks: int = Field(2, ge=1, le=8, validation_alias=_env("STUDIO_READ_AHEAD_BLOCKS"))
     default_engine: Literal["framepack", "morph"] = Field(
         "framepack", validation_alias=_env("STUDIO_DEFAULT_ENGINE")
     )

@@ -108,6 +108,9 @@ class _Reporter:
         if self.token.event.is_set():
             raise JobCancelled(self.token.reason)
         detail = dict(p.detail)
+        if "warning" in detail:  # e.g. a section re-run in a safer dtype: shown on the page
+            self.runner.warn(self.job_id, str(detail["warning"]))
+            return
         preview = detail.pop("preview_frames", None)
         stage = "postprocess" if p.stage in POST_STAGES else p.stage
         fraction = p.fraction if stage != "postprocess" else detail.get("overall", p.fraction)
@@ -148,6 +151,11 @@ class JobRunner:
         self.store = store
         self.engines = engines
         self.publish = publish
+
+    def warn(self, job_id: str, message: str) -> None:
+        job = self.store.get_job(job_id) or {}
+        self.store.update_job(job_id, warnings=(job.get("warnings") or []) + [message])
+        self.publish({"type": "job.warning", "job_id": job_id, "message": message})
 
     # --- files --------------------------------------------------------------------------------
     def write_preview(self, job_id: str, segment: int, section: int, frames: np.ndarray) -> None:

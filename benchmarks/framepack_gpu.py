@@ -362,6 +362,43 @@ def fp8_error(transformer, kwargs) -> dict:
             "max_abs_error": float((out - ref).abs().max()), "ref_rms": float(ref.pow(2).mean().sqrt())}
 
 
+def fp16_error(transformer, kwargs) -> dict:
+    """The transformer's output in bf16 and in the studio's fp16 (autocast, fp32 residual stream)
+    against an fp32 reference, on one real-shaped input. The model ends as it began."""
+    import torch
+
+    from backend.pipeline.compute_dtype import ComputePolicy, keep_stream_fp32
+
+    def cast(dtype):
+        return {k: (v.to(dtype) if isinstance(v, torch.Tensor) and v.is_floating_point() else v)
+                for k, v in kwargs.items()}
+
+    device_type = next(transformer.parameters()).device.type
+    original = transformer.dtype
+    with torch.no_grad():
+        transformer.to(torch.bfloat16)
+        bf16 = transformer(**cast(torch.bfloat16))[0].float()
+        transformer.to(torch.float32)
+        ref = transformer(**cast(torch.float32))[0].float()
+        transformer.to(torch.float16)
+        handles = keep_stream_fp32(transformer)
+        with ComputePolicy("fp16", device_type).context():
+            fp16 = transformer(**cast(torch.float16))[0].float()
+        for h in handles:
+            h.remove()
+        # Plain fp16 (no fp32 stream), for what the stream buys.
+        plain = transformer(**cast(torch.float16))[0].float()
+        transformer.to(original)
+    torch.cuda.empty_cache()
+
+    def err(x):
+        return {"rel_l2_vs_fp32": float((x - ref).norm() / ref.norm()), "max_abs": float((x - ref).abs().max()),
+                "finite": bool(torch.isfinite(x).all())}
+
+    return {"fp16_fp32_stream": err(fp16), "bf16": err(bf16), "fp16_plain": err(plain),
+            "ref_rms": float(ref.pow(2).mean().sqrt()), "ref_max_abs": float(ref.abs().max())}
+
+
 def storage_error(transformer, kwargs, min_numel: int) -> dict:
     """Output error of 8-bit weight storage against bf16 on one real input, for each format.
 
@@ -416,13 +453,40 @@ def save(result: dict, path: Path | None) -> None:
         path.write_text(json.dumps(result, indent=2, default=str) + "\n")
 
 
+# The issue's machines: the allocator cap (its reserved-VRAM target), the RAM the plan may assume
+# (the machine's), and the dtype rule of the GPU (a T4 has no bf16).
+PROFILE_RUNS = {
+    "colab-t4": dict(vram_limit_gib=14.5, ram_limit_gib=12.7e9 / GIB, compute_dtype="fp16",
+                     rss_target_gib=10.5),
+    "laptop-6gb": dict(vram_limit_gib=5.75, ram_limit_gib=16.0, compute_dtype="bf16", rss_target_gib=12.0),
+    "gpu-8gb": dict(vram_limit_gib=7.75, ram_limit_gib=16.0, compute_dtype="bf16", rss_target_gib=12.0),
+    "gpu-12gb": dict(vram_limit_gib=11.75, ram_limit_gib=32.0, compute_dtype="bf16", rss_target_gib=20.0),
+}
+
+
+def apply_profile(args) -> None:
+    """--profile NAME: the memory plan of that machine, chosen by the studio (mode auto)."""
+    if not args.profile:
+        return
+    p = PROFILE_RUNS[args.profile]
+    args.mode = "auto"
+    args.vram_limit_gib = p["vram_limit_gib"]
+    args.ram_limit_gib = p["ram_limit_gib"]
+    args.compute_dtype = p["compute_dtype"]
+    args.offload_weights = "auto"  # the plan picks 2-byte or 8-bit weights for that RAM
+
+
 def studio_settings(args, cuda: bool, **extra):
     """The studio's settings for this run (the generator reads nothing else)."""
     from backend.config import Settings
 
+    profile = getattr(args, "profile", None)
     return Settings(gpu_profile=args.mode if cuda else "auto", framepack_compile=args.compile,
                     framepack_warmup=True, fp8_matmul=False, offload_weights=args.offload_weights,
-                    storage_8bit=args.storage_8bit,
+                    storage_8bit=args.storage_8bit, compute_dtype=getattr(args, "compute_dtype", "auto"),
+                    vram_limit_gib=args.vram_limit_gib if profile else 0.0,
+                    ram_limit_gib=getattr(args, "ram_limit_gib", 0.0) if profile else 0.0,
+                    plan_bucket=args.size if cuda else 0,
                     models_dir=str(Path(os.environ.get("STUDIO_MODELS_DIR", "/tmp/studio-bench-models"))), **extra)
 
 
@@ -473,6 +537,7 @@ def from_disk(args, result: dict, rss: RssSampler, clock: Clock, cuda: bool, spe
     result["ours_load_peak_rss_anon_gib"] = rss.peak_anon / GIB
     result["ours_load_seconds"] = dict(gen.load_seconds)
     result["ours_memory_mode"], result["ours_offload_weights"] = gen.memory_mode, gen.offload_weights
+    result["plan"] = gen.plan.describe() if gen.plan else None
     if cuda and args.vram_limit_gib:
         cap_vram(args.vram_limit_gib, result)
     save(result, args.out)
@@ -492,7 +557,14 @@ def from_disk(args, result: dict, rss: RssSampler, clock: Clock, cuda: bool, spe
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--tiny", action="store_true", help="tiny models of the same architecture, on the CPU")
-    ap.add_argument("--mode", default="resident", choices=["resident", "fp8", "offload"])
+    ap.add_argument("--mode", default="resident", choices=["resident", "fp8", "offload", "auto"],
+                    help="auto: the studio's own memory plan for the (capped) VRAM and RAM")
+    ap.add_argument("--profile", default=None, choices=sorted(PROFILE_RUNS),
+                    help="simulate a machine: VRAM cap, RAM the plan assumes, the GPU's dtype rule (mode auto)")
+    ap.add_argument("--compute-dtype", default="auto", choices=["auto", "bf16", "fp16", "fp32"])
+    ap.add_argument("--ram-limit-gib", type=float, default=0.0, help=argparse.SUPPRESS)
+    ap.add_argument("--fp16-error", action="store_true",
+                    help="transformer output of fp16 (fp32 stream) and bf16 against an fp32 reference")
     ap.add_argument("--reference", action="store_true", help="also run the plain diffusers pipeline")
     ap.add_argument("--size", type=int, default=640, help="square frame edge in pixels")
     ap.add_argument("--window", type=int, default=9)
@@ -504,7 +576,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--fp8-matmul", action="store_true", help="also measure FP8 matmuls (error + speed)")
     ap.add_argument("--storage-error", action="store_true",
                     help="transformer output error of 8-bit weight storage (fp8, int8) against bf16")
-    ap.add_argument("--offload-weights", default="bf16", choices=["bf16", "fp8"],
+    ap.add_argument("--offload-weights", default="bf16", choices=["bf16", "fp8", "auto"],
                     help="offload mode: transformer weights in host RAM as bf16 or 8-bit")
     ap.add_argument("--storage-8bit", default="int8", choices=["int8", "fp8"], help="format of 8-bit weights")
     ap.add_argument("--vram-limit-gib", type=float, default=0.0, help="simulate a smaller GPU")
@@ -515,6 +587,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--save-to", type=Path, default=None, help=argparse.SUPPRESS)  # the child of --from-disk
     ap.add_argument("--out", type=Path, default=None, help="JSON file to write")
     args = ap.parse_args(argv)
+    apply_profile(args)
 
     import torch
 
@@ -523,7 +596,7 @@ def main(argv: list[str] | None = None) -> dict:
     rss = RssSampler()
     cuda = not args.tiny and torch.cuda.is_available()
     device = "cuda" if cuda else "cpu"
-    dtype = torch.bfloat16 if cuda else torch.float32
+    dtype = (torch.float16 if args.compute_dtype in ("fp16", "fp32") else torch.bfloat16) if cuda else torch.float32
     spec = TINY if args.tiny or not cuda else FULL
     size = 64 if spec is TINY else args.size
     window = 3 if spec is TINY else args.window
@@ -532,7 +605,11 @@ def main(argv: list[str] | None = None) -> dict:
         "device": torch.cuda.get_device_name(0) if cuda else platform.processor() or "cpu",
         "torch": torch.__version__, "models": "tiny" if spec is TINY else "full-size random", "mode": args.mode,
         "size": size, "window": window, "sections": args.sections, "steps": args.steps,
+        "profile": args.profile, "compute_dtype": args.compute_dtype,
     }
+    if args.profile:
+        result["targets"] = {"peak_rss_gib": PROFILE_RUNS[args.profile]["rss_target_gib"],
+                             "vram_reserved_gib": args.vram_limit_gib}
     try:
         import diffusers
 
@@ -557,6 +634,9 @@ def main(argv: list[str] | None = None) -> dict:
         kwargs = capture_forward_kwargs(pipe, job)
         result["flops_per_forward"] = count_flops(pipe.transformer, kwargs)
         result["tokens_per_forward"] = tokens_per_forward(pipe.transformer, kwargs)
+        if args.fp16_error:
+            result["fp16_error"] = fp16_error(pipe.transformer, kwargs)
+            save(result, args.out)
         if args.reference:
             if cuda:  # the first job pays cuDNN/cuBLAS set-up: kept apart
                 result["reference_first_job"] = run_reference(pipe, job, clock, cuda)
@@ -584,6 +664,7 @@ def main(argv: list[str] | None = None) -> dict:
     began = time.perf_counter()
     gen.attach(pipe, device, mode=args.mode if cuda else "cpu")
     result["ours_setup_s"] = time.perf_counter() - began
+    result["plan"] = gen.plan.describe() if gen.plan else None
     result["ours_setup_peak_rss_gib"] = rss.peak / GIB
     result["ours_setup_peak_rss_anon_gib"] = rss.peak_anon / GIB
     result["ours_load_seconds"] = dict(gen.load_seconds)
@@ -591,6 +672,8 @@ def main(argv: list[str] | None = None) -> dict:
     result["ours_offload_weights"] = gen.offload_weights
     if cuda and args.mode != "resident" and args.vram_limit_gib:
         cap_vram(args.vram_limit_gib, result)
+    elif args.profile:
+        result["vram_limit_gib"] = args.vram_limit_gib  # applied by the generator before placing
     save(result, args.out)
     if cuda:  # the first job after loading (compile already warmed up in attach): kept apart
         result["ours_first_job"] = run_ours(gen, job, clock, cuda)

@@ -21,7 +21,8 @@ from backend.config import Settings
 from backend.pipeline.disk_stream import remove_stale, stream_from_disk, streaming_units
 from backend.pipeline.weight_storage import StoredLinear8, store_linears_8bit
 from backend.pipeline.generator import FramePackGenerator
-from backend.pipeline.memory import MemoryPlan, choose_offload_weights, plan_memory, text_encoder_on_disk
+from backend.pipeline.memory import plan_for_mode
+from backend.pipeline.residency import plan_residency
 from tests.helpers.tiny_framepack import build_tiny_pipeline
 
 H, W = 64, 96
@@ -98,26 +99,20 @@ def test_8bit_transformer_generates_close_to_full_precision(fmt):
     assert 0 < diff.mean() < 4.0, diff.mean()
 
 
-def test_text_encoder_on_disk_choice():
-    assert text_encoder_on_disk("offload", 500) and text_encoder_on_disk("offload", None)
-    assert text_encoder_on_disk("fp8", 24) and not text_encoder_on_disk("fp8", 64)
-    assert not text_encoder_on_disk("fp8", None) and not text_encoder_on_disk("resident", 8)
+def test_plan_keeps_the_text_encoder_off_host_ram_outside_resident_mode():
+    assert plan_residency(79, 100, (9, 0)).text_on_disk is False  # resident: on the GPU
+    assert plan_residency(11, 64, (9, 0)).text_on_disk is True
+    assert plan_residency(79, 30, (9, 0), mode_request="fp8").text_on_disk is True
+    assert plan_residency(79, 200, (9, 0), mode_request="fp8").text_on_disk is False
+    assert plan_residency(11, 64, (9, 0), mode_request="offload").text_on_disk is True
 
 
-def test_plan_memory_decides_everything_from_one_reading():
-    assert plan_memory("auto", "auto", "cuda", 11, 30) == MemoryPlan("offload", "fp8", True)
-    assert plan_memory("auto", "auto", "cuda", 11, 64) == MemoryPlan("offload", "bf16", True)
-    assert plan_memory("auto", "auto", "cuda", 22, 30) == MemoryPlan("fp8", None, True)
-    assert plan_memory("auto", "auto", "cuda", 79, 30, mode="offload") == MemoryPlan("offload", "fp8", True)
-    assert plan_memory("auto", "auto", "cpu", 0, 8) == MemoryPlan("cpu", None, False)
-
-
-def test_choose_offload_weights():
-    assert choose_offload_weights("auto", 64) == "bf16"
-    assert choose_offload_weights("auto", 30) == "fp8"
-    assert choose_offload_weights("auto", None) == "bf16"
-    assert choose_offload_weights("bf16", 8) == "bf16"
-    assert choose_offload_weights("fp8", 200) == "fp8"
+def test_plan_for_mode_names_the_corners():
+    offload = plan_for_mode("offload", "fp8")
+    assert (offload.mode, offload.weights, offload.blocks_ram, offload.text_on_disk) == ("offload", "8bit", 60, True)
+    fp8 = plan_for_mode("fp8", text_on_disk=False)
+    assert (fp8.weights, fp8.blocks_gpu, fp8.text_on_disk) == ("8bit", 60, False)
+    assert plan_for_mode("offload", "bf16").weights == "2byte"
 
 
 def test_text_encoder_streamed_from_disk_encodes_the_same(tmp_path):

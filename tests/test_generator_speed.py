@@ -19,7 +19,8 @@ from backend.config import Settings
 from backend.pipeline import accel
 from backend.pipeline.framepack_loop import _FrameJoiner, encode, latent_paddings, sample_sections
 from backend.pipeline.generator import FramePackGenerator
-from backend.pipeline.memory import choose_memory_mode, pin_module_in_place
+from backend.pipeline.memory import pin_module_in_place
+from backend.pipeline.residency import plan_residency
 from backend.pipeline.progress import JobCancelled, Progress
 from tests.helpers.tiny_framepack import build_tiny_pipeline
 
@@ -91,18 +92,20 @@ def test_latent_paddings():
 
 @pytest.mark.parametrize("requested,device,vram,host,mode", [
     ("auto", "cpu", 80, 100, "cpu"),
-    ("resident", "cpu", 80, 100, "cpu"),
     ("auto", "cuda", 79, 100, "resident"),
     ("auto", "cuda", 40, 100, "resident"),
-    ("auto", "cuda", 22, 100, "fp8"),
-    ("auto", "cuda", 11, 64, "offload"),
-    ("auto", "cuda", 5.5, None, "offload"),
-    ("auto", "cuda", 17, 16, "fp8"),  # too little host RAM to stage bf16 weights for offload
+    ("auto", "cuda", 22, 100, "partial"),  # bf16 blocks that do not fit stream from RAM: exact
+    ("auto", "cuda", 5.5, 100, "offload"),  # no room beside the 640 activations
+    ("auto", "cuda", 12, 100, "partial"),
     ("offload", "cuda", 79, 100, "offload"),
     ("fp8", "cuda", 79, 100, "fp8"),
+    ("resident", "cuda", 8, 16, "resident"),
 ])
 def test_memory_mode_choice(requested, device, vram, host, mode):
-    assert choose_memory_mode(requested, device, vram, host) == mode
+    """The named modes are corners of the one plan (blocks on GPU / in RAM / on disk)."""
+    plan = plan_residency(vram, host, (9, 0), 640, device=device, mode_request=requested)
+    assert plan.mode == mode
+    assert plan.blocks_gpu + plan.blocks_ram + plan.blocks_disk == 60 or mode == "cpu"
 
 
 def _generator(pipe) -> FramePackGenerator:

@@ -150,13 +150,18 @@ def sample_sections(
     pipe, cond: Conditioning, *, height: int, width: int, sections: int, window: int, steps: int,
     distilled_guidance: float, true_cfg: float, generator: torch.Generator, device: torch.device,
     image_embeds_for: Callable[[int], torch.Tensor], on_step: StepCallback, on_section: SectionCallback,
-    section_start: Callable[[int], None] | None = None,
+    section_start: Callable[[int], None] | None = None, policy=None,
+    on_warning: Callable[[str], None] | None = None,
 ) -> np.ndarray:
     """Samples `sections` windows end-first and returns (n, H, W, 3) uint8 frames, n = sections·4·window + 1.
 
     `image_embeds_for(g)` gives the SigLIP embedding for generated section g (g = 0 is the last
     temporal section). `on_section` receives all frames decoded so far after every section.
+    `policy` (`compute_dtype.ComputePolicy`) says how the transformer computes; a section whose
+    latents (or decoded frames) hold inf or NaN is re-run once in its safer dtype, with a warning
+    through `on_warning`, and a second failure raises: never a silent black or noisy video.
     """
+    from backend.pipeline.compute_dtype import ComputePolicy, finite
     from diffusers.pipelines.hunyuan_video.pipeline_hunyuan_video_framepack import (
         calculate_shift,
         retrieve_timesteps,
@@ -164,6 +169,8 @@ def sample_sections(
 
     transformer, vae, scheduler = pipe.transformer, pipe.vae, pipe.scheduler
     dtype = transformer.dtype
+    policy = policy or ComputePolicy("fp32" if dtype == torch.float32 else "bf16", device.type)
+    warn = on_warning or (lambda message: None)
     channels = transformer.config.in_channels
     t_scale = pipe.vae_scale_factor_temporal
     s_scale = pipe.vae_scale_factor_spatial
@@ -181,8 +188,8 @@ def sample_sections(
     negative = cond.negative if true_cfg > 1 and cond.negative is not None else None
     cfg_scale = float(true_cfg)
 
-    for g in range(sections):
-        is_last = g == sections - 1  # the temporally first section, next to the first image
+    def sample_one(g: int, run) -> torch.Tensor:
+        """The final latents of generated section g, computed under `run` (a ComputePolicy)."""
         pad = paddings[g] * window
         index = torch.arange(0, 1 + pad + window + sum(HISTORY_SIZES))
         idx_prefix, _, idx_latents, idx_1x, idx_2x, idx_4x = index.split([1, pad, window, *HISTORY_SIZES])
@@ -190,8 +197,9 @@ def sample_sections(
         hist_1x, hist_2x, hist_4x = history[:, :, : sum(HISTORY_SIZES)].split(list(HISTORY_SIZES), dim=2)
         if g == 0:
             hist_1x = cond.latents_b  # the last image anchors the end of the video
-        clean = torch.cat([cond.latents_a, hist_1x], dim=2).to(dtype)
-        hist_2x, hist_4x = hist_2x.to(dtype), hist_4x.to(dtype)
+        x_dtype = run.input_dtype if run.name == "fp32" else dtype
+        clean = torch.cat([cond.latents_a, hist_1x], dim=2).to(x_dtype)
+        hist_2x, hist_4x = hist_2x.to(x_dtype), hist_4x.to(x_dtype)
 
         latents = pipe.prepare_latents(1, channels, height, width, window_frames, dtype=torch.float32,
                                        device=device, generator=generator, latents=None)
@@ -200,12 +208,14 @@ def sample_sections(
         mu = calculate_shift(seq_len, cfg.get("base_image_seq_len", 256), cfg.get("max_image_seq_len", 4096),
                              cfg.get("base_shift", 0.5), cfg.get("max_shift", 1.15))
         timesteps, _ = retrieve_timesteps(scheduler, steps, device, sigmas=sigmas, mu=min(mu, math.log(7.0)))
-        image_embeds = image_embeds_for(g)
+        image_embeds = image_embeds_for(g).to(x_dtype)
         if section_start is not None:
             section_start(g)
+        prompt = (cond.prompt_embeds.to(x_dtype), cond.prompt_mask.to(x_dtype), cond.pooled.to(x_dtype))
+        neg = None if negative is None else tuple(t.to(x_dtype) for t in negative)
 
         common = dict(
-            image_embeds=image_embeds, indices_latents=idx_latents, guidance=guidance,
+            image_embeds=image_embeds, indices_latents=idx_latents, guidance=guidance.to(x_dtype),
             latents_clean=clean, indices_latents_clean=idx_clean,
             latents_history_2x=hist_2x, indices_latents_history_2x=idx_2x,
             latents_history_4x=hist_4x, indices_latents_history_4x=idx_4x, return_dict=False,
@@ -215,20 +225,47 @@ def sample_sections(
             # Each section starts from fresh noise: nothing cached in the previous one applies.
             transformer._reset_stateful_cache()
         for i, t in enumerate(timesteps):
-            x = latents.to(dtype)
+            x = latents.to(x_dtype)
             timestep = t.expand(1)
-            with _cache_context(transformer, "cond", cached):
-                noise = transformer(hidden_states=x, timestep=timestep, encoder_hidden_states=cond.prompt_embeds,
-                                    encoder_attention_mask=cond.prompt_mask, pooled_projections=cond.pooled,
+            with _cache_context(transformer, "cond", cached), run.context():
+                noise = transformer(hidden_states=x, timestep=timestep, encoder_hidden_states=prompt[0],
+                                    encoder_attention_mask=prompt[1], pooled_projections=prompt[2],
                                     **common)[0]
-            if negative is not None:
-                with _cache_context(transformer, "uncond", cached):
-                    neg = transformer(hidden_states=x, timestep=timestep, encoder_hidden_states=negative[0],
-                                      encoder_attention_mask=negative[1], pooled_projections=negative[2],
-                                      **common)[0]
-                noise = neg + cfg_scale * (noise - neg)
+            if neg is not None:
+                with _cache_context(transformer, "uncond", cached), run.context():
+                    uncond = transformer(hidden_states=x, timestep=timestep, encoder_hidden_states=neg[0],
+                                         encoder_attention_mask=neg[1], pooled_projections=neg[2],
+                                         **common)[0]
+                noise = uncond + cfg_scale * (noise - uncond)
             latents = scheduler.step(noise.float(), t, latents, return_dict=False)[0]
             on_step(g, i)
+        return latents
+
+    def decode(latents: torch.Tensor, safe: bool) -> torch.Tensor:
+        if not safe:
+            return vae.decode(latents.to(vae.dtype) / vae.config.scaling_factor, return_dict=False)[0]
+        from backend.pipeline.compute_dtype import UpcastWeights
+
+        with UpcastWeights():
+            return vae.decode(latents.float() / vae.config.scaling_factor, return_dict=False)[0]
+
+    run = policy
+    for g in range(sections):
+        is_last = g == sections - 1  # the temporally first section, next to the first image
+        rng_state = generator.get_state()
+        # After an overflow the rest of the transition stays in the safer dtype: its other
+        # sections see the same prompt and images, so they would likely overflow too.
+        latents = sample_one(g, run)
+        if not finite(latents):
+            safer = run.safer()
+            if safer is None:
+                raise FloatingPointError(_overflow_message(g, sections, run.name, None))
+            warn(_overflow_message(g, sections, run.name, safer.name))
+            generator.set_state(rng_state)  # the same noise: the same section, computed safely
+            run = safer
+            latents = sample_one(g, run)
+            if not finite(latents):
+                raise FloatingPointError(_overflow_message(g, sections, run.name, None))
 
         if is_last:
             latents = torch.cat([cond.latents_a, latents], dim=2)
@@ -237,8 +274,13 @@ def sample_sections(
         # The first decoded section stands alone; later ones decode with the previous section's
         # first `window` latents as context, whose frames the overlap blend then fades across.
         context = 0 if g == 0 else window
-        decode_latents = history[:, :, : new + context].to(vae.dtype) / vae.config.scaling_factor
-        video = vae.decode(decode_latents, return_dict=False)[0]
+        decode_latents = history[:, :, : new + context]
+        video = decode(decode_latents, safe=False)
+        if not finite(video):
+            warn(_overflow_message(g, sections, f"VAE {vae.dtype}".replace("torch.", ""), "fp32", "decoded frames"))
+            video = decode(decode_latents, safe=True)
+            if not finite(video):
+                raise FloatingPointError(_overflow_message(g, sections, "fp32 VAE", None, "decoded frames"))
         section = _section_to_cpu(video)
         del video, decode_latents
         joiner.prepend(section)
@@ -247,6 +289,15 @@ def sample_sections(
     frames = joiner.frames()
     keep = (frames.shape[0] - 1) // t_scale * t_scale + 1
     return frames[:keep]
+
+
+def _overflow_message(g: int, sections: int, dtype: str, safer: str | None, what: str = "latents") -> str:
+    where = f"section {g + 1}/{sections}"
+    if safer:
+        return (f"구간 {g + 1}/{sections}: {dtype} 계산에서 값이 넘쳤습니다(inf/NaN). {safer}로 다시 계산합니다(더 느림). / "
+                f"{where}: the {what} overflowed (inf/NaN) in {dtype}; re-running it in {safer} (slower).")
+    return (f"구간 {g + 1}/{sections}: {dtype}로 다시 계산해도 값이 넘쳤습니다(inf/NaN). / "
+            f"{where}: the {what} still hold inf/NaN in {dtype}; stopped rather than write a broken video.")
 
 
 __all__ = ["Conditioning", "Placement", "encode", "latent_paddings", "sample_sections"]

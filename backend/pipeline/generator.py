@@ -6,7 +6,10 @@ which computes the same result as the pipeline's `inverted_anti_drifting` mode (
 takes a last image) but streams each decoded section to the CPU, so VRAM does not grow with video
 length. Around it:
 
-- memory modes (`memory.py`): resident / fp8 storage / offload, chosen from free VRAM and host RAM;
+- the memory plan (`residency.py`, `memory.py`): blocks on the GPU / in RAM / on disk, 2-byte or
+  8-bit weights, and the compute dtype (`compute_dtype.py`: bf16, or fp16 with an fp32 residual
+  stream on GPUs without bf16), decided from VRAM, RAM, compute capability and bucket;
+- an overflow guard: a section whose latents hold inf/NaN is re-run in fp32, with a job warning;
 - speed (`accel.py`): regional `torch.compile` of the 60 blocks, warmed up while loading, with an
   on-disk kernel cache; opt-in FP8 matmuls on Hopper/Ada;
 - per-section image conditioning: the job's start→end SigLIP embedding schedule (strength);
@@ -26,15 +29,8 @@ from pathlib import Path
 import numpy as np
 
 from backend.config import Settings
-from backend.pipeline.memory import (
-    GIB,
-    MemoryPlan,
-    choose_memory_mode,
-    free_host_gib,
-    place,
-    plan_memory,
-    return_freed_host_memory,
-)
+from backend.pipeline.memory import GIB, free_host_gib, place, plan_for_mode, return_freed_host_memory
+from backend.pipeline.residency import MemoryPlan, fit_tiers, plan_residency
 from backend.pipeline.progress import JobCancelled, Progress, ProgressCallback
 
 log = logging.getLogger(__name__)
@@ -87,6 +83,8 @@ class FramePackGenerator:
         self.device = "cpu"
         self.memory_mode = "unloaded"
         self.offload_weights: str | None = None  # bf16 / fp8 host weights in offload mode
+        self.plan: MemoryPlan | None = None
+        self.policy = None  # compute_dtype.ComputePolicy of the loaded model
         self.compiled = False
         self.fp8_matmul = False
         self.placement = None  # offload mode: moves encoders on/off the GPU around encoding
@@ -99,7 +97,9 @@ class FramePackGenerator:
         problem = framepack_source_problem(self.settings)
         if self.pipe is not None:
             return {"ready": True, "loaded": True, "device": self.device, "memory_mode": self.memory_mode,
-                    "offload_weights": self.offload_weights, "storage_8bit": self.settings.storage_8bit, "compiled": self.compiled, "fp8_matmul": self.fp8_matmul, "reason": "loaded"}
+                    "offload_weights": self.offload_weights, "storage_8bit": self.settings.storage_8bit,
+                    "compiled": self.compiled, "fp8_matmul": self.fp8_matmul,
+                    "plan": self.plan.describe() if self.plan else None, "reason": "loaded"}
         if problem:
             return {"ready": False, "loaded": False, "reason": problem}
         if self.load_error:
@@ -129,15 +129,16 @@ class FramePackGenerator:
         from diffusers import HunyuanVideoFramepackPipeline
 
         device, why = resolve_device(self.settings.device)
-        dtype = torch.bfloat16 if device == "cuda" else torch.float32
         token = self.settings.hf_token or None
         s = self.settings
         began = time.perf_counter()
-        # Decided before reading: fp8 and offload modes read their largest parts straight into
-        # their final form, so loading never holds the whole bf16 pipeline in host RAM.
+        # Decided before reading: outside resident mode the largest parts are read straight into
+        # their final form and place, so loading never holds the whole pipeline in host RAM.
+        self._cap_vram(device)
         plan = self._plan(device)
+        dtype = storage_dtype(device, plan)
         components: dict = {}
-        if plan.mode in ("fp8", "offload"):
+        if plan.mode != "resident" and device == "cuda":
             components = self._read_lean(plan, dtype, token)
         if s.framepack_dir:
             pipe = HunyuanVideoFramepackPipeline.from_pretrained(s.framepack_dir, dtype=dtype, token=token,
@@ -164,12 +165,36 @@ class FramePackGenerator:
         self.load_seconds["read"] = time.perf_counter() - began
         self.attach(pipe, device, why=why, progress=progress, plan=plan)
 
-    def _plan(self, device: str, mode: str | None = None) -> MemoryPlan:
+    def _cap_vram(self, device: str) -> None:
+        """STUDIO_VRAM_LIMIT_GIB: the caching allocator may not reserve more (set before loading)."""
         import torch
 
-        free_vram = torch.cuda.mem_get_info()[0] / GIB if device == "cuda" else 0.0
+        limit = self.settings.vram_limit_gib
+        if device == "cuda" and limit:
+            total = torch.cuda.get_device_properties(0).total_memory
+            torch.cuda.set_per_process_memory_fraction(min(1.0, limit * GIB / total))
+
+    def _plan(self, device: str, mode: str | None = None) -> MemoryPlan:
+        import psutil
+        import torch
+
         s = self.settings
-        return plan_memory(s.gpu_profile, s.offload_weights, device, free_vram, free_host_gib(), mode)
+        if device != "cuda":
+            return plan_for_mode("cpu")
+        free, total = torch.cuda.mem_get_info()
+        vram = min(total, free + 0.25 * GIB) / GIB  # what others already use is not ours
+        if s.vram_limit_gib:
+            vram = min(vram, s.vram_limit_gib)
+        ram_total = psutil.virtual_memory().total / GIB
+        ram_free = free_host_gib()
+        if s.ram_limit_gib:
+            ram_total, ram_free = min(ram_total, s.ram_limit_gib), min(ram_free, s.ram_limit_gib)
+        capability = torch.cuda.get_device_capability(0)
+        bucket = s.plan_bucket or 640  # the page's default resolution; 480 is faster on small GPUs
+        request = mode or s.gpu_profile
+        return plan_residency(vram, ram_total, capability, bucket, device=device, ram_free_gib=ram_free,
+                              dtype_request=s.compute_dtype, weights_request=s.offload_weights,
+                              mode_request=request)
 
     def _read_lean(self, plan: MemoryPlan, dtype, token) -> dict:
         """Text encoder and transformer for fp8/offload modes, each read and placed in turn.
@@ -196,13 +221,52 @@ class FramePackGenerator:
                                                       dtype, token)
         else:
             out["text_encoder"] = LlamaModel.from_pretrained(base, subfolder="text_encoder", dtype=dtype, token=token)
-        if plan.mode == "fp8" or plan.offload_weights == "fp8":
-            out["transformer"] = load_model_8bit(HunyuanVideoFramepackTransformer3DModel, transformer_src,
-                                                 transformer_sub, s.storage_8bit, dtype, work_device="cuda",
-                                                 token=token)
-            torch.cuda.empty_cache()
+        fmt = s.storage_8bit if plan.weights == "8bit" else None
+        self._transformer_config = HunyuanVideoFramepackTransformer3DModel.load_config(
+            transformer_src, subfolder=transformer_sub, token=token)
+        out["transformer"] = load_model_8bit(HunyuanVideoFramepackTransformer3DModel, transformer_src,
+                                             transformer_sub, fmt, dtype, work_device="cuda", token=token,
+                                             place_unit=self._unit_placer(plan))
+        torch.cuda.empty_cache()
         return_freed_host_memory()
         return out
+
+    def _unit_placer(self, plan: MemoryPlan):
+        """Sends each block, as soon as it is read, to its tier: GPU blocks to the GPU, disk blocks
+        to their file (the host then never holds more than the RAM tier and one block)."""
+        from backend.pipeline.block_stream import _placeholder, write_block
+        from backend.pipeline.disk_stream import module_tensors
+
+        folder = None
+        fitted: dict = {}
+
+        def place_unit(name: str, module) -> None:
+            nonlocal folder
+            head, _, index = name.partition(".")
+            if "tiers" not in fitted:  # the block counts come from the config being read
+                config = self._transformer_config
+                fitted["tiers"] = fit_tiers(plan.tiers, config["num_layers"], config["num_single_layers"])
+                fitted["dual"] = config["num_layers"]
+            tiers = fitted["tiers"]
+            i = int(index) + (0 if head == "transformer_blocks" else fitted["dual"])
+            tier = tiers[i]
+            if tier == "gpu":
+                module.to("cuda")
+            elif tier == "disk":
+                if folder is None:
+                    from backend.pipeline.block_stream import BlockStreamer
+
+                    folder = BlockStreamer._make_folder(self._scratch_dir() / "blocks")
+                    self._block_folder = folder
+                items = list(module_tensors(module))
+                module._studio_block_file = write_block([t for *_, t, _ in items], folder / f"block{i:03d}.bin")
+                for mod, attr, t, is_param in items:
+                    if is_param:
+                        mod._parameters[attr].data = _placeholder(t)
+                    else:
+                        mod._buffers[attr] = _placeholder(t)
+
+        return place_unit
 
     def _scratch_dir(self) -> Path:
         return Path(self.settings.models_dir) / "offload_scratch"
@@ -214,16 +278,25 @@ class FramePackGenerator:
         `load()` calls this after reading the weights, with the plan it read them by; the benchmark
         calls it with full-size random models built in memory, so both measure the same code.
         """
+        from backend.pipeline.compute_dtype import ComputePolicy, keep_stream_fp32
+
         pipe.set_progress_bar_config(disable=True)
-        plan = plan or self._plan(device, mode)
+        if plan is None:
+            self._cap_vram(device)
+            plan = self._plan(device, mode)
         began = time.perf_counter()
-        self.placement = place(pipe, device, plan.mode, offload_weights=plan.offload_weights or "bf16",
-                               scratch_dir=self._scratch_dir(), storage_format=self.settings.storage_8bit,
-                               text_on_disk=plan.text_on_disk)
+        self.placement = place(pipe, device, plan, scratch_dir=self._scratch_dir(),
+                               storage_format=self.settings.storage_8bit, read_ahead=self.settings.read_ahead_blocks)
         self.load_seconds["place"] = time.perf_counter() - began
-        self.pipe, self.device, self.memory_mode = pipe, device, plan.mode
+        self.pipe, self.device, self.memory_mode, self.plan = pipe, device, plan.mode, plan
         self.offload_weights = plan.offload_weights
         self.fp8_matmul = self.compiled = False
+        if device == "cuda":
+            check_no_bf16(pipe, plan)
+        if plan.dtype == "fp16":
+            keep_stream_fp32(pipe.transformer)
+        self.policy = ComputePolicy(plan.dtype if device == "cuda" else "fp32",
+                                    "cuda" if device == "cuda" else "cpu", eager=self._eager_blocks)
         if device == "cuda":
             self._accelerate(progress)
         log.info("FramePack on %s (%s): memory mode %s, compiled %s, fp8 matmul %s",
@@ -256,13 +329,21 @@ class FramePackGenerator:
             self.warm_up()
             self.load_seconds["warmup"] = time.perf_counter() - began
 
-    def warm_up(self, size: tuple[int, int] = WARMUP_SIZE, window: int = WARMUP_WINDOW) -> None:
+    def _eager_blocks(self):
+        from backend.pipeline.accel import eager_blocks
+
+        return eager_blocks(self.pipe.transformer) if self.compiled else contextlib.nullcontext()
+
+    def warm_up(self, size: tuple[int, int] | None = None, window: int = WARMUP_WINDOW) -> None:
         """One transformer forward on random inputs of a real job's shapes: compiles the blocks."""
         import torch
 
         pipe = self.pipe
         t = pipe.transformer
         c = t.config
+        if size is None:
+            edge = self.plan.bucket if self.plan else WARMUP_SIZE[0]
+            size = (edge, edge)
         device = torch.device(self.device)
         dtype = t.dtype
         h, w = size[0] // pipe.vae_scale_factor_spatial, size[1] // pipe.vae_scale_factor_spatial
@@ -278,7 +359,7 @@ class FramePackGenerator:
         # the first real job (seen: 5-8 s on the H100).
         mask = torch.zeros(1, WARMUP_TEXT_PADDED, device=device, dtype=dtype)
         mask[:, :WARMUP_TEXT_TOKENS] = 1
-        with torch.no_grad():
+        with torch.no_grad(), (self.policy.context() if self.policy else contextlib.nullcontext()):
             t(hidden_states=rand(1, c.in_channels, window, h, w), timestep=torch.tensor([999.0], device=device),
               encoder_hidden_states=rand(1, WARMUP_TEXT_PADDED, c.text_embed_dim),
               encoder_attention_mask=mask,
@@ -304,6 +385,17 @@ class FramePackGenerator:
         except ImportError:
             pass
 
+    def _check_bucket(self, height: int, width: int) -> None:
+        """Refuses a job larger than the bucket the plan left VRAM for (it would run out)."""
+        plan = self.plan
+        if self.device != "cuda" or plan is None or plan.mode == "resident":
+            return
+        if height * width > plan.bucket * plan.bucket * 1.1:
+            raise ValueError(
+                f"이 GPU의 메모리 계획은 해상도 {plan.bucket}까지입니다({width}x{height} 요청). 해상도를 낮추세요. / "
+                f"This GPU's memory plan leaves room for the {plan.bucket} bucket at most ({width}x{height} "
+                f"asked): choose a lower resolution, or set STUDIO_PLAN_BUCKET and restart.")
+
     # --- one transition -----------------------------------------------------------------------
     def generate(self, first: np.ndarray, last: np.ndarray, prompt: str, segment: dict,
                  params: dict, progress: ProgressCallback) -> np.ndarray:
@@ -319,6 +411,7 @@ class FramePackGenerator:
         steps = int(params["steps"])
         window = int(params["latent_window_size"])
         height, width = first.shape[:2]
+        self._check_bucket(height, width)
         weights = segment["end_embed_weights"]  # temporal order
         true_cfg = float(params.get("true_cfg", 1.0))
         cache = params.get("cache", "off")
@@ -364,11 +457,38 @@ class FramePackGenerator:
                     pipe, cond, height=height, width=width, sections=sections, window=window, steps=steps,
                     distilled_guidance=float(params["distilled_guidance"]), true_cfg=true_cfg,
                     generator=generator, device=device, image_embeds_for=embeds_for,
-                    on_step=on_step, on_section=on_section,
+                    on_step=on_step, on_section=on_section, policy=self.policy,
+                    on_warning=lambda message: progress(Progress("generate", 0.0, message, {"warning": message})),
                 )
         finally:
             if cache != "off":
                 transformer.disable_cache()
 
 
-__all__ = ["FramePackGenerator", "JobCancelled", "choose_memory_mode"]
+def check_no_bf16(pipe, plan: MemoryPlan) -> None:
+    """A GPU without bf16 fails to build bf16 kernels ("requires sm_80"; Triton, the compiled
+    blocks, the 8-bit dequantisation): outside a bf16 plan no bf16 tensor may be left to run."""
+    from backend.pipeline.compute_dtype import low_precision_tensors
+
+    if plan.dtype == "bf16":
+        return
+    parts = [(n, getattr(pipe, n, None)) for n in ("transformer", "vae", "text_encoder", "text_encoder_2",
+                                                  "image_encoder")]
+    found = low_precision_tensors(parts)
+    found += [f"transformer.{n}.compute_dtype" for n, m in pipe.transformer.named_modules()
+              if getattr(m, "compute_dtype", None) is not None and str(m.compute_dtype) == "torch.bfloat16"]
+    if found:
+        raise RuntimeError(f"compute dtype {plan.dtype} but bf16 weights remain: {found[:5]}")
+
+
+def storage_dtype(device: str, plan: MemoryPlan):
+    """The dtype the weights are read in: bf16 where the GPU computes it, else fp16 (also for fp32
+    compute, which casts each weight up as it runs), fp32 on the CPU."""
+    import torch
+
+    if device != "cuda":
+        return torch.float32
+    return torch.bfloat16 if plan.dtype == "bf16" else torch.float16
+
+
+__all__ = ["FramePackGenerator", "JobCancelled", "storage_dtype", "check_no_bf16"]

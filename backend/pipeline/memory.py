@@ -1,18 +1,20 @@
-"""Where FramePack's weights live on a given machine: memory modes, placement, pinned host memory.
+"""Where FramePack's weights live on a given machine: placement by the memory plan, pinned memory.
 
-Modes (chosen from free VRAM and host RAM when the model loads, or forced by STUDIO_GPU_PROFILE):
+The plan (`residency.plan_residency`, decided from VRAM, RAM, compute capability and bucket before
+anything is read, or forced by STUDIO_GPU_PROFILE) puts each transformer block on the GPU, in
+pinned host RAM or on disk; its corners are the named modes:
 
 - resident: bf16 weights on the GPU (26 GiB) with untiled VAE decode (+22 GiB peak at 640²).
-- fp8: the transformer's linear weights stored in fp8 with a scale per output channel and
-  dequantised to bf16 as each layer runs (`weight_storage.py`; float8 or int8), so the 13B transformer takes 12 GiB
-  and fits a 24 GB card next to a tiled VAE decode.
-- offload: the transformer's blocks stay in pinned host memory and are copied to the GPU one block
-  ahead of compute on a side stream (`block_stream.py`); its weights are held in bf16, or in 8 bits
-  when host RAM is short (`choose_offload_weights`). The 8B text encoder lives on disk and visits the
-  GPU layer by layer while a job encodes its prompt (`disk_stream.py`); CLIP and SigLIP are on the
-  GPU only while a job encodes, then go back to host memory before sampling; VAE tiled.
+- fp8: every block on the GPU with its linear weights in 8 bits and a scale per output channel,
+  dequantised as each layer runs (`weight_storage.py`; int8 or float8), 12 GiB for the 13B model.
+- partial: as many blocks on the GPU as fit beside the bucket's activations; the rest stream
+  from pinned RAM (or from disk) one streamed block ahead of compute (`block_stream.py`).
+- offload: no block on the GPU.
+Outside resident mode the 8B text encoder lives on disk and visits the GPU layer by layer while a
+job encodes its prompt (`disk_stream.py`); CLIP and SigLIP are on the GPU only while a job
+encodes; the VAE decodes tiled.
 
-Figures behind the thresholds are in benchmarks/README.md ("FramePack generator").
+Figures behind the plan's constants are in benchmarks/README.md ("FramePack generator", "Reach").
 """
 
 from __future__ import annotations
@@ -22,77 +24,24 @@ import weakref
 from dataclasses import dataclass
 from pathlib import Path
 
+from backend.pipeline.residency import MemoryPlan, fit_tiers, plan_residency
+
 log = logging.getLogger(__name__)
 
 GIB = 1024**3
-# Free VRAM to keep everything resident: weights 26 GiB + untiled decode (54 GiB reserved measured
-# on an H100 with the plain pipeline; ours streams frames off the GPU but the decode peak remains).
-RESIDENT_MIN_FREE_GIB = 40
-# fp8 storage: 12 GiB transformer + 1.5 GiB VAE/encoders + ~5 GiB activations + tiled decode.
-FP8_MIN_FREE_GIB = 20
-# Offload keeps the bf16 transformer (24 GiB) plus VAE and encoders in host RAM.
-OFFLOAD_MIN_HOST_GIB = 30
-# fp8 mode pins the 8B text encoder (16 GB) in host RAM for fast prompts when RAM leaves room for it
-# next to the process and the 12 GiB of 8-bit weights staged while loading.
-TEXT_PINNED_MIN_HOST_GIB = 40
-# bf16 host weights for offload: 24 GiB pinned + ~3 GiB of process (torch, CUDA, VAE, CLIP, SigLIP)
-# + room for the rest of the machine; below it the weights are held in fp8 (12 GiB).
-OFFLOAD_BF16_MIN_HOST_GIB = 34
 
 
-def choose_memory_mode(requested: str, device: str, free_vram_gib: float,
-                       free_host_gib: float | None = None) -> str:
-    """resident / fp8 / offload (or cpu without a GPU); `requested` other than auto wins."""
-    if device != "cuda":
-        return "cpu"
-    if requested != "auto":
-        return requested
-    if free_vram_gib >= RESIDENT_MIN_FREE_GIB:
-        return "resident"
-    if free_vram_gib >= FP8_MIN_FREE_GIB:
-        return "fp8"
-    if free_host_gib is not None and free_host_gib < OFFLOAD_MIN_HOST_GIB and free_vram_gib >= FP8_MIN_FREE_GIB - 4:
-        # Too little host RAM to stage the bf16 transformer: fp8 on a card just under the line
-        # beats swapping on the host.
-        return "fp8"
-    return "offload"
-
-
-def text_encoder_on_disk(mode: str, free_host_gib: float | None) -> bool:
-    """Offload mode always; fp8 mode too when host RAM could not also hold 16 GB of pinned encoder."""
-    if mode == "offload":
-        return True
-    return mode == "fp8" and free_host_gib is not None and free_host_gib < TEXT_PINNED_MIN_HOST_GIB
-
-
-def choose_offload_weights(requested: str, free_host_gib: float | None) -> str:
-    """bf16 or fp8 for the transformer weights offload mode keeps in host RAM."""
-    if requested != "auto":
-        return requested
-    if free_host_gib is not None and free_host_gib < OFFLOAD_BF16_MIN_HOST_GIB:
-        return "fp8"
-    return "bf16"
-
-
-@dataclass(frozen=True)
-class MemoryPlan:
-    """Where the weights go, decided once from free VRAM and host RAM before anything is read.
-
-    Deciding again after reading would see the RAM the weights now take and choose differently
-    (bf16 offload read, then 8-bit chosen at placement).
-    """
-
-    mode: str  # cpu / resident / fp8 / offload
-    offload_weights: str | None  # bf16 / fp8 host weights, offload mode only
-    text_on_disk: bool
-
-
-def plan_memory(gpu_profile: str, offload_request: str, device: str, free_vram_gib: float,
-                free_host_gib: float | None, mode: str | None = None) -> MemoryPlan:
-    """The plan for these settings and free memory; `mode` given overrides the choice of mode."""
-    mode = mode or choose_memory_mode(gpu_profile, device, free_vram_gib, free_host_gib)
-    offload_weights = choose_offload_weights(offload_request, free_host_gib) if mode == "offload" else None
-    return MemoryPlan(mode, offload_weights, text_encoder_on_disk(mode, free_host_gib))
+def plan_for_mode(mode: str, offload_weights: str = "bf16", text_on_disk: bool | None = None,
+                  dtype: str = "bf16") -> MemoryPlan:
+    """A plan forced by name (tests and STUDIO_GPU_PROFILE): resident / fp8 / offload / cpu."""
+    if mode == "cpu":
+        return MemoryPlan("cpu", None, False, dtype="fp32", tiers=("gpu",) * 60)
+    weights = "8bit" if mode == "fp8" or (mode == "offload" and offload_weights == "fp8") else "2byte"
+    tier = "ram" if mode == "offload" else "gpu"
+    on_disk = mode == "offload" if text_on_disk is None else text_on_disk
+    return MemoryPlan(mode, offload_weights if mode == "offload" else None, on_disk, dtype=dtype, weights=weights,
+                      blocks_gpu=0 if tier == "ram" else 60, blocks_ram=60 if tier == "ram" else 0,
+                      tiers=(tier,) * 60)
 
 
 def free_host_gib() -> float:
@@ -163,18 +112,36 @@ def pin_module_in_place(module) -> int:
         view = flat[offset: offset + nbytes].view(t.dtype).view(t.shape)
         view.copy_(t.data)
         t.data = view  # the old storage is freed here, so peak RAM stays about one copy
-    result = torch.cuda.cudart().cudaHostRegister(flat.data_ptr(), total, 0)
+    _register(flat)
+    module._studio_pinned_buffer = flat  # keep the registered memory alive with the module
+    return total
+
+
+def _register(flat) -> None:
+    """Page-locks a CPU uint8 tensor in place, unregistered when the tensor is freed."""
+    import torch
+
+    result = torch.cuda.cudart().cudaHostRegister(flat.data_ptr(), flat.numel(), 0)
     code = getattr(result, "value", result)
     if code not in (0, None):
         raise RuntimeError(f"cudaHostRegister failed with CUDA error {code}")
-    module._studio_pinned_buffer = flat  # keep the registered memory alive with the module
     # Unregister when the buffer goes (the module is dropped): a registration left on freed pages
     # makes later copies from memory reusing those addresses fail ("invalid argument", seen when a
     # test built a new pipeline after an offloaded one was collected). The parameter views may
     # outlive `flat` by a moment; their copies are then merely unpinned, never wrong.
     done = weakref.finalize(flat, torch.cuda.cudart().cudaHostUnregister, flat.data_ptr())
     done.atexit = False  # at exit the CUDA context may already be gone
-    return total
+
+
+def pinned_empty(nbytes: int, pin: bool = True):
+    """A uint8 host buffer of exactly `nbytes`, page-locked when `pin` (PyTorch's pinned allocator
+    would round it up to a power of two: 512 MiB for a 325 MiB block)."""
+    import torch
+
+    flat = torch.empty(max(1, nbytes), dtype=torch.uint8)
+    if pin:
+        _register(flat)
+    return flat
 
 
 @dataclass
@@ -217,33 +184,39 @@ def stream_from_host(module, device: str) -> int:
     return pinned
 
 
-def place(pipe, device: str, mode: str, offload_weights: str = "bf16", scratch_dir: Path | None = None,
-          storage_format: str = "int8", text_on_disk: bool | None = None):
-    """Puts the pipeline's parts where `mode` says; returns the encoder placement for jobs (or None).
+def place(pipe, device: str, plan: MemoryPlan | str, offload_weights: str = "bf16", scratch_dir: Path | None = None,
+          storage_format: str = "int8", text_on_disk: bool | None = None, read_ahead: int = 2):
+    """Puts the pipeline's parts where `plan` says; returns the encoder placement for jobs (or None).
 
-    The pipeline's weights may start on the host (after loading from disk) or on the GPU (the
-    benchmark builds them there); either way each part moves once, layer by layer where it is
-    large, so host memory never holds more than the final placement plus one layer.
-    `offload_weights` (bf16/fp8) and `scratch_dir` (where the text encoder's layers are written)
-    apply to offload mode; `storage_format` (fp8/int8) is how 8-bit weights are stored;
-    `text_on_disk` (default: offload mode only) streams the text encoder from disk, not pinned RAM.
+    The pipeline's weights may start on the host (after loading from disk), on the GPU (the
+    benchmark builds them there) or already in their tiers (the lean loader places each block as it
+    is read); either way each part moves once, layer by layer where it is large, so host memory
+    never holds more than the final placement plus one layer. `plan` may name a mode (resident /
+    fp8 / offload; then `offload_weights` and `text_on_disk` complete it); `scratch_dir` holds the
+    text encoder's layer files and the disk-tier blocks; `storage_format` (fp8/int8) is how 8-bit
+    weights are stored.
     """
     import torch
 
-    from backend.pipeline.weight_storage import store_linears_8bit
+    from backend.pipeline.weight_storage import StoredLinear8, store_linears_8bit
 
-    if mode in ("cpu", "resident"):
+    if isinstance(plan, str):
+        if plan not in ("cpu", "resident", "fp8", "offload"):
+            raise ValueError(f"unknown memory mode {plan!r}")
+        plan = plan_for_mode(plan, offload_weights, text_on_disk)
+    mode = plan.mode
+    transformer = pipe.transformer
+    tiers = fit_tiers(plan.tiers, len(transformer.transformer_blocks), len(transformer.single_transformer_blocks))
+    if mode in ("cpu", "resident") and all(t == "gpu" for t in tiers):
         pipe.to(device)
         return None
-    if mode not in ("fp8", "offload"):
-        raise ValueError(f"unknown memory mode {mode!r}")
-    enable_expandable_segments()
+    cuda = device == "cuda"
+    if cuda:
+        enable_expandable_segments()
     for name in ("text_encoder_2", "image_encoder"):
         getattr(pipe, name).to("cpu")
     text_stream = None
-    if text_on_disk is None:
-        text_on_disk = mode == "offload"
-    if text_on_disk:
+    if plan.text_on_disk:
         from backend.pipeline.disk_stream import stream_from_disk
 
         text_stream = getattr(pipe.text_encoder, "_studio_disk_stream", None)  # streamed while loading
@@ -253,30 +226,36 @@ def place(pipe, device: str, mode: str, offload_weights: str = "bf16", scratch_d
             text_stream = stream_from_disk(pipe.text_encoder, device, scratch_dir)
         log.info("%s: text encoder (%.1f GiB) streams from %s", mode, text_stream.bytes_on_disk / GIB,
                  text_stream.folder)
-    else:
+    elif cuda:
         text_bytes = stream_from_host(pipe.text_encoder, device)
-        log.info("fp8: text encoder (%.1f GiB) streams from pinned host memory", text_bytes / GIB)
-    torch.cuda.empty_cache()
-    transformer = pipe.transformer
-    if mode == "fp8" or offload_weights == "fp8":
+        log.info("%s: text encoder (%.1f GiB) streams from pinned host memory", mode, text_bytes / GIB)
+    else:
+        pipe.text_encoder.to(device)
+    if cuda:
+        torch.cuda.empty_cache()
+    if plan.weights == "8bit" and not any(isinstance(m, StoredLinear8) for m in transformer.modules()):
         count, saved = store_linears_8bit(transformer, storage_format, work_device=device)
         log.info("%s: %d linear layers stored in %s (%.1f GiB saved)", mode, count, storage_format, saved / GIB)
     blocks = None
-    if mode == "fp8":
+    if all(t == "gpu" for t in tiers):
         transformer.to(device)
     else:
         from backend.pipeline.block_stream import stream_blocks
 
-        torch.cuda.empty_cache()
-        blocks = stream_blocks(transformer, device)
-        log.info("offload: %.1f GiB of %s transformer blocks page-locked in place, streamed block by block",
-                 blocks.pinned_bytes / GIB, offload_weights)
+        if cuda:
+            torch.cuda.empty_cache()
+        blocks = stream_blocks(transformer, device, tiers, disk_dir=None if scratch_dir is None else
+                               Path(scratch_dir) / "blocks", read_ahead=read_ahead)
+        log.info("%s: %d blocks on the GPU, %d in pinned RAM (%.1f GiB), %d on disk (%.1f GiB), %s weights",
+                 mode, tiers.count("gpu"), tiers.count("ram"), blocks.pinned_bytes / GIB, tiers.count("disk"),
+                 blocks.bytes_on_disk / GIB, plan.weights)
     pipe.vae.to(device)
     pipe.vae.enable_tiling()
-    torch.cuda.empty_cache()
+    if cuda:
+        torch.cuda.empty_cache()
     return_freed_host_memory()
     return EncoderPlacement(pipe, device, text_stream, blocks)
 
 
-__all__ = ["MemoryPlan", "plan_memory", "choose_memory_mode", "choose_offload_weights", "text_encoder_on_disk", "place", "return_freed_host_memory", "pin_module_in_place", "EncoderPlacement", "free_host_gib",
-           "enable_expandable_segments", "stream_from_host", "RESIDENT_MIN_FREE_GIB", "FP8_MIN_FREE_GIB"]
+__all__ = ["MemoryPlan", "plan_residency", "plan_for_mode", "place", "return_freed_host_memory", "pin_module_in_place",
+           "pinned_empty", "EncoderPlacement", "free_host_gib", "enable_expandable_segments", "stream_from_host"]

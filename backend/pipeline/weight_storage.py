@@ -160,15 +160,29 @@ class SafetensorsReader:
         return buf.view(dtype).reshape(shape)
 
 
-def load_model_8bit(cls, source: str, subfolder: str | None, fmt: str, dtype: torch.dtype,
+def _unit_of(key: str, unit_lists: tuple[str, ...]) -> str | None:
+    """'transformer_blocks.3' for 'transformer_blocks.3.attn.to_q.weight' (a block's keys)."""
+    head, _, rest = key.partition(".")
+    if head in unit_lists:
+        index = rest.partition(".")[0]
+        if index.isdigit():
+            return f"{head}.{index}"
+    return None
+
+
+def load_model_8bit(cls, source: str, subfolder: str | None, fmt: str | None, dtype: torch.dtype,
                     work_device: torch.device | str | None = None, token: str | None = None,
-                    min_numel: int = MIN_WEIGHT_NUMEL):
-    """Builds a diffusers model from its safetensors files with its large linears stored in 8 bits.
+                    min_numel: int = MIN_WEIGHT_NUMEL, place_unit=None,
+                    unit_lists: tuple[str, ...] = ("transformer_blocks", "single_transformer_blocks")):
+    """Builds a diffusers model from its safetensors files with its large linears stored in 8 bits
+    (`fmt` None: as they are, in `dtype`).
 
     `from_pretrained` followed by `store_linears_8bit` would first hold the whole bf16 model in host
     RAM (24 GiB for FramePack's transformer); here the model is created without storage and each
     tensor is read, quantised if it is a large linear weight, and kept, so the host peak is the
-    8-bit model plus one tensor.
+    8-bit model plus one tensor. With `place_unit(name, module)`, each block (a child of the
+    `unit_lists` ModuleLists) is handed over as soon as its last tensor is read, to move to the GPU
+    or to disk: the host then holds only the blocks that are to stay in RAM.
     """
     from accelerate import init_empty_weights
     from accelerate.utils import set_module_tensor_to_device
@@ -176,10 +190,16 @@ def load_model_8bit(cls, source: str, subfolder: str | None, fmt: str, dtype: to
     config = cls.load_config(source, subfolder=subfolder, token=token or None)
     with init_empty_weights():
         model = cls.from_config(config)
-    targets = {f"{name}.weight": name for name, mod in model.named_modules()
-               if type(mod) is nn.Linear and mod.weight.numel() >= min_numel}
+    targets = {} if fmt is None else {
+        f"{name}.weight": name for name, mod in model.named_modules()
+        if type(mod) is nn.Linear and mod.weight.numel() >= min_numel}
     reader = SafetensorsReader(safetensors_files(source, subfolder, token))
-    for key in reader.keys():
+    keys = reader.keys()
+    units = {k: _unit_of(k, unit_lists) for k in keys}
+    # Each block's keys together, so that it is complete (and handed over) as early as possible.
+    keys.sort(key=lambda k: (units[k] is not None, units[k] or "", k))
+    last_of_unit = {units[k]: k for k in keys if units[k] is not None}
+    for key in keys:
         tensor = reader.read(key)
         if key in targets:
             parent_name, _, attr = targets[key].rpartition(".")
@@ -195,6 +215,13 @@ def load_model_8bit(cls, source: str, subfolder: str | None, fmt: str, dtype: to
             set_module_tensor_to_device(model, key, "cpu", value=tensor,
                                         dtype=dtype if tensor.is_floating_point() else None)
         del tensor
+        unit = units[key]
+        if place_unit is not None and unit is not None and last_of_unit[unit] == key:
+            module = model.get_submodule(unit)
+            missing = [n for n, p in list(module.named_parameters()) + list(module.named_buffers()) if p.is_meta]
+            if missing:
+                raise ValueError(f"{source}/{subfolder or ''}: {unit} lacks weights in the checkpoint: {missing[:5]}")
+            place_unit(unit, module)
     missing = [n for n, p in list(model.named_parameters()) + list(model.named_buffers()) if p.is_meta]
     if missing:
         raise ValueError(f"{source}/{subfolder or ''}: weights missing from the checkpoint: {missing[:5]}")

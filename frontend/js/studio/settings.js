@@ -56,6 +56,10 @@ export function SettingsPanel({ settings, setSettings, engine, setEngine, post, 
     ? RESOLUTIONS : [...RESOLUTIONS, settings.resolution].sort((a, b) => a - b);
   const autoLabel = (values, unit) => `${t("settings.auto")} ${autoDisplay(values, unit)}`;
   const engineState = (name) => health && health.engines && health.engines[name];
+  // Choices the memory plan made that change the pictures (8-bit weights, fp16 on GPUs without bf16).
+  const plan = engineState("framepack") && engineState("framepack").plan;
+  const planNotes = plan ? [plan.weights === "8bit" && t("engine.q8bit"), plan.dtype === "fp16" && t("engine.qfp16")]
+    .filter(Boolean) : [];
   const engineLabel = (name) => {
     const state = engineState(name);
     const notReady = state && state.ready === false;
@@ -95,6 +99,8 @@ export function SettingsPanel({ settings, setSettings, engine, setEngine, post, 
       <legend class="mb-1 text-sm font-medium">${t("settings.engine")}</legend>
       <${Segmented} name="engine" value=${engine} onChange=${setEngine} testid="engine"
         options=${[["framepack", engineLabel("framepack")], ["morph", engineLabel("morph")]]} />
+      ${planNotes.length > 0 && html`<p class="mt-1 text-xs text-amber-700" data-testid="engine-plan-quality">
+        ${t("engine.planQuality", { notes: planNotes.join(", ") })}</p>`}
     </fieldset>
     <fieldset class="space-y-2">
       <legend class="mb-1 text-sm font-medium">${t("post.title")}</legend>

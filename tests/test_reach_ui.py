@@ -1,0 +1,57 @@
+"""The page labels the memory plan's quality-affecting choices (8-bit weights, fp16 compute).
+
+The real server on loopback and the real page in headless Chromium; only /api/health's FramePack
+entry is given a plan (a loaded model would need real weights), the rest is the server's own.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.helpers.browser import REQUIREMENTS, chromium_context
+from tests.helpers.server import StudioServer
+
+pytestmark = REQUIREMENTS
+
+PLAN = {"mode": "partial", "dtype": "fp16", "weights": "8bit", "blocks_gpu": 40, "blocks_ram": 20,
+        "blocks_disk": 0, "quality": ["8-bit weights", "fp16 compute"]}
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    with StudioServer(tmp_path_factory.mktemp("reach-ui"), {"STUDIO_DEFAULT_ENGINE": "morph"}) as s:
+        yield s
+
+
+def _page(context, url: str, plan: dict | None):
+    page = context.new_page()
+    page.route("**/*", lambda route: route.continue_() if route.request.url.startswith(url) else route.abort())
+
+    def health(route):
+        response = route.fetch()
+        body = response.json()
+        if plan is not None:
+            body["engines"]["framepack"] = {**body["engines"].get("framepack", {}), "ready": True, "plan": plan}
+        route.fulfill(response=response, body=json.dumps(body), headers={**response.headers,
+                                                                           "content-type": "application/json"})
+
+    page.route("**/api/health", health)
+    return page
+
+
+def test_the_plan_s_quality_notes_are_shown_and_absent_without_them(server, tmp_path):
+    with chromium_context(tmp_path / "profile") as context:
+        page = _page(context, server.url, PLAN)
+        page.goto(server.url + "/")
+        note = page.wait_for_selector("[data-testid=engine-plan-quality]", timeout=20_000)
+        text = note.inner_text()
+        assert ("8-bit" in text or "8비트" in text) and "fp16" in text, text
+        page.close()
+        plain = _page(context, server.url, {**PLAN, "dtype": "bf16", "weights": "2byte"})
+        plain.goto(server.url + "/")
+        plain.wait_for_selector("[data-testid=engine]")
+        plain.wait_for_timeout(500)
+        assert plain.query_selector("[data-testid=engine-plan-quality]") is None
+        plain.close()
