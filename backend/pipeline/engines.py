@@ -54,8 +54,26 @@ class Engines:
                     self._device = {"type": "none", "detail": str(exc), "ready": False}
             return dict(self._device)
 
+    def names(self) -> list[str]:
+        return list(self._engines)
+
     def describe(self) -> dict:
         return {name: engine.describe() for name, engine in self._engines.items()}
+
+    def state(self, name: str) -> dict:
+        """One engine's `describe()`; reads files only, so the submit path can ask it."""
+        return self.get(name).describe()
+
+    def default_engine(self) -> str:
+        """The configured default while it is ready; otherwise the first engine that is (morph
+        needs no weights), so a fresh install makes videos before the 45 GB download is done."""
+        preferred = self.settings.default_engine
+        if self.state(preferred).get("ready"):
+            return preferred
+        for name in self._engines:
+            if name != preferred and self.state(name).get("ready"):
+                return name
+        return preferred
 
     def describe_postprocess(self) -> dict:
         """Which post-processing weight files are on disk; missing ones download on first use."""

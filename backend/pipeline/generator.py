@@ -102,9 +102,18 @@ class FramePackGenerator:
                     "offload_weights": self.offload_weights, "storage_8bit": self.settings.storage_8bit, "compiled": self.compiled, "fp8_matmul": self.fp8_matmul, "reason": "loaded"}
         if problem:
             return {"ready": False, "loaded": False, "reason": problem}
+        # Ready means the weights are here: a hub id that is not cached yet would be a 45 GB
+        # download (or, offline, a failure) inside the first job.
+        from backend.utils.model_registry import framepack_install_problem
+
+        missing = framepack_install_problem(self.settings)
+        if missing is not None:
+            return {"ready": False, "loaded": False, "installed": False, "reason": missing.en,
+                    "reason_ko": missing.ko, "missing": missing.missing, "fix": missing.fix}
         if self.load_error:
             return {"ready": False, "loaded": False, "reason": self.load_error}
-        return {"ready": True, "loaded": False, "reason": "loads on the first FramePack job"}
+        return {"ready": True, "loaded": False, "installed": True,
+                "reason": "weights on disk; loads on the first FramePack job"}
 
     def load(self, progress: ProgressCallback | None = None) -> None:
         with self._load_lock:

@@ -178,3 +178,104 @@ def ensure_weight(
             f"Model file {spec.filename} for {name} is missing and could not be downloaded "
             f"({exc}). Get it from {spec.source_note} ({source}) and put it at {where}."
         ) from exc
+
+
+# ------------------------------------------------------------------------------------------------
+# FramePack: installed or not (what /api/health and the submit check report)
+
+# Components whose folder must hold a weight file for the pipeline to load.
+_WEIGHT_COMPONENTS = ("transformer", "text_encoder", "text_encoder_2", "vae", "image_encoder")
+_WEIGHT_SUFFIXES = (".safetensors", ".bin")
+
+
+@dataclass(frozen=True)
+class InstallProblem:
+    """Why an engine cannot run here, in both languages, and the command that fixes it."""
+
+    missing: str  # the model, as a person names it
+    en: str
+    ko: str
+    fix: str
+
+    @property
+    def message(self) -> str:
+        return f"{self.en} / {self.ko}"
+
+
+def framepack_fix_command(settings) -> str:
+    return f"bash scripts/setup.sh --base-dir {settings.models_dir} --only framepack"
+
+
+def _has_weights(folder: Path) -> bool:
+    try:
+        return any(p.suffix in _WEIGHT_SUFFIXES and p.exists() for p in folder.iterdir())
+    except OSError:
+        return False
+
+
+def _folder_problem(path: Path) -> str | None:
+    """What is missing from a FramePack folder in diffusers layout, or None when it is complete."""
+    import json
+
+    index = path / "model_index.json"
+    if not path.is_dir():
+        return f"{path} does not exist"
+    try:
+        components = [k for k in json.loads(index.read_text(encoding="utf-8")) if not k.startswith("_")]
+    except (OSError, ValueError):
+        return f"{path} has no readable model_index.json"
+    for name in components:
+        folder = path / name
+        if not folder.is_dir():
+            return f"{folder} is missing"
+        if name in _WEIGHT_COMPONENTS and not _has_weights(folder):
+            return f"{folder} holds no weight file (a download that did not finish?)"
+    return None
+
+
+def _hub_cached(repo: str, filename: str, cache_dir: str | None = None) -> bool:
+    """True when the Hugging Face cache holds `filename` of `repo` and weight files next to it.
+    Reads the local cache only: never the network."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        return False
+    found = try_to_load_from_cache(repo, filename, cache_dir=cache_dir)
+    if not isinstance(found, str) or not Path(found).exists():
+        return False
+    return _has_weights(Path(found).parent)
+
+
+def framepack_install_problem(settings) -> InstallProblem | None:
+    """None when the FramePack weights are on this machine; otherwise what is missing and the fix.
+
+    A folder (FRAMEPACK_DIR) must be complete in diffusers layout; hub ids count only when the
+    Hugging Face cache already holds them. Nothing here touches the network.
+    """
+    fix = framepack_fix_command(settings)
+    folder = (settings.framepack_dir or "").strip()
+    if folder and (Path(folder).expanduser().is_absolute() or folder.startswith(".") or Path(folder).expanduser().exists()):
+        problem = _folder_problem(Path(folder).expanduser())
+        if problem is None:
+            return None
+        return InstallProblem(
+            missing=f"FramePack ({folder})",
+            en=f"FramePack is not installed: {problem}. Run `{fix}` (about 45 GB), or use the morph engine.",
+            ko=f"FramePack이 설치되지 않았습니다: {problem}. `{fix}` 를 실행하세요 (약 45 GB). 지금은 모프 엔진을 쓸 수 있습니다.",
+            fix=fix,
+        )
+    repos = [folder] if folder else [settings.framepack_transformer, settings.framepack_base,
+                                     settings.framepack_image_encoder]
+    files = ["model_index.json"] if folder else ["config.json", "model_index.json", "image_encoder/config.json"]
+    missing = [repo for repo, name in zip(repos, files) if not _hub_cached(repo, name)]
+    if not missing:
+        return None
+    names = ", ".join(missing)
+    return InstallProblem(
+        missing=names,
+        en=(f"FramePack is not installed: {names} is not downloaded on this machine. Run `{fix}` "
+            "(about 45 GB), or use the morph engine."),
+        ko=(f"FramePack이 설치되지 않았습니다: {names} 모델이 이 컴퓨터에 없습니다. `{fix}` 를 "
+            "실행하세요 (약 45 GB). 지금은 모프 엔진을 쓸 수 있습니다."),
+        fix=fix,
+    )
