@@ -509,7 +509,7 @@ class _Bar:
 
 def download_post(base_dir: Path, manifest: Manifest, report: Report, mirror: str = "") -> None:
     from backend.utils.downloads import DownloadError, download_file
-    from backend.utils.model_registry import WEIGHTS
+    from backend.utils.model_registry import WEIGHTS, MissingWeightError, expected_checksum, verify_and_record
 
     dirs = {setting: base_dir / sub for setting, (_, sub) in POST_DIRS.items()}
     env = {POST_DIRS[s][0]: str(d) for s, d in dirs.items()}
@@ -535,8 +535,13 @@ def download_post(base_dir: Path, manifest: Manifest, report: Report, mirror: st
         url = f"{mirror.rstrip('/')}/{spec.url.rsplit('/', 1)[-1]}" if mirror else spec.url
         bar = _Bar(spec.filename)
         try:
-            download_file(url, dest, spec.sha256, spec.size, progress=bar, timeout=60.0)
+            sha256, size = expected_checksum(spec, dest)
+            download_file(url, dest, sha256, size, progress=bar, timeout=60.0)
+            verify_and_record(spec, dest, url)
             placed.append(dest)
+        except MissingWeightError as exc:  # arrived, but not a usable file of its kind
+            ok = False
+            report.fail("post", f"[{name}] {exc}")
         except (DownloadError, OSError) as exc:
             ok = False
             hint = (

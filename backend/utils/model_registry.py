@@ -6,17 +6,25 @@ the error names the file, where to get it and the exact path to put it at; it ne
 longer than the download timeout.
 
 Checksums: only values read from public sources are filled in. Where a field is `None` it is
-unknown here; `download_file` then checks only the size when that is known, and
-`backend.utils.downloads.sha256_of(path)` prints a downloaded file's hash so it can be pinned here. No hash is guessed.
+unknown here; `download_file` then checks only the size when that is known. A file whose hash is
+not pinned is checked by its `verifier` when it has one (RIFE: the checkpoint must load into the
+network its keys name), and its sha256 and size are then recorded next to it
+(`.studio-checksums.json`): a later download of the same file must match that first verified one,
+and a file on disk whose size changed is fetched again. No hash is guessed.
 """
 
 from __future__ import annotations
 
+import importlib
+import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from backend.pipeline.progress import Progress, ProgressCallback
-from backend.utils.downloads import DownloadError, DownloadProgress, download_file
+from backend.utils.downloads import DownloadError, DownloadProgress, download_file, sha256_of
+
+CHECKSUMS_FILE = ".studio-checksums.json"
 
 
 @dataclass(frozen=True)
@@ -30,6 +38,9 @@ class WeightFile:
     dir_setting: str  # the Settings field holding the folder
     env: str  # the environment variable of that setting, for messages
     source_note: str  # where a person gets the file when the download cannot happen
+    # "module:function" that raises when a downloaded file is not what it should be (imported
+    # only when a file arrives, so this module stays free of torch).
+    verifier: str | None = None
 
 
 WEIGHTS: dict[str, WeightFile] = {
@@ -91,29 +102,31 @@ WEIGHTS: dict[str, WeightFile] = {
             env="FACEXLIB_DIR",
             source_note="facexlib release v0.1.0 on GitHub",
         ),
-        # Practical-RIFE publishes its checkpoints only as Google Drive / Baidu archives, which
-        # have no stable direct URL: the file is placed by hand (or by the setup script).
+        # Practical-RIFE's own releases are Google Drive archives; vs-rife re-publishes the same
+        # `module.`-prefixed state dicts as direct files on its GitHub release `model`.
         WeightFile(
             name="rife-4.25",
             filename="rife-4.25/flownet.pkl",
-            url=None,
-            sha256=None,
+            url="https://github.com/HolyWu/vs-rife/releases/download/model/flownet_v4.25.pkl",
+            sha256=None,  # unknown here: recorded on the first verified download
             size=None,
             licence="MIT (Practical-RIFE)",
             dir_setting="rife_dir",
             env="RIFE_DIR",
-            source_note="the 4.25 archive linked from the Practical-RIFE README (train_log/flownet.pkl)",
+            source_note="vs-rife's GitHub release 'model' (flownet_v4.25.pkl), or the 4.25 archive of the Practical-RIFE README (train_log/flownet.pkl)",
+            verifier="backend.pipeline.rife_ifnet:verify_checkpoint",
         ),
         WeightFile(
             name="rife-4.26",
             filename="rife-4.26/flownet.pkl",
-            url=None,
-            sha256=None,
+            url="https://github.com/HolyWu/vs-rife/releases/download/model/flownet_v4.26.pkl",
+            sha256=None,  # unknown here: recorded on the first verified download
             size=None,
             licence="MIT (Practical-RIFE)",
             dir_setting="rife_dir",
             env="RIFE_DIR",
-            source_note="the 4.26 archive linked from the Practical-RIFE README (train_log/flownet.pkl)",
+            source_note="vs-rife's GitHub release 'model' (flownet_v4.26.pkl), or the 4.26 archive of the Practical-RIFE README (train_log/flownet.pkl)",
+            verifier="backend.pipeline.rife_ifnet:verify_checkpoint",
         ),
     )
 }
@@ -135,6 +148,59 @@ def _spec(name: str) -> WeightFile:
         raise KeyError(f"unknown weight file {name!r}; known: {', '.join(sorted(WEIGHTS))}") from None
 
 
+def _checksums_path(path: Path, spec: WeightFile) -> Path:
+    # One record per weight folder, next to the files it describes.
+    root = path
+    for _ in Path(spec.filename).parts:
+        root = root.parent
+    return root / CHECKSUMS_FILE
+
+
+def recorded_checksum(spec: WeightFile, path: Path) -> dict | None:
+    """The sha256/size recorded at the first verified download of `spec` into `path`'s folder."""
+    try:
+        return json.loads(_checksums_path(path, spec).read_text(encoding="utf-8")).get(spec.filename)
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def _record_checksum(spec: WeightFile, path: Path, url: str) -> None:
+    book = _checksums_path(path, spec)
+    try:
+        data = json.loads(book.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        data = {}
+    data[spec.filename] = {"sha256": sha256_of(path), "size": path.stat().st_size, "url": url}
+    tmp = book.with_name(book.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=1, sort_keys=True), encoding="utf-8")
+    os.replace(tmp, book)
+
+
+def expected_checksum(spec: WeightFile, path: Path) -> tuple[str | None, int | None]:
+    """(sha256, size) a file must have: the published ones, else the recorded ones."""
+    if spec.sha256 or spec.size:
+        return spec.sha256, spec.size
+    seen = recorded_checksum(spec, path)
+    return (seen.get("sha256"), seen.get("size")) if seen else (None, None)
+
+
+def verify_and_record(spec: WeightFile, path: Path, url: str) -> None:
+    """After a download: runs the spec's verifier (the file is deleted when it fails) and, for a
+    file with no published hash, records the one it arrived with."""
+    if spec.verifier:
+        module, function = spec.verifier.split(":")
+        try:
+            getattr(importlib.import_module(module), function)(path)
+        except Exception as exc:
+            path.unlink(missing_ok=True)
+            raise MissingWeightError(
+                f"Model file {spec.filename} for {spec.name} arrived from {url} but is not usable "
+                f"({exc}); it was deleted. Get it from {spec.source_note} and put it at {path}."
+            ) from exc
+    if not spec.sha256 and recorded_checksum(spec, path) is None:
+        _record_checksum(spec, path, url)
+
+
 def ensure_weight(
     name: str,
     settings,
@@ -149,7 +215,8 @@ def ensure_weight(
     """
     spec = _spec(name)
     path = weight_path(name, settings)
-    if path.exists() and (spec.size is None or path.stat().st_size == spec.size):
+    sha256, size = expected_checksum(spec, path)
+    if path.exists() and (size is None or path.stat().st_size == size):
         return path
     source = url or spec.url
     where = f"{path} (folder set by {spec.env})"
@@ -172,12 +239,14 @@ def ensure_weight(
 
     timeout = float(getattr(settings, "weights_download_timeout_s", 30.0))
     try:
-        return download_file(source, path, spec.sha256, spec.size, progress=report, timeout=timeout)
+        download_file(source, path, sha256, size, progress=report, timeout=timeout)
     except DownloadError as exc:
         raise MissingWeightError(
             f"Model file {spec.filename} for {name} is missing and could not be downloaded "
             f"({exc}). Get it from {spec.source_note} ({source}) and put it at {where}."
         ) from exc
+    verify_and_record(spec, path, source)
+    return path
 
 
 # ------------------------------------------------------------------------------------------------
