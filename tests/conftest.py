@@ -16,3 +16,12 @@ def tiny_framepack_dir(tmp_path_factory) -> Path:
     from tests.helpers.tiny_framepack import save_tiny_pipeline
 
     return save_tiny_pipeline(tmp_path_factory.mktemp("framepack") / "pipeline")
+
+
+@pytest.fixture(autouse=True)
+def _fresh_unreachable_hosts():
+    """Each test starts with no memory of unreachable hosts (loopback ports are reused)."""
+    from backend.utils.downloads import forget_unreachable
+
+    forget_unreachable()
+    yield

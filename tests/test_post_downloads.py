@@ -186,3 +186,29 @@ def test_registry_entries_are_complete():
         assert spec.filename and spec.licence and spec.env and spec.source_note
         assert spec.sha256 is None or len(spec.sha256) == 64
         assert spec.url is None or spec.url.startswith("https://")
+
+
+def test_an_unreachable_host_is_remembered_and_not_asked_again(tmp_path):
+    url = _closed_port_url()
+    port = int(url.split(":")[2].split("/")[0])
+    with pytest.raises(DownloadError):
+        download_file(url, tmp_path / "a.pth", SHA, timeout=5, unreachable_retry_s=60)
+    # The host is back (something listens there now), but within the retry window nobody asks.
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", port))
+    listener.listen(4)
+    listener.settimeout(0.5)
+    try:
+        with pytest.raises(DownloadError) as info:
+            download_file(url, tmp_path / "b.pth", SHA, timeout=5, unreachable_retry_s=60)
+        assert "could not be reached" in str(info.value) and "tried again after 60 s" in str(info.value)
+        with pytest.raises(socket.timeout):
+            listener.accept()  # no connection was made
+        # After the window it is tried again (here: it connects, and the silent listener times out).
+        with pytest.raises(DownloadError):
+            download_file(url, tmp_path / "c.pth", SHA, timeout=0.5, unreachable_retry_s=0)
+        conn, _ = listener.accept()
+        conn.close()
+    finally:
+        listener.close()

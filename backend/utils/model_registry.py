@@ -218,7 +218,8 @@ def ensure_weight(
     sha256, size = expected_checksum(spec, path)
     if path.exists() and (size is None or path.stat().st_size == size):
         return path
-    source = url or spec.url
+    mirror = str(getattr(settings, "weights_mirror", "") or "").rstrip("/")
+    source = url or (f"{mirror}/{spec.url.rsplit('/', 1)[-1]}" if mirror and spec.url else spec.url)
     where = f"{path} (folder set by {spec.env})"
     if source is None:
         raise MissingWeightError(
@@ -238,8 +239,10 @@ def ensure_weight(
             )
 
     timeout = float(getattr(settings, "weights_download_timeout_s", 30.0))
+    retry_s = float(getattr(settings, "unreachable_retry_s", 120.0))
     try:
-        download_file(source, path, sha256, size, progress=report, timeout=timeout)
+        download_file(source, path, sha256, size, progress=report, timeout=timeout,
+                      unreachable_retry_s=retry_s)
     except DownloadError as exc:
         raise MissingWeightError(
             f"Model file {spec.filename} for {name} is missing and could not be downloaded "
