@@ -497,6 +497,7 @@ class JobQueue:
                                   attempts=(job.get("attempts") or 0) + 1)
             self._emit("job.started", job_id)
             await self._translate(self.store.get_job(job_id))
+            await loop.run_in_executor(lane.executor, self.engines.before_job, job["engine"])
             await loop.run_in_executor(lane.executor, self.runner.run, job_id, token)
         except JobCancelled:
             if token.reason == "shutdown":

@@ -24,4 +24,14 @@ def _fresh_unreachable_hosts():
     from backend.utils.downloads import forget_unreachable
 
     forget_unreachable()
+    try:
+        from huggingface_hub import constants
+    except ImportError:
+        constants = None
+    offline = constants.HF_HUB_OFFLINE if constants is not None else None
     yield
+    if constants is not None:  # the hub probe may have switched huggingface_hub offline
+        from backend.utils import model_registry
+
+        constants.HF_HUB_OFFLINE = offline
+        model_registry._hub_offline_by_us = False

@@ -90,7 +90,13 @@ class AnalysisService:
 
     # --- model --------------------------------------------------------------------------------
     def _load(self) -> ia.ImageAnalyzer:
+        from backend.utils.model_registry import settle_hub_mode
+
         started = time.perf_counter()
+        if not self.settings.openclip_model.startswith("local-dir:"):
+            unreachable = settle_hub_mode(self.settings)
+            if unreachable:
+                log.warning("model hub unreachable (%s): OpenCLIP loads from the local cache only", unreachable)
         bundle = self._clip_loader(self.settings)
         log.info("OpenCLIP %s loaded on %s in %.1fs", bundle.name, bundle.device,
                  time.perf_counter() - started)

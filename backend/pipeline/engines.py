@@ -64,6 +64,14 @@ class Engines:
         """One engine's `describe()`; reads files only, so the submit path can ask it."""
         return self.get(name).describe()
 
+    def before_job(self, name: str) -> None:
+        """Runs on the engine's lane before a job: an engine that reads hub ids learns whether
+        the hub answers (one bounded connect, remembered), so loading never sits in retries."""
+        if name == "framepack" and not self.settings.framepack_dir:
+            from backend.utils.model_registry import settle_hub_mode
+
+            settle_hub_mode(self.settings)
+
     def default_engine(self) -> str:
         """The configured default while it is ready; otherwise the first engine that is (morph
         needs no weights), so a fresh install makes videos before the 45 GB download is done."""

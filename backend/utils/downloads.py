@@ -80,6 +80,27 @@ def _remember(url: str, why: str | None) -> None:
             _unreachable[_host(url)] = (time.monotonic(), why)
 
 
+def host_unreachable(url: str, timeout: float = 3.0, retry_s: float = UNREACHABLE_RETRY_S) -> str | None:
+    """Why `url`'s host cannot be reached (None when a TCP connection opens). One connect of at
+    most `timeout`; a failure is remembered for `retry_s`, like a failed download."""
+    import socket
+
+    remembered = _remembered_failure(url, retry_s)
+    if remembered:
+        return remembered
+    parts = urllib.parse.urlsplit(url)
+    try:
+        with socket.create_connection((parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)),
+                                      timeout=timeout):
+            pass
+    except OSError as exc:
+        why = str(exc) or type(exc).__name__
+        _remember(url, why)
+        return f"{_host(url)} could not be reached ({why})"
+    _remember(url, None)
+    return None
+
+
 def forget_unreachable() -> None:
     """Clears the memory of unreachable hosts (the network came back, or a test starts)."""
     with _unreachable_lock:

@@ -351,3 +351,30 @@ def framepack_install_problem(settings) -> InstallProblem | None:
             "실행하세요 (약 45 GB). 지금은 모프 엔진을 쓸 수 있습니다."),
         fix=fix,
     )
+
+
+# ------------------------------------------------------------------------------------------------
+# The model hub: asked once, remembered
+
+_hub_offline_by_us = False
+
+
+def settle_hub_mode(settings, timeout: float = 3.0) -> str | None:
+    """Before a hub-backed model loads: one TCP connect to the hub (HF_ENDPOINT). When it fails,
+    huggingface_hub is switched to its offline mode (cache only) for `unreachable_retry_s`, so a
+    cached model loads at once and a missing one fails at once, instead of every file being
+    retried with back-off. Returns why the hub is unreachable, or None."""
+    global _hub_offline_by_us
+    try:
+        from huggingface_hub import constants
+    except ImportError:
+        return None
+    if constants.HF_HUB_OFFLINE and not _hub_offline_by_us:
+        return "offline mode is set (HF_HUB_OFFLINE)"
+    from backend.utils.downloads import host_unreachable
+
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+    why = host_unreachable(endpoint, timeout=timeout, retry_s=float(getattr(settings, "unreachable_retry_s", 120.0)))
+    constants.HF_HUB_OFFLINE = why is not None
+    _hub_offline_by_us = why is not None
+    return why
