@@ -97,7 +97,7 @@ export function SettingsPanel({ settings, setSettings, engine, setEngine, post, 
             class="rounded-r-md border border-l-0 border-slate-300 px-2 hover:bg-slate-100">${DIE}</button>
         </span></label>
     </div>
-    <fieldset>
+    <fieldset class="min-w-0">
       <legend class="mb-1 text-sm font-medium">${t("settings.engine")}</legend>
       <${Segmented} name="engine" value=${engine} onChange=${setEngine} testid="engine"
         disabled=${["framepack", "morph"].filter(notReady)}
@@ -106,10 +106,12 @@ export function SettingsPanel({ settings, setSettings, engine, setEngine, post, 
           role="status" data-testid="engine-notice">
         <p class="font-medium">${framepack.installed === false ? t("engine.missingTitle") : `FramePack: ${t("engine.notReady")}`}</p>
         ${framepack.installed === false && html`<p class="mt-0.5">${t("engine.missingBody")}</p>`}
-        ${framepack.fix && html`<code class="mt-1 block overflow-x-auto whitespace-nowrap rounded bg-white px-2 py-1 font-mono text-xs text-slate-800"
+        ${framepack.fix && html`<code class="mt-1 block select-all whitespace-pre-wrap break-all rounded bg-white px-2 py-1 font-mono text-xs text-slate-800"
           data-testid="engine-fix">${framepack.fix}</code>`}
-        <p class="mt-1 text-xs text-amber-800" data-testid="engine-reason">${t("engine.why")}: ${
-          (lang === "ko" && framepack.reason_ko) || framepack.reason}</p>
+        <p class="mt-1 text-xs text-amber-800" data-testid="engine-reason"
+          title=${(lang === "ko" && framepack.reason_ko) || framepack.reason}>${framepack.missing
+            ? `${t("engine.missing")}: ${framepack.missing}`
+            : `${t("engine.why")}: ${(lang === "ko" && framepack.reason_ko) || framepack.reason}`}</p>
       </div>`}
     </fieldset>
     <fieldset class="space-y-2">
