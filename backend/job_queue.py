@@ -536,7 +536,7 @@ class JobQueue:
 
 # Pipeline errors whose message is written for the user (what is missing, where to put it). By
 # name, so this layer need not import the pipeline's modules (and torch with them).
-_USER_FACING = {"PostprocessError", "DownloadError", "RifeCheckpointError"}
+_USER_FACING = {"PostprocessError", "DownloadError", "RifeCheckpointError", "EngineNotReady"}
 
 
 def _first_line(text: str, limit: int = 300) -> str:
@@ -555,8 +555,11 @@ def user_error(exc: BaseException, stage: str | None = None) -> tuple[str, str]:
     if isinstance(exc, JobError):
         return exc.message, details
     if isinstance(exc, MissingWeightError) or _USER_FACING & {c.__name__ for c in type(exc).__mro__}:
-        return (f"{_first_line(str(exc), 800)} / 후처리 또는 모델 파일 문제로 작업이 멈췄습니다. 위 안내대로 "
-                "해결한 뒤 다시 시도하세요."), details
+        text = _first_line(str(exc), 1200)
+        if "/ " in text and any("\uac00" <= ch <= "\ud7a3" for ch in text):
+            return text, details  # already in both languages
+        return (f"{text} / 후처리 또는 모델 파일 문제로 작업이 멈췄습니다. 위 안내대로 해결한 뒤 다시 "
+                "시도하세요."), details
     if isinstance(exc, sqlite3.Error):
         cause = _first_line(str(exc)) or "database error"
         return (f"The studio could not save this job's state: {cause}. Check the free disk space, then "

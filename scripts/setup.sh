@@ -47,6 +47,12 @@ while [ $# -gt 0 ]; do
   esac
 done
 
+# Bad arguments fail before anything is installed (a typo must not reinstall the frontend).
+if [ "$SKIP_MODELS" = 0 ] && [ -z "$BASE_DIR" ]; then
+  echo "setup.sh: --base-dir DIR is required unless --skip-models is given" >&2
+  exit 2
+fi
+
 log() { printf '\n[setup] %s\n' "$*"; }
 
 is_colab() {
@@ -165,10 +171,6 @@ fi
 
 # --- models -------------------------------------------------------------------------------------
 if [ "$SKIP_MODELS" = 0 ]; then
-  if [ -z "$BASE_DIR" ]; then
-    echo "setup.sh: --base-dir DIR is required unless --skip-models is given" >&2
-    exit 2
-  fi
   log "downloading models into $BASE_DIR"
   status=0
   "$PY" scripts/download_models.py --base-dir "$BASE_DIR" "${ONLY[@]}" || status=$?

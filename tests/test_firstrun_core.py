@@ -292,3 +292,24 @@ def test_importing_backend_app_builds_nothing(tmp_path):
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout.strip().splitlines()[-1]) == {"built": False, "data": False}
     assert not (tmp_path / "never").exists()
+
+
+def test_a_framepack_job_resumed_without_the_weights_fails_with_the_install_message(tmp_path, monkeypatch):
+    """A job queued before the weights went missing (picked up again at start-up) ends with the
+    sentence that names the model and the fix, not with a loader's error."""
+    import huggingface_hub.constants
+
+    from backend.schemas import JobSettings
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "empty-hf-cache"))
+    with _client(_settings(tmp_path)) as client:
+        ids = _upload(client, 2)
+        queue = client.app.state.queue
+        params = queue.resolve_params(ids, JobSettings(resolution=64, seconds=1, seed=1), "framepack")
+        client.app.state.store.create_job("resumed0000000001", "framepack", {"images": ids, "engine": "framepack"},
+                                          params, [{"original": "", "english": "a pan"}], len(params["segments"]))
+        queue.lanes["framepack"].queue.put_nowait("resumed0000000001")
+        job = _wait(client, "resumed0000000001")
+        assert job["status"] == "failed"
+        assert "FramePack is not installed" in job["error"] and "FramePack이 설치되지 않았습니다" in job["error"]
+        assert "setup.sh" in job["error"] and "EngineNotReady" in job["details"]

@@ -22,6 +22,10 @@ class TransitionEngine(Protocol):
     def release(self) -> None: ...
 
 
+class EngineNotReady(RuntimeError):
+    """The job's engine cannot run here; the message (both languages) says why and the fix."""
+
+
 class Engines:
     def __init__(self, settings: Settings) -> None:
         from backend.pipeline.generator import FramePackGenerator
@@ -65,8 +69,15 @@ class Engines:
         return self.get(name).describe()
 
     def before_job(self, name: str) -> None:
-        """Runs on the engine's lane before a job: an engine that reads hub ids learns whether
-        the hub answers (one bounded connect, remembered), so loading never sits in retries."""
+        """Runs on the engine's lane before a job. A job queued before its engine's weights went
+        missing (a restart resumes it) fails with the install message, not a loader's error; an
+        engine that reads hub ids learns whether the hub answers (one bounded connect,
+        remembered), so loading never sits in retries."""
+        state = self.state(name)
+        if not state.get("ready"):
+            en = state.get("reason") or f"the {name} engine is not ready"
+            ko = state.get("reason_ko") or f"{name} 엔진을 사용할 수 없습니다"
+            raise EngineNotReady(f"{en} / {ko}")
         if name == "framepack" and not self.settings.framepack_dir:
             from backend.utils.model_registry import settle_hub_mode
 

@@ -32,7 +32,7 @@ function Segmented({ name, value, options, onChange, testid, disabled = [] }) {
     ${options.map(([optionValue, label]) => {
       const off = disabled.includes(optionValue);
       const look = value === optionValue ? "bg-indigo-600 text-white" : off ? "cursor-not-allowed bg-slate-50 text-slate-400" : "bg-white hover:bg-slate-100";
-      return html`<label key=${optionValue} class=${`cursor-pointer px-3 py-1 text-sm ${look}`} data-disabled=${off ? "true" : null}>
+      return html`<label key=${optionValue} class=${`${off ? "" : "cursor-pointer "}px-3 py-1 text-sm ${look}`} data-disabled=${off ? "true" : null}>
       <input type="radio" name=${name} class="sr-only" checked=${value === optionValue} disabled=${off}
         value=${String(optionValue)} onChange=${() => onChange(optionValue)} />${label}</label>`;
     })}
