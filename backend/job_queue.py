@@ -39,7 +39,7 @@ from backend import smart_params
 from backend.config import Settings
 from backend.db import UNFINISHED, Store
 from backend.job_runner import CancelToken, JobRunner, output_dir, output_url
-from backend.pipeline.engines import Engines
+from backend.pipeline.engines import Engines, runnable
 from backend.pipeline.progress import JobCancelled
 from backend.schemas import JobCreate
 from backend.utils.daemon_executor import DaemonExecutor
@@ -315,7 +315,7 @@ class JobQueue:
             state = self.engines.state(engine)
         except ValueError:
             raise JobError(422, f"unknown engine {engine!r} / 알 수 없는 엔진입니다: {engine}") from None
-        if state.get("ready"):
+        if runnable(state):
             return
         en = state.get("reason") or f"the {engine} engine is not ready"
         ko = state.get("reason_ko") or f"{engine} 엔진을 사용할 수 없습니다"

@@ -22,6 +22,13 @@ class TransitionEngine(Protocol):
     def release(self) -> None: ...
 
 
+def runnable(state: dict) -> bool:
+    """Whether a job may be given to an engine in this `describe()` state: its weights are here.
+    An engine whose last load failed stays runnable (the next job tries again); one that is
+    not installed is not."""
+    return bool(state.get("installed", state.get("ready")))
+
+
 class EngineNotReady(RuntimeError):
     """The job's engine cannot run here; the message (both languages) says why and the fix."""
 
@@ -74,7 +81,7 @@ class Engines:
         engine that reads hub ids learns whether the hub answers (one bounded connect,
         remembered), so loading never sits in retries."""
         state = self.state(name)
-        if not state.get("ready"):
+        if not runnable(state):
             en = state.get("reason") or f"the {name} engine is not ready"
             ko = state.get("reason_ko") or f"{name} 엔진을 사용할 수 없습니다"
             raise EngineNotReady(f"{en} / {ko}")
@@ -87,10 +94,10 @@ class Engines:
         """The configured default while it is ready; otherwise the first engine that is (morph
         needs no weights), so a fresh install makes videos before the 45 GB download is done."""
         preferred = self.settings.default_engine
-        if self.state(preferred).get("ready"):
+        if runnable(self.state(preferred)):
             return preferred
         for name in self._engines:
-            if name != preferred and self.state(name).get("ready"):
+            if name != preferred and runnable(self.state(name)):
                 return name
         return preferred
 

@@ -99,9 +99,9 @@ class FramePackGenerator:
         problem = framepack_source_problem(self.settings)
         if self.pipe is not None:
             return {"ready": True, "loaded": True, "device": self.device, "memory_mode": self.memory_mode,
-                    "offload_weights": self.offload_weights, "storage_8bit": self.settings.storage_8bit, "compiled": self.compiled, "fp8_matmul": self.fp8_matmul, "reason": "loaded"}
+                    "offload_weights": self.offload_weights, "storage_8bit": self.settings.storage_8bit, "compiled": self.compiled, "fp8_matmul": self.fp8_matmul, "reason": "loaded", "installed": True}
         if problem:
-            return {"ready": False, "loaded": False, "reason": problem}
+            return {"ready": False, "loaded": False, "installed": False, "reason": problem}
         # Ready means the weights are here: a hub id that is not cached yet would be a 45 GB
         # download (or, offline, a failure) inside the first job.
         from backend.utils.model_registry import framepack_install_problem
@@ -110,8 +110,8 @@ class FramePackGenerator:
         if missing is not None:
             return {"ready": False, "loaded": False, "installed": False, "reason": missing.en,
                     "reason_ko": missing.ko, "missing": missing.missing, "fix": missing.fix}
-        if self.load_error:
-            return {"ready": False, "loaded": False, "reason": self.load_error}
+        if self.load_error:  # installed, but the last load failed: the next job tries again
+            return {"ready": False, "loaded": False, "installed": True, "reason": self.load_error}
         return {"ready": True, "loaded": False, "installed": True,
                 "reason": "weights on disk; loads on the first FramePack job"}
 

@@ -101,7 +101,7 @@ function Studio() {
       const fallback = body && body.defaults && body.defaults.engine;
       const engines = (body && body.engines) || {};
       const saved = draft && draft.engine;
-      const usable = saved && !(engines[saved] && engines[saved].ready === false);
+      const usable = saved && !(engines[saved] && engines[saved].installed === false);
       if (fallback && !usable) setEngine(fallback);
     }).catch(() => setHealth(null));
   }, []);

@@ -60,6 +60,9 @@ export function SettingsPanel({ settings, setSettings, engine, setEngine, post, 
   const autoLabel = (values, unit) => `${t("settings.auto")} ${autoDisplay(values, unit)}`;
   const engineState = (name) => health && health.engines && health.engines[name];
   const notReady = (name) => { const state = engineState(name); return !!state && state.ready === false; };
+  // Only an engine that is not installed cannot be chosen; one whose last load failed can be
+  // tried again (its reason is shown).
+  const notInstalled = (name) => { const state = engineState(name); return !!state && state.installed === false; };
   const engineLabel = (name) => {
     const state = engineState(name);
     const tag = state && state.installed === false ? t("engine.notInstalled") : t("engine.notReady");
@@ -100,12 +103,12 @@ export function SettingsPanel({ settings, setSettings, engine, setEngine, post, 
     <fieldset class="min-w-0">
       <legend class="mb-1 text-sm font-medium">${t("settings.engine")}</legend>
       <${Segmented} name="engine" value=${engine} onChange=${setEngine} testid="engine"
-        disabled=${["framepack", "morph"].filter(notReady)}
+        disabled=${["framepack", "morph"].filter(notInstalled)}
         options=${[["framepack", engineLabel("framepack")], ["morph", engineLabel("morph")]]} />
       ${notReady("framepack") && html`<div class="mt-2 rounded-md border border-amber-200 bg-amber-50 p-2 text-sm text-amber-900"
           role="status" data-testid="engine-notice">
         <p class="font-medium">${framepack.installed === false ? t("engine.missingTitle") : `FramePack: ${t("engine.notReady")}`}</p>
-        ${framepack.installed === false && html`<p class="mt-0.5">${t("engine.missingBody")}</p>`}
+        <p class="mt-0.5">${framepack.installed === false ? t("engine.missingBody") : t("engine.loadFailed")}</p>
         ${framepack.fix && html`<code class="mt-1 block select-all whitespace-pre-wrap break-all rounded bg-white px-2 py-1 font-mono text-xs text-slate-800"
           data-testid="engine-fix">${framepack.fix}</code>`}
         <p class="mt-1 text-xs text-amber-800" data-testid="engine-reason"
