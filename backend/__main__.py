@@ -2,7 +2,8 @@
 
 Reads `Settings`, decides whether the access token is needed (see `decide_token`), prints how to
 reach the studio, and runs uvicorn with the `backend.app:create_app` factory. Running uvicorn by
-hand skips the token decision, which is why the set-up, Docker and Colab all start through here.
+hand (`uvicorn backend.app:app --host 0.0.0.0`) makes the same decision from uvicorn's `--host`
+(see `backend.app.settings_for_cli`); the set-up, Docker and Colab start through here.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 from backend.config import Settings
 
 TOKEN_FILE_NAME = ".studio_token"
+GRACEFUL_SHUTDOWN_S = 3
 
 
 @dataclass(frozen=True)
@@ -138,6 +140,9 @@ def main(argv: list[str] | None = None) -> None:
         proxy_headers=bool(settings.trusted_proxy_addresses),
         forwarded_allow_ips=",".join(settings.trusted_proxy_addresses) or None,
         log_level=args.log_level,
+        # SIGTERM/SIGINT: connections still open after this are closed, so a stop never waits
+        # on a client (the job lanes bound their own wait, see JobQueue.stop).
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
     )
 
 

@@ -2,7 +2,8 @@
 
 The route only maps upload ids to files and calls the app's `AnalysisService`
 (`app.state.analysis`, set in the app's lifespan), which runs all model work on its own thread; this module never
-imports torch.
+imports torch. It never waits for the model to load: while it loads the answer is `state: "loading"`
+(with the suggestions the image sizes allow) and the page asks again.
 """
 
 from __future__ import annotations

@@ -204,7 +204,8 @@ async def health(request: Request):
     body = {"status": "ok" if worker["ok"] else "degraded", "worker": worker,
             "device": device, "engines": engines.describe(),
             "postprocess": engines.describe_postprocess(),
-            "defaults": {"engine": settings.default_engine,
+            # The engine a job without one gets: the configured one while it is installed.
+            "defaults": {"engine": engines.default_engine(), "configured_engine": settings.default_engine,
                          "max_seconds_per_transition": settings.max_seconds_per_transition,
                          "max_images_per_job": settings.max_images_per_job}}
     # Open to anyone who can reach the port: folders are named by their settings, not shown.

@@ -1,13 +1,22 @@
 """The FastAPI application: services are built in the lifespan and kept on `app.state`.
 
 `create_app` is a factory (uvicorn `--factory`), so tests and every entry point build the same app
-from a `Settings` object; nothing is created at import time.
+from a `Settings` object; nothing is created at import time. `backend.app:app` (the command
+`uvicorn backend.app:app`) is a small ASGI object that builds the app on its first call.
+
+Started by hand on a host other machines can reach (`uvicorn ... --host 0.0.0.0`), the studio
+makes the same token decision as `python -m backend`: a token is generated and printed, unless
+STUDIO_TOKEN is set or the user opted out with STUDIO_ALLOW_OPEN_LAN. Whatever the start, a
+studio without a token answers only connections that arrived on a loopback address.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import sys
+import threading
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
@@ -40,10 +49,11 @@ def _validation_message(exc: RequestValidationError) -> str:
 
 
 def _suggester(analysis: AnalysisService):
-    """Image analysis → smart-parameter defaults (the user's explicit values still win)."""
+    """Image analysis → smart-parameter defaults (the user's explicit values still win).
+    Answers at once: only an analysis already computed counts (none is waited for)."""
 
     async def suggest(paths):
-        result = await analysis.analyze(paths)
+        result = await analysis.analyze(paths, load_wait_s=0.0, compute_wait_s=0.0)
         if not result.get("available"):
             return None
         s = result.get("suggestions") or {}
@@ -76,8 +86,78 @@ def _check_data_dir(settings: Settings) -> None:
     raise SystemExit(f"FramePack Video Studio cannot start: {message}")
 
 
+def _cli_host() -> str | None:
+    """The address uvicorn's command line binds (`--host`, or UVICORN_HOST), when started by it."""
+    argv = sys.argv[1:]
+    for i, arg in enumerate(argv):
+        if arg == "--host" and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith("--host="):
+            return arg.split("=", 1)[1]
+    if "--fd" in argv or any(a.startswith("--fd=") for a in argv):
+        return "0.0.0.0"  # a socket handed over by a supervisor: assume it is reachable
+    return os.environ.get("UVICORN_HOST") or None
+
+
+def settings_for_cli() -> Settings:
+    """Settings for an app uvicorn builds from the command line: the host uvicorn binds, and the
+    access token `python -m backend` would decide for it (printed, as there)."""
+    from backend.__main__ import banner, decide_token
+
+    settings = Settings()
+    host = _cli_host()
+    if host and host != settings.host:
+        settings = settings.model_copy(update={"host": host})
+    decision = decide_token(settings)
+    if decision.token != settings.token:
+        settings = settings.model_copy(update={"token": decision.token})
+    if decision.source != "loopback":
+        print(banner(settings, decision), file=sys.stderr, flush=True)
+    return settings
+
+
+def _reached_from_outside(local_address: str | None) -> bool:
+    """True when a connection arrived on a non-loopback IP of this machine. The ASGI server puts
+    the socket's own address here; a name (in-process test clients) is no socket at all."""
+    import ipaddress
+
+    try:
+        ip = ipaddress.ip_address((local_address or "").strip("[]"))
+    except ValueError:
+        return False
+    mapped = getattr(ip, "ipv4_mapped", None)
+    return not (mapped or ip).is_loopback
+
+
+class _LoopbackOnlyWithoutToken:
+    """Without a token (and without the STUDIO_ALLOW_OPEN_LAN opt-out), refuses every connection
+    that did not arrive on a loopback address: a studio started on 0.0.0.0 in a way that skipped
+    the token decision must not be open to the network."""
+
+    def __init__(self, app, settings: Settings) -> None:
+        self.app = app
+        self.open = bool(settings.token.strip()) or (settings.allow_open_lan and not settings.behind_tunnel)
+
+    async def __call__(self, scope, receive, send):
+        if self.open or scope["type"] not in ("http", "websocket"):
+            return await self.app(scope, receive, send)
+        server = scope.get("server") or (None, None)
+        if not _reached_from_outside(server[0]):
+            return await self.app(scope, receive, send)
+        message = ("This studio has no access token, so it answers only on this computer. Start it "
+                   "with `python -m backend` (which creates a token) or set STUDIO_TOKEN. / 접근 "
+                   "토큰이 없어 이 컴퓨터에서만 접속할 수 있습니다. `python -m backend` 로 시작하거나 "
+                   "STUDIO_TOKEN을 설정하세요.")
+        if scope["type"] == "websocket":
+            await receive()
+            await send({"type": "websocket.close", "code": 1008, "reason": "no access token"})
+            return
+        body = JSONResponse({"detail": message}, status_code=403)
+        await body(scope, receive, send)
+
+
 def create_app(settings: Settings | None = None, analysis: AnalysisService | None = None) -> FastAPI:
-    settings = settings or Settings()
+    settings = settings or settings_for_cli()
     _check_data_dir(settings)
 
     @asynccontextmanager
@@ -108,7 +188,7 @@ def create_app(settings: Settings | None = None, analysis: AnalysisService | Non
 
     @app.exception_handler(JobError)
     async def _job_error(_: Request, exc: JobError):
-        return JSONResponse({"detail": exc.message}, status_code=exc.status)
+        return JSONResponse({"detail": exc.message, **exc.extra}, status_code=exc.status)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError):
@@ -124,4 +204,26 @@ def create_app(settings: Settings | None = None, analysis: AnalysisService | Non
     app.mount("/files/outputs", StaticFiles(directory=settings.outputs_dir), name="outputs")
     install_body_limits(app, settings)  # before auth, so it runs after the token check
     auth.install_auth(app, settings)
+    app.add_middleware(_LoopbackOnlyWithoutToken, settings=settings)
     return app
+
+
+class _LazyApp:
+    """`backend.app:app`: the studio built on the first ASGI call (the lifespan start), so that
+    importing this module creates nothing."""
+
+    def __init__(self) -> None:
+        self._app: FastAPI | None = None
+        self._lock = threading.Lock()
+
+    def _get(self) -> FastAPI:
+        with self._lock:
+            if self._app is None:
+                self._app = create_app()
+            return self._app
+
+    async def __call__(self, scope, receive, send):
+        await self._get()(scope, receive, send)
+
+
+app = _LazyApp()

@@ -77,6 +77,10 @@ class Settings(BaseSettings):
     default_engine: Literal["framepack", "morph"] = Field(
         "framepack", validation_alias=_env("STUDIO_DEFAULT_ENGINE")
     )
+    # The studio's own repository (the Colab notebook clones it; docs name it).
+    repo_url: str = Field(
+        "https://github.com/hyunlord/image-video-studio.git", validation_alias=_env("STUDIO_REPO_URL")
+    )
     # Regional torch.compile of the FramePack transformer blocks on CUDA (auto = on when Triton is
     # there); kernels are cached under STUDIO_MODELS_DIR/torch_compile_cache.
     framepack_compile: Literal["auto", "on", "off"] = Field(
@@ -140,6 +144,10 @@ class Settings(BaseSettings):
     # and are not interpolated.
     scene_change_threshold: float = Field(0.12, validation_alias=_env("STUDIO_SCENE_CHANGE_THRESHOLD"))
     weights_download_timeout_s: float = Field(30.0, validation_alias=_env("STUDIO_WEIGHTS_DOWNLOAD_TIMEOUT_S"))
+    # Base URL serving the weight files by file name; empty = the registry's URLs.
+    weights_mirror: str = Field("", validation_alias=_env("STUDIO_WEIGHTS_MIRROR"))
+    # A host that could not be reached is not tried again for this long.
+    unreachable_retry_s: float = Field(120.0, ge=0, validation_alias=_env("STUDIO_UNREACHABLE_RETRY_S"))
 
     # --- prompts and image analysis -----------------------------------------------------------
     translate_timeout_s: float = Field(8.0, validation_alias=_env("STUDIO_TRANSLATE_TIMEOUT_S"))
@@ -157,8 +165,8 @@ class Settings(BaseSettings):
     translate_cooldown_s: float = Field(
         60.0, ge=0, validation_alias=_env("STUDIO_TRANSLATE_COOLDOWN_S")
     )
-    # How long one analysis request waits for the OpenCLIP model to load (the first start may
-    # download it); past this it answers "still loading" and the load carries on.
+    # Requests never wait for the OpenCLIP model (it loads in the background); a FramePack job
+    # with blank prompts waits at most this long for the analysis before using a generic prompt.
     analysis_load_timeout_s: float = Field(
         60.0, gt=0, validation_alias=_env("STUDIO_ANALYSIS_LOAD_TIMEOUT_S")
     )

@@ -1,15 +1,24 @@
-"""The persistent job queue: SQLite holds the state, one worker thread does the GPU work.
+"""The persistent job queue: SQLite holds the state, one lane per engine does the work.
 
-Jobs run one at a time on a single dedicated thread (torch and CUDA stay on one thread; the event
-loop, API and WebSockets stay responsive). At start-up, a job found `running` was cut off by a
-crash or kill: it is marked `interrupted` and queued again, and resumes at its first unfinished
-segment. Queued and interrupted jobs are picked up in the order they were created.
+Each engine has its own lane: a queue and one dedicated thread (torch and CUDA stay on one thread
+per lane; the event loop, API and WebSockets stay responsive). A FramePack job stuck loading or
+downloading its model therefore never holds up a morph job. Within a lane jobs run one at a time,
+in the order they were created. At start-up, a job found `running` was cut off by a crash or
+kill: it is marked `interrupted` and queued again, and resumes at its first unfinished segment.
 
-The worker must outlive any one job: whatever escapes a job (a bug, an event that cannot be
-built, a database write on a full disk) ends that job, never the loop. A job's final state is
-written with retries; while it cannot be written the worker waits and says so in
-`/api/health` rather than dropping it. A supervisor restarts the loop if it ever ends, and a
-worker with no sign of life for `STUDIO_WORKER_STALL_S` during a job is reported as stalled.
+Submitting never waits on a model: the engine's readiness is read from disk, image-analysis
+suggestions are used only when they are already computed (otherwise the job says it used the
+defaults), and everything else happens in the lane.
+
+A lane must outlive any one job: whatever escapes a job (a bug, an event that cannot be built, a
+database write on a full disk) ends that job, never the loop. A job's final state is written with
+retries; while it cannot be written the lane waits and says so in `/api/health` rather than
+dropping it. A supervisor restarts a lane's loop if it ever ends, and a lane with no sign of life
+for `STUDIO_WORKER_STALL_S` during a job is reported as stalled.
+
+Lane threads are daemons (`DaemonExecutor`): stopping the server waits for a running step at most
+`STOP_WAIT_S`, so a thread blocked in a download or a model load cannot keep the process alive;
+the job is left `interrupted` and resumes at the next start.
 """
 
 from __future__ import annotations
@@ -19,9 +28,9 @@ import itertools
 import logging
 import secrets
 import shutil
+import sqlite3
 import time
 import traceback
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -30,24 +39,35 @@ from backend import smart_params
 from backend.config import Settings
 from backend.db import BROKEN_STAGE, UNFINISHED, Store
 from backend.job_runner import CancelToken, JobRunner, output_dir, output_url
-from backend.pipeline.engines import Engines
+from backend.pipeline.engines import Engines, runnable
 from backend.pipeline.progress import JobCancelled
 from backend.schemas import JobCreate
 from backend.utils.redact import hide_paths
+from backend.utils.daemon_executor import DaemonExecutor
+from backend.utils.model_registry import MissingWeightError
 from backend.ws_manager import WebSocketManager
 
 log = logging.getLogger(__name__)
 
 
 class JobError(Exception):
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, **extra: Any) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.extra = extra  # more fields of the JSON answer (a code, the fix command)
 
 
 # Backoff between attempts to write a job's state (seconds); the last value repeats until it works.
 STATE_RETRY_DELAYS_S = (0.1, 0.3, 1.0, 3.0)
+# How long stopping the server waits for a lane's running step before leaving it `interrupted`.
+STOP_WAIT_S = 3.0
+# Worst first: the state a lane set reports is that of its least healthy lane.
+_STATE_ORDER = ("dead", "cannot_save", "stalled", "running", "idle")
+ANALYSIS_DEFAULTS_NOTE = (
+    "Image analysis was not ready when this job was submitted, so the default length and "
+    "strength were used. / 제출할 때 이미지 분석이 준비되지 않아 기본 길이와 강도를 사용했습니다."
+)
 
 
 @dataclass
@@ -58,10 +78,52 @@ class WorkerHealth:
     last_error: str | None = None  # the last error that escaped a job or the loop itself
     state_error: str | None = None  # set while a job's state cannot be written
     last_beat: float = field(default_factory=time.monotonic)
+    last_error_at: float = 0.0
+
+    def note_error(self, text: str) -> None:
+        self.last_error, self.last_error_at = text, time.monotonic()
 
 
 class PromptService(Protocol):
-    async def english_prompts(self, prompts: list[str | None], image_paths: list[Path]) -> list[Any]: ...
+    async def english_prompts(self, prompts: list[str | None], image_paths: list[Path],
+                              analysis_wait_s: float = 0.0) -> list[Any]: ...
+
+
+@dataclass
+class Lane:
+    """One engine's queue and thread."""
+
+    name: str
+    queue: asyncio.Queue = field(default_factory=asyncio.Queue)
+    executor: DaemonExecutor | None = None
+    task: asyncio.Task | None = None
+    running: str | None = None
+    token: CancelToken | None = None
+    health: WorkerHealth = field(default_factory=WorkerHealth)
+
+    def __post_init__(self) -> None:
+        if self.executor is None:
+            self.executor = DaemonExecutor(f"lane-{self.name}")
+
+    def status(self, stall_s: float) -> dict:
+        h = self.health
+        alive = self.task is not None and not self.task.done()
+        quiet_s = time.monotonic() - h.last_beat
+        stalled = self.running is not None and quiet_s > stall_s
+        if not alive:
+            state = "dead"
+        elif h.state_error:
+            state = "cannot_save"
+        elif stalled:
+            state = "stalled"
+        else:
+            state = "running" if self.running else "idle"
+        return {
+            "ok": state in ("running", "idle"), "state": state, "running": self.running,
+            "queued": self.queue.qsize(), "restarts": h.restarts,
+            "quiet_s": round(quiet_s, 1) if self.running else None,
+            "last_error": h.last_error, "state_error": h.state_error,
+        }
 
 
 class JobQueue:
@@ -72,43 +134,63 @@ class JobQueue:
         self.ws = ws
         self.engines = engines
         self.prompts = prompts
-        self.suggest = suggest  # async (image_paths) -> smart_params.Suggestions | None
+        # async (image_paths) -> smart_params.Suggestions | None, answering at once: None when
+        # the analysis is not ready yet.
+        self.suggest = suggest
         self.runner = JobRunner(settings, store, engines, self._publish_from_worker)
-        self._queue: asyncio.Queue[str] = asyncio.Queue()
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gpu-worker")
-        self._worker: asyncio.Task | None = None
+        self.lanes: dict[str, Lane] = {name: Lane(name) for name in engines.names()}
         self._stopping = False
-        self._running: str | None = None
-        self._token: CancelToken | None = None
         self._delete_after: set[str] = set()
-        self.health = WorkerHealth()
+
+    def _lane(self, engine: str) -> Lane:
+        return self.lanes.get(engine) or next(iter(self.lanes.values()))
+
+    def _lane_running(self, job_id: str) -> Lane | None:
+        return next((lane for lane in self.lanes.values() if lane.running == job_id), None)
 
     # --- life cycle ---------------------------------------------------------------------------
     async def start(self) -> None:
         self._recover()
-        self._worker = asyncio.create_task(self._supervise(), name="job-worker")
+        for lane in self.lanes.values():
+            lane.task = asyncio.create_task(self._supervise(lane), name=f"job-lane-{lane.name}")
 
-    def _recover(self) -> None:
-        """Queues every unfinished job; one left `running` was cut off and resumes."""
+    def _recover(self, only: Lane | None = None) -> None:
+        """Queues every unfinished job in its engine's lane; one left `running` was cut off and
+        resumes."""
         for job in self.store.list_jobs(("running",)):
+            if only is not None and self._lane(job["engine"]) is not only:
+                continue
+            if self._lane_running(job["id"]) is not None:
+                continue
             self.store.update_job(job["id"], status="interrupted", stage="interrupted",
                                   warnings=(job.get("warnings") or []) + [
                                       "the studio stopped while this job ran; it resumes from its last finished segment"])
         for job in self.store.list_jobs(UNFINISHED):
-            self._queue.put_nowait(job["id"])  # a job queued twice runs once: the worker skips it
+            lane = self._lane(job["engine"])
+            if only is None or lane is only:
+                lane.queue.put_nowait(job["id"])  # a job queued twice runs once: the lane skips it
 
     async def stop(self) -> None:
-        """Stops the worker; a running job is left `interrupted` so the next start resumes it."""
+        """Stops every lane; a running job is left `interrupted` so the next start resumes it.
+
+        Bounded: a lane thread that does not finish its step within STOP_WAIT_S (a download or
+        model load that does not look at the cancel token) is left behind; it is a daemon."""
         self._stopping = True
-        if self._token is not None:
-            self._token.set("shutdown")
-        if self._worker is not None:
-            self._worker.cancel()
+        for lane in self.lanes.values():
+            if lane.token is not None:
+                lane.token.set("shutdown")
+        tasks = [lane.task for lane in self.lanes.values() if lane.task is not None]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
             try:
-                await self._worker
+                await task
             except (asyncio.CancelledError, Exception):
                 pass
-        await asyncio.get_running_loop().run_in_executor(None, self._executor.shutdown, True)
+        loop = asyncio.get_running_loop()
+        await asyncio.gather(*(
+            loop.run_in_executor(None, lambda e=lane.executor: e.shutdown(True, cancel_futures=True, timeout=STOP_WAIT_S))
+            for lane in self.lanes.values()))
 
     # --- views --------------------------------------------------------------------------------
     def view(self, job: dict) -> dict:
@@ -145,6 +227,9 @@ class JobQueue:
             "postprocess_report": job.get("postprocess_report"),
             "warnings": job.get("warnings") or [],
             "attempts": job.get("attempts") or 0,
+            # What went wrong in technical terms (exception type and text); `error` is the
+            # sentence a person reads.
+            "details": (job.get("current") or {}).get("error_details") if job["status"] == "failed" else None,
         }
 
     def _require(self, job_id: str) -> dict:
@@ -185,28 +270,28 @@ class JobQueue:
             log.exception("could not send %s for job %s", kind, job_id)
 
     def _publish_from_worker(self, event: dict) -> None:
-        self.health.last_beat = time.monotonic()
+        lane = self._lane_running(event.get("job_id"))
+        if lane is not None:
+            lane.health.last_beat = time.monotonic()
         self.ws.publish_threadsafe(event)
 
     def worker_status(self) -> dict:
-        """The worker as `/api/health` shows it; `ok` is False when jobs cannot make progress."""
-        h = self.health
-        alive = self._worker is not None and not self._worker.done()
-        quiet_s = time.monotonic() - h.last_beat
-        stalled = self._running is not None and quiet_s > self.settings.worker_stall_s
-        if not alive:
-            state = "dead"
-        elif h.state_error:
-            state = "cannot_save"
-        elif stalled:
-            state = "stalled"
-        else:
-            state = "running" if self._running else "idle"
+        """The lanes as `/api/health` shows them: the top level is the least healthy lane (so one
+        dead or stalled lane is a 503), `lanes` has each one; `ok` is False when jobs cannot make
+        progress."""
+        lanes = {name: lane.status(self.settings.worker_stall_s) for name, lane in self.lanes.items()}
+        worst = min(lanes.values(), key=lambda st: _STATE_ORDER.index(st["state"]))
+        errors = [(lane.health.last_error_at, st["last_error"]) for lane, st in
+                  zip(self.lanes.values(), lanes.values()) if st["last_error"]]
         return {
-            "ok": state in ("running", "idle"), "state": state, "running": self._running,
-            "queued": self._queue.qsize(), "restarts": h.restarts,
-            "quiet_s": round(quiet_s, 1) if self._running else None,
-            "last_error": h.last_error, "state_error": h.state_error,
+            "ok": all(st["ok"] for st in lanes.values()), "state": worst["state"],
+            "running": worst["running"] or next((st["running"] for st in lanes.values() if st["running"]), None),
+            "queued": sum(st["queued"] for st in lanes.values()),
+            "restarts": sum(st["restarts"] for st in lanes.values()),
+            "quiet_s": worst["quiet_s"],
+            "last_error": max(errors)[1] if errors else None,
+            "state_error": next((st["state_error"] for st in lanes.values() if st["state_error"]), None),
+            "lanes": lanes,
         }
 
     # --- requests -----------------------------------------------------------------------------
@@ -228,7 +313,8 @@ class JobQueue:
                                     fit=self.settings.fit_mode, engine=engine)
 
     async def suggestions_for(self, images: list[str]):
-        """Image-analysis defaults for these uploads, or None; never raises."""
+        """Image-analysis defaults for these uploads when they are ready now, else None; never
+        raises and never waits on the model (an analysis not ready yet is started for later)."""
         if self.suggest is None or any(self.store.get_upload(i) is None for i in images):
             return None
         try:
@@ -237,25 +323,53 @@ class JobQueue:
             log.exception("image analysis failed; using default parameters")
             return None
 
+    def _refuse_unready(self, engine: str) -> None:
+        try:
+            state = self.engines.state(engine)
+        except ValueError:
+            raise JobError(422, f"unknown engine {engine!r} / 알 수 없는 엔진입니다: {engine}") from None
+        if runnable(state):
+            return
+        en = state.get("reason") or f"the {engine} engine is not ready"
+        ko = state.get("reason_ko") or f"{engine} 엔진을 사용할 수 없습니다"
+        raise JobError(409, f"{en} / {ko}", code="engine_not_ready", engine=engine,
+                       missing=state.get("missing"), fix=state.get("fix"))
+
     async def submit(self, request: JobCreate) -> dict:
-        engine = request.engine or self.settings.default_engine
+        warnings: list[str] = []
+        if request.engine:
+            engine = request.engine
+        else:
+            engine = self.engines.default_engine()
+            if engine != self.settings.default_engine:
+                warnings.append(
+                    f"The {self.settings.default_engine} engine is not installed, so this job uses the "
+                    f"{engine} engine. / {self.settings.default_engine} 엔진이 설치되지 않아 이 작업은 "
+                    f"{engine} 엔진을 사용합니다.")
+        self._refuse_unready(engine)
         suggestions = await self.suggestions_for(request.images)
         params = self.resolve_params(request.images, request.settings, engine, suggestions)
+        wants_suggestions = request.settings.seconds is None or request.settings.strength is None
+        if suggestions is None and self.suggest is not None and wants_suggestions and len(request.images) > 1:
+            warnings.append(ANALYSIS_DEFAULTS_NOTE)
         job_id = secrets.token_hex(8)
         prompts = [{"original": p or "", "english": None} for p in request.pair_prompts()]
         self.store.create_job(job_id, engine, request.model_dump(mode="json"), params, prompts,
                               len(params["segments"]))
-        self._queue.put_nowait(job_id)
+        if warnings:
+            self.store.update_job(job_id, warnings=warnings)
+        self._lane(engine).queue.put_nowait(job_id)
         self._emit("job.queued", job_id)
         return {"id": job_id, "status": "queued"}
 
     async def cancel(self, job_id: str) -> dict:
         job = self._require(job_id)
+        lane = self._lane_running(job_id)
         if job["status"] in ("queued", "interrupted"):
             self.store.update_job(job_id, status="cancelled", stage="cancelled", finished_at=time.time())
             self._emit("job.cancelled", job_id)
-        elif job["status"] == "running" and self._running == job_id and self._token is not None:
-            self._token.set("cancel")  # the worker marks it cancelled once the stage stops
+        elif job["status"] == "running" and lane is not None and lane.token is not None:
+            lane.token.set("cancel")  # the lane marks it cancelled once the stage stops
         elif job["status"] != "running":
             raise JobError(409, f"job {job_id} is already {job['status']} / 이미 끝난 작업입니다 ({job['status']})")
         return self.get(job_id)
@@ -268,16 +382,18 @@ class JobQueue:
         if job["status"] not in ("failed", "cancelled"):
             raise JobError(409, f"job {job_id} is {job['status']}: only failed or cancelled jobs can be retried / "
                                 f"실패하거나 취소된 작업만 다시 시도할 수 있습니다")
+        self._refuse_unready(job["engine"])
         self.store.update_job(job_id, status="queued", stage="queued", error=None, finished_at=None)
-        self._queue.put_nowait(job_id)
+        self._lane(job["engine"]).queue.put_nowait(job_id)
         self._emit("job.queued", job_id)
         return self.get(job_id)
 
     async def delete(self, job_id: str) -> None:
         self._require(job_id)
-        if self._running == job_id and self._token is not None:
+        lane = self._lane_running(job_id)
+        if lane is not None and lane.token is not None:
             self._delete_after.add(job_id)
-            self._token.set("cancel")
+            lane.token.set("cancel")
             return
         self._remove(job_id)
 
@@ -286,36 +402,37 @@ class JobQueue:
         shutil.rmtree(output_dir(self.settings, job_id), ignore_errors=True)
         self.ws.publish({"type": "job.deleted", "job_id": job_id})
 
-    # --- the worker ---------------------------------------------------------------------------
-    async def _supervise(self) -> None:
-        """Runs the worker loop and starts it again should it ever end by an error."""
+    # --- the lanes ----------------------------------------------------------------------------
+    async def _supervise(self, lane: Lane) -> None:
+        """Runs a lane's loop and starts it again should it ever end by an error."""
         while True:
             try:
-                await self._work()
+                await self._work(lane)
             except asyncio.CancelledError:
                 raise
             except BaseException as exc:  # noqa: BLE001 - the loop must come back whatever broke it
                 if self._stopping:
                     raise
-                self.health.restarts += 1
-                self.health.last_error = _readable(exc)
-                log.critical("the job worker stopped unexpectedly; restarting it\n%s", traceback.format_exc())
+                lane.health.restarts += 1
+                lane.health.note_error(_readable(exc))
+                log.critical("the %s job lane stopped unexpectedly; restarting it\n%s", lane.name,
+                             traceback.format_exc())
                 await asyncio.sleep(STATE_RETRY_DELAYS_S[0])
                 # The job in hand when the loop broke is still unfinished in the store.
-                await self._with_retries("recover unfinished jobs", self._recover)
+                await self._with_retries(lane.health, "recover unfinished jobs", self._recover, lane)
 
-    async def _work(self) -> None:
+    async def _work(self, lane: Lane) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            job_id = await self._queue.get()
+            job_id = await lane.queue.get()
             try:
-                job = await self._with_retries("read job", self.store.get_job, job_id)
+                job = await self._with_retries(lane.health, "read job", self.store.get_job, job_id)
             except asyncio.CancelledError:
                 raise
             if job is None or job["status"] not in ("queued", "interrupted"):
                 continue
-            self._running, self._token = job_id, CancelToken()
-            self.health.last_beat = time.monotonic()
+            lane.running, lane.token = job_id, CancelToken()
+            lane.health.last_beat = time.monotonic()
             try:
                 await self._run_one(loop, job)
             except asyncio.CancelledError:
@@ -324,12 +441,10 @@ class JobQueue:
                 # A failure outside the stages themselves (an event, a state write): the job ends
                 # failed and the loop goes on to the next one.
                 log.error("job %s failed outside its stages:\n%s", job_id, traceback.format_exc())
-                self.health.last_error = _readable(exc)
-                await self._save(job_id, status="failed", stage="failed", error=_readable(exc),
-                                 finished_at=time.time())
-                self._emit("job.failed", job_id)
+                lane.health.note_error(_readable(exc))
+                await self._fail(lane, job_id, exc)
             finally:
-                self._running, self._token = None, None
+                lane.running, lane.token = None, None
                 if job_id in self._delete_after:
                     self._delete_after.discard(job_id)
                     try:
@@ -337,7 +452,7 @@ class JobQueue:
                     except Exception:
                         log.exception("could not delete job %s after cancelling it", job_id)
 
-    async def _with_retries(self, what: str, fn, *args, **kwargs):
+    async def _with_retries(self, health: WorkerHealth, what: str, fn, *args, **kwargs):
         """Calls a store method until it works; while it fails, health says why."""
         for attempt in itertools.count():
             try:
@@ -345,17 +460,28 @@ class JobQueue:
             except Exception as exc:
                 if attempt == 0:
                     log.error("could not %s (%s); retrying until it works", what, exc)
-                self.health.state_error = f"could not {what}: {_readable(exc)}"
+                health.state_error = f"could not {what}: {_readable(exc)}"
                 await asyncio.sleep(STATE_RETRY_DELAYS_S[min(attempt, len(STATE_RETRY_DELAYS_S) - 1)])
                 continue
-            if self.health.state_error:
+            if health.state_error:
                 log.warning("%s worked again after %d failed attempts", what, attempt)
-                self.health.state_error = None
+                health.state_error = None
             return result
 
-    async def _save(self, job_id: str, **fields) -> None:
+    async def _save(self, lane: Lane, job_id: str, **fields) -> None:
         """Writes a job's state, retrying until it is stored: a final state is never dropped."""
-        await self._with_retries(f"save job {job_id}", self.store.update_job, job_id, **fields)
+        await self._with_retries(lane.health, f"save job {job_id}", self.store.update_job, job_id, **fields)
+
+    async def _fail(self, lane: Lane, job_id: str, exc: BaseException) -> None:
+        try:
+            job = self.store.get_job(job_id) or {}
+        except Exception:
+            job = {}
+        message, details = user_error(exc, job.get("stage"))
+        current = dict(job.get("current") or {}, error_details=details)
+        await self._save(lane, job_id, status="failed", stage="failed", error=message, current=current,
+                         finished_at=time.time())
+        self._emit("job.failed", job_id)
 
     async def _translate(self, job: dict) -> None:
         prompts = job.get("prompts") or []
@@ -366,7 +492,10 @@ class JobQueue:
             english = [{"original": o or "", "english": o or "", "warnings": []} for o in originals]
         else:
             paths = [self.settings.uploads_dir / f"{i}.png" for i in job["request"]["images"]]
-            results = await self.prompts.english_prompts(originals, paths)
+            # Blank prompts are filled from the image analysis; morph does not read prompts, so it
+            # never waits for the analysis model.
+            wait_s = self.settings.analysis_load_timeout_s if job["engine"] == "framepack" else 0.0
+            results = await self.prompts.english_prompts(originals, paths, analysis_wait_s=wait_s)
             english = [{"original": r.original, "english": r.english, "warnings": list(r.warnings)} for r in results]
         warnings = [w for p in english for w in p.get("warnings", [])]
         for w in warnings:
@@ -375,21 +504,23 @@ class JobQueue:
 
     async def _run_one(self, loop: asyncio.AbstractEventLoop, job: dict) -> None:
         job_id = job["id"]
-        token = self._token
+        lane = self._lane(job["engine"])
+        token = lane.token
         try:
             self.store.update_job(job_id, status="running", stage="prompts", error=None,
                                   started_at=job.get("started_at") or time.time(),
                                   attempts=(job.get("attempts") or 0) + 1)
             self._emit("job.started", job_id)
             await self._translate(self.store.get_job(job_id))
-            await loop.run_in_executor(self._executor, self.runner.run, job_id, token)
+            await loop.run_in_executor(lane.executor, self.engines.before_job, job["engine"])
+            await loop.run_in_executor(lane.executor, self.runner.run, job_id, token)
         except JobCancelled:
             if token.reason == "shutdown":
-                await self._save(job_id, status="interrupted", stage="interrupted")
+                await self._save(lane, job_id, status="interrupted", stage="interrupted")
                 return
-            await self._save(job_id, status="cancelled", stage="cancelled", finished_at=time.time())
+            await self._save(lane, job_id, status="cancelled", stage="cancelled", finished_at=time.time())
             self._emit("job.cancelled", job_id)
-            await self._release_quietly(loop, job["engine"])
+            await self._release_quietly(loop, lane, job["engine"])
         except asyncio.CancelledError:
             # The app is shutting down while the thread finishes its step: leave it resumable.
             # One attempt only: shutdown must not wait on a failing disk (start-up recovers a job
@@ -401,23 +532,65 @@ class JobQueue:
             raise
         except Exception as exc:
             log.error("job %s failed:\n%s", job_id, traceback.format_exc())
-            await self._save(job_id, status="failed", stage="failed", error=_readable(exc),
-                             finished_at=time.time())
-            self._emit("job.failed", job_id)
-            await self._release_quietly(loop, job["engine"])
+            await self._fail(lane, job_id, exc)
+            await self._release_quietly(loop, lane, job["engine"])
         else:
-            await self._save(job_id, status="completed", stage="done", progress=1.0,
+            await self._save(lane, job_id, status="completed", stage="done", progress=1.0,
                              finished_at=time.time())
             self._emit("job.completed", job_id)
 
-    async def _release_quietly(self, loop: asyncio.AbstractEventLoop, engine: str) -> None:
+    async def _release_quietly(self, loop: asyncio.AbstractEventLoop, lane: Lane, engine: str) -> None:
         try:
-            await loop.run_in_executor(self._executor, self._release, engine)
+            await loop.run_in_executor(lane.executor, self._release, engine)
         except Exception:
             log.exception("releasing the %s engine after a failed job failed", engine)
 
     def _release(self, engine: str) -> None:
         self.engines.get(engine).release()
+
+
+# Pipeline errors whose message is written for the user (what is missing, where to put it). By
+# name, so this layer need not import the pipeline's modules (and torch with them).
+_USER_FACING = {"PostprocessError", "DownloadError", "RifeCheckpointError", "EngineNotReady"}
+
+
+def _first_line(text: str, limit: int = 300) -> str:
+    line = (text.strip().splitlines() or [""])[0].strip()
+    return line if len(line) <= limit else line[:limit] + "…"
+
+
+def user_error(exc: BaseException, stage: str | None = None) -> tuple[str, str]:
+    """(the sentence the page shows, the technical details kept in the job and the log).
+
+    Errors that already speak to a person (a missing model file, a refused request) are shown as
+    they are; a file or database problem names the file and the cause in plain words; anything
+    else is an internal error, shown as such, never as an exception's text or repr."""
+    details = f"{type(exc).__name__}: {_readable(exc)}"
+    where = f" ({stage})" if stage and stage not in ("queued", "running") else ""
+    if isinstance(exc, JobError):
+        return exc.message, details
+    if isinstance(exc, MissingWeightError) or _USER_FACING & {c.__name__ for c in type(exc).__mro__}:
+        text = _first_line(str(exc), 1200)
+        if "/ " in text and any("\uac00" <= ch <= "\ud7a3" for ch in text):
+            return text, details  # already in both languages
+        return (f"{text} / 후처리 또는 모델 파일 문제로 작업이 멈췄습니다. 위 안내대로 해결한 뒤 다시 "
+                "시도하세요."), details
+    if isinstance(exc, sqlite3.Error):
+        cause = _first_line(str(exc)) or "database error"
+        return (f"The studio could not save this job's state: {cause}. Check the free disk space, then "
+                f"retry the job. / 작업 상태를 저장하지 못했습니다 ({cause}). 디스크 공간을 확인한 뒤 "
+                "다시 시도하세요."), details
+    if isinstance(exc, OSError):
+        cause = exc.strerror or _first_line(str(exc)) or "input/output error"
+        target = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+        return (f"A file this job needs could not be read or written{where}: {cause}{target}. / 작업에 "
+                f"필요한 파일을 읽거나 쓰지 못했습니다: {cause}{target}"), details
+    if type(exc).__name__ == "OutOfMemoryError":
+        return ("The GPU ran out of memory for this job; try a lower resolution or a shorter length. / "
+                "GPU 메모리가 부족합니다. 해상도나 길이를 줄여 다시 시도하세요."), details
+    return (f"This job failed because of an internal error{where}. The details are in the server log "
+            "and in the job's details; retrying may help. / 내부 오류로 작업이 실패했습니다. 자세한 내용은 "
+            "서버 로그와 작업 상세 정보에 있습니다."), details
 
 
 def _readable(exc: BaseException) -> str:

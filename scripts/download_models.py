@@ -17,8 +17,13 @@ for small ones). A manifest (DIR/.studio-downloads.json) records what was verifi
 run touches no network and finishes in seconds. Before any byte is fetched the free disk space is
 compared with what is still missing.
 
-Exit status: 0 when everything is in place, 1 when a model failed (each failure is printed with
-the model's name and what to do), 2 for bad arguments or too little disk space.
+A hub that cannot be reached is detected by the first request that fails and is not asked again
+in the same run: the remaining hub groups are reported as skipped at once, so an offline set-up
+ends in seconds. Every HTTP wait has a timeout (huggingface_hub's, and `download_file`'s).
+
+Exit status: 0 when everything is in place, 1 when some models are missing (each is printed with
+what to do, and a summary at the end; `scripts/setup.sh` still succeeds then, because the studio
+starts without them), 2 for bad arguments.
 """
 
 from __future__ import annotations
@@ -90,6 +95,13 @@ class Report:
     failed: list[str] = field(default_factory=list)
     manual: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
+    missing_groups: list[str] = field(default_factory=list)  # for the closing summary
+    hub_down: str | None = None  # set by the first hub request that could not connect
+
+    def fail(self, group: str, text: str) -> None:
+        self.failed.append(text)
+        if group not in self.missing_groups:
+            self.missing_groups.append(group)
 
 
 def framepack_parts(settings) -> list[HubPart]:
@@ -262,7 +274,19 @@ def explain_hub_error(name: str, repo: str, exc: Exception) -> ModelError:
         hint = "a file arrived damaged and was deleted: run set-up again to fetch it anew"
     else:
         hint = "check the network connection and run set-up again: finished files are kept and partial ones resume"
+        error = ModelError(f"[{name}] {repo}: {text}\n    -> {hint}")
+        error.network = True  # the hub itself could not be reached
+        return error
     return ModelError(f"[{name}] {repo}: {text}\n    -> {hint}")
+
+
+def hub_endpoint() -> str:
+    return os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+
+
+def note_hub_failure(report: Report, exc: ModelError) -> None:
+    if getattr(exc, "network", False) and report.hub_down is None:
+        report.hub_down = hub_endpoint()
 
 
 def plan_hub(parts: list[HubPart], token: str | None, target_root: Path) -> list[PlannedFile]:
@@ -331,7 +355,9 @@ def fetch_planned(planned: list[PlannedFile], base_dir: Path, cache_dir: Path, t
         try:
             fetched.append((p, fetch_hub(p, cache_dir, token)))
         except Exception as exc:  # noqa: BLE001
-            report.failed.append(f"{label}: {explain_hub_error(p.path, p.repo, exc)}")
+            error = explain_hub_error(p.path, p.repo, exc)
+            note_hub_failure(report, error)
+            report.fail(tag, f"{label}: {error}")
             return None
     return fetched
 
@@ -391,10 +417,14 @@ def download_framepack(settings, base_dir: Path, token: str | None, manifest: Ma
         report.env.update(manifest.env("framepack"))
         return
     cache_dir = base_dir / "hf-cache"
+    if report.hub_down:
+        report.fail("framepack", f"FramePack: skipped, the model hub ({report.hub_down}) could not be reached")
+        return
     try:
         planned = plan_hub(parts, token, target_root)
     except ModelError as exc:
-        report.failed.append(f"FramePack: {exc}")
+        note_hub_failure(report, exc)
+        report.fail("framepack", f"FramePack: {exc}")
         return
     fetched = fetch_planned(planned, base_dir, cache_dir, token, "framepack", "FramePack", report)
     if fetched is None:
@@ -424,10 +454,14 @@ def download_marian(base_dir: Path, token: str | None, manifest: Manifest, repor
         return
     target = base_dir / "marian-ko-en"
     cache_dir = base_dir / "hf-cache"
+    if report.hub_down:
+        report.fail("analysis", f"Translator: skipped, the model hub ({report.hub_down}) could not be reached")
+        return
     try:
         planned = plan_hub([HubPart(MARIAN_REPO, (Component("", "."),))], token, target)
     except ModelError as exc:
-        report.failed.append(f"Translator: {exc}")
+        note_hub_failure(report, exc)
+        report.fail("analysis", f"Translator: {exc}")
         return
     fetched = fetch_planned(planned, base_dir, cache_dir, token, "analysis", "Translator", report)
     if fetched is None:
@@ -475,7 +509,7 @@ class _Bar:
 
 def download_post(base_dir: Path, manifest: Manifest, report: Report, mirror: str = "") -> None:
     from backend.utils.downloads import DownloadError, download_file
-    from backend.utils.model_registry import WEIGHTS
+    from backend.utils.model_registry import WEIGHTS, MissingWeightError, expected_checksum, verify_and_record
 
     dirs = {setting: base_dir / sub for setting, (_, sub) in POST_DIRS.items()}
     env = {POST_DIRS[s][0]: str(d) for s, d in dirs.items()}
@@ -501,8 +535,13 @@ def download_post(base_dir: Path, manifest: Manifest, report: Report, mirror: st
         url = f"{mirror.rstrip('/')}/{spec.url.rsplit('/', 1)[-1]}" if mirror else spec.url
         bar = _Bar(spec.filename)
         try:
-            download_file(url, dest, spec.sha256, spec.size, progress=bar, timeout=60.0)
+            sha256, size = expected_checksum(spec, dest)
+            download_file(url, dest, sha256, size, progress=bar, timeout=60.0)
+            verify_and_record(spec, dest, url)
             placed.append(dest)
+        except MissingWeightError as exc:  # arrived, but not a usable file of its kind
+            ok = False
+            report.fail("post", f"[{name}] {exc}")
         except (DownloadError, OSError) as exc:
             ok = False
             hint = (
@@ -511,7 +550,7 @@ def download_post(base_dir: Path, manifest: Manifest, report: Report, mirror: st
                 else "check the network and run set-up again (a partial file resumes); or download "
                 f"{url} by hand and put it at {dest}"
             )
-            report.failed.append(f"[{name}] {spec.filename}: {exc}\n    -> {hint}")
+            report.fail("post", f"[{name}] {spec.filename}: {exc}\n    -> {hint}")
         finally:
             bar.close()
     if ok:
@@ -547,6 +586,31 @@ def update_env_file(path: Path, values: dict[str, str]) -> None:
 # ------------------------------------------------------------------------------------------------
 
 
+GROUP_NAMES = {
+    "framepack": ("FramePack (the high-quality engine, about 45 GB)", "FramePack (고품질 엔진, 약 45 GB)"),
+    "post": ("post-processing weights (face restore, upscale, RIFE)", "후처리 가중치 (얼굴 복원, 업스케일, RIFE)"),
+    "analysis": ("the offline Korean->English translator", "오프라인 한영 번역기"),
+}
+
+
+def summary(report: Report, base_dir: Path) -> str:
+    """What is missing, what still works, and the one command per group that fetches it later."""
+    lines = ["", "=" * 72, "Models still missing / 아직 받지 못한 모델:"]
+    if report.hub_down:
+        lines.append(f"  (the model hub {report.hub_down} could not be reached / 모델 허브에 연결할 수 없습니다)")
+    for group in report.missing_groups:
+        en, ko = GROUP_NAMES[group]
+        lines.append(f"  - {en} / {ko}")
+        lines.append(f"      bash scripts/setup.sh --base-dir {base_dir} --only {group}")
+    lines += [
+        "The studio starts anyway: the morph engine needs no weights, /api/health names what is",
+        "missing, and post-processing weights also download on first use.",
+        "스튜디오는 그대로 시작됩니다: 모프 엔진은 가중치가 필요 없고, /api/health 에 없는 모델이 표시됩니다.",
+        "=" * 72,
+    ]
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--base-dir", required=True, type=Path, help="folder that receives every model")
@@ -569,16 +633,19 @@ def main(argv: list[str] | None = None) -> int:
     manifest = Manifest(base_dir)
     report = Report(env={"STUDIO_MODELS_DIR": str(base_dir)})
 
-    try:
-        if "framepack" in groups:
-            download_framepack(settings, base_dir, token, manifest, report)
-        if "post" in groups:
-            download_post(base_dir, manifest, report, mirror=args.weights_mirror)
-        if "analysis" in groups:
-            download_marian(base_dir, token, manifest, report)
-    except NotEnoughSpace as exc:
-        print(str(exc), file=sys.stderr, flush=True)
-        return 2
+    steps = {
+        "framepack": lambda: download_framepack(settings, base_dir, token, manifest, report),
+        "post": lambda: download_post(base_dir, manifest, report, mirror=args.weights_mirror),
+        "analysis": lambda: download_marian(base_dir, token, manifest, report),
+    }
+    for group in GROUPS:
+        if group not in groups:
+            continue
+        try:
+            steps[group]()
+        except NotEnoughSpace as exc:
+            # Nothing of this group was fetched; a smaller group may still fit.
+            report.fail(group, str(exc))
 
     update_env_file(args.env_file, report.env)
     print(f"[env] wrote {', '.join(sorted(report.env))} to {args.env_file}", flush=True)
@@ -587,12 +654,7 @@ def main(argv: list[str] | None = None) -> int:
     for line in report.failed:
         print(f"[FAILED] {line}", file=sys.stderr, flush=True)
     if report.failed:
-        print(
-            "Some models are missing; the studio starts anyway and /api/health names what is "
-            "missing. / 일부 모델이 없습니다. 위 안내대로 해결한 뒤 set-up을 다시 실행하세요.",
-            file=sys.stderr,
-            flush=True,
-        )
+        print(summary(report, base_dir), file=sys.stderr, flush=True)
         return 1
     print(f"[done] {', '.join(report.done)}", flush=True)
     return 0

@@ -2,13 +2,16 @@
 # One set-up for Colab, Docker and a local machine.
 #
 #   bash scripts/setup.sh --base-dir DIR [--skip-models] [--only framepack|post|analysis] [--dev]
-#                         [--no-venv] [--skip-python]
+#                         [--no-venv] [--skip-python] [--require-models]
 #
 # 1. Python packages: PyTorch matching this machine (CUDA build picked from the driver's CUDA
 #    version; the PyPI CPU build without a GPU; Colab's own torch is kept), then requirements.txt.
 # 2. Frontend: `npm ci --prefix frontend` when npm and frontend/package-lock.json exist.
 # 3. --dev: test tools too (requirements-dev.txt; Debian's chromium and shellcheck via apt-get).
 # 4. Models into DIR (scripts/download_models.py), resolved paths written into .env.
+#    Models that cannot be fetched (no network, the hub down) leave set-up successful with a
+#    summary of what is missing: the studio starts and makes videos with the morph engine.
+#    --require-models makes a missing model an error. An install failure is always an error.
 # Every step is skipped when already done, so a second run takes seconds.
 set -euo pipefail
 
@@ -20,12 +23,13 @@ SKIP_MODELS=0
 DEV=0
 USE_VENV=1
 SKIP_PYTHON=0
+REQUIRE_MODELS=0
 ONLY=()
 TORCH_VERSION=2.15.0
 TORCHVISION_VERSION=0.29.2
 
 usage() {
-  sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'
 }
 
 while [ $# -gt 0 ]; do
@@ -37,10 +41,17 @@ while [ $# -gt 0 ]; do
     --dev) DEV=1; shift ;;
     --no-venv) USE_VENV=0; shift ;;
     --skip-python) SKIP_PYTHON=1; shift ;;
+    --require-models) REQUIRE_MODELS=1; shift ;;
     -h|--help) usage; exit 0 ;;
     *) echo "setup.sh: unknown option $1" >&2; usage >&2; exit 2 ;;
   esac
 done
+
+# Bad arguments fail before anything is installed (a typo must not reinstall the frontend).
+if [ "$SKIP_MODELS" = 0 ] && [ -z "$BASE_DIR" ]; then
+  echo "setup.sh: --base-dir DIR is required unless --skip-models is given" >&2
+  exit 2
+fi
 
 log() { printf '\n[setup] %s\n' "$*"; }
 
@@ -165,15 +176,12 @@ fi
 
 # --- models -------------------------------------------------------------------------------------
 if [ "$SKIP_MODELS" = 0 ]; then
-  if [ -z "$BASE_DIR" ]; then
-    echo "setup.sh: --base-dir DIR is required unless --skip-models is given" >&2
-    exit 2
-  fi
   log "downloading models into $BASE_DIR"
   status=0
   "$PY" scripts/download_models.py --base-dir "$BASE_DIR" "${ONLY[@]}" || status=$?
-  if [ "$status" != 0 ]; then
-    log "some models are missing (see above); the studio still starts and /api/health names them"
+  if [ "$status" = 1 ] && [ "$REQUIRE_MODELS" = 0 ]; then
+    log "set-up finished; some models are missing (summary above). The studio starts and makes videos with the morph engine."
+  elif [ "$status" != 0 ]; then
     exit "$status"
   fi
 fi

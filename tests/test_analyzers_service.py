@@ -3,6 +3,7 @@ on loopback and real multipart uploads."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import subprocess
 import sys
@@ -27,6 +28,16 @@ def clip_dir(tmp_path_factory):
     return tiny_clip_dir(tmp_path_factory.mktemp("clip"))
 
 
+async def _settled(service, paths, timeout=60.0):
+    """analyze() answers at once; this asks again until the model has loaded (or failed)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = await service.analyze(paths)
+        if result["state"] != "loading" or time.monotonic() > deadline:
+            return result
+        await asyncio.sleep(0.05)
+
+
 def _images(folder: Path, kinds, size=(96, 64)) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
@@ -43,10 +54,10 @@ async def test_analyze_with_tiny_model(tmp_path, clip_dir):
     service = AnalysisService(clip_settings(tmp_path, clip_dir), translator=DictTranslator())
     try:
         paths = _images(tmp_path / "in", ["gradient", "gradient", "checker"])
-        result = await service.analyze(paths)
+        result = await _settled(service, paths)
     finally:
         await service.aclose()
-    assert result["available"] is True and result["reason"] is None
+    assert result["available"] is True and result["reason"] is None and result["state"] == "ready"
     assert result["model"].startswith("local-dir:")
     assert [im["id"] for im in result["images"]] == ["img0", "img1", "img2"]
     for im in result["images"]:
@@ -70,9 +81,9 @@ async def test_suggested_bucket_follows_aspect_and_resolution(tmp_path, clip_dir
     service = AnalysisService(clip_settings(tmp_path, clip_dir), translator=DictTranslator())
     try:
         big = _images(tmp_path / "big", [("gradient", (1280, 720)), ("checker", (1920, 1080))])
-        result = await service.analyze(big)
+        result = await _settled(service, big)
         tall = _images(tmp_path / "tall", [("gradient", (720, 1280)), ("red", (2000, 300))])
-        mixed = await service.analyze(tall)
+        mixed = await _settled(service, tall)
     finally:
         await service.aclose()
     s = result["suggestions"]
@@ -97,13 +108,17 @@ async def test_unloadable_model_reports_unavailable_and_is_not_retried_at_once(t
                               clip_loader=broken_loader)
     try:
         paths = _images(tmp_path / "in", ["gradient", "checker"])
-        first = await service.analyze(paths)
+        first = await _settled(service, paths)
         second = await service.analyze(paths)
     finally:
         await service.aclose()
     for result in (first, second):
         assert result["available"] is False
-        assert "no weights here" in result["reason"] and "이미지 분석" in result["reason"]
+        # The person reads a sentence in both languages; the exception's text is in `details`.
+        assert result["state"] == "unavailable"
+        assert "OpenCLIP" in result["reason"] and "이미지 분석" in result["reason"]
+        assert "no weights here" not in result["reason"] and "RuntimeError" not in result["reason"]
+        assert result["details"] == "RuntimeError: no weights here"
         assert result["pairs"] == [{"index": 0, "similarity": None, "difference": None}]
         assert result["suggestions"]["pairs"] == [{"seconds": None, "strength": None}]
         assert result["suggestions"]["bucket"]  # size-based suggestions need no model
@@ -116,10 +131,11 @@ async def test_real_loader_without_network_or_weights_is_unavailable_fast(tmp_pa
     service = AnalysisService(settings, translator=DictTranslator())
     try:
         started = time.monotonic()
-        result = await service.analyze(_images(tmp_path / "in", ["gradient", "checker"]))
+        result = await _settled(service, _images(tmp_path / "in", ["gradient", "checker"]))
     finally:
         await service.aclose()
     assert result["available"] is False and time.monotonic() - started < 10
+    assert result["state"] == "unavailable" and result["details"]
 
 
 async def test_slow_model_load_never_hangs_a_request(tmp_path, clip_dir):
@@ -137,11 +153,9 @@ async def test_slow_model_load_never_hangs_a_request(tmp_path, clip_dir):
         result = await service.analyze(paths)
         assert time.monotonic() - started < 2.0
         assert result["available"] is False and "loading" in result["reason"]
-        release.set()  # the load carried on in the background; the next request gets it
-        for _ in range(50):
-            result = await service.analyze(paths)
-            if result["available"]:
-                break
+        assert result["state"] == "loading"
+        release.set()  # the load carried on in the background; a later request gets it
+        result = await _settled(service, paths)
         assert result["available"] is True
     finally:
         release.set()
@@ -247,7 +261,16 @@ async def test_post_analyze_over_http(server):
         ])
         assert up.status_code == 201, up.text
         ids = [u["id"] for u in up.json()["uploads"]]
+        started = time.monotonic()
         r = await client.post("/api/analyze", json={"images": ids})
+        # The first answer comes at once, while the model loads in the background.
+        assert r.status_code == 200 and time.monotonic() - started < 1.0, r.text
+        assert r.json()["state"] == "loading" and r.json()["available"] is False
+        for _ in range(600):
+            r = await client.post("/api/analyze", json={"images": ids})
+            if r.json()["state"] != "loading":
+                break
+            await asyncio.sleep(0.05)
         assert r.status_code == 200, r.text
         body = r.json()
         assert body["available"] is True

@@ -281,6 +281,19 @@ def test_post_weights_resume_verify_and_second_run(tmp_path, server):
             file = spec.url.rsplit("/", 1)[-1]
             payloads[name] = file
             server.plain[file] = hashlib.sha256(name.encode()).digest() * 2048  # 64 KiB each
+            if name.startswith("rife-"):
+                # RIFE files are checked by loading them: a random-init network of the real
+                # architecture, saved the way the published checkpoints are.
+                import io
+
+                import torch
+
+                from backend.pipeline.rife_ifnet import IFNet, checkpoint_state
+
+                torch.manual_seed(0)
+                buf = io.BytesIO()
+                torch.save(checkpoint_state(IFNet()), buf)
+                server.plain[file] = buf.getvalue()
     resumed = payloads["codeformer"]
     server.cut_once.add(resumed)
     r = run_script(tmp_path, server, "--only", "post", "--weights-mirror", server.url)
@@ -292,7 +305,15 @@ def test_post_weights_resume_verify_and_second_run(tmp_path, server):
     # The cut connection was resumed into a complete file.
     assert (models / "codeformer" / resumed).read_bytes() == server.plain[resumed]
     assert server.bodies.count(resumed) == 2
-    assert "[manual] rife-4.25" in r.stdout  # no direct URL: told where to put it
+    # RIFE comes from vs-rife's release files (here the mirror), verified by loading it, and its
+    # checksum is recorded at that first verified download.
+    import json
+
+    rife = models / "rife" / "rife-4.25" / "flownet.pkl"
+    assert rife.read_bytes() == server.plain["flownet_v4.25.pkl"]
+    record = json.loads((models / "rife" / ".studio-checksums.json").read_text())
+    assert record["rife-4.25/flownet.pkl"]["sha256"] == hashlib.sha256(rife.read_bytes()).hexdigest()
+    assert "[manual]" not in r.stdout
     env_text = (tmp_path / ".env").read_text()
     assert f"CODEFORMER_DIR={models / 'codeformer'}" in env_text
     # Second run: only the still-missing file is requested again.

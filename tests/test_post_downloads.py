@@ -131,12 +131,54 @@ def test_missing_weight_without_network_names_file_and_place(tmp_path):
     assert str(weight_path("realesrgan-x2plus", settings)) in message and "UPSCALER_DIR" in message
 
 
-def test_rife_has_no_direct_url_and_says_where_to_put_it(tmp_path):
+def test_rife_downloads_from_vs_rife_releases_or_says_where_to_put_it(tmp_path):
     settings = make_settings(tmp_path)
+    assert WEIGHTS["rife-4.25"].url == "https://github.com/HolyWu/vs-rife/releases/download/model/flownet_v4.25.pkl"
+    assert WEIGHTS["rife-4.26"].url == "https://github.com/HolyWu/vs-rife/releases/download/model/flownet_v4.26.pkl"
     with pytest.raises(MissingWeightError) as info:
-        ensure_weight("rife-4.25", settings)
-    assert "flownet.pkl" in str(info.value) and "Practical-RIFE" in str(info.value)
+        ensure_weight("rife-4.25", settings, url=_closed_port_url())
+    assert "flownet.pkl" in str(info.value) and "vs-rife" in str(info.value)
     assert str(settings.rife_dir) in str(info.value)
+
+
+def test_rife_checksum_is_recorded_on_the_first_verified_download_and_enforced(tmp_path):
+    import io
+    import json
+
+    import torch
+
+    from backend.pipeline.rife_ifnet import IFNet, checkpoint_state
+    from tests.test_post_helpers import make_settings as fresh
+
+    torch.manual_seed(1)
+    buf = io.BytesIO()
+    torch.save(checkpoint_state(IFNet()), buf)
+    good = buf.getvalue()
+    settings = make_settings(tmp_path)
+    global PAYLOAD
+    saved = PAYLOAD
+    try:
+        PAYLOAD = good
+        with _Server(cut=1) as server:  # cut once: the second request resumes with a Range
+            path = ensure_weight("rife-4.25", settings, url=server.url)
+        assert path.read_bytes() == good and any("Range" in h for h in server.requests)
+        book = json.loads((settings.rife_dir / ".studio-checksums.json").read_text())
+        assert book["rife-4.25/flownet.pkl"]["sha256"] == hashlib.sha256(good).hexdigest()
+        # The file is lost; the server now sends other bytes: the recorded checksum refuses them.
+        path.unlink()
+        PAYLOAD = good[:-8] + b"tampered"
+        with _Server() as server, pytest.raises(MissingWeightError):
+            ensure_weight("rife-4.25", settings, url=server.url)
+        assert not path.exists()
+        # Not a RIFE checkpoint at all: deleted, and one sentence says what it is not.
+        other = fresh(tmp_path / "other")
+        PAYLOAD = saved
+        with _Server() as server, pytest.raises(MissingWeightError) as info:
+            ensure_weight("rife-4.26", other, url=server.url)
+        assert "not a RIFE checkpoint" in str(info.value)
+        assert not (other.rife_dir / "rife-4.26" / "flownet.pkl").exists()
+    finally:
+        PAYLOAD = saved
 
 
 def test_registry_entries_are_complete():
@@ -144,3 +186,29 @@ def test_registry_entries_are_complete():
         assert spec.filename and spec.licence and spec.env and spec.source_note
         assert spec.sha256 is None or len(spec.sha256) == 64
         assert spec.url is None or spec.url.startswith("https://")
+
+
+def test_an_unreachable_host_is_remembered_and_not_asked_again(tmp_path):
+    url = _closed_port_url()
+    port = int(url.split(":")[2].split("/")[0])
+    with pytest.raises(DownloadError):
+        download_file(url, tmp_path / "a.pth", SHA, timeout=5, unreachable_retry_s=60)
+    # The host is back (something listens there now), but within the retry window nobody asks.
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", port))
+    listener.listen(4)
+    listener.settimeout(0.5)
+    try:
+        with pytest.raises(DownloadError) as info:
+            download_file(url, tmp_path / "b.pth", SHA, timeout=5, unreachable_retry_s=60)
+        assert "could not be reached" in str(info.value) and "tried again after 60 s" in str(info.value)
+        with pytest.raises(socket.timeout):
+            listener.accept()  # no connection was made
+        # After the window it is tried again (here: it connects, and the silent listener times out).
+        with pytest.raises(DownloadError):
+            download_file(url, tmp_path / "c.pth", SHA, timeout=0.5, unreachable_retry_s=0)
+        conn, _ = listener.accept()
+        conn.close()
+    finally:
+        listener.close()

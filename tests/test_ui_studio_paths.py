@@ -43,7 +43,9 @@ def bare_server(tmp_path_factory):
     """No OpenCLIP weights (the hub is offline) and no FramePack weights; at most 5 s per transition
     and 2 images per job."""
     tmp = tmp_path_factory.mktemp("ui-bare")
-    with StudioServer(tmp, {"STUDIO_MAX_SECONDS_PER_TRANSITION": "5", "STUDIO_MAX_IMAGES_PER_JOB": "2"}) as server:
+    with StudioServer(tmp, {"STUDIO_MAX_SECONDS_PER_TRANSITION": "5", "STUDIO_MAX_IMAGES_PER_JOB": "2",
+                            # The post-processing weights' host: a closed port (fails at once).
+                            "STUDIO_WEIGHTS_MIRROR": "http://127.0.0.1:9"}) as server:
         yield server
 
 
@@ -233,18 +235,27 @@ def test_refused_submit_and_failed_job_show_the_servers_words(browser, bare_serv
     page.locator("[data-testid=remove-image]").nth(2).click()
     page.wait_for_function("() => document.querySelectorAll('[data-testid=image-card]').length === 2")
 
-    # FramePack without its weights: the job fails and its card says why.
+    # FramePack without its weights cannot be chosen; the page says why, and the server refuses it
+    # at submit with the same words.
+    page.click("[data-testid=engine] label:has-text('FramePack')", force=True)  # disabled: no effect
+    assert page.is_checked("[data-testid=engine] input[value=morph]")
+    assert "FramePack is not installed" in page.inner_text("[data-testid=engine-notice]")
+    refused = httpx.post(f"{bare_server.url}/api/jobs", json={"images": ids[:2], "engine": "framepack"})
+    assert refused.status_code == 409 and "FramePack is not installed" in refused.json()["detail"]
+
+    # A stage whose weights cannot be had: the job fails and its card says why.
     page.focus("[data-testid=seconds]")
     page.keyboard.press("Home")
     page.select_option("[data-testid=resolution]", "256")
-    page.click("[data-testid=engine] label:has-text('FramePack')")
-    page.click("[data-testid=post-mode] label:has-text('Off')")
+    page.click("[data-testid=post-mode] label:has-text('Manual')")
+    page.check("[data-testid=post-face]")
     page.click("[data-testid=submit]")
     page.wait_for_selector("[data-testid=submit-error]", state="detached")
     page.wait_for_selector("[data-testid=job-card][data-status=failed]", timeout=60_000)
     error = page.inner_text("[data-testid=job-error]")
     job = httpx.get(f"{bare_server.url}/api/jobs").json()["jobs"][0]
     assert job["status"] == "failed" and error == job["error"] and error
+    assert "detection_Resnet50_Final.pth" in error  # the file, and where to put it
     assert page.inner_text("[data-testid=job-status]") == "Failed"
     page.click("[data-testid=job-delete]")
     page.wait_for_selector("[data-testid=job-card]", state="detached")

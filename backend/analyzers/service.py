@@ -5,6 +5,12 @@ OpenCLIP model, which loads lazily on one worker thread: every piece of model wo
 thread, so the event loop never blocks and two requests never race for the model. Nothing here
 raises for a missing model or an unreachable translator: analysis reports `available: false`
 and prompts fall back, with warnings the UI shows.
+
+No caller waits on the model load unless it asks to: the first request starts the load in the
+background and is answered at once with `state: "loading"` (sizes-based suggestions only); the
+page asks again. Image embeddings are cached per file, so a job submitted after the page's
+analysis gets its suggestions without any model work. The worker thread is a daemon: a load
+stuck on the network never keeps a stopping server alive.
 """
 
 from __future__ import annotations
@@ -12,7 +18,9 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import threading
 import time
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Callable
 
@@ -26,6 +34,7 @@ from backend.analyzers.prompt_analyzer import (
 from backend.analyzers.translators import GoogleTranslator, MarianTranslator, Translator
 from backend.config import Settings
 from backend.pipeline.preprocessor import load_rgb, pair_bucket
+from backend.utils.daemon_executor import DaemonExecutor
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +43,18 @@ ClipLoader = Callable[[Settings], "ia.ClipBundle"]
 # After a failed load the model is not retried on every request (a missing download would be
 # re-attempted by each click); a later request after this pause tries again.
 LOAD_RETRY_AFTER_S = 300.0
+# How long POST /api/analyze waits for the embeddings of a loaded model (a few images on a CPU
+# take well under this); past it the answer says "analysing" and the page asks again.
+COMPUTE_WAIT_S = 5.0
+EMBEDDING_CACHE_SIZE = 512
+LOADING_REASON = (
+    "The image analysis model is still loading; suggestions follow when it is ready. / "
+    "이미지 분석 모델을 불러오는 중입니다. 준비되면 제안이 표시됩니다."
+)
+ANALYSING_REASON = (
+    "The images are still being analysed; suggestions follow shortly. / "
+    "이미지를 분석하는 중입니다. 곧 제안이 표시됩니다."
+)
 
 
 class AnalysisService:
@@ -59,90 +80,157 @@ class AnalysisService:
             cooldown_s=settings.translate_cooldown_s,
         )
         self._clip_loader = clip_loader or ia.load_openclip
-        self._executor = concurrent.futures.ThreadPoolExecutor(
-            max_workers=1, thread_name_prefix="analysis"
-        )
+        self._executor = DaemonExecutor("analysis")
         self._load_future: concurrent.futures.Future | None = None
         self._load_failed_at = 0.0
+        self._embeddings: OrderedDict[tuple, tuple] = OrderedDict()
+        self._embeddings_lock = threading.Lock()
+        self._pending: dict[tuple, concurrent.futures.Future] = {}
         self._closing_tasks: set[asyncio.Task] = set()
 
     # --- model --------------------------------------------------------------------------------
     def _load(self) -> ia.ImageAnalyzer:
+        from backend.utils.model_registry import settle_hub_mode
+
         started = time.perf_counter()
+        if not self.settings.openclip_model.startswith("local-dir:"):
+            unreachable = settle_hub_mode(self.settings)
+            if unreachable:
+                log.warning("model hub unreachable (%s): OpenCLIP loads from the local cache only", unreachable)
         bundle = self._clip_loader(self.settings)
         log.info("OpenCLIP %s loaded on %s in %.1fs", bundle.name, bundle.device,
                  time.perf_counter() - started)
         return ia.ImageAnalyzer(bundle)
 
-    async def _analyzer(self) -> tuple[ia.ImageAnalyzer | None, str | None]:
-        """The loaded analyzer, or (None, reason). Waits at most `analysis_load_timeout_s`."""
+    async def _analyzer(self, wait_s: float) -> tuple[ia.ImageAnalyzer | None, str | None, str | None]:
+        """(analyzer, reason, details): the loaded analyzer, or None and why. Starts the load in
+        the background when needed and waits for it at most `wait_s` seconds."""
         fut = self._load_future
         if fut is not None and fut.done() and fut.exception() is not None:
             if time.monotonic() - self._load_failed_at < LOAD_RETRY_AFTER_S:
-                return None, self._reason(fut.exception())
+                return None, self._reason(fut.exception()), _details(fut.exception())
             fut = None
         if fut is None:
             fut = self._executor.submit(self._load)
             self._load_future = fut
-        try:
-            analyzer = await asyncio.wait_for(
-                asyncio.shield(asyncio.wrap_future(fut)), self.settings.analysis_load_timeout_s
-            )
-            return analyzer, None
-        except asyncio.TimeoutError:
-            return None, (
-                "The image analysis model is still loading; try again shortly. / "
-                "이미지 분석 모델을 불러오는 중입니다. 잠시 후 다시 시도하세요."
-            )
-        except Exception as exc:
+            fut.add_done_callback(self._note_failure)
+        if not fut.done():
+            if wait_s <= 0:
+                return None, LOADING_REASON, None
+            try:
+                await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(fut)), wait_s)
+            except asyncio.TimeoutError:
+                return None, LOADING_REASON, None
+            except Exception:
+                pass
+        exc = fut.exception()
+        if exc is not None:
+            return None, self._reason(exc), _details(exc)
+        return fut.result(), None, None
+
+    def _note_failure(self, fut: concurrent.futures.Future) -> None:
+        if not fut.cancelled() and fut.exception() is not None:
             self._load_failed_at = time.monotonic()
-            log.warning("OpenCLIP could not be loaded: %s", exc)
-            return None, self._reason(exc)
+            log.warning("OpenCLIP could not be loaded: %s", _details(fut.exception()))
 
     @staticmethod
     def _reason(exc: BaseException | None) -> str:
-        detail = f"{type(exc).__name__}: {exc}" if exc else "unknown error"
+        # The exception's own text goes to `details` and the log, not to the sentence people read.
         return (
-            f"Image analysis is unavailable (the OpenCLIP model could not be loaded: {detail}). / "
-            "이미지 분석을 사용할 수 없습니다 (OpenCLIP 모델을 불러오지 못했습니다)."
+            "Image analysis is unavailable: the OpenCLIP model could not be loaded (not downloaded "
+            "yet, or the model hub cannot be reached). Length and strength use their defaults. / "
+            "이미지 분석을 사용할 수 없습니다: OpenCLIP 모델을 불러오지 못했습니다 (아직 받지 않았거나 "
+            "모델 허브에 연결할 수 없음). 길이와 강도는 기본값을 씁니다."
         )
 
+    # --- embeddings ---------------------------------------------------------------------------
+    @staticmethod
+    def _key(path: Path) -> tuple:
+        st = path.stat()
+        return (str(path), st.st_mtime_ns, st.st_size)
+
+    def _cached(self, keys: list[tuple]) -> list[tuple] | None:
+        with self._embeddings_lock:
+            found = [self._embeddings.get(k) for k in keys]
+            for k in keys:
+                if k in self._embeddings:
+                    self._embeddings.move_to_end(k)
+        return None if any(f is None for f in found) else found
+
+    def _embed_into_cache(self, analyzer: ia.ImageAnalyzer, paths: list[Path], keys: list[tuple]) -> None:
+        todo = [(p, k) for p, k in zip(paths, keys) if self._cached([k]) is None]
+        if not todo:
+            return
+        embeddings, tagged = _embed_and_tag(analyzer, [p for p, _ in todo])
+        with self._embeddings_lock:
+            for (_, k), e, t in zip(todo, embeddings, tagged):
+                self._embeddings[k] = (e, t)
+            while len(self._embeddings) > EMBEDDING_CACHE_SIZE:
+                self._embeddings.popitem(last=False)
+
+    def _schedule_embedding(self, analyzer, paths: list[Path], keys: list[tuple]) -> concurrent.futures.Future:
+        group = tuple(keys)
+        fut = self._pending.get(group)
+        if fut is None or fut.done():
+            fut = self._executor.submit(self._embed_into_cache, analyzer, paths, keys)
+            self._pending[group] = fut
+            fut.add_done_callback(lambda _f, g=group: self._pending.pop(g, None))
+        return fut
+
     # --- analysis -----------------------------------------------------------------------------
-    async def analyze(self, image_paths: list[Path]) -> dict[str, Any]:
-        """Tags, pair similarities and suggestions; see docs in the report / README."""
+    async def analyze(self, image_paths: list[Path], load_wait_s: float = 0.0,
+                      compute_wait_s: float = COMPUTE_WAIT_S) -> dict[str, Any]:
+        """Tags, pair similarities and suggestions, answering within about the two waits.
+
+        `state` is "ready" (from the model), "loading" (the model or the embeddings are not ready
+        yet: ask again), or "unavailable" (the model could not be loaded; `details` says why).
+        """
         paths = [Path(p) for p in image_paths]
         loop = asyncio.get_running_loop()
         sizes = await loop.run_in_executor(None, _image_sizes, paths)
-        analyzer, reason = await self._analyzer()
-        embeddings = tagged = None
+        analyzer, reason, details = await self._analyzer(load_wait_s)
+        state = "unavailable" if details is not None else "loading"
+        found = None
         if analyzer is not None:
-            try:
-                embeddings, tagged = await loop.run_in_executor(
-                    self._executor, _embed_and_tag, analyzer, paths
-                )
-            except Exception as exc:  # a model failing on one image must not fail the request
-                log.exception("image analysis failed")
-                analyzer, reason = None, self._reason(exc)
+            keys = await loop.run_in_executor(None, lambda: [self._key(p) for p in paths])
+            found = self._cached(keys)
+            if found is None:
+                fut = self._schedule_embedding(analyzer, paths, keys)
+                try:
+                    if compute_wait_s > 0:
+                        await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(fut)), compute_wait_s)
+                    found = self._cached(keys)
+                    if found is None:
+                        state, reason = "loading", ANALYSING_REASON
+                except asyncio.TimeoutError:
+                    state, reason = "loading", ANALYSING_REASON
+                except Exception as exc:  # a model failing on one image must not fail the request
+                    log.exception("image analysis failed")
+                    state, reason, details = "unavailable", self._reason(exc), _details(exc)
+        available = found is not None
         result = build_analysis(
             self.settings, paths, sizes,
-            embeddings=embeddings if analyzer is not None else None,
-            tagged=tagged if analyzer is not None else None,
+            embeddings=[e for e, _ in found] if available else None,
+            tagged=[t for _, t in found] if available else None,
         )
-        result["available"] = analyzer is not None
-        result["reason"] = reason
-        result["model"] = analyzer.bundle.name if analyzer is not None else None
+        result["available"] = available
+        result["state"] = "ready" if available else state
+        result["reason"] = None if available else reason
+        result["details"] = None if available else details
+        result["model"] = analyzer.bundle.name if available else None
         return result
 
     # --- prompts ------------------------------------------------------------------------------
     async def english_prompts(
-        self, prompts: list[str | None], image_paths: list[Path]
+        self, prompts: list[str | None], image_paths: list[Path], analysis_wait_s: float = 0.0
     ) -> list[PromptResult]:
-        """One English prompt per pair. Never raises for translation or analysis failures."""
+        """One English prompt per pair. Never raises for translation or analysis failures.
+        Blank prompts come from the image analysis when it is ready within `analysis_wait_s`."""
         pairs = max(len(image_paths) - 1, len(prompts))
         texts = [(prompts[i] if i < len(prompts) else None) for i in range(pairs)]
         defaults: list[str] | None = None
         if any(not (t or "").strip() for t in texts):
-            defaults = await self._default_prompts(image_paths, pairs)
+            defaults = await self._default_prompts(image_paths, pairs, analysis_wait_s)
         results: list[PromptResult] = []
         for i, text in enumerate(texts):
             if not (text or "").strip():
@@ -156,18 +244,18 @@ class AnalysisService:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the last line of "a translation failure never fails a job"
-                log.exception("prompt translation failed")
+                log.exception("prompt translation failed: %s", _details(exc))
                 results.append(PromptResult(
                     original=text, english=text, engines=["none"],
-                    warnings=[f"Pair {i + 1} / 구간 {i + 1}: translation failed ({exc}); the "
-                              "prompt was used as written. / 번역에 실패하여 프롬프트를 그대로 "
-                              "사용했습니다."],
+                    warnings=[f"Pair {i + 1} / 구간 {i + 1}: translation failed; the prompt was "
+                              "used as written. / 번역에 실패하여 프롬프트를 그대로 사용했습니다."],
                 ))
         return results
 
-    async def _default_prompts(self, image_paths: list[Path], pairs: int) -> list[str]:
+    async def _default_prompts(self, image_paths: list[Path], pairs: int, wait_s: float) -> list[str]:
         try:
-            analysis = await self.analyze(image_paths) if len(image_paths) >= 2 else None
+            analysis = (await self.analyze(image_paths, load_wait_s=wait_s, compute_wait_s=wait_s)
+                        if len(image_paths) >= 2 else None)
         except Exception:
             log.exception("analysis for default prompts failed")
             analysis = None
@@ -187,11 +275,19 @@ class AnalysisService:
     def close(self) -> None:
         """Synchronous part of shutdown; `aclose` also closes the translators' connections.
         Safe to call twice."""
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        self._executor.shutdown(wait=False, cancel_futures=True)  # a daemon: never waited for
         try:
             self.cache.close()
         except Exception as exc:
             log.warning("closing the translation cache failed: %s", exc)
+
+
+def _details(exc: BaseException | None) -> str | None:
+    if exc is None:
+        return None
+    text = str(exc).strip()
+    text = text if len(text) < 1000 else text[:1000] + "…"
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def _image_sizes(paths: list[Path]) -> list[tuple[int, int]]:

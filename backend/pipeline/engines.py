@@ -22,6 +22,17 @@ class TransitionEngine(Protocol):
     def release(self) -> None: ...
 
 
+def runnable(state: dict) -> bool:
+    """Whether a job may be given to an engine in this `describe()` state: its weights are here.
+    An engine whose last load failed stays runnable (the next job tries again); one that is
+    not installed is not."""
+    return bool(state.get("installed", state.get("ready")))
+
+
+class EngineNotReady(RuntimeError):
+    """The job's engine cannot run here; the message (both languages) says why and the fix."""
+
+
 class Engines:
     def __init__(self, settings: Settings) -> None:
         from backend.pipeline.generator import FramePackGenerator
@@ -54,8 +65,41 @@ class Engines:
                     self._device = {"type": "none", "detail": str(exc), "ready": False}
             return dict(self._device)
 
+    def names(self) -> list[str]:
+        return list(self._engines)
+
     def describe(self) -> dict:
         return {name: engine.describe() for name, engine in self._engines.items()}
+
+    def state(self, name: str) -> dict:
+        """One engine's `describe()`; reads files only, so the submit path can ask it."""
+        return self.get(name).describe()
+
+    def before_job(self, name: str) -> None:
+        """Runs on the engine's lane before a job. A job queued before its engine's weights went
+        missing (a restart resumes it) fails with the install message, not a loader's error; an
+        engine that reads hub ids learns whether the hub answers (one bounded connect,
+        remembered), so loading never sits in retries."""
+        state = self.state(name)
+        if not runnable(state):
+            en = state.get("reason") or f"the {name} engine is not ready"
+            ko = state.get("reason_ko") or f"{name} 엔진을 사용할 수 없습니다"
+            raise EngineNotReady(f"{en} / {ko}")
+        if name == "framepack" and not self.settings.framepack_dir:
+            from backend.utils.model_registry import settle_hub_mode
+
+            settle_hub_mode(self.settings)
+
+    def default_engine(self) -> str:
+        """The configured default while it is ready; otherwise the first engine that is (morph
+        needs no weights), so a fresh install makes videos before the 45 GB download is done."""
+        preferred = self.settings.default_engine
+        if runnable(self.state(preferred)):
+            return preferred
+        for name in self._engines:
+            if name != preferred and runnable(self.state(name)):
+                return name
+        return preferred
 
     def describe_postprocess(self) -> dict:
         """Which post-processing weight files are on disk; missing ones download on first use."""

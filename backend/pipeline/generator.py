@@ -99,12 +99,21 @@ class FramePackGenerator:
             return {"ready": True, "loaded": True, "device": self.device, "memory_mode": self.memory_mode,
                     "offload_weights": self.offload_weights, "storage_8bit": self.settings.storage_8bit,
                     "compiled": self.compiled, "fp8_matmul": self.fp8_matmul,
-                    "plan": self.plan.describe() if self.plan else None, "reason": "loaded"}
+                    "plan": self.plan.describe() if self.plan else None, "reason": "loaded", "installed": True}
         if problem:
-            return {"ready": False, "loaded": False, "reason": problem}
-        if self.load_error:
-            return {"ready": False, "loaded": False, "reason": self.load_error}
-        return {"ready": True, "loaded": False, "reason": "loads on the first FramePack job"}
+            return {"ready": False, "loaded": False, "installed": False, "reason": problem}
+        # Ready means the weights are here: a hub id that is not cached yet would be a 45 GB
+        # download (or, offline, a failure) inside the first job.
+        from backend.utils.model_registry import framepack_install_problem
+
+        missing = framepack_install_problem(self.settings)
+        if missing is not None:
+            return {"ready": False, "loaded": False, "installed": False, "reason": missing.en,
+                    "reason_ko": missing.ko, "missing": missing.missing, "fix": missing.fix}
+        if self.load_error:  # installed, but the last load failed: the next job tries again
+            return {"ready": False, "loaded": False, "installed": True, "reason": self.load_error}
+        return {"ready": True, "loaded": False, "installed": True,
+                "reason": "weights on disk; loads on the first FramePack job"}
 
     def load(self, progress: ProgressCallback | None = None) -> None:
         with self._load_lock:

@@ -1,9 +1,11 @@
-"""IFNet of Practical-RIFE 4.25 / 4.26, written for this project.
+"""IFNet of Practical-RIFE 4.25 / 4.26 and of ECCV2022-RIFE HDv3, written for this project.
 
-RIFE has no maintained package, so the network lives here. Module names and shapes follow the
+RIFE has no maintained package, so the networks live here. Module names and shapes follow the
 published checkpoints (`flownet.pkl`: a plain state dict whose keys carry the `module.` prefix of
-the data-parallel wrapper it was trained in), so `load_ifnet` loads them with `strict=True`: any
-drift in the architecture fails loudly instead of running with half-random weights.
+the data-parallel wrapper it was trained in), so `load_ifnet` loads them with strict keys: any
+drift in the architecture fails loudly instead of running with half-random weights. Which of the
+two networks a file holds is read from its keys (`detect_architecture`); a file that is neither
+fails with one sentence saying so.
 
 Layout: a small encoder (`encode`) gives each frame 4 feature channels at full resolution; five
 `IFBlock`s refine a bidirectional flow (4 ch), a fusion mask (1 ch) and 8 hidden channels from
@@ -131,17 +133,122 @@ class IFNet(nn.Module):
         return warped0 * weight + warped1 * (1 - weight)
 
 
+# --- ECCV2022-RIFE HDv3 (the v3.x `train_log/flownet.pkl` the RIFE paper's repo publishes) -------
+# Four blocks on the frames alone (no feature encoder), PReLU activations, a flow (4 ch) and mask
+# (1 ch) per block, coarse 1/8 to fine 1/1. The checkpoint also carries a teacher block and a
+# refinement U-Net used in training / the slow mode; inference (fast mode) uses neither.
+HDV3_SCALE_LIST = (8.0, 4.0, 2.0, 1.0)
+HDV3_UNUSED_PREFIXES = ("block_tea.", "contextnet.", "unet.")
+# Flow this large (pixels, at the second block) means the coarsest scale was too fine for the
+# motion: the pass is redone with every scale doubled, as the reference inference does.
+HDV3_LARGE_FLOW = 32.0
+
+
+def _conv_prelu(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=True), nn.PReLU(cout))
+
+
+class IFBlockHDv3(nn.Module):
+    def __init__(self, in_planes: int, c: int) -> None:
+        super().__init__()
+        self.conv0 = nn.Sequential(_conv_prelu(in_planes, c // 2, 2), _conv_prelu(c // 2, c, 2))
+        self.convblock = nn.Sequential(*(_conv_prelu(c, c) for _ in range(8)))
+        self.lastconv = nn.ConvTranspose2d(c, 5, 4, 2, 1)
+
+    def forward(self, x: torch.Tensor, flow: torch.Tensor | None, scale: float):
+        x = F.interpolate(x, scale_factor=1.0 / scale, mode="bilinear", align_corners=False)
+        if flow is not None:
+            flow = F.interpolate(flow, scale_factor=1.0 / scale, mode="bilinear", align_corners=False) / scale
+            x = torch.cat((x, flow), 1)
+        feat = self.conv0(x)
+        out = self.lastconv(self.convblock(feat) + feat)
+        out = F.interpolate(out, scale_factor=scale * 2, mode="bilinear", align_corners=False)
+        return out[:, :4] * (scale * 2), out[:, 4:5]
+
+
+class IFNetHDv3(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.block0 = IFBlockHDv3(7, c=192)
+        self.block1 = IFBlockHDv3(8 + 4, c=128)
+        self.block2 = IFBlockHDv3(8 + 4, c=96)
+        self.block3 = IFBlockHDv3(8 + 4, c=64)
+
+    def forward(self, img0: torch.Tensor, img1: torch.Tensor, timestep: torch.Tensor,
+                scale_list: tuple[float, ...] = HDV3_SCALE_LIST) -> torch.Tensor:
+        """Same contract as `IFNet.forward`: the frame at t between img0 and img1."""
+        n, _, h, w = img0.shape
+        t = timestep.reshape(n, 1, 1, 1).to(img0.dtype).expand(n, 1, h, w)
+        scales = list(scale_list)
+        blocks = (self.block0, self.block1, self.block2, self.block3)
+        flow, mask = blocks[0](torch.cat((img0, img1, t), 1), None, scales[0])
+        warped0, warped1 = warp(img0, flow[:, :2]), warp(img1, flow[:, 2:4])
+        for i in range(1, len(blocks)):
+            x = torch.cat((warped0, warped1, t, mask), 1)
+            delta, dmask = blocks[i](x, flow, scales[i])
+            if i == 1 and delta[:, :2].abs().max() > HDV3_LARGE_FLOW and delta[:, 2:4].abs().max() > HDV3_LARGE_FLOW:
+                scales = [s * 2 for s in scales]
+                flow, mask = blocks[0](torch.cat((img0, img1, t), 1), None, scales[0])
+                warped0, warped1 = warp(img0, flow[:, :2]), warp(img1, flow[:, 2:4])
+                delta, dmask = blocks[i](torch.cat((warped0, warped1, t, mask), 1), flow, scales[i])
+            flow, mask = flow + delta, mask + dmask
+            warped0, warped1 = warp(img0, flow[:, :2]), warp(img1, flow[:, 2:4])
+        weight = torch.sigmoid(mask)
+        return warped0 * weight + warped1 * (1 - weight)
+
+
+class RifeCheckpointError(RuntimeError):
+    """A file that is not a RIFE checkpoint this studio can run; the message is one sentence."""
+
+
+ARCHITECTURES = {"4.25": IFNet, "hdv3": IFNetHDv3}
+
+
+def detect_architecture(state: dict) -> str | None:
+    """"4.25" (Practical-RIFE 4.25/4.26), "hdv3" (ECCV2022-RIFE v3.x) or None, from the keys."""
+    keys = set(state)
+    if "encode.cnn0.weight" in keys and "block4.lastconv.0.weight" in keys:
+        return "4.25"
+    if "block0.conv0.0.1.weight" in keys and "block3.lastconv.weight" in keys and "block4.conv0.0.0.weight" not in keys:
+        return "hdv3"
+    return None
+
+
 def checkpoint_state(model: IFNet) -> dict[str, torch.Tensor]:
     """The state dict as Practical-RIFE saves `flownet.pkl` (keys prefixed with `module.`)."""
     return {f"module.{k}": v.detach().clone() for k, v in model.state_dict().items()}
 
 
-def load_ifnet(path: Path) -> IFNet:
-    """Loads a Practical-RIFE `flownet.pkl` (tensors only, `weights_only=True`), strict keys."""
-    state = torch.load(Path(path), map_location="cpu", weights_only=True)
+def load_ifnet(path: Path) -> nn.Module:
+    """Loads a RIFE `flownet.pkl` (tensors only, `weights_only=True`) into the network its keys
+    name, with strict keys (parts only training uses are dropped first)."""
+    path = Path(path)
+    what = (f"{path} is not a RIFE checkpoint this studio can use (expected a Practical-RIFE 4.25/4.26 "
+            "or ECCV2022-RIFE HDv3 flownet.pkl)")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise RifeCheckpointError(f"{what}: it could not be read as a PyTorch state dict.") from exc
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise RifeCheckpointError(f"{what}: it holds no tensors by name.")
     state = {k.removeprefix("module."): v for k, v in state.items()}
-    model = IFNet()
-    model.load_state_dict(state, strict=True)
+    kind = detect_architecture(state)
+    if kind is None:
+        raise RifeCheckpointError(f"{what}: its layer names match neither network.")
+    if kind == "hdv3":
+        state = {k: v for k, v in state.items() if not k.startswith(HDV3_UNUSED_PREFIXES)}
+    model = ARCHITECTURES[kind]()
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise RifeCheckpointError(f"{what}: its layers have other names or shapes than the {kind} network "
+                                  "(a different RIFE version?).") from exc
+    model.architecture = kind
     return model.eval()
+
+
+def verify_checkpoint(path: Path) -> None:
+    """Raises `RifeCheckpointError` unless `path` loads into one of the RIFE networks."""
+    load_ifnet(path)

@@ -5,6 +5,11 @@ Used for post-processing weights on first use and by the setup script. The file 
 name appears only after the size and checksum match, so a reader never sees half a file under
 the real name. Standard library only (urllib), so the setup script can run it before the heavy
 packages are installed.
+
+A host that cannot be reached (refused, no route, name not found, connect timeout) is remembered
+for `unreachable_retry_s`: until then a download from it fails at once instead of every job
+waiting out its own timeout. Every connect and read is bounded by `timeout`, and a broken
+transfer is resumed at most `retries` times.
 """
 
 from __future__ import annotations
@@ -12,7 +17,10 @@ from __future__ import annotations
 import hashlib
 import http.client
 import os
+import threading
+import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +50,61 @@ class DownloadError(RuntimeError):
 
 class ChecksumMismatch(DownloadError):
     pass
+
+
+UNREACHABLE_RETRY_S = 120.0
+_unreachable: dict[str, tuple[float, str]] = {}  # host -> (when, why)
+_unreachable_lock = threading.Lock()
+
+
+def _host(url: str) -> str:
+    parts = urllib.parse.urlsplit(url)
+    return f"{parts.hostname}:{parts.port or (443 if parts.scheme == 'https' else 80)}"
+
+
+def _remembered_failure(url: str, retry_s: float) -> str | None:
+    with _unreachable_lock:
+        seen = _unreachable.get(_host(url))
+    if seen is None or time.monotonic() - seen[0] >= retry_s:
+        return None
+    ago = time.monotonic() - seen[0]
+    return (f"{url}: {_host(url)} could not be reached {ago:.0f} s ago ({seen[1]}); it is tried "
+            f"again after {retry_s:.0f} s")
+
+
+def _remember(url: str, why: str | None) -> None:
+    with _unreachable_lock:
+        if why is None:
+            _unreachable.pop(_host(url), None)
+        else:
+            _unreachable[_host(url)] = (time.monotonic(), why)
+
+
+def host_unreachable(url: str, timeout: float = 3.0, retry_s: float = UNREACHABLE_RETRY_S) -> str | None:
+    """Why `url`'s host cannot be reached (None when a TCP connection opens). One connect of at
+    most `timeout`; a failure is remembered for `retry_s`, like a failed download."""
+    import socket
+
+    remembered = _remembered_failure(url, retry_s)
+    if remembered:
+        return remembered
+    parts = urllib.parse.urlsplit(url)
+    try:
+        with socket.create_connection((parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)),
+                                      timeout=timeout):
+            pass
+    except OSError as exc:
+        why = str(exc) or type(exc).__name__
+        _remember(url, why)
+        return f"{_host(url)} could not be reached ({why})"
+    _remember(url, None)
+    return None
+
+
+def forget_unreachable() -> None:
+    """Clears the memory of unreachable hosts (the network came back, or a test starts)."""
+    with _unreachable_lock:
+        _unreachable.clear()
 
 
 def sha256_of(path: Path) -> str:
@@ -75,6 +138,7 @@ def download_file(
     headers: dict[str, str] | None = None,
     timeout: float = 30.0,
     retries: int = 3,
+    unreachable_retry_s: float = UNREACHABLE_RETRY_S,
 ) -> Path:
     """Fetches `url` into `dest` and returns `dest`.
 
@@ -92,11 +156,15 @@ def download_file(
         except ChecksumMismatch:
             dest.unlink()  # a stale or corrupt copy: fetch it again
 
+    remembered = _remembered_failure(url, unreachable_retry_s)
+    if remembered:
+        raise DownloadError(remembered)
     part = _part_path(dest)
     attempts = 0
     while True:
         try:
             _fetch_into(url, part, size, progress, headers or {}, timeout)
+            _remember(url, None)
             break
         except urllib.error.HTTPError as exc:
             if exc.code not in (408, 429, 500, 502, 503, 504) or attempts >= retries:
@@ -106,6 +174,8 @@ def download_file(
             # Resume only after a connection that delivered bytes; an unreachable host (no
             # network, refused) fails at once so a job never waits on it.
             got_bytes = part.exists() and part.stat().st_size > 0
+            if not got_bytes and isinstance(exc, (urllib.error.URLError, ConnectionError, TimeoutError)):
+                _remember(url, str(getattr(exc, "reason", exc)))
             if attempts >= retries or not got_bytes:
                 raise DownloadError(f"{url}: {getattr(exc, 'reason', exc)}") from exc
             attempts += 1

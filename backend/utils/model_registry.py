@@ -6,17 +6,25 @@ the error names the file, where to get it and the exact path to put it at; it ne
 longer than the download timeout.
 
 Checksums: only values read from public sources are filled in. Where a field is `None` it is
-unknown here; `download_file` then checks only the size when that is known, and
-`backend.utils.downloads.sha256_of(path)` prints a downloaded file's hash so it can be pinned here. No hash is guessed.
+unknown here; `download_file` then checks only the size when that is known. A file whose hash is
+not pinned is checked by its `verifier` when it has one (RIFE: the checkpoint must load into the
+network its keys name), and its sha256 and size are then recorded next to it
+(`.studio-checksums.json`): a later download of the same file must match that first verified one,
+and a file on disk whose size changed is fetched again. No hash is guessed.
 """
 
 from __future__ import annotations
 
+import importlib
+import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from backend.pipeline.progress import Progress, ProgressCallback
-from backend.utils.downloads import DownloadError, DownloadProgress, download_file
+from backend.utils.downloads import DownloadError, DownloadProgress, download_file, sha256_of
+
+CHECKSUMS_FILE = ".studio-checksums.json"
 
 
 @dataclass(frozen=True)
@@ -30,6 +38,9 @@ class WeightFile:
     dir_setting: str  # the Settings field holding the folder
     env: str  # the environment variable of that setting, for messages
     source_note: str  # where a person gets the file when the download cannot happen
+    # "module:function" that raises when a downloaded file is not what it should be (imported
+    # only when a file arrives, so this module stays free of torch).
+    verifier: str | None = None
 
 
 WEIGHTS: dict[str, WeightFile] = {
@@ -91,29 +102,31 @@ WEIGHTS: dict[str, WeightFile] = {
             env="FACEXLIB_DIR",
             source_note="facexlib release v0.1.0 on GitHub",
         ),
-        # Practical-RIFE publishes its checkpoints only as Google Drive / Baidu archives, which
-        # have no stable direct URL: the file is placed by hand (or by the setup script).
+        # Practical-RIFE's own releases are Google Drive archives; vs-rife re-publishes the same
+        # `module.`-prefixed state dicts as direct files on its GitHub release `model`.
         WeightFile(
             name="rife-4.25",
             filename="rife-4.25/flownet.pkl",
-            url=None,
-            sha256=None,
+            url="https://github.com/HolyWu/vs-rife/releases/download/model/flownet_v4.25.pkl",
+            sha256=None,  # unknown here: recorded on the first verified download
             size=None,
             licence="MIT (Practical-RIFE)",
             dir_setting="rife_dir",
             env="RIFE_DIR",
-            source_note="the 4.25 archive linked from the Practical-RIFE README (train_log/flownet.pkl)",
+            source_note="vs-rife's GitHub release 'model' (flownet_v4.25.pkl), or the 4.25 archive of the Practical-RIFE README (train_log/flownet.pkl)",
+            verifier="backend.pipeline.rife_ifnet:verify_checkpoint",
         ),
         WeightFile(
             name="rife-4.26",
             filename="rife-4.26/flownet.pkl",
-            url=None,
-            sha256=None,
+            url="https://github.com/HolyWu/vs-rife/releases/download/model/flownet_v4.26.pkl",
+            sha256=None,  # unknown here: recorded on the first verified download
             size=None,
             licence="MIT (Practical-RIFE)",
             dir_setting="rife_dir",
             env="RIFE_DIR",
-            source_note="the 4.26 archive linked from the Practical-RIFE README (train_log/flownet.pkl)",
+            source_note="vs-rife's GitHub release 'model' (flownet_v4.26.pkl), or the 4.26 archive of the Practical-RIFE README (train_log/flownet.pkl)",
+            verifier="backend.pipeline.rife_ifnet:verify_checkpoint",
         ),
     )
 }
@@ -135,6 +148,59 @@ def _spec(name: str) -> WeightFile:
         raise KeyError(f"unknown weight file {name!r}; known: {', '.join(sorted(WEIGHTS))}") from None
 
 
+def _checksums_path(path: Path, spec: WeightFile) -> Path:
+    # One record per weight folder, next to the files it describes.
+    root = path
+    for _ in Path(spec.filename).parts:
+        root = root.parent
+    return root / CHECKSUMS_FILE
+
+
+def recorded_checksum(spec: WeightFile, path: Path) -> dict | None:
+    """The sha256/size recorded at the first verified download of `spec` into `path`'s folder."""
+    try:
+        return json.loads(_checksums_path(path, spec).read_text(encoding="utf-8")).get(spec.filename)
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def _record_checksum(spec: WeightFile, path: Path, url: str) -> None:
+    book = _checksums_path(path, spec)
+    try:
+        data = json.loads(book.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        data = {}
+    data[spec.filename] = {"sha256": sha256_of(path), "size": path.stat().st_size, "url": url}
+    tmp = book.with_name(book.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=1, sort_keys=True), encoding="utf-8")
+    os.replace(tmp, book)
+
+
+def expected_checksum(spec: WeightFile, path: Path) -> tuple[str | None, int | None]:
+    """(sha256, size) a file must have: the published ones, else the recorded ones."""
+    if spec.sha256 or spec.size:
+        return spec.sha256, spec.size
+    seen = recorded_checksum(spec, path)
+    return (seen.get("sha256"), seen.get("size")) if seen else (None, None)
+
+
+def verify_and_record(spec: WeightFile, path: Path, url: str) -> None:
+    """After a download: runs the spec's verifier (the file is deleted when it fails) and, for a
+    file with no published hash, records the one it arrived with."""
+    if spec.verifier:
+        module, function = spec.verifier.split(":")
+        try:
+            getattr(importlib.import_module(module), function)(path)
+        except Exception as exc:
+            path.unlink(missing_ok=True)
+            raise MissingWeightError(
+                f"Model file {spec.filename} for {spec.name} arrived from {url} but is not usable "
+                f"({exc}); it was deleted. Get it from {spec.source_note} and put it at {path}."
+            ) from exc
+    if not spec.sha256 and recorded_checksum(spec, path) is None:
+        _record_checksum(spec, path, url)
+
+
 def ensure_weight(
     name: str,
     settings,
@@ -149,9 +215,11 @@ def ensure_weight(
     """
     spec = _spec(name)
     path = weight_path(name, settings)
-    if path.exists() and (spec.size is None or path.stat().st_size == spec.size):
+    sha256, size = expected_checksum(spec, path)
+    if path.exists() and (size is None or path.stat().st_size == size):
         return path
-    source = url or spec.url
+    mirror = str(getattr(settings, "weights_mirror", "") or "").rstrip("/")
+    source = url or (f"{mirror}/{spec.url.rsplit('/', 1)[-1]}" if mirror and spec.url else spec.url)
     where = f"{path} (folder set by {spec.env})"
     if source is None:
         raise MissingWeightError(
@@ -171,10 +239,142 @@ def ensure_weight(
             )
 
     timeout = float(getattr(settings, "weights_download_timeout_s", 30.0))
+    retry_s = float(getattr(settings, "unreachable_retry_s", 120.0))
     try:
-        return download_file(source, path, spec.sha256, spec.size, progress=report, timeout=timeout)
+        download_file(source, path, sha256, size, progress=report, timeout=timeout,
+                      unreachable_retry_s=retry_s)
     except DownloadError as exc:
         raise MissingWeightError(
             f"Model file {spec.filename} for {name} is missing and could not be downloaded "
             f"({exc}). Get it from {spec.source_note} ({source}) and put it at {where}."
         ) from exc
+    verify_and_record(spec, path, source)
+    return path
+
+
+# ------------------------------------------------------------------------------------------------
+# FramePack: installed or not (what /api/health and the submit check report)
+
+# Components whose folder must hold a weight file for the pipeline to load.
+_WEIGHT_COMPONENTS = ("transformer", "text_encoder", "text_encoder_2", "vae", "image_encoder")
+_WEIGHT_SUFFIXES = (".safetensors", ".bin")
+
+
+@dataclass(frozen=True)
+class InstallProblem:
+    """Why an engine cannot run here, in both languages, and the command that fixes it."""
+
+    missing: str  # the model, as a person names it
+    en: str
+    ko: str
+    fix: str
+
+    @property
+    def message(self) -> str:
+        return f"{self.en} / {self.ko}"
+
+
+def framepack_fix_command(settings) -> str:
+    return f"bash scripts/setup.sh --base-dir {settings.models_dir} --only framepack"
+
+
+def _has_weights(folder: Path) -> bool:
+    try:
+        return any(p.suffix in _WEIGHT_SUFFIXES and p.exists() for p in folder.iterdir())
+    except OSError:
+        return False
+
+
+def _folder_problem(path: Path) -> str | None:
+    """What is missing from a FramePack folder in diffusers layout, or None when it is complete."""
+    import json
+
+    index = path / "model_index.json"
+    if not path.is_dir():
+        return f"{path} does not exist"
+    try:
+        components = [k for k in json.loads(index.read_text(encoding="utf-8")) if not k.startswith("_")]
+    except (OSError, ValueError):
+        return f"{path} has no readable model_index.json"
+    for name in components:
+        folder = path / name
+        if not folder.is_dir():
+            return f"{folder} is missing"
+        if name in _WEIGHT_COMPONENTS and not _has_weights(folder):
+            return f"{folder} holds no weight file (a download that did not finish?)"
+    return None
+
+
+def _hub_cached(repo: str, filename: str, cache_dir: str | None = None) -> bool:
+    """True when the Hugging Face cache holds `filename` of `repo` and weight files next to it.
+    Reads the local cache only: never the network."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        return False
+    found = try_to_load_from_cache(repo, filename, cache_dir=cache_dir)
+    if not isinstance(found, str) or not Path(found).exists():
+        return False
+    return _has_weights(Path(found).parent)
+
+
+def framepack_install_problem(settings) -> InstallProblem | None:
+    """None when the FramePack weights are on this machine; otherwise what is missing and the fix.
+
+    A folder (FRAMEPACK_DIR) must be complete in diffusers layout; hub ids count only when the
+    Hugging Face cache already holds them. Nothing here touches the network.
+    """
+    fix = framepack_fix_command(settings)
+    folder = (settings.framepack_dir or "").strip()
+    if folder and (Path(folder).expanduser().is_absolute() or folder.startswith(".") or Path(folder).expanduser().exists()):
+        problem = _folder_problem(Path(folder).expanduser())
+        if problem is None:
+            return None
+        return InstallProblem(
+            missing=f"FramePack ({folder})",
+            en=f"FramePack is not installed: {problem}. Run `{fix}` (about 45 GB), or use the morph engine.",
+            ko=f"FramePack이 설치되지 않았습니다: {problem}. `{fix}` 를 실행하세요 (약 45 GB). 지금은 모프 엔진을 쓸 수 있습니다.",
+            fix=fix,
+        )
+    repos = [folder] if folder else [settings.framepack_transformer, settings.framepack_base,
+                                     settings.framepack_image_encoder]
+    files = ["model_index.json"] if folder else ["config.json", "model_index.json", "image_encoder/config.json"]
+    missing = [repo for repo, name in zip(repos, files) if not _hub_cached(repo, name)]
+    if not missing:
+        return None
+    names = ", ".join(missing)
+    return InstallProblem(
+        missing=names,
+        en=(f"FramePack is not installed: {names} is not downloaded on this machine. Run `{fix}` "
+            "(about 45 GB), or use the morph engine."),
+        ko=(f"FramePack이 설치되지 않았습니다: {names} 모델이 이 컴퓨터에 없습니다. `{fix}` 를 "
+            "실행하세요 (약 45 GB). 지금은 모프 엔진을 쓸 수 있습니다."),
+        fix=fix,
+    )
+
+
+# ------------------------------------------------------------------------------------------------
+# The model hub: asked once, remembered
+
+_hub_offline_by_us = False
+
+
+def settle_hub_mode(settings, timeout: float = 3.0) -> str | None:
+    """Before a hub-backed model loads: one TCP connect to the hub (HF_ENDPOINT). When it fails,
+    huggingface_hub is switched to its offline mode (cache only) for `unreachable_retry_s`, so a
+    cached model loads at once and a missing one fails at once, instead of every file being
+    retried with back-off. Returns why the hub is unreachable, or None."""
+    global _hub_offline_by_us
+    try:
+        from huggingface_hub import constants
+    except ImportError:
+        return None
+    if constants.HF_HUB_OFFLINE and not _hub_offline_by_us:
+        return "offline mode is set (HF_HUB_OFFLINE)"
+    from backend.utils.downloads import host_unreachable
+
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+    why = host_unreachable(endpoint, timeout=timeout, retry_s=float(getattr(settings, "unreachable_retry_s", 120.0)))
+    constants.HF_HUB_OFFLINE = why is not None
+    _hub_offline_by_us = why is not None
+    return why

@@ -125,6 +125,9 @@ function JobCard({ job, live, lang, t }) {
 
     ${job.status === "failed" && html`<p class="mt-3 whitespace-pre-wrap rounded-md bg-red-50 p-2 text-sm text-red-800"
       role="alert" data-testid="job-error">${job.error || t("status.failed")}</p>`}
+    ${job.status === "failed" && job.details && html`<details class="mt-1 text-xs text-slate-600" data-testid="job-details">
+      <summary class="cursor-pointer">${t("jobs.details")}</summary>
+      <pre class="mt-1 whitespace-pre-wrap break-all rounded bg-slate-50 p-2 font-mono">${job.details}</pre></details>`}
     ${error && html`<p class="mt-2 text-sm text-red-700" role="alert">${error}</p>`}
     ${(job.warnings || []).length > 0 && html`<ul class="mt-2 list-disc pl-5 text-xs text-amber-800" data-testid="job-warnings">
       ${job.warnings.map((w, i) => html`<li key=${i}>${w}</li>`)}</ul>`}

@@ -43,7 +43,8 @@ function Studio() {
   const [pairPrompts, setPairPrompts] = useState(draft ? draft.pairPrompts || {} : {});
   const [prompt, setPrompt] = useState(draft ? draft.prompt || "" : "");
   const [settings, setSettings] = useState({ ...DEFAULT_SETTINGS, ...(draft ? draft.settings : {}) });
-  const [engine, setEngine] = useState(draft && draft.engine ? draft.engine : "framepack");
+  // Until /api/health answers: morph works everywhere, FramePack only once installed.
+  const [engine, setEngine] = useState(draft && draft.engine ? draft.engine : "morph");
   const [post, setPost] = useState({ ...DEFAULT_POST, ...(draft ? draft.post : {}) });
   // Sliders that follow the per-transition suggestions (see suggestions.js).
   const [auto, setAuto] = useState({ ...NO_AUTO, ...(draft ? draft.auto : {}) });
@@ -95,9 +96,13 @@ function Studio() {
   useEffect(() => {
     api.get("/api/health").then((body) => {
       setHealth(body);
-      // The server's default engine, unless this browser's saved draft already chose one.
+      // The server's default engine (morph while FramePack is not installed), unless this
+      // browser's saved draft chose one that is ready.
       const fallback = body && body.defaults && body.defaults.engine;
-      if (fallback && !(draft && draft.engine)) setEngine(fallback);
+      const engines = (body && body.engines) || {};
+      const saved = draft && draft.engine;
+      const usable = saved && !(engines[saved] && engines[saved].installed === false);
+      if (fallback && !usable) setEngine(fallback);
     }).catch(() => setHealth(null));
   }, []);
 

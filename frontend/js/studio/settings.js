@@ -27,12 +27,15 @@ function Slider({ id, label, help, value, min, max, step, display, onChange }) {
   </div>`;
 }
 
-function Segmented({ name, value, options, onChange, testid }) {
+function Segmented({ name, value, options, onChange, testid, disabled = [] }) {
   return html`<div class="inline-flex overflow-hidden rounded-md border border-slate-300" role="radiogroup" data-testid=${testid}>
-    ${options.map(([optionValue, label]) => html`<label key=${optionValue}
-        class=${`cursor-pointer px-3 py-1 text-sm ${value === optionValue ? "bg-indigo-600 text-white" : "bg-white hover:bg-slate-100"}`}>
-      <input type="radio" name=${name} class="sr-only" checked=${value === optionValue}
-        value=${String(optionValue)} onChange=${() => onChange(optionValue)} />${label}</label>`)}
+    ${options.map(([optionValue, label]) => {
+      const off = disabled.includes(optionValue);
+      const look = value === optionValue ? "bg-indigo-600 text-white" : off ? "cursor-not-allowed bg-slate-50 text-slate-400" : "bg-white hover:bg-slate-100";
+      return html`<label key=${optionValue} class=${`${off ? "" : "cursor-pointer "}px-3 py-1 text-sm ${look}`} data-disabled=${off ? "true" : null}>
+      <input type="radio" name=${name} class="sr-only" checked=${value === optionValue} disabled=${off}
+        value=${String(optionValue)} onChange=${() => onChange(optionValue)} />${label}</label>`;
+    })}
   </div>`;
 }
 
@@ -41,7 +44,7 @@ function Segmented({ name, value, options, onChange, testid }) {
 // makes it the user's own value again.
 export function SettingsPanel({ settings, setSettings, engine, setEngine, post, setPost, pairs, health,
   auto = { seconds: false, strength: false }, setAuto = () => {}, suggested = {} }) {
-  const { t } = useLang();
+  const { t, lang } = useLang();
   const maxSeconds = (health && health.defaults && health.defaults.max_seconds_per_transition) || 20;
   const set = (key) => (value) => {
     setSettings({ ...settings, [key]: value });
@@ -60,11 +63,17 @@ export function SettingsPanel({ settings, setSettings, engine, setEngine, post, 
   const plan = engineState("framepack") && engineState("framepack").plan;
   const planNotes = plan ? [plan.weights === "8bit" && t("engine.q8bit"), plan.dtype === "fp16" && t("engine.qfp16")]
     .filter(Boolean) : [];
+  const notReady = (name) => { const state = engineState(name); return !!state && state.ready === false; };
+  // Only an engine that is not installed cannot be chosen; one whose last load failed can be
+  // tried again (its reason is shown).
+  const notInstalled = (name) => { const state = engineState(name); return !!state && state.installed === false; };
   const engineLabel = (name) => {
     const state = engineState(name);
-    const notReady = state && state.ready === false;
-    return html`${t(`engine.${name}`)}${notReady ? html` <span class="text-xs text-amber-700" title=${state.reason || ""}>(${t("engine.notReady")})</span>` : ""}`;
+    const tag = state && state.installed === false ? t("engine.notInstalled") : t("engine.notReady");
+    return html`${t(`engine.${name}`)}${notReady(name) ? html` <span class=${`text-xs ${engine === name ? "text-amber-100" : "text-amber-700"}`}
+      data-testid=${`engine-${name}-state`} title=${state.reason || ""}>(${tag})</span>` : ""}`;
   };
+  const framepack = engineState("framepack");
 
   return html`<section aria-labelledby="settings-title" class="space-y-4">
     <h2 id="settings-title" class="text-lg font-semibold">${t("settings.title")}</h2>
@@ -95,12 +104,24 @@ export function SettingsPanel({ settings, setSettings, engine, setEngine, post, 
             class="rounded-r-md border border-l-0 border-slate-300 px-2 hover:bg-slate-100">${DIE}</button>
         </span></label>
     </div>
-    <fieldset>
+    <fieldset class="min-w-0">
       <legend class="mb-1 text-sm font-medium">${t("settings.engine")}</legend>
       <${Segmented} name="engine" value=${engine} onChange=${setEngine} testid="engine"
+        disabled=${["framepack", "morph"].filter(notInstalled)}
         options=${[["framepack", engineLabel("framepack")], ["morph", engineLabel("morph")]]} />
       ${planNotes.length > 0 && html`<p class="mt-1 text-xs text-amber-700" data-testid="engine-plan-quality">
         ${t("engine.planQuality", { notes: planNotes.join(", ") })}</p>`}
+      ${notReady("framepack") && html`<div class="mt-2 rounded-md border border-amber-200 bg-amber-50 p-2 text-sm text-amber-900"
+          role="status" data-testid="engine-notice">
+        <p class="font-medium">${framepack.installed === false ? t("engine.missingTitle") : `FramePack: ${t("engine.notReady")}`}</p>
+        <p class="mt-0.5">${framepack.installed === false ? t("engine.missingBody") : t("engine.loadFailed")}</p>
+        ${framepack.fix && html`<code class="mt-1 block select-all whitespace-pre-wrap break-all rounded bg-white px-2 py-1 font-mono text-xs text-slate-800"
+          data-testid="engine-fix">${framepack.fix}</code>`}
+        <p class="mt-1 text-xs text-amber-800" data-testid="engine-reason"
+          title=${(lang === "ko" && framepack.reason_ko) || framepack.reason}>${framepack.missing
+            ? `${t("engine.missing")}: ${framepack.missing}`
+            : `${t("engine.why")}: ${(lang === "ko" && framepack.reason_ko) || framepack.reason}`}</p>
+      </div>`}
     </fieldset>
     <fieldset class="space-y-2">
       <legend class="mb-1 text-sm font-medium">${t("post.title")}</legend>

@@ -12,6 +12,8 @@ import { api } from "../lib/api.js";
 
 export const NO_AUTO = { seconds: false, strength: false };
 const DEBOUNCE_MS = 400;
+// While the server says "loading" (the model or the embeddings are not ready), ask again this often.
+const POLL_MS = 1500;
 
 // The analysis of the current image order. `ids` says which order an answer belongs to, so a
 // stale answer (the user reordered meanwhile) is never read as the current one.
@@ -27,14 +29,21 @@ export function useAnalysis(imageIds) {
       return undefined;
     }
     setState((s) => ({ ...s, loading: true }));
-    const timer = setTimeout(async () => {
+    let timer = null;
+    // The server never waits for the model: it answers "loading" at once, with the suggestions
+    // from the image sizes, and this asks again until the analysis is ready or unavailable.
+    const ask = async () => {
       try {
         const result = await api.post("/api/analyze", { images: ids });
-        if (ticket === latest.current) setState({ loading: false, result, error: "", ids });
+        if (ticket !== latest.current) return;
+        const pending = result.state === "loading";
+        setState({ loading: pending, result, error: "", ids });
+        if (pending) timer = setTimeout(ask, POLL_MS);
       } catch (err) {
         if (ticket === latest.current) setState({ loading: false, result: null, error: err.message, ids });
       }
-    }, DEBOUNCE_MS);
+    };
+    timer = setTimeout(ask, DEBOUNCE_MS);
     return () => clearTimeout(timer);
   }, [joined]);
   return state;
@@ -110,7 +119,8 @@ export function SuggestionsPanel({ analysis, index, imageIds, auto, onApply, onO
       aria-labelledby="suggestions-title">
     <div class="flex flex-wrap items-center gap-2">
       <h2 id="suggestions-title" class="text-base font-semibold">${t("suggest.title")}</h2>
-      ${loading && html`<span class="text-xs text-slate-500">${t("suggest.loading")}</span>`}
+      ${loading && html`<span class="text-xs text-slate-500" data-testid="suggestions-loading">${
+        result && result.state === "loading" ? t("suggest.modelLoading") : t("suggest.loading")}</span>`}
       ${result && result.model && index.current && html`<span class="max-w-[16rem] truncate text-xs text-slate-500" title=${result.model} data-testid="suggestions-model">${result.model}</span>`}
       <span class="ml-auto flex gap-2">
         ${canApply && html`<button type="button" data-testid="apply-suggestions" onClick=${() => onApply(s, index)}
@@ -120,7 +130,7 @@ export function SuggestionsPanel({ analysis, index, imageIds, auto, onApply, onO
       </span>
     </div>
     ${error && html`<p class="mt-2 rounded-md bg-red-50 p-2 text-red-800" role="alert" data-testid="suggestions-error">${error}</p>`}
-    ${s && !index.available && html`<p class="mt-2 rounded-md bg-amber-50 p-2 text-amber-900" data-testid="suggestions-unavailable">
+    ${s && !index.available && result.state !== "loading" && html`<p class="mt-2 rounded-md bg-amber-50 p-2 text-amber-900" data-testid="suggestions-unavailable">
       ${result.reason || t("suggest.unavailable")} ${t("suggest.sizeOnly")}</p>`}
     ${s && html`<div class="mt-2 space-y-2">
       <p data-testid="suggested-frame">${t("suggest.frame", {
