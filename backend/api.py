@@ -154,7 +154,7 @@ async def preview_params(body: ParamsPreview, request: Request):
 
 
 # JobError is turned into {"detail": message} with its status by the app's exception handler.
-@router.post("/api/jobs", status_code=201, responses=_doc(400, 404, 507, _201=JobCreated))
+@router.post("/api/jobs", status_code=201, responses=_doc(400, 404, 409, 507, _201=JobCreated))
 async def create_job(body: JobCreate, request: Request):
     if (refused := _too_many_images(body.images, request)) is not None:
         return refused

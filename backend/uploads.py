@@ -13,6 +13,7 @@ Decoding and re-encoding run in a small thread pool, never on the event loop.
 from __future__ import annotations
 
 import asyncio
+import errno
 import io
 import logging
 import os
@@ -250,7 +251,7 @@ class UploadReceiver:
         """Moves a stored image where it is served; call once its row is saved."""
         target = self.settings.uploads_dir / f"{item.id}.png"
         self._written.append(target)
-        os.replace(self.incoming / f"{item.id}.png", target)
+        move_into(self.incoming / f"{item.id}.png", target)
 
     async def _store_all(self, files: list[_Part]) -> list[StoredUpload]:
         workers = self.settings.image_workers
@@ -319,6 +320,28 @@ class UploadReceiver:
         self.stored = []
 
 
+def move_into(source: Path, target: Path) -> None:
+    """Renames `source` to `target` atomically, also when they are on different file systems
+    (Docker mounts the uploads folder as its own volume, apart from the data folder): then the
+    bytes are copied to a hidden name beside the target first, which /files/ never serves."""
+    try:
+        os.replace(source, target)
+        return
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise
+    temp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
+    try:
+        shutil.copyfile(source, temp)
+        with open(temp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(temp, target)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+    source.unlink(missing_ok=True)
+
+
 def recover_incoming(settings: Settings, has_upload) -> None:
     """Start-up tidying after a crash: `has_upload(id)` tells whether a row exists.
 
@@ -336,7 +359,7 @@ def recover_incoming(settings: Settings, has_upload) -> None:
         for path in incoming.iterdir():
             try:
                 if STORED_NAME.match(path.name) and has_upload(path.stem) and not (uploads / path.name).exists():
-                    os.replace(path, uploads / path.name)
+                    move_into(path, uploads / path.name)
                     moved += 1
                 elif path.is_dir():
                     shutil.rmtree(path, ignore_errors=True)
@@ -348,7 +371,10 @@ def recover_incoming(settings: Settings, has_upload) -> None:
                 log.warning("could not tidy %s: %s", path, exc)
     if uploads.is_dir():
         for path in uploads.iterdir():
-            if STORED_NAME.match(path.name) and not has_upload(path.stem):
+            if path.name.startswith(".") and path.name.endswith(".tmp"):  # a cut-off move_into
+                path.unlink(missing_ok=True)
+                removed += 1
+            elif STORED_NAME.match(path.name) and not has_upload(path.stem):
                 try:
                     path.unlink(missing_ok=True)
                     removed += 1

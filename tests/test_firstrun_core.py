@@ -156,7 +156,9 @@ def test_health_and_submit_with_framepack_missing(tmp_path, monkeypatch):
         fp = health["engines"]["framepack"]
         assert fp["ready"] is False and fp["installed"] is False
         assert "lllyasviel/FramePackI2V_HY" in fp["missing"]
-        assert fp["fix"] == f"bash scripts/setup.sh --base-dir {settings.models_dir} --only framepack"
+        # The open health route names the folder by its setting; the refusal below (token-checked
+        # like every job route) gives the command with the real folder.
+        assert fp["fix"] == "bash scripts/setup.sh --base-dir STUDIO_MODELS_DIR --only framepack"
         assert fp["fix"] in fp["reason"] and "설치되지 않았습니다" in fp["reason_ko"]
         assert health["engines"]["morph"]["ready"] is True
         assert health["defaults"]["engine"] == "morph" and health["defaults"]["configured_engine"] == "framepack"
@@ -170,6 +172,7 @@ def test_health_and_submit_with_framepack_missing(tmp_path, monkeypatch):
         assert body["code"] == "engine_not_ready" and body["engine"] == "framepack"
         assert "FramePack is not installed" in body["detail"] and "FramePack이 설치되지 않았습니다" in body["detail"]
         assert body["fix"] in body["detail"] and "lllyasviel/FramePackI2V_HY" in body["missing"]
+        assert body["fix"] == f"bash scripts/setup.sh --base-dir {settings.models_dir} --only framepack"
         assert client.get("/api/jobs").json()["jobs"] == []  # nothing was queued
 
         # No engine named: the morph engine makes the video, and the job says why.
@@ -313,3 +316,14 @@ def test_a_framepack_job_resumed_without_the_weights_fails_with_the_install_mess
         assert job["status"] == "failed"
         assert "FramePack is not installed" in job["error"] and "FramePack이 설치되지 않았습니다" in job["error"]
         assert "setup.sh" in job["error"] and "EngineNotReady" in job["details"]
+
+
+def test_the_fix_command_names_the_checkout_models_folder_relatively():
+    from backend.config import Settings
+    from backend.utils.model_registry import framepack_fix_command
+    from tests.helpers.server import ROOT
+
+    inside = Settings(_env_file=None, models_dir=ROOT / "models")
+    assert framepack_fix_command(inside) == "bash scripts/setup.sh --base-dir ./models --only framepack"
+    outside = Settings(_env_file=None, models_dir="/srv/studio-models")
+    assert framepack_fix_command(outside) == "bash scripts/setup.sh --base-dir /srv/studio-models --only framepack"

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import socket
 import time
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -197,3 +199,21 @@ def test_kill_9_mid_upload_leaves_nothing_behind_after_a_restart(tmp_path):
         r = httpx.post(f"{second.url}/api/uploads", files=[("files", ("n.png", png(), "image/png"))], timeout=30)
         assert r.status_code == 201, r.text
         assert (uploads / f"{r.json()['uploads'][0]['id']}.png").exists()
+
+
+def test_images_move_into_an_uploads_folder_on_another_file_system(tmp_path):
+    """Docker mounts the uploads folder as its own volume: the staged image crosses file systems."""
+    import tempfile
+
+    from backend.uploads import move_into
+
+    other = Path("/dev/shm")
+    if not other.is_dir() or os.stat(other).st_dev == os.stat(tmp_path).st_dev:
+        pytest.skip("no second file system here (/dev/shm on the same device as the temp folder)")
+    with tempfile.TemporaryDirectory(dir=other) as uploads:
+        source = tmp_path / "a.png"
+        source.write_bytes(png())
+        target = Path(uploads) / "a.png"
+        move_into(source, target)
+        assert target.read_bytes() == png() and not source.exists()
+        assert [p.name for p in Path(uploads).iterdir()] == ["a.png"]  # no temporary name left

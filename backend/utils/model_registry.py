@@ -275,7 +275,14 @@ class InstallProblem:
 
 
 def framepack_fix_command(settings) -> str:
-    return f"bash scripts/setup.sh --base-dir {settings.models_dir} --only framepack"
+    # Inside the checkout the folder is given relative to it (the README's `./models`): a command
+    # that can be pasted as it is, and no server path on the open health route.
+    root = Path(__file__).resolve().parents[2]
+    try:
+        base = "./" + Path(settings.models_dir).resolve().relative_to(root).as_posix()
+    except ValueError:
+        base = str(settings.models_dir)
+    return f"bash scripts/setup.sh --base-dir {base} --only framepack"
 
 
 def _has_weights(folder: Path) -> bool:
