@@ -52,3 +52,21 @@ def test_post_processed_job_and_a_failed_stage_then_retry(tmp_path):
         again = wait_for(client, failed["id"], until=lambda j: j["status"] == "failed" and j["attempts"] == 2)
         assert "detection_Resnet50_Final.pth" in again["error"]
         assert segment.stat().st_mtime_ns == made_at
+
+
+def test_auto_mode_without_weights_still_makes_the_video(tmp_path):
+    """A new user's default (auto post-processing) on a machine without the weights and without
+    the network: the stages auto proposed are dropped with a warning, and the video is made."""
+    env = {"STUDIO_WEIGHTS_MIRROR": "http://127.0.0.1:9", "STUDIO_UPSCALE_TARGET_EDGE": "1080"}
+    with StudioServer(tmp_path, env) as server, httpx.Client(base_url=server.url, timeout=60) as c:
+        ids = upload(c, [scene(96, 64), scene(96, 64, shift=12)])
+        job = c.post("/api/jobs", json={"images": ids, "engine": "morph", "settings": {"seconds": 1, "resolution": 128},
+                                        "postprocess": {"mode": "auto"}}).json()
+        done = wait_for(c, job["id"], timeout=240)
+        assert done["status"] == "completed", done
+        report = done["postprocess_report"]
+        assert "upscale" not in report["stages"] and "interpolate" not in report["stages"]
+        assert any(r.startswith("Upscale skipped") for r in report["reasons"]), report["reasons"]
+        assert any("Upscale skipped" in w and "업스케일 건너뜀" in w for w in done["warnings"]), done["warnings"]
+        assert any("Interpolation skipped" in w for w in done["warnings"]), done["warnings"]
+        assert c.get(done["video_url"]).status_code == 200

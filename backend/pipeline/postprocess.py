@@ -177,11 +177,45 @@ def build_detector(settings, device: str, progress: ProgressCallback | None = No
     return RetinaFaceDetector.from_checkpoint(path, device=device)
 
 
+# What auto mode says when it drops a stage whose weights cannot be had, per stage.
+SKIPPED_STAGE = {
+    "face_restore": ("Face restore skipped", "얼굴 복원 건너뜀"),
+    "upscale": ("Upscale skipped", "업스케일 건너뜀"),
+    "interpolate": ("Interpolation skipped", "프레임 보간 건너뜀"),
+}
+_STAGE_OFF = {"face_restore": {"face_restore": False}, "upscale": {"upscale": 1}, "interpolate": {"interpolate": 1}}
+
+
 def build_stages(plan: PostPlan, settings, device: str, progress: ProgressCallback | None, detector=None) -> dict:
-    """Loads the models the plan needs. Missing weights fail the stage that needs them."""
-    on_gpu = device.startswith("cuda")
+    """Loads the models the plan needs. Missing weights fail the stage that needs them in manual
+    mode (the user asked for it); auto mode only proposed the stage, so it drops it, says why in
+    the report and as a job warning, and the video is still made."""
     stages: dict = {}
-    if plan.face_restore:
+    for name in list(plan.stages):
+        try:
+            stages[name] = _build_stage(name, plan, settings, device, progress, detector)
+        except PostprocessError as exc:
+            if plan.mode != "auto":
+                raise
+            _skip(plan, name, progress, exc)
+    return stages
+
+
+def _skip(plan: PostPlan, name: str, progress: ProgressCallback | None, exc: PostprocessError) -> None:
+    for key, value in _STAGE_OFF[name].items():
+        setattr(plan, key, value)
+    en, ko = SKIPPED_STAGE[name]
+    plan.reasons.append(f"{en}: {str(exc).split(': ', 1)[-1]}")
+    warning = (f"{en}: its model file is not on this machine and could not be downloaded; the video is "
+               f"made without it (details in the post-processing report). / {ko}: 모델 파일이 없고 받을 "
+               f"수도 없어 이 단계 없이 영상을 만들었습니다.")
+    if progress is not None:
+        progress(Progress(name, 0.0, warning, {"warning": warning}))
+
+
+def _build_stage(name: str, plan: PostPlan, settings, device: str, progress: ProgressCallback | None, detector):
+    on_gpu = device.startswith("cuda")
+    if name == "face_restore":
         from backend.pipeline.face_restore import CodeFormerRestorer, FaceRestorer
 
         if detector is None:
@@ -191,24 +225,22 @@ def build_stages(plan: PostPlan, settings, device: str, progress: ProgressCallba
                 raise PostprocessError("face_restore", str(exc)) from exc
         path = _weight("codeformer", settings, progress, "face_restore")
         restorer = CodeFormerRestorer.from_checkpoint(path, fidelity=plan.codeformer_fidelity, device=device, half=on_gpu)
-        stages["face_restore"] = FaceRestorer(detector, restorer, device=device, batch_size=8 if on_gpu else 2)
-    if plan.upscale > 1:
+        return FaceRestorer(detector, restorer, device=device, batch_size=8 if on_gpu else 2)
+    if name == "upscale":
         from backend.pipeline.upscaler import Upscaler
 
         path = _weight(plan.upscale_model, settings, progress, "upscale")
-        stages["upscale"] = Upscaler.from_checkpoint(
+        return Upscaler.from_checkpoint(
             path, plan.upscale, device=device, half=on_gpu, tile=settings.upscale_tile,
             overlap=settings.upscale_tile_overlap, batch_size=4 if on_gpu else 1,
         )
-    if plan.interpolate > 1:
-        from backend.pipeline.interpolator import RifeInterpolator
+    from backend.pipeline.interpolator import RifeInterpolator
 
-        path = _weight(f"rife-{settings.rife_model}", settings, progress, "interpolate")
-        stages["interpolate"] = RifeInterpolator.from_checkpoint(
-            path, plan.interpolate, device=device, half=on_gpu,
-            scene_threshold=settings.scene_change_threshold, batch_size=8 if on_gpu else 2,
-        )
-    return stages
+    path = _weight(f"rife-{settings.rife_model}", settings, progress, "interpolate")
+    return RifeInterpolator.from_checkpoint(
+        path, plan.interpolate, device=device, half=on_gpu,
+        scene_threshold=settings.scene_change_threshold, batch_size=8 if on_gpu else 2,
+    )
 
 
 def sample_frames(path: Path, info: VideoInfo, count: int = SAMPLE_FRAMES) -> np.ndarray:
