@@ -16,6 +16,7 @@ import pytest
 
 from tests.helpers.images import save, scene
 from tests.helpers.browser import REQUIREMENTS, chromium_context
+from tests.helpers.browser import offline_page as _page
 from tests.helpers.server import ROOT, StudioServer
 
 ARTIFACTS = ROOT / "test-artifacts"
@@ -27,18 +28,6 @@ pytestmark = REQUIREMENTS
 def browser(tmp_path_factory):
     with chromium_context(tmp_path_factory.mktemp("chromium-profile")) as context:
         yield context
-
-
-def _page(context, server_url: str):
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    # Offline: only the studio itself may be reached.
-    page.route("**/*", lambda route: route.continue_() if route.request.url.startswith(server_url)
-               or route.request.url.startswith("data:") or route.request.url.startswith("blob:")
-               else route.abort())
-    page.js_errors = errors
-    return page
 
 
 def _screenshot(page, name: str) -> Path:

@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from tests.helpers.browser import REQUIREMENTS, chromium_context
+from tests.helpers.browser import offline_page as _page
 from tests.helpers.images import save, scene
 from tests.helpers.server import ROOT, StudioServer
 
@@ -22,16 +23,6 @@ pytestmark = REQUIREMENTS
 def browser(tmp_path_factory):
     with chromium_context(tmp_path_factory.mktemp("chromium-profile")) as context:
         yield context
-
-
-def _page(context, server_url: str):
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.route("**/*", lambda route: route.continue_() if route.request.url.startswith(server_url)
-               or route.request.url.startswith(("data:", "blob:")) else route.abort())
-    page.js_errors = errors
-    return page
 
 
 def _screenshot(page, name: str) -> Path:

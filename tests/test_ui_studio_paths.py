@@ -15,12 +15,12 @@ import pytest
 from backend.smart_params import sections_for
 from tests.helpers.images import save, scene
 from tests.helpers.browser import REQUIREMENTS, chromium_context
+from tests.helpers.browser import offline_page as _page
 from tests.helpers.server import ROOT, StudioServer
 from tests.test_analyzers_tinyclip import tiny_clip_dir
 
 
 pytestmark = REQUIREMENTS
-
 
 
 @pytest.fixture(scope="module")
@@ -47,16 +47,6 @@ def bare_server(tmp_path_factory):
                             # The post-processing weights' host: a closed port (fails at once).
                             "STUDIO_WEIGHTS_MIRROR": "http://127.0.0.1:9"}) as server:
         yield server
-
-
-def _page(context, url: str):
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.route("**/*", lambda route: route.continue_() if route.request.url.startswith((url, "data:", "blob:"))
-               else route.abort())
-    page.js_errors = errors
-    return page
 
 
 def _open(context, server, phone: bool = False):

@@ -42,3 +42,15 @@ def chromium_context(profile: Path):
             yield context
         finally:
             context.close()
+
+
+def offline_page(context, server_url: str):
+    """A new page that may reach only the studio itself (this machine is offline), with the page's
+    JavaScript errors collected in `page.js_errors`."""
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.route("**/*", lambda route: route.continue_()
+               if route.request.url.startswith((server_url, "data:", "blob:")) else route.abort())
+    page.js_errors = errors
+    return page
