@@ -12,6 +12,7 @@ import asyncio
 import sqlite3
 import threading
 import time
+from functools import partial
 
 import pytest
 from fastapi.testclient import TestClient
@@ -19,8 +20,7 @@ from fastapi.testclient import TestClient
 from backend.app import create_app
 from backend.config import Settings
 from tests.helpers.images import encoded, scene
-
-TERMINAL = ("completed", "failed", "cancelled")
+from tests.test_core_server import wait_for
 
 
 @pytest.fixture
@@ -46,14 +46,7 @@ def _submit(client, ids):
     return r.json()["id"]
 
 
-def _wait(client, job_id, statuses=TERMINAL, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = client.get(f"/api/jobs/{job_id}").json()
-        if job["status"] in statuses:
-            return job
-        time.sleep(0.05)
-    raise AssertionError(f"job {job_id} still {job['status']} after {timeout} s")
+_wait = partial(wait_for, timeout=30.0)  # until the job is finished
 
 
 def _wait_health(client, predicate, timeout=15.0):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -25,8 +26,7 @@ from backend.config import Settings
 from tests.helpers.images import encoded, scene
 from tests.test_analyzers_prompt import DictTranslator
 from tests.test_analyzers_tinyclip import tiny_clip_dir
-
-TERMINAL = ("completed", "failed", "cancelled")
+from tests.test_core_server import wait_for
 
 
 @pytest.fixture(scope="module")
@@ -53,14 +53,7 @@ def _upload(client, n=3):
     return [u["id"] for u in r.json()["uploads"]]
 
 
-def _wait(client, job_id, statuses=TERMINAL, timeout=60.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = client.get(f"/api/jobs/{job_id}").json()
-        if job["status"] in statuses:
-            return job
-        time.sleep(0.05)
-    raise AssertionError(f"job {job_id} still {job['status']} after {timeout} s")
+_wait = partial(wait_for, timeout=60.0)  # until the job is finished
 
 
 AUTO = {"resolution": 64, "seed": 1}  # length and strength left to the analysis

@@ -17,9 +17,8 @@ import pytest
 from tests.helpers.images import save, scene
 from tests.helpers.browser import REQUIREMENTS, chromium_context
 from tests.helpers.browser import offline_page as _page
-from tests.helpers.server import ROOT, StudioServer
-
-ARTIFACTS = ROOT / "test-artifacts"
+from tests.helpers.browser import screenshot as _screenshot
+from tests.helpers.server import StudioServer
 
 pytestmark = REQUIREMENTS
 
@@ -28,13 +27,6 @@ pytestmark = REQUIREMENTS
 def browser(tmp_path_factory):
     with chromium_context(tmp_path_factory.mktemp("chromium-profile")) as context:
         yield context
-
-
-def _screenshot(page, name: str) -> Path:
-    ARTIFACTS.mkdir(exist_ok=True)
-    path = ARTIFACTS / name
-    page.screenshot(path=str(path), full_page=True)
-    return path
 
 
 def _images(tmp_path: Path, count: int = 3) -> list[Path]:

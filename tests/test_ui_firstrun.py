@@ -4,17 +4,14 @@ Debian's headless Chromium. Screenshots go to test-artifacts/ (gitignored)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import httpx
 import pytest
 
 from tests.helpers.browser import REQUIREMENTS, chromium_context
 from tests.helpers.browser import offline_page as _page
+from tests.helpers.browser import screenshot as _screenshot
 from tests.helpers.images import save, scene
-from tests.helpers.server import ROOT, StudioServer
-
-ARTIFACTS = ROOT / "test-artifacts"
+from tests.helpers.server import StudioServer
 
 pytestmark = REQUIREMENTS
 
@@ -23,13 +20,6 @@ pytestmark = REQUIREMENTS
 def browser(tmp_path_factory):
     with chromium_context(tmp_path_factory.mktemp("chromium-profile")) as context:
         yield context
-
-
-def _screenshot(page, name: str) -> Path:
-    ARTIFACTS.mkdir(exist_ok=True)
-    path = ARTIFACTS / name
-    page.screenshot(path=str(path), full_page=True)
-    return path
 
 
 def test_a_new_user_without_framepack_gets_morph_and_is_told_why(browser, tmp_path):

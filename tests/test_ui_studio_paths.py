@@ -16,7 +16,8 @@ from backend.smart_params import sections_for
 from tests.helpers.images import save, scene
 from tests.helpers.browser import REQUIREMENTS, chromium_context
 from tests.helpers.browser import offline_page as _page
-from tests.helpers.server import ROOT, StudioServer
+from tests.helpers.browser import screenshot as _screenshot
+from tests.helpers.server import StudioServer
 from tests.test_analyzers_tinyclip import tiny_clip_dir
 
 
@@ -58,12 +59,6 @@ def _open(context, server, phone: bool = False):
     page.reload()
     page.wait_for_selector("[data-testid=socket-status][data-state=open]")
     return page
-
-
-def _screenshot(page, name: str) -> None:
-    """For a person to look at: test-artifacts/ is gitignored."""
-    (ROOT / "test-artifacts").mkdir(exist_ok=True)
-    page.screenshot(path=str(ROOT / "test-artifacts" / name), full_page=True)
 
 
 def _images(tmp_path: Path, count: int, size=(160, 120)) -> list[Path]:

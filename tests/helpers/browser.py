@@ -54,3 +54,13 @@ def offline_page(context, server_url: str):
                if route.request.url.startswith((server_url, "data:", "blob:")) else route.abort())
     page.js_errors = errors
     return page
+
+
+ARTIFACTS = ROOT / "test-artifacts"  # gitignored: screenshots for a person to look at
+
+
+def screenshot(page, name: str) -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    path = ARTIFACTS / name
+    page.screenshot(path=str(path), full_page=True)
+    return path
