@@ -24,12 +24,16 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 
-from backend import analysis_api, api, auth, monitor_api, openapi_doc, uploads
+from backend import uploads
+from backend.routes import analysis as analysis_routes
+from backend.routes import jobs as job_routes
+from backend.routes import monitor as monitor_routes
+from backend.web import auth, openapi_doc
 from backend.analyzers.service import AnalysisService
-from backend.body_limits import install_body_limits
+from backend.web.body_limits import install_body_limits
 from backend.config import Settings
 from backend.db import Store, StoreError
-from backend.frontend_routes import build_router as build_frontend_router
+from backend.routes.frontend import build_router as build_frontend_router
 from backend.job_queue import JobError, JobQueue
 from backend.pipeline.engines import Engines
 from backend.smart_params import Suggestions
@@ -195,9 +199,9 @@ def create_app(settings: Settings | None = None, analysis: AnalysisService | Non
         return JSONResponse({"detail": _validation_message(exc)}, status_code=422)
 
     openapi_doc.install(app)
-    app.include_router(api.router)
-    app.include_router(analysis_api.router)
-    app.include_router(monitor_api.router)
+    app.include_router(job_routes.router)
+    app.include_router(analysis_routes.router)
+    app.include_router(monitor_routes.router)
     app.include_router(auth.router)
     app.include_router(build_frontend_router())
     app.mount("/files/uploads", StaticFiles(directory=settings.uploads_dir), name="uploads")

@@ -40,8 +40,8 @@ from backend.config import Settings
 from backend.db import BROKEN_STAGE, UNFINISHED, Store
 from backend.job_runner import CancelToken, JobRunner, output_dir, output_url
 from backend.pipeline.engines import Engines, runnable
-from backend.pipeline.progress import JobCancelled
-from backend.schemas import JobCreate
+from backend.utils.progress import JobCancelled
+from backend.models import JobCreate
 from backend.utils.redact import hide_paths
 from backend.utils.daemon_executor import DaemonExecutor
 from backend.utils.model_registry import MissingWeightError

@@ -22,8 +22,9 @@ from backend.config import Settings
 from backend.db import Store, data_relative
 from backend.pipeline.concatenator import SegmentJoiner, join_segments
 from backend.pipeline.engines import Engines
-from backend.pipeline.preprocessor import fit_image, load_rgb
-from backend.pipeline.progress import JobCancelled, Progress
+from backend.pipeline.preprocessor import fit_image
+from backend.utils.images import load_rgb
+from backend.utils.progress import JobCancelled, Progress
 from backend.utils.video_io import VideoWriter, probe
 
 log = logging.getLogger(__name__)

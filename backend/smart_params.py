@@ -22,7 +22,7 @@ import random
 from dataclasses import dataclass
 
 from backend.pipeline.preprocessor import pair_bucket
-from backend.schemas import JobSettings
+from backend.models import JobSettings
 
 FPS = 30
 LATENT_WINDOW = 9

@@ -31,8 +31,8 @@ from PIL import Image, UnidentifiedImageError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from backend.config import Settings
-from backend.pipeline.preprocessor import normalize_upload
-from backend.storage import DISK_FULL_MESSAGE, is_disk_full
+from backend.utils.images import normalize_upload
+from backend.utils.storage import DISK_FULL_MESSAGE, is_disk_full
 
 log = logging.getLogger(__name__)
 

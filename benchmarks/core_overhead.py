@@ -100,7 +100,7 @@ def main() -> None:
 
     from backend.pipeline.preprocessor import fit_image
     from backend import smart_params
-    from backend.schemas import JobSettings
+    from backend.models import JobSettings
     from tests.helpers.images import encoded, scene
     from tests.helpers.server import StudioServer
     from tests.helpers.tiny_framepack import save_tiny_pipeline

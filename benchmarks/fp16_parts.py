@@ -20,7 +20,7 @@ def main() -> None:
     import torch
     from PIL import Image
 
-    from backend.pipeline.compute_dtype import ComputePolicy, keep_stream_fp32
+    from backend.pipeline.framepack.compute_dtype import ComputePolicy, keep_stream_fp32
     from benchmarks.framepack_gpu import build_pipeline
     from tests.helpers.tiny_framepack import TINY_SPEC
 

@@ -273,7 +273,7 @@ def run_ours(generator, job: dict, clock: Clock, cuda: bool, sections: int | Non
              steps: int | None = None, cache: str = "off") -> dict:
     import numpy as np
 
-    from backend.pipeline.progress import Progress
+    from backend.utils.progress import Progress
 
     sections = sections or job["sections"]
     steps = steps or job["steps"]
@@ -351,7 +351,7 @@ def fp8_error(transformer, kwargs) -> dict:
     """Relative error of the transformer output with FP8 linears against bf16, on one real input."""
     import torch
 
-    from backend.pipeline import accel
+    from backend.pipeline.framepack import accel
 
     with torch.no_grad():
         ref = transformer(**kwargs)[0].float()
@@ -367,7 +367,7 @@ def fp16_error(transformer, kwargs) -> dict:
     against an fp32 reference, on one real-shaped input. The model ends as it began."""
     import torch
 
-    from backend.pipeline.compute_dtype import ComputePolicy, keep_stream_fp32
+    from backend.pipeline.framepack.compute_dtype import ComputePolicy, keep_stream_fp32
 
     def cast(dtype):
         return {k: (v.to(dtype) if isinstance(v, torch.Tensor) and v.is_floating_point() else v)
@@ -407,7 +407,7 @@ def storage_error(transformer, kwargs, min_numel: int) -> dict:
     import torch
     from torch import nn
 
-    from backend.pipeline.weight_storage import StoredLinear8
+    from backend.pipeline.framepack.weight_storage import StoredLinear8
 
     targets = [(parent, name, child) for parent in transformer.modules()
                for name, child in parent.named_children()
@@ -433,7 +433,7 @@ def time_text_encode(gen, clock: Clock) -> float:
     """Seconds to encode the prompt where the job does it (from disk in offload mode)."""
     import torch
 
-    from backend.pipeline.framepack_loop import _StayPut
+    from backend.pipeline.framepack.loop import _StayPut
 
     placement = gen.placement or _StayPut()
     began = clock.now()
@@ -650,7 +650,7 @@ def main(argv: list[str] | None = None) -> dict:
         result["reference_note"] = "the plain pipeline runs in --mode resident only"
 
     if args.storage_error and kwargs is not None:
-        from backend.pipeline.weight_storage import MIN_WEIGHT_NUMEL
+        from backend.pipeline.framepack.weight_storage import MIN_WEIGHT_NUMEL
 
         result["storage_8bit_error"] = storage_error(pipe.transformer, kwargs,
                                                      64 if spec is TINY else MIN_WEIGHT_NUMEL)
@@ -731,7 +731,7 @@ def main(argv: list[str] | None = None) -> dict:
         handle.remove()
         save(result, args.out)
     if args.fp8_matmul and kwargs is not None:
-        if cuda and not __import__("backend.pipeline.accel", fromlist=["x"]).fp8_matmul_supported():
+        if cuda and not __import__("backend.pipeline.framepack.accel", fromlist=["x"]).fp8_matmul_supported():
             result["fp8_matmul"] = {"error": "needs an Ada or Hopper GPU"}
         else:
             try:

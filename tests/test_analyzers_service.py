@@ -215,7 +215,7 @@ def test_suggestion_rules_are_monotonic_and_capped():
 
 def test_route_module_does_not_import_torch():
     code = (
-        "import sys; import backend.analysis_api, backend.analyzers.service; "
+        "import sys; import backend.routes.analysis, backend.analyzers.service; "
         "print('torch' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,

@@ -9,7 +9,7 @@ import httpx
 import pytest
 import websockets
 
-from backend.auth import HostPolicy, split_host
+from backend.web.auth import HostPolicy, split_host
 from backend.config import Settings
 from tests.helpers.images import encoded, scene
 from tests.helpers.server import StudioServer

@@ -11,8 +11,8 @@ import pytest
 from backend import smart_params
 from backend.pipeline.concatenator import join_segments
 from backend.pipeline.morph import morph_transition
-from backend.pipeline.progress import JobCancelled, Progress
-from backend.schemas import JobCreate, JobSettings
+from backend.utils.progress import JobCancelled, Progress
+from backend.models import JobCreate, JobSettings
 from backend.utils.video_io import probe, read_frames, write_video
 from backend.ws_manager import CLIENT_QUEUE_SIZE, WebSocketManager
 from tests.helpers.images import scene
@@ -169,7 +169,7 @@ def test_the_web_layer_imports_no_torch():
     import subprocess
     import sys
 
-    code = ("import sys, backend.app, backend.api, backend.job_queue; "
+    code = ("import sys, backend.app, backend.routes.jobs, backend.job_queue; "
             "print('torch' in sys.modules, 'diffusers' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]

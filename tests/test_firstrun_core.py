@@ -295,7 +295,7 @@ def test_a_framepack_job_resumed_without_the_weights_fails_with_the_install_mess
     sentence that names the model and the fix, not with a loader's error."""
     import huggingface_hub.constants
 
-    from backend.schemas import JobSettings
+    from backend.models import JobSettings
 
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "empty-hf-cache"))
     with _client(_settings(tmp_path)) as client:

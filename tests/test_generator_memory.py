@@ -18,11 +18,11 @@ import torch
 from torch import nn
 
 from backend.config import Settings
-from backend.pipeline.disk_stream import remove_stale, stream_from_disk, streaming_units
-from backend.pipeline.weight_storage import StoredLinear8, store_linears_8bit
+from backend.pipeline.framepack.disk_stream import remove_stale, stream_from_disk, streaming_units
+from backend.pipeline.framepack.weight_storage import StoredLinear8, store_linears_8bit
 from backend.pipeline.generator import FramePackGenerator
-from backend.pipeline.memory import plan_for_mode
-from backend.pipeline.residency import plan_residency
+from backend.pipeline.framepack.memory import plan_for_mode
+from backend.pipeline.framepack.residency import plan_residency
 from tests.helpers.tiny_framepack import build_tiny_pipeline
 
 H, W = 64, 96
@@ -188,7 +188,7 @@ def test_load_model_8bit_equals_loading_then_quantising(tiny_framepack_dir, tmp_
     """The lean loader (8-bit as each tensor is read) builds the same model as the long way round."""
     from diffusers import HunyuanVideoFramepackTransformer3DModel as Transformer
 
-    from backend.pipeline.weight_storage import load_model_8bit
+    from backend.pipeline.framepack.weight_storage import load_model_8bit
 
     # bf16 as on a GPU (the files are float32): every tensor must come out in the asked dtype.
     long_way = Transformer.from_pretrained(tiny_framepack_dir, subfolder="transformer", dtype=torch.bfloat16)
@@ -212,7 +212,7 @@ def test_pipeline_reads_with_a_disk_streamed_text_encoder(tiny_framepack_dir, tm
     from diffusers import HunyuanVideoFramepackPipeline
     from transformers import LlamaModel
 
-    from backend.pipeline.disk_stream import read_to_disk_stream
+    from backend.pipeline.framepack.disk_stream import read_to_disk_stream
 
     full = HunyuanVideoFramepackPipeline.from_pretrained(tiny_framepack_dir, dtype=torch.bfloat16)
     encoder = read_to_disk_stream(LlamaModel, str(tiny_framepack_dir), "text_encoder", "cpu", tmp_path,
@@ -244,7 +244,7 @@ def test_offload_load_from_disk_on_gpu(tiny_framepack_dir, tmp_path):  # pragma:
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="placement needs CUDA")
 def test_fp8_mode_with_the_text_encoder_on_disk(tmp_path):  # pragma: no cover - GPU machines only
-    from backend.pipeline.memory import place
+    from backend.pipeline.framepack.memory import place
 
     pipe = build_tiny_pipeline(0).to(torch.bfloat16).to("cuda")
     with torch.no_grad():

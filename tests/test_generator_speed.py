@@ -16,12 +16,12 @@ import torch
 from PIL import Image
 
 from backend.config import Settings
-from backend.pipeline import accel
-from backend.pipeline.framepack_loop import _FrameJoiner, encode, latent_paddings, sample_sections
+from backend.pipeline.framepack import accel
+from backend.pipeline.framepack.loop import _FrameJoiner, encode, latent_paddings, sample_sections
 from backend.pipeline.generator import FramePackGenerator
-from backend.pipeline.memory import pin_module_in_place
-from backend.pipeline.residency import plan_residency
-from backend.pipeline.progress import JobCancelled, Progress
+from backend.pipeline.framepack.pinned import pin_module_in_place
+from backend.pipeline.framepack.residency import plan_residency
+from backend.utils.progress import JobCancelled, Progress
 from tests.helpers.tiny_framepack import build_tiny_pipeline
 
 ROOT = Path(__file__).resolve().parents[1]

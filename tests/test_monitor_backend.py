@@ -15,8 +15,8 @@ import pytest
 from fastapi import FastAPI
 from starlette.testclient import TestClient
 
-from backend import monitor_api
-from backend.monitor_api import MonitorHub
+from backend.routes import monitor as monitor_api
+from backend.routes.monitor import MonitorHub
 from backend.utils.gpu import SystemProbe, load_pynvml
 
 

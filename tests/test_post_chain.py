@@ -7,7 +7,7 @@ import pytest
 
 from backend.pipeline.face_restore import RetinaFaceDetector
 from backend.pipeline.postprocess import PostprocessError, plan_postprocess, run_postprocess
-from backend.pipeline.progress import JobCancelled, Progress
+from backend.utils.progress import JobCancelled, Progress
 from backend.utils.model_registry import ensure_weight
 from backend.utils.video_io import VideoInfo, probe, read_frames, write_video
 from tests.test_post_helpers import (

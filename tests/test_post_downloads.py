@@ -10,7 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from backend.pipeline.progress import Progress
+from backend.utils.progress import Progress
 from backend.utils.downloads import ChecksumMismatch, DownloadError, download_file
 from backend.utils.model_registry import WEIGHTS, MissingWeightError, ensure_weight, weight_path
 from tests.test_post_helpers import make_settings

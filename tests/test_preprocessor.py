@@ -14,11 +14,10 @@ from backend.pipeline.preprocessor import (
     bucket_size,
     fit_box,
     fit_image,
-    load_rgb,
-    normalize_upload,
     pair_bucket,
     prepare_pair,
 )
+from backend.utils.images import load_rgb, normalize_upload
 
 
 def _save(img: Image.Image, path, **kw):

@@ -13,11 +13,11 @@ import torch
 from PIL import Image
 
 from backend.config import Settings
-from backend.pipeline.compute_dtype import ComputePolicy, UpcastWeights, keep_stream_fp32
-from backend.pipeline.framepack_loop import encode, sample_sections
+from backend.pipeline.framepack.compute_dtype import ComputePolicy, UpcastWeights, keep_stream_fp32
+from backend.pipeline.framepack.loop import encode, sample_sections
 from backend.pipeline.generator import FramePackGenerator, check_no_bf16, storage_dtype
-from backend.pipeline.progress import Progress
-from backend.pipeline.residency import plan_residency
+from backend.utils.progress import Progress
+from backend.pipeline.framepack.residency import plan_residency
 from tests.helpers.tiny_framepack import build_tiny_pipeline
 
 H, W = 64, 96

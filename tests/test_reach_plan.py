@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from backend.pipeline.residency import (
+from backend.pipeline.framepack.residency import (
     DUAL_BLOCK_BYTES,
     GIB,
     HOST_BASE_GIB,

@@ -16,10 +16,10 @@ import pytest
 import torch
 
 from backend.config import Settings
-from backend.pipeline.block_stream import BlockStreamer, stream_blocks
+from backend.pipeline.framepack.block_stream import BlockStreamer, stream_blocks
 from backend.pipeline.generator import FramePackGenerator
-from backend.pipeline.memory import plan_for_mode
-from backend.pipeline.weight_storage import load_model_8bit, store_linears_8bit
+from backend.pipeline.framepack.memory import plan_for_mode
+from backend.pipeline.framepack.weight_storage import load_model_8bit, store_linears_8bit
 from benchmarks.framepack_gpu import build_pipeline
 from tests.helpers.tiny_framepack import TINY_SPEC
 

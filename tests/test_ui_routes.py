@@ -12,7 +12,7 @@ import pytest
 from fastapi import FastAPI
 
 from backend.config import Settings
-from backend.frontend_routes import FRONTEND_DIR, build_router, pinned_packages
+from backend.routes.frontend import FRONTEND_DIR, build_router, pinned_packages
 
 PACKAGES = {
     "react": "umd/react.production.min.js",

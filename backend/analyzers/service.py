@@ -33,7 +33,8 @@ from backend.analyzers.prompt_analyzer import (
 )
 from backend.analyzers.translators import GoogleTranslator, MarianTranslator, Translator
 from backend.config import Settings
-from backend.pipeline.preprocessor import load_rgb, pair_bucket
+from backend.pipeline.preprocessor import pair_bucket
+from backend.utils.images import load_rgb
 from backend.utils.daemon_executor import DaemonExecutor
 
 log = logging.getLogger(__name__)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from backend.pipeline.progress import Progress, ProgressCallback, ignore_progress
+from backend.utils.progress import Progress, ProgressCallback, ignore_progress
 from backend.utils.video_io import VideoWriter, iter_frames, probe
 
 

@@ -8,7 +8,7 @@ from typing import Protocol
 import numpy as np
 
 from backend.config import Settings
-from backend.pipeline.progress import ProgressCallback
+from backend.utils.progress import ProgressCallback
 
 
 class TransitionEngine(Protocol):

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from backend.pipeline.progress import Progress, ProgressCallback, ignore_progress
+from backend.utils.progress import Progress, ProgressCallback, ignore_progress
 
 FACE_SIZE = 512
 # Eye centres, nose tip and mouth corners of the FFHQ-aligned 512x512 face (the template that

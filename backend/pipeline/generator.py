@@ -29,9 +29,9 @@ from pathlib import Path
 import numpy as np
 
 from backend.config import Settings
-from backend.pipeline.memory import GIB, free_host_gib, place, plan_for_mode, return_freed_host_memory
-from backend.pipeline.residency import MemoryPlan, fit_tiers, plan_residency
-from backend.pipeline.progress import JobCancelled, Progress, ProgressCallback
+from backend.pipeline.framepack.memory import GIB, free_host_gib, place, plan_for_mode, return_freed_host_memory
+from backend.pipeline.framepack.residency import MemoryPlan, fit_tiers, plan_residency
+from backend.utils.progress import JobCancelled, Progress, ProgressCallback
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +134,6 @@ class FramePackGenerator:
                 progress(Progress("load", 1.0, f"FramePack loaded ({self.memory_mode})"))
 
     def _load(self, progress: ProgressCallback | None = None) -> None:
-        import torch
         from diffusers import HunyuanVideoFramepackPipeline
 
         device, why = resolve_device(self.settings.device)
@@ -216,7 +215,7 @@ class FramePackGenerator:
         from diffusers import HunyuanVideoFramepackTransformer3DModel
         from transformers import LlamaModel
 
-        from backend.pipeline.weight_storage import load_model_8bit
+        from backend.pipeline.framepack.weight_storage import load_model_8bit
 
         s = self.settings
         base, transformer_src, transformer_sub = (
@@ -224,7 +223,7 @@ class FramePackGenerator:
             else (s.framepack_base, s.framepack_transformer, None))
         out = {}
         if plan.text_on_disk:
-            from backend.pipeline.disk_stream import read_to_disk_stream
+            from backend.pipeline.framepack.disk_stream import read_to_disk_stream
 
             out["text_encoder"] = read_to_disk_stream(LlamaModel, base, "text_encoder", "cuda", self._scratch_dir(),
                                                       dtype, token)
@@ -243,8 +242,8 @@ class FramePackGenerator:
     def _unit_placer(self, plan: MemoryPlan):
         """Sends each block, as soon as it is read, to its tier: GPU blocks to the GPU, disk blocks
         to their file (the host then never holds more than the RAM tier and one block)."""
-        from backend.pipeline.block_stream import _placeholder, write_block
-        from backend.pipeline.disk_stream import module_tensors
+        from backend.pipeline.framepack.block_stream import _placeholder, write_block
+        from backend.pipeline.framepack.disk_stream import module_tensors
 
         folder = None
         fitted: dict = {}
@@ -263,7 +262,7 @@ class FramePackGenerator:
                 module.to("cuda")
             elif tier == "disk":
                 if folder is None:
-                    from backend.pipeline.block_stream import BlockStreamer
+                    from backend.pipeline.framepack.block_stream import BlockStreamer
 
                     folder = BlockStreamer._make_folder(self._scratch_dir() / "blocks")
                     self._block_folder = folder
@@ -287,7 +286,7 @@ class FramePackGenerator:
         `load()` calls this after reading the weights, with the plan it read them by; the benchmark
         calls it with full-size random models built in memory, so both measure the same code.
         """
-        from backend.pipeline.compute_dtype import ComputePolicy, keep_stream_fp32
+        from backend.pipeline.framepack.compute_dtype import ComputePolicy, keep_stream_fp32
 
         pipe.set_progress_bar_config(disable=True)
         if plan is None:
@@ -312,7 +311,7 @@ class FramePackGenerator:
                  device, why or device, plan.mode, self.compiled, self.fp8_matmul)
 
     def _accelerate(self, progress: ProgressCallback | None) -> None:
-        from backend.pipeline import accel
+        from backend.pipeline.framepack import accel
 
         s = self.settings
         transformer = self.pipe.transformer
@@ -339,7 +338,7 @@ class FramePackGenerator:
             self.load_seconds["warmup"] = time.perf_counter() - began
 
     def _eager_blocks(self):
-        from backend.pipeline.accel import eager_blocks
+        from backend.pipeline.framepack.accel import eager_blocks
 
         return eager_blocks(self.pipe.transformer) if self.compiled else contextlib.nullcontext()
 
@@ -412,7 +411,7 @@ class FramePackGenerator:
         import torch
         from PIL import Image
 
-        from backend.pipeline.framepack_loop import encode, sample_sections
+        from backend.pipeline.framepack.loop import encode, sample_sections
 
         self.load(progress)
         pipe = self.pipe
@@ -447,7 +446,7 @@ class FramePackGenerator:
             # Draft quality only (smart_params labels it so): skips blocks whose input barely changed.
             from diffusers.hooks import FirstBlockCacheConfig
 
-            from backend.pipeline.accel import eager_blocks
+            from backend.pipeline.framepack.accel import eager_blocks
 
             transformer.enable_cache(FirstBlockCacheConfig(threshold=float(cache.split(":")[1])))
             if self.compiled:
@@ -477,7 +476,7 @@ class FramePackGenerator:
 def check_no_bf16(pipe, plan: MemoryPlan) -> None:
     """A GPU without bf16 fails to build bf16 kernels ("requires sm_80"; Triton, the compiled
     blocks, the 8-bit dequantisation): outside a bf16 plan no bf16 tensor may be left to run."""
-    from backend.pipeline.compute_dtype import low_precision_tensors
+    from backend.pipeline.framepack.compute_dtype import low_precision_tensors
 
     if plan.dtype == "bf16":
         return

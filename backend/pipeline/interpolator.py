@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from backend.pipeline.host_copy import HostStaging
-from backend.pipeline.progress import Progress, ProgressCallback, ignore_progress
+from backend.utils.progress import Progress, ProgressCallback, ignore_progress
 from backend.pipeline.rife_ifnet import PAD_MULTIPLE, IFNet, load_ifnet
 
 

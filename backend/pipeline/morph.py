@@ -12,7 +12,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from backend.pipeline.progress import Progress, ProgressCallback, ignore_progress
+from backend.utils.progress import Progress, ProgressCallback, ignore_progress
 
 # Flow is estimated at about this edge and scaled up: detail beyond it only costs time.
 FLOW_EDGE = 384

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from backend.pipeline.progress import Progress, ProgressCallback
+from backend.utils.progress import Progress, ProgressCallback
 from backend.utils.model_registry import MissingWeightError, ensure_weight
 from backend.utils.video_io import VideoInfo, VideoWriter, iter_frames, probe
 

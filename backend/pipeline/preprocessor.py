@@ -3,23 +3,17 @@
 Both images of a pair go through the same bucket and the same fit, so the transition starts and
 ends on frames of one size.
 
-Colour handling, in `normalize_upload`: whatever Pillow decodes (CMYK, 16-bit, grayscale, palette,
-LAB, float, an embedded ICC profile such as Adobe RGB or Display P3) comes out as upright 8-bit
-sRGB, or RGBA when the image has transparency; `load_rgb` then flattens transparency onto white.
+Decoding and colour (`normalize_upload`, `load_rgb`) live in `backend.utils.images`.
 """
 
 from __future__ import annotations
 
-import functools
-import io
-import logging
 import math
-from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageCms, ImageOps
+from PIL import Image
 
-log = logging.getLogger(__name__)
+from backend.utils.images import flatten
 
 # FramePack works on latents of 1/8 the pixel size with 2x2 patches: every edge a multiple of 16.
 BUCKET_MULTIPLE = 16
@@ -29,92 +23,6 @@ BUCKET_MULTIPLE = 16
 MAX_BUCKET_ASPECT = 960 / 416
 FIT_MODES = ("crop", "pad")
 PAD_COLOR = (0, 0, 0)
-
-
-@functools.lru_cache(maxsize=1)
-def _srgb_profile():
-    # Built once on first use and never changed: a constant, not state.
-    return ImageCms.createProfile("sRGB")
-
-
-def _apply_icc(img: Image.Image, out_mode: str) -> Image.Image | None:
-    """Convert through the embedded ICC profile to sRGB; None when there is none or it fails."""
-    icc = img.info.get("icc_profile")
-    if not icc:
-        return None
-    try:
-        src = ImageCms.ImageCmsProfile(io.BytesIO(icc))
-        out = ImageCms.profileToProfile(
-            img, src, _srgb_profile(), outputMode=out_mode,
-            renderingIntent=ImageCms.Intent.PERCEPTUAL,
-        )
-        return out
-    except Exception as exc:  # a broken profile: plain conversion is still a usable image
-        log.info("ignoring unusable ICC profile: %s", exc)
-        return None
-
-
-def _sixteen_bit_gray(img: Image.Image) -> Image.Image:
-    arr = np.asarray(img, dtype=np.float64)
-    if img.mode.startswith("I;16"):
-        peak = 65535.0
-    else:
-        # Mode "I" (32-bit int) is what some decoders give 16-bit grayscale as.
-        peak = 65535.0 if arr.max() > 255 else 255.0
-    arr = np.clip(arr / peak * 255.0 + 0.5, 0, 255).astype(np.uint8)
-    return Image.fromarray(arr, "L")
-
-
-def normalize_upload(img: Image.Image) -> Image.Image:
-    """Any decoded upload → upright 8-bit sRGB (or RGBA when it has transparency)."""
-    img = ImageOps.exif_transpose(img)
-    mode = img.mode
-    if mode in ("RGB", "RGBA"):
-        converted = _apply_icc(img, mode)
-        out = converted if converted is not None else img
-    elif mode == "CMYK":
-        # Without a profile Pillow's formula conversion is the best there is.
-        converted = _apply_icc(img, "RGB")
-        out = converted if converted is not None else img.convert("RGB")
-    elif mode in ("LA", "PA") or (mode == "P" and "transparency" in img.info):
-        out = img.convert("RGBA")
-    elif mode.startswith("I;16") or mode == "I":
-        out = _sixteen_bit_gray(img).convert("RGB")
-    elif mode == "F":
-        arr = np.asarray(img, dtype=np.float64)
-        peak = 1.0 if arr.max() <= 1.0 else 255.0
-        arr = np.clip(arr / peak * 255.0 + 0.5, 0, 255).astype(np.uint8)
-        out = Image.fromarray(arr, "L").convert("RGB")
-    elif mode == "LAB":
-        out = ImageCms.applyTransform(
-            img,
-            ImageCms.buildTransform(ImageCms.createProfile("LAB"), _srgb_profile(), "LAB", "RGB"),
-        )
-    elif mode == "RGBa":  # premultiplied alpha
-        out = img.convert("RGBA")
-    else:  # L, 1, P, YCbCr, HSV, ...
-        out = img.convert("RGB")
-    if out.mode == "RGBA" and out.getchannel("A").getextrema() == (255, 255):
-        out = out.convert("RGB")  # an alpha channel that is opaque everywhere carries nothing
-    # The pixels are sRGB now; a stale profile would make viewers convert them a second time.
-    out.info.pop("icc_profile", None)
-    return out
-
-
-def flatten(img: Image.Image, background: tuple[int, int, int] = (255, 255, 255)) -> Image.Image:
-    """RGB; transparent parts become `background` (white: how the image looked on the page)."""
-    if img.mode == "RGBA":
-        canvas = Image.new("RGB", img.size, background)
-        canvas.paste(img, mask=img.getchannel("A"))
-        return canvas
-    return img.convert("RGB")
-
-
-def load_rgb(path: Path | str) -> Image.Image:
-    """A stored image as RGB; transparency is flattened onto white."""
-    with Image.open(path) as img:
-        img.load()
-        return flatten(normalize_upload(img))
 
 
 def bucket_size(width: int, height: int, resolution: int) -> tuple[int, int]:
@@ -193,12 +101,3 @@ def prepare_pair(
 ) -> tuple[np.ndarray, np.ndarray]:
     """The first and last frame of one transition: same size, same fit rule."""
     return fit_image(first, width, height, mode), fit_image(last, width, height, mode)
-
-
-def prepare_images(
-    paths: list[Path], resolution: int, mode: str = "crop"
-) -> tuple[list[np.ndarray], tuple[int, int]]:
-    """Every image of a job, loaded and fitted to the job's one bucket."""
-    images = [load_rgb(p) for p in paths]
-    bucket = pair_bucket([im.size for im in images], resolution)
-    return [fit_image(im, bucket[0], bucket[1], mode) for im in images], bucket

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from backend.pipeline.host_copy import HostStaging
-from backend.pipeline.progress import Progress, ProgressCallback, ignore_progress
+from backend.utils.progress import Progress, ProgressCallback, ignore_progress
 
 UPSCALE_MODELS = ("realesrgan-x4plus", "realesrgan-x2plus", "realesr-animevideov3")
 

@@ -273,7 +273,7 @@ def _family(name: str | None) -> str | None:
 
 def machine_profile(machine: dict | None = None) -> dict:
     """The memory plan this machine gets, the settings to export and what a transition costs."""
-    from backend.pipeline.residency import plan_residency
+    from backend.pipeline.framepack.residency import plan_residency
 
     m = machine or detect_machine()
     if not m["gpu"]:

@@ -21,7 +21,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from backend.pipeline.progress import Progress, ProgressCallback
+from backend.utils.progress import Progress, ProgressCallback
 from backend.utils.downloads import DownloadError, DownloadProgress, download_file, sha256_of
 
 CHECKSUMS_FILE = ".studio-checksums.json"

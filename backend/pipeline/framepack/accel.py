@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from backend.pipeline.weight_storage import FP8_MAX, quantize_rows
+from backend.pipeline.framepack.weight_storage import FP8_MAX, quantize_rows
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel, Field
 
-from backend.schemas import ErrorBody
+from backend.models import ErrorBody
 
 if TYPE_CHECKING:
     from backend.analyzers.service import AnalysisService

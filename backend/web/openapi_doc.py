@@ -14,7 +14,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from backend.schemas import ErrorBody
+from backend.models import ErrorBody
 
 ERROR_REF = {"$ref": "#/components/schemas/ErrorBody"}
 # What the access-control middleware may answer on any route, and why.

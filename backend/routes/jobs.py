@@ -9,9 +9,9 @@ from fastapi.responses import JSONResponse
 
 from backend import smart_params
 from backend.job_queue import JobQueue
-from backend.schemas import (ErrorBody, Health, JobCreate, JobCreated, JobList, JobView, ParamsPreview,
+from backend.models import (ErrorBody, Health, JobCreate, JobCreated, JobList, JobView, ParamsPreview,
                              ParamsView, UploadList, UploadView)
-from backend.storage import DISK_FULL_MESSAGE, StorageFull, check_space, is_disk_full
+from backend.utils.storage import DISK_FULL_MESSAGE, StorageFull, check_space, is_disk_full
 from backend.uploads import UploadError, UploadReceiver
 from backend.utils.redact import hide_paths_in
 

@@ -23,7 +23,7 @@ import time
 from collections import Counter
 from typing import Any
 
-from backend.auth import ASGIApp, Message, Receive, Scope, Send, limit_key
+from backend.web.auth import ASGIApp, Message, Receive, Scope, Send, limit_key
 from backend.config import Settings
 
 UPLOAD_PATH = "/api/uploads"

@@ -171,7 +171,7 @@ def read_to_disk_stream(model_cls, source: str, subfolder: str | None, device, r
     """
     from accelerate import init_empty_weights
 
-    from backend.pipeline.weight_storage import SafetensorsReader, safetensors_files
+    from backend.pipeline.framepack.weight_storage import SafetensorsReader, safetensors_files
 
     config = model_cls.config_class.from_pretrained(source, subfolder=subfolder, token=token or None)
     previous = torch.get_default_dtype()

@@ -15,7 +15,7 @@ Decisions the issue left open:
 - The HTML pages and their static assets stay open (`OPEN_PREFIXES`, `OPEN_PATHS`) so the page
   can load and ask for the token; they hold no job data. Everything else is closed by default,
   including FastAPI's /docs and /openapi.json, so a route added later is never open by accident.
-- The cookie holds a random session id (`backend.sessions`), never the token: logout revokes it
+- The cookie holds a random session id (`backend.web.sessions`), never the token: logout revokes it
   on the server, and changing the token ends every session.
 - Failed attempts are counted per client address over a sliding window, for the login route,
   `GET /api/auth` and wrong bearer/query tokens alike, so no route bypasses the login limit. A
@@ -52,7 +52,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from backend.config import Settings
-from backend.sessions import SessionStore
+from backend.web.sessions import SessionStore
 
 Scope = dict[str, Any]
 Message = dict[str, Any]

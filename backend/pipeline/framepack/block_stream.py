@@ -33,7 +33,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from backend.pipeline.disk_stream import module_tensors, move_own_tensors, remove_stale
+from backend.pipeline.framepack.disk_stream import module_tensors, move_own_tensors, remove_stale
+from backend.pipeline.framepack.pinned import pin_module_in_place, pinned_empty
 
 ALIGN = 4096  # file and buffer offsets: page-aligned reads
 
@@ -89,8 +90,6 @@ def _read_into(block_file: BlockFile, buffer: torch.Tensor) -> list[torch.Tensor
 class BlockStreamer:
     def __init__(self, transformer: nn.Module, block_lists: list[nn.ModuleList], device,
                  tiers: list[str] | None = None, disk_dir: Path | None = None, read_ahead: int = 2) -> None:
-        from backend.pipeline.memory import pin_module_in_place, pinned_empty
-
         self.device = torch.device(device)
         self.cuda = self.device.type == "cuda"
         self.blocks: list[nn.Module] = [b for blocks in block_lists for b in blocks]

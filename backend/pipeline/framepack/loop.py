@@ -161,7 +161,7 @@ def sample_sections(
     latents (or decoded frames) hold inf or NaN is re-run once in its safer dtype, with a warning
     through `on_warning`, and a second failure raises: never a silent black or noisy video.
     """
-    from backend.pipeline.compute_dtype import ComputePolicy, finite
+    from backend.pipeline.framepack.compute_dtype import ComputePolicy, finite
     from diffusers.pipelines.hunyuan_video.pipeline_hunyuan_video_framepack import (
         calculate_shift,
         retrieve_timesteps,
@@ -244,7 +244,7 @@ def sample_sections(
     def decode(latents: torch.Tensor, safe: bool) -> torch.Tensor:
         if not safe:
             return vae.decode(latents.to(vae.dtype) / vae.config.scaling_factor, return_dict=False)[0]
-        from backend.pipeline.compute_dtype import UpcastWeights
+        from backend.pipeline.framepack.compute_dtype import UpcastWeights
 
         with UpcastWeights():
             return vae.decode(latents.float() / vae.config.scaling_factor, return_dict=False)[0]

@@ -19,7 +19,7 @@ from pathlib import Path
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import FileResponse, RedirectResponse
 
-FRONTEND_DIR = Path(__file__).resolve().parent.parent / "frontend"
+FRONTEND_DIR = Path(__file__).resolve().parents[2] / "frontend"
 
 _MEDIA_TYPES = {
     ".js": "text/javascript; charset=utf-8",
@@ -117,5 +117,3 @@ def _installed_version(package_dir: Path) -> str | None:
     except (OSError, ValueError):
         return None
 
-
-router = build_router()
