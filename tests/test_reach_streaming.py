@@ -213,3 +213,34 @@ def test_fp16_plan_on_the_gpu_runs_without_bf16(tmp_path):  # pragma: no cover -
         frames[label] = gen.generate(a, b, "a cat", SEGMENT, PARAMS, lambda p: None)
         assert seen and all(d == torch.float32 for d in seen)  # the residual stream stays fp32
     assert np.array_equal(frames["partial"], frames["resident"])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="the allocator cap needs CUDA")
+def test_reserved_vram_stays_within_the_vram_limit(tmp_path):  # pragma: no cover - GPU only
+    """Under STUDIO_VRAM_LIMIT_GIB the allocator, growing expandable segments by whole pages, must
+    not reserve past the limit however odd the sizes asked for (it passed its own cap by 2-4 MiB)."""
+    from backend.pipeline.memory import enable_expandable_segments
+    from backend.pipeline.residency import GIB
+
+    enable_expandable_segments()
+    torch.cuda.synchronize()
+    torch.cuda.empty_cache()
+    limit = torch.cuda.memory_reserved() / GIB + 1.0
+    FramePackGenerator(Settings(vram_limit_gib=limit, models_dir=tmp_path))._cap_vram("cuda")
+    torch.cuda.reset_peak_memory_stats()
+    rng = np.random.default_rng(0)
+    kept = []
+    try:
+        for _ in range(2000):
+            nbytes = int(rng.choice([rng.integers(1, 1 << 20), rng.integers(1 << 20, 48 << 20)]))
+            try:
+                kept.append(torch.empty(nbytes, dtype=torch.uint8, device="cuda"))
+            except torch.OutOfMemoryError:
+                kept = kept[::2]  # free every other one: holes of every size
+            if len(kept) > 8 and rng.random() < 0.2:
+                kept.pop(int(rng.integers(len(kept))))
+        assert torch.cuda.max_memory_reserved() <= limit * GIB
+    finally:
+        del kept
+        torch.cuda.set_per_process_memory_fraction(1.0)
+        torch.cuda.empty_cache()

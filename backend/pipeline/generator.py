@@ -30,7 +30,7 @@ import numpy as np
 
 from backend.config import Settings
 from backend.pipeline.memory import GIB, free_host_gib, place, plan_for_mode, return_freed_host_memory
-from backend.pipeline.residency import MemoryPlan, fit_tiers, plan_residency
+from backend.pipeline.residency import MemoryPlan, allocator_cap_gib, fit_tiers, plan_residency
 from backend.pipeline.progress import JobCancelled, Progress, ProgressCallback
 
 log = logging.getLogger(__name__)
@@ -181,7 +181,7 @@ class FramePackGenerator:
         limit = self.settings.vram_limit_gib
         if device == "cuda" and limit:
             total = torch.cuda.get_device_properties(0).total_memory
-            torch.cuda.set_per_process_memory_fraction(min(1.0, limit * GIB / total))
+            torch.cuda.set_per_process_memory_fraction(min(1.0, allocator_cap_gib(limit) * GIB / total))
 
     def _plan(self, device: str, mode: str | None = None) -> MemoryPlan:
         import psutil
@@ -193,7 +193,7 @@ class FramePackGenerator:
         free, total = torch.cuda.mem_get_info()
         vram = min(total, free + 0.25 * GIB) / GIB  # what others already use is not ours
         if s.vram_limit_gib:
-            vram = min(vram, s.vram_limit_gib)
+            vram = min(vram, allocator_cap_gib(s.vram_limit_gib))
         ram_total = psutil.virtual_memory().total / GIB
         ram_free = free_host_gib()
         if s.ram_limit_gib:

@@ -50,6 +50,11 @@ FP16_WORKSPACE_FACTOR = 1.15
 READ_AHEAD_BLOCKS = 2
 # What the allocator may reserve: the card less what the driver and the display keep.
 VRAM_RESERVE_GIB = 0.5
+# Under a VRAM limit (STUDIO_VRAM_LIMIT_GIB), the allocator is capped this much below it. Its cap
+# is checked before an expandable segment is grown, and growth is mapped in whole pages (2 MiB
+# for small tensors, 20 MiB for large ones), so what it reserves may pass its cap by a page:
+# measured 2-4 MiB over under 7.75 and 11.75 GiB caps. Three large pages of room keep it under.
+ALLOCATOR_MARGIN_GIB = 64 / 1024
 
 # Host RAM of the process besides the streamed blocks: Python + torch + CUDA libraries, the CUDA
 # context's host side, CLIP and SigLIP between jobs (1 GB), the compile cache, a job's frames.
@@ -138,6 +143,12 @@ def choose_compute_dtype(requested: str, device: str, capability: tuple[int, int
     if requested == "bf16" and not has_bf16:
         return "fp16"
     return requested
+
+
+def allocator_cap_gib(limit_gib: float) -> float:
+    """The allocator cap (and the VRAM planned for) under a VRAM limit: its reserved memory stays
+    within `limit_gib` although the allocator rounds its growth up past its own cap."""
+    return max(0.0, limit_gib - ALLOCATOR_MARGIN_GIB)
 
 
 def block_sizes(weights: str) -> list[int]:
@@ -272,4 +283,4 @@ def plan_for_profile(name: str, bucket: int | None = None, **kwargs) -> MemoryPl
 
 
 __all__ = ["MemoryPlan", "PROFILES", "Profile", "plan_residency", "plan_for_profile", "fit_tiers", "choose_compute_dtype",
-           "quality_notes", "workspace_gib", "block_sizes", "host_budget_gib"]
+           "quality_notes", "workspace_gib", "block_sizes", "host_budget_gib", "allocator_cap_gib"]
