@@ -295,7 +295,8 @@ class FramePackGenerator:
             plan = self._plan(device, mode)
         began = time.perf_counter()
         self.placement = place(pipe, device, plan, scratch_dir=self._scratch_dir(),
-                               storage_format=self.settings.storage_8bit, read_ahead=self.settings.read_ahead_blocks)
+                               storage_format=self.settings.storage_8bit, read_ahead=self.settings.read_ahead_blocks,
+                               read_threads=self.settings.read_threads)
         self.load_seconds["place"] = time.perf_counter() - began
         self.pipe, self.device, self.memory_mode, self.plan = pipe, device, plan.mode, plan
         self.offload_weights = plan.offload_weights
