@@ -14,6 +14,7 @@ from backend.pipeline.residency import (
     SINGLE_BLOCK_BYTES,
     VAE_BYTES,
     allocator_cap_gib,
+    default_bucket,
     block_sizes,
     choose_compute_dtype,
     fit_tiers,
@@ -168,3 +169,15 @@ def test_under_a_vram_limit_the_plan_fits_the_allocator_cap(name, bucket):
     p = PROFILES[name]
     plan = plan_residency(cap, p.ram_gib, p.capability, bucket)
     assert _gpu_gib(plan) <= cap, plan
+
+
+def test_the_page_s_default_bucket_is_480_on_a_t4_and_small_gpus():
+    assert default_bucket(14.75, (7, 5)) == 480  # free Colab T4
+    assert default_bucket(22.0, (7, 5)) == 480  # no bf16: a slow fp16 GPU whatever its memory
+    assert default_bucket(7.6, (8, 6)) == 480 and default_bucket(11.7, (8, 6)) == 480
+    assert default_bucket(22.0, (8, 9)) == 640 and default_bucket(79.2, (8, 0)) == 640
+    assert default_bucket(None, None) == 640  # CPU: the morph preview
+    assert default_bucket(79.2, (9, 0), plan_bucket=480) == 480  # never above the planned bucket
+    assert default_bucket(14.75, (7, 5), plan_bucket=640) == 480
+    for p in PROFILES.values():
+        assert p.bucket == default_bucket(p.vram_gib, p.capability), p

@@ -30,7 +30,7 @@ import numpy as np
 
 from backend.config import Settings
 from backend.pipeline.memory import GIB, free_host_gib, place, plan_for_mode, return_freed_host_memory
-from backend.pipeline.residency import MemoryPlan, allocator_cap_gib, fit_tiers, plan_residency
+from backend.pipeline.residency import MemoryPlan, allocator_cap_gib, default_bucket, fit_tiers, plan_residency
 from backend.pipeline.progress import JobCancelled, Progress, ProgressCallback
 
 log = logging.getLogger(__name__)
@@ -54,6 +54,20 @@ def resolve_device(requested: str) -> tuple[str, str]:
     if requested == "cuda":
         raise RuntimeError("STUDIO_DEVICE=cuda but no CUDA GPU is visible to PyTorch")
     return "cpu", "no CUDA GPU visible to PyTorch"
+
+
+def default_resolution(settings: Settings, device: str) -> int:
+    """The bucket the page starts at on this machine (`residency.default_bucket`), from the GPU's
+    memory and compute capability as the plan sees them (STUDIO_VRAM_LIMIT_GIB included)."""
+    if device != "cuda":
+        return default_bucket(None, None, settings.plan_bucket)
+    import torch
+
+    props = torch.cuda.get_device_properties(0)
+    vram = props.total_memory / GIB
+    if settings.vram_limit_gib:
+        vram = min(vram, settings.vram_limit_gib)
+    return default_bucket(vram, (props.major, props.minor), settings.plan_bucket)
 
 
 def framepack_source_problem(settings: Settings) -> str | None:

@@ -81,13 +81,27 @@ PROFILES: dict[str, Profile] = {
     p.name: p for p in (
         Profile("colab-t4", 15.0, 12.7 * GB, (7, 5), 480, "free Colab T4 (15 GB VRAM, 12.7 GB RAM)"),
         Profile("laptop-6gb", 6.0, 16.0, (8, 6), 480, "6 GB laptop GPU, 16 GB RAM"),
-        Profile("gpu-8gb", 8.0, 16.0, (8, 6), 640, "8 GB GPU (3060 Ti, 4060), 16 GB RAM"),
-        Profile("gpu-12gb", 12.0, 32.0, (8, 6), 640, "12 GB GPU (3060 12 GB), 32 GB RAM"),
+        Profile("gpu-8gb", 8.0, 16.0, (8, 6), 480, "8 GB GPU (3060 Ti, 4060), 16 GB RAM"),
+        Profile("gpu-12gb", 12.0, 32.0, (8, 6), 480, "12 GB GPU (3060 12 GB), 32 GB RAM"),
         Profile("l4", 22.0, 51.0, (8, 9), 640, "Colab L4 (22.5 GB VRAM, 53 GB RAM)"),
         Profile("a10g", 22.0, 30.0, (8, 6), 640, "A10G (24 GB VRAM), 32 GB RAM"),
         Profile("a100-40gb", 39.5, 80.0, (8, 0), 640, "A100 40 GB, 83 GB RAM"),
     )
 }
+
+
+# Below this much VRAM (or without bf16) a GPU computes a 640 step in tens of seconds (a T4: an
+# estimated 20 s, 17 minutes per transition): the page starts at the 480 bucket there (8 minutes).
+SMALL_GPU_VRAM_GIB = 16.0
+
+
+def default_bucket(vram_gib: float | None, capability: tuple[int, int] | None, plan_bucket: int = 0) -> int:
+    """The resolution the page starts at on this machine: 480 on a T4 and on GPUs under 16 GiB,
+    640 elsewhere (and on the CPU, where only the morph preview is practical); never above the
+    bucket the memory plan leaves room for (`plan_bucket`, STUDIO_PLAN_BUCKET, 0 = 640)."""
+    small = vram_gib is not None and (vram_gib < SMALL_GPU_VRAM_GIB or tuple(capability or (0, 0)) < (8, 0))
+    bucket = 480 if small else 640
+    return min(bucket, plan_bucket) if plan_bucket else bucket
 
 
 @dataclass(frozen=True)
@@ -283,4 +297,4 @@ def plan_for_profile(name: str, bucket: int | None = None, **kwargs) -> MemoryPl
 
 
 __all__ = ["MemoryPlan", "PROFILES", "Profile", "plan_residency", "plan_for_profile", "fit_tiers", "choose_compute_dtype",
-           "quality_notes", "workspace_gib", "block_sizes", "host_budget_gib", "allocator_cap_gib"]
+           "quality_notes", "workspace_gib", "block_sizes", "host_budget_gib", "allocator_cap_gib", "default_bucket"]
