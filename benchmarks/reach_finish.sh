@@ -3,8 +3,8 @@
 # Usage: bash benchmarks/reach_finish.sh PART OUT_DIR
 #   a: GPU tests + `backend.utils.gpu --profile` + reader-thread rates (while the models are saved),
 #      then resident 480 and the profiles at 480 (gpu-8gb, gpu-12gb)
-#   b: resident 640 and the profiles at 640 (laptop-6gb, gpu-8gb, gpu-12gb), gpu-8gb 640 again
-#      with one reader thread (the parallel reads' effect, same machine)
+#   b: resident 640 and the profiles at 640 (gpu-8gb, gpu-12gb, laptop-6gb); with AB=1 also gpu-8gb
+#      640 with one reader thread (the parallel reads' effect on the same machine; not run so far)
 # Every run's JSON and log go to /tmp/reach/; OUT_DIR gets them as one tarball after each run
 # (a call cut off by its time limit still brings back what finished) and a summary table.
 set -u
