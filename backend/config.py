@@ -74,6 +74,8 @@ class Settings(BaseSettings):
     ram_limit_gib: float = Field(0.0, ge=0, validation_alias=_env("STUDIO_RAM_LIMIT_GIB"))
     # Disk-tier blocks read ahead of the GPU (each holds one block's bytes in pinned RAM).
     read_ahead_blocks: int = Field(2, ge=1, le=8, validation_alias=_env("STUDIO_READ_AHEAD_BLOCKS"))
+    # Threads reading each disk-tier block (in slices): one thread copies only 4-5 GiB/s.
+    read_threads: int = Field(4, ge=1, le=32, validation_alias=_env("STUDIO_READ_THREADS"))
     default_engine: Literal["framepack", "morph"] = Field(
         "framepack", validation_alias=_env("STUDIO_DEFAULT_ENGINE")
     )

@@ -506,10 +506,14 @@ def cap_vram(gib: float, result: dict) -> None:
     """Simulates a smaller GPU from here on: the caching allocator cannot reserve more than `gib`."""
     import torch
 
+    from backend.pipeline.framepack.residency import allocator_cap_gib
+
     torch.cuda.empty_cache()
     total = torch.cuda.get_device_properties(0).total_memory
-    torch.cuda.set_per_process_memory_fraction(gib * GIB / total)
+    # As the studio caps it (STUDIO_VRAM_LIMIT_GIB): a margin under the target for page rounding.
+    torch.cuda.set_per_process_memory_fraction(allocator_cap_gib(gib) * GIB / total)
     result["vram_limit_gib"] = gib
+    result["allocator_cap_gib"] = allocator_cap_gib(gib)
 
 
 def from_disk(args, result: dict, rss: RssSampler, clock: Clock, cuda: bool, spec: dict) -> dict:

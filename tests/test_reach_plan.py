@@ -13,6 +13,8 @@ from backend.pipeline.framepack.residency import (
     REST_BYTES,
     SINGLE_BLOCK_BYTES,
     VAE_BYTES,
+    allocator_cap_gib,
+    default_bucket,
     block_sizes,
     choose_compute_dtype,
     fit_tiers,
@@ -154,3 +156,28 @@ def test_fit_tiers_maps_the_plan_onto_small_models():
 def test_profiles_cover_the_issue_and_the_readme_table():
     assert {"colab-t4", "laptop-6gb", "gpu-8gb", "gpu-12gb", "l4", "a10g", "a100-40gb"} <= set(PROFILES)
     assert PROFILES["colab-t4"].bucket == 480
+
+
+@pytest.mark.parametrize("name", sorted(TARGETS))
+@pytest.mark.parametrize("bucket", [480, 640])
+def test_under_a_vram_limit_the_plan_fits_the_allocator_cap(name, bucket):
+    """STUDIO_VRAM_LIMIT_GIB = the reserved target: the allocator is capped, and the plan made,
+    a margin under it (the allocator rounds its growth up past its cap by a page of 2 or 20 MiB)."""
+    target = TARGETS[name][1]
+    cap = allocator_cap_gib(target)
+    assert target - 0.1 <= cap <= target - 2 * 20 / 1024  # two large pages of room, little lost
+    p = PROFILES[name]
+    plan = plan_residency(cap, p.ram_gib, p.capability, bucket)
+    assert _gpu_gib(plan) <= cap, plan
+
+
+def test_the_page_s_default_bucket_is_480_on_a_t4_and_small_gpus():
+    assert default_bucket(14.75, (7, 5)) == 480  # free Colab T4
+    assert default_bucket(22.0, (7, 5)) == 480  # no bf16: a slow fp16 GPU whatever its memory
+    assert default_bucket(7.6, (8, 6)) == 480 and default_bucket(11.7, (8, 6)) == 480
+    assert default_bucket(22.0, (8, 9)) == 640 and default_bucket(79.2, (8, 0)) == 640
+    assert default_bucket(None, None) == 640  # CPU: the morph preview
+    assert default_bucket(79.2, (9, 0), plan_bucket=480) == 480  # never above the planned bucket
+    assert default_bucket(14.75, (7, 5), plan_bucket=640) == 480
+    for p in PROFILES.values():
+        assert p.bucket == default_bucket(p.vram_gib, p.capability), p

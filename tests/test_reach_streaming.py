@@ -94,15 +94,17 @@ def test_disk_blocks_stay_8bit_and_match_8bit_resident(tmp_path):
     assert payload < 0.5 * fp32_bytes
 
 
-def test_read_ahead_is_bounded_by_its_buffers(tmp_path):
+@pytest.mark.parametrize("read_threads", [1, 3])
+def test_read_ahead_is_bounded_by_its_buffers(tmp_path, read_threads):
     """With one buffer the reader can never run ahead by more than one block; the host holds
-    `read_ahead` block buffers and nothing else of the disk tier."""
+    `read_ahead` block buffers and nothing else of the disk tier, however many threads read."""
     pipe = build_pipeline(SPEC, "cpu", torch.float32, seed=0)
     transformer = pipe.transformer
     x = {k: v for k, v in _forward_inputs(transformer).items()}
     with torch.no_grad():
         want = transformer(**x)[0]
-    streamer = stream_blocks(transformer, "cpu", ["disk"] * 5, disk_dir=tmp_path, read_ahead=1)
+    streamer = stream_blocks(transformer, "cpu", ["disk"] * 5, disk_dir=tmp_path, read_ahead=1,
+                             read_threads=read_threads)
     with torch.no_grad():
         got = transformer(**x)[0]
         again = transformer(**x)[0]
@@ -111,6 +113,22 @@ def test_read_ahead_is_bounded_by_its_buffers(tmp_path):
     assert len(streamer._free) + len(streamer._reads) == 1  # the one buffer, free or being filled
     biggest = max(f.nbytes for f in streamer.files.values())
     assert streamer.buffer_bytes == biggest
+
+
+def test_a_block_is_read_in_page_aligned_slices_that_cover_it(tmp_path):
+    from backend.pipeline.framepack.block_stream import ALIGN, _read_range, _slices, write_block
+
+    for nbytes, parts in ((ALIGN, 4), (10 * ALIGN, 3), (7 * ALIGN, 7), (3 * ALIGN, 1)):
+        slices = _slices(nbytes, parts)
+        assert slices[0][0] == 0 and slices[-1][1] == nbytes and len(slices) <= parts
+        assert all(a[1] == b[0] for a, b in zip(slices, slices[1:]))
+        assert all(lo % ALIGN == 0 for lo, _ in slices)
+    tensors = [torch.randn(1000, 37), torch.arange(5000, dtype=torch.int8)]
+    block = write_block(tensors, tmp_path / "b.bin")
+    buffer = torch.zeros(block.nbytes, dtype=torch.uint8)
+    for lo, hi in reversed(_slices(block.nbytes, 3)):  # any order: each slice is its own read
+        _read_range(block.path, memoryview(buffer.numpy()), lo, hi)
+    assert buffer.numpy().tobytes() == block.path.read_bytes()
 
 
 def test_lean_loader_hands_each_block_over_complete(tiny_framepack_dir):
@@ -213,3 +231,34 @@ def test_fp16_plan_on_the_gpu_runs_without_bf16(tmp_path):  # pragma: no cover -
         frames[label] = gen.generate(a, b, "a cat", SEGMENT, PARAMS, lambda p: None)
         assert seen and all(d == torch.float32 for d in seen)  # the residual stream stays fp32
     assert np.array_equal(frames["partial"], frames["resident"])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="the allocator cap needs CUDA")
+def test_reserved_vram_stays_within_the_vram_limit(tmp_path):  # pragma: no cover - GPU only
+    """Under STUDIO_VRAM_LIMIT_GIB the allocator, growing expandable segments by whole pages, must
+    not reserve past the limit however odd the sizes asked for (it passed its own cap by 2-4 MiB)."""
+    from backend.pipeline.framepack.memory import enable_expandable_segments
+    from backend.pipeline.framepack.residency import GIB
+
+    enable_expandable_segments()
+    torch.cuda.synchronize()
+    torch.cuda.empty_cache()
+    limit = torch.cuda.memory_reserved() / GIB + 1.0
+    FramePackGenerator(Settings(vram_limit_gib=limit, models_dir=tmp_path))._cap_vram("cuda")
+    torch.cuda.reset_peak_memory_stats()
+    rng = np.random.default_rng(0)
+    kept = []
+    try:
+        for _ in range(2000):
+            nbytes = int(rng.choice([rng.integers(1, 1 << 20), rng.integers(1 << 20, 48 << 20)]))
+            try:
+                kept.append(torch.empty(nbytes, dtype=torch.uint8, device="cuda"))
+            except torch.OutOfMemoryError:
+                kept = kept[::2]  # free every other one: holes of every size
+            if len(kept) > 8 and rng.random() < 0.2:
+                kept.pop(int(rng.integers(len(kept))))
+        assert torch.cuda.max_memory_reserved() <= limit * GIB
+    finally:
+        del kept
+        torch.cuda.set_per_process_memory_fraction(1.0)
+        torch.cuda.empty_cache()

@@ -56,13 +56,15 @@ class Engines:
         """Which device PyTorch would use; imports torch, so it is called off the event loop."""
         with self._device_lock:
             if self._device is None:
-                try:
-                    from backend.pipeline.generator import resolve_device
+                from backend.pipeline.generator import default_resolution, resolve_device
 
+                try:
                     kind, why = resolve_device(self.settings.device)
-                    self._device = {"type": kind, "detail": why, "ready": True}
+                    self._device = {"type": kind, "detail": why, "ready": True,
+                                    "default_resolution": default_resolution(self.settings, kind)}
                 except Exception as exc:  # a broken CUDA set-up is reported, not raised
-                    self._device = {"type": "none", "detail": str(exc), "ready": False}
+                    self._device = {"type": "none", "detail": str(exc), "ready": False,
+                                    "default_resolution": default_resolution(self.settings, "cpu")}
             return dict(self._device)
 
     def names(self) -> list[str]:

@@ -30,7 +30,7 @@ import numpy as np
 
 from backend.config import Settings
 from backend.pipeline.framepack.memory import GIB, free_host_gib, place, plan_for_mode, return_freed_host_memory
-from backend.pipeline.framepack.residency import MemoryPlan, fit_tiers, plan_residency
+from backend.pipeline.framepack.residency import MemoryPlan, allocator_cap_gib, default_bucket, fit_tiers, plan_residency
 from backend.utils.progress import JobCancelled, Progress, ProgressCallback
 
 log = logging.getLogger(__name__)
@@ -54,6 +54,20 @@ def resolve_device(requested: str) -> tuple[str, str]:
     if requested == "cuda":
         raise RuntimeError("STUDIO_DEVICE=cuda but no CUDA GPU is visible to PyTorch")
     return "cpu", "no CUDA GPU visible to PyTorch"
+
+
+def default_resolution(settings: Settings, device: str) -> int:
+    """The bucket the page starts at on this machine (`residency.default_bucket`), from the GPU's
+    memory and compute capability as the plan sees them (STUDIO_VRAM_LIMIT_GIB included)."""
+    if device != "cuda":
+        return default_bucket(None, None, settings.plan_bucket)
+    import torch
+
+    props = torch.cuda.get_device_properties(0)
+    vram = props.total_memory / GIB
+    if settings.vram_limit_gib:
+        vram = min(vram, settings.vram_limit_gib)
+    return default_bucket(vram, (props.major, props.minor), settings.plan_bucket)
 
 
 def framepack_source_problem(settings: Settings) -> str | None:
@@ -180,7 +194,7 @@ class FramePackGenerator:
         limit = self.settings.vram_limit_gib
         if device == "cuda" and limit:
             total = torch.cuda.get_device_properties(0).total_memory
-            torch.cuda.set_per_process_memory_fraction(min(1.0, limit * GIB / total))
+            torch.cuda.set_per_process_memory_fraction(min(1.0, allocator_cap_gib(limit) * GIB / total))
 
     def _plan(self, device: str, mode: str | None = None) -> MemoryPlan:
         import psutil
@@ -192,7 +206,7 @@ class FramePackGenerator:
         free, total = torch.cuda.mem_get_info()
         vram = min(total, free + 0.25 * GIB) / GIB  # what others already use is not ours
         if s.vram_limit_gib:
-            vram = min(vram, s.vram_limit_gib)
+            vram = min(vram, allocator_cap_gib(s.vram_limit_gib))
         ram_total = psutil.virtual_memory().total / GIB
         ram_free = free_host_gib()
         if s.ram_limit_gib:
@@ -294,7 +308,8 @@ class FramePackGenerator:
             plan = self._plan(device, mode)
         began = time.perf_counter()
         self.placement = place(pipe, device, plan, scratch_dir=self._scratch_dir(),
-                               storage_format=self.settings.storage_8bit, read_ahead=self.settings.read_ahead_blocks)
+                               storage_format=self.settings.storage_8bit, read_ahead=self.settings.read_ahead_blocks,
+                               read_threads=self.settings.read_threads)
         self.load_seconds["place"] = time.perf_counter() - began
         self.pipe, self.device, self.memory_mode, self.plan = pipe, device, plan.mode, plan
         self.offload_weights = plan.offload_weights

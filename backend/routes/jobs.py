@@ -207,7 +207,9 @@ async def health(request: Request):
             # The engine a job without one gets: the configured one while it is installed.
             "defaults": {"engine": engines.default_engine(), "configured_engine": settings.default_engine,
                          "max_seconds_per_transition": settings.max_seconds_per_transition,
-                         "max_images_per_job": settings.max_images_per_job}}
+                         "max_images_per_job": settings.max_images_per_job,
+                         # The bucket the page starts at: the memory plan's default for this GPU.
+                         "resolution": device["default_resolution"]}}
     # Open to anyone who can reach the port: folders are named by their settings, not shown.
     body = hide_paths_in(body, settings)
     # 503 while jobs cannot make progress, so health checks (Docker, the notebook) notice.

@@ -273,7 +273,7 @@ def _family(name: str | None) -> str | None:
 
 def machine_profile(machine: dict | None = None) -> dict:
     """The memory plan this machine gets, the settings to export and what a transition costs."""
-    from backend.pipeline.framepack.residency import plan_residency
+    from backend.pipeline.framepack.residency import default_bucket, plan_residency
 
     m = machine or detect_machine()
     if not m["gpu"]:
@@ -281,7 +281,7 @@ def machine_profile(machine: dict | None = None) -> dict:
     family = _family(m["gpu"])
     cap = tuple(m["capability"] or (0, 0))
     t4_like = cap < (8, 0)
-    bucket = 480 if m["vram_gib"] < 16 else 640
+    bucket = default_bucket(m["vram_gib"], cap)
     plan = plan_residency(m["vram_gib"], m["ram_gib"], cap, 640)
     env = {"STUDIO_PLAN_BUCKET": "640"}
     result = {"machine": m, "profile": "colab-t4" if t4_like and m["vram_gib"] < 16 else "auto",

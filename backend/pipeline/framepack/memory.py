@@ -122,7 +122,8 @@ def stream_from_host(module, device: str) -> int:
 
 
 def place(pipe, device: str, plan: MemoryPlan | str, offload_weights: str = "bf16", scratch_dir: Path | None = None,
-          storage_format: str = "int8", text_on_disk: bool | None = None, read_ahead: int = 2):
+          storage_format: str = "int8", text_on_disk: bool | None = None, read_ahead: int = 2,
+          read_threads: int = 4):
     """Puts the pipeline's parts where `plan` says; returns the encoder placement for jobs (or None).
 
     The pipeline's weights may start on the host (after loading from disk), on the GPU (the
@@ -182,7 +183,7 @@ def place(pipe, device: str, plan: MemoryPlan | str, offload_weights: str = "bf1
         if cuda:
             torch.cuda.empty_cache()
         blocks = stream_blocks(transformer, device, tiers, disk_dir=None if scratch_dir is None else
-                               Path(scratch_dir) / "blocks", read_ahead=read_ahead)
+                               Path(scratch_dir) / "blocks", read_ahead=read_ahead, read_threads=read_threads)
         log.info("%s: %d blocks on the GPU, %d in pinned RAM (%.1f GiB), %d on disk (%.1f GiB), %s weights",
                  mode, tiers.count("gpu"), tiers.count("ram"), blocks.pinned_bytes / GIB, tiers.count("disk"),
                  blocks.bytes_on_disk / GIB, plan.weights)

@@ -50,6 +50,11 @@ FP16_WORKSPACE_FACTOR = 1.15
 READ_AHEAD_BLOCKS = 2
 # What the allocator may reserve: the card less what the driver and the display keep.
 VRAM_RESERVE_GIB = 0.5
+# Under a VRAM limit (STUDIO_VRAM_LIMIT_GIB), the allocator is capped this much below it. Its cap
+# is checked before an expandable segment is grown, and growth is mapped in whole pages (2 MiB
+# for small tensors, 20 MiB for large ones), so what it reserves may pass its cap by a page:
+# measured 2-4 MiB over under 7.75 and 11.75 GiB caps. Three large pages of room keep it under.
+ALLOCATOR_MARGIN_GIB = 64 / 1024
 
 # Host RAM of the process besides the streamed blocks: Python + torch + CUDA libraries, the CUDA
 # context's host side, CLIP and SigLIP between jobs (1 GB), the compile cache, a job's frames.
@@ -76,13 +81,27 @@ PROFILES: dict[str, Profile] = {
     p.name: p for p in (
         Profile("colab-t4", 15.0, 12.7 * GB, (7, 5), 480, "free Colab T4 (15 GB VRAM, 12.7 GB RAM)"),
         Profile("laptop-6gb", 6.0, 16.0, (8, 6), 480, "6 GB laptop GPU, 16 GB RAM"),
-        Profile("gpu-8gb", 8.0, 16.0, (8, 6), 640, "8 GB GPU (3060 Ti, 4060), 16 GB RAM"),
-        Profile("gpu-12gb", 12.0, 32.0, (8, 6), 640, "12 GB GPU (3060 12 GB), 32 GB RAM"),
+        Profile("gpu-8gb", 8.0, 16.0, (8, 6), 480, "8 GB GPU (3060 Ti, 4060), 16 GB RAM"),
+        Profile("gpu-12gb", 12.0, 32.0, (8, 6), 480, "12 GB GPU (3060 12 GB), 32 GB RAM"),
         Profile("l4", 22.0, 51.0, (8, 9), 640, "Colab L4 (22.5 GB VRAM, 53 GB RAM)"),
         Profile("a10g", 22.0, 30.0, (8, 6), 640, "A10G (24 GB VRAM), 32 GB RAM"),
         Profile("a100-40gb", 39.5, 80.0, (8, 0), 640, "A100 40 GB, 83 GB RAM"),
     )
 }
+
+
+# Below this much VRAM (or without bf16) a GPU computes a 640 step in tens of seconds (a T4: an
+# estimated 20 s, 17 minutes per transition): the page starts at the 480 bucket there (8 minutes).
+SMALL_GPU_VRAM_GIB = 16.0
+
+
+def default_bucket(vram_gib: float | None, capability: tuple[int, int] | None, plan_bucket: int = 0) -> int:
+    """The resolution the page starts at on this machine: 480 on a T4 and on GPUs under 16 GiB,
+    640 elsewhere (and on the CPU, where only the morph preview is practical); never above the
+    bucket the memory plan leaves room for (`plan_bucket`, STUDIO_PLAN_BUCKET, 0 = 640)."""
+    small = vram_gib is not None and (vram_gib < SMALL_GPU_VRAM_GIB or tuple(capability or (0, 0)) < (8, 0))
+    bucket = 480 if small else 640
+    return min(bucket, plan_bucket) if plan_bucket else bucket
 
 
 @dataclass(frozen=True)
@@ -138,6 +157,12 @@ def choose_compute_dtype(requested: str, device: str, capability: tuple[int, int
     if requested == "bf16" and not has_bf16:
         return "fp16"
     return requested
+
+
+def allocator_cap_gib(limit_gib: float) -> float:
+    """The allocator cap (and the VRAM planned for) under a VRAM limit: its reserved memory stays
+    within `limit_gib` although the allocator rounds its growth up past its own cap."""
+    return max(0.0, limit_gib - ALLOCATOR_MARGIN_GIB)
 
 
 def block_sizes(weights: str) -> list[int]:
@@ -272,4 +297,4 @@ def plan_for_profile(name: str, bucket: int | None = None, **kwargs) -> MemoryPl
 
 
 __all__ = ["MemoryPlan", "PROFILES", "Profile", "plan_residency", "plan_for_profile", "fit_tiers", "choose_compute_dtype",
-           "quality_notes", "workspace_gib", "block_sizes", "host_budget_gib"]
+           "quality_notes", "workspace_gib", "block_sizes", "host_budget_gib", "allocator_cap_gib", "default_bucket"]

@@ -5,7 +5,7 @@ import { LoginGate } from "../lib/login.js";
 import { api, uploadFile } from "../lib/api.js";
 import { connectSocket } from "../lib/socket.js";
 import { ImageStrip, useWindowDrop, pairKey } from "./images.js";
-import { SettingsPanel, AdvancedPanel, DEFAULT_SETTINGS, DEFAULT_POST } from "./settings.js";
+import { SettingsPanel, AdvancedPanel, DEFAULT_SETTINGS, DEFAULT_POST, serverResolution, resolutionAfterHealth } from "./settings.js";
 import { JobList } from "./jobs.js";
 import { SuggestionsPanel, useAnalysis, indexAnalysis, NO_AUTO } from "./suggestions.js";
 import { jobsReducer, initialJobs, actionFor, sortedJobs } from "../lib/jobs-store.js";
@@ -43,6 +43,9 @@ function Studio() {
   const [pairPrompts, setPairPrompts] = useState(draft ? draft.pairPrompts || {} : {});
   const [prompt, setPrompt] = useState(draft ? draft.prompt || "" : "");
   const [settings, setSettings] = useState({ ...DEFAULT_SETTINGS, ...(draft ? draft.settings : {}) });
+  // The default resolution the settings were last given (the server's): see resolutionAfterHealth.
+  const [resolutionDefault, setResolutionDefault] = useState(
+    (draft && draft.resolutionDefault) || DEFAULT_SETTINGS.resolution);
   // Until /api/health answers: morph works everywhere, FramePack only once installed.
   const [engine, setEngine] = useState(draft && draft.engine ? draft.engine : "morph");
   const [post, setPost] = useState({ ...DEFAULT_POST, ...(draft ? draft.post : {}) });
@@ -67,8 +70,9 @@ function Studio() {
   useEffect(() => {
     localStorage.setItem(DRAFT_KEY, JSON.stringify({
       uploads: ready.map((item) => item.upload), pairPrompts, prompt, settings, engine, post, lastJob, auto,
+      resolutionDefault,
     }));
-  }, [items, pairPrompts, prompt, settings, engine, post, lastJob, auto]);
+  }, [items, pairPrompts, prompt, settings, engine, post, lastJob, auto, resolutionDefault]);
 
   // An answer for the current order that has no per-pair suggestion (model unavailable) ends the
   // auto mode: the server would fall back to its defaults, which the sliders would not show.
@@ -96,6 +100,11 @@ function Studio() {
   useEffect(() => {
     api.get("/api/health").then((body) => {
       setHealth(body);
+      const planned = serverResolution(body);
+      if (planned != null) {
+        setSettings((current) => ({ ...current, resolution: resolutionAfterHealth(current.resolution, resolutionDefault, body) }));
+        setResolutionDefault(planned);
+      }
       // The server's default engine (morph while FramePack is not installed), unless this
       // browser's saved draft chose one that is ready.
       const fallback = body && body.defaults && body.defaults.engine;

@@ -11,8 +11,22 @@ const DIE = html`<svg viewBox="0 0 24 24" width="20" height="20" aria-hidden="tr
   <circle cx="16" cy="16" r="1.4" fill="currentColor" /><circle cx="12" cy="12" r="1.4" fill="currentColor" />
   <circle cx="16" cy="8" r="1.4" fill="currentColor" /><circle cx="8" cy="16" r="1.4" fill="currentColor" /></svg>`;
 
-export const RESOLUTIONS = [256, 384, 512, 640, 768];
+export const RESOLUTIONS = [256, 384, 480, 512, 640, 768];
+// The resolution shown until /api/health answers; then the server's `defaults.resolution` (the
+// memory plan's bucket for its GPU: 480 on a T4 and on GPUs under 16 GB) takes its place.
 export const DEFAULT_SETTINGS = { seconds: 2.5, quality: 70, strength: 50, resolution: 640, seed: null };
+
+export function serverResolution(health) {
+  const r = health && health.defaults && health.defaults.resolution;
+  return Number.isInteger(r) && r >= 128 && r <= 1536 ? r : null;
+}
+
+// The resolution once the server has answered. A saved resolution equal to the default it was
+// saved under is no choice of the user's: it follows the server's default; any other stays.
+export function resolutionAfterHealth(current, savedUnder, health) {
+  const planned = serverResolution(health);
+  return planned != null && current === savedUnder ? planned : current;
+}
 export const DEFAULT_POST = { mode: "auto", face_restore: false, upscale: 1, interpolate: 1 };
 
 function Slider({ id, label, help, value, min, max, step, display, onChange }) {
