@@ -106,7 +106,7 @@ def _cli_host() -> str | None:
 def settings_for_cli() -> Settings:
     """Settings for an app uvicorn builds from the command line: the host uvicorn binds, and the
     access token `python -m backend` would decide for it (printed, as there)."""
-    from backend.__main__ import banner, decide_token
+    from backend.web.access_token import banner, decide_token
 
     settings = Settings()
     host = _cli_host()
