@@ -37,6 +37,7 @@ from backend.routes.frontend import build_router as build_frontend_router
 from backend.job_queue import JobError, JobQueue
 from backend.pipeline.engines import Engines
 from backend.smart_params import Suggestions
+from backend.utils.files import OUTPUTS_URL, UPLOADS_URL
 from backend.ws_manager import WebSocketManager
 
 log = logging.getLogger(__name__)
@@ -106,7 +107,7 @@ def _cli_host() -> str | None:
 def settings_for_cli() -> Settings:
     """Settings for an app uvicorn builds from the command line: the host uvicorn binds, and the
     access token `python -m backend` would decide for it (printed, as there)."""
-    from backend.__main__ import banner, decide_token
+    from backend.web.access_token import banner, decide_token
 
     settings = Settings()
     host = _cli_host()
@@ -204,8 +205,8 @@ def create_app(settings: Settings | None = None, analysis: AnalysisService | Non
     app.include_router(monitor_routes.router)
     app.include_router(auth.router)
     app.include_router(build_frontend_router())
-    app.mount("/files/uploads", StaticFiles(directory=settings.uploads_dir), name="uploads")
-    app.mount("/files/outputs", StaticFiles(directory=settings.outputs_dir), name="outputs")
+    app.mount(UPLOADS_URL, StaticFiles(directory=settings.uploads_dir), name="uploads")
+    app.mount(OUTPUTS_URL, StaticFiles(directory=settings.outputs_dir), name="outputs")
     install_body_limits(app, settings)  # before auth, so it runs after the token check
     auth.install_auth(app, settings)
     app.add_middleware(_LoopbackOnlyWithoutToken, settings=settings)

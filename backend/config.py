@@ -6,15 +6,43 @@ it on `app.state.settings`); nothing reads `os.environ` directly.
 
 from __future__ import annotations
 
+import logging
+import os
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+log = logging.getLogger(__name__)
+
+# Settings earlier versions read and this one does not, with what to do instead. An old `.env` (or
+# environment) that still sets one starts all the same, with one warning per process.
+RETIRED = {
+    "STUDIO_OUTPUT_FPS": (
+        "videos are always written at FramePack's native 30 fps, the rate its sections are generated "
+        "at (another rate would only replay the same frames faster or slower); for smoother video "
+        "turn on post-processing's interpolation (x2 / x4). / 영상은 항상 FramePack 고유의 30fps로 "
+        "저장됩니다. 더 부드러운 영상은 후처리의 프레임 보간(x2 / x4)을 사용하세요"
+    ),
+}
+_warned_retired: set[str] = set()
 
 
 def _env(*names: str) -> AliasChoices:
     return AliasChoices(*names)
+
+
+def _warn_retired(data: Any) -> None:
+    # pydantic-settings hands `.env` lines that match no field over in lower case; the process
+    # environment only through fields, so it is read here for these names alone.
+    given = {str(k).upper() for k in data} if isinstance(data, dict) else set()
+    given |= {k.upper() for k in os.environ}
+    for name, advice in RETIRED.items():
+        if name in given and name not in _warned_retired:
+            _warned_retired.add(name)
+            log.warning("%s is no longer a setting and is ignored: %s", name, advice)
 
 
 class Settings(BaseSettings):
@@ -103,7 +131,6 @@ class Settings(BaseSettings):
     max_seconds_per_transition: float = Field(
         20.0, validation_alias=_env("STUDIO_MAX_SECONDS_PER_TRANSITION")
     )
-    output_fps: int = Field(30, validation_alias=_env("STUDIO_OUTPUT_FPS"))
     # New uploads and jobs are refused (507) while the data folder's disk has less free space than
     # this (0 = no floor), so running jobs and the database never meet a full disk.
     min_free_mb: float = Field(1024.0, ge=0, validation_alias=_env("STUDIO_MIN_FREE_MB"))
@@ -199,6 +226,12 @@ class Settings(BaseSettings):
     # /ws/monitor sends one sample per interval and keeps this much history for the charts.
     monitor_interval_s: float = Field(1.0, gt=0, validation_alias=_env("STUDIO_MONITOR_INTERVAL_S"))
     monitor_history_s: float = Field(600.0, gt=0, validation_alias=_env("STUDIO_MONITOR_HISTORY_S"))
+
+    @model_validator(mode="before")
+    @classmethod
+    def _retired(cls, data: Any) -> Any:
+        _warn_retired(data)
+        return data
 
     @field_validator("data_dir", "models_dir", mode="after")
     @classmethod

@@ -66,6 +66,20 @@ CREATE TABLE IF NOT EXISTS segments (
 );
 """
 
+# The prompt translator's cache shares the file (its own connection, see analyzers): its table is
+# part of the versioned schema too, so a change to it is a migration like any other.
+TRANSLATION_CACHE_TABLE = """
+CREATE TABLE IF NOT EXISTS translation_cache (
+    engine TEXT NOT NULL,
+    src TEXT NOT NULL,
+    dest TEXT NOT NULL,
+    text TEXT NOT NULL,
+    translation TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    PRIMARY KEY (engine, src, dest, text)
+)
+"""
+
 JSON_FIELDS = {"request", "params", "prompts", "postprocess_report", "warnings", "current"}
 UNFINISHED = ("queued", "running", "interrupted")
 BROKEN_STAGE = "broken"
@@ -130,11 +144,34 @@ def _relative_paths(conn: sqlite3.Connection, data_dir: Path) -> None:
                      (data_relative(path, data_dir, job_id), job_id, idx))
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection, Path], None]] = [_create_tables, _relative_paths]
+def _translation_cache(conn: sqlite3.Connection, data_dir: Path) -> None:
+    conn.execute(TRANSLATION_CACHE_TABLE)
+
+
+def add_column(table: str, column: str) -> Callable[[sqlite3.Connection, Path], None]:
+    """The migration that adds one column, so a new field is one line appended to MIGRATIONS:
+    `add_column("jobs", "takes TEXT NOT NULL DEFAULT '[]'")` (SQLite fills existing rows with the
+    default)."""
+
+    def migrate(conn: sqlite3.Connection, data_dir: Path) -> None:
+        conn.execute(f"ALTER TABLE {table} ADD COLUMN {column}")
+
+    migrate.__name__ = f"add_column_{table}_{column.split()[0]}"
+    return migrate
+
+
+# Append only: a released version's migrations never change, since files already carry their number.
+MIGRATIONS: list[Callable[[sqlite3.Connection, Path], None]] = [
+    _create_tables,
+    _relative_paths,
+    _translation_cache,
+]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
-def _migrate(conn: sqlite3.Connection, data_dir: Path, path: Path) -> None:
+def _refuse_newer(conn: sqlite3.Connection, path: Path) -> int:
+    """The file's schema version; a file from a newer studio is refused before anything, even the
+    journal mode, is written to it, so that studio finds it exactly as it left it."""
     version = conn.execute("PRAGMA user_version").fetchone()[0]
     if version > SCHEMA_VERSION:
         raise StoreError(
@@ -143,6 +180,11 @@ def _migrate(conn: sqlite3.Connection, data_dir: Path, path: Path) -> None:
             f"folder / 더 새로운 버전의 스튜디오가 만든 데이터베이스입니다: 스튜디오를 업데이트하거나 "
             f"STUDIO_DATA_DIR을 다른 폴더로 지정하세요"
         )
+    return version
+
+
+def _migrate(conn: sqlite3.Connection, data_dir: Path, path: Path) -> None:
+    version = _refuse_newer(conn, path)
     for target in range(version + 1, SCHEMA_VERSION + 1):
         conn.execute("BEGIN IMMEDIATE")
         try:
@@ -187,6 +229,7 @@ class Store:
             raise StoreError(_open_hint(path, exc)) from exc
         try:
             self._conn.row_factory = sqlite3.Row
+            _refuse_newer(self._conn, path)
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=NORMAL")
             self._conn.execute("PRAGMA foreign_keys=ON")

@@ -44,6 +44,7 @@ from backend.utils.progress import JobCancelled
 from backend.models import JobCreate
 from backend.utils.redact import hide_paths
 from backend.utils.daemon_executor import DaemonExecutor
+from backend.utils.files import upload_path, upload_url
 from backend.utils.model_registry import MissingWeightError
 from backend.ws_manager import WebSocketManager
 
@@ -217,7 +218,7 @@ class JobQueue:
             "created_at": job["created_at"], "started_at": started, "finished_at": finished,
             "elapsed_s": None if elapsed is None else round(elapsed, 1), "eta_s": eta,
             "engine": job["engine"],
-            "images": [{"id": u["id"], "url": f"/files/uploads/{u['id']}.png",
+            "images": [{"id": u["id"], "url": upload_url(u["id"]),
                         "width": u.get("width"), "height": u.get("height")} for u in uploads],
             "prompts": job.get("prompts") or [],
             "settings": request.get("settings"), "postprocess": request.get("postprocess"),
@@ -299,7 +300,7 @@ class JobQueue:
         sizes = []
         for upload_id in images:
             row = self.store.get_upload(upload_id)
-            if row is None or not (self.settings.uploads_dir / f"{upload_id}.png").exists():
+            if row is None or not upload_path(self.settings, upload_id).exists():
                 raise JobError(404, f"image {upload_id} not found: upload it again / "
                                     f"이미지 {upload_id}이(가) 없습니다: 다시 올려 주세요")
             sizes.append((row["width"], row["height"]))
@@ -318,7 +319,7 @@ class JobQueue:
         if self.suggest is None or any(self.store.get_upload(i) is None for i in images):
             return None
         try:
-            return await self.suggest([self.settings.uploads_dir / f"{i}.png" for i in images])
+            return await self.suggest([upload_path(self.settings, i) for i in images])
         except Exception:  # suggestions are a nicety; a job never fails for them
             log.exception("image analysis failed; using default parameters")
             return None
@@ -491,7 +492,7 @@ class JobQueue:
         if self.prompts is None:
             english = [{"original": o or "", "english": o or "", "warnings": []} for o in originals]
         else:
-            paths = [self.settings.uploads_dir / f"{i}.png" for i in job["request"]["images"]]
+            paths = [upload_path(self.settings, i) for i in job["request"]["images"]]
             # Blank prompts are filled from the image analysis; morph does not read prompts, so it
             # never waits for the analysis model.
             wait_s = self.settings.analysis_load_timeout_s if job["engine"] == "framepack" else 0.0

@@ -23,6 +23,8 @@ from backend.db import Store, data_relative
 from backend.pipeline.concatenator import SegmentJoiner, join_segments
 from backend.pipeline.engines import Engines
 from backend.pipeline.preprocessor import fit_image
+from backend.smart_params import FPS
+from backend.utils.files import FILES_URL, upload_path
 from backend.utils.images import load_rgb
 from backend.utils.progress import JobCancelled, Progress
 from backend.utils.video_io import VideoWriter, probe
@@ -73,7 +75,7 @@ def output_url(settings: Settings, path: str | Path | None) -> str | None:
     rel = data_relative(str(path), settings.data_dir)
     if not rel or not rel.startswith("outputs/"):
         return None
-    return f"/files/{rel}"
+    return f"{FILES_URL}/{rel}"
 
 
 class _Reporter:
@@ -161,7 +163,7 @@ class JobRunner:
     # --- files --------------------------------------------------------------------------------
     def write_preview(self, job_id: str, segment: int, section: int, frames: np.ndarray) -> None:
         path = output_dir(self.settings, job_id) / f"preview_{segment:03d}_{section:02d}.mp4"
-        with VideoWriter(path, self.settings.output_fps, crf=PREVIEW_CRF, preset="veryfast") as writer:
+        with VideoWriter(path, FPS, crf=PREVIEW_CRF, preset="veryfast") as writer:
             writer.write(frames)
         self.show_preview(job_id, segment, section, path)
 
@@ -179,7 +181,7 @@ class JobRunner:
         width, height, fit = params["width"], params["height"], params.get("fit", "crop")
         frames = []
         for upload_id in job["request"]["images"]:
-            path = self.settings.uploads_dir / f"{upload_id}.png"
+            path = upload_path(self.settings, upload_id)
             if not path.exists():
                 log.error("job %s: input image %s is missing (%s)", job.get("id"), upload_id, path)
                 raise FileNotFoundError(f"input image {upload_id} is missing from STUDIO_DATA_DIR/uploads: "

@@ -11,6 +11,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 from typing_extensions import Annotated
 
+from backend.utils.model_registry import DEFAULT_UPSCALE_MODEL, UPSCALE_MODELS
+
 Engine = Literal["framepack", "morph"]
 # The largest seed a browser holds exactly (JavaScript numbers are doubles); larger ones would
 # come back changed, and JSON Schema checkers compare them as doubles too.
@@ -51,9 +53,7 @@ class PostprocessOptions(_Strict):
     face_restore: bool = Field(False, strict=True)
     upscale: Annotated[Literal[1, 2, 4], Num] = 1
     interpolate: Annotated[Literal[1, 2, 4], Num] = 1
-    upscale_model: Literal["realesrgan-x4plus", "realesrgan-x2plus", "realesr-animevideov3"] = (
-        "realesrgan-x4plus"
-    )
+    upscale_model: Literal[UPSCALE_MODELS] = DEFAULT_UPSCALE_MODEL  # type: ignore[valid-type]
     codeformer_fidelity: Annotated[float | None, Num] = Field(None, ge=0, le=1, allow_inf_nan=False)
 
 

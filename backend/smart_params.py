@@ -24,6 +24,9 @@ from dataclasses import dataclass
 from backend.pipeline.preprocessor import pair_bucket
 from backend.models import JobSettings
 
+# The one frame rate of every file a job writes (previews, segments, the joined video): FramePack's
+# sections are generated at the model's native 30 fps, so another rate would only replay the same
+# frames faster or slower. Higher rates come from interpolation, which multiplies this one.
 FPS = 30
 LATENT_WINDOW = 9
 FRAMES_PER_SECTION = LATENT_WINDOW * 4  # pixel frames one section adds

@@ -31,6 +31,7 @@ from PIL import Image, UnidentifiedImageError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from backend.config import Settings
+from backend.utils.files import upload_name, upload_path
 from backend.utils.images import normalize_upload
 from backend.utils.storage import DISK_FULL_MESSAGE, is_disk_full
 
@@ -239,7 +240,7 @@ class UploadReceiver:
             raise UploadError(422, f"'{name}': the image is corrupt or truncated ({exc}) / 손상되었거나 잘린 이미지입니다") from exc
         upload_id = new_id()
         # Written under .incoming and synced; `publish` renames it into place after its row exists.
-        staged = self.incoming / f"{upload_id}.png"
+        staged = self.incoming / upload_name(upload_id)
         self._written.append(staged)
         with open(staged, "wb") as fh:
             upright.save(fh, format="PNG", optimize=False, compress_level=3)
@@ -249,9 +250,9 @@ class UploadReceiver:
 
     def publish(self, item: StoredUpload) -> None:
         """Moves a stored image where it is served; call once its row is saved."""
-        target = self.settings.uploads_dir / f"{item.id}.png"
+        target = upload_path(self.settings, item.id)
         self._written.append(target)
-        move_into(self.incoming / f"{item.id}.png", target)
+        move_into(self.incoming / upload_name(item.id), target)
 
     async def _store_all(self, files: list[_Part]) -> list[StoredUpload]:
         workers = self.settings.image_workers

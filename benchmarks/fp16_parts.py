@@ -21,7 +21,7 @@ def main() -> None:
     from PIL import Image
 
     from backend.pipeline.framepack.compute_dtype import ComputePolicy, keep_stream_fp32
-    from benchmarks.framepack_gpu import build_pipeline
+    from tests.helpers.framepack_models import build_pipeline
     from tests.helpers.tiny_framepack import TINY_SPEC
 
     spec = copy.deepcopy(TINY_SPEC)

@@ -34,31 +34,19 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from tests.helpers.framepack_models import FULL_SPEC, build_pipeline  # noqa: E402
+
 GIB = 1024**3
-H100_BF16_PEAK = 989e12  # dense bf16 FLOP/s of an H100 SXM (datasheet), the issue's MFU basis
+H100_BF16_PEAK = 989e12  # dense bf16 FLOP/s of an H100 SXM (datasheet), the MFU basis
 PROMPT = ("a woman with long dark hair turns slowly toward the camera and smiles while warm evening "
           "light falls across her face and the wind moves her hair gently; the camera pushes in "
           "slowly, shallow depth of field, soft film grain, the background city lights blur into "
           "bokeh as she looks up and laughs, natural skin tones, cinematic colour grading, calm mood")
+# The random models' tokenizers know the prompt's words (word-level, built in memory).
+PROMPT_WORDS = sorted(set(PROMPT.replace(",", " ").replace(";", " ").split()))
+FULL = {**FULL_SPEC, "words": PROMPT_WORDS}
 
-# Real sizes: the lllyasviel/FramePackI2V_HY transformer config, HunyuanVideo's VAE (its default
-# config), encoders with the real output widths.
-FULL = dict(
-    transformer=dict(in_channels=16, out_channels=16, num_attention_heads=24, attention_head_dim=128,
-                     num_layers=20, num_single_layers=40, num_refiner_layers=2, mlp_ratio=4.0,
-                     patch_size=2, patch_size_t=1, qk_norm="rms_norm", guidance_embeds=True,
-                     text_embed_dim=4096, pooled_projection_dim=768, rope_theta=256.0,
-                     rope_axes_dim=(16, 56, 56), image_condition_type=None, has_image_proj=True,
-                     image_proj_dim=1152, has_clean_x_embedder=True),
-    vae=dict(),
-    llama=dict(vocab_size=128256, hidden_size=4096, intermediate_size=14336, num_hidden_layers=3,
-               num_attention_heads=32, num_key_value_heads=8, max_position_embeddings=8192),
-    llama_full_layers=32,
-    clip=dict(vocab_size=49408, hidden_size=768, intermediate_size=3072, num_hidden_layers=1,
-              num_attention_heads=12, max_position_embeddings=77, projection_dim=768),
-    siglip=dict(hidden_size=1152, intermediate_size=4304, num_hidden_layers=1, num_attention_heads=16,
-                image_size=384, patch_size=14),
-)
+
 TINY = dict(
     transformer=dict(in_channels=4, out_channels=4, num_attention_heads=2, attention_head_dim=8,
                      rope_axes_dim=(2, 2, 4), num_layers=1, num_single_layers=1, num_refiner_layers=1,
@@ -73,76 +61,8 @@ TINY = dict(
               num_attention_heads=2, max_position_embeddings=77, projection_dim=8),
     siglip=dict(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
                 image_size=32, patch_size=8),
+    words=PROMPT_WORDS,
 )
-
-
-# --- building ----------------------------------------------------------------------------------
-def _tokenizer(max_length: int, bos: str, eos: str, pad: str, vocab_size: int, words: list[str] | None = None):
-    """A word-level tokenizer built in memory over `words` (default: the prompt's), no download."""
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
-    if words is None:
-        words = sorted(set(PROMPT.replace(",", " ").replace(";", " ").split()))
-    vocab = {w: i for i, w in enumerate(dict.fromkeys(["<unk>", pad, bos, eos] + words)) if i < vocab_size}
-    core = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
-    core.pre_tokenizer = pre_tokenizers.Whitespace()
-    return PreTrainedTokenizerFast(tokenizer_object=core, bos_token=bos, eos_token=eos, pad_token=pad,
-                                   unk_token="<unk>", model_max_length=max_length)
-
-
-def build_pipeline(spec: dict, device: str, dtype, full_text_encoder: bool = False, seed: int = 0):
-    """The real pipeline classes with random weights, initialised on `device` in `dtype`.
-
-    `spec` holds each model's config (FULL, TINY here; the tests' tiny pipeline has its own) and,
-    optionally, the tokenizers' `words`.
-    """
-    import torch
-    from diffusers import (
-        AutoencoderKLHunyuanVideo,
-        FlowMatchEulerDiscreteScheduler,
-        HunyuanVideoFramepackPipeline,
-        HunyuanVideoFramepackTransformer3DModel,
-    )
-    from transformers import (
-        CLIPTextConfig,
-        CLIPTextModel,
-        LlamaConfig,
-        LlamaModel,
-        SiglipImageProcessor,
-        SiglipVisionConfig,
-        SiglipVisionModel,
-    )
-
-    torch.manual_seed(seed)
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(dtype)
-    try:
-        with torch.device(device):  # initialise where it runs: no slow 13B CPU init
-            transformer = HunyuanVideoFramepackTransformer3DModel(**spec["transformer"])
-            vae = AutoencoderKLHunyuanVideo(**spec["vae"])
-            llama = dict(spec["llama"])
-            if full_text_encoder:
-                llama["num_hidden_layers"] = spec["llama_full_layers"]
-            text_encoder = LlamaModel(LlamaConfig(**llama))
-            text_encoder_2 = CLIPTextModel(CLIPTextConfig(**spec["clip"], bos_token_id=2, eos_token_id=3,
-                                                          pad_token_id=1))
-            image_encoder = SiglipVisionModel(SiglipVisionConfig(**spec["siglip"]))
-    finally:
-        torch.set_default_dtype(previous)
-    size = spec["siglip"]["image_size"]
-    words = spec.get("words")
-    pipe = HunyuanVideoFramepackPipeline(
-        text_encoder=text_encoder,
-        tokenizer=_tokenizer(512, "<s>", "</s>", "<pad>", spec["llama"]["vocab_size"], words),
-        transformer=transformer, vae=vae, scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0),
-        text_encoder_2=text_encoder_2,
-        tokenizer_2=_tokenizer(77, "<|startoftext|>", "<|endoftext|>", "<|endoftext|>", spec["clip"]["vocab_size"],
-                               words),
-        image_encoder=image_encoder, feature_extractor=SiglipImageProcessor(size={"height": size, "width": size}),
-    )
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
 
 
 # --- measuring ---------------------------------------------------------------------------------
@@ -453,7 +373,7 @@ def save(result: dict, path: Path | None) -> None:
         path.write_text(json.dumps(result, indent=2, default=str) + "\n")
 
 
-# The issue's machines: the allocator cap (its reserved-VRAM target), the RAM the plan may assume
+# The target machines: the allocator cap (its reserved-VRAM target), the RAM the plan may assume
 # (the machine's), and the dtype rule of the GPU (a T4 has no bf16).
 PROFILE_RUNS = {
     "colab-t4": dict(vram_limit_gib=14.5, ram_limit_gib=12.7e9 / GIB, compute_dtype="fp16",
@@ -649,7 +569,7 @@ def main(argv: list[str] | None = None) -> dict:
             result["reference"] = run_reference(pipe, job, clock, cuda)
             result["reference"]["peak_rss_gib"] = rss.peak / GIB
     elif args.reference:
-        # The issue's offload target compares with our resident s/step (another process); the
+        # The offload target compares with our resident s/step (another process); the
         # plain pipeline's own offload figures are in /work/shared/reference (leaf-level groups).
         result["reference_note"] = "the plain pipeline runs in --mode resident only"
 

@@ -24,10 +24,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from backend.pipeline.face_restore import CodeFormerRestorer, codeformer_release_state  # noqa: E402
+from backend.pipeline.face_restore import CodeFormerRestorer  # noqa: E402
 from backend.pipeline.interpolator import RifeInterpolator  # noqa: E402
-from backend.pipeline.rife_ifnet import IFNet, checkpoint_state, load_ifnet  # noqa: E402
-from backend.pipeline.upscaler import Upscaler, load_spandrel, release_state_dict  # noqa: E402
+from backend.pipeline.rife_ifnet import IFNet, load_ifnet  # noqa: E402
+from backend.pipeline.upscaler import Upscaler, load_spandrel  # noqa: E402
+from tests.helpers.postprocess import (  # noqa: E402
+    codeformer_release_state,
+    rife_checkpoint_state,
+    upscaler_release_state,
+)
 
 
 def _sync(device: str) -> None:
@@ -70,7 +75,7 @@ def main() -> None:
         tmp = Path(tmp)
         # --- upscalers ---
         for name, unit in (("realesr-animevideov3", "fps"), ("realesrgan-x4plus", "fps")):
-            torch.save(release_state_dict(name, num_blocks=2 if args.tiny else None), tmp / f"{name}.pth")
+            torch.save(upscaler_release_state(name, num_blocks=2 if args.tiny else None), tmp / f"{name}.pth")
             descriptor = load_spandrel(tmp / f"{name}.pth")
             frames = rng.integers(0, 255, (max(batches), h, w, 3), dtype=np.uint8)
             naive = Upscaler(descriptor, 4, device=device, half=False, tile=0, batch_size=1)
@@ -86,7 +91,7 @@ def main() -> None:
                 torch.cuda.empty_cache()
 
         # --- RIFE ---
-        torch.save(checkpoint_state(IFNet()), tmp / "flownet.pkl")
+        torch.save(rife_checkpoint_state(IFNet()), tmp / "flownet.pkl")
         model = load_ifnet(tmp / "flownet.pkl")
         for rh, rw in ((h, w), (2 * h, 2 * w)):
             frames = rng.integers(0, 255, (max(batches) + 1, rh, rw, 3), dtype=np.uint8)

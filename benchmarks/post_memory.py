@@ -23,7 +23,7 @@ CHILD = r"""
 import json, resource, sys
 from pathlib import Path
 from backend.pipeline.postprocess import run_postprocess
-from tests.test_post_helpers import make_settings
+from tests.helpers.postprocess import make_settings
 root, src, chunk = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
 settings = make_settings(root, post_chunk_frames=chunk)
 report = run_postprocess(src, root / "out.mp4", {"mode": "manual", "upscale": 4, "interpolate": 2,
@@ -41,7 +41,7 @@ def main() -> None:
     args = parser.parse_args()
     w, h = (int(v) for v in args.size.split("x"))
     from backend.utils.video_io import VideoWriter
-    from tests.test_post_helpers import make_settings, save_rife, save_upscaler, smooth_frames
+    from tests.helpers.postprocess import make_settings, save_rife, save_upscaler, smooth_frames
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)

@@ -1,4 +1,4 @@
-"""`python -m backend` decides about the token before the server starts."""
+"""The studio decides about the token before the server starts."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import stat
 
 import pytest
 
-from backend.__main__ import TOKEN_FILE_NAME, banner, decide_token, is_loopback
+from backend.web.access_token import TOKEN_FILE_NAME, banner, decide_token, is_loopback
 from backend.config import Settings
 
 

@@ -10,7 +10,7 @@ from backend.utils.video_io import probe
 from tests.helpers.images import scene
 from tests.helpers.server import StudioServer
 from tests.test_core_server import upload, wait_for
-from tests.test_post_helpers import make_settings, save_rife, save_upscaler
+from tests.helpers.postprocess import make_settings, save_rife, save_upscaler
 
 
 def test_post_processed_job_and_a_failed_stage_then_retry(tmp_path):

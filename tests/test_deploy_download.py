@@ -288,11 +288,12 @@ def test_post_weights_resume_verify_and_second_run(tmp_path, server):
 
                 import torch
 
-                from backend.pipeline.rife_ifnet import IFNet, checkpoint_state
+                from backend.pipeline.rife_ifnet import IFNet
+                from tests.helpers.postprocess import rife_checkpoint_state
 
                 torch.manual_seed(0)
                 buf = io.BytesIO()
-                torch.save(checkpoint_state(IFNet()), buf)
+                torch.save(rife_checkpoint_state(IFNet()), buf)
                 server.plain[file] = buf.getvalue()
     resumed = payloads["codeformer"]
     server.cut_once.add(resumed)

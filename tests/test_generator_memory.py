@@ -1,4 +1,4 @@
-"""CPU tests of the memory levers of offload and fp8 modes (issue 5): fp8 weight storage with
+"""CPU tests of the memory levers of offload and fp8 modes: fp8 weight storage with
 per-channel scales, and the text encoder streamed from disk layer by layer.
 
 Real parts: the tiny FramePack pipeline (real architectures, random weights), real safetensors

@@ -1,4 +1,4 @@
-"""CPU tests of the FramePack generator's own loop, memory modes and GPU benchmark (issue 5).
+"""CPU tests of the FramePack generator's own loop, memory modes and GPU benchmark.
 
 The tiny pipeline is the real architecture with random weights (tests/helpers/tiny_framepack.py).
 """

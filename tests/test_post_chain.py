@@ -10,7 +10,7 @@ from backend.pipeline.postprocess import PostprocessError, plan_postprocess, run
 from backend.utils.progress import JobCancelled, Progress
 from backend.utils.model_registry import ensure_weight
 from backend.utils.video_io import VideoInfo, probe, read_frames, write_video
-from tests.test_post_helpers import (
+from tests.helpers.postprocess import (
     make_settings,
     save_codeformer,
     save_retinaface,

@@ -13,7 +13,7 @@ import pytest
 from backend.utils.progress import Progress
 from backend.utils.downloads import ChecksumMismatch, DownloadError, download_file
 from backend.utils.model_registry import WEIGHTS, MissingWeightError, ensure_weight, weight_path
-from tests.test_post_helpers import make_settings
+from tests.helpers.postprocess import make_settings
 
 PAYLOAD = os.urandom(300_000)
 SHA = hashlib.sha256(PAYLOAD).hexdigest()
@@ -147,12 +147,13 @@ def test_rife_checksum_is_recorded_on_the_first_verified_download_and_enforced(t
 
     import torch
 
-    from backend.pipeline.rife_ifnet import IFNet, checkpoint_state
-    from tests.test_post_helpers import make_settings as fresh
+    from backend.pipeline.rife_ifnet import IFNet
+    from tests.helpers.postprocess import rife_checkpoint_state
+    from tests.helpers.postprocess import make_settings as fresh
 
     torch.manual_seed(1)
     buf = io.BytesIO()
-    torch.save(checkpoint_state(IFNet()), buf)
+    torch.save(rife_checkpoint_state(IFNet()), buf)
     good = buf.getvalue()
     settings = make_settings(tmp_path)
     global PAYLOAD

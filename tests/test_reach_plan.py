@@ -23,7 +23,7 @@ from backend.pipeline.framepack.residency import (
     workspace_gib,
 )
 
-# The targets: peak RSS and VRAM reserved per profile.
+# The targets: peak RSS and VRAM reserved per profile.
 TARGETS = {"colab-t4": (10.5, 14.5), "laptop-6gb": (12.0, 5.75), "gpu-8gb": (12.0, 7.75), "gpu-12gb": (20.0, 11.75)}
 
 
@@ -122,10 +122,10 @@ def test_block_sizes_are_the_real_architectures():
     from accelerate import init_empty_weights
     from diffusers import HunyuanVideoFramepackTransformer3DModel
 
-    from benchmarks.framepack_gpu import FULL
+    from tests.helpers.framepack_models import FULL_SPEC
 
     with init_empty_weights():
-        t = HunyuanVideoFramepackTransformer3DModel(**FULL["transformer"])
+        t = HunyuanVideoFramepackTransformer3DModel(**FULL_SPEC["transformer"])
 
     def sizes(module):
         two = eight = 0

@@ -20,7 +20,7 @@ from backend.pipeline.framepack.block_stream import BlockStreamer, stream_blocks
 from backend.pipeline.generator import FramePackGenerator
 from backend.pipeline.framepack.memory import plan_for_mode
 from backend.pipeline.framepack.weight_storage import load_model_8bit, store_linears_8bit
-from benchmarks.framepack_gpu import build_pipeline
+from tests.helpers.framepack_models import build_pipeline
 from tests.helpers.tiny_framepack import TINY_SPEC
 
 H, W = 64, 96

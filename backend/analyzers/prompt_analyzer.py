@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from backend.analyzers.translators import TranslationError, Translator
+from backend.db import TRANSLATION_CACHE_TABLE
 
 log = logging.getLogger(__name__)
 
@@ -62,12 +63,8 @@ class TranslationCache:
         self._db = sqlite3.connect(str(db_path), check_same_thread=False, timeout=10.0)
         with self._lock:
             self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute(
-                "CREATE TABLE IF NOT EXISTS translation_cache ("
-                " engine TEXT NOT NULL, src TEXT NOT NULL, dest TEXT NOT NULL,"
-                " text TEXT NOT NULL, translation TEXT NOT NULL, created_at REAL NOT NULL,"
-                " PRIMARY KEY (engine, src, dest, text))"
-            )
+            # Also made by the store's migrations; here too, so the cache works on a file of its own.
+            self._db.execute(TRANSLATION_CACHE_TABLE)
             self._db.commit()
 
     def get(self, engine: str, src: str, dest: str, text: str) -> str | None:

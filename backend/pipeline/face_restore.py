@@ -147,11 +147,6 @@ class RetinaFaceDetector:
         return results
 
 
-def retinaface_checkpoint_state(net) -> dict[str, torch.Tensor]:
-    """A RetinaFace state dict laid out as the published detection_Resnet50_Final.pth."""
-    return {f"module.{k}": v.detach().clone() for k, v in net.state_dict().items()}
-
-
 # --- restorer --------------------------------------------------------------------------------
 
 
@@ -236,11 +231,3 @@ class FaceRestorer:
         self.faces_restored += len(items)
         self.frames_with_faces += len({i for i, _ in items})
         return out
-
-
-def codeformer_release_state(n_layers: int = 9) -> dict:
-    """A random CodeFormer laid out as the published codeformer.pth (`params_ema`)."""
-    from spandrel_extra_arches.architectures.CodeFormer import CodeFormer
-
-    model = CodeFormer(n_layers=n_layers)
-    return {"params_ema": {k: v.detach().clone() for k, v in model.state_dict().items()}}

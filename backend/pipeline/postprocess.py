@@ -19,10 +19,9 @@ from pathlib import Path
 import numpy as np
 
 from backend.utils.progress import Progress, ProgressCallback
-from backend.utils.model_registry import MissingWeightError, ensure_weight
+from backend.utils.model_registry import DEFAULT_UPSCALE_MODEL, UPSCALE_MODELS, MissingWeightError, ensure_weight
 from backend.utils.video_io import VideoInfo, VideoWriter, iter_frames, probe
 
-UPSCALE_MODELS = ("realesrgan-x4plus", "realesrgan-x2plus", "realesr-animevideov3")
 TARGET_FPS = 60.0
 SAMPLE_FRAMES = 8  # frames auto mode looks at for faces
 
@@ -40,7 +39,7 @@ class PostPlan:
     mode: str
     face_restore: bool = False
     upscale: int = 1
-    upscale_model: str = "realesrgan-x4plus"
+    upscale_model: str = DEFAULT_UPSCALE_MODEL
     interpolate: int = 1
     codeformer_fidelity: float = 0.7
     reasons: list[str] = field(default_factory=list)
@@ -80,7 +79,7 @@ def plan_postprocess(options: dict | None, info: VideoInfo, sample_frames: np.nd
     when None and auto mode needs it, the RetinaFace weights are loaded through the registry."""
     options = dict(options or {})
     mode = options.get("mode", "off")
-    model = options.get("upscale_model") or "realesrgan-x4plus"
+    model = options.get("upscale_model") or DEFAULT_UPSCALE_MODEL
     if model not in UPSCALE_MODELS:
         raise ValueError(f"upscale_model must be one of {', '.join(UPSCALE_MODELS)}, got {model!r}")
     # The job's options carry null when the user left the fidelity to the studio's setting.

@@ -214,11 +214,6 @@ def detect_architecture(state: dict) -> str | None:
     return None
 
 
-def checkpoint_state(model: IFNet) -> dict[str, torch.Tensor]:
-    """The state dict as Practical-RIFE saves `flownet.pkl` (keys prefixed with `module.`)."""
-    return {f"module.{k}": v.detach().clone() for k, v in model.state_dict().items()}
-
-
 def load_ifnet(path: Path) -> nn.Module:
     """Loads a RIFE `flownet.pkl` (tensors only, `weights_only=True`) into the network its keys
     name, with strict keys (parts only training uses are dropped first)."""

@@ -22,8 +22,6 @@ import torch.nn.functional as F
 from backend.pipeline.host_copy import HostStaging
 from backend.utils.progress import Progress, ProgressCallback, ignore_progress
 
-UPSCALE_MODELS = ("realesrgan-x4plus", "realesrgan-x2plus", "realesr-animevideov3")
-
 
 def _registry():
     # A registry of our own instead of `spandrel_extra_arches.install()`, which would mutate
@@ -137,52 +135,3 @@ class Upscaler:
         if self.model_scale > self.out_scale:
             return F.avg_pool2d(y, self.model_scale // self.out_scale)
         return F.interpolate(y, scale_factor=self.out_scale / self.model_scale, mode="bicubic", align_corners=False)
-
-
-# --- random-initialised checkpoints of the real architectures (tests, benchmarks) ------------
-
-
-def release_state_dict(name: str, num_blocks: int | None = None) -> dict:
-    """A random state dict of model `name` laid out as its published file.
-
-    x4plus/x2plus: basicsr RRDBNet keys (`conv_first`, `body.N.rdbM.convK`, ...) under
-    `params_ema`; animevideov3: SRVGGNetCompact `body.N` keys under `params`. `num_blocks` shrinks
-    the RRDB trunk for fast tests; None gives the real 23 blocks.
-    """
-    from spandrel.architectures.Compact import Compact
-    from spandrel.architectures.ESRGAN import ESRGAN
-
-    if name == "realesr-animevideov3":
-        model = Compact(num_in_ch=3, num_out_ch=3, num_feat=64, num_conv=16, upscale=4, act_type="prelu")
-        return {"params": {k: v.clone() for k, v in model.state_dict().items()}}
-    if name in ("realesrgan-x4plus", "realesrgan-x2plus"):
-        nb = num_blocks or 23
-        shuffle = 2 if name == "realesrgan-x2plus" else None
-        model = ESRGAN(in_nc=12 if shuffle else 3, out_nc=3, num_filters=64, num_blocks=nb, scale=4, shuffle_factor=shuffle)
-        return {"params_ema": _rrdb_old_to_release(model.state_dict(), nb)}
-    raise KeyError(f"unknown upscale model {name!r}; known: {', '.join(UPSCALE_MODELS)}")
-
-
-def _rrdb_old_to_release(old: dict, num_blocks: int) -> dict:
-    """spandrel's old-ESRGAN key layout -> the basicsr RRDBNet layout Real-ESRGAN files use."""
-    import re
-
-    fixed = {
-        "model.0": "conv_first",
-        f"model.1.sub.{num_blocks}": "conv_body",
-        "model.3": "conv_up1",
-        "model.6": "conv_up2",
-        "model.8": "conv_hr",
-        "model.10": "conv_last",
-    }
-    new = {}
-    for key, value in old.items():
-        m = re.fullmatch(r"model\.1\.sub\.(\d+)\.RDB(\d)\.conv(\d)\.0\.(weight|bias)", key)
-        if m:
-            new[f"body.{m[1]}.rdb{m[2]}.conv{m[3]}.{m[4]}"] = value.clone()
-            continue
-        prefix, _, kind = key.rpartition(".")
-        if prefix not in fixed:
-            raise KeyError(f"unexpected RRDB key {key}")
-        new[f"{fixed[prefix]}.{kind}"] = value.clone()
-    return new

@@ -15,6 +15,7 @@ from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel, Field
 
 from backend.models import ErrorBody
+from backend.utils.files import upload_path
 
 if TYPE_CHECKING:
     from backend.analyzers.service import AnalysisService
@@ -54,7 +55,7 @@ async def analyze(body: AnalyzeRequest, request: Request) -> dict[str, Any]:
     for upload_id in body.images:
         if not _UPLOAD_ID.match(upload_id):
             raise HTTPException(400, f"Not an upload id: {upload_id[:80]!r}. / 업로드 ID가 아닙니다.")
-        path = settings.uploads_dir / f"{upload_id}.png"
+        path = upload_path(settings, upload_id)
         if not path.is_file():
             raise HTTPException(
                 404,

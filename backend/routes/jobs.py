@@ -13,6 +13,7 @@ from backend.models import (ErrorBody, Health, JobCreate, JobCreated, JobList, J
                              ParamsView, UploadList, UploadView)
 from backend.utils.storage import DISK_FULL_MESSAGE, StorageFull, check_space, is_disk_full
 from backend.uploads import UploadError, UploadReceiver
+from backend.utils.files import upload_path, upload_url
 from backend.utils.redact import hide_paths_in
 
 router = APIRouter()
@@ -45,7 +46,7 @@ def _queue(request: Request) -> JobQueue:
 
 def _upload_view(row: dict) -> dict:
     return {"id": row["id"], "width": row["width"], "height": row["height"],
-            "url": f"/files/uploads/{row['id']}.png", "filename": row["filename"]}
+            "url": upload_url(row["id"]), "filename": row["filename"]}
 
 
 async def _space_for(request: Request, incoming_bytes: int) -> JSONResponse | None:
@@ -119,7 +120,7 @@ async def delete_upload(upload_id: str, request: Request):
                            f"이미지 {upload_id}은(는) 작업 {shown}에서 사용 중입니다: 먼저 작업을 삭제하세요")
     # No await between the check and the delete: a job cannot take the image in between.
     store.delete_upload(upload_id)
-    (request.app.state.settings.uploads_dir / f"{upload_id}.png").unlink(missing_ok=True)
+    upload_path(request.app.state.settings, upload_id).unlink(missing_ok=True)
     return Response(status_code=204)
 
 

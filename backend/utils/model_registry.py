@@ -131,6 +131,10 @@ WEIGHTS: dict[str, WeightFile] = {
     )
 }
 
+# The upscale models a job may name: every Real-ESRGAN file above, the first one the default.
+UPSCALE_MODELS: tuple[str, ...] = tuple(w.name for w in WEIGHTS.values() if w.dir_setting == "upscaler_dir")
+DEFAULT_UPSCALE_MODEL = UPSCALE_MODELS[0]
+
 
 class MissingWeightError(RuntimeError):
     """A weight file is absent and could not be fetched; the message tells the user what to do."""

@@ -11,7 +11,7 @@ A client proves it knows the token by one of:
 - the `studio_session` cookie that `POST /api/login` sets (the page asks for the token once),
 - for WebSockets only, a `token` query parameter (browsers cannot set headers on WebSockets).
 
-Decisions the issue left open:
+Decisions the requirements left open:
 - The HTML pages and their static assets stay open (`OPEN_PREFIXES`, `OPEN_PATHS`) so the page
   can load and ask for the token; they hold no job data. Everything else is closed by default,
   including FastAPI's /docs and /openapi.json, so a route added later is never open by accident.
@@ -52,6 +52,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from backend.config import Settings
+from backend.utils.files import FILES_URL
 from backend.web.sessions import SessionStore
 
 Scope = dict[str, Any]
@@ -72,7 +73,7 @@ OPEN_PREFIXES = ("/vendor/", "/assets/", "/js/")
 # checking and rate limiting.
 HEALTH_PATH = "/api/health"
 LOGIN_PATHS = frozenset({"/api/login", "/api/logout"})
-FILES_PREFIX = "/files/"
+FILES_PREFIX = f"{FILES_URL}/"
 
 # What a stored upload or output may be served as. Anything else goes out as an opaque download,
 # so a file that a browser would render as a page (HTML, SVG, XML) can never run script here.

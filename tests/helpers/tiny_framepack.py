@@ -15,8 +15,8 @@ LLAMA_HIDDEN = 16
 CLIP_HIDDEN = 8
 SIGLIP_HIDDEN = 16
 
-# Model configs in the shape `benchmarks/framepack_gpu.build_pipeline` takes (the same builder makes
-# the full-size random models on the GPU machine).
+# Model configs in the shape `framepack_models.build_pipeline` takes (the same builder makes the
+# full-size random models on the GPU machine).
 TINY_SPEC = dict(
     transformer=dict(in_channels=LATENT_CHANNELS, out_channels=LATENT_CHANNELS,
                      num_attention_heads=2, attention_head_dim=8, rope_axes_dim=(2, 2, 4),
@@ -40,7 +40,7 @@ TINY_SPEC = dict(
 def build_tiny_pipeline(seed: int = 0):
     import torch
 
-    from benchmarks.framepack_gpu import build_pipeline
+    from tests.helpers.framepack_models import build_pipeline
 
     return build_pipeline(TINY_SPEC, "cpu", torch.float32, seed=seed)
 

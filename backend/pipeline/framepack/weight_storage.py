@@ -5,7 +5,7 @@ on machines short of host RAM (12 GiB of 8-bit weights in host memory instead of
 and half the bytes over PCIe every step).
 
 Each linear weight row (output channel) gets its own scale, so that its largest value maps to the
-format's largest one. Two formats: float8 e4m3 (what the issue's "fp8 storage" names; a plain cast
+format's largest one. Two formats: float8 e4m3 (what "fp8 storage" usually names; a plain cast
 as in diffusers' layerwise casting would push typical weights into e4m3's subnormal range) and
 int8 (W8A16: 255 evenly spaced levels; for bell-shaped weight rows its rounding error is about a
 third of e4m3's, whose 3-bit mantissa costs up to 6% of every value). The forward dequantises the

@@ -1,6 +1,6 @@
 // Every call to the studio's API goes through here: JSON in and out, the server's `detail` message
 // surfaced as the Error's message (the UI shows it as it is), and one place that handles 401 (the
-// access token of issue 4: the page asks for it once, POST /api/login sets a cookie).
+// access token: the page asks for it once, POST /api/login sets a cookie).
 
 export class ApiError extends Error {
   constructor(status, message) {

@@ -1,4 +1,4 @@
-// Asks for the access token once when the API answers 401 (issue 4's check), then retries.
+// Asks for the access token once when the API answers 401 (the access-token check), then retries.
 // POST /api/login sets a cookie that fetches, <video> and WebSockets of this origin all carry.
 import { html, useState, useEffect, useRef } from "./react.js";
 import { onUnauthorized, login } from "./api.js";

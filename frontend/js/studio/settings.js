@@ -156,7 +156,7 @@ export function SettingsPanel({ settings, setSettings, engine, setEngine, post, 
 }
 
 // Debounced POST /api/params: the panel shows exactly what the engine will be given.
-// Issue 5's opt-in caching marks a draft trade-off; "off"/"none" (or absent) is full quality.
+// The opt-in caching marks a draft trade-off; "off"/"none" (or absent) is full quality.
 function isDraft(params) {
   const cache = params.cache;
   return params.draft === true || (cache != null && cache !== false && !["off", "none", ""].includes(String(cache)));

@@ -1,0 +1,254 @@
+"""The layers import downward only, and the web and job layers run without torch.
+
+Layers, top to bottom (docs/architecture.md): web (app, routes, web, uploads) → jobs (queue, runner,
+store, WebSocket fan-out, smart parameters, analyzers) → pipeline stages → media/system helpers
+(utils, config). The shared typed contracts (models and the other typed homes) sit beside the
+helpers: either may import the other, never both ways. The graph is read from the source with `ast`, imports inside functions
+included: a lazy import is still a dependency.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BACKEND = ROOT / "backend"
+
+# Known edges that break the rules, each with the reason it is still there. Any other edge that
+# breaks them fails the test.
+ALLOWED = {
+    # machine_profile (the --profile CLI of utils/gpu.py) reads the FramePack memory profiles;
+    # moved out of utils when gpu.py's other changes land.
+    ("backend.utils.gpu", "backend.pipeline.framepack.residency"),
+}
+
+WEB = "web"
+JOBS = "jobs"
+PIPELINE = "pipeline"
+HELPERS = "helpers"
+CONTRACTS = "contracts"
+ENTRY = "entry"
+
+# Which layers each layer may import (itself included).
+MAY_IMPORT = {
+    ENTRY: {ENTRY, WEB, JOBS, PIPELINE, HELPERS, CONTRACTS},
+    WEB: {WEB, JOBS, PIPELINE, HELPERS, CONTRACTS},
+    JOBS: {JOBS, PIPELINE, HELPERS, CONTRACTS},
+    PIPELINE: {PIPELINE, HELPERS, CONTRACTS},
+    # Helpers may raise or return a shared type (a domain error, say); the cycle test keeps the
+    # contracts and the helpers they use from importing each other both ways.
+    HELPERS: {HELPERS, CONTRACTS},
+    CONTRACTS: {CONTRACTS, HELPERS},
+}
+
+# Modules of the web and job layers: imported with torch unimportable below.
+TORCH_FREE_PACKAGES = ("backend.routes", "backend.web", "backend.analyzers")
+TORCH_FREE_MODULES = ("backend.app", "backend.job_queue", "backend.job_runner", "backend.db",
+                      "backend.uploads", "backend.smart_params", "backend.ws_manager")
+
+
+def layer_of(module: str) -> str:
+    parts = module.split(".")
+    top = parts[1] if len(parts) > 1 else ""
+    if module in ("backend", "backend.__main__"):
+        return ENTRY
+    if top in ("app", "routes", "web", "uploads"):
+        return WEB
+    if top in ("job_queue", "job_runner", "db", "ws_manager", "smart_params", "analyzers"):
+        return JOBS
+    if top == "pipeline":
+        return PIPELINE
+    if top in ("utils", "config"):
+        return HELPERS
+    # models.py and the other typed homes of what crosses a boundary (events, errors, ...): any
+    # module this list does not name is a shared contract, held to importing helpers only.
+    return CONTRACTS
+
+
+def backend_modules() -> dict[str, Path]:
+    found = {}
+    for path in sorted(BACKEND.rglob("*.py")):
+        parts = list(path.relative_to(ROOT).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts.pop()
+        found[".".join(parts)] = path
+    return found
+
+
+def imports_of(module: str, path: Path, known: set[str]) -> set[str]:
+    """Every backend module `module` imports, at any depth of its code."""
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - (node.level - 1)]
+                source = ".".join(base + ([node.module] if node.module else []))
+            else:
+                source = node.module or ""
+            # `from backend import config` imports the module backend.config
+            names = [f"{source}.{alias.name}" for alias in node.names if f"{source}.{alias.name}" in known]
+            names = names or [source]
+        else:
+            continue
+        for name in names:
+            # `import backend.pipeline.generator` depends on that module, not on the package only
+            while name and name not in known:
+                name = name.rpartition(".")[0]
+            if name.startswith("backend") and name != module:
+                found.add(name)
+    return found
+
+
+def import_graph() -> dict[str, set[str]]:
+    modules = backend_modules()
+    return {name: imports_of(name, path, set(modules)) for name, path in modules.items()}
+
+
+def test_the_graph_reader_sees_function_level_and_relative_imports(tmp_path):
+    source = tmp_path / "probe.py"
+    source.write_text(textwrap.dedent("""
+        import backend.config
+        from backend import db
+        from .sibling import thing
+        def later():
+            from backend.pipeline.framepack import loop
+    """))
+    known = {"backend.config", "backend.db", "backend.pipeline.framepack.loop", "backend.pipeline.framepack",
+             "backend.pipeline", "backend.web.sibling", "backend.web", "backend"}
+    assert imports_of("backend.web.probe", source, known) == {
+        "backend.config", "backend.db", "backend.web.sibling", "backend.pipeline.framepack.loop"}
+
+
+def test_every_module_is_in_a_layer_its_name_says():
+    # A misspelt package would silently become a contract: name the layers of what exists.
+    layers = {name: layer_of(name) for name in backend_modules()}
+    assert layers["backend.app"] == WEB and layers["backend.web.auth"] == WEB
+    assert layers["backend.job_queue"] == JOBS and layers["backend.analyzers.service"] == JOBS
+    assert layers["backend.pipeline.framepack.loop"] == PIPELINE
+    assert layers["backend.utils.progress"] == HELPERS and layers["backend.config"] == HELPERS
+    contracts = sorted(n for n, layer in layers.items() if layer == CONTRACTS)
+    assert "backend.models" in contracts
+    assert all(n.count(".") == 1 for n in contracts), contracts  # top-level typed homes only
+
+
+def test_layers_import_downward_only():
+    broken = []
+    for module, targets in import_graph().items():
+        for target in targets:
+            if layer_of(target) not in MAY_IMPORT[layer_of(module)] and (module, target) not in ALLOWED:
+                broken.append(f"{module} ({layer_of(module)}) -> {target} ({layer_of(target)})")
+    assert not broken, "imports against the layers:\n" + "\n".join(sorted(broken))
+
+
+def test_the_allowed_exceptions_still_exist():
+    # An exception that was fixed must leave the list, so it cannot hide a new edge later.
+    graph = import_graph()
+    assert [edge for edge in ALLOWED if edge[1] not in graph.get(edge[0], set())] == []
+
+
+def test_no_import_cycles_between_modules():
+    graph = import_graph()
+    # A package's __init__ importing nothing of its own is the usual case; an edge from a module to
+    # its own package (`from backend import x`) is an import of x, already resolved above.
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    cycles: list[list[str]] = []
+
+    def visit(node: str) -> None:  # Tarjan's strongly connected components
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for nxt in graph.get(node, ()):
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in on_stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                item = stack.pop()
+                on_stack.discard(item)
+                component.append(item)
+                if item == node:
+                    break
+            if len(component) > 1:
+                cycles.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    assert not cycles, f"import cycles: {cycles}"
+
+
+NO_TORCH = textwrap.dedent("""
+    import importlib, json, pkgutil, sys, time
+
+    class NoTorch:
+        # torch, and everything that imports it, cannot be loaded in this process
+        def find_spec(self, name, path=None, target=None):
+            if name == "torch" or name.startswith("torch."):
+                raise ImportError(f"{name} is unimportable in this test")
+            return None
+
+    sys.meta_path.insert(0, NoTorch())
+    packages, modules, data = json.loads(sys.argv[1])
+    names = list(modules)
+    for package in packages:
+        pkg = importlib.import_module(package)
+        names += [package] + [f"{package}.{m.name}" for m in pkgutil.iter_modules(pkg.__path__)]
+    for name in names:
+        importlib.import_module(name)
+
+    from fastapi.testclient import TestClient
+    from backend.app import create_app
+    from backend.config import Settings
+    from tests.helpers.images import encoded, scene
+
+    settings = Settings(data_dir=data, models_dir=data + "/models", device="cpu",
+                        translate_service_url="127.0.0.1:9", _env_file=None)
+    app = create_app(settings)
+    with TestClient(app, base_url="http://127.0.0.1:8000") as client:
+        health = client.get("/api/health")
+        assert health.status_code == 200, health.text
+        files = [("files", (f"{i}.png", encoded(scene(64, 64, shift=8 * i)), "image/png")) for i in range(2)]
+        answer = client.post("/api/uploads", files=files)
+        assert answer.status_code == 201, answer.text
+        ids = [u["id"] for u in answer.json()["uploads"]]
+        answer = client.post("/api/jobs", json={"images": ids, "engine": "morph",
+                                               "prompt": "a slow turn",
+                                               "settings": {"seconds": 0.5, "resolution": 64}})
+        assert answer.status_code == 201, answer.text
+        job_id = answer.json()["id"]
+        deadline = time.monotonic() + 60
+        while client.get(f"/api/jobs/{job_id}").json()["status"] not in ("completed", "failed", "cancelled"):
+            assert time.monotonic() < deadline, client.get(f"/api/jobs/{job_id}").text
+            time.sleep(0.2)
+        job = client.get(f"/api/jobs/{job_id}").json()
+    print(json.dumps({"imported": names, "status": job["status"], "error": job.get("error"),
+                      "torch": sorted(m for m in sys.modules if m == "torch" or m.startswith("torch."))}))
+""")
+
+
+def test_web_and_job_layers_import_and_run_a_job_without_torch(tmp_path):
+    args = json.dumps([TORCH_FREE_PACKAGES, TORCH_FREE_MODULES, str(tmp_path / "data")])
+    done = subprocess.run([sys.executable, "-c", NO_TORCH, args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=240, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert done.returncode == 0, done.stderr[-4000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert "backend.routes.jobs" in result["imported"] and "backend.analyzers.service" in result["imported"]
+    assert "backend.web.auth" in result["imported"]
+    assert result["torch"] == []
+    # The whole path of a morph job (queue, runner, joiner, store, events) needs no torch either.
+    assert (result["status"], result["error"]) == ("completed", None)
