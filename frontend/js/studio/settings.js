@@ -12,8 +12,16 @@ const DIE = html`<svg viewBox="0 0 24 24" width="20" height="20" aria-hidden="tr
   <circle cx="16" cy="8" r="1.4" fill="currentColor" /><circle cx="8" cy="16" r="1.4" fill="currentColor" /></svg>`;
 
 export const RESOLUTIONS = [256, 384, 512, 640, 768];
-export const DEFAULT_SETTINGS = { seconds: 2.5, quality: 70, strength: 50, resolution: 640, seed: null };
-export const DEFAULT_POST = { mode: "auto", face_restore: false, upscale: 1, interpolate: 1 };
+
+// What a job gets for a value it leaves unset is the server's (GET /api/meta), never a copy here.
+export function defaultSettings(meta) {
+  const { seconds, quality, strength, resolution, seed } = meta.defaults.settings;
+  return { seconds, quality, strength, resolution, seed };
+}
+
+export function defaultPost(meta) {
+  return { ...meta.defaults.postprocess };
+}
 
 function Slider({ id, label, help, value, min, max, step, display, onChange }) {
   return html`<div>
@@ -42,10 +50,10 @@ function Segmented({ name, value, options, onChange, testid, disabled = [] }) {
 // `auto` marks sliders that follow the per-transition suggestions (sent as null, filled in by the
 // server per pair); `suggested` holds those per-pair values for the display. Moving such a slider
 // makes it the user's own value again.
-export function SettingsPanel({ settings, setSettings, engine, setEngine, post, setPost, pairs, health,
+export function SettingsPanel({ settings, setSettings, engine, setEngine, post, setPost, pairs, health, limits,
   auto = { seconds: false, strength: false }, setAuto = () => {}, suggested = {} }) {
   const { t, lang } = useLang();
-  const maxSeconds = (health && health.defaults && health.defaults.max_seconds_per_transition) || 20;
+  const maxSeconds = limits.max_seconds_per_transition;
   const set = (key) => (value) => {
     setSettings({ ...settings, [key]: value });
     if (auto[key]) setAuto({ ...auto, [key]: false });
