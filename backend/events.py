@@ -38,37 +38,37 @@ class SnapshotMessage(_Message):
     jobs: list[JobView] = Field(description="every job not finished (queued, running, interrupted)")
 
 
-class _JobChanged(_Message):
+class JobChangeEvent(_Message):
     job_id: JobId
     job: JobView = Field(description="the job as `GET /api/jobs/<id>` shows it now")
     ts: Stamp
 
 
-class JobQueuedEvent(_JobChanged):
+class JobQueuedEvent(JobChangeEvent):
     """Submitted, or queued again by a retry."""
 
     type: Literal["job.queued"] = "job.queued"
 
 
-class JobStartedEvent(_JobChanged):
+class JobStartedEvent(JobChangeEvent):
     """A lane took the job (also when it resumes after a restart)."""
 
     type: Literal["job.started"] = "job.started"
 
 
-class JobCompletedEvent(_JobChanged):
+class JobCompletedEvent(JobChangeEvent):
     """The final video is written; `job.video_url` names it."""
 
     type: Literal["job.completed"] = "job.completed"
 
 
-class JobFailedEvent(_JobChanged):
+class JobFailedEvent(JobChangeEvent):
     """`job.error` is the sentence to show, `job.details` the technical cause."""
 
     type: Literal["job.failed"] = "job.failed"
 
 
-class JobCancelledEvent(_JobChanged):
+class JobCancelledEvent(JobChangeEvent):
     """Cancelled by the user: a queued job at once, a running one within one denoising step."""
 
     type: Literal["job.cancelled"] = "job.cancelled"

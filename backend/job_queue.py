@@ -39,7 +39,7 @@ from backend import smart_params
 from backend.config import Settings
 from backend.db import BROKEN_STAGE, Store
 from backend.events import (JobCancelledEvent, JobCompletedEvent, JobDeletedEvent, JobFailedEvent,
-                            JobQueuedEvent, JobStartedEvent, JobWarningEvent, _JobChanged)
+                            JobQueuedEvent, JobStartedEvent, JobWarningEvent, JobChangeEvent)
 from backend.job_runner import CancelToken, JobRunner, output_dir, output_url
 from backend.pipeline.engines import Engines, runnable
 from backend.utils.progress import JobCancelled
@@ -264,7 +264,7 @@ class JobQueue:
     def snapshot(self) -> list[JobView]:
         return [self._view_or_stub(j) for j in self.store.list_jobs(UNFINISHED)]
 
-    def _emit(self, kind: type[_JobChanged], job_id: str) -> None:
+    def _emit(self, kind: type[JobChangeEvent], job_id: str) -> None:
         # An event is news about state already stored: failing to build or send one must not
         # fail the request or the job that caused it.
         try:
