@@ -25,6 +25,8 @@ import re
 from pathlib import Path, PurePath, PurePosixPath, PureWindowsPath
 from typing import Any, Callable
 
+from backend.models import JobStatus, SegmentStatus
+
 log = logging.getLogger(__name__)
 
 SCHEMA_V1 = """
@@ -81,7 +83,6 @@ CREATE TABLE IF NOT EXISTS translation_cache (
 """
 
 JSON_FIELDS = {"request", "params", "prompts", "postprocess_report", "warnings", "current"}
-UNFINISHED = ("queued", "running", "interrupted")
 BROKEN_STAGE = "broken"
 
 # What each JSON column of a job must decode to, and what a damaged one reads back as.
@@ -94,6 +95,7 @@ _JOB_SHAPES: dict[str, tuple[tuple[type, ...], Any]] = {
     "current": ((dict, type(None)), None),
 }
 _JOB_NUMBERS = ("created_at", "progress", "started_at", "finished_at", "attempts")
+_STATUSES = tuple(JobStatus)
 
 
 _WINDOWS_ABSOLUTE = re.compile(r"^(?:[A-Za-z]:[\\/]|\\\\)")
@@ -297,12 +299,12 @@ class Store:
                 self._conn.execute(
                     "INSERT INTO jobs (id, created_at, status, engine, request, params, prompts, stage)"
                     " VALUES (?,?,?,?,?,?,?,?)",
-                    (job_id, time.time(), "queued", engine, json.dumps(request), json.dumps(params),
+                    (job_id, time.time(), JobStatus.queued, engine, json.dumps(request), json.dumps(params),
                      json.dumps(prompts), "queued"),
                 )
                 self._conn.executemany(
                     "INSERT INTO segments (job_id, idx, status) VALUES (?,?,?)",
-                    [(job_id, i, "pending") for i in range(segments)],
+                    [(job_id, i, SegmentStatus.pending) for i in range(segments)],
                 )
                 self._conn.execute("COMMIT")
             except BaseException:
@@ -339,6 +341,8 @@ class Store:
             if not isinstance(row.get(key), str):
                 problems.append(f"'{key}' is not text")
                 row[key] = "unknown"
+        if isinstance(row.get("status"), str) and row["status"] != "unknown" and row["status"] not in _STATUSES:
+            problems.append(f"'status' is {row['status']!r}, not one of {', '.join(_STATUSES)}")
         if problems:
             self._mark_broken(row, "; ".join(problems))
         return row
@@ -350,19 +354,19 @@ class Store:
             log.error("job %s in %s is damaged (%s); marked failed", row.get("id"), self.path, problems)
             try:
                 self._exec(
-                    "UPDATE jobs SET status = 'failed', stage = ?, error = ?, "
+                    "UPDATE jobs SET status = ?, stage = ?, error = ?, "
                     "finished_at = COALESCE(finished_at, ?) WHERE id = ?",
-                    (BROKEN_STAGE, reason, time.time(), row["id"]),
+                    (JobStatus.failed, BROKEN_STAGE, reason, time.time(), row["id"]),
                 )
             except sqlite3.Error:
                 log.exception("could not mark job %s as damaged", row.get("id"))
-        row.update(status="failed", stage=BROKEN_STAGE, error=reason)
+        row.update(status=JobStatus.failed.value, stage=BROKEN_STAGE, error=reason)
 
     def get_job(self, job_id: str) -> dict[str, Any] | None:
         rows = self._raw("SELECT * FROM jobs WHERE id = ?", (job_id,))
         return self._job(rows[0]) if rows else None
 
-    def list_jobs(self, statuses: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
+    def list_jobs(self, statuses: tuple[JobStatus, ...] | None = None) -> list[dict[str, Any]]:
         if statuses:
             marks = ",".join("?" * len(statuses))
             rows = self._raw(f"SELECT * FROM jobs WHERE status IN ({marks}) ORDER BY created_at", statuses)
@@ -386,7 +390,7 @@ class Store:
     def segments(self, job_id: str) -> list[dict[str, Any]]:
         return self._raw("SELECT * FROM segments WHERE job_id = ? ORDER BY idx", (job_id,))
 
-    def set_segment(self, job_id: str, idx: int, status: str, path: str | None = None,
+    def set_segment(self, job_id: str, idx: int, status: SegmentStatus, path: str | None = None,
                     frames: int | None = None) -> None:
         self._exec(
             "UPDATE segments SET status = ?, path = COALESCE(?, path), frames = COALESCE(?, frames)"

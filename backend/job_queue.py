@@ -37,11 +37,14 @@ from typing import Any, Protocol
 
 from backend import smart_params
 from backend.config import Settings
-from backend.db import BROKEN_STAGE, UNFINISHED, Store
+from backend.db import BROKEN_STAGE, Store
+from backend.events import (JobCancelledEvent, JobCompletedEvent, JobDeletedEvent, JobFailedEvent,
+                            JobQueuedEvent, JobStartedEvent, JobWarningEvent, JobChangeEvent)
 from backend.job_runner import CancelToken, JobRunner, output_dir, output_url
 from backend.pipeline.engines import Engines, runnable
 from backend.utils.progress import JobCancelled
-from backend.models import JobCreate
+from backend.models import (RETRYABLE, UNFINISHED, WAITING, JobCreate, JobCreated, JobImage, JobStatus,
+                            JobView, LaneStatus, SegmentStatus, SegmentView, WorkerStatus)
 from backend.utils.redact import hide_paths
 from backend.utils.daemon_executor import DaemonExecutor
 from backend.utils.files import upload_path, upload_url
@@ -106,7 +109,7 @@ class Lane:
         if self.executor is None:
             self.executor = DaemonExecutor(f"lane-{self.name}")
 
-    def status(self, stall_s: float) -> dict:
+    def status(self, stall_s: float) -> LaneStatus:
         h = self.health
         alive = self.task is not None and not self.task.done()
         quiet_s = time.monotonic() - h.last_beat
@@ -119,12 +122,12 @@ class Lane:
             state = "stalled"
         else:
             state = "running" if self.running else "idle"
-        return {
-            "ok": state in ("running", "idle"), "state": state, "running": self.running,
-            "queued": self.queue.qsize(), "restarts": h.restarts,
-            "quiet_s": round(quiet_s, 1) if self.running else None,
-            "last_error": h.last_error, "state_error": h.state_error,
-        }
+        return LaneStatus(
+            ok=state in ("running", "idle"), state=state, running=self.running,
+            queued=self.queue.qsize(), restarts=h.restarts,
+            quiet_s=round(quiet_s, 1) if self.running else None,
+            last_error=h.last_error, state_error=h.state_error,
+        )
 
 
 class JobQueue:
@@ -158,12 +161,12 @@ class JobQueue:
     def _recover(self, only: Lane | None = None) -> None:
         """Queues every unfinished job in its engine's lane; one left `running` was cut off and
         resumes."""
-        for job in self.store.list_jobs(("running",)):
+        for job in self.store.list_jobs((JobStatus.running,)):
             if only is not None and self._lane(job["engine"]) is not only:
                 continue
             if self._lane_running(job["id"]) is not None:
                 continue
-            self.store.update_job(job["id"], status="interrupted", stage="interrupted",
+            self.store.update_job(job["id"], status=JobStatus.interrupted, stage="interrupted",
                                   warnings=(job.get("warnings") or []) + [
                                       "the studio stopped while this job ran; it resumes from its last finished segment"])
         for job in self.store.list_jobs(UNFINISHED):
@@ -194,44 +197,45 @@ class JobQueue:
             for lane in self.lanes.values()))
 
     # --- views --------------------------------------------------------------------------------
-    def view(self, job: dict) -> dict:
+    def view(self, job: dict) -> JobView:
         s = self.settings
         request = job["request"]
         uploads = [self.store.get_upload(i) or {"id": i, "width": None, "height": None} for i in request["images"]]
         segments = []
         for row in self.store.segments(job["id"]):
-            segments.append({
-                "index": row["idx"], "status": row["status"],
-                "progress": 1.0 if row["status"] == "done" else 0.0, "frames": row["frames"],
-                "video_url": output_url(s, row["path"]) if row["status"] == "done" else None,
-            })
+            done = row["status"] == SegmentStatus.done
+            segments.append(SegmentView(
+                index=row["idx"], status=row["status"], progress=1.0 if done else 0.0, frames=row["frames"],
+                video_url=output_url(s, row["path"]) if done else None,
+            ))
         now = time.time()
         started, finished = job.get("started_at"), job.get("finished_at")
         elapsed = ((finished or now) - started) if started else None
         progress = job.get("progress") or 0.0
         eta = None
-        if job["status"] == "running" and elapsed and progress > 0.01:
+        if job["status"] == JobStatus.running and elapsed and progress > 0.01:
             eta = round(elapsed * (1 - progress) / progress, 1)
-        return {
-            "id": job["id"], "status": job["status"], "progress": round(progress, 4),
-            "stage": job.get("stage"), "error": hide_paths(job.get("error"), s),
-            "created_at": job["created_at"], "started_at": started, "finished_at": finished,
-            "elapsed_s": None if elapsed is None else round(elapsed, 1), "eta_s": eta,
-            "engine": job["engine"],
-            "images": [{"id": u["id"], "url": upload_url(u["id"]),
-                        "width": u.get("width"), "height": u.get("height")} for u in uploads],
-            "prompts": job.get("prompts") or [],
-            "settings": request.get("settings"), "postprocess": request.get("postprocess"),
-            "params": job["params"], "segments": segments, "current": job.get("current"),
-            "preview_url": output_url(s, job.get("preview_path")),
-            "video_url": output_url(s, job.get("video_path")) if job["status"] == "completed" else None,
-            "postprocess_report": job.get("postprocess_report"),
-            "warnings": job.get("warnings") or [],
-            "attempts": job.get("attempts") or 0,
+        failed = job["status"] == JobStatus.failed
+        return JobView(
+            id=job["id"], status=job["status"], progress=round(progress, 4),
+            stage=job.get("stage"), error=hide_paths(job.get("error"), s),
+            created_at=job["created_at"], started_at=started, finished_at=finished,
+            elapsed_s=None if elapsed is None else round(elapsed, 1), eta_s=eta,
+            engine=job["engine"],
+            images=[JobImage(id=u["id"], url=upload_url(u["id"]),
+                             width=u.get("width"), height=u.get("height")) for u in uploads],
+            prompts=job.get("prompts") or [],
+            settings=request.get("settings"), postprocess=request.get("postprocess"),
+            params=job["params"], segments=segments, current=job.get("current"),
+            preview_url=output_url(s, job.get("preview_path")),
+            video_url=output_url(s, job.get("video_path")) if job["status"] == JobStatus.completed else None,
+            postprocess_report=job.get("postprocess_report"),
+            warnings=job.get("warnings") or [],
+            attempts=job.get("attempts") or 0,
             # What went wrong in technical terms (exception type and text); `error` is the
             # sentence a person reads.
-            "details": (job.get("current") or {}).get("error_details") if job["status"] == "failed" else None,
-        }
+            details=(job.get("current") or {}).get("error_details") if failed else None,
+        )
 
     def _require(self, job_id: str) -> dict:
         job = self.store.get_job(job_id)
@@ -239,61 +243,62 @@ class JobQueue:
             raise JobError(404, f"job {job_id} not found / 작업 {job_id}을(를) 찾을 수 없습니다")
         return job
 
-    def get(self, job_id: str) -> dict:
+    def get(self, job_id: str) -> JobView:
         return self._view_or_stub(self._require(job_id))
 
-    def list(self) -> list[dict]:
+    def list(self) -> list[JobView]:
         return [self._view_or_stub(j) for j in self.store.list_jobs()]
 
-    def _view_or_stub(self, job: dict) -> dict:
+    def _view_or_stub(self, job: dict) -> JobView:
         # One job that cannot be shown must not hide the others.
         try:
             return self.view(job)
         except Exception as exc:
             log.exception("could not show job %s", job.get("id"))
-            return {"id": job.get("id"), "status": "failed", "stage": BROKEN_STAGE, "progress": 0.0,
-                    "error": f"this job cannot be shown ({exc.__class__.__name__}); delete it / "
-                             f"이 작업을 표시할 수 없습니다: 삭제해 주세요",
-                    "created_at": job.get("created_at"), "engine": job.get("engine"), "images": [],
-                    "segments": [], "prompts": [], "warnings": [], "attempts": 0}
+            engine = job.get("engine")
+            return JobView(id=str(job.get("id")), status=JobStatus.failed, stage=BROKEN_STAGE, progress=0.0,
+                           error=f"this job cannot be shown ({exc.__class__.__name__}); delete it / "
+                                 f"이 작업을 표시할 수 없습니다: 삭제해 주세요",
+                           created_at=job.get("created_at") if isinstance(job.get("created_at"), (int, float)) else None,
+                           engine=engine if isinstance(engine, str) else None)
 
-    def snapshot(self) -> list[dict]:
+    def snapshot(self) -> list[JobView]:
         return [self._view_or_stub(j) for j in self.store.list_jobs(UNFINISHED)]
 
-    def _emit(self, kind: str, job_id: str) -> None:
+    def _emit(self, kind: type[JobChangeEvent], job_id: str) -> None:
         # An event is news about state already stored: failing to build or send one must not
         # fail the request or the job that caused it.
         try:
             job = self.store.get_job(job_id)
             if job is not None:
-                self.ws.publish({"type": kind, "job_id": job_id, "job": self.view(job)})
+                self.ws.publish(kind(job_id=job_id, job=self.view(job)))
         except Exception:
-            log.exception("could not send %s for job %s", kind, job_id)
+            log.exception("could not send %s for job %s", kind.__name__, job_id)
 
-    def _publish_from_worker(self, event: dict) -> None:
-        lane = self._lane_running(event.get("job_id"))
+    def _publish_from_worker(self, event) -> None:
+        lane = self._lane_running(event.job_id)
         if lane is not None:
             lane.health.last_beat = time.monotonic()
         self.ws.publish_threadsafe(event)
 
-    def worker_status(self) -> dict:
+    def worker_status(self) -> WorkerStatus:
         """The lanes as `/api/health` shows them: the top level is the least healthy lane (so one
         dead or stalled lane is a 503), `lanes` has each one; `ok` is False when jobs cannot make
         progress."""
         lanes = {name: lane.status(self.settings.worker_stall_s) for name, lane in self.lanes.items()}
-        worst = min(lanes.values(), key=lambda st: _STATE_ORDER.index(st["state"]))
-        errors = [(lane.health.last_error_at, st["last_error"]) for lane, st in
-                  zip(self.lanes.values(), lanes.values()) if st["last_error"]]
-        return {
-            "ok": all(st["ok"] for st in lanes.values()), "state": worst["state"],
-            "running": worst["running"] or next((st["running"] for st in lanes.values() if st["running"]), None),
-            "queued": sum(st["queued"] for st in lanes.values()),
-            "restarts": sum(st["restarts"] for st in lanes.values()),
-            "quiet_s": worst["quiet_s"],
-            "last_error": max(errors)[1] if errors else None,
-            "state_error": next((st["state_error"] for st in lanes.values() if st["state_error"]), None),
-            "lanes": lanes,
-        }
+        worst = min(lanes.values(), key=lambda st: _STATE_ORDER.index(st.state))
+        errors = [(lane.health.last_error_at, st.last_error) for lane, st in
+                  zip(self.lanes.values(), lanes.values()) if st.last_error]
+        return WorkerStatus(
+            ok=all(st.ok for st in lanes.values()), state=worst.state,
+            running=worst.running or next((st.running for st in lanes.values() if st.running), None),
+            queued=sum(st.queued for st in lanes.values()),
+            restarts=sum(st.restarts for st in lanes.values()),
+            quiet_s=worst.quiet_s,
+            last_error=max(errors)[1] if errors else None,
+            state_error=next((st.state_error for st in lanes.values() if st.state_error), None),
+            lanes=lanes,
+        )
 
     # --- requests -----------------------------------------------------------------------------
     def resolve_params(self, images: list[str], settings, engine: str, suggestions=None) -> dict:
@@ -336,7 +341,7 @@ class JobQueue:
         raise JobError(409, f"{en} / {ko}", code="engine_not_ready", engine=engine,
                        missing=state.get("missing"), fix=state.get("fix"))
 
-    async def submit(self, request: JobCreate) -> dict:
+    async def submit(self, request: JobCreate) -> JobCreated:
         warnings: list[str] = []
         if request.engine:
             engine = request.engine
@@ -360,33 +365,33 @@ class JobQueue:
         if warnings:
             self.store.update_job(job_id, warnings=warnings)
         self._lane(engine).queue.put_nowait(job_id)
-        self._emit("job.queued", job_id)
-        return {"id": job_id, "status": "queued"}
+        self._emit(JobQueuedEvent, job_id)
+        return JobCreated(id=job_id, status=JobStatus.queued)
 
-    async def cancel(self, job_id: str) -> dict:
+    async def cancel(self, job_id: str) -> JobView:
         job = self._require(job_id)
         lane = self._lane_running(job_id)
-        if job["status"] in ("queued", "interrupted"):
-            self.store.update_job(job_id, status="cancelled", stage="cancelled", finished_at=time.time())
-            self._emit("job.cancelled", job_id)
-        elif job["status"] == "running" and lane is not None and lane.token is not None:
+        if job["status"] in WAITING:
+            self.store.update_job(job_id, status=JobStatus.cancelled, stage="cancelled", finished_at=time.time())
+            self._emit(JobCancelledEvent, job_id)
+        elif job["status"] == JobStatus.running and lane is not None and lane.token is not None:
             lane.token.set("cancel")  # the lane marks it cancelled once the stage stops
-        elif job["status"] != "running":
+        elif job["status"] != JobStatus.running:
             raise JobError(409, f"job {job_id} is already {job['status']} / 이미 끝난 작업입니다 ({job['status']})")
         return self.get(job_id)
 
-    async def retry(self, job_id: str) -> dict:
+    async def retry(self, job_id: str) -> JobView:
         """Queues a failed or cancelled job again; its finished segments are kept and reused."""
         job = self._require(job_id)
         if job.get("stage") == BROKEN_STAGE:
             raise JobError(409, f"job {job_id} cannot be retried: {job.get('error')}")
-        if job["status"] not in ("failed", "cancelled"):
+        if job["status"] not in RETRYABLE:
             raise JobError(409, f"job {job_id} is {job['status']}: only failed or cancelled jobs can be retried / "
                                 f"실패하거나 취소된 작업만 다시 시도할 수 있습니다")
         self._refuse_unready(job["engine"])
-        self.store.update_job(job_id, status="queued", stage="queued", error=None, finished_at=None)
+        self.store.update_job(job_id, status=JobStatus.queued, stage="queued", error=None, finished_at=None)
         self._lane(job["engine"]).queue.put_nowait(job_id)
-        self._emit("job.queued", job_id)
+        self._emit(JobQueuedEvent, job_id)
         return self.get(job_id)
 
     async def delete(self, job_id: str) -> None:
@@ -401,7 +406,7 @@ class JobQueue:
     def _remove(self, job_id: str) -> None:
         self.store.delete_job(job_id)
         shutil.rmtree(output_dir(self.settings, job_id), ignore_errors=True)
-        self.ws.publish({"type": "job.deleted", "job_id": job_id})
+        self.ws.publish(JobDeletedEvent(job_id=job_id))
 
     # --- the lanes ----------------------------------------------------------------------------
     async def _supervise(self, lane: Lane) -> None:
@@ -430,7 +435,7 @@ class JobQueue:
                 job = await self._with_retries(lane.health, "read job", self.store.get_job, job_id)
             except asyncio.CancelledError:
                 raise
-            if job is None or job["status"] not in ("queued", "interrupted"):
+            if job is None or job["status"] not in WAITING:
                 continue
             lane.running, lane.token = job_id, CancelToken()
             lane.health.last_beat = time.monotonic()
@@ -480,9 +485,9 @@ class JobQueue:
             job = {}
         message, details = user_error(exc, job.get("stage"))
         current = dict(job.get("current") or {}, error_details=details)
-        await self._save(lane, job_id, status="failed", stage="failed", error=message, current=current,
+        await self._save(lane, job_id, status=JobStatus.failed, stage="failed", error=message, current=current,
                          finished_at=time.time())
-        self._emit("job.failed", job_id)
+        self._emit(JobFailedEvent, job_id)
 
     async def _translate(self, job: dict) -> None:
         prompts = job.get("prompts") or []
@@ -500,7 +505,7 @@ class JobQueue:
             english = [{"original": r.original, "english": r.english, "warnings": list(r.warnings)} for r in results]
         warnings = [w for p in english for w in p.get("warnings", [])]
         for w in warnings:
-            self.ws.publish({"type": "job.warning", "job_id": job["id"], "message": w})
+            self.ws.publish(JobWarningEvent(job_id=job["id"], message=w))
         self.store.update_job(job["id"], prompts=english, warnings=(job.get("warnings") or []) + warnings)
 
     async def _run_one(self, loop: asyncio.AbstractEventLoop, job: dict) -> None:
@@ -508,26 +513,26 @@ class JobQueue:
         lane = self._lane(job["engine"])
         token = lane.token
         try:
-            self.store.update_job(job_id, status="running", stage="prompts", error=None,
+            self.store.update_job(job_id, status=JobStatus.running, stage="prompts", error=None,
                                   started_at=job.get("started_at") or time.time(),
                                   attempts=(job.get("attempts") or 0) + 1)
-            self._emit("job.started", job_id)
+            self._emit(JobStartedEvent, job_id)
             await self._translate(self.store.get_job(job_id))
             await loop.run_in_executor(lane.executor, self.engines.before_job, job["engine"])
             await loop.run_in_executor(lane.executor, self.runner.run, job_id, token)
         except JobCancelled:
             if token.reason == "shutdown":
-                await self._save(lane, job_id, status="interrupted", stage="interrupted")
+                await self._save(lane, job_id, status=JobStatus.interrupted, stage="interrupted")
                 return
-            await self._save(lane, job_id, status="cancelled", stage="cancelled", finished_at=time.time())
-            self._emit("job.cancelled", job_id)
+            await self._save(lane, job_id, status=JobStatus.cancelled, stage="cancelled", finished_at=time.time())
+            self._emit(JobCancelledEvent, job_id)
             await self._release_quietly(loop, lane, job["engine"])
         except asyncio.CancelledError:
             # The app is shutting down while the thread finishes its step: leave it resumable.
             # One attempt only: shutdown must not wait on a failing disk (start-up recovers a job
             # left `running` the same way).
             try:
-                self.store.update_job(job_id, status="interrupted", stage="interrupted")
+                self.store.update_job(job_id, status=JobStatus.interrupted, stage="interrupted")
             except Exception:
                 log.exception("could not mark job %s interrupted; it is recovered at the next start", job_id)
             raise
@@ -536,9 +541,9 @@ class JobQueue:
             await self._fail(lane, job_id, exc)
             await self._release_quietly(loop, lane, job["engine"])
         else:
-            await self._save(lane, job_id, status="completed", stage="done", progress=1.0,
+            await self._save(lane, job_id, status=JobStatus.completed, stage="done", progress=1.0,
                              finished_at=time.time())
-            self._emit("job.completed", job_id)
+            self._emit(JobCompletedEvent, job_id)
 
     async def _release_quietly(self, loop: asyncio.AbstractEventLoop, lane: Lane, engine: str) -> None:
         try:

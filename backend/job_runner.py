@@ -20,6 +20,8 @@ import numpy as np
 
 from backend.config import Settings
 from backend.db import Store, data_relative
+from backend.events import JobEvent, JobPreviewEvent, JobProgressEvent, JobSegmentEvent, JobWarningEvent
+from backend.models import SegmentStatus
 from backend.pipeline.concatenator import SegmentJoiner, join_segments
 from backend.pipeline.engines import Engines
 from backend.pipeline.preprocessor import fit_image
@@ -136,11 +138,11 @@ class _Reporter:
             self.runner.write_preview(self.job_id, self.segment, detail.get("section") or 0, preview)
         if important or now - self._last_event >= EVENT_INTERVAL_S:
             self._last_event, self._last_key = now, key
-            self.runner.publish({
-                "type": "job.progress", "job_id": self.job_id, "stage": p.stage,
-                "progress": round(self.progress, 4), "eta_s": None if eta is None else round(eta, 1),
-                "elapsed_s": round(elapsed, 1), "message": p.message, **self.current,
-            })
+            self.runner.publish(JobProgressEvent(
+                job_id=self.job_id, stage=p.stage, progress=round(self.progress, 4),
+                eta_s=None if eta is None else round(eta, 1), elapsed_s=round(elapsed, 1),
+                message=p.message, **self.current,
+            ))
         if important or now - self._last_db >= DB_INTERVAL_S:
             self._last_db = now
             self.runner.store.update_job(self.job_id, progress=self.progress, stage=p.stage,
@@ -149,7 +151,7 @@ class _Reporter:
 
 class JobRunner:
     def __init__(self, settings: Settings, store: Store, engines: Engines,
-                 publish: Callable[[dict], None]) -> None:
+                 publish: Callable[[JobEvent], None]) -> None:
         self.settings = settings
         self.store = store
         self.engines = engines
@@ -158,7 +160,7 @@ class JobRunner:
     def warn(self, job_id: str, message: str) -> None:
         job = self.store.get_job(job_id) or {}
         self.store.update_job(job_id, warnings=(job.get("warnings") or []) + [message])
-        self.publish({"type": "job.warning", "job_id": job_id, "message": message})
+        self.publish(JobWarningEvent(job_id=job_id, message=message))
 
     # --- files --------------------------------------------------------------------------------
     def write_preview(self, job_id: str, segment: int, section: int, frames: np.ndarray) -> None:
@@ -174,8 +176,8 @@ class JobRunner:
         if old and old != new and Path(old).name.startswith("preview_"):
             # only the newest preview is worth the disk
             resolve_stored(self.settings, old).unlink(missing_ok=True)
-        self.publish({"type": "job.preview", "job_id": job_id, "segment": segment + 1,
-                      "section": section, "url": output_url(self.settings, path)})
+        self.publish(JobPreviewEvent(job_id=job_id, segment=segment + 1, section=section,
+                                     url=output_url(self.settings, path)))
 
     def _load_frames(self, job: dict, params: dict) -> list[np.ndarray]:
         width, height, fit = params["width"], params["height"], params.get("fit", "crop")
@@ -219,7 +221,8 @@ class JobRunner:
         }
         stored = {s["idx"]: s for s in self.store.segments(job_id)}
         paths = [folder / f"segment_{i:03d}.mp4" for i in range(len(seg_params))]
-        finished = [stored.get(i, {}).get("status") == "done" and path.exists() for i, path in enumerate(paths)]
+        finished = [stored.get(i, {}).get("status") == SegmentStatus.done and path.exists()
+                    for i, path in enumerate(paths)]
         # A job run start to finish encodes its video as the segments come; a resumed one joins
         # its segment files at the end (the earlier ones are on disk, not in memory).
         joiner = None if any(finished) else SegmentJoiner(joined, params["fps"], params["crf"], metadata)
@@ -228,16 +231,17 @@ class JobRunner:
                 if finished[index]:
                     continue  # made before an interruption: resume after it
                 report.segment = index
-                self.store.set_segment(job_id, index, "running")
+                self.store.set_segment(job_id, index, SegmentStatus.running)
                 prompt = prompts[index]["english"] if index < len(prompts) else ""
                 clip = engine.generate(frames[index], frames[index + 1], prompt, seg, params, report)
                 partial = paths[index].with_suffix(".partial.mp4")
                 with VideoWriter(partial, params["fps"], crf=max(0, params["crf"] - 4), preset="veryfast") as writer:
                     writer.write(clip)
                 partial.replace(paths[index])
-                self.store.set_segment(job_id, index, "done", stored_path(self.settings, paths[index]), len(clip))
-                self.publish({"type": "job.segment", "job_id": job_id, "segment": index + 1,
-                              "segments": len(seg_params), "url": output_url(self.settings, paths[index])})
+                self.store.set_segment(job_id, index, SegmentStatus.done, stored_path(self.settings, paths[index]),
+                                       len(clip))
+                self.publish(JobSegmentEvent(job_id=job_id, segment=index + 1, segments=len(seg_params),
+                                             url=output_url(self.settings, paths[index])))
                 self.show_preview(job_id, index, seg["sections"], paths[index])
                 if joiner is not None:
                     joiner.add(clip, starts_segment=True)

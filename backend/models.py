@@ -1,11 +1,15 @@
 """Request bodies of the API, validated once at the edge, and the shapes of its answers.
 
-The answer models document the routes in /openapi.json (`responses=`); routes return plain dicts,
-so a field a newer view adds is sent as it is, and the models allow extra fields for that reason.
+The answer models are built by the services (the job queue builds `JobView`) and declared as the
+routes' `response_model`, so /openapi.json describes exactly what is sent. They forbid fields they
+do not declare: a field a view adds must be declared here, where the document and the page see it.
+The job statuses and their two sets (finished, unfinished) are defined here once; the store, the
+queue and the page (through `/api/meta`) all read them from here.
 """
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
@@ -30,10 +34,40 @@ Num = BeforeValidator(_not_bool)
 # A ceiling that no configuration of STUDIO_MAX_IMAGES_PER_JOB reaches, so validation stops at the
 # count instead of checking every id of a huge list; the configured limit is checked by the route.
 MAX_IMAGES_ANY_JOB = 1000
+MIN_IMAGES_PER_JOB = 2  # one transition needs two images
+MAX_PROMPT_CHARS = 2000
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+class JobStatus(StrEnum):
+    """A job's state. A str enum: rows in SQLite and JSON answers hold the plain words."""
+
+    queued = "queued"
+    running = "running"
+    completed = "completed"
+    failed = "failed"
+    cancelled = "cancelled"
+    # Cut off by a stop or crash while running; it is queued again at start and resumes at its
+    # first unfinished segment, so it is not finished: it counts as unfinished everywhere.
+    interrupted = "interrupted"
+
+
+# Will still run: the lanes take these at start-up and the WebSocket snapshot lists them.
+UNFINISHED = (JobStatus.queued, JobStatus.running, JobStatus.interrupted)
+# Done for good: nothing runs them again unless the user retries (failed, cancelled).
+FINISHED = (JobStatus.completed, JobStatus.failed, JobStatus.cancelled)
+# Waiting in a lane's queue, not running: a cancel ends these at once.
+WAITING = (JobStatus.queued, JobStatus.interrupted)
+RETRYABLE = (JobStatus.failed, JobStatus.cancelled)
+
+
+class SegmentStatus(StrEnum):
+    pending = "pending"
+    running = "running"
+    done = "done"
 
 
 class JobSettings(_Strict):
@@ -58,8 +92,8 @@ class PostprocessOptions(_Strict):
 
 
 class JobCreate(_Strict):
-    images: list[str] = Field(..., min_length=2, max_length=MAX_IMAGES_ANY_JOB)
-    prompt: str | None = Field(None, max_length=2000)
+    images: list[str] = Field(..., min_length=MIN_IMAGES_PER_JOB, max_length=MAX_IMAGES_ANY_JOB)
+    prompt: str | None = Field(None, max_length=MAX_PROMPT_CHARS)
     prompts: list[str | None] | None = Field(None, max_length=MAX_IMAGES_ANY_JOB)
     engine: Engine | None = None
     settings: JobSettings = Field(default_factory=JobSettings)
@@ -74,8 +108,8 @@ class JobCreate(_Strict):
                 f"got {len(self.prompts)}"
             )
         for text in self.prompts or []:
-            if text is not None and len(text) > 2000:
-                raise ValueError("each prompt must be at most 2000 characters")
+            if text is not None and len(text) > MAX_PROMPT_CHARS:
+                raise ValueError(f"each prompt must be at most {MAX_PROMPT_CHARS} characters")
         return self
 
     def pair_prompts(self) -> list[str | None]:
@@ -91,17 +125,13 @@ class ParamsPreview(_Strict):
 
 
 # --- answers ----------------------------------------------------------------------------------
-class _Open(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-
 class ErrorBody(BaseModel):
     """Every error the studio answers: one sentence, in English and Korean, that the UI shows."""
 
     detail: str
 
 
-class UploadView(_Open):
+class UploadView(_Strict):
     id: str
     width: int
     height: int
@@ -109,41 +139,43 @@ class UploadView(_Open):
     filename: str
 
 
-class UploadList(_Open):
+class UploadList(_Strict):
     uploads: list[UploadView]
 
 
-class ParamsView(_Open):
+class ParamsView(_Strict):
     params: dict[str, Any]
     segments: int
 
 
-class JobCreated(_Open):
+class JobCreated(_Strict):
     id: str
-    status: str
+    status: JobStatus
 
 
-class JobImage(_Open):
+class JobImage(_Strict):
     id: str
     url: str
     width: int | None = None
     height: int | None = None
 
 
-class SegmentView(_Open):
+class SegmentView(_Strict):
     index: int
-    status: str
+    status: SegmentStatus
     progress: float
     frames: int | None = None
     video_url: str | None = None
 
 
-class JobView(_Open):
+class JobView(_Strict):
+    """A job as every route and event shows it (`GET /api/jobs/<id>`, the `job` of job events)."""
+
     id: str
-    status: str
+    status: JobStatus
     progress: float
     stage: str | None = None
-    error: str | None = None
+    error: str | None = Field(None, description="the sentence the page shows, in English and Korean")
     created_at: float | None = None
     started_at: float | None = None
     finished_at: float | None = None
@@ -151,7 +183,7 @@ class JobView(_Open):
     eta_s: float | None = None
     engine: str | None = None
     images: list[JobImage] = []
-    prompts: list[Any] = []
+    prompts: list[Any] = Field([], description="one {original, english} per pair")
     settings: dict[str, Any] | None = None
     postprocess: dict[str, Any] | None = None
     params: dict[str, Any] | None = None
@@ -162,16 +194,81 @@ class JobView(_Open):
     postprocess_report: Any = None
     warnings: list[Any] = []
     attempts: int = 0
+    details: str | None = Field(None, description="failed jobs: the technical cause (exception type and text)")
 
 
-class JobList(_Open):
+class JobList(_Strict):
     jobs: list[JobView]
 
 
-class Health(_Open):
+class LaneStatus(_Strict):
+    ok: bool
+    state: Literal["dead", "cannot_save", "stalled", "running", "idle"]
+    running: str | None = None
+    queued: int
+    restarts: int
+    quiet_s: float | None = None
+    last_error: str | None = None
+    state_error: str | None = None
+
+
+class WorkerStatus(LaneStatus):
+    """The least healthy lane's state at the top level (one dead lane makes the studio degraded)."""
+
+    lanes: dict[str, LaneStatus]
+
+
+class HealthDefaults(_Strict):
+    engine: str = Field(description="what a job without an engine gets: the configured one while it is installed")
+    configured_engine: str
+    max_seconds_per_transition: float
+    max_images_per_job: int
+    resolution: int = Field(description="the bucket the page starts at: the memory plan's default for this GPU")
+
+
+class Health(_Strict):
     status: Literal["ok", "degraded"]
-    worker: dict[str, Any]
+    worker: WorkerStatus
     device: dict[str, Any]
     engines: dict[str, Any]
     postprocess: dict[str, Any]
-    defaults: dict[str, Any]
+    defaults: HealthDefaults
+
+
+class StatusSets(_Strict):
+    all: list[JobStatus]
+    finished: list[JobStatus]
+    unfinished: list[JobStatus]
+
+
+class SettingDefaults(_Strict):
+    """What a slider left unset becomes when no image-analysis suggestion applies."""
+
+    seconds: float
+    quality: int
+    strength: int
+    resolution: int
+    seed: int | None = None
+
+
+class JobDefaults(_Strict):
+    engine: str = Field(description="the configured default engine; /api/health says which one jobs get now")
+    settings: SettingDefaults
+    postprocess: PostprocessOptions
+
+
+class Limits(_Strict):
+    min_images_per_job: int
+    max_images_per_job: int
+    max_seconds_per_transition: float
+    max_prompt_chars: int
+    max_files_per_upload: int
+    max_upload_mb: float
+
+
+class Meta(_Strict):
+    """Facts of this server that the page would otherwise copy: fixed while the process runs."""
+
+    statuses: StatusSets
+    defaults: JobDefaults
+    limits: Limits

@@ -4,6 +4,9 @@ Each client has its own bounded queue and its own sender task, so `publish` neve
 one slow or dead client fills only its own queue, is then dropped (it reconnects and gets a fresh
 snapshot), and never delays the others. `publish` must run on the event loop; threads use
 `publish_threadsafe`.
+
+Messages are the typed ones of `backend.events`, encoded once per publish, whatever the number of
+clients. A plain dict is sent as it is (with `ts` added): the fan-out does not judge content.
 """
 
 from __future__ import annotations
@@ -13,9 +16,13 @@ import contextlib
 import json
 import logging
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 from fastapi import WebSocket, WebSocketDisconnect
+from pydantic import BaseModel
+
+from backend.events import SnapshotMessage
+from backend.models import JobView
 
 log = logging.getLogger(__name__)
 
@@ -30,8 +37,15 @@ class _Client:
         self.sender: asyncio.Task | None = None
 
 
+def encode(message: BaseModel | dict[str, Any]) -> str:
+    if isinstance(message, BaseModel):
+        return json.dumps(message.model_dump(mode="json"), separators=(",", ":"))
+    message.setdefault("ts", time.time())
+    return json.dumps(message, separators=(",", ":"))
+
+
 class WebSocketManager:
-    def __init__(self, snapshot: Callable[[], list[dict[str, Any]]]) -> None:
+    def __init__(self, snapshot: Callable[[], Iterable[JobView]]) -> None:
         self._snapshot = snapshot
         self._clients: set[_Client] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -43,11 +57,10 @@ class WebSocketManager:
     def bind_loop(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
 
-    def publish(self, event: dict[str, Any]) -> None:
+    def publish(self, event: BaseModel | dict[str, Any]) -> None:
         if not self._clients:
             return
-        event.setdefault("ts", time.time())
-        message = json.dumps(event, separators=(",", ":"))
+        message = encode(event)
         for client in list(self._clients):
             try:
                 client.queue.put_nowait(message)
@@ -55,9 +68,11 @@ class WebSocketManager:
                 log.warning("dropping a WebSocket client that fell %d events behind", CLIENT_QUEUE_SIZE)
                 self._drop(client)
 
-    def publish_threadsafe(self, event: dict[str, Any]) -> None:
-        # Stamped here, on the worker's side, so clients can measure worker → client latency.
-        event.setdefault("ts", time.time())
+    def publish_threadsafe(self, event: BaseModel | dict[str, Any]) -> None:
+        # Stamped on the worker's side (a model when it was made), so clients can measure
+        # worker → client latency.
+        if isinstance(event, dict):
+            event.setdefault("ts", time.time())
         if self._loop is not None and not self._loop.is_closed():
             self._loop.call_soon_threadsafe(self.publish, event)
 
@@ -79,7 +94,7 @@ class WebSocketManager:
         await ws.accept()
         client = _Client(ws)
         # Snapshot and registration happen with no await in between, so no event falls in a gap.
-        client.queue.put_nowait(json.dumps({"type": "snapshot", "jobs": self._snapshot()}))
+        client.queue.put_nowait(encode(SnapshotMessage(jobs=list(self._snapshot()))))
         self._clients.add(client)
         sender = client.sender = asyncio.create_task(self._send_loop(client))
         try:

@@ -118,7 +118,7 @@ def test_an_event_that_cannot_be_sent_does_not_stop_the_worker(studio):
     real_publish = ws.publish
 
     def publish(event):
-        if event.get("type") == "job.started":
+        if getattr(event, "type", None) == "job.started":
             raise RuntimeError("cannot build this event")
         return real_publish(event)
 

@@ -156,7 +156,8 @@ def test_job_runner_turns_the_warning_into_a_job_warning_event(tmp_path):
     store = Store(tmp_path / "studio.sqlite3")
     store.create_job("j1", "framepack", {"images": []}, {"segments": []}, [], 1)
     events: list[dict] = []
-    runner = JobRunner(Settings(data_dir=tmp_path), store, engines=None, publish=events.append)
+    runner = JobRunner(Settings(data_dir=tmp_path), store, engines=None,
+                       publish=lambda event: events.append(event.model_dump(exclude={"ts"})))
     report = _Reporter(runner, "j1", CancelToken(), 0.0, {"generate": 1.0, "join": 0.0, "postprocess": 0.0}, [1.0])
     message = "구간 1/2: ... / section 1/2: the latents overflowed (inf/NaN) in fp16; re-running it in fp32 (slower)."
     report(Progress("generate", 0.0, message, {"warning": message}))

@@ -198,7 +198,9 @@ def test_without_a_model_the_panel_says_why_and_keeps_size_suggestions(browser, 
     assert page.locator("[data-testid=image-tags]").count() == 0
     page.click("[data-testid=apply-suggestions]")
     assert page.input_value("[data-testid=resolution]") == "320"  # 160x120 images: not upscaled to 640
-    assert page.inner_text("[data-testid=seconds-value]") == "2.5 s"  # no per-pair suggestion to follow
+    # No per-pair suggestion to follow: the server's default length (GET /api/meta), not a copy.
+    seconds = httpx.get(bare_server.url + "/api/meta").json()["defaults"]["settings"]["seconds"]
+    assert page.inner_text("[data-testid=seconds-value]") == f"{seconds:.1f} s"
     assert page.locator("[data-testid=own-values]").count() == 0
     assert page.js_errors == []
     page.close()
@@ -207,7 +209,7 @@ def test_without_a_model_the_panel_says_why_and_keeps_size_suggestions(browser, 
 def test_refused_submit_and_failed_job_show_the_servers_words(browser, bare_server, tmp_path):
     page = _open(browser, bare_server)
     ids = _upload(page, _images(tmp_path, 3))
-    # The length slider stops at the server's limit (5 s here), read from /api/health.
+    # The length slider stops at the server's limit (5 s here), read from /api/meta.
     assert page.get_attribute("[data-testid=seconds]", "max") == "5"
     # 3 images on a server that allows 2: the 4xx detail is shown, nothing is lost.
     page.click("[data-testid=advanced] summary")

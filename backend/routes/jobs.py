@@ -9,8 +9,10 @@ from fastapi.responses import JSONResponse
 
 from backend import smart_params
 from backend.job_queue import JobQueue
-from backend.models import (ErrorBody, Health, JobCreate, JobCreated, JobList, JobView, ParamsPreview,
-                             ParamsView, UploadList, UploadView)
+from backend.models import (FINISHED, MAX_PROMPT_CHARS, MIN_IMAGES_PER_JOB, UNFINISHED, ErrorBody, Health,
+                             HealthDefaults, JobCreate, JobCreated, JobDefaults, JobList, JobStatus, JobView,
+                             Limits, Meta, ParamsPreview, ParamsView, PostprocessOptions, SettingDefaults,
+                             StatusSets, UploadList, UploadView)
 from backend.utils.storage import DISK_FULL_MESSAGE, StorageFull, check_space, is_disk_full
 from backend.uploads import UploadError, UploadReceiver
 from backend.utils.files import upload_path, upload_url
@@ -20,7 +22,8 @@ router = APIRouter()
 
 
 def _doc(*statuses: int, **answers) -> dict:
-    """`responses=` for a route: its error statuses, all answered as `ErrorBody`, plus its answers."""
+    """`responses=` for a route: its error statuses, all answered as `ErrorBody`, plus answers other
+    than the route's `response_model` (a 503 health)."""
     out: dict = {code: {"model": ErrorBody} for code in statuses}
     for code, model in answers.items():
         out[int(code.lstrip("_"))] = {"model": model}
@@ -44,9 +47,9 @@ def _queue(request: Request) -> JobQueue:
     return request.app.state.queue
 
 
-def _upload_view(row: dict) -> dict:
-    return {"id": row["id"], "width": row["width"], "height": row["height"],
-            "url": upload_url(row["id"]), "filename": row["filename"]}
+def _upload_view(row: dict) -> UploadView:
+    return UploadView(id=row["id"], width=row["width"], height=row["height"],
+                      url=upload_url(row["id"]), filename=row["filename"])
 
 
 async def _space_for(request: Request, incoming_bytes: int) -> JSONResponse | None:
@@ -58,8 +61,8 @@ async def _space_for(request: Request, incoming_bytes: int) -> JSONResponse | No
     return None
 
 
-@router.post("/api/uploads", status_code=201, openapi_extra=UPLOAD_BODY,
-             responses=_doc(400, 413, 415, 422, 500, 507, _201=UploadList))
+@router.post("/api/uploads", status_code=201, openapi_extra=UPLOAD_BODY, response_model=UploadList,
+             responses=_doc(400, 413, 415, 422, 500, 507))
 async def upload_images(request: Request):
     settings = request.app.state.settings
     limit = settings.max_files_per_upload * (settings.max_upload_bytes + MULTIPART_OVERHEAD)
@@ -91,14 +94,14 @@ async def upload_images(request: Request):
         if is_disk_full(exc):
             return _error(507, DISK_FULL_MESSAGE)
         raise
-    return {"uploads": [_upload_view(store.get_upload(item.id)) for item in stored]}
+    return UploadList(uploads=[_upload_view(store.get_upload(item.id)) for item in stored])
 
 
 def _no_upload(upload_id: str) -> JSONResponse:
     return _error(404, f"image {upload_id} not found / 이미지 {upload_id}을(를) 찾을 수 없습니다")
 
 
-@router.get("/api/uploads/{upload_id}", responses=_doc(404, _200=UploadView))
+@router.get("/api/uploads/{upload_id}", response_model=UploadView, responses=_doc(404))
 async def get_upload(upload_id: str, request: Request):
     row = request.app.state.store.get_upload(upload_id)
     if row is None:
@@ -133,7 +136,7 @@ def _too_many_images(images: list[str] | None, request: Request) -> JSONResponse
     return None
 
 
-@router.post("/api/params", responses=_doc(400, 404, _200=ParamsView))
+@router.post("/api/params", response_model=ParamsView, responses=_doc(400, 404))
 async def preview_params(body: ParamsPreview, request: Request):
     if (refused := _too_many_images(body.images, request)) is not None:
         return refused
@@ -151,11 +154,11 @@ async def preview_params(body: ParamsPreview, request: Request):
         params["seed"] = None
         for segment in params["segments"]:
             segment["seed"] = None
-    return {"params": params, "segments": len(params["segments"])}
+    return ParamsView(params=params, segments=len(params["segments"]))
 
 
 # JobError is turned into {"detail": message} with its status by the app's exception handler.
-@router.post("/api/jobs", status_code=201, responses=_doc(400, 404, 409, 507, _201=JobCreated))
+@router.post("/api/jobs", status_code=201, response_model=JobCreated, responses=_doc(400, 404, 409, 507))
 async def create_job(body: JobCreate, request: Request):
     if (refused := _too_many_images(body.images, request)) is not None:
         return refused
@@ -170,22 +173,22 @@ async def create_job(body: JobCreate, request: Request):
         raise
 
 
-@router.get("/api/jobs", responses=_doc(_200=JobList))
+@router.get("/api/jobs", response_model=JobList)
 async def list_jobs(request: Request):
-    return {"jobs": _queue(request).list()}
+    return JobList(jobs=_queue(request).list())
 
 
-@router.get("/api/jobs/{job_id}", responses=_doc(404, _200=JobView))
+@router.get("/api/jobs/{job_id}", response_model=JobView, responses=_doc(404))
 async def get_job(job_id: str, request: Request):
     return _queue(request).get(job_id)
 
 
-@router.post("/api/jobs/{job_id}/cancel", responses=_doc(404, 409, _200=JobView))
+@router.post("/api/jobs/{job_id}/cancel", response_model=JobView, responses=_doc(404, 409))
 async def cancel_job(job_id: str, request: Request):
     return await _queue(request).cancel(job_id)
 
 
-@router.post("/api/jobs/{job_id}/retry", responses=_doc(404, 409, _200=JobView))
+@router.post("/api/jobs/{job_id}/retry", response_model=JobView, responses=_doc(404, 409))
 async def retry_job(job_id: str, request: Request):
     return await _queue(request).retry(job_id)
 
@@ -196,25 +199,42 @@ async def delete_job(job_id: str, request: Request):
     return Response(status_code=204)
 
 
-@router.get("/api/health", responses=_doc(_200=Health, _503=Health))
+@router.get("/api/health", response_model=Health, responses=_doc(_503=Health))
 async def health(request: Request):
     engines = request.app.state.engines
     device = await asyncio.to_thread(engines.device)
     settings = request.app.state.settings
     worker = _queue(request).worker_status()
-    body = {"status": "ok" if worker["ok"] else "degraded", "worker": worker,
-            "device": device, "engines": engines.describe(),
-            "postprocess": engines.describe_postprocess(),
-            # The engine a job without one gets: the configured one while it is installed.
-            "defaults": {"engine": engines.default_engine(), "configured_engine": settings.default_engine,
-                         "max_seconds_per_transition": settings.max_seconds_per_transition,
-                         "max_images_per_job": settings.max_images_per_job,
-                         # The bucket the page starts at: the memory plan's default for this GPU.
-                         "resolution": device["default_resolution"]}}
+    body = Health(status="ok" if worker.ok else "degraded", worker=worker,
+                  device=device, engines=engines.describe(),
+                  postprocess=engines.describe_postprocess(),
+                  # The engine a job without one gets: the configured one while it is installed.
+                  defaults=HealthDefaults(engine=engines.default_engine(), configured_engine=settings.default_engine,
+                                          max_seconds_per_transition=settings.max_seconds_per_transition,
+                                          max_images_per_job=settings.max_images_per_job,
+                                          # The bucket the page starts at: the memory plan's default for this GPU.
+                                          resolution=device["default_resolution"]))
     # Open to anyone who can reach the port: folders are named by their settings, not shown.
-    body = hide_paths_in(body, settings)
+    shown = hide_paths_in(body.model_dump(mode="json"), settings)
     # 503 while jobs cannot make progress, so health checks (Docker, the notebook) notice.
-    return body if worker["ok"] else JSONResponse(body, status_code=503)
+    return shown if worker.ok else JSONResponse(shown, status_code=503)
+
+
+@router.get("/api/meta", response_model=Meta)
+async def meta(request: Request) -> Meta:
+    """What the page would otherwise copy: the job statuses and which are finished, the defaults a
+    job gets for what it leaves unset, and this server's limits. Fixed while the server runs; it
+    does not depend on the worker's health, so the page has it even while /api/health is 503."""
+    settings = request.app.state.settings
+    return Meta(
+        statuses=StatusSets(all=list(JobStatus), finished=list(FINISHED), unfinished=list(UNFINISHED)),
+        defaults=JobDefaults(engine=settings.default_engine, settings=SettingDefaults(**smart_params.DEFAULTS),
+                             postprocess=PostprocessOptions()),
+        limits=Limits(min_images_per_job=MIN_IMAGES_PER_JOB, max_images_per_job=settings.max_images_per_job,
+                      max_seconds_per_transition=settings.max_seconds_per_transition,
+                      max_prompt_chars=MAX_PROMPT_CHARS, max_files_per_upload=settings.max_files_per_upload,
+                      max_upload_mb=settings.max_upload_mb),
+    )
 
 
 @router.websocket("/ws")

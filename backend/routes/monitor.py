@@ -18,6 +18,7 @@ from typing import Any
 from fastapi import APIRouter, Request, WebSocket, WebSocketDisconnect
 
 from backend.config import Settings
+from backend.events import MonitorHistoryMessage, MonitorSampleMessage
 from backend.utils.gpu import SystemProbe
 
 router = APIRouter()
@@ -108,9 +109,8 @@ async def monitor_socket(websocket: WebSocket) -> None:
     receiver: asyncio.Task | None = None
     getter: asyncio.Task | None = None
     try:
-        await websocket.send_json(
-            {"type": "history", "interval_s": hub.interval_s, "samples": list(hub.history)}
-        )
+        await websocket.send_json(MonitorHistoryMessage(
+            interval_s=hub.interval_s, samples=list(hub.history)).model_dump(mode="json"))
         # Watch for the client closing while waiting for samples (it sends nothing otherwise).
         receiver = asyncio.create_task(websocket.receive())
         while True:
@@ -127,7 +127,7 @@ async def monitor_socket(websocket: WebSocket) -> None:
             if sample is None:
                 await websocket.close(code=1013, reason="too slow; reconnect")
                 return
-            await websocket.send_json({"type": "sample", "sample": sample})
+            await websocket.send_json(MonitorSampleMessage(sample=sample).model_dump(mode="json"))
     except (WebSocketDisconnect, RuntimeError):
         pass
     finally:

@@ -14,6 +14,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from backend import events
 from backend.models import ErrorBody
 
 ERROR_REF = {"$ref": "#/components/schemas/ErrorBody"}
@@ -48,6 +49,10 @@ def _rewrite(doc: dict) -> dict:
                     responses.setdefault(code, _error_response(why))
     for unused in ("HTTPValidationError", "ValidationError"):
         schemas.pop(unused, None)
+    messages, sockets = events.openapi_components()
+    for name, schema in messages.items():
+        schemas.setdefault(name, schema)
+    doc["x-websockets"] = sockets
     return doc
 
 

@@ -1,11 +1,33 @@
 // The job list's state: GET /api/jobs for every job, then WS /ws events on top of it. After a
 // reconnect the list is fetched again and the snapshot applied, so nothing missed while away sticks.
-const FINISHED = new Set(["completed", "failed", "cancelled", "interrupted"]);
+
+// Which statuses are finished is the server's word (GET /api/meta: `statuses.finished`); the page
+// sets it before the job list renders. An interrupted job is not finished: it resumes by itself.
+let finished = new Set();
+
+export function setStatuses(statuses) {
+  finished = new Set(statuses.finished);
+}
+
+// GET /api/meta (through `get`, the page's API client), asked again every 2 s until it answers;
+// resolves with its body once the statuses are set.
+export async function loadMeta(get, onError = () => {}) {
+  for (;;) {
+    try {
+      const body = await get("/api/meta");
+      setStatuses(body.statuses);
+      return body;
+    } catch (err) {
+      onError(err);
+      await new Promise((resolve) => setTimeout(resolve, 2000));
+    }
+  }
+}
 
 export const initialJobs = { jobs: {}, live: {} };
 
 export function isFinished(job) {
-  return FINISHED.has(job.status);
+  return finished.has(job.status);
 }
 
 function upsert(state, job) {

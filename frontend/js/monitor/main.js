@@ -5,7 +5,7 @@ import { LoginGate } from "../lib/login.js";
 import { api } from "../lib/api.js";
 import { connectSocket } from "../lib/socket.js";
 import { megabytes, number, percent } from "../lib/format.js";
-import { jobsReducer, initialJobs, actionFor, sortedJobs } from "../lib/jobs-store.js";
+import { jobsReducer, initialJobs, actionFor, sortedJobs, loadMeta } from "../lib/jobs-store.js";
 import { LineChart } from "./chart.js";
 import { stageName } from "../studio/jobs.js";
 
@@ -70,6 +70,7 @@ function Monitor() {
   const [samples, setSamples] = useState([]);
   const [error, setError] = useState("");
   const [jobsState, dispatch] = useReducer(jobsReducer, initialJobs);
+  const [statusesKnown, setStatusesKnown] = useState(false); // the server's finished set, for the reducer
 
   useEffect(() => {
     // The snapshot first so the page has figures before the socket's first sample.
@@ -82,10 +83,11 @@ function Monitor() {
     });
   }, []);
 
-  useEffect(() => connectSocket("/ws", {
+  useEffect(() => { loadMeta(api.get).then(() => setStatusesKnown(true)); }, []);
+  useEffect(() => (statusesKnown ? connectSocket("/ws", {
     onOpen: () => api.get("/api/jobs").then((body) => dispatch({ type: "list", jobs: body.jobs })).catch(() => {}),
     onMessage: (message) => { const action = actionFor(message); if (action) dispatch(action); },
-  }), []);
+  }) : undefined), [statusesKnown]);
 
   const latest = samples[samples.length - 1];
   const valid = samples.filter((s) => s.memory && s.cpu);

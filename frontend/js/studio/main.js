@@ -1,14 +1,14 @@
 // The studio page: the image sequence and its prompts, the settings, and the live job list.
-import { html, mount, useState, useEffect, useReducer, useRef, useCallback, useMemo } from "../lib/react.js";
+import { html, mount, useState, useEffect, useReducer, useRef, useCallback, useMemo, Fragment } from "../lib/react.js";
 import { LangProvider, LangToggle, useLang } from "../lib/i18n.js";
 import { LoginGate } from "../lib/login.js";
 import { api, uploadFile } from "../lib/api.js";
 import { connectSocket } from "../lib/socket.js";
 import { ImageStrip, useWindowDrop, pairKey } from "./images.js";
-import { SettingsPanel, AdvancedPanel, DEFAULT_SETTINGS, DEFAULT_POST, serverResolution, resolutionAfterHealth } from "./settings.js";
+import { SettingsPanel, AdvancedPanel, defaultSettings, defaultPost, serverResolution, resolutionAfterHealth } from "./settings.js";
 import { JobList } from "./jobs.js";
 import { SuggestionsPanel, useAnalysis, indexAnalysis, NO_AUTO } from "./suggestions.js";
-import { jobsReducer, initialJobs, actionFor, sortedJobs } from "../lib/jobs-store.js";
+import { jobsReducer, initialJobs, actionFor, sortedJobs, loadMeta } from "../lib/jobs-store.js";
 
 const DRAFT_KEY = "studio.draft";
 const PARALLEL_UPLOADS = 3;
@@ -35,20 +35,20 @@ function SocketBadge({ status }) {
     <span class=${`h-2 w-2 rounded-full ${colour}`}></span>${t(`socket.${status}`)}</span>`;
 }
 
-function Studio() {
+function Studio({ meta }) {
   const { t } = useLang();
   const draft = useMemo(loadDraft, []);
   const [items, setItems] = useState(draft ? draft.items : []);
   const [rejected, setRejected] = useState([]);
   const [pairPrompts, setPairPrompts] = useState(draft ? draft.pairPrompts || {} : {});
   const [prompt, setPrompt] = useState(draft ? draft.prompt || "" : "");
-  const [settings, setSettings] = useState({ ...DEFAULT_SETTINGS, ...(draft ? draft.settings : {}) });
+  const [settings, setSettings] = useState({ ...defaultSettings(meta), ...(draft ? draft.settings : {}) });
   // The default resolution the settings were last given (the server's): see resolutionAfterHealth.
   const [resolutionDefault, setResolutionDefault] = useState(
-    (draft && draft.resolutionDefault) || DEFAULT_SETTINGS.resolution);
+    (draft && draft.resolutionDefault) || defaultSettings(meta).resolution);
   // Until /api/health answers: morph works everywhere, FramePack only once installed.
   const [engine, setEngine] = useState(draft && draft.engine ? draft.engine : "morph");
-  const [post, setPost] = useState({ ...DEFAULT_POST, ...(draft ? draft.post : {}) });
+  const [post, setPost] = useState({ ...defaultPost(meta), ...(draft ? draft.post : {}) });
   // Sliders that follow the per-transition suggestions (see suggestions.js).
   const [auto, setAuto] = useState({ ...NO_AUTO, ...(draft ? draft.auto : {}) });
   const [health, setHealth] = useState(null);
@@ -230,7 +230,7 @@ function Studio() {
           onApply=${applySuggestions} onOwnValues=${() => setAuto(NO_AUTO)} />
         <div class="rounded-xl border border-slate-200 bg-white p-4 shadow-sm">
           <${SettingsPanel} settings=${settings} setSettings=${setSettings} engine=${engine} setEngine=${setEngine}
-            post=${post} setPost=${setPost} pairs=${pairs} health=${health}
+            post=${post} setPost=${setPost} pairs=${pairs} health=${health} limits=${meta.limits}
             auto=${auto} setAuto=${setAuto} suggested=${{ seconds: analysed.seconds, strength: analysed.strength }} />
         </div>
         <${AdvancedPanel} images=${imageIds} settings=${settings} engine=${engine} auto=${auto} />
@@ -246,8 +246,21 @@ function Studio() {
     </div>
     ${droppingFiles && html`<div class="pointer-events-none fixed inset-0 z-40 flex items-center justify-center border-4 border-dashed border-indigo-500 bg-indigo-50/80 text-lg font-semibold text-indigo-800">
       ${t("images.drop")}</div>`}
-    <${LoginGate} />
   </div>`;
 }
 
-mount(() => html`<${LangProvider}><${Studio} /><//>`, document.getElementById("root"));
+// The studio renders once the server has said its statuses, defaults and limits (GET /api/meta):
+// the page copies none of them. A failed fetch is tried again; the login gate stays mounted so a
+// token can be given while it waits.
+function App() {
+  const { t } = useLang();
+  const [meta, setMeta] = useState(null);
+  const [error, setError] = useState("");
+  useEffect(() => { loadMeta(api.get, (err) => setError(err.message)).then(setMeta); }, []);
+  return html`<${Fragment}>
+    ${meta ? html`<${Studio} meta=${meta} />` : html`<p class="p-6 text-sm text-slate-600" data-testid="meta-loading"
+      role="status">${error ? `${t("app.metaRetry")} (${error})` : t("socket.connecting")}</p>`}
+    <${LoginGate} /><//>`;
+}
+
+mount(() => html`<${LangProvider}><${App} /><//>`, document.getElementById("root"));

@@ -12,10 +12,19 @@ const DIE = html`<svg viewBox="0 0 24 24" width="20" height="20" aria-hidden="tr
   <circle cx="16" cy="8" r="1.4" fill="currentColor" /><circle cx="8" cy="16" r="1.4" fill="currentColor" /></svg>`;
 
 export const RESOLUTIONS = [256, 384, 480, 512, 640, 768];
-// The resolution shown until /api/health answers; then the server's `defaults.resolution` (the
-// memory plan's bucket for its GPU: 480 on a T4 and on GPUs under 16 GB) takes its place.
-export const DEFAULT_SETTINGS = { seconds: 2.5, quality: 70, strength: 50, resolution: 640, seed: null };
 
+// What a job gets for a value it leaves unset is the server's (GET /api/meta), never a copy here.
+export function defaultSettings(meta) {
+  const { seconds, quality, strength, resolution, seed } = meta.defaults.settings;
+  return { seconds, quality, strength, resolution, seed };
+}
+
+export function defaultPost(meta) {
+  return { ...meta.defaults.postprocess };
+}
+
+// Once /api/health answers, its `defaults.resolution` (the memory plan's bucket for the server's
+// GPU: 480 on a T4 and on GPUs under 16 GB) takes the place of the default resolution.
 export function serverResolution(health) {
   const r = health && health.defaults && health.defaults.resolution;
   return Number.isInteger(r) && r >= 128 && r <= 1536 ? r : null;
@@ -27,7 +36,6 @@ export function resolutionAfterHealth(current, savedUnder, health) {
   const planned = serverResolution(health);
   return planned != null && current === savedUnder ? planned : current;
 }
-export const DEFAULT_POST = { mode: "auto", face_restore: false, upscale: 1, interpolate: 1 };
 
 function Slider({ id, label, help, value, min, max, step, display, onChange }) {
   return html`<div>
@@ -56,10 +64,10 @@ function Segmented({ name, value, options, onChange, testid, disabled = [] }) {
 // `auto` marks sliders that follow the per-transition suggestions (sent as null, filled in by the
 // server per pair); `suggested` holds those per-pair values for the display. Moving such a slider
 // makes it the user's own value again.
-export function SettingsPanel({ settings, setSettings, engine, setEngine, post, setPost, pairs, health,
+export function SettingsPanel({ settings, setSettings, engine, setEngine, post, setPost, pairs, health, limits,
   auto = { seconds: false, strength: false }, setAuto = () => {}, suggested = {} }) {
   const { t, lang } = useLang();
-  const maxSeconds = (health && health.defaults && health.defaults.max_seconds_per_transition) || 20;
+  const maxSeconds = limits.max_seconds_per_transition;
   const set = (key) => (value) => {
     setSettings({ ...settings, [key]: value });
     if (auto[key]) setAuto({ ...auto, [key]: false });
