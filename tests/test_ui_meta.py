@@ -96,7 +96,12 @@ def test_the_page_follows_what_the_server_says(browser, server):
     changed["limits"]["max_seconds_per_transition"] = 9
     changed["statuses"]["finished"] = ["completed"]
     page = _open(browser, server, changed)
-    assert _shown(page) == _expected(changed)
+    # The resolution the page starts at is the memory plan's bucket for the server's GPU
+    # (/api/health defaults.resolution), which takes the place of the job default once health answers.
+    planned = httpx.get(server.url + "/api/health", timeout=10).json()["defaults"]["resolution"]
+    page.wait_for_function(f"() => document.querySelector('[data-testid=resolution]')?.value === '{planned}'",
+                           timeout=15_000)
+    assert _shown(page) == {**_expected(changed), "resolution": str(planned)}
     assert page.locator("[data-testid=post-manual]").count() == 1
     assert _finished(page, ["completed", "failed", "interrupted"]) == {
         "completed": True, "failed": False, "interrupted": False}
