@@ -103,7 +103,7 @@ class Settings(BaseSettings):
     # Disk-tier blocks read ahead of the GPU (each holds one block's bytes in pinned RAM).
     read_ahead_blocks: int = Field(2, ge=1, le=8, validation_alias=_env("STUDIO_READ_AHEAD_BLOCKS"))
     # Threads reading each disk-tier block (in slices): one thread copies only 4-5 GiB/s.
-    read_threads: int = Field(4, ge=1, le=32, validation_alias=_env("STUDIO_READ_THREADS"))
+    read_threads: int = Field(8, ge=1, le=32, validation_alias=_env("STUDIO_READ_THREADS"))
     default_engine: Literal["framepack", "morph"] = Field(
         "framepack", validation_alias=_env("STUDIO_DEFAULT_ENGINE")
     )

@@ -5,6 +5,8 @@
 #      then resident 480 and the profiles at 480 (gpu-8gb, gpu-12gb)
 #   b: resident 640 and the profiles at 640 (gpu-8gb, gpu-12gb, laptop-6gb); with AB=1 also gpu-8gb
 #      640 with one reader thread (the parallel reads' effect on the same machine; not run so far)
+#   c: resident 480, then the cells measured before the allocator margin and the reader threads
+#      (colab-t4 480, laptop-6gb 480), gpu-8gb 480 with 8 reader threads, colab-t4 640
 # Every run's JSON and log go to /tmp/reach/; OUT_DIR gets them as one tarball after each run
 # (a call cut off by its time limit still brings back what finished) and a summary table.
 set -u
@@ -51,5 +53,13 @@ case $part in
     profile laptop-6gb 640
     [ "${AB:-0}" = 1 ] && STUDIO_READ_THREADS=1 run profile_gpu-8gb_640_1thread --profile gpu-8gb --size 640 --sections 2 --steps 3 \
       --full-text-encoder --from-disk $models ;;
+  c)
+    save_models
+    run resident_480_bf16 --mode resident --size 480 --sections 2 --steps 3
+    profile colab-t4 480
+    profile laptop-6gb 480
+    STUDIO_READ_THREADS=8 run profile_gpu-8gb_480_8threads --profile gpu-8gb --size 480 --sections 2 --steps 3 \
+      --full-text-encoder --from-disk $models
+    profile colab-t4 640 ;;
 esac
 summary; pack

@@ -102,7 +102,7 @@ def _views(block_file: BlockFile, buffer: torch.Tensor) -> list[torch.Tensor]:
 class BlockStreamer:
     def __init__(self, transformer: nn.Module, block_lists: list[nn.ModuleList], device,
                  tiers: list[str] | None = None, disk_dir: Path | None = None, read_ahead: int = 2,
-                 read_threads: int = 4) -> None:
+                 read_threads: int = 8) -> None:
         self.device = torch.device(device)
         self.cuda = self.device.type == "cuda"
         self.blocks: list[nn.Module] = [b for blocks in block_lists for b in blocks]
@@ -285,7 +285,7 @@ def transformer_blocks(transformer: nn.Module) -> list[nn.ModuleList]:
 
 
 def stream_blocks(transformer: nn.Module, device, tiers: list[str] | None = None, disk_dir: Path | None = None,
-                  read_ahead: int = 2, read_threads: int = 4) -> BlockStreamer:
+                  read_ahead: int = 2, read_threads: int = 8) -> BlockStreamer:
     """Streams the transformer's blocks that `tiers` does not put on the GPU (default: all in RAM)."""
     streamer = BlockStreamer(transformer, transformer_blocks(transformer), device, tiers, disk_dir, read_ahead,
                              read_threads)

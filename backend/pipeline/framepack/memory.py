@@ -123,7 +123,7 @@ def stream_from_host(module, device: str) -> int:
 
 def place(pipe, device: str, plan: MemoryPlan | str, offload_weights: str = "bf16", scratch_dir: Path | None = None,
           storage_format: str = "int8", text_on_disk: bool | None = None, read_ahead: int = 2,
-          read_threads: int = 4):
+          read_threads: int = 8):
     """Puts the pipeline's parts where `plan` says; returns the encoder placement for jobs (or None).
 
     The pipeline's weights may start on the host (after loading from disk), on the GPU (the
