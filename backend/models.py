@@ -96,9 +96,15 @@ class _Open(BaseModel):
 
 
 class ErrorBody(BaseModel):
-    """Every error the studio answers: one sentence, in English and Korean, that the UI shows."""
+    """Every error the studio answers: one sentence, in English and Korean (`detail`), and the
+    same sentence as a code of backend.messages with its parameters, which the page renders in
+    its own language. Some errors add data fields (engine_not_ready: `engine`, `missing`, `fix`)."""
+
+    model_config = ConfigDict(extra="allow")
 
     detail: str
+    code: str
+    params: dict[str, Any] = {}
 
 
 class UploadView(_Open):
