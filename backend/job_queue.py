@@ -43,7 +43,7 @@ from backend.job_runner import CancelToken, JobRunner, output_dir, output_url
 from backend.pipeline.engines import Engines, not_ready_reason, runnable
 from backend.utils.progress import JobCancelled
 from backend.models import JobCreate
-from backend.utils.redact import hide_paths
+from backend.utils.redact import hide_paths, hide_paths_in
 from backend.utils.daemon_executor import DaemonExecutor
 from backend.utils.model_registry import MissingWeightError
 from backend.ws_manager import WebSocketManager
@@ -225,7 +225,8 @@ class JobQueue:
             # sentence a person reads.
             "details": (job.get("current") or {}).get("error_details") if job["status"] == "failed" else None,
             # `error` as a catalogue message, so the page can show it in its own language.
-            "error_message": (job.get("current") or {}).get("error_message") if job["status"] == "failed" else None,
+            "error_message": hide_paths_in((job.get("current") or {}).get("error_message"), s)
+            if job["status"] == "failed" else None,
         }
 
     def _require(self, job_id: str) -> dict:

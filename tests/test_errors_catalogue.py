@@ -121,6 +121,15 @@ def test_failed_jobs_say_a_catalogue_sentence():
     text, _, said = user_error(OSError(28, "No space left on device", "/data/x.mp4"), "encode")
     assert text == ("A file this job needs could not be read or written (encode): No space left on device "
                     "(/data/x.mp4). / 작업에 필요한 파일을 읽거나 쓰지 못했습니다: No space left on device (/data/x.mp4)")
+    # A job's input image gone from disk: a FileNotFoundError to the runner, a sentence to people.
+    from backend.errors import InputMissing
+
+    gone = InputMissing("input_image_missing", upload_id="u1")
+    assert isinstance(gone, FileNotFoundError)
+    text, _, said = user_error(gone, "frames")
+    assert said == {"code": "input_image_missing", "params": {"upload_id": "u1"}}
+    assert text == ("input image u1 is missing from STUDIO_DATA_DIR/uploads: upload it again / "
+                    "입력 이미지 u1이(가) 없습니다: 다시 올려 주세요")
     # A model error already in both languages is shown as it is.
     from backend.utils.model_registry import MissingWeightError
 

@@ -5,8 +5,13 @@ the catalogue itself is served to the page."""
 
 from __future__ import annotations
 
+import asyncio
+import json
+import time
+
 import httpx
 import pytest
+import websockets
 
 from backend import messages
 from backend.web.errors import STATUS
@@ -19,8 +24,12 @@ TOKEN = "t0ken-for-errors"
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("errors")
+    empty = tmp / "no-weights"
+    empty.mkdir()
     env = {"STUDIO_TOKEN": TOKEN, "STUDIO_DEFAULT_ENGINE": "morph", "STUDIO_MAX_IMAGES_PER_JOB": "2",
-           "STUDIO_MAX_JSON_BODY_KB": "4"}
+           "STUDIO_MAX_JSON_BODY_KB": "4", "FACEXLIB_DIR": str(empty), "CODEFORMER_DIR": str(empty),
+           # The weights' host: a closed port, so the face-restore stage fails at once.
+           "STUDIO_WEIGHTS_MIRROR": "http://127.0.0.1:9", "STUDIO_WEIGHTS_DOWNLOAD_TIMEOUT_S": "2"}
     with StudioServer(tmp, env) as srv:
         yield srv
 
@@ -90,3 +99,36 @@ def test_route_queue_and_validation_errors_carry_their_code(client):
     retry = client.post(f"/api/jobs/{job.json()['id']}/retry")
     assert retry.status_code == 409 and retry.json()["code"] in ("job_not_retryable",)
     _check(client.delete(f"/api/uploads/{ids[0]}"), "upload_in_use", upload_id=ids[0])
+
+
+def test_a_failed_job_keeps_its_sentence_and_its_code(server, client):
+    up = client.post("/api/uploads", files={"files": ("a.png", encoded(scene(64, 64)), "image/png")})
+    ids = [up.json()["uploads"][0]["id"]] * 2
+    ws_url = server.url.replace("http", "ws") + f"/ws?token={TOKEN}"
+
+    async def failed_event(job_id_box: list) -> dict:
+        async with websockets.connect(ws_url) as ws:
+            job = await asyncio.to_thread(client.post, "/api/jobs", json={
+                "images": ids, "settings": {"seconds": 0.5},
+                "postprocess": {"mode": "manual", "face_restore": True}})
+            job_id_box.append(job.json()["id"])
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                event = json.loads(await asyncio.wait_for(ws.recv(), 120))
+                if event.get("type") == "job.failed" and event.get("job_id") == job_id_box[0]:
+                    return event
+        raise AssertionError("no job.failed event")
+
+    box: list = []
+    event = asyncio.run(failed_event(box))
+    job = client.get(f"/api/jobs/{box[0]}").json()
+    said = job["error_message"]
+    # The stage's own words (the missing file) with the catalogue's note, stored as one text.
+    assert said["code"] in ("job_failed_model", "job_failed_text")
+    assert job["error"] == messages.bilingual(said["code"], said["params"])
+    assert "detection_Resnet50_Final.pth" in job["error"]
+    assert "no-weights" not in json.dumps(said)  # server folders are named by their setting, as in `error`
+    assert event["job"]["error_message"] == said and event["job"]["error"] == job["error"]
+    # Retrying clears the error; the code goes with it.
+    again = client.post(f"/api/jobs/{box[0]}/retry").json()
+    assert again["error"] is None and again["error_message"] is None
