@@ -45,10 +45,21 @@ def test_refusals_are_shown_in_the_pages_language(browser, server, tmp_path: Pat
     files = [save(scene(160, 120, shift=15 * i, hue=80 * i), tmp_path / f"img{i}.png") for i in range(3)]
     bad = tmp_path / "notes.png"
     bad.write_bytes(b"this is not an image")
-    page.set_input_files("[data-testid=file-input]", [str(f) for f in files])
+    uploaded = "(n) => [...document.querySelectorAll('[data-testid=image-card]')].filter(e => e.dataset.uploadId).length === n"
+    page.set_input_files("[data-testid=file-input]", [str(f) for f in files[:2]])
+    page.wait_for_function(uploaded, arg=2, timeout=30_000)
+
+    # No image-analysis model here (the hub is unreachable): the notice in Korean alone.
     page.wait_for_function(
-        "() => [...document.querySelectorAll('[data-testid=image-card]')].filter(e => e.dataset.uploadId).length === 3",
-        timeout=30_000)
+        "(t) => document.querySelector('[data-testid=suggestions-unavailable]')?.textContent.includes(t)",
+        arg=messages.render("analysis_unavailable", "ko"), timeout=60_000)
+    assert "Image analysis is unavailable" not in page.inner_text("[data-testid=suggestions-unavailable]")
+
+    # A third image: more than this server analyses at once, said in Korean.
+    page.set_input_files("[data-testid=file-input]", [str(files[2])])
+    page.wait_for_function(uploaded, arg=3, timeout=30_000)
+    page.wait_for_function("(t) => document.querySelector('[data-testid=suggestions-error]')?.textContent === t",
+                           arg=messages.render("analyze_too_many_images", "ko", {"count": 3, "limit": 2}))
 
     # Three images on a server that allows two: the route's refusal, in Korean only.
     page.click("[data-testid=submit]")

@@ -51,6 +51,10 @@ COMPUTE_WAIT_S = 5.0
 EMBEDDING_CACHE_SIZE = 512
 LOADING_REASON = messages.bilingual("analysis_loading")
 ANALYSING_REASON = messages.bilingual("analysis_busy")
+UNAVAILABLE_REASON = messages.bilingual("analysis_unavailable")
+# The answer's `reason` as a catalogue code (`reason_code`), so the page says it in its language.
+_REASON_CODES = {LOADING_REASON: "analysis_loading", ANALYSING_REASON: "analysis_busy",
+                 UNAVAILABLE_REASON: "analysis_unavailable"}
 
 
 class AnalysisService:
@@ -132,7 +136,7 @@ class AnalysisService:
     @staticmethod
     def _reason(exc: BaseException | None) -> str:
         # The exception's own text goes to `details` and the log, not to the sentence people read.
-        return messages.bilingual("analysis_unavailable")
+        return UNAVAILABLE_REASON
 
     # --- embeddings ---------------------------------------------------------------------------
     @staticmethod
@@ -207,6 +211,7 @@ class AnalysisService:
         result["available"] = available
         result["state"] = "ready" if available else state
         result["reason"] = None if available else reason
+        result["reason_code"] = None if available else _REASON_CODES.get(reason)
         result["details"] = None if available else details
         result["model"] = analyzer.bundle.name if available else None
         return result

@@ -131,7 +131,7 @@ export function SuggestionsPanel({ analysis, index, imageIds, auto, onApply, onO
     </div>
     ${error && html`<p class="mt-2 rounded-md bg-red-50 p-2 text-red-800" role="alert" data-testid="suggestions-error">${te(error)}</p>`}
     ${s && !index.available && result.state !== "loading" && html`<p class="mt-2 rounded-md bg-amber-50 p-2 text-amber-900" data-testid="suggestions-unavailable">
-      ${result.reason || t("suggest.unavailable")} ${t("suggest.sizeOnly")}</p>`}
+      ${te({ code: result.reason_code, params: {} }, result.reason) || t("suggest.unavailable")} ${t("suggest.sizeOnly")}</p>`}
     ${s && html`<div class="mt-2 space-y-2">
       <p data-testid="suggested-frame">${t("suggest.frame", {
         r: s.resolution, w: (s.bucket || [])[0], h: (s.bucket || [])[1], fit: t(`suggest.fit.${s.fit}`),
