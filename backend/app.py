@@ -19,38 +19,29 @@ import sys
 import threading
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from backend import uploads
+from backend import messages, uploads
 from backend.routes import analysis as analysis_routes
 from backend.routes import jobs as job_routes
+from backend.routes import messages as message_routes
 from backend.routes import monitor as monitor_routes
 from backend.web import auth, openapi_doc
+from backend.web import errors as web_errors
 from backend.analyzers.service import AnalysisService
 from backend.web.body_limits import install_body_limits
 from backend.config import Settings
 from backend.db import Store, StoreError
+from backend.errors import StudioError
 from backend.routes.frontend import build_router as build_frontend_router
-from backend.job_queue import JobError, JobQueue
+from backend.job_queue import JobQueue
 from backend.pipeline.engines import Engines
 from backend.smart_params import Suggestions
 from backend.utils.files import OUTPUTS_URL, UPLOADS_URL
 from backend.ws_manager import WebSocketManager
 
 log = logging.getLogger(__name__)
-
-
-def _validation_message(exc: RequestValidationError) -> str:
-    """FastAPI's error list → one sentence the UI can show as it is."""
-    parts = []
-    for err in exc.errors():
-        where = ".".join(str(p) for p in err.get("loc", ()) if p not in ("body",))
-        msg = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
-        parts.append(f"{where}: {msg}" if where else msg)
-    return "invalid request: " + "; ".join(parts)
 
 
 def _suggester(analysis: AnalysisService):
@@ -83,9 +74,7 @@ def _check_data_dir(settings: Settings) -> None:
     except StoreError as exc:
         message = str(exc)
     except OSError as exc:
-        message = (f"the studio cannot create its data folder STUDIO_DATA_DIR={settings.data_dir} ({exc}): "
-                   f"set STUDIO_DATA_DIR to a folder the studio's user can write / 데이터 폴더를 만들 수 "
-                   f"없습니다: STUDIO_DATA_DIR을 쓰기 가능한 폴더로 지정하세요")
+        message = messages.bilingual("data_dir_unusable", {"folder": str(settings.data_dir), "error": str(exc)})
     # Both entry points (uvicorn --factory, python -m backend) call this factory first: exiting
     # here prints the message alone and ends the process non-zero.
     raise SystemExit(f"FramePack Video Studio cannot start: {message}")
@@ -149,16 +138,11 @@ class _LoopbackOnlyWithoutToken:
         server = scope.get("server") or (None, None)
         if not _reached_from_outside(server[0]):
             return await self.app(scope, receive, send)
-        message = ("This studio has no access token, so it answers only on this computer. Start it "
-                   "with `python -m backend` (which creates a token) or set STUDIO_TOKEN. / 접근 "
-                   "토큰이 없어 이 컴퓨터에서만 접속할 수 있습니다. `python -m backend` 로 시작하거나 "
-                   "STUDIO_TOKEN을 설정하세요.")
         if scope["type"] == "websocket":
             await receive()
             await send({"type": "websocket.close", "code": 1008, "reason": "no access token"})
             return
-        body = JSONResponse({"detail": message}, status_code=403)
-        await body(scope, receive, send)
+        await web_errors.response(StudioError("loopback_only"))(scope, receive, send)
 
 
 def create_app(settings: Settings | None = None, analysis: AnalysisService | None = None) -> FastAPI:
@@ -191,18 +175,12 @@ def create_app(settings: Settings | None = None, analysis: AnalysisService | Non
     app = FastAPI(title="FramePack Video Studio", lifespan=lifespan)
     app.state.settings = settings
 
-    @app.exception_handler(JobError)
-    async def _job_error(_: Request, exc: JobError):
-        return JSONResponse({"detail": exc.message, **exc.extra}, status_code=exc.status)
-
-    @app.exception_handler(RequestValidationError)
-    async def _invalid(_: Request, exc: RequestValidationError):
-        return JSONResponse({"detail": _validation_message(exc)}, status_code=422)
-
+    web_errors.install(app)
     openapi_doc.install(app)
     app.include_router(job_routes.router)
     app.include_router(analysis_routes.router)
     app.include_router(monitor_routes.router)
+    app.include_router(message_routes.router)
     app.include_router(auth.router)
     app.include_router(build_frontend_router())
     app.mount(UPLOADS_URL, StaticFiles(directory=settings.uploads_dir), name="uploads")

@@ -35,17 +35,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from backend import smart_params
+from backend import messages, smart_params
 from backend.config import Settings
 from backend.db import BROKEN_STAGE, Store
+from backend.errors import StudioError
 from backend.events import (JobCancelledEvent, JobCompletedEvent, JobDeletedEvent, JobFailedEvent,
                             JobQueuedEvent, JobStartedEvent, JobWarningEvent, JobChangeEvent)
 from backend.job_runner import CancelToken, JobRunner, output_dir, output_url
-from backend.pipeline.engines import Engines, runnable
+from backend.pipeline.engines import Engines, not_ready_reason, runnable
 from backend.utils.progress import JobCancelled
 from backend.models import (RETRYABLE, UNFINISHED, WAITING, JobCreate, JobCreated, JobImage, JobStatus,
                             JobView, LaneStatus, SegmentStatus, SegmentView, WorkerStatus)
-from backend.utils.redact import hide_paths
+from backend.utils.redact import hide_paths, hide_paths_in
 from backend.utils.daemon_executor import DaemonExecutor
 from backend.utils.files import upload_path, upload_url
 from backend.utils.model_registry import MissingWeightError
@@ -54,12 +55,8 @@ from backend.ws_manager import WebSocketManager
 log = logging.getLogger(__name__)
 
 
-class JobError(Exception):
-    def __init__(self, status: int, message: str, **extra: Any) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.extra = extra  # more fields of the JSON answer (a code, the fix command)
+class JobError(StudioError):
+    """A job request the queue refuses; its code chooses the HTTP status in the web layer."""
 
 
 # Backoff between attempts to write a job's state (seconds); the last value repeats until it works.
@@ -68,10 +65,7 @@ STATE_RETRY_DELAYS_S = (0.1, 0.3, 1.0, 3.0)
 STOP_WAIT_S = 3.0
 # Worst first: the state a lane set reports is that of its least healthy lane.
 _STATE_ORDER = ("dead", "cannot_save", "stalled", "running", "idle")
-ANALYSIS_DEFAULTS_NOTE = (
-    "Image analysis was not ready when this job was submitted, so the default length and "
-    "strength were used. / 제출할 때 이미지 분석이 준비되지 않아 기본 길이와 강도를 사용했습니다."
-)
+ANALYSIS_DEFAULTS_NOTE = messages.bilingual("analysis_defaults_used")
 
 
 @dataclass
@@ -235,12 +229,14 @@ class JobQueue:
             # What went wrong in technical terms (exception type and text); `error` is the
             # sentence a person reads.
             details=(job.get("current") or {}).get("error_details") if failed else None,
+            # `error` as a catalogue message, so the page can show it in its own language.
+            error_message=hide_paths_in((job.get("current") or {}).get("error_message"), s) if failed else None,
         )
 
     def _require(self, job_id: str) -> dict:
         job = self.store.get_job(job_id)
         if job is None:
-            raise JobError(404, f"job {job_id} not found / 작업 {job_id}을(를) 찾을 수 없습니다")
+            raise JobError("job_not_found", job_id=job_id)
         return job
 
     def get(self, job_id: str) -> JobView:
@@ -257,8 +253,7 @@ class JobQueue:
             log.exception("could not show job %s", job.get("id"))
             engine = job.get("engine")
             return JobView(id=str(job.get("id")), status=JobStatus.failed, stage=BROKEN_STAGE, progress=0.0,
-                           error=f"this job cannot be shown ({exc.__class__.__name__}); delete it / "
-                                 f"이 작업을 표시할 수 없습니다: 삭제해 주세요",
+                           error=messages.bilingual("job_unshowable", {"kind": exc.__class__.__name__}),
                            created_at=job.get("created_at") if isinstance(job.get("created_at"), (int, float)) else None,
                            engine=engine if isinstance(engine, str) else None)
 
@@ -306,15 +301,12 @@ class JobQueue:
         for upload_id in images:
             row = self.store.get_upload(upload_id)
             if row is None or not upload_path(self.settings, upload_id).exists():
-                raise JobError(404, f"image {upload_id} not found: upload it again / "
-                                    f"이미지 {upload_id}이(가) 없습니다: 다시 올려 주세요")
+                raise JobError("job_image_missing", upload_id=upload_id)
             sizes.append((row["width"], row["height"]))
         if len(images) > self.settings.max_images_per_job:
-            raise JobError(422, f"at most {self.settings.max_images_per_job} images per job / "
-                                f"작업당 이미지는 최대 {self.settings.max_images_per_job}장")
+            raise JobError("job_too_many_images", limit=self.settings.max_images_per_job)
         if settings.seconds is not None and settings.seconds > self.settings.max_seconds_per_transition:
-            raise JobError(422, f"at most {self.settings.max_seconds_per_transition:g} seconds per transition / "
-                                f"전환당 최대 {self.settings.max_seconds_per_transition:g}초")
+            raise JobError("job_too_many_seconds", limit=messages.num(self.settings.max_seconds_per_transition))
         return smart_params.resolve(settings, len(images) - 1, sizes, suggestions,
                                     fit=self.settings.fit_mode, engine=engine)
 
@@ -333,13 +325,11 @@ class JobQueue:
         try:
             state = self.engines.state(engine)
         except ValueError:
-            raise JobError(422, f"unknown engine {engine!r} / 알 수 없는 엔진입니다: {engine}") from None
+            raise JobError("unknown_engine", engine=engine) from None
         if runnable(state):
             return
-        en = state.get("reason") or f"the {engine} engine is not ready"
-        ko = state.get("reason_ko") or f"{engine} 엔진을 사용할 수 없습니다"
-        raise JobError(409, f"{en} / {ko}", code="engine_not_ready", engine=engine,
-                       missing=state.get("missing"), fix=state.get("fix"))
+        raise JobError("engine_not_ready", reason=not_ready_reason(state, engine),
+                       extra={"engine": engine, "missing": state.get("missing"), "fix": state.get("fix")})
 
     async def submit(self, request: JobCreate) -> JobCreated:
         warnings: list[str] = []
@@ -348,10 +338,8 @@ class JobQueue:
         else:
             engine = self.engines.default_engine()
             if engine != self.settings.default_engine:
-                warnings.append(
-                    f"The {self.settings.default_engine} engine is not installed, so this job uses the "
-                    f"{engine} engine. / {self.settings.default_engine} 엔진이 설치되지 않아 이 작업은 "
-                    f"{engine} 엔진을 사용합니다.")
+                warnings.append(messages.bilingual(
+                    "engine_fallback", {"configured": self.settings.default_engine, "engine": engine}))
         self._refuse_unready(engine)
         suggestions = await self.suggestions_for(request.images)
         params = self.resolve_params(request.images, request.settings, engine, suggestions)
@@ -377,17 +365,16 @@ class JobQueue:
         elif job["status"] == JobStatus.running and lane is not None and lane.token is not None:
             lane.token.set("cancel")  # the lane marks it cancelled once the stage stops
         elif job["status"] != JobStatus.running:
-            raise JobError(409, f"job {job_id} is already {job['status']} / 이미 끝난 작업입니다 ({job['status']})")
+            raise JobError("job_already_finished", job_id=job_id, status=job["status"])
         return self.get(job_id)
 
     async def retry(self, job_id: str) -> JobView:
         """Queues a failed or cancelled job again; its finished segments are kept and reused."""
         job = self._require(job_id)
         if job.get("stage") == BROKEN_STAGE:
-            raise JobError(409, f"job {job_id} cannot be retried: {job.get('error')}")
+            raise JobError("job_broken_no_retry", job_id=job_id, error=job.get("error"))
         if job["status"] not in RETRYABLE:
-            raise JobError(409, f"job {job_id} is {job['status']}: only failed or cancelled jobs can be retried / "
-                                f"실패하거나 취소된 작업만 다시 시도할 수 있습니다")
+            raise JobError("job_not_retryable", job_id=job_id, status=job["status"])
         self._refuse_unready(job["engine"])
         self.store.update_job(job_id, status=JobStatus.queued, stage="queued", error=None, finished_at=None)
         self._lane(job["engine"]).queue.put_nowait(job_id)
@@ -483,8 +470,8 @@ class JobQueue:
             job = self.store.get_job(job_id) or {}
         except Exception:
             job = {}
-        message, details = user_error(exc, job.get("stage"))
-        current = dict(job.get("current") or {}, error_details=details)
+        message, details, said = user_error(exc, job.get("stage"))
+        current = dict(job.get("current") or {}, error_details=details, error_message=said)
         await self._save(lane, job_id, status=JobStatus.failed, stage="failed", error=message, current=current,
                          finished_at=time.time())
         self._emit(JobFailedEvent, job_id)
@@ -565,38 +552,36 @@ def _first_line(text: str, limit: int = 300) -> str:
     return line if len(line) <= limit else line[:limit] + "…"
 
 
-def user_error(exc: BaseException, stage: str | None = None) -> tuple[str, str]:
-    """(the sentence the page shows, the technical details kept in the job and the log).
+def user_error(exc: BaseException, stage: str | None = None) -> tuple[str, str, dict]:
+    """(the sentence the page shows in both languages, the technical details kept in the job and
+    the log, the same sentence as a catalogue message `{"code", "params"}`).
 
     Errors that already speak to a person (a missing model file, a refused request) are shown as
     they are; a file or database problem names the file and the cause in plain words; anything
     else is an internal error, shown as such, never as an exception's text or repr."""
     details = f"{type(exc).__name__}: {_readable(exc)}"
+    code, params = _failure(exc, stage)
+    return messages.bilingual(code, params), details, messages.message(code, **params)
+
+
+def _failure(exc: BaseException, stage: str | None) -> tuple[str, dict]:
     where = f" ({stage})" if stage and stage not in ("queued", "running") else ""
-    if isinstance(exc, JobError):
-        return exc.message, details
+    if isinstance(exc, StudioError):
+        return exc.code, exc.params
     if isinstance(exc, MissingWeightError) or _USER_FACING & {c.__name__ for c in type(exc).__mro__}:
         text = _first_line(str(exc), 1200)
         if "/ " in text and any("\uac00" <= ch <= "\ud7a3" for ch in text):
-            return text, details  # already in both languages
-        return (f"{text} / 후처리 또는 모델 파일 문제로 작업이 멈췄습니다. 위 안내대로 해결한 뒤 다시 "
-                "시도하세요."), details
+            return "job_failed_text", {"text": text}  # already in both languages
+        return "job_failed_model", {"text": text}
     if isinstance(exc, sqlite3.Error):
-        cause = _first_line(str(exc)) or "database error"
-        return (f"The studio could not save this job's state: {cause}. Check the free disk space, then "
-                f"retry the job. / 작업 상태를 저장하지 못했습니다 ({cause}). 디스크 공간을 확인한 뒤 "
-                "다시 시도하세요."), details
+        return "job_failed_db", {"cause": _first_line(str(exc)) or "database error"}
     if isinstance(exc, OSError):
         cause = exc.strerror or _first_line(str(exc)) or "input/output error"
         target = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
-        return (f"A file this job needs could not be read or written{where}: {cause}{target}. / 작업에 "
-                f"필요한 파일을 읽거나 쓰지 못했습니다: {cause}{target}"), details
+        return "job_failed_file", {"where": where, "cause": cause, "target": target}
     if type(exc).__name__ == "OutOfMemoryError":
-        return ("The GPU ran out of memory for this job; try a lower resolution or a shorter length. / "
-                "GPU 메모리가 부족합니다. 해상도나 길이를 줄여 다시 시도하세요."), details
-    return (f"This job failed because of an internal error{where}. The details are in the server log "
-            "and in the job's details; retrying may help. / 내부 오류로 작업이 실패했습니다. 자세한 내용은 "
-            "서버 로그와 작업 상세 정보에 있습니다."), details
+        return "job_failed_oom", {}
+    return "job_failed_internal", {"where": where}
 
 
 def _readable(exc: BaseException) -> str:

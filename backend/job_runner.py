@@ -20,6 +20,7 @@ import numpy as np
 
 from backend.config import Settings
 from backend.db import Store, data_relative
+from backend.errors import InputMissing
 from backend.events import JobEvent, JobPreviewEvent, JobProgressEvent, JobSegmentEvent, JobWarningEvent
 from backend.models import SegmentStatus
 from backend.pipeline.concatenator import SegmentJoiner, join_segments
@@ -186,8 +187,7 @@ class JobRunner:
             path = upload_path(self.settings, upload_id)
             if not path.exists():
                 log.error("job %s: input image %s is missing (%s)", job.get("id"), upload_id, path)
-                raise FileNotFoundError(f"input image {upload_id} is missing from STUDIO_DATA_DIR/uploads: "
-                                        f"upload it again / 입력 이미지 {upload_id}이(가) 없습니다: 다시 올려 주세요")
+                raise InputMissing("input_image_missing", upload_id=upload_id)
             frames.append(fit_image(load_rgb(path), width, height, fit))
         return frames
 

@@ -126,9 +126,15 @@ class ParamsPreview(_Strict):
 
 # --- answers ----------------------------------------------------------------------------------
 class ErrorBody(BaseModel):
-    """Every error the studio answers: one sentence, in English and Korean, that the UI shows."""
+    """Every error the studio answers: one sentence, in English and Korean (`detail`), and the
+    same sentence as a code of backend.messages with its parameters, which the page renders in
+    its own language. Some errors add data fields (engine_not_ready: `engine`, `missing`, `fix`)."""
+
+    model_config = ConfigDict(extra="allow")
 
     detail: str
+    code: str
+    params: dict[str, Any] = {}
 
 
 class UploadView(_Strict):
@@ -195,6 +201,9 @@ class JobView(_Strict):
     warnings: list[Any] = []
     attempts: int = 0
     details: str | None = Field(None, description="failed jobs: the technical cause (exception type and text)")
+    error_message: dict[str, Any] | None = Field(
+        None, description="failed jobs: `error` as a catalogue message `{code, params}` (GET /api/messages), "
+                          "so the page can say it in its own language")
 
 
 class JobList(_Strict):

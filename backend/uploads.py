@@ -30,10 +30,12 @@ from typing import AsyncIterator
 from PIL import Image, UnidentifiedImageError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
+from backend import messages
 from backend.config import Settings
 from backend.utils.files import upload_name, upload_path
+from backend.errors import StudioError
 from backend.utils.images import normalize_upload
-from backend.utils.storage import DISK_FULL_MESSAGE, is_disk_full
+from backend.utils.storage import is_disk_full
 
 log = logging.getLogger(__name__)
 
@@ -69,11 +71,8 @@ def _sniff(path: Path) -> str | None:
     return next((name for name, match in _SIGNATURES if match(head)), None)
 
 
-class UploadError(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
+class UploadError(StudioError):
+    """An upload refused: what was wrong with it, as a catalogue code (the status is the web's)."""
 
 
 @dataclass
@@ -150,12 +149,10 @@ class UploadReceiver:
                 part.filename = raw.decode("utf-8", "replace") if raw is not None else None
         if part.filename is None:
             if sum(p.filename is None for p in self.parts) >= MAX_TEXT_FIELDS:
-                raise UploadError(413, f"too many form fields: at most {MAX_TEXT_FIELDS} besides the files / "
-                                       f"폼 필드가 너무 많습니다 (파일 외 최대 {MAX_TEXT_FIELDS}개)")
+                raise UploadError("upload_too_many_fields", limit=MAX_TEXT_FIELDS)
         else:
             if sum(p.filename is not None for p in self.parts) >= self.settings.max_files_per_upload:
-                raise UploadError(413, f"too many files: at most {self.settings.max_files_per_upload} per upload / "
-                                       f"파일이 너무 많습니다: 한 번에 최대 {self.settings.max_files_per_upload}개")
+                raise UploadError("upload_too_many_files", limit=self.settings.max_files_per_upload)
             part.temp = self.incoming / f"{new_id()}.part"
             self._written.append(part.temp)
             part.handle = open(part.temp, "wb")
@@ -168,13 +165,10 @@ class UploadReceiver:
         name = _display_name(part.filename)
         if part.handle is None:
             if part.size > MAX_FIELD_BYTES:
-                raise UploadError(413, "form field too large / 폼 필드가 너무 큽니다")
+                raise UploadError("upload_field_too_large")
             return
         if part.size > self.settings.max_upload_bytes:
-            raise UploadError(
-                413, f"'{name}': file is larger than {self.settings.max_upload_mb:g} MB / "
-                     f"파일이 {self.settings.max_upload_mb:g} MB보다 큽니다"
-            )
+            raise UploadError("upload_file_too_large", name=name, mb=messages.num(self.settings.max_upload_mb))
         part.handle.write(data[start:end])
         if not part.probed and part.size >= HEADER_PROBE_BYTES:
             part.handle.flush()
@@ -198,36 +192,29 @@ class UploadReceiver:
                     fmt, (w, h) = img.format, img.size
         except Image.DecompressionBombError:
             # Pillow's own guard fired first (over twice its default pixel cap): same answer as ours.
-            raise UploadError(413, f"'{name}': the image declares far too many pixels "
-                                   f"(at most {self.settings.max_image_pixels / 1e6:g} megapixels); too large / 이미지가 너무 큽니다")
+            raise UploadError("image_pixel_bomb", name=name, megapixels=messages.num(self.settings.max_image_pixels / 1e6))
         except (UnidentifiedImageError, OSError, SyntaxError):
             if partial:
                 return False  # not enough bytes yet to tell; checked again at the end
             known = _sniff(part.temp)
             if known is not None:
-                raise UploadError(422, f"'{name}': the {known} image is corrupt or truncated / "
-                                       f"{known} 이미지가 손상되었거나 잘렸습니다")
-            raise UploadError(415, f"'{name}': not a PNG, JPEG or WebP image / PNG, JPEG, WebP 이미지가 아닙니다")
+                raise UploadError("image_corrupt_format", name=name, format=known)
+            raise UploadError("image_not_an_image", name=name)
         if fmt not in ALLOWED_FORMATS:
-            raise UploadError(415, f"'{name}': {fmt} images are not supported (use PNG, JPEG or WebP) / "
-                                   f"{fmt} 형식은 지원하지 않습니다 (PNG, JPEG, WebP 사용)")
+            raise UploadError("image_format_unsupported", name=name, format=fmt)
         limit = self.settings.max_image_pixels
         if w * h > limit or max(w, h) > self.settings.max_image_edge:
-            raise UploadError(
-                413,
-                f"'{name}': {w}x{h} is too large (at most {limit / 1e6:g} megapixels and "
-                f"{self.settings.max_image_edge} px per edge) / 이미지가 너무 큽니다 "
-                f"(최대 {limit / 1e6:g} 메가픽셀, 한 변 {self.settings.max_image_edge} px)",
-            )
+            raise UploadError("image_too_large", name=name, width=w, height=h,
+                              megapixels=messages.num(limit / 1e6), edge=self.settings.max_image_edge)
         if w < 16 or h < 16:
-            raise UploadError(422, f"'{name}': {w}x{h} is too small (at least 16x16 px) / 이미지가 너무 작습니다 (최소 16x16)")
+            raise UploadError("image_too_small", name=name, width=w, height=h)
         return True
 
     def _store(self, part: _Part) -> StoredUpload:
         name = _display_name(part.filename)
         assert part.temp is not None
         if part.size == 0:
-            raise UploadError(422, f"'{name}': the file is empty / 빈 파일입니다")
+            raise UploadError("image_empty", name=name)
         self._check_header(part, partial=False)
         try:
             with warnings.catch_warnings():
@@ -237,7 +224,7 @@ class UploadReceiver:
                     upright = normalize_upload(img)
         except (OSError, SyntaxError, ValueError, Image.DecompressionBombError,
                 Image.DecompressionBombWarning) as exc:
-            raise UploadError(422, f"'{name}': the image is corrupt or truncated ({exc}) / 손상되었거나 잘린 이미지입니다") from exc
+            raise UploadError("image_corrupt", name=name, error=str(exc)) from exc
         upload_id = new_id()
         # Written under .incoming and synced; `publish` renames it into place after its row exists.
         staged = self.incoming / upload_name(upload_id)
@@ -266,8 +253,7 @@ class UploadReceiver:
         ctype, options = parse_options_header(content_type or "")
         boundary = options.get(b"boundary")
         if ctype != b"multipart/form-data" or not boundary:
-            raise UploadError(415, "send the images as multipart/form-data in the field 'files' / "
-                                   "이미지를 multipart/form-data의 'files' 필드로 보내 주세요")
+            raise UploadError("upload_not_multipart")
         parser = MultipartParser(
             boundary,
             callbacks={
@@ -286,8 +272,7 @@ class UploadReceiver:
             parser.finalize()
             files = [p for p in self.parts if p.filename is not None and p.name == "files"]
             if not files:
-                raise UploadError(422, "no image received: send one or more files in the field 'files' / "
-                                       "받은 이미지가 없습니다")
+                raise UploadError("upload_no_image")
             self.stored = await self._store_all(files)
             return self.stored
         except UploadError:
@@ -296,13 +281,12 @@ class UploadReceiver:
         except Exception as exc:
             self.discard()
             if is_disk_full(exc):
-                raise UploadError(507, DISK_FULL_MESSAGE) from exc
+                raise UploadError("disk_full") from exc
             if isinstance(exc, OSError):  # the server could not write: not the client's fault
                 log.error("could not store an upload: %s", exc)
-                raise UploadError(500, "the server could not store the upload (see the server log) / "
-                                       "서버가 업로드를 저장하지 못했습니다") from exc
+                raise UploadError("upload_store_failed") from exc
             # Anything else is a malformed body: the client's error.
-            raise UploadError(400, f"malformed upload: {exc} / 업로드 형식이 잘못되었습니다") from exc
+            raise UploadError("upload_malformed", error=str(exc)) from exc
         finally:
             self._remove_temps()
 

@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from backend import messages
 from backend.analyzers.translators import TranslationError, Translator
 from backend.db import TRANSLATION_CACHE_TABLE
 
@@ -163,16 +164,9 @@ class PromptTranslator:
         warnings: list[str] = []
         used_local = any(e.endswith("marian") for e in engines)
         if untranslated:
-            warnings.append(
-                "The translator could not be reached, so Korean text was used as written "
-                "(the video model understands English best). / 번역기에 연결할 수 없어 한국어 "
-                "프롬프트를 그대로 사용했습니다 (영어 프롬프트가 가장 잘 동작합니다)."
-            )
+            warnings.append(messages.bilingual("translator_unreachable"))
         elif used_local and failed_primary:
-            warnings.append(
-                "The online translator could not be reached; the prompt was translated with the "
-                "local model. / 온라인 번역기에 연결할 수 없어 로컬 번역 모델을 사용했습니다."
-            )
+            warnings.append(messages.bilingual("translator_local_used"))
         return TranslationOutcome(text="".join(pieces), engines=engines, warnings=warnings)
 
     async def _translate_clause(self, text: str, src: str) -> tuple[str | None, str, bool]:

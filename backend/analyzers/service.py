@@ -24,6 +24,7 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Callable
 
+from backend import messages
 from backend.analyzers import image_analyzer as ia
 from backend.analyzers.prompt_analyzer import (
     PromptResult,
@@ -48,14 +49,12 @@ LOAD_RETRY_AFTER_S = 300.0
 # take well under this); past it the answer says "analysing" and the page asks again.
 COMPUTE_WAIT_S = 5.0
 EMBEDDING_CACHE_SIZE = 512
-LOADING_REASON = (
-    "The image analysis model is still loading; suggestions follow when it is ready. / "
-    "이미지 분석 모델을 불러오는 중입니다. 준비되면 제안이 표시됩니다."
-)
-ANALYSING_REASON = (
-    "The images are still being analysed; suggestions follow shortly. / "
-    "이미지를 분석하는 중입니다. 곧 제안이 표시됩니다."
-)
+LOADING_REASON = messages.bilingual("analysis_loading")
+ANALYSING_REASON = messages.bilingual("analysis_busy")
+UNAVAILABLE_REASON = messages.bilingual("analysis_unavailable")
+# The answer's `reason` as a catalogue code (`reason_code`), so the page says it in its language.
+_REASON_CODES = {LOADING_REASON: "analysis_loading", ANALYSING_REASON: "analysis_busy",
+                 UNAVAILABLE_REASON: "analysis_unavailable"}
 
 
 class AnalysisService:
@@ -137,12 +136,7 @@ class AnalysisService:
     @staticmethod
     def _reason(exc: BaseException | None) -> str:
         # The exception's own text goes to `details` and the log, not to the sentence people read.
-        return (
-            "Image analysis is unavailable: the OpenCLIP model could not be loaded (not downloaded "
-            "yet, or the model hub cannot be reached). Length and strength use their defaults. / "
-            "이미지 분석을 사용할 수 없습니다: OpenCLIP 모델을 불러오지 못했습니다 (아직 받지 않았거나 "
-            "모델 허브에 연결할 수 없음). 길이와 강도는 기본값을 씁니다."
-        )
+        return UNAVAILABLE_REASON
 
     # --- embeddings ---------------------------------------------------------------------------
     @staticmethod
@@ -217,6 +211,7 @@ class AnalysisService:
         result["available"] = available
         result["state"] = "ready" if available else state
         result["reason"] = None if available else reason
+        result["reason_code"] = None if available else _REASON_CODES.get(reason)
         result["details"] = None if available else details
         result["model"] = analyzer.bundle.name if available else None
         return result
@@ -239,7 +234,7 @@ class AnalysisService:
                 continue
             try:
                 outcome = await self.translator.to_english(text)
-                warnings = [f"Pair {i + 1} / 구간 {i + 1}: {w}" for w in outcome.warnings]
+                warnings = [messages.bilingual("pair_note", {"n": i + 1, "text": w}) for w in outcome.warnings]
                 results.append(PromptResult(original=text, english=outcome.text,
                                             warnings=warnings, engines=outcome.engines))
             except asyncio.CancelledError:
@@ -248,8 +243,8 @@ class AnalysisService:
                 log.exception("prompt translation failed: %s", _details(exc))
                 results.append(PromptResult(
                     original=text, english=text, engines=["none"],
-                    warnings=[f"Pair {i + 1} / 구간 {i + 1}: translation failed; the prompt was "
-                              "used as written. / 번역에 실패하여 프롬프트를 그대로 사용했습니다."],
+                    warnings=[messages.bilingual("pair_note", {
+                        "n": i + 1, "text": messages.bilingual("translation_failed")})],
                 ))
         return results
 
@@ -312,8 +307,11 @@ def _embed_and_tag(analyzer: ia.ImageAnalyzer, paths: list[Path]):
     return embeddings, tagged
 
 
-def _reason(field: str, en: str, ko: str, pair: int | None = None, image: int | None = None):
-    return {"field": field, "pair": pair, "image": image, "en": en, "ko": ko}
+def _reason(field: str, code: str, params: dict | None = None, pair: int | None = None,
+            image: int | None = None):
+    said = messages.texts(code, params)
+    return {"field": field, "pair": pair, "image": image, "en": said["en"], "ko": said["ko"],
+            "code": code, "params": params or {}}
 
 
 def build_analysis(
@@ -328,12 +326,7 @@ def build_analysis(
     images: list[dict[str, Any]] = []
     resolution = ia.suggest_resolution(sizes) if sizes else 640
     if sizes and resolution < 640:
-        reasons.append(_reason(
-            "resolution",
-            f"The smallest image has about {resolution}² pixels; a larger bucket would only "
-            "upscale it.",
-            f"가장 작은 이미지가 약 {resolution}² 픽셀이라 더 큰 해상도는 확대만 됩니다.",
-        ))
+        reasons.append(_reason("resolution", "suggest_resolution", {"resolution": resolution}))
     bucket = pair_bucket(sizes, resolution) if sizes else (resolution, resolution)
     losses = [ia.crop_loss(w, h, bucket) for w, h in sizes]
     fit, fit_why = ia.suggest_fit(losses, settings.fit_mode)
@@ -348,30 +341,15 @@ def build_analysis(
         images.append(entry)
     if fit_why == "pad_large_loss":
         worst = max(range(len(losses)), key=losses.__getitem__)
-        reasons.append(_reason(
-            "fit",
-            f"Cropping image {worst + 1} to the {bucket[0]}x{bucket[1]} frame would cut off "
-            f"{losses[worst]:.0%} of it, so it is padded instead.",
-            f"이미지 {worst + 1}을(를) {bucket[0]}x{bucket[1]} 화면에 맞춰 자르면 "
-            f"{losses[worst]:.0%}가 잘리므로 여백을 넣어 맞춥니다.",
-            image=worst,
-        ))
+        reasons.append(_reason("fit", "suggest_fit_pad", {
+            "image": worst + 1, "frame": f"{bucket[0]}x{bucket[1]}", "loss": f"{losses[worst]:.0%}"}, image=worst))
     elif fit_why == "crop_same_aspect":
-        reasons.append(_reason(
-            "fit", "All images have nearly the frame's aspect ratio; cropping loses almost nothing.",
-            "모든 이미지의 화면비가 거의 같아 잘라도 손실이 거의 없습니다.",
-        ))
+        reasons.append(_reason("fit", "suggest_fit_same"))
     for i in range(len(sizes) - 1):
         a, b = sizes[i][0] / sizes[i][1], sizes[i + 1][0] / sizes[i + 1][1]
         if max(a, b) / min(a, b) > 1.05:
-            reasons.append(_reason(
-                "fit",
-                f"Images {i + 1} and {i + 2} have different aspect ratios; both are fitted to "
-                f"{bucket[0]}x{bucket[1]} by {fit}.",
-                f"이미지 {i + 1}과 {i + 2}의 화면비가 달라 둘 다 {bucket[0]}x{bucket[1]}에 "
-                f"{'잘라서' if fit == 'crop' else '여백을 넣어'} 맞춥니다.",
-                pair=i,
-            ))
+            reasons.append(_reason("fit", "suggest_fit_crop" if fit == "crop" else "suggest_fit_padded",
+                                   {"a": i + 1, "b": i + 2, "frame": f"{bucket[0]}x{bucket[1]}"}, pair=i))
 
     pairs: list[dict[str, Any]] = []
     suggestion_pairs: list[dict[str, Any]] = []
@@ -389,22 +367,10 @@ def build_analysis(
         suggestion_pairs.append(s)
         tags_a, tags_b = tagged[i][0], tagged[i + 1][0]
         default_prompts.append(default_motion_prompt(tags_a, tags_b, sim))
-        if diff >= 0.66:
-            en = (f"Images {i + 1} and {i + 2} are very different (similarity {sim:.2f}): a longer "
-                  f"transition ({s['seconds']} s) with more strength ({s['strength']}).")
-            ko = (f"이미지 {i + 1}과 {i + 2}이(가) 많이 다릅니다 (유사도 {sim:.2f}): 더 긴 전환 "
-                  f"({s['seconds']}초)과 더 높은 강도({s['strength']})를 권장합니다.")
-        elif diff <= 0.33:
-            en = (f"Images {i + 1} and {i + 2} are similar (similarity {sim:.2f}): a short "
-                  f"transition ({s['seconds']} s) with gentle strength ({s['strength']}).")
-            ko = (f"이미지 {i + 1}과 {i + 2}이(가) 비슷합니다 (유사도 {sim:.2f}): 짧은 전환 "
-                  f"({s['seconds']}초)과 약한 강도({s['strength']})를 권장합니다.")
-        else:
-            en = (f"Images {i + 1} and {i + 2} are moderately different (similarity {sim:.2f}): "
-                  f"{s['seconds']} s, strength {s['strength']}.")
-            ko = (f"이미지 {i + 1}과 {i + 2}이(가) 어느 정도 다릅니다 (유사도 {sim:.2f}): "
-                  f"{s['seconds']}초, 강도 {s['strength']}.")
-        reasons.append(_reason("seconds", en, ko, pair=i))
+        code = ("suggest_pair_different" if diff >= 0.66 else
+                "suggest_pair_similar" if diff <= 0.33 else "suggest_pair_moderate")
+        reasons.append(_reason("seconds", code, {"a": i + 1, "b": i + 2, "similarity": f"{sim:.2f}",
+                                                 "seconds": str(s["seconds"]), "strength": s["strength"]}, pair=i))
     return {
         "images": images,
         "pairs": pairs,

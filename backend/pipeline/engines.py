@@ -7,6 +7,7 @@ from typing import Protocol
 
 import numpy as np
 
+from backend import messages
 from backend.config import Settings
 from backend.utils.progress import ProgressCallback
 
@@ -27,6 +28,16 @@ def runnable(state: dict) -> bool:
     An engine whose last load failed stays runnable (the next job tries again); one that is
     not installed is not."""
     return bool(state.get("installed", state.get("ready")))
+
+
+def not_ready_reason(state: dict, name: str) -> dict:
+    """Why engine `name` cannot run, as a parameter of the `engine_not_ready` sentence: its own
+    account in both languages when it gives one, else the catalogue's."""
+    en, ko = state.get("reason"), state.get("reason_ko")
+    if not (en or ko):
+        return messages.message("engine_unavailable", engine=name)
+    fallback = messages.texts("engine_unavailable", {"engine": name})
+    return {"en": en or fallback["en"], "ko": ko or fallback["ko"]}
 
 
 class EngineNotReady(RuntimeError):
@@ -84,9 +95,7 @@ class Engines:
         remembered), so loading never sits in retries."""
         state = self.state(name)
         if not runnable(state):
-            en = state.get("reason") or f"the {name} engine is not ready"
-            ko = state.get("reason_ko") or f"{name} 엔진을 사용할 수 없습니다"
-            raise EngineNotReady(f"{en} / {ko}")
+            raise EngineNotReady(messages.bilingual("engine_not_ready", {"reason": not_ready_reason(state, name)}))
         if name == "framepack" and not self.settings.framepack_dir:
             from backend.utils.model_registry import settle_hub_mode
 

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from backend import messages
 from backend.config import Settings
 from backend.pipeline.framepack.memory import GIB, free_host_gib, place, plan_for_mode, return_freed_host_memory
 from backend.pipeline.framepack.residency import MemoryPlan, allocator_cap_gib, default_bucket, fit_tiers, plan_residency
@@ -414,10 +415,8 @@ class FramePackGenerator:
         if self.device != "cuda" or plan is None or plan.mode == "resident":
             return
         if height * width > plan.bucket * plan.bucket * 1.1:
-            raise ValueError(
-                f"이 GPU의 메모리 계획은 해상도 {plan.bucket}까지입니다({width}x{height} 요청). 해상도를 낮추세요. / "
-                f"This GPU's memory plan leaves room for the {plan.bucket} bucket at most ({width}x{height} "
-                f"asked): choose a lower resolution, or set STUDIO_PLAN_BUCKET and restart.")
+            raise ValueError(messages.bilingual("plan_bucket_exceeded",
+                                                {"bucket": plan.bucket, "width": width, "height": height}))
 
     # --- one transition -----------------------------------------------------------------------
     def generate(self, first: np.ndarray, last: np.ndarray, prompt: str, segment: dict,

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from backend import messages
 from backend.utils.progress import Progress, ProgressCallback
 from backend.utils.model_registry import DEFAULT_UPSCALE_MODEL, UPSCALE_MODELS, MissingWeightError, ensure_weight
 from backend.utils.video_io import VideoInfo, VideoWriter, iter_frames, probe
@@ -177,11 +178,7 @@ def build_detector(settings, device: str, progress: ProgressCallback | None = No
 
 
 # What auto mode says when it drops a stage whose weights cannot be had, per stage.
-SKIPPED_STAGE = {
-    "face_restore": ("Face restore skipped", "얼굴 복원 건너뜀"),
-    "upscale": ("Upscale skipped", "업스케일 건너뜀"),
-    "interpolate": ("Interpolation skipped", "프레임 보간 건너뜀"),
-}
+SKIPPED_STAGE = {"face_restore": "stage_face_restore", "upscale": "stage_upscale", "interpolate": "stage_interpolate"}
 _STAGE_OFF = {"face_restore": {"face_restore": False}, "upscale": {"upscale": 1}, "interpolate": {"interpolate": 1}}
 
 
@@ -203,11 +200,9 @@ def build_stages(plan: PostPlan, settings, device: str, progress: ProgressCallba
 def _skip(plan: PostPlan, name: str, progress: ProgressCallback | None, exc: PostprocessError) -> None:
     for key, value in _STAGE_OFF[name].items():
         setattr(plan, key, value)
-    en, ko = SKIPPED_STAGE[name]
+    en = messages.render(SKIPPED_STAGE[name], "en")
     plan.reasons.append(f"{en}: {str(exc).split(': ', 1)[-1]}")
-    warning = (f"{en}: its model file is not on this machine and could not be downloaded; the video is "
-               f"made without it (details in the post-processing report). / {ko}: 모델 파일이 없고 받을 "
-               f"수도 없어 이 단계 없이 영상을 만들었습니다.")
+    warning = messages.bilingual("stage_skipped", {"stage": messages.message(SKIPPED_STAGE[name])})
     if progress is not None:
         progress(Progress(name, 0.0, warning, {"warning": warning}))
 

@@ -11,9 +11,10 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
+from backend.errors import StudioError
 from backend.models import ErrorBody
 from backend.utils.files import upload_path
 
@@ -33,10 +34,7 @@ class AnalyzeRequest(BaseModel):
 def _service(request: Request) -> "AnalysisService":
     service = getattr(request.app.state, "analysis", None)
     if service is None:
-        raise HTTPException(
-            503,
-            "Image analysis is not running on this server. / 이 서버에서 이미지 분석을 사용할 수 없습니다.",
-        )
+        raise StudioError("analysis_not_running")
     return service
 
 
@@ -44,23 +42,15 @@ def _service(request: Request) -> "AnalysisService":
 async def analyze(body: AnalyzeRequest, request: Request) -> dict[str, Any]:
     settings = request.app.state.settings
     if not body.images:
-        raise HTTPException(400, "Send at least one image to analyse. / 분석할 이미지를 하나 이상 보내세요.")
+        raise StudioError("analyze_no_images")
     if len(body.images) > settings.max_images_per_job:
-        raise HTTPException(
-            400,
-            f"Too many images: {len(body.images)} (at most {settings.max_images_per_job}). / "
-            f"이미지가 너무 많습니다: {len(body.images)}개 (최대 {settings.max_images_per_job}개).",
-        )
+        raise StudioError("analyze_too_many_images", count=len(body.images), limit=settings.max_images_per_job)
     paths = []
     for upload_id in body.images:
         if not _UPLOAD_ID.match(upload_id):
-            raise HTTPException(400, f"Not an upload id: {upload_id[:80]!r}. / 업로드 ID가 아닙니다.")
+            raise StudioError("analyze_bad_id", id=repr(upload_id[:80]))
         path = upload_path(settings, upload_id)
         if not path.is_file():
-            raise HTTPException(
-                404,
-                f"Upload {upload_id} was not found; upload the image again. / "
-                f"업로드 {upload_id}을(를) 찾을 수 없습니다. 이미지를 다시 올려 주세요.",
-            )
+            raise StudioError("analyze_upload_missing", upload_id=upload_id)
         paths.append(path)
     return await _service(request).analyze(paths)

@@ -7,14 +7,15 @@ import asyncio
 from fastapi import APIRouter, Request, Response, WebSocket
 from fastapi.responses import JSONResponse
 
-from backend import smart_params
+from backend import messages, smart_params
 from backend.job_queue import JobQueue
 from backend.models import (FINISHED, MAX_PROMPT_CHARS, MIN_IMAGES_PER_JOB, UNFINISHED, ErrorBody, Health,
                              HealthDefaults, JobCreate, JobCreated, JobDefaults, JobList, JobStatus, JobView,
                              Limits, Meta, ParamsPreview, ParamsView, PostprocessOptions, SettingDefaults,
                              StatusSets, UploadList, UploadView)
-from backend.utils.storage import DISK_FULL_MESSAGE, StorageFull, check_space, is_disk_full
-from backend.uploads import UploadError, UploadReceiver
+from backend.errors import StudioError
+from backend.utils.storage import StorageFull, check_space, is_disk_full
+from backend.uploads import UploadReceiver
 from backend.utils.files import upload_path, upload_url
 from backend.utils.redact import hide_paths_in
 
@@ -39,10 +40,6 @@ UPLOAD_BODY = {"requestBody": {"required": True, "content": {"multipart/form-dat
 MULTIPART_OVERHEAD = 64 * 1024
 
 
-def _error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"detail": message}, status_code=status)
-
-
 def _queue(request: Request) -> JobQueue:
     return request.app.state.queue
 
@@ -52,13 +49,9 @@ def _upload_view(row: dict) -> UploadView:
                       url=upload_url(row["id"]), filename=row["filename"])
 
 
-async def _space_for(request: Request, incoming_bytes: int) -> JSONResponse | None:
-    """507 while the disk or the quota has no room for new work; None when there is."""
-    try:
-        await asyncio.to_thread(check_space, request.app.state.settings, incoming_bytes)
-    except StorageFull as exc:
-        return _error(exc.status, exc.message)
-    return None
+async def _check_space(request: Request, incoming_bytes: int) -> None:
+    """Raises `StorageFull` (507) while the disk or the quota has no room for new work."""
+    await asyncio.to_thread(check_space, request.app.state.settings, incoming_bytes)
 
 
 @router.post("/api/uploads", status_code=201, openapi_extra=UPLOAD_BODY, response_model=UploadList,
@@ -68,17 +61,12 @@ async def upload_images(request: Request):
     limit = settings.max_files_per_upload * (settings.max_upload_bytes + MULTIPART_OVERHEAD)
     length = request.headers.get("content-length")
     if length and length.isdigit() and int(length) > limit:
-        return _error(413, f"upload too large: at most {settings.max_files_per_upload} files of "
-                           f"{settings.max_upload_mb:g} MB each / 업로드가 너무 큽니다")
+        raise StudioError("upload_too_large", files=settings.max_files_per_upload,
+                          mb=messages.num(settings.max_upload_mb))
     incoming = int(length) if length and length.isdigit() else settings.max_upload_bytes
-    refused = await _space_for(request, incoming)
-    if refused is not None:
-        return refused
+    await _check_space(request, incoming)
     receiver = UploadReceiver(settings)
-    try:
-        stored = await receiver.receive(request.headers.get("content-type", ""), request.stream())
-    except UploadError as exc:
-        return _error(exc.status, exc.message)
+    stored = await receiver.receive(request.headers.get("content-type", ""), request.stream())
     store = request.app.state.store
     try:
         for item in stored:
@@ -92,20 +80,20 @@ async def upload_images(request: Request):
         except Exception:
             pass  # rows without files answer 404 like any missing image
         if is_disk_full(exc):
-            return _error(507, DISK_FULL_MESSAGE)
+            raise StorageFull() from exc
         raise
     return UploadList(uploads=[_upload_view(store.get_upload(item.id)) for item in stored])
 
 
-def _no_upload(upload_id: str) -> JSONResponse:
-    return _error(404, f"image {upload_id} not found / 이미지 {upload_id}을(를) 찾을 수 없습니다")
+def _no_upload(upload_id: str) -> StudioError:
+    return StudioError("upload_not_found", upload_id=upload_id)
 
 
 @router.get("/api/uploads/{upload_id}", response_model=UploadView, responses=_doc(404))
 async def get_upload(upload_id: str, request: Request):
     row = request.app.state.store.get_upload(upload_id)
     if row is None:
-        return _no_upload(upload_id)
+        raise _no_upload(upload_id)
     return _upload_view(row)
 
 
@@ -115,31 +103,27 @@ async def delete_upload(upload_id: str, request: Request):
     deleted (409): a queued or interrupted job needs it to run, a finished one to be retried."""
     store = request.app.state.store
     if store.get_upload(upload_id) is None:
-        return _no_upload(upload_id)
+        raise _no_upload(upload_id)
     users = store.jobs_using_upload(upload_id)
     if users:
         shown = ", ".join(users[:5]) + (f" (+{len(users) - 5})" if len(users) > 5 else "")
-        return _error(409, f"image {upload_id} is used by job {shown}: delete the job first / "
-                           f"이미지 {upload_id}은(는) 작업 {shown}에서 사용 중입니다: 먼저 작업을 삭제하세요")
+        raise StudioError("upload_in_use", upload_id=upload_id, jobs=shown)
     # No await between the check and the delete: a job cannot take the image in between.
     store.delete_upload(upload_id)
     upload_path(request.app.state.settings, upload_id).unlink(missing_ok=True)
     return Response(status_code=204)
 
 
-def _too_many_images(images: list[str] | None, request: Request) -> JSONResponse | None:
+def _check_image_count(images: list[str] | None, request: Request) -> None:
     # Checked before anything looks an id up: a long list must cost nothing.
     limit = request.app.state.settings.max_images_per_job
     if images is not None and len(images) > limit:
-        return _error(422, f"images: at most {limit} images per job, got {len(images)} / "
-                           f"작업당 이미지는 최대 {limit}장입니다 ({len(images)}장 받음)")
-    return None
+        raise StudioError("too_many_images", limit=limit, count=len(images))
 
 
 @router.post("/api/params", response_model=ParamsView, responses=_doc(400, 404))
 async def preview_params(body: ParamsPreview, request: Request):
-    if (refused := _too_many_images(body.images, request)) is not None:
-        return refused
+    _check_image_count(body.images, request)
     queue = _queue(request)
     engine = body.engine or request.app.state.settings.default_engine
     images = body.images or []
@@ -157,19 +141,16 @@ async def preview_params(body: ParamsPreview, request: Request):
     return ParamsView(params=params, segments=len(params["segments"]))
 
 
-# JobError is turned into {"detail": message} with its status by the app's exception handler.
+# Errors (JobError, StorageFull) are answered by the handler in backend.web.errors.
 @router.post("/api/jobs", status_code=201, response_model=JobCreated, responses=_doc(400, 404, 409, 507))
 async def create_job(body: JobCreate, request: Request):
-    if (refused := _too_many_images(body.images, request)) is not None:
-        return refused
-    refused = await _space_for(request, 0)
-    if refused is not None:
-        return refused
+    _check_image_count(body.images, request)
+    await _check_space(request, 0)
     try:
         return await _queue(request).submit(body)
     except Exception as exc:
         if is_disk_full(exc):
-            return _error(507, DISK_FULL_MESSAGE)
+            raise StorageFull() from exc
         raise
 
 

@@ -21,6 +21,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from backend import messages
 from backend.utils.progress import Progress, ProgressCallback
 from backend.utils.downloads import DownloadError, DownloadProgress, download_file, sha256_of
 
@@ -269,13 +270,21 @@ class InstallProblem:
     """Why an engine cannot run here, in both languages, and the command that fixes it."""
 
     missing: str  # the model, as a person names it
-    en: str
-    ko: str
+    code: str  # the sentence in backend.messages
+    params: dict
     fix: str
 
     @property
+    def en(self) -> str:
+        return messages.render(self.code, "en", self.params)
+
+    @property
+    def ko(self) -> str:
+        return messages.render(self.code, "ko", self.params)
+
+    @property
     def message(self) -> str:
-        return f"{self.en} / {self.ko}"
+        return messages.bilingual(self.code, self.params)
 
 
 def framepack_fix_command(settings) -> str:
@@ -343,8 +352,8 @@ def framepack_install_problem(settings) -> InstallProblem | None:
             return None
         return InstallProblem(
             missing=f"FramePack ({folder})",
-            en=f"FramePack is not installed: {problem}. Run `{fix}` (about 45 GB), or use the morph engine.",
-            ko=f"FramePack이 설치되지 않았습니다: {problem}. `{fix}` 를 실행하세요 (약 45 GB). 지금은 모프 엔진을 쓸 수 있습니다.",
+            code="framepack_incomplete",
+            params={"problem": problem, "fix": fix},
             fix=fix,
         )
     repos = [folder] if folder else [settings.framepack_transformer, settings.framepack_base,
@@ -356,10 +365,8 @@ def framepack_install_problem(settings) -> InstallProblem | None:
     names = ", ".join(missing)
     return InstallProblem(
         missing=names,
-        en=(f"FramePack is not installed: {names} is not downloaded on this machine. Run `{fix}` "
-            "(about 45 GB), or use the morph engine."),
-        ko=(f"FramePack이 설치되지 않았습니다: {names} 모델이 이 컴퓨터에 없습니다. `{fix}` 를 "
-            "실행하세요 (약 45 GB). 지금은 모프 엔진을 쓸 수 있습니다."),
+        code="framepack_not_downloaded",
+        params={"names": names, "fix": fix},
         fix=fix,
     )
 

@@ -14,23 +14,19 @@ import shutil
 import sqlite3
 from pathlib import Path
 
+from backend import messages
 from backend.config import Settings
+from backend.errors import StudioError
 
 MB = 1024 * 1024
 _FULL_ERRNOS = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
 
-DISK_FULL_MESSAGE = (
-    "the studio's disk is full: free space where STUDIO_DATA_DIR lives (delete old jobs or uploads) and "
-    "try again / 저장 공간이 가득 찼습니다: 오래된 작업이나 업로드를 삭제한 뒤 다시 시도하세요"
-)
+class StorageFull(StudioError):
+    """No room for new work: the disk is full (`disk_full`), below the floor (`disk_low`) or over
+    the quota (`quota_used`)."""
 
-
-class StorageFull(Exception):
-    status = 507
-
-    def __init__(self, message: str = DISK_FULL_MESSAGE) -> None:
-        super().__init__(message)
-        self.message = message
+    def __init__(self, code: str = "disk_full", /, **params) -> None:
+        super().__init__(code, **params)
 
 
 def is_disk_full(exc: BaseException) -> bool:
@@ -74,19 +70,9 @@ def check_space(settings: Settings, incoming_bytes: int = 0) -> None:
     if floor > 0:
         free = shutil.disk_usage(settings.data_dir).free
         if free - incoming_bytes < floor:
-            raise StorageFull(
-                f"not enough free disk space: {free / MB:.0f} MB free, and the studio keeps at least "
-                f"{settings.min_free_mb:g} MB free (STUDIO_MIN_FREE_MB); delete old jobs or uploads / "
-                f"저장 공간이 부족합니다: {free / MB:.0f} MB 남음, 최소 {settings.min_free_mb:g} MB를 "
-                f"남겨 둡니다 (STUDIO_MIN_FREE_MB). 오래된 작업이나 업로드를 삭제하세요"
-            )
+            raise StorageFull("disk_low", free_mb=f"{free / MB:.0f}", min_mb=messages.num(settings.min_free_mb))
     quota = settings.data_quota_mb * MB
     if quota > 0:
         used = folder_bytes(settings.data_dir)
         if used + incoming_bytes > quota:
-            raise StorageFull(
-                f"the studio's storage quota is used up: {used / MB:.1f} of {settings.data_quota_mb:g} MB "
-                f"(STUDIO_DATA_QUOTA_MB); delete old jobs or uploads / 저장 한도를 다 썼습니다: "
-                f"{used / MB:.1f} / {settings.data_quota_mb:g} MB (STUDIO_DATA_QUOTA_MB). "
-                f"오래된 작업이나 업로드를 삭제하세요"
-            )
+            raise StorageFull("quota_used", used_mb=f"{used / MB:.1f}", quota_mb=messages.num(settings.data_quota_mb))

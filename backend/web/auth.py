@@ -38,7 +38,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
-import json
 import logging
 import re
 import time
@@ -53,6 +52,8 @@ from pydantic import BaseModel
 
 from backend.config import Settings
 from backend.utils.files import FILES_URL
+from backend.errors import StudioError
+from backend.web import errors
 from backend.web.sessions import SessionStore
 
 Scope = dict[str, Any]
@@ -81,19 +82,8 @@ SAFE_FILE_TYPES = frozenset(
     {"image/png", "image/jpeg", "image/webp", "image/gif", "video/mp4", "video/webm", "application/json"}
 )
 
-MSG_MISSING = "접근 토큰이 필요합니다. / An access token is required."
-MSG_WRONG = "접근 토큰이 올바르지 않습니다. / The access token is wrong."
-MSG_LIMITED = (
-    "로그인 시도가 너무 많습니다. {s}초 후 다시 시도하세요. / "
-    "Too many failed attempts. Try again in {s} s."
-)
-MSG_NOT_FOUND = "파일을 찾을 수 없습니다. / File not found."
-MSG_CROSS_SITE = "다른 사이트에서 온 요청은 거부됩니다. / Cross-site requests are refused."
-MSG_BAD_HOST = (
-    "이 주소({host})로는 스튜디오에 접속할 수 없습니다. 이 주소를 쓰려면 STUDIO_ALLOWED_HOSTS에 "
-    "추가하세요. / The studio is not served as '{host}'. To use this address, add it to "
-    "STUDIO_ALLOWED_HOSTS."
-)
+# A refusal: what the client is told (a catalogue code), and the headers that go with it.
+Refusal = tuple[StudioError, list[tuple[bytes, bytes]]]
 
 
 def tokens_equal(given: str, expected: str) -> bool:
@@ -227,11 +217,11 @@ class AuthGuard:
         """The address failed attempts are counted against."""
         return limit_key(scope, self.hosts.trusted_proxies)
 
-    def limited(self, scope: Scope) -> tuple[int, str, list[tuple[bytes, bytes]]] | None:
+    def limited(self, scope: Scope) -> Refusal | None:
         wait = self.limiter.retry_after(self.client(scope))
         if not wait:
             return None
-        return 429, MSG_LIMITED.format(s=wait), [(b"retry-after", str(wait).encode())]
+        return StudioError("login_limited", s=wait), [(b"retry-after", str(wait).encode())]
 
 
 # --------------------------------------------------------------------------------------------
@@ -345,8 +335,9 @@ def _origin_allowed(scope: Scope, allowed: frozenset[str], hosts: HostPolicy) ->
 # Responses
 
 
-async def _send_json(send: Send, status: int, body: dict[str, Any], extra: list[tuple[bytes, bytes]]) -> None:
-    payload = json.dumps(body, ensure_ascii=False).encode()
+async def _send_error(send: Send, error: StudioError, extra: list[tuple[bytes, bytes]]) -> None:
+    status = errors.status_for(error.code)
+    payload = errors.encode(error)
     headers = [
         (b"content-type", b"application/json; charset=utf-8"),
         (b"content-length", str(len(payload)).encode()),
@@ -358,15 +349,15 @@ async def _send_json(send: Send, status: int, body: dict[str, Any], extra: list[
     await send({"type": "http.response.body", "body": payload})
 
 
-async def _close_websocket(receive: Receive, send: Send, reason: str) -> None:
+async def _close_websocket(receive: Receive, send: Send, error: StudioError) -> None:
     # Accept first, then close with 1008: a handshake refused before accept reaches the browser
     # only as a generic failure (HTTP 403), while a close frame carries the code the page checks.
     message = await receive()
     if message["type"] != "websocket.connect":
         return
     await send({"type": "websocket.accept"})
-    # Close reasons are limited to 123 bytes; the English half is what fits.
-    short = reason.split(" / ")[-1].encode()[:120].decode(errors="ignore")
+    # Close reasons are limited to 123 bytes; the English sentence is what fits.
+    short = error.text("en").encode()[:120].decode(errors="ignore")
     await send({"type": "websocket.close", "code": WS_POLICY_VIOLATION, "reason": short})
 
 
@@ -409,31 +400,31 @@ class AuthMiddleware:
 
         host = self.guard.hosts.request_host(scope)
         if not self.guard.hosts.allows(host):
-            await self._deny(scope, receive, send, 400, MSG_BAD_HOST.format(host=host[:100]))
+            await self._deny(scope, receive, send, StudioError("bad_host", host=host[:100]))
             return
 
         if not _origin_allowed(scope, self.guard.allowed_origins, self.guard.hosts) and (
             kind == "websocket" or scope.get("method") not in ("GET", "HEAD", "OPTIONS")
         ):
-            await self._deny(scope, receive, send, 403, MSG_CROSS_SITE)
+            await self._deny(scope, receive, send, StudioError("cross_site"))
             return
 
         if self.guard.enabled and not is_open(scope):
             verdict = self._verdict(scope)
             if verdict is not None:
-                status, message, extra = verdict
-                await self._deny(scope, receive, send, status, message, extra)
+                error, extra = verdict
+                await self._deny(scope, receive, send, error, extra)
                 return
 
         if kind == "http" and scope.get("path", "").startswith(FILES_PREFIX):
             if _hidden(scope.get("path", "")):
-                await _send_json(send, 404, {"detail": MSG_NOT_FOUND}, [])
+                await _send_error(send, StudioError("file_not_found"), [])
                 return
             await self.app(scope, receive, self._file_sender(send))
         else:
             await self.app(scope, receive, self._nosniff_sender(send) if kind == "http" else send)
 
-    def _verdict(self, scope: Scope) -> tuple[int, str, list[tuple[bytes, bytes]]] | None:
+    def _verdict(self, scope: Scope) -> Refusal | None:
         """None when the request carries a valid token, else the refusal to send."""
         # Checked before the token: a limited client must not learn that a guess was right.
         limited = self.guard.limited(scope)
@@ -446,26 +437,25 @@ class AuthMiddleware:
             return None
         challenge = [(b"www-authenticate", b'Bearer realm="studio"')]
         if not creds.any:
-            return 401, MSG_MISSING, challenge
+            return StudioError("token_missing"), challenge
         # A stale cookie alone is not a guess (logged out, or the token changed); a wrong
         # explicit token is.
         if creds.bearer or creds.query:
             self.guard.limiter.record_failure(self.guard.client(scope))
-        return 401, MSG_WRONG, challenge
+        return StudioError("token_wrong"), challenge
 
     async def _deny(
         self,
         scope: Scope,
         receive: Receive,
         send: Send,
-        status: int,
-        message: str,
+        error: StudioError,
         extra: list[tuple[bytes, bytes]] | None = None,
     ) -> None:
         if scope["type"] == "websocket":
-            await _close_websocket(receive, send, message)
+            await _close_websocket(receive, send, error)
         else:
-            await _send_json(send, status, {"detail": message}, extra or [])
+            await _send_error(send, error, extra or [])
 
     @staticmethod
     def _nosniff_sender(send: Send) -> Send:
@@ -514,9 +504,8 @@ def _limited_response(guard: AuthGuard, request: Request) -> JSONResponse | None
     limited = guard.limited(request.scope)
     if limited is None:
         return None
-    status, message, extra = limited
-    return JSONResponse({"detail": message}, status_code=status,
-                        headers={k.decode(): v.decode() for k, v in extra})
+    error, extra = limited
+    return errors.response(error, headers={k.decode(): v.decode() for k, v in extra})
 
 
 @router.get("/api/auth", response_model=dict[str, bool])
@@ -548,7 +537,7 @@ async def login(body: LoginRequest, request: Request) -> JSONResponse:
         return refused
     if not guard.check(body.token.strip()):
         guard.limiter.record_failure(client)
-        return JSONResponse({"detail": MSG_WRONG}, status_code=401)
+        return errors.response(StudioError("token_wrong"))
     guard.limiter.reset(client)
     response = JSONResponse({"required": True, "authenticated": True})
     response.set_cookie(

@@ -18,24 +18,24 @@ is replaced by the limit's own answer, so the client always learns which limit i
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections import Counter
 from typing import Any
 
+from backend import messages
+from backend.web import errors
 from backend.web.auth import ASGIApp, Message, Receive, Scope, Send, limit_key
 from backend.config import Settings
+from backend.errors import StudioError
 
 UPLOAD_PATH = "/api/uploads"
 # Multipart framing around each file is small; this bounds an upload before any byte is parsed.
 MULTIPART_OVERHEAD = 64 * 1024
 
 
-class BodyLimitError(Exception):
-    def __init__(self, status: int, message: str, headers: list[tuple[bytes, bytes]] | None = None):
-        super().__init__(message)
-        self.status = status
-        self.message = message
+class BodyLimitError(StudioError):
+    def __init__(self, code: str, /, headers: list[tuple[bytes, bytes]] | None = None, **params: Any):
+        super().__init__(code, **params)
         self.headers = headers or []
 
 
@@ -44,13 +44,12 @@ def upload_body_limit(settings: Settings) -> int:
 
 
 def _too_large(limit: int) -> BodyLimitError:
-    return BodyLimitError(413, f"request body too large: at most {limit // 1024} KB / "
-                               f"요청 본문이 너무 큽니다 (최대 {limit // 1024} KB)")
+    return BodyLimitError("body_too_large", kb=limit // 1024)
 
 
 def _upload_too_large(settings: Settings) -> BodyLimitError:
-    return BodyLimitError(413, f"upload too large: at most {settings.max_files_per_upload} files of "
-                               f"{settings.max_upload_mb:g} MB each / 업로드가 너무 큽니다")
+    return BodyLimitError("upload_too_large", files=settings.max_files_per_upload,
+                          mb=messages.num(settings.max_upload_mb))
 
 
 class _TimedBody:
@@ -91,9 +90,8 @@ class _TimedBody:
             message = await asyncio.wait_for(self._receive(), remaining)
         except asyncio.TimeoutError:
             raise self._trip(BodyLimitError(
-                408, f"the request body arrived too slowly (at least {self._min_rate / 1024:g} KB/s, "
-                     f"no pause over {self._idle_s:g} s, at most {self._max_s:g} s in all); "
-                     "send it again / 요청 본문이 너무 느리게 도착했습니다. 다시 보내 주세요")) from None
+                "body_too_slow", rate_kb_s=messages.num(self._min_rate / 1024),
+                idle_s=messages.num(self._idle_s), max_s=messages.num(self._max_s))) from None
         if message["type"] == "http.request":
             self.received += len(message.get("body", b""))
             self._last = time.monotonic()
@@ -120,15 +118,9 @@ class UploadSlots:
 
     def acquire(self, client: str) -> BodyLimitError | None:
         if self._by_client[client] >= self.per_client:
-            return BodyLimitError(
-                429, f"too many uploads at once from this client (at most {self.per_client}); "
-                     "wait for one to finish / 동시에 올리는 파일이 너무 많습니다. 잠시 후 다시 시도하세요",
-                [(b"retry-after", b"2")])
+            return BodyLimitError("uploads_per_client", [(b"retry-after", b"2")], limit=self.per_client)
         if self.in_flight >= self.total:
-            return BodyLimitError(
-                503, "the server is busy with other uploads; try again in a few seconds / "
-                     "서버가 다른 업로드를 처리 중입니다. 잠시 후 다시 시도하세요",
-                [(b"retry-after", b"5")])
+            return BodyLimitError("uploads_busy", [(b"retry-after", b"5")])
         self._by_client[client] += 1
         return None
 
@@ -139,8 +131,8 @@ class UploadSlots:
 
 
 async def send_error(send: Send, error: BodyLimitError) -> None:
-    payload = json.dumps({"detail": error.message}, ensure_ascii=False).encode()
-    await send({"type": "http.response.start", "status": error.status, "headers": [
+    payload = errors.encode(error)
+    await send({"type": "http.response.start", "status": errors.status_for(error.code), "headers": [
         (b"content-type", b"application/json; charset=utf-8"),
         (b"content-length", str(len(payload)).encode()),
         (b"connection", b"close"),

@@ -1,7 +1,8 @@
 """/openapi.json as the studio really answers, and `Allow` headers that list every method of a path.
 
 FastAPI documents its own validation error shape (a list) and nothing of what the access-control
-middleware answers; the studio answers every error as `{"detail": "<sentence>"}` (`ErrorBody`) and
+middleware answers; the studio answers every error as `{"detail": "<sentence>", "code", "params"}`
+(`ErrorBody`, backend/web/errors.py) and
 the middleware may answer any API route 400 (unknown Host), 401 (no token), 403 (foreign origin)
 or 429 (too many failed logins). The document is rewritten once to say so.
 """

@@ -25,6 +25,8 @@ from typing import Callable, Protocol
 import numpy as np
 import torch
 
+from backend import messages
+
 # The released FramePack checkpoints' history layout for inverted anti-drifting sampling:
 # 1 latent frame at full rate, 2 at 2x compression, 16 at 4x.
 HISTORY_SIZES = (1, 2, 16)
@@ -292,12 +294,10 @@ def sample_sections(
 
 
 def _overflow_message(g: int, sections: int, dtype: str, safer: str | None, what: str = "latents") -> str:
-    where = f"section {g + 1}/{sections}"
+    params = {"n": g + 1, "sections": sections, "dtype": dtype, "what": what}
     if safer:
-        return (f"구간 {g + 1}/{sections}: {dtype} 계산에서 값이 넘쳤습니다(inf/NaN). {safer}로 다시 계산합니다(더 느림). / "
-                f"{where}: the {what} overflowed (inf/NaN) in {dtype}; re-running it in {safer} (slower).")
-    return (f"구간 {g + 1}/{sections}: {dtype}로 다시 계산해도 값이 넘쳤습니다(inf/NaN). / "
-            f"{where}: the {what} still hold inf/NaN in {dtype}; stopped rather than write a broken video.")
+        return messages.bilingual("overflow_retry", {**params, "safer": safer})
+    return messages.bilingual("overflow_stopped", params)
 
 
 __all__ = ["Conditioning", "Placement", "encode", "latent_paddings", "sample_sections"]

@@ -1,11 +1,14 @@
 // Every call to the studio's API goes through here: JSON in and out, the server's `detail` message
-// surfaced as the Error's message (the UI shows it as it is), and one place that handles 401 (the
-// access token: the page asks for it once, POST /api/login sets a cookie).
+// surfaced as the Error's message, its `code` and `params` kept so the UI can say it in the page's
+// language (`te` in i18n.js), and one place that handles 401 (the access token: the page asks for
+// it once, POST /api/login sets a cookie).
 
 export class ApiError extends Error {
-  constructor(status, message) {
+  constructor(status, message, body) {
     super(message);
     this.status = status;
+    this.code = body && typeof body.code === "string" ? body.code : null;
+    this.params = (body && body.params) || {};
   }
 }
 
@@ -15,14 +18,18 @@ export function onUnauthorized(handler) {
   loginPrompt = handler;
 }
 
-async function messageOf(response) {
+function detailOf(body) {
+  if (body && typeof body.detail === "string") return body.detail;
+  if (body && body.detail) return JSON.stringify(body.detail);
+  return null;
+}
+
+async function errorOf(response) {
   const text = await response.text();
-  try {
-    const body = JSON.parse(text);
-    if (typeof body.detail === "string") return body.detail;
-    if (body.detail) return JSON.stringify(body.detail);
-  } catch (_) { /* not JSON: fall through */ }
-  return text.trim() || `${response.status} ${response.statusText}`;
+  let body = null;
+  try { body = JSON.parse(text); } catch (_) { /* not JSON: the text itself */ }
+  const message = detailOf(body) ?? (text.trim() || `${response.status} ${response.statusText}`);
+  return new ApiError(response.status, message, body);
 }
 
 export async function request(method, path, body, { retried = false } = {}) {
@@ -41,7 +48,7 @@ export async function request(method, path, body, { retried = false } = {}) {
     await loginPrompt();
     return request(method, path, body, { retried: true });
   }
-  if (!response.ok) throw new ApiError(response.status, await messageOf(response));
+  if (!response.ok) throw await errorOf(response);
   if (response.status === 204) return null;
   return response.json();
 }
@@ -71,9 +78,7 @@ export function uploadFile(file, onProgress) {
       if (xhr.status >= 200 && xhr.status < 300 && body && body.uploads && body.uploads.length) {
         resolve(body.uploads[0]);
       } else {
-        const detail = body && body.detail;
-        const message = typeof detail === "string" ? detail : (detail ? JSON.stringify(detail) : `${xhr.status} ${xhr.statusText}`);
-        reject(new ApiError(xhr.status, message));
+        reject(new ApiError(xhr.status, detailOf(body) ?? `${xhr.status} ${xhr.statusText}`, body));
       }
     };
     const form = new FormData();

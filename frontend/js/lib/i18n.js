@@ -313,15 +313,71 @@ export function translate(lang, key, vars) {
   return text;
 }
 
-const LangContext = createContext({ lang: "en", t: (k) => k, setLang: () => {} });
+// The server's sentences by code (GET /api/messages, backend/messages.py): errors carry a code
+// and its parameters, and are shown in the page's language from here. Until the catalogue has
+// arrived (it needs the access token, so a locked studio gets it after the login), or for a code
+// it does not know, the server's own text is shown.
+let serverMessages = {};
+let catalogueRequest = null;
+const catalogueListeners = new Set();
+
+export function loadMessages({ again = false } = {}) {
+  if (again) catalogueRequest = null;
+  catalogueRequest ??= fetch("/api/messages", { credentials: "same-origin" })
+    .then((r) => (r.ok ? r.json() : Promise.reject(new Error(`${r.status}`))))
+    .then((body) => {
+      serverMessages = body.messages || {};
+      catalogueListeners.forEach((listener) => listener(serverMessages));
+      return serverMessages;
+    })
+    .catch(() => { catalogueRequest = null; return serverMessages; });
+  return catalogueRequest;
+}
+
+// A parameter is plain text, a text in both languages ({en, ko}), or another message ({code, params}).
+function paramText(lang, value) {
+  if (value && typeof value === "object") {
+    if (typeof value.code === "string") return messageText(lang, value.code, value.params) ?? "";
+    if (lang in value) return String(value[lang]);
+  }
+  return value === null || value === undefined ? "" : String(value);
+}
+
+// The sentence `code` in `lang`, or null when this page has no such code.
+export function messageText(lang, code, params) {
+  const entry = serverMessages[code];
+  const template = entry && (entry[lang] ?? entry.en);
+  if (typeof template !== "string") return null;
+  return template.replace(/\{([A-Za-z_][A-Za-z0-9_]*)\}/g, (whole, name) =>
+    (params && name in params ? paramText(lang, params[name]) : whole));
+}
+
+// What to show for an error: an Error/ApiError with `code`/`params`, a job's `error_message`
+// ({code, params}) with its stored text as the fallback, or a plain string.
+export function errorText(lang, error, fallback) {
+  if (!error) return fallback || "";
+  if (typeof error === "string") return error;
+  const shown = error.code ? messageText(lang, error.code, error.params) : null;
+  return shown ?? fallback ?? error.message ?? String(error);
+}
+
+const LangContext = createContext({ lang: "en", t: (k) => k, te: (e, f) => errorText("en", e, f), setLang: () => {} });
 
 export function LangProvider({ children }) {
   const [lang, setLang] = useState(initialLang);
+  const [, setCatalogue] = useState(serverMessages);
   useEffect(() => {
     localStorage.setItem(STORAGE_KEY, lang);
     document.documentElement.lang = lang;
+    loadMessages(); // again, when an earlier try was refused (no token yet)
   }, [lang]);
-  const value = { lang, setLang, t: (key, vars) => translate(lang, key, vars) };
+  useEffect(() => {
+    catalogueListeners.add(setCatalogue);
+    loadMessages();
+    return () => catalogueListeners.delete(setCatalogue);
+  }, []);
+  const value = { lang, setLang, t: (key, vars) => translate(lang, key, vars),
+    te: (error, fallback) => errorText(lang, error, fallback) };
   return html`<${LangContext.Provider} value=${value}>${children}<//>`;
 }
 

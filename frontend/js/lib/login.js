@@ -2,10 +2,10 @@
 // POST /api/login sets a cookie that fetches, <video> and WebSockets of this origin all carry.
 import { html, useState, useEffect, useRef } from "./react.js";
 import { onUnauthorized, login } from "./api.js";
-import { useLang } from "./i18n.js";
+import { loadMessages, useLang } from "./i18n.js";
 
 export function LoginGate() {
-  const { t } = useLang();
+  const { t, te } = useLang();
   const [pending, setPending] = useState(null); // resolve() of the waiting requests
   const [error, setError] = useState("");
   const waiters = useRef([]);
@@ -24,11 +24,12 @@ export function LoginGate() {
     event.preventDefault();
     try {
       await login(input.current.value.trim());
+      loadMessages({ again: true });
       setError("");
       setPending(null);
       waiters.current.splice(0).forEach((resolve) => resolve());
     } catch (err) {
-      setError(err.message);
+      setError(err);
     }
   }
   return html`<div class="fixed inset-0 z-50 flex items-center justify-center bg-slate-900/60 p-4">
@@ -37,7 +38,7 @@ export function LoginGate() {
       <p class="text-sm text-slate-600">${t("login.help")}</p>
       <input ref=${input} type="password" autocomplete="current-password" data-testid="login-token"
         class="w-full rounded-md border border-slate-300 px-3 py-2" />
-      ${error && html`<p class="text-sm text-red-700" role="alert">${error}</p>`}
+      ${error && html`<p class="text-sm text-red-700" role="alert">${te(error)}</p>`}
       <button class="w-full rounded-md bg-indigo-600 px-3 py-2 font-medium text-white">${t("login.submit")}</button>
     </form>
   </div>`;

@@ -66,7 +66,7 @@ function RunningJob({ jobs, live, t }) {
 }
 
 function Monitor() {
-  const { t } = useLang();
+  const { t, te } = useLang();
   const [samples, setSamples] = useState([]);
   const [error, setError] = useState("");
   const [jobsState, dispatch] = useReducer(jobsReducer, initialJobs);
@@ -74,7 +74,7 @@ function Monitor() {
 
   useEffect(() => {
     // The snapshot first so the page has figures before the socket's first sample.
-    api.get("/api/system").then((s) => setSamples((list) => (list.length ? list : [s]))).catch((err) => setError(err.message));
+    api.get("/api/system").then((s) => setSamples((list) => (list.length ? list : [s]))).catch((err) => setError(err));
     return connectSocket("/ws/monitor", {
       onMessage: (message) => {
         if (message.type === "history") setSamples(trim(message.samples || []));
@@ -113,7 +113,7 @@ function Monitor() {
         <${LangToggle} />
       </nav>
     </header>
-    ${error && html`<p class="rounded-md bg-red-50 p-2 text-sm text-red-800" role="alert">${error}</p>`}
+    ${error && html`<p class="rounded-md bg-red-50 p-2 text-sm text-red-800" role="alert">${te(error)}</p>`}
     ${latest && html`<${RunningJob} jobs=${sortedJobs(jobsState)} live=${jobsState.live} t=${t} />`}
     ${latest && latest.gpu && !latest.gpu.available && html`<p class="rounded-xl border border-amber-300 bg-amber-50 p-4 text-sm text-amber-900" data-testid="no-gpu">
       <span class="font-semibold">${t("monitor.noGpu")}</span> — ${latest.gpu.reason || ""}</p>`}

@@ -110,7 +110,7 @@ function PairArrow({ index, value, english, suggested, onChange, t }) {
 
 export function ImageStrip({ items, rejected, pairPrompts, englishFor, onFiles, onMove, onRemove, onDismiss, onPairPrompt,
   tagsFor = () => null, suggestedPromptFor = () => "" }) {
-  const { t } = useLang();
+  const { t, te } = useLang();
   const input = useRef(null);
   const { register, draggingKey, handlers, onPointerDown } = useDragReorder(items, onMove);
   const nodes = [];
@@ -141,7 +141,7 @@ export function ImageStrip({ items, rejected, pairPrompts, englishFor, onFiles, 
     ${rejected.length > 0 && html`<ul class="mb-3 space-y-1" data-testid="rejected-list">
       ${rejected.map((r) => html`<li key=${r.key} class="flex items-start gap-2 rounded-md bg-red-50 p-2 text-sm text-red-800" role="alert" data-testid="rejected">
         <span class="font-medium">${t("images.rejected")}: ${r.filename}</span>
-        <span class="flex-1 break-words" data-testid="rejected-reason">${r.error}</span>
+        <span class="flex-1 break-words" data-testid="rejected-reason">${te(r.error)}</span>
         <button type="button" onClick=${() => onDismiss(r.key)} aria-label=${t("images.dismiss")} class="px-1">✕</button>
       </li>`)}</ul>`}
     <div class="flex flex-wrap items-stretch gap-2" data-testid="image-strip">${nodes}</div>

@@ -67,13 +67,14 @@ function JobCard({ job, live, lang, t }) {
   const running = job.status === "running";
   const now = useTicker(running);
   const [error, setError] = useState("");
+  const { te } = useLang();
   const p = progressOf(job, live, now);
   const finished = isFinished(job);
   const stageLabel = stageName(t, p.stage);
 
   async function act(call) {
     setError("");
-    try { await call(); } catch (err) { setError(err.message); }
+    try { await call(); } catch (err) { setError(err); }
   }
   const cancel = () => act(() => api.post(`/api/jobs/${job.id}/cancel`));
   const remove = () => act(() => api.del(`/api/jobs/${job.id}`));
@@ -128,7 +129,7 @@ function JobCard({ job, live, lang, t }) {
     ${job.status === "failed" && job.details && html`<details class="mt-1 text-xs text-slate-600" data-testid="job-details">
       <summary class="cursor-pointer">${t("jobs.details")}</summary>
       <pre class="mt-1 whitespace-pre-wrap break-all rounded bg-slate-50 p-2 font-mono">${job.details}</pre></details>`}
-    ${error && html`<p class="mt-2 text-sm text-red-700" role="alert">${error}</p>`}
+    ${error && html`<p class="mt-2 text-sm text-red-700" role="alert">${te(error)}</p>`}
     ${(job.warnings || []).length > 0 && html`<ul class="mt-2 list-disc pl-5 text-xs text-amber-800" data-testid="job-warnings">
       ${job.warnings.map((w, i) => html`<li key=${i}>${w}</li>`)}</ul>`}
 

@@ -36,7 +36,7 @@ function SocketBadge({ status }) {
 }
 
 function Studio({ meta }) {
-  const { t } = useLang();
+  const { t, te } = useLang();
   const draft = useMemo(loadDraft, []);
   const [items, setItems] = useState(draft ? draft.items : []);
   const [rejected, setRejected] = useState([]);
@@ -136,7 +136,7 @@ function Studio({ meta }) {
         .then((upload) => update(key, { status: "ready", upload, progress: 1 }))
         .catch((err) => {
           setItems((list) => list.filter((item) => item.key !== key));
-          setRejected((list) => [...list, { key, filename: file.name, error: err.message }]);
+          setRejected((list) => [...list, { key, filename: file.name, error: err }]);
         })
         .finally(() => {
           active.current -= 1;
@@ -194,7 +194,7 @@ function Studio({ meta }) {
       // The socket brings the job too; fetching it now makes the card appear without waiting.
       api.get(`/api/jobs/${answer.id}`).then((job) => dispatch({ type: "job", job })).catch(() => {});
     } catch (err) {
-      setSubmitError(err.message);
+      setSubmitError(err);
     } finally {
       setSubmitting(false);
     }
@@ -240,7 +240,7 @@ function Studio({ meta }) {
             ${submitting ? t("submit.sending") : t("submit")}</button>
           <span class="text-sm text-slate-500">${blocked}</span>
         </div>
-        ${submitError && html`<p class="rounded-md bg-red-50 p-2 text-sm text-red-800" role="alert" data-testid="submit-error">${submitError}</p>`}
+        ${submitError && html`<p class="rounded-md bg-red-50 p-2 text-sm text-red-800" role="alert" data-testid="submit-error">${te(submitError)}</p>`}
       </form>
       <div class="min-w-0"><${JobList} jobs=${jobs} live=${jobsState.live} /></div>
     </div>

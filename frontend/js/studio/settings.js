@@ -171,7 +171,7 @@ function isDraft(params) {
 }
 
 export function AdvancedPanel({ images, settings, engine, auto = { seconds: false, strength: false } }) {
-  const { t } = useLang();
+  const { t, te } = useLang();
   const [state, setState] = useState({ loading: false, params: null, segments: null, error: "" });
   const latest = useRef(0);
   // The same settings the job will be sent with: Auto sliders go as null, so the server shows the
@@ -186,7 +186,7 @@ export function AdvancedPanel({ images, settings, engine, auto = { seconds: fals
         const answer = await api.post("/api/params", JSON.parse(body));
         if (ticket === latest.current) setState({ loading: false, params: answer.params, segments: answer.segments, error: "" });
       } catch (err) {
-        if (ticket === latest.current) setState({ loading: false, params: null, segments: null, error: err.message });
+        if (ticket === latest.current) setState({ loading: false, params: null, segments: null, error: err });
       }
     }, 250);
     return () => clearTimeout(timer);
@@ -197,7 +197,7 @@ export function AdvancedPanel({ images, settings, engine, auto = { seconds: fals
   return html`<details class="rounded-lg border border-slate-200 bg-white p-3" data-testid="advanced">
     <summary class="cursor-pointer text-sm font-medium">${t("advanced.title")}
       <span class="ml-2 text-xs text-slate-500">${state.loading ? t("advanced.loading") : ""}</span></summary>
-    ${state.error && html`<p class="mt-2 text-sm text-red-700" role="alert" data-testid="advanced-error">${state.error}</p>`}
+    ${state.error && html`<p class="mt-2 text-sm text-red-700" role="alert" data-testid="advanced-error">${te(state.error)}</p>`}
     ${(auto.seconds || auto.strength) && html`<p class="mt-2 text-xs text-sky-900" data-testid="advanced-auto">${t("advanced.auto")}</p>`}
     ${state.params && html`<div class="mt-2">
       ${isDraft(state.params) && html`<p class="mb-2 inline-block rounded bg-amber-100 px-2 py-0.5 text-xs font-medium text-amber-900"

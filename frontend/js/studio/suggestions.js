@@ -40,7 +40,7 @@ export function useAnalysis(imageIds) {
         setState({ loading: pending, result, error: "", ids });
         if (pending) timer = setTimeout(ask, POLL_MS);
       } catch (err) {
-        if (ticket === latest.current) setState({ loading: false, result: null, error: err.message, ids });
+        if (ticket === latest.current) setState({ loading: false, result: null, error: err, ids });
       }
     };
     timer = setTimeout(ask, DEBOUNCE_MS);
@@ -103,7 +103,7 @@ export function autoDisplay(values, unit) {
 }
 
 export function SuggestionsPanel({ analysis, index, imageIds, auto, onApply, onOwnValues }) {
-  const { t, lang } = useLang();
+  const { t, te, lang } = useLang();
   if (imageIds.length === 0) return null;
   const { loading, result, error } = analysis;
   const s = index.current && result ? result.suggestions || {} : null;
@@ -129,9 +129,9 @@ export function SuggestionsPanel({ analysis, index, imageIds, auto, onApply, onO
           class="rounded-md border border-slate-300 bg-white px-3 py-1 text-xs hover:bg-slate-100">${t("suggest.own")}</button>`}
       </span>
     </div>
-    ${error && html`<p class="mt-2 rounded-md bg-red-50 p-2 text-red-800" role="alert" data-testid="suggestions-error">${error}</p>`}
+    ${error && html`<p class="mt-2 rounded-md bg-red-50 p-2 text-red-800" role="alert" data-testid="suggestions-error">${te(error)}</p>`}
     ${s && !index.available && result.state !== "loading" && html`<p class="mt-2 rounded-md bg-amber-50 p-2 text-amber-900" data-testid="suggestions-unavailable">
-      ${result.reason || t("suggest.unavailable")} ${t("suggest.sizeOnly")}</p>`}
+      ${te({ code: result.reason_code, params: {} }, result.reason) || t("suggest.unavailable")} ${t("suggest.sizeOnly")}</p>`}
     ${s && html`<div class="mt-2 space-y-2">
       <p data-testid="suggested-frame">${t("suggest.frame", {
         r: s.resolution, w: (s.bucket || [])[0], h: (s.bucket || [])[1], fit: t(`suggest.fit.${s.fit}`),

@@ -1,0 +1,431 @@
+"""Every sentence the studio says to a person, in English and Korean, keyed by a code.
+
+Services raise `backend.errors.StudioError(code, **params)`; the web layer picks the HTTP status
+(`backend.web.errors`) and answers `{"detail": <both languages>, "code", "params"}`. The page gets
+this catalogue from `GET /api/messages` and shows the sentence of its own language from the code,
+falling back to `detail`.
+
+Templates use plain `{name}` fields only (no format spec, no conversion), so the page fills them
+in the same way (`translate` in frontend/js/lib/i18n.js): numbers are formatted by the caller
+(`num`). A parameter may itself be a text in both languages (`{"en": ..., "ko": ...}`) or another
+message (`{"code": ..., "params": {...}}`); it is rendered in the language of the sentence.
+No imports from the rest of the studio: every layer may use this module.
+"""
+
+from __future__ import annotations
+
+import string
+from typing import Any, Mapping
+
+LANGS = ("en", "ko")
+
+_MODEL_FIX_KO = "후처리 또는 모델 파일 문제로 작업이 멈췄습니다. 위 안내대로 해결한 뒤 다시 시도하세요."
+
+CATALOGUE: dict[str, dict[str, str]] = {
+    # --- requests ---------------------------------------------------------------------------
+    "invalid_request": {
+        "en": "invalid request: {errors}",
+        "ko": "요청 값이 올바르지 않습니다: {errors}",
+    },
+    "too_many_images": {
+        "en": "images: at most {limit} images per job, got {count}",
+        "ko": "작업당 이미지는 최대 {limit}장입니다 ({count}장 받음)",
+    },
+    # What the web framework itself refuses (a body that is no JSON, a path or method it lacks).
+    "body_unreadable": {
+        "en": "There was an error parsing the body",
+        "ko": "요청 본문을 읽을 수 없습니다 (올바른 JSON이 아닙니다)",
+    },
+    "not_found": {"en": "{text}", "ko": "찾을 수 없습니다"},
+    "method_not_allowed": {"en": "{text}", "ko": "이 주소는 이 요청 방식을 받지 않습니다"},
+    "http_error": {"en": "{text}", "ko": "요청을 처리할 수 없습니다"},
+    # --- uploads ----------------------------------------------------------------------------
+    "upload_too_large": {
+        "en": "upload too large: at most {files} files of {mb} MB each",
+        "ko": "업로드가 너무 큽니다",
+    },
+    "upload_not_found": {
+        "en": "image {upload_id} not found",
+        "ko": "이미지 {upload_id}을(를) 찾을 수 없습니다",
+    },
+    "upload_in_use": {
+        "en": "image {upload_id} is used by job {jobs}: delete the job first",
+        "ko": "이미지 {upload_id}은(는) 작업 {jobs}에서 사용 중입니다: 먼저 작업을 삭제하세요",
+    },
+    "upload_too_many_fields": {
+        "en": "too many form fields: at most {limit} besides the files",
+        "ko": "폼 필드가 너무 많습니다 (파일 외 최대 {limit}개)",
+    },
+    "upload_too_many_files": {
+        "en": "too many files: at most {limit} per upload",
+        "ko": "파일이 너무 많습니다: 한 번에 최대 {limit}개",
+    },
+    "upload_field_too_large": {
+        "en": "form field too large",
+        "ko": "폼 필드가 너무 큽니다",
+    },
+    "upload_file_too_large": {
+        "en": "'{name}': file is larger than {mb} MB",
+        "ko": "파일이 {mb} MB보다 큽니다",
+    },
+    "image_pixel_bomb": {
+        "en": "'{name}': the image declares far too many pixels (at most {megapixels} megapixels); too large",
+        "ko": "이미지가 너무 큽니다",
+    },
+    "image_corrupt_format": {
+        "en": "'{name}': the {format} image is corrupt or truncated",
+        "ko": "{format} 이미지가 손상되었거나 잘렸습니다",
+    },
+    "image_not_an_image": {
+        "en": "'{name}': not a PNG, JPEG or WebP image",
+        "ko": "PNG, JPEG, WebP 이미지가 아닙니다",
+    },
+    "image_format_unsupported": {
+        "en": "'{name}': {format} images are not supported (use PNG, JPEG or WebP)",
+        "ko": "{format} 형식은 지원하지 않습니다 (PNG, JPEG, WebP 사용)",
+    },
+    "image_too_large": {
+        "en": "'{name}': {width}x{height} is too large (at most {megapixels} megapixels and {edge} px per edge)",
+        "ko": "이미지가 너무 큽니다 (최대 {megapixels} 메가픽셀, 한 변 {edge} px)",
+    },
+    "image_too_small": {
+        "en": "'{name}': {width}x{height} is too small (at least 16x16 px)",
+        "ko": "이미지가 너무 작습니다 (최소 16x16)",
+    },
+    "image_empty": {
+        "en": "'{name}': the file is empty",
+        "ko": "빈 파일입니다",
+    },
+    "image_corrupt": {
+        "en": "'{name}': the image is corrupt or truncated ({error})",
+        "ko": "손상되었거나 잘린 이미지입니다",
+    },
+    "upload_not_multipart": {
+        "en": "send the images as multipart/form-data in the field 'files'",
+        "ko": "이미지를 multipart/form-data의 'files' 필드로 보내 주세요",
+    },
+    "upload_no_image": {
+        "en": "no image received: send one or more files in the field 'files'",
+        "ko": "받은 이미지가 없습니다",
+    },
+    "upload_store_failed": {
+        "en": "the server could not store the upload (see the server log)",
+        "ko": "서버가 업로드를 저장하지 못했습니다",
+    },
+    "upload_malformed": {
+        "en": "malformed upload: {error}",
+        "ko": "업로드 형식이 잘못되었습니다",
+    },
+    # --- disk space -------------------------------------------------------------------------
+    "disk_full": {
+        "en": "the studio's disk is full: free space where STUDIO_DATA_DIR lives (delete old jobs or uploads) "
+              "and try again",
+        "ko": "저장 공간이 가득 찼습니다: 오래된 작업이나 업로드를 삭제한 뒤 다시 시도하세요",
+    },
+    "disk_low": {
+        "en": "not enough free disk space: {free_mb} MB free, and the studio keeps at least {min_mb} MB free "
+              "(STUDIO_MIN_FREE_MB); delete old jobs or uploads",
+        "ko": "저장 공간이 부족합니다: {free_mb} MB 남음, 최소 {min_mb} MB를 남겨 둡니다 (STUDIO_MIN_FREE_MB). "
+              "오래된 작업이나 업로드를 삭제하세요",
+    },
+    "quota_used": {
+        "en": "the studio's storage quota is used up: {used_mb} of {quota_mb} MB (STUDIO_DATA_QUOTA_MB); "
+              "delete old jobs or uploads",
+        "ko": "저장 한도를 다 썼습니다: {used_mb} / {quota_mb} MB (STUDIO_DATA_QUOTA_MB). "
+              "오래된 작업이나 업로드를 삭제하세요",
+    },
+    # --- request bodies ---------------------------------------------------------------------
+    "body_too_large": {
+        "en": "request body too large: at most {kb} KB",
+        "ko": "요청 본문이 너무 큽니다 (최대 {kb} KB)",
+    },
+    "body_too_slow": {
+        "en": "the request body arrived too slowly (at least {rate_kb_s} KB/s, no pause over {idle_s} s, "
+              "at most {max_s} s in all); send it again",
+        "ko": "요청 본문이 너무 느리게 도착했습니다. 다시 보내 주세요",
+    },
+    "uploads_per_client": {
+        "en": "too many uploads at once from this client (at most {limit}); wait for one to finish",
+        "ko": "동시에 올리는 파일이 너무 많습니다. 잠시 후 다시 시도하세요",
+    },
+    "uploads_busy": {
+        "en": "the server is busy with other uploads; try again in a few seconds",
+        "ko": "서버가 다른 업로드를 처리 중입니다. 잠시 후 다시 시도하세요",
+    },
+    # --- access -----------------------------------------------------------------------------
+    "token_missing": {"en": "An access token is required.", "ko": "접근 토큰이 필요합니다."},
+    "token_wrong": {"en": "The access token is wrong.", "ko": "접근 토큰이 올바르지 않습니다."},
+    "login_limited": {
+        "en": "Too many failed attempts. Try again in {s} s.",
+        "ko": "로그인 시도가 너무 많습니다. {s}초 후 다시 시도하세요.",
+    },
+    "file_not_found": {"en": "File not found.", "ko": "파일을 찾을 수 없습니다."},
+    "cross_site": {"en": "Cross-site requests are refused.", "ko": "다른 사이트에서 온 요청은 거부됩니다."},
+    "bad_host": {
+        "en": "The studio is not served as '{host}'. To use this address, add it to STUDIO_ALLOWED_HOSTS.",
+        "ko": "이 주소({host})로는 스튜디오에 접속할 수 없습니다. 이 주소를 쓰려면 STUDIO_ALLOWED_HOSTS에 추가하세요.",
+    },
+    "loopback_only": {
+        "en": "This studio has no access token, so it answers only on this computer. Start it with "
+              "`python -m backend` (which creates a token) or set STUDIO_TOKEN.",
+        "ko": "접근 토큰이 없어 이 컴퓨터에서만 접속할 수 있습니다. `python -m backend` 로 시작하거나 "
+              "STUDIO_TOKEN을 설정하세요.",
+    },
+    # --- jobs -------------------------------------------------------------------------------
+    "job_not_found": {"en": "job {job_id} not found", "ko": "작업 {job_id}을(를) 찾을 수 없습니다"},
+    "job_image_missing": {
+        "en": "image {upload_id} not found: upload it again",
+        "ko": "이미지 {upload_id}이(가) 없습니다: 다시 올려 주세요",
+    },
+    "job_too_many_images": {
+        "en": "at most {limit} images per job",
+        "ko": "작업당 이미지는 최대 {limit}장",
+    },
+    "job_too_many_seconds": {
+        "en": "at most {limit} seconds per transition",
+        "ko": "전환당 최대 {limit}초",
+    },
+    "unknown_engine": {"en": "unknown engine '{engine}'", "ko": "알 수 없는 엔진입니다: {engine}"},
+    # `reason` is the engine's own account (a text in both languages, or `engine_unavailable`).
+    "engine_not_ready": {"en": "{reason}", "ko": "{reason}"},
+    "engine_unavailable": {"en": "the {engine} engine is not ready", "ko": "{engine} 엔진을 사용할 수 없습니다"},
+    "job_already_finished": {
+        "en": "job {job_id} is already {status}",
+        "ko": "이미 끝난 작업입니다 ({status})",
+    },
+    "job_broken_no_retry": {
+        "en": "job {job_id} cannot be retried: {error}",
+        "ko": "작업 {job_id}은(는) 다시 시도할 수 없습니다",
+    },
+    "job_not_retryable": {
+        "en": "job {job_id} is {status}: only failed or cancelled jobs can be retried",
+        "ko": "실패하거나 취소된 작업만 다시 시도할 수 있습니다",
+    },
+    # --- image analysis ---------------------------------------------------------------------
+    "analysis_not_running": {
+        "en": "Image analysis is not running on this server.",
+        "ko": "이 서버에서 이미지 분석을 사용할 수 없습니다.",
+    },
+    "analyze_no_images": {
+        "en": "Send at least one image to analyse.",
+        "ko": "분석할 이미지를 하나 이상 보내세요.",
+    },
+    "analyze_too_many_images": {
+        "en": "Too many images: {count} (at most {limit}).",
+        "ko": "이미지가 너무 많습니다: {count}개 (최대 {limit}개).",
+    },
+    "analyze_bad_id": {"en": "Not an upload id: {id}.", "ko": "업로드 ID가 아닙니다."},
+    "analyze_upload_missing": {
+        "en": "Upload {upload_id} was not found; upload the image again.",
+        "ko": "업로드 {upload_id}을(를) 찾을 수 없습니다. 이미지를 다시 올려 주세요.",
+    },
+    # ===== Below: sentences that are never an HTTP answer (NOTES) =============================
+    # --- why a job failed (stored with the job, sent in its events) -------------------------
+    "job_unshowable": {
+        "en": "this job cannot be shown ({kind}); delete it",
+        "ko": "이 작업을 표시할 수 없습니다: 삭제해 주세요",
+    },
+    "job_failed_model": {"en": "{text}", "ko": _MODEL_FIX_KO},
+    # A pipeline error that already speaks both languages in one text.
+    "job_failed_text": {"en": "{text}", "ko": "{text}"},
+    "job_failed_db": {
+        "en": "The studio could not save this job's state: {cause}. Check the free disk space, then retry the job.",
+        "ko": "작업 상태를 저장하지 못했습니다 ({cause}). 디스크 공간을 확인한 뒤 다시 시도하세요.",
+    },
+    "job_failed_file": {
+        "en": "A file this job needs could not be read or written{where}: {cause}{target}.",
+        "ko": "작업에 필요한 파일을 읽거나 쓰지 못했습니다: {cause}{target}",
+    },
+    "job_failed_oom": {
+        "en": "The GPU ran out of memory for this job; try a lower resolution or a shorter length.",
+        "ko": "GPU 메모리가 부족합니다. 해상도나 길이를 줄여 다시 시도하세요.",
+    },
+    "job_failed_internal": {
+        "en": "This job failed because of an internal error{where}. The details are in the server log and in "
+              "the job's details; retrying may help.",
+        "ko": "내부 오류로 작업이 실패했습니다. 자세한 내용은 서버 로그와 작업 상세 정보에 있습니다.",
+    },
+    "input_image_missing": {
+        "en": "input image {upload_id} is missing from STUDIO_DATA_DIR/uploads: upload it again",
+        "ko": "입력 이미지 {upload_id}이(가) 없습니다: 다시 올려 주세요",
+    },
+    # --- job warnings -----------------------------------------------------------------------
+    "stage_face_restore": {"en": "Face restore skipped", "ko": "얼굴 복원 건너뜀"},
+    "stage_upscale": {"en": "Upscale skipped", "ko": "업스케일 건너뜀"},
+    "stage_interpolate": {"en": "Interpolation skipped", "ko": "프레임 보간 건너뜀"},
+    "stage_skipped": {
+        "en": "{stage}: its model file is not on this machine and could not be downloaded; the video is made "
+              "without it (details in the post-processing report).",
+        "ko": "{stage}: 모델 파일이 없고 받을 수도 없어 이 단계 없이 영상을 만들었습니다.",
+    },
+    "overflow_retry": {
+        "en": "section {n}/{sections}: the {what} overflowed (inf/NaN) in {dtype}; re-running it in {safer} (slower).",
+        "ko": "구간 {n}/{sections}: {dtype} 계산에서 값이 넘쳤습니다(inf/NaN). {safer}로 다시 계산합니다(더 느림).",
+    },
+    "overflow_stopped": {
+        "en": "section {n}/{sections}: the {what} still hold inf/NaN in {dtype}; stopped rather than write a broken "
+              "video.",
+        "ko": "구간 {n}/{sections}: {dtype}로 다시 계산해도 값이 넘쳤습니다(inf/NaN).",
+    },
+    "plan_bucket_exceeded": {
+        "en": "This GPU's memory plan leaves room for the {bucket} bucket at most ({width}x{height} asked): choose "
+              "a lower resolution, or set STUDIO_PLAN_BUCKET and restart.",
+        "ko": "이 GPU의 메모리 계획은 해상도 {bucket}까지입니다({width}x{height} 요청). 해상도를 낮추세요.",
+    },
+    "translator_unreachable": {
+        "en": "The translator could not be reached, so Korean text was used as written (the video model "
+              "understands English best).",
+        "ko": "번역기에 연결할 수 없어 한국어 프롬프트를 그대로 사용했습니다 (영어 프롬프트가 가장 잘 동작합니다).",
+    },
+    "translator_local_used": {
+        "en": "The online translator could not be reached; the prompt was translated with the local model.",
+        "ko": "온라인 번역기에 연결할 수 없어 로컬 번역 모델을 사용했습니다.",
+    },
+    "engine_fallback": {
+        "en": "The {configured} engine is not installed, so this job uses the {engine} engine.",
+        "ko": "{configured} 엔진이 설치되지 않아 이 작업은 {engine} 엔진을 사용합니다.",
+    },
+    "analysis_defaults_used": {
+        "en": "Image analysis was not ready when this job was submitted, so the default length and strength "
+              "were used.",
+        "ko": "제출할 때 이미지 분석이 준비되지 않아 기본 길이와 강도를 사용했습니다.",
+    },
+    "pair_note": {"en": "Pair {n} / 구간 {n}: {text}", "ko": "Pair {n} / 구간 {n}: {text}"},
+    "translation_failed": {
+        "en": "translation failed; the prompt was used as written.",
+        "ko": "번역에 실패하여 프롬프트를 그대로 사용했습니다.",
+    },
+    # --- engines and models -----------------------------------------------------------------
+    "framepack_incomplete": {
+        "en": "FramePack is not installed: {problem}. Run `{fix}` (about 45 GB), or use the morph engine.",
+        "ko": "FramePack이 설치되지 않았습니다: {problem}. `{fix}` 를 실행하세요 (약 45 GB). 지금은 모프 엔진을 쓸 수 "
+              "있습니다.",
+    },
+    "framepack_not_downloaded": {
+        "en": "FramePack is not installed: {names} is not downloaded on this machine. Run `{fix}` (about 45 GB), "
+              "or use the morph engine.",
+        "ko": "FramePack이 설치되지 않았습니다: {names} 모델이 이 컴퓨터에 없습니다. `{fix}` 를 실행하세요 (약 45 GB). "
+              "지금은 모프 엔진을 쓸 수 있습니다.",
+    },
+    # --- image analysis states and suggestions ----------------------------------------------
+    "analysis_loading": {
+        "en": "The image analysis model is still loading; suggestions follow when it is ready.",
+        "ko": "이미지 분석 모델을 불러오는 중입니다. 준비되면 제안이 표시됩니다.",
+    },
+    "analysis_busy": {
+        "en": "The images are still being analysed; suggestions follow shortly.",
+        "ko": "이미지를 분석하는 중입니다. 곧 제안이 표시됩니다.",
+    },
+    "analysis_unavailable": {
+        "en": "Image analysis is unavailable: the OpenCLIP model could not be loaded (not downloaded yet, or the "
+              "model hub cannot be reached). Length and strength use their defaults.",
+        "ko": "이미지 분석을 사용할 수 없습니다: OpenCLIP 모델을 불러오지 못했습니다 (아직 받지 않았거나 모델 허브에 "
+              "연결할 수 없음). 길이와 강도는 기본값을 씁니다.",
+    },
+    "suggest_resolution": {
+        "en": "The smallest image has about {resolution}² pixels; a larger bucket would only upscale it.",
+        "ko": "가장 작은 이미지가 약 {resolution}² 픽셀이라 더 큰 해상도는 확대만 됩니다.",
+    },
+    "suggest_fit_pad": {
+        "en": "Cropping image {image} to the {frame} frame would cut off {loss} of it, so it is padded instead.",
+        "ko": "이미지 {image}을(를) {frame} 화면에 맞춰 자르면 {loss}가 잘리므로 여백을 넣어 맞춥니다.",
+    },
+    "suggest_fit_same": {
+        "en": "All images have nearly the frame's aspect ratio; cropping loses almost nothing.",
+        "ko": "모든 이미지의 화면비가 거의 같아 잘라도 손실이 거의 없습니다.",
+    },
+    "suggest_fit_crop": {
+        "en": "Images {a} and {b} have different aspect ratios; both are fitted to {frame} by crop.",
+        "ko": "이미지 {a}과 {b}의 화면비가 달라 둘 다 {frame}에 잘라서 맞춥니다.",
+    },
+    "suggest_fit_padded": {
+        "en": "Images {a} and {b} have different aspect ratios; both are fitted to {frame} by pad.",
+        "ko": "이미지 {a}과 {b}의 화면비가 달라 둘 다 {frame}에 여백을 넣어 맞춥니다.",
+    },
+    "suggest_pair_different": {
+        "en": "Images {a} and {b} are very different (similarity {similarity}): a longer transition "
+              "({seconds} s) with more strength ({strength}).",
+        "ko": "이미지 {a}과 {b}이(가) 많이 다릅니다 (유사도 {similarity}): 더 긴 전환 ({seconds}초)과 더 높은 "
+              "강도({strength})를 권장합니다.",
+    },
+    "suggest_pair_similar": {
+        "en": "Images {a} and {b} are similar (similarity {similarity}): a short transition ({seconds} s) with "
+              "gentle strength ({strength}).",
+        "ko": "이미지 {a}과 {b}이(가) 비슷합니다 (유사도 {similarity}): 짧은 전환 ({seconds}초)과 약한 "
+              "강도({strength})를 권장합니다.",
+    },
+    "suggest_pair_moderate": {
+        "en": "Images {a} and {b} are moderately different (similarity {similarity}): {seconds} s, strength "
+              "{strength}.",
+        "ko": "이미지 {a}과 {b}이(가) 어느 정도 다릅니다 (유사도 {similarity}): {seconds}초, 강도 {strength}.",
+    },
+    # --- starting the studio ----------------------------------------------------------------
+    "data_dir_unusable": {
+        "en": "the studio cannot create its data folder STUDIO_DATA_DIR={folder} ({error}): set STUDIO_DATA_DIR "
+              "to a folder the studio's user can write",
+        "ko": "데이터 폴더를 만들 수 없습니다: STUDIO_DATA_DIR을 쓰기 가능한 폴더로 지정하세요",
+    },
+}
+
+# Codes that are never an HTTP error answer: what a failed job says, warnings, suggestions, the
+# start. Every other code has a status in backend.web.errors.STATUS (a test checks both ways).
+NOTES = frozenset({
+    "job_unshowable", "job_failed_model", "job_failed_text", "job_failed_db", "job_failed_file",
+    "job_failed_oom", "job_failed_internal", "input_image_missing", "engine_fallback",
+    "analysis_defaults_used", "pair_note", "translation_failed", "framepack_incomplete",
+    "framepack_not_downloaded", "engine_unavailable", "analysis_loading", "analysis_busy",
+    "analysis_unavailable", "suggest_resolution", "suggest_fit_pad", "suggest_fit_same",
+    "suggest_fit_crop", "suggest_fit_padded", "suggest_pair_different", "suggest_pair_similar",
+    "suggest_pair_moderate", "data_dir_unusable", "stage_face_restore", "stage_upscale",
+    "stage_interpolate", "stage_skipped", "overflow_retry", "overflow_stopped", "plan_bucket_exceeded",
+    "translator_unreachable", "translator_local_used",
+})
+
+# Sentences whose combined text has always been written Korean first (the access refusals).
+KOREAN_FIRST = frozenset({"token_missing", "token_wrong", "login_limited", "file_not_found", "cross_site",
+                          "bad_host", "overflow_retry", "overflow_stopped", "plan_bucket_exceeded"})
+# Sentences whose combined text is one of its languages alone: the text already speaks both.
+ONE_TEXT = frozenset({"job_failed_text", "pair_note"})
+
+
+def num(value: float) -> str:
+    """A number as the sentences show it (`2.5`, `100`), the same on the page and in `detail`."""
+    return f"{value:g}"
+
+
+def fields(template: str) -> list[str]:
+    return [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
+
+
+def _param(value: Any, lang: str) -> Any:
+    if isinstance(value, Mapping):
+        if "code" in value:
+            return render(value["code"], lang, value.get("params") or {})
+        if lang in value:
+            return value[lang]
+    return value
+
+
+def render(code: str, lang: str, params: Mapping[str, Any] | None = None) -> str:
+    """The sentence `code` in `lang` ("en" or "ko"), its fields filled from `params`."""
+    template = CATALOGUE[code][lang]
+    values = {name: _param(value, lang) for name, value in (params or {}).items()}
+    return template.format_map(values)
+
+
+def texts(code: str, params: Mapping[str, Any] | None = None) -> dict[str, str]:
+    return {lang: render(code, lang, params) for lang in LANGS}
+
+
+def bilingual(code: str, params: Mapping[str, Any] | None = None) -> str:
+    """Both languages in one text (`detail`, stored job errors, logs): "English / 한국어"."""
+    both = texts(code, params)
+    if code in ONE_TEXT:
+        return both["en"]
+    first, second = ("ko", "en") if code in KOREAN_FIRST else ("en", "ko")
+    return f"{both[first]} / {both[second]}"
+
+
+def message(code: str, **params: Any) -> dict[str, Any]:
+    """A sentence as data (a parameter of another sentence, a stored warning's code)."""
+    return {"code": code, "params": params}
