@@ -14,19 +14,14 @@ from typing import Any, Literal
 from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from backend import messages
+
 
 log = logging.getLogger(__name__)
 
 # Settings earlier versions read and this one does not, with what to do instead. An old `.env` (or
 # environment) that still sets one starts all the same, with one warning per process.
-RETIRED = {
-    "STUDIO_OUTPUT_FPS": (
-        "videos are always written at FramePack's native 30 fps, the rate its sections are generated "
-        "at (another rate would only replay the same frames faster or slower); for smoother video "
-        "turn on post-processing's interpolation (x2 / x4). / 영상은 항상 FramePack 고유의 30fps로 "
-        "저장됩니다. 더 부드러운 영상은 후처리의 프레임 보간(x2 / x4)을 사용하세요"
-    ),
-}
+RETIRED = {"STUDIO_OUTPUT_FPS": "setting_retired_output_fps"}  # name -> its catalogue sentence
 _warned_retired: set[str] = set()
 
 
@@ -39,10 +34,10 @@ def _warn_retired(data: Any) -> None:
     # environment only through fields, so it is read here for these names alone.
     given = {str(k).upper() for k in data} if isinstance(data, dict) else set()
     given |= {k.upper() for k in os.environ}
-    for name, advice in RETIRED.items():
+    for name, code in RETIRED.items():
         if name in given and name not in _warned_retired:
             _warned_retired.add(name)
-            log.warning("%s is no longer a setting and is ignored: %s", name, advice)
+            log.warning("%s is no longer a setting and is ignored: %s", name, messages.bilingual(code))
 
 
 class Settings(BaseSettings):

@@ -221,6 +221,13 @@ CATALOGUE: dict[str, dict[str, str]] = {
     },
     # ===== Below: sentences that are never an HTTP answer (NOTES) =============================
     # --- why a job failed (stored with the job, sent in its events) -------------------------
+    "setting_retired_output_fps": {
+        "en": "videos are always written at FramePack's native 30 fps, the rate its sections are generated "
+              "at (another rate would only replay the same frames faster or slower); for smoother video "
+              "turn on post-processing's interpolation (x2 / x4).",
+        "ko": "영상은 항상 FramePack 고유의 30fps로 저장됩니다. 더 부드러운 영상은 후처리의 프레임 보간(x2 / x4)을 "
+              "사용하세요",
+    },
     "job_unshowable": {
         "en": "this job cannot be shown ({kind}); delete it",
         "ko": "이 작업을 표시할 수 없습니다: 삭제해 주세요",
@@ -370,7 +377,7 @@ CATALOGUE: dict[str, dict[str, str]] = {
 # Codes that are never an HTTP error answer: what a failed job says, warnings, suggestions, the
 # start. Every other code has a status in backend.web.errors.STATUS (a test checks both ways).
 NOTES = frozenset({
-    "job_unshowable", "job_failed_model", "job_failed_text", "job_failed_db", "job_failed_file",
+    "setting_retired_output_fps", "job_unshowable", "job_failed_model", "job_failed_text", "job_failed_db", "job_failed_file",
     "job_failed_oom", "job_failed_internal", "input_image_missing", "engine_fallback",
     "analysis_defaults_used", "pair_note", "translation_failed", "framepack_incomplete",
     "framepack_not_downloaded", "engine_unavailable", "analysis_loading", "analysis_busy",

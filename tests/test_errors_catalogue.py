@@ -24,7 +24,7 @@ HANGUL = re.compile("[\uac00-\ud7a3]")
 ALLOWED_HANGUL = {
     # The command line's own banner and its `--profile` report: printed to a terminal at start,
     # never an answer or a job message, and the page never sees them.
-    "backend/__main__.py": "CLI start banner (token, LAN warning)",
+    "backend/web/access_token.py": "CLI start banner (token, LAN warning)",
     "backend/utils/gpu.py": "`python -m backend.utils.gpu --profile` terminal report",
     # Store errors (a newer schema, a damaged file, a write that failed): db.py is being reworked
     # for schema migrations in parallel with this change; its texts are already bilingual and
