@@ -3,8 +3,10 @@
 numpy + OpenCV only; no model is loaded here. Every measure runs on a reduced copy of the frames:
 the long edge is brought down to `WORK_EDGE` (256) px before anything else, so a take costs the same
 at 640 or 1280 px and a clip never has to sit in memory at full size (`TakeScorer` takes chunks and
-keeps only small per-frame numbers, plus the first and last frame). Motion figures are reported in
-pixels per frame of the take's own size (working-size flow scaled back up).
+keeps only a few numbers per frame, plus the first and last frame at the working size). Motion
+figures are reported in pixels per frame of the take's own size (working-size flow scaled back up).
+Scores of takes compare when they are measured the same way: all from their mp4 files or all from
+frames in memory (H.264 at crf 16 moves an anchor by about 1.5 ΔE and 0.03 SSIM).
 
 What is measured, and why this way:
 
@@ -32,7 +34,8 @@ What is measured, and why this way:
   `misses_target` when the last frame's arrival is below 0.8.
   Score: `0.6 * (1 - jump_share) + 0.4 * timeliness`, timeliness 1 for t50 in 0.35..0.65, falling
   linearly to 0 at t50 = 0 or 1.
-- **Motion smoothness**: Farneback dense flow between consecutive working-size frames; per pair the
+- **Motion smoothness**: DIS dense optical flow (medium preset) between consecutive working-size
+  frames, a 6-px border left out (content enters there and has nothing to match); per pair the
   mean flow magnitude (speed) and the luma residual after warping the next frame back by the flow.
   A pair whose residual exceeds `max(6 × the take's median, 10 levels)` is a **cut**: flow cannot
   explain it, whatever the motion is. Over the other pairs: `speed_cv` (std / mean of the speed) and
@@ -88,6 +91,8 @@ SEAM_WINDOW_S = 0.2
 REVERSAL_COSINE = -0.5
 SEAM_RATIO = 3.0
 SEAM_SCALE = 3.0
+
+VERSION = 1  # stored with every score: a change of formula or threshold bumps it
 
 WEIGHTS = {"end": 0.35, "start": 0.10, "arrival": 0.30, "smoothness": 0.25}
 
@@ -148,6 +153,7 @@ class Motion:
 
 @dataclass(frozen=True)
 class TakeScore:
+    version: int
     frames: int
     fps: float
     width: int
@@ -172,6 +178,7 @@ class TakeScore:
     def summary(self) -> dict:
         """The few numbers that fit a list row or an mp4 metadata tag (no per-frame series)."""
         return {
+            "version": self.version,
             "overall": self.overall,
             "end_ssim": self.end.ssim,
             "end_delta_e": self.end.delta_e,
@@ -189,6 +196,7 @@ class TakeScore:
 
 @dataclass(frozen=True)
 class SeamScore:
+    version: int
     speed_before_px: float
     speed_after_px: float
     direction_cosine: float | None  # None when either side is (nearly) still
@@ -236,17 +244,12 @@ def _fit(image: np.ndarray, width: int, height: int) -> np.ndarray:
     h, w = image.shape[:2]
     if (w, h) == (width, height):
         return image
-    if abs(w * height - h * width) > max(w, h):
-        if w * height > h * width:
-            cw = round(h * width / height)
-            x0 = (w - cw) // 2
-            image = image[:, x0:x0 + cw]
-        else:
-            ch = round(w * height / width)
-            y0 = (h - ch) // 2
-            image = image[y0:y0 + ch]
-    interp = cv2.INTER_AREA if image.shape[1] > width else cv2.INTER_CUBIC
-    return cv2.resize(np.ascontiguousarray(image), (width, height), interpolation=interp)
+    crop_w = min(w, round(h * width / height))
+    crop_h = min(h, round(w * height / width))
+    x0, y0 = (w - crop_w) // 2, (h - crop_h) // 2
+    image = np.ascontiguousarray(image[y0:y0 + crop_h, x0:x0 + crop_w])
+    interp = cv2.INTER_AREA if crop_w > width else cv2.INTER_CUBIC
+    return cv2.resize(image, (width, height), interpolation=interp)
 
 
 def _lab(rgb: np.ndarray) -> np.ndarray:
@@ -297,8 +300,8 @@ def adherence(frame_work: np.ndarray, anchor_work: np.ndarray) -> tuple[float, f
 
 
 def _flow_estimator():
-    """DIS (Kroeger et al. 2016), medium preset: on a known shift of a real photo it lands within
-    0.5 % of the true speed at about two thirds of Farneback's time, which is 2–4 % low there.
+    """DIS (Kroeger et al. 2016), medium preset: on known shifts of a real photo it lands within
+    1 % of the true speed at about two thirds of Farneback's time; Farneback read 2–4 % low there.
     One estimator per scorer: OpenCV's object keeps state and is not to be shared across threads."""
     return cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
 
@@ -367,7 +370,7 @@ class TakeScorer:
         self._speeds: list[float] = []
         self._residuals: list[float] = []
         self._prev_gray: np.ndarray | None = None
-        self._first: np.ndarray | None = None  # full size, for the embedder
+        self._first: np.ndarray | None = None  # full size, kept only for the embedder
         self._last: np.ndarray | None = None
         self._first_work: np.ndarray | None = None
         self._last_work: np.ndarray | None = None
@@ -400,11 +403,13 @@ class TakeScorer:
                 self._speeds.append(_speed(flow))
                 self._residuals.append(_residual(self._prev_gray, gray, flow))
             else:
-                self._first = frame.copy()
                 self._first_work = work.copy()
+                if self.embedder is not None:
+                    self._first = frame.copy()
             self._prev_gray = gray
             self._last_work = work
-        self._last = frames[-1].copy()
+        if self.embedder is not None:
+            self._last = frames[-1].copy()
 
     def finish(self) -> TakeScore:
         n = len(self._d_start)
@@ -435,7 +440,7 @@ class TakeScorer:
             ("jerky", motion.jerk >= JERKY),
         ) if on]
         return TakeScore(
-            frames=n, fps=self.fps, width=width, height=height,
+            version=VERSION, frames=n, fps=self.fps, width=width, height=height,
             work_width=self._work[0], work_height=self._work[1],
             start=start, end=end, arrival=arrival, motion=motion,
             overall=round(overall, 2), flags=tuple(flags),
@@ -615,7 +620,7 @@ def _seam(gray_b: list[np.ndarray], gray_a: list[np.ndarray], scale: float) -> S
     flags = tuple(name for name, on in (("reversal", reversal), ("discontinuous", discontinuous),
                                         ("cut", cut)) if on)
     return SeamScore(
-        speed_before_px=_r(speed_b * scale, 3), speed_after_px=_r(speed_a * scale, 3),
+        version=VERSION, speed_before_px=_r(speed_b * scale, 3), speed_after_px=_r(speed_a * scale, 3),
         direction_cosine=_r(cosine), motion_change_px=_r(change * scale, 3),
         inside_change_px=_r(inside_change * scale, 3), change_ratio=_r(ratio, 3),
         across_residual=_r(across_residual, 3), reversal=bool(reversal),
