@@ -43,7 +43,7 @@ What is measured, and why this way:
   both against a floor of 0.2 working px/frame so a still clip's noise does not read as jerk.
   Score: `1 / (1 + jerk / 0.5)`, and 0 when the take has a cut; flag `jerky` when jerk >= 0.5
   (a pan alternating 2 and 6 px/frame reads about 2; a steady one below 0.02).
-- **Overall** (0..100): `100 × (0.35 end + 0.10 start + 0.30 arrival + 0.25 smoothness)` of the
+- **Overall** (0..100): `100 × (0.35 end + 0.10 start + 0.30 arrival + 0.25 motion)` of the
   scores above (weights renormalised when the arrival is undefined). Reaching the target is the point
   of a transition, so the end weighs most; how it gets there (arrival, smoothness) is next; the first
   frame is nearly always the start image (the engines start from it), so it weighs least.
@@ -94,9 +94,9 @@ SEAM_SCALE = 3.0
 
 VERSION = 1  # stored with every score: a change of formula or threshold bumps it
 
-WEIGHTS = {"end": 0.35, "start": 0.10, "arrival": 0.30, "smoothness": 0.25}
+WEIGHTS = {"end": 0.35, "start": 0.10, "arrival": 0.30, "motion": 0.25}
 
-_BORDER = 6  # working px left out of residuals: flow pulls in replicated edges there
+_BORDER = 6  # working px left out of speeds and residuals: content entering there has no match
 
 
 class ImageEmbedder(Protocol):
@@ -428,7 +428,7 @@ class TakeScorer:
         arrival = self._arrival(n)
         motion = self._motion(scale)
 
-        parts = {"end": end.score, "start": start.score, "arrival": arrival.score, "smoothness": motion.score}
+        parts = {"end": end.score, "start": start.score, "arrival": arrival.score, "motion": motion.score}
         used = {k: v for k, v in parts.items() if v is not None}
         overall = 100.0 * sum(WEIGHTS[k] * v for k, v in used.items()) / sum(WEIGHTS[k] for k in used)
         flags = [name for name, on in (
