@@ -4,6 +4,9 @@ Reads `Settings`, decides whether the access token is needed (see `decide_token`
 reach the studio, and runs uvicorn with the `backend.app:create_app` factory. Running uvicorn by
 hand (`uvicorn backend.app:app --host 0.0.0.0`) makes the same decision from uvicorn's `--host`
 (see `backend.app.settings_for_cli`); the set-up, Docker and Colab start through here.
+
+`python -m backend --profile [--json]` instead prints what this machine can run (GPU, RAM, the
+memory plan, the expected minutes per transition) and exits: `backend.pipeline.framepack.machine`.
 """
 
 from __future__ import annotations
@@ -63,4 +66,8 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
+    if "--profile" in sys.argv[1:]:
+        from backend.pipeline.framepack.machine import main as profile_main
+
+        raise SystemExit(profile_main(sys.argv[1:]))
     main()

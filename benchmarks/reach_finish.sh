@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The reach cells left open, on the GPU machine, in two calls (see benchmarks/README.md, "Reach").
 # Usage: bash benchmarks/reach_finish.sh PART OUT_DIR
-#   a: GPU tests + `backend.utils.gpu --profile` + reader-thread rates (while the models are saved),
+#   a: GPU tests + `python -m backend --profile` + reader-thread rates (while the models are saved),
 #      then resident 480 and the profiles at 480 (gpu-8gb, gpu-12gb)
 #   b: resident 640 and the profiles at 640 (gpu-8gb, gpu-12gb, laptop-6gb); with AB=1 also gpu-8gb
 #      640 with one reader thread (the parallel reads' effect on the same machine; not run so far)
@@ -39,7 +39,7 @@ case $part in
     python3 -m pytest tests/test_generator_memory.py tests/test_reach_streaming.py tests/test_reach_dtype.py \
       tests/test_reach_plan.py -q -p no:cacheprovider --tb=short -rs >"$logs/tests.log" 2>&1
     tail -4 "$logs/tests.log"
-    { python3 -m backend.utils.gpu --profile; python3 -m backend.utils.gpu --profile --json; } >"$logs/cli.log" 2>&1
+    { python3 -m backend --profile; python3 -m backend --profile --json; } >"$logs/cli.log" 2>&1
     head -8 "$logs/cli.log"; pack
     wait $saver
     run resident_480_bf16 --mode resident --size 480 --sections 2 --steps 3

@@ -25,7 +25,7 @@ ALLOWED_HANGUL = {
     # The command line's own banner and its `--profile` report: printed to a terminal at start,
     # never an answer or a job message, and the page never sees them.
     "backend/web/access_token.py": "CLI start banner (token, LAN warning)",
-    "backend/utils/gpu.py": "`python -m backend.utils.gpu --profile` terminal report",
+    "backend/pipeline/framepack/machine.py": "`python -m backend --profile` terminal report",
     # Store errors (a newer schema, a damaged file, a write that failed): db.py is being reworked
     # for schema migrations in parallel with this change; its texts are already bilingual and
     # reach people as they are (the start message, a broken job's error).

@@ -22,11 +22,7 @@ BACKEND = ROOT / "backend"
 
 # Known edges that break the rules, each with the reason it is still there. Any other edge that
 # breaks them fails the test.
-ALLOWED = {
-    # machine_profile (the --profile CLI of utils/gpu.py) reads the FramePack memory profiles;
-    # moved out of utils when gpu.py's other changes land.
-    ("backend.utils.gpu", "backend.pipeline.framepack.residency"),
-}
+ALLOWED: set[tuple[str, str]] = set()  # none today; an entry needs its reason beside it
 
 WEB = "web"
 JOBS = "jobs"

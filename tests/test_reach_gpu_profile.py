@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from backend.utils.gpu import estimate_minutes, machine_profile
+from backend.pipeline.framepack.machine import estimate_minutes, machine_profile
 
 ROOT = Path(__file__).resolve().parents[1]
 T4 = {"gpu": "Tesla T4", "vram_gib": 14.75, "capability": [7, 5], "ram_gib": 12.7e9 / 1024**3}
@@ -36,6 +36,6 @@ def test_large_gpu_is_resident_and_no_gpu_says_so():
 
 
 def test_cli_runs_on_this_machine():
-    out = subprocess.run([sys.executable, "-m", "backend.utils.gpu", "--profile"], cwd=ROOT, capture_output=True,
+    out = subprocess.run([sys.executable, "-m", "backend", "--profile"], cwd=ROOT, capture_output=True,
                          text=True, timeout=120)
     assert out.returncode == 0 and "RAM" in out.stdout
