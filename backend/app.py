@@ -23,22 +23,22 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from backend import messages, uploads
+from backend.analyzers.service import AnalysisService
+from backend.config import Settings
+from backend.db import Store, StoreError
+from backend.errors import StudioError
+from backend.job_queue import JobQueue
+from backend.pipeline.engines import Engines
 from backend.routes import analysis as analysis_routes
 from backend.routes import jobs as job_routes
 from backend.routes import messages as message_routes
 from backend.routes import monitor as monitor_routes
-from backend.web import auth, openapi_doc
-from backend.web import errors as web_errors
-from backend.analyzers.service import AnalysisService
-from backend.web.body_limits import install_body_limits
-from backend.config import Settings
-from backend.db import Store, StoreError
-from backend.errors import StudioError
 from backend.routes.frontend import build_router as build_frontend_router
-from backend.job_queue import JobQueue
-from backend.pipeline.engines import Engines
 from backend.smart_params import Suggestions
 from backend.utils.files import OUTPUTS_URL, UPLOADS_URL
+from backend.web import auth, openapi_doc
+from backend.web import errors as web_errors
+from backend.web.body_limits import install_body_limits
 from backend.ws_manager import WebSocketManager
 
 log = logging.getLogger(__name__)

@@ -16,7 +16,6 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from backend import messages
 
-
 log = logging.getLogger(__name__)
 
 # Settings earlier versions read and this one does not, with what to do instead. An old `.env` (or
@@ -57,15 +56,9 @@ class Settings(BaseSettings):
     # A folder in diffusers pipeline layout (what `save_pretrained` writes). When empty the
     # pipeline is assembled from the three hub repos below.
     framepack_dir: str = Field("", validation_alias=_env("FRAMEPACK_DIR"))
-    framepack_transformer: str = Field(
-        "lllyasviel/FramePackI2V_HY", validation_alias=_env("FRAMEPACK_TRANSFORMER")
-    )
-    framepack_base: str = Field(
-        "hunyuanvideo-community/HunyuanVideo", validation_alias=_env("FRAMEPACK_BASE")
-    )
-    framepack_image_encoder: str = Field(
-        "lllyasviel/flux_redux_bfl", validation_alias=_env("FRAMEPACK_IMAGE_ENCODER")
-    )
+    framepack_transformer: str = Field("lllyasviel/FramePackI2V_HY", validation_alias=_env("FRAMEPACK_TRANSFORMER"))
+    framepack_base: str = Field("hunyuanvideo-community/HunyuanVideo", validation_alias=_env("FRAMEPACK_BASE"))
+    framepack_image_encoder: str = Field("lllyasviel/flux_redux_bfl", validation_alias=_env("FRAMEPACK_IMAGE_ENCODER"))
     hf_token: str = Field("", validation_alias=_env("HF_TOKEN"))
     models_dir: Path = Field(Path("models"), validation_alias=_env("STUDIO_MODELS_DIR"))
 
@@ -77,9 +70,7 @@ class Settings(BaseSettings):
     )
     # Streamed transformer weights: bf16 (bit-exact) or 8-bit with per-channel scales (half the
     # bytes, not bit-exact; error in benchmarks/README.md); auto = bf16 where host RAM holds them.
-    offload_weights: Literal["auto", "bf16", "fp8"] = Field(
-        "auto", validation_alias=_env("STUDIO_OFFLOAD_WEIGHTS")
-    )
+    offload_weights: Literal["auto", "bf16", "fp8"] = Field("auto", validation_alias=_env("STUDIO_OFFLOAD_WEIGHTS"))
     # How fp8 mode and 8-bit offload store the weights: int8 or float8 e4m3, both with one scale per
     # output channel, computed in bf16. int8 is the more accurate (measured in benchmarks/README.md).
     storage_8bit: Literal["int8", "fp8"] = Field("int8", validation_alias=_env("STUDIO_STORAGE_8BIT"))
@@ -99,18 +90,14 @@ class Settings(BaseSettings):
     read_ahead_blocks: int = Field(2, ge=1, le=8, validation_alias=_env("STUDIO_READ_AHEAD_BLOCKS"))
     # Threads reading each disk-tier block (in slices): one thread copies only 4-5 GiB/s.
     read_threads: int = Field(8, ge=1, le=32, validation_alias=_env("STUDIO_READ_THREADS"))
-    default_engine: Literal["framepack", "morph"] = Field(
-        "framepack", validation_alias=_env("STUDIO_DEFAULT_ENGINE")
-    )
+    default_engine: Literal["framepack", "morph"] = Field("framepack", validation_alias=_env("STUDIO_DEFAULT_ENGINE"))
     # The studio's own repository (the Colab notebook clones it; docs name it).
     repo_url: str = Field(
         "https://github.com/hyunlord/image-video-studio.git", validation_alias=_env("STUDIO_REPO_URL")
     )
     # Regional torch.compile of the FramePack transformer blocks on CUDA (auto = on when Triton is
     # there); kernels are cached under STUDIO_MODELS_DIR/torch_compile_cache.
-    framepack_compile: Literal["auto", "on", "off"] = Field(
-        "auto", validation_alias=_env("STUDIO_FRAMEPACK_COMPILE")
-    )
+    framepack_compile: Literal["auto", "on", "off"] = Field("auto", validation_alias=_env("STUDIO_FRAMEPACK_COMPILE"))
     # Compile (warm up) once while the model loads, so the first section does not pay for it.
     framepack_warmup: bool = Field(True, validation_alias=_env("STUDIO_FRAMEPACK_WARMUP"))
     # FP8 matmuls in the transformer blocks on Hopper/Ada (resident mode). Faster, not bit-exact:
@@ -123,9 +110,7 @@ class Settings(BaseSettings):
     max_image_edge: int = Field(12_000, validation_alias=_env("STUDIO_MAX_IMAGE_EDGE"))
     max_files_per_upload: int = Field(32, validation_alias=_env("STUDIO_MAX_FILES_PER_UPLOAD"))
     max_images_per_job: int = Field(32, validation_alias=_env("STUDIO_MAX_IMAGES_PER_JOB"))
-    max_seconds_per_transition: float = Field(
-        20.0, validation_alias=_env("STUDIO_MAX_SECONDS_PER_TRANSITION")
-    )
+    max_seconds_per_transition: float = Field(20.0, validation_alias=_env("STUDIO_MAX_SECONDS_PER_TRANSITION"))
     # New uploads and jobs are refused (507) while the data folder's disk has less free space than
     # this (0 = no floor), so running jobs and the database never meet a full disk.
     min_free_mb: float = Field(1024.0, ge=0, validation_alias=_env("STUDIO_MIN_FREE_MB"))
@@ -179,21 +164,15 @@ class Settings(BaseSettings):
     translate_service_url: str = Field("", validation_alias=_env("STUDIO_TRANSLATE_SERVICE_URL"))
     marian_ko_en_dir: str = Field("", validation_alias=_env("STUDIO_MARIAN_KO_EN_DIR"))
     openclip_model: str = Field("ViT-B-32", validation_alias=_env("STUDIO_OPENCLIP_MODEL"))
-    openclip_pretrained: str = Field(
-        "laion2b_s34b_b79k", validation_alias=_env("STUDIO_OPENCLIP_PRETRAINED")
-    )
+    openclip_pretrained: str = Field("laion2b_s34b_b79k", validation_alias=_env("STUDIO_OPENCLIP_PRETRAINED"))
     fit_mode: Literal["crop", "pad"] = Field("crop", validation_alias=_env("STUDIO_FIT_MODE"))
     # Tries of the online translator per text (1 + retries), then it is skipped for the cooldown
     # so an offline machine does not wait out every clause of every pair.
     translate_retries: int = Field(2, ge=0, validation_alias=_env("STUDIO_TRANSLATE_RETRIES"))
-    translate_cooldown_s: float = Field(
-        60.0, ge=0, validation_alias=_env("STUDIO_TRANSLATE_COOLDOWN_S")
-    )
+    translate_cooldown_s: float = Field(60.0, ge=0, validation_alias=_env("STUDIO_TRANSLATE_COOLDOWN_S"))
     # Requests never wait for the OpenCLIP model (it loads in the background); a FramePack job
     # with blank prompts waits at most this long for the analysis before using a generic prompt.
-    analysis_load_timeout_s: float = Field(
-        60.0, gt=0, validation_alias=_env("STUDIO_ANALYSIS_LOAD_TIMEOUT_S")
-    )
+    analysis_load_timeout_s: float = Field(60.0, gt=0, validation_alias=_env("STUDIO_ANALYSIS_LOAD_TIMEOUT_S"))
 
     # --- access control -----------------------------------------------------------------------
     token: str = Field("", validation_alias=_env("STUDIO_TOKEN"))

@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sqlite3
 import threading
 import time
-import re
+from collections.abc import Callable
 from pathlib import Path, PurePath, PurePosixPath, PureWindowsPath
-from typing import Any, Callable
+from typing import Any
 
 from backend.models import JobStatus, SegmentStatus
 
@@ -139,11 +140,15 @@ def _create_tables(conn: sqlite3.Connection, data_dir: Path) -> None:
 
 def _relative_paths(conn: sqlite3.Connection, data_dir: Path) -> None:
     for job_id, video, preview in conn.execute("SELECT id, video_path, preview_path FROM jobs").fetchall():
-        conn.execute("UPDATE jobs SET video_path = ?, preview_path = ? WHERE id = ?",
-                     (data_relative(video, data_dir, job_id), data_relative(preview, data_dir, job_id), job_id))
+        conn.execute(
+            "UPDATE jobs SET video_path = ?, preview_path = ? WHERE id = ?",
+            (data_relative(video, data_dir, job_id), data_relative(preview, data_dir, job_id), job_id),
+        )
     for job_id, idx, path in conn.execute("SELECT job_id, idx, path FROM segments WHERE path IS NOT NULL").fetchall():
-        conn.execute("UPDATE segments SET path = ? WHERE job_id = ? AND idx = ?",
-                     (data_relative(path, data_dir, job_id), job_id, idx))
+        conn.execute(
+            "UPDATE segments SET path = ? WHERE job_id = ? AND idx = ?",
+            (data_relative(path, data_dir, job_id), job_id, idx),
+        )
 
 
 def _translation_cache(conn: sqlite3.Connection, data_dir: Path) -> None:
@@ -202,9 +207,7 @@ def _migrate(conn: sqlite3.Connection, data_dir: Path, path: Path) -> None:
 
 def _open_hint(path: Path, exc: BaseException) -> str:
     text = str(exc)
-    if isinstance(exc, sqlite3.DatabaseError) and any(
-        s in text for s in ("not a database", "malformed", "corrupt")
-    ):
+    if isinstance(exc, sqlite3.DatabaseError) and any(s in text for s in ("not a database", "malformed", "corrupt")):
         return (
             f"the studio's database {path} is damaged ({text}). Stop the studio, move that file "
             f"aside (keep it: `sqlite3 {path.name} .recover` may save its jobs) and start again; a new "
@@ -282,25 +285,32 @@ class Store:
     def jobs_using_upload(self, upload_id: str) -> list[str]:
         """Ids of the jobs whose request names this upload; read from the stored text, so a job
         whose row is damaged still counts."""
-        rows = self._raw("SELECT id FROM jobs WHERE instr(request, ?) > 0 ORDER BY created_at",
-                         (json.dumps(upload_id),))
+        rows = self._raw(
+            "SELECT id FROM jobs WHERE instr(request, ?) > 0 ORDER BY created_at", (json.dumps(upload_id),)
+        )
         return [r["id"] for r in rows]
 
     def upload_bytes(self) -> int:
         return int(self._raw("SELECT COALESCE(SUM(bytes), 0) AS n FROM uploads")[0]["n"])
 
     # --- jobs ---------------------------------------------------------------------------------
-    def create_job(
-        self, job_id: str, engine: str, request: dict, params: dict, prompts: list, segments: int
-    ) -> None:
+    def create_job(self, job_id: str, engine: str, request: dict, params: dict, prompts: list, segments: int) -> None:
         with self._lock:
             self._conn.execute("BEGIN")
             try:
                 self._conn.execute(
                     "INSERT INTO jobs (id, created_at, status, engine, request, params, prompts, stage)"
                     " VALUES (?,?,?,?,?,?,?,?)",
-                    (job_id, time.time(), JobStatus.queued, engine, json.dumps(request), json.dumps(params),
-                     json.dumps(prompts), "queued"),
+                    (
+                        job_id,
+                        time.time(),
+                        JobStatus.queued,
+                        engine,
+                        json.dumps(request),
+                        json.dumps(params),
+                        json.dumps(prompts),
+                        "queued",
+                    ),
                 )
                 self._conn.executemany(
                     "INSERT INTO segments (job_id, idx, status) VALUES (?,?,?)",
@@ -348,8 +358,10 @@ class Store:
         return row
 
     def _mark_broken(self, row: dict[str, Any], problems: str) -> None:
-        reason = (f"this job's stored record is damaged ({problems}); it cannot run or be retried: "
-                  f"delete it / 저장된 작업 기록이 손상되어 실행하거나 다시 시도할 수 없습니다: 삭제해 주세요")
+        reason = (
+            f"this job's stored record is damaged ({problems}); it cannot run or be retried: "
+            f"delete it / 저장된 작업 기록이 손상되어 실행하거나 다시 시도할 수 없습니다: 삭제해 주세요"
+        )
         if row.get("stage") != BROKEN_STAGE:
             log.error("job %s in %s is damaged (%s); marked failed", row.get("id"), self.path, problems)
             try:
@@ -390,8 +402,9 @@ class Store:
     def segments(self, job_id: str) -> list[dict[str, Any]]:
         return self._raw("SELECT * FROM segments WHERE job_id = ? ORDER BY idx", (job_id,))
 
-    def set_segment(self, job_id: str, idx: int, status: SegmentStatus, path: str | None = None,
-                    frames: int | None = None) -> None:
+    def set_segment(
+        self, job_id: str, idx: int, status: SegmentStatus, path: str | None = None, frames: int | None = None
+    ) -> None:
         self._exec(
             "UPDATE segments SET status = ?, path = COALESCE(?, path), frames = COALESCE(?, frames)"
             " WHERE job_id = ? AND idx = ?",

@@ -14,10 +14,9 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
-from typing_extensions import Annotated
 
 from backend.models import JobView
 
@@ -87,7 +86,9 @@ class JobProgressEvent(_Message):
 
     type: Literal["job.progress"] = "job.progress"
     job_id: JobId
-    stage: str = Field(description="what runs now: load, generate, join, face_restore, upscale, interpolate, encode, ...")
+    stage: str = Field(
+        description="what runs now: load, generate, join, face_restore, upscale, interpolate, encode, ..."
+    )
     progress: float = Field(description="the whole job, 0..1")
     eta_s: float | None = Field(description="seconds left, from the pace since this run started; null until 1% is done")
     elapsed_s: float = Field(description="seconds since this run of the job started")
@@ -108,8 +109,10 @@ class JobPreviewEvent(_Message):
     type: Literal["job.preview"] = "job.preview"
     job_id: JobId
     segment: int = Field(description="1-based transition")
-    section: int = Field(description="the section it was made at (the transition's section count once the "
-                         "transition is done; 0 from an engine without sections)")
+    section: int = Field(
+        description="the section it was made at (the transition's section count once the "
+        "transition is done; 0 from an engine without sections)"
+    )
     url: str | None = Field(description="the preview's /files/outputs/... URL")
     ts: Stamp
 
@@ -135,11 +138,19 @@ class JobSegmentEvent(_Message):
 
 
 JobEvent = Annotated[
-    Union[JobQueuedEvent, JobStartedEvent, JobCompletedEvent, JobFailedEvent, JobCancelledEvent,
-          JobDeletedEvent, JobProgressEvent, JobPreviewEvent, JobWarningEvent, JobSegmentEvent],
+    JobQueuedEvent
+    | JobStartedEvent
+    | JobCompletedEvent
+    | JobFailedEvent
+    | JobCancelledEvent
+    | JobDeletedEvent
+    | JobProgressEvent
+    | JobPreviewEvent
+    | JobWarningEvent
+    | JobSegmentEvent,
     Field(discriminator="type"),
 ]
-JobsMessage = Annotated[Union[SnapshotMessage, JobEvent], Field(discriminator="type")]
+JobsMessage = Annotated[SnapshotMessage | JobEvent, Field(discriminator="type")]
 
 
 # --- /ws/monitor: the machine -----------------------------------------------------------------
@@ -158,12 +169,22 @@ class MonitorSampleMessage(_Message):
     sample: dict[str, Any] = Field(description="as `GET /api/system` answers (without `interval_s`)")
 
 
-MonitorMessage = Annotated[Union[MonitorHistoryMessage, MonitorSampleMessage], Field(discriminator="type")]
+MonitorMessage = Annotated[MonitorHistoryMessage | MonitorSampleMessage, Field(discriminator="type")]
 
 # The order the documentation lists them in, per socket.
-JOB_SOCKET = (SnapshotMessage, JobQueuedEvent, JobStartedEvent, JobCompletedEvent, JobFailedEvent,
-              JobCancelledEvent, JobDeletedEvent, JobProgressEvent, JobPreviewEvent, JobWarningEvent,
-              JobSegmentEvent)
+JOB_SOCKET = (
+    SnapshotMessage,
+    JobQueuedEvent,
+    JobStartedEvent,
+    JobCompletedEvent,
+    JobFailedEvent,
+    JobCancelledEvent,
+    JobDeletedEvent,
+    JobProgressEvent,
+    JobPreviewEvent,
+    JobWarningEvent,
+    JobSegmentEvent,
+)
 MONITOR_SOCKET = (MonitorHistoryMessage, MonitorSampleMessage)
 ALL_MESSAGES = JOB_SOCKET + MONITOR_SOCKET
 
@@ -190,11 +211,14 @@ def openapi_components() -> tuple[dict[str, Any], dict[str, list[dict[str, str]]
     path as references): OpenAPI has no words for WebSockets, so the paths go under an `x-` key."""
     from pydantic.json_schema import models_json_schema
 
-    _, top = models_json_schema([(cls, "serialization") for cls in ALL_MESSAGES],
-                                ref_template="#/components/schemas/{model}")
+    _, top = models_json_schema(
+        [(cls, "serialization") for cls in ALL_MESSAGES], ref_template="#/components/schemas/{model}"
+    )
     ref = "#/components/schemas/{}".format
-    sockets = {"/ws": [{"$ref": ref(c.__name__)} for c in JOB_SOCKET],
-               "/ws/monitor": [{"$ref": ref(c.__name__)} for c in MONITOR_SOCKET]}
+    sockets = {
+        "/ws": [{"$ref": ref(c.__name__)} for c in JOB_SOCKET],
+        "/ws/monitor": [{"$ref": ref(c.__name__)} for c in MONITOR_SOCKET],
+    }
     return top.get("$defs", {}), sockets
 
 

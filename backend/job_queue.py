@@ -39,17 +39,37 @@ from backend import messages, smart_params
 from backend.config import Settings
 from backend.db import BROKEN_STAGE, Store
 from backend.errors import StudioError
-from backend.events import (JobCancelledEvent, JobCompletedEvent, JobDeletedEvent, JobFailedEvent,
-                            JobQueuedEvent, JobStartedEvent, JobWarningEvent, JobChangeEvent)
+from backend.events import (
+    JobCancelledEvent,
+    JobChangeEvent,
+    JobCompletedEvent,
+    JobDeletedEvent,
+    JobFailedEvent,
+    JobQueuedEvent,
+    JobStartedEvent,
+    JobWarningEvent,
+)
 from backend.job_runner import CancelToken, JobRunner, output_dir, output_url
+from backend.models import (
+    RETRYABLE,
+    UNFINISHED,
+    WAITING,
+    JobCreate,
+    JobCreated,
+    JobImage,
+    JobStatus,
+    JobView,
+    LaneStatus,
+    SegmentStatus,
+    SegmentView,
+    WorkerStatus,
+)
 from backend.pipeline.engines import Engines, not_ready_reason, runnable
-from backend.utils.progress import JobCancelled
-from backend.models import (RETRYABLE, UNFINISHED, WAITING, JobCreate, JobCreated, JobImage, JobStatus,
-                            JobView, LaneStatus, SegmentStatus, SegmentView, WorkerStatus)
-from backend.utils.redact import hide_paths, hide_paths_in
 from backend.utils.daemon_executor import DaemonExecutor
 from backend.utils.files import upload_path, upload_url
 from backend.utils.model_registry import MissingWeightError
+from backend.utils.progress import JobCancelled
+from backend.utils.redact import hide_paths, hide_paths_in
 from backend.ws_manager import WebSocketManager
 
 log = logging.getLogger(__name__)
@@ -83,8 +103,9 @@ class WorkerHealth:
 
 
 class PromptService(Protocol):
-    async def english_prompts(self, prompts: list[str | None], image_paths: list[Path],
-                              analysis_wait_s: float = 0.0) -> list[Any]: ...
+    async def english_prompts(
+        self, prompts: list[str | None], image_paths: list[Path], analysis_wait_s: float = 0.0
+    ) -> list[Any]: ...
 
 
 @dataclass
@@ -117,16 +138,27 @@ class Lane:
         else:
             state = "running" if self.running else "idle"
         return LaneStatus(
-            ok=state in ("running", "idle"), state=state, running=self.running,
-            queued=self.queue.qsize(), restarts=h.restarts,
+            ok=state in ("running", "idle"),
+            state=state,
+            running=self.running,
+            queued=self.queue.qsize(),
+            restarts=h.restarts,
             quiet_s=round(quiet_s, 1) if self.running else None,
-            last_error=h.last_error, state_error=h.state_error,
+            last_error=h.last_error,
+            state_error=h.state_error,
         )
 
 
 class JobQueue:
-    def __init__(self, settings: Settings, store: Store, ws: WebSocketManager, engines: Engines,
-                 prompts: PromptService | None = None, suggest=None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        ws: WebSocketManager,
+        engines: Engines,
+        prompts: PromptService | None = None,
+        suggest=None,
+    ) -> None:
         self.settings = settings
         self.store = store
         self.ws = ws
@@ -160,9 +192,13 @@ class JobQueue:
                 continue
             if self._lane_running(job["id"]) is not None:
                 continue
-            self.store.update_job(job["id"], status=JobStatus.interrupted, stage="interrupted",
-                                  warnings=(job.get("warnings") or []) + [
-                                      "the studio stopped while this job ran; it resumes from its last finished segment"])
+            self.store.update_job(
+                job["id"],
+                status=JobStatus.interrupted,
+                stage="interrupted",
+                warnings=(job.get("warnings") or [])
+                + ["the studio stopped while this job ran; it resumes from its last finished segment"],
+            )
         for job in self.store.list_jobs(UNFINISHED):
             lane = self._lane(job["engine"])
             if only is None or lane is only:
@@ -186,9 +222,14 @@ class JobQueue:
             except (asyncio.CancelledError, Exception):
                 pass
         loop = asyncio.get_running_loop()
-        await asyncio.gather(*(
-            loop.run_in_executor(None, lambda e=lane.executor: e.shutdown(True, cancel_futures=True, timeout=STOP_WAIT_S))
-            for lane in self.lanes.values()))
+        await asyncio.gather(
+            *(
+                loop.run_in_executor(
+                    None, lambda e=lane.executor: e.shutdown(True, cancel_futures=True, timeout=STOP_WAIT_S)
+                )
+                for lane in self.lanes.values()
+            )
+        )
 
     # --- views --------------------------------------------------------------------------------
     def view(self, job: dict) -> JobView:
@@ -198,10 +239,15 @@ class JobQueue:
         segments = []
         for row in self.store.segments(job["id"]):
             done = row["status"] == SegmentStatus.done
-            segments.append(SegmentView(
-                index=row["idx"], status=row["status"], progress=1.0 if done else 0.0, frames=row["frames"],
-                video_url=output_url(s, row["path"]) if done else None,
-            ))
+            segments.append(
+                SegmentView(
+                    index=row["idx"],
+                    status=row["status"],
+                    progress=1.0 if done else 0.0,
+                    frames=row["frames"],
+                    video_url=output_url(s, row["path"]) if done else None,
+                )
+            )
         now = time.time()
         started, finished = job.get("started_at"), job.get("finished_at")
         elapsed = ((finished or now) - started) if started else None
@@ -211,16 +257,27 @@ class JobQueue:
             eta = round(elapsed * (1 - progress) / progress, 1)
         failed = job["status"] == JobStatus.failed
         return JobView(
-            id=job["id"], status=job["status"], progress=round(progress, 4),
-            stage=job.get("stage"), error=hide_paths(job.get("error"), s),
-            created_at=job["created_at"], started_at=started, finished_at=finished,
-            elapsed_s=None if elapsed is None else round(elapsed, 1), eta_s=eta,
+            id=job["id"],
+            status=job["status"],
+            progress=round(progress, 4),
+            stage=job.get("stage"),
+            error=hide_paths(job.get("error"), s),
+            created_at=job["created_at"],
+            started_at=started,
+            finished_at=finished,
+            elapsed_s=None if elapsed is None else round(elapsed, 1),
+            eta_s=eta,
             engine=job["engine"],
-            images=[JobImage(id=u["id"], url=upload_url(u["id"]),
-                             width=u.get("width"), height=u.get("height")) for u in uploads],
+            images=[
+                JobImage(id=u["id"], url=upload_url(u["id"]), width=u.get("width"), height=u.get("height"))
+                for u in uploads
+            ],
             prompts=job.get("prompts") or [],
-            settings=request.get("settings"), postprocess=request.get("postprocess"),
-            params=job["params"], segments=segments, current=job.get("current"),
+            settings=request.get("settings"),
+            postprocess=request.get("postprocess"),
+            params=job["params"],
+            segments=segments,
+            current=job.get("current"),
             preview_url=output_url(s, job.get("preview_path")),
             video_url=output_url(s, job.get("video_path")) if job["status"] == JobStatus.completed else None,
             postprocess_report=job.get("postprocess_report"),
@@ -252,10 +309,15 @@ class JobQueue:
         except Exception as exc:
             log.exception("could not show job %s", job.get("id"))
             engine = job.get("engine")
-            return JobView(id=str(job.get("id")), status=JobStatus.failed, stage=BROKEN_STAGE, progress=0.0,
-                           error=messages.bilingual("job_unshowable", {"kind": exc.__class__.__name__}),
-                           created_at=job.get("created_at") if isinstance(job.get("created_at"), (int, float)) else None,
-                           engine=engine if isinstance(engine, str) else None)
+            return JobView(
+                id=str(job.get("id")),
+                status=JobStatus.failed,
+                stage=BROKEN_STAGE,
+                progress=0.0,
+                error=messages.bilingual("job_unshowable", {"kind": exc.__class__.__name__}),
+                created_at=job.get("created_at") if isinstance(job.get("created_at"), (int, float)) else None,
+                engine=engine if isinstance(engine, str) else None,
+            )
 
     def snapshot(self) -> list[JobView]:
         return [self._view_or_stub(j) for j in self.store.list_jobs(UNFINISHED)]
@@ -282,10 +344,14 @@ class JobQueue:
         progress."""
         lanes = {name: lane.status(self.settings.worker_stall_s) for name, lane in self.lanes.items()}
         worst = min(lanes.values(), key=lambda st: _STATE_ORDER.index(st.state))
-        errors = [(lane.health.last_error_at, st.last_error) for lane, st in
-                  zip(self.lanes.values(), lanes.values()) if st.last_error]
+        errors = [
+            (lane.health.last_error_at, st.last_error)
+            for lane, st in zip(self.lanes.values(), lanes.values())
+            if st.last_error
+        ]
         return WorkerStatus(
-            ok=all(st.ok for st in lanes.values()), state=worst.state,
+            ok=all(st.ok for st in lanes.values()),
+            state=worst.state,
             running=worst.running or next((st.running for st in lanes.values() if st.running), None),
             queued=sum(st.queued for st in lanes.values()),
             restarts=sum(st.restarts for st in lanes.values()),
@@ -307,8 +373,9 @@ class JobQueue:
             raise JobError("job_too_many_images", limit=self.settings.max_images_per_job)
         if settings.seconds is not None and settings.seconds > self.settings.max_seconds_per_transition:
             raise JobError("job_too_many_seconds", limit=messages.num(self.settings.max_seconds_per_transition))
-        return smart_params.resolve(settings, len(images) - 1, sizes, suggestions,
-                                    fit=self.settings.fit_mode, engine=engine)
+        return smart_params.resolve(
+            settings, len(images) - 1, sizes, suggestions, fit=self.settings.fit_mode, engine=engine
+        )
 
     async def suggestions_for(self, images: list[str]):
         """Image-analysis defaults for these uploads when they are ready now, else None; never
@@ -328,8 +395,11 @@ class JobQueue:
             raise JobError("unknown_engine", engine=engine) from None
         if runnable(state):
             return
-        raise JobError("engine_not_ready", reason=not_ready_reason(state, engine),
-                       extra={"engine": engine, "missing": state.get("missing"), "fix": state.get("fix")})
+        raise JobError(
+            "engine_not_ready",
+            reason=not_ready_reason(state, engine),
+            extra={"engine": engine, "missing": state.get("missing"), "fix": state.get("fix")},
+        )
 
     async def submit(self, request: JobCreate) -> JobCreated:
         warnings: list[str] = []
@@ -338,8 +408,11 @@ class JobQueue:
         else:
             engine = self.engines.default_engine()
             if engine != self.settings.default_engine:
-                warnings.append(messages.bilingual(
-                    "engine_fallback", {"configured": self.settings.default_engine, "engine": engine}))
+                warnings.append(
+                    messages.bilingual(
+                        "engine_fallback", {"configured": self.settings.default_engine, "engine": engine}
+                    )
+                )
         self._refuse_unready(engine)
         suggestions = await self.suggestions_for(request.images)
         params = self.resolve_params(request.images, request.settings, engine, suggestions)
@@ -348,8 +421,7 @@ class JobQueue:
             warnings.append(ANALYSIS_DEFAULTS_NOTE)
         job_id = secrets.token_hex(8)
         prompts = [{"original": p or "", "english": None} for p in request.pair_prompts()]
-        self.store.create_job(job_id, engine, request.model_dump(mode="json"), params, prompts,
-                              len(params["segments"]))
+        self.store.create_job(job_id, engine, request.model_dump(mode="json"), params, prompts, len(params["segments"]))
         if warnings:
             self.store.update_job(job_id, warnings=warnings)
         self._lane(engine).queue.put_nowait(job_id)
@@ -408,8 +480,9 @@ class JobQueue:
                     raise
                 lane.health.restarts += 1
                 lane.health.note_error(_readable(exc))
-                log.critical("the %s job lane stopped unexpectedly; restarting it\n%s", lane.name,
-                             traceback.format_exc())
+                log.critical(
+                    "the %s job lane stopped unexpectedly; restarting it\n%s", lane.name, traceback.format_exc()
+                )
                 await asyncio.sleep(STATE_RETRY_DELAYS_S[0])
                 # The job in hand when the loop broke is still unfinished in the store.
                 await self._with_retries(lane.health, "recover unfinished jobs", self._recover, lane)
@@ -472,8 +545,15 @@ class JobQueue:
             job = {}
         message, details, said = user_error(exc, job.get("stage"))
         current = dict(job.get("current") or {}, error_details=details, error_message=said)
-        await self._save(lane, job_id, status=JobStatus.failed, stage="failed", error=message, current=current,
-                         finished_at=time.time())
+        await self._save(
+            lane,
+            job_id,
+            status=JobStatus.failed,
+            stage="failed",
+            error=message,
+            current=current,
+            finished_at=time.time(),
+        )
         self._emit(JobFailedEvent, job_id)
 
     async def _translate(self, job: dict) -> None:
@@ -500,9 +580,14 @@ class JobQueue:
         lane = self._lane(job["engine"])
         token = lane.token
         try:
-            self.store.update_job(job_id, status=JobStatus.running, stage="prompts", error=None,
-                                  started_at=job.get("started_at") or time.time(),
-                                  attempts=(job.get("attempts") or 0) + 1)
+            self.store.update_job(
+                job_id,
+                status=JobStatus.running,
+                stage="prompts",
+                error=None,
+                started_at=job.get("started_at") or time.time(),
+                attempts=(job.get("attempts") or 0) + 1,
+            )
             self._emit(JobStartedEvent, job_id)
             await self._translate(self.store.get_job(job_id))
             await loop.run_in_executor(lane.executor, self.engines.before_job, job["engine"])
@@ -528,8 +613,9 @@ class JobQueue:
             await self._fail(lane, job_id, exc)
             await self._release_quietly(loop, lane, job["engine"])
         else:
-            await self._save(lane, job_id, status=JobStatus.completed, stage="done", progress=1.0,
-                             finished_at=time.time())
+            await self._save(
+                lane, job_id, status=JobStatus.completed, stage="done", progress=1.0, finished_at=time.time()
+            )
             self._emit(JobCompletedEvent, job_id)
 
     async def _release_quietly(self, loop: asyncio.AbstractEventLoop, lane: Lane, engine: str) -> None:

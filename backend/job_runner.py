@@ -12,9 +12,10 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -84,8 +85,15 @@ def output_url(settings: Settings, path: str | Path | None) -> str | None:
 class _Reporter:
     """Turns stage progress into job progress, ETA, throttled events and DB writes."""
 
-    def __init__(self, runner: "JobRunner", job_id: str, token: CancelToken, start_progress: float,
-                 weights: dict[str, float], segment_weights: list[float]) -> None:
+    def __init__(
+        self,
+        runner: JobRunner,
+        job_id: str,
+        token: CancelToken,
+        start_progress: float,
+        weights: dict[str, float],
+        segment_weights: list[float],
+    ) -> None:
         self.runner = runner
         self.job_id = job_id
         self.token = token
@@ -128,8 +136,10 @@ class _Reporter:
         self.current = {
             "segment": self.segment + 1 if stage in ("generate", "load") else None,
             "segments": len(self.segment_weights),
-            "section": detail.get("section"), "sections": detail.get("sections"),
-            "step": detail.get("step"), "steps": detail.get("steps"),
+            "section": detail.get("section"),
+            "sections": detail.get("sections"),
+            "step": detail.get("step"),
+            "steps": detail.get("steps"),
         }
         key = (p.stage, self.segment, detail.get("section"))
         important = key != self._last_key or preview is not None or p.fraction >= 1.0
@@ -139,20 +149,24 @@ class _Reporter:
             self.runner.write_preview(self.job_id, self.segment, detail.get("section") or 0, preview)
         if important or now - self._last_event >= EVENT_INTERVAL_S:
             self._last_event, self._last_key = now, key
-            self.runner.publish(JobProgressEvent(
-                job_id=self.job_id, stage=p.stage, progress=round(self.progress, 4),
-                eta_s=None if eta is None else round(eta, 1), elapsed_s=round(elapsed, 1),
-                message=p.message, **self.current,
-            ))
+            self.runner.publish(
+                JobProgressEvent(
+                    job_id=self.job_id,
+                    stage=p.stage,
+                    progress=round(self.progress, 4),
+                    eta_s=None if eta is None else round(eta, 1),
+                    elapsed_s=round(elapsed, 1),
+                    message=p.message,
+                    **self.current,
+                )
+            )
         if important or now - self._last_db >= DB_INTERVAL_S:
             self._last_db = now
-            self.runner.store.update_job(self.job_id, progress=self.progress, stage=p.stage,
-                                         current=self.current)
+            self.runner.store.update_job(self.job_id, progress=self.progress, stage=p.stage, current=self.current)
 
 
 class JobRunner:
-    def __init__(self, settings: Settings, store: Store, engines: Engines,
-                 publish: Callable[[JobEvent], None]) -> None:
+    def __init__(self, settings: Settings, store: Store, engines: Engines, publish: Callable[[JobEvent], None]) -> None:
         self.settings = settings
         self.store = store
         self.engines = engines
@@ -177,8 +191,9 @@ class JobRunner:
         if old and old != new and Path(old).name.startswith("preview_"):
             # only the newest preview is worth the disk
             resolve_stored(self.settings, old).unlink(missing_ok=True)
-        self.publish(JobPreviewEvent(job_id=job_id, segment=segment + 1, section=section,
-                                     url=output_url(self.settings, path)))
+        self.publish(
+            JobPreviewEvent(job_id=job_id, segment=segment + 1, section=section, url=output_url(self.settings, path))
+        )
 
     def _load_frames(self, job: dict, params: dict) -> list[np.ndarray]:
         width, height, fit = params["width"], params["height"], params.get("fit", "crop")
@@ -221,8 +236,9 @@ class JobRunner:
         }
         stored = {s["idx"]: s for s in self.store.segments(job_id)}
         paths = [folder / f"segment_{i:03d}.mp4" for i in range(len(seg_params))]
-        finished = [stored.get(i, {}).get("status") == SegmentStatus.done and path.exists()
-                    for i, path in enumerate(paths)]
+        finished = [
+            stored.get(i, {}).get("status") == SegmentStatus.done and path.exists() for i, path in enumerate(paths)
+        ]
         # A job run start to finish encodes its video as the segments come; a resumed one joins
         # its segment files at the end (the earlier ones are on disk, not in memory).
         joiner = None if any(finished) else SegmentJoiner(joined, params["fps"], params["crf"], metadata)
@@ -238,10 +254,17 @@ class JobRunner:
                 with VideoWriter(partial, params["fps"], crf=max(0, params["crf"] - 4), preset="veryfast") as writer:
                     writer.write(clip)
                 partial.replace(paths[index])
-                self.store.set_segment(job_id, index, SegmentStatus.done, stored_path(self.settings, paths[index]),
-                                       len(clip))
-                self.publish(JobSegmentEvent(job_id=job_id, segment=index + 1, segments=len(seg_params),
-                                             url=output_url(self.settings, paths[index])))
+                self.store.set_segment(
+                    job_id, index, SegmentStatus.done, stored_path(self.settings, paths[index]), len(clip)
+                )
+                self.publish(
+                    JobSegmentEvent(
+                        job_id=job_id,
+                        segment=index + 1,
+                        segments=len(seg_params),
+                        url=output_url(self.settings, paths[index]),
+                    )
+                )
                 self.show_preview(job_id, index, seg["sections"], paths[index])
                 if joiner is not None:
                     joiner.add(clip, starts_segment=True)
@@ -262,10 +285,15 @@ class JobRunner:
             from backend.pipeline.postprocess import run_postprocess
 
             final = folder / "final.mp4"
-            post_report = run_postprocess(joined, final, post, self.settings, report,
-                                          crf=params["crf"], metadata=metadata)
+            post_report = run_postprocess(
+                joined, final, post, self.settings, report, crf=params["crf"], metadata=metadata
+            )
         info = probe(final)
-        self.store.update_job(job_id, video_path=stored_path(self.settings, final), postprocess_report=post_report,
-                              progress=1.0, stage="done",
-                              current={"frames": info.frames, "fps": info.fps,
-                                       "width": info.width, "height": info.height})
+        self.store.update_job(
+            job_id,
+            video_path=stored_path(self.settings, final),
+            postprocess_report=post_report,
+            progress=1.0,
+            stage="done",
+            current={"frames": info.frames, "fps": info.fps, "width": info.width, "height": info.height},
+        )

@@ -15,7 +15,8 @@ No imports from the rest of the studio: every layer may use this module.
 from __future__ import annotations
 
 import string
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 LANGS = ("en", "ko")
 
@@ -119,20 +120,20 @@ CATALOGUE: dict[str, dict[str, str]] = {
     # --- disk space -------------------------------------------------------------------------
     "disk_full": {
         "en": "the studio's disk is full: free space where STUDIO_DATA_DIR lives (delete old jobs or uploads) "
-              "and try again",
+        "and try again",
         "ko": "저장 공간이 가득 찼습니다: 오래된 작업이나 업로드를 삭제한 뒤 다시 시도하세요",
     },
     "disk_low": {
         "en": "not enough free disk space: {free_mb} MB free, and the studio keeps at least {min_mb} MB free "
-              "(STUDIO_MIN_FREE_MB); delete old jobs or uploads",
+        "(STUDIO_MIN_FREE_MB); delete old jobs or uploads",
         "ko": "저장 공간이 부족합니다: {free_mb} MB 남음, 최소 {min_mb} MB를 남겨 둡니다 (STUDIO_MIN_FREE_MB). "
-              "오래된 작업이나 업로드를 삭제하세요",
+        "오래된 작업이나 업로드를 삭제하세요",
     },
     "quota_used": {
         "en": "the studio's storage quota is used up: {used_mb} of {quota_mb} MB (STUDIO_DATA_QUOTA_MB); "
-              "delete old jobs or uploads",
+        "delete old jobs or uploads",
         "ko": "저장 한도를 다 썼습니다: {used_mb} / {quota_mb} MB (STUDIO_DATA_QUOTA_MB). "
-              "오래된 작업이나 업로드를 삭제하세요",
+        "오래된 작업이나 업로드를 삭제하세요",
     },
     # --- request bodies ---------------------------------------------------------------------
     "body_too_large": {
@@ -141,7 +142,7 @@ CATALOGUE: dict[str, dict[str, str]] = {
     },
     "body_too_slow": {
         "en": "the request body arrived too slowly (at least {rate_kb_s} KB/s, no pause over {idle_s} s, "
-              "at most {max_s} s in all); send it again",
+        "at most {max_s} s in all); send it again",
         "ko": "요청 본문이 너무 느리게 도착했습니다. 다시 보내 주세요",
     },
     "uploads_per_client": {
@@ -167,9 +168,9 @@ CATALOGUE: dict[str, dict[str, str]] = {
     },
     "loopback_only": {
         "en": "This studio has no access token, so it answers only on this computer. Start it with "
-              "`python -m backend` (which creates a token) or set STUDIO_TOKEN.",
+        "`python -m backend` (which creates a token) or set STUDIO_TOKEN.",
         "ko": "접근 토큰이 없어 이 컴퓨터에서만 접속할 수 있습니다. `python -m backend` 로 시작하거나 "
-              "STUDIO_TOKEN을 설정하세요.",
+        "STUDIO_TOKEN을 설정하세요.",
     },
     # --- jobs -------------------------------------------------------------------------------
     "job_not_found": {"en": "job {job_id} not found", "ko": "작업 {job_id}을(를) 찾을 수 없습니다"},
@@ -223,10 +224,10 @@ CATALOGUE: dict[str, dict[str, str]] = {
     # --- why a job failed (stored with the job, sent in its events) -------------------------
     "setting_retired_output_fps": {
         "en": "videos are always written at FramePack's native 30 fps, the rate its sections are generated "
-              "at (another rate would only replay the same frames faster or slower); for smoother video "
-              "turn on post-processing's interpolation (x2 / x4).",
+        "at (another rate would only replay the same frames faster or slower); for smoother video "
+        "turn on post-processing's interpolation (x2 / x4).",
         "ko": "영상은 항상 FramePack 고유의 30fps로 저장됩니다. 더 부드러운 영상은 후처리의 프레임 보간(x2 / x4)을 "
-              "사용하세요",
+        "사용하세요",
     },
     "job_unshowable": {
         "en": "this job cannot be shown ({kind}); delete it",
@@ -249,7 +250,7 @@ CATALOGUE: dict[str, dict[str, str]] = {
     },
     "job_failed_internal": {
         "en": "This job failed because of an internal error{where}. The details are in the server log and in "
-              "the job's details; retrying may help.",
+        "the job's details; retrying may help.",
         "ko": "내부 오류로 작업이 실패했습니다. 자세한 내용은 서버 로그와 작업 상세 정보에 있습니다.",
     },
     "input_image_missing": {
@@ -262,7 +263,7 @@ CATALOGUE: dict[str, dict[str, str]] = {
     "stage_interpolate": {"en": "Interpolation skipped", "ko": "프레임 보간 건너뜀"},
     "stage_skipped": {
         "en": "{stage}: its model file is not on this machine and could not be downloaded; the video is made "
-              "without it (details in the post-processing report).",
+        "without it (details in the post-processing report).",
         "ko": "{stage}: 모델 파일이 없고 받을 수도 없어 이 단계 없이 영상을 만들었습니다.",
     },
     "overflow_retry": {
@@ -271,17 +272,17 @@ CATALOGUE: dict[str, dict[str, str]] = {
     },
     "overflow_stopped": {
         "en": "section {n}/{sections}: the {what} still hold inf/NaN in {dtype}; stopped rather than write a broken "
-              "video.",
+        "video.",
         "ko": "구간 {n}/{sections}: {dtype}로 다시 계산해도 값이 넘쳤습니다(inf/NaN).",
     },
     "plan_bucket_exceeded": {
         "en": "This GPU's memory plan leaves room for the {bucket} bucket at most ({width}x{height} asked): choose "
-              "a lower resolution, or set STUDIO_PLAN_BUCKET and restart.",
+        "a lower resolution, or set STUDIO_PLAN_BUCKET and restart.",
         "ko": "이 GPU의 메모리 계획은 해상도 {bucket}까지입니다({width}x{height} 요청). 해상도를 낮추세요.",
     },
     "translator_unreachable": {
         "en": "The translator could not be reached, so Korean text was used as written (the video model "
-              "understands English best).",
+        "understands English best).",
         "ko": "번역기에 연결할 수 없어 한국어 프롬프트를 그대로 사용했습니다 (영어 프롬프트가 가장 잘 동작합니다).",
     },
     "translator_local_used": {
@@ -293,8 +294,7 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "ko": "{configured} 엔진이 설치되지 않아 이 작업은 {engine} 엔진을 사용합니다.",
     },
     "analysis_defaults_used": {
-        "en": "Image analysis was not ready when this job was submitted, so the default length and strength "
-              "were used.",
+        "en": "Image analysis was not ready when this job was submitted, so the default length and strength were used.",
         "ko": "제출할 때 이미지 분석이 준비되지 않아 기본 길이와 강도를 사용했습니다.",
     },
     "pair_note": {"en": "Pair {n} / 구간 {n}: {text}", "ko": "Pair {n} / 구간 {n}: {text}"},
@@ -306,13 +306,13 @@ CATALOGUE: dict[str, dict[str, str]] = {
     "framepack_incomplete": {
         "en": "FramePack is not installed: {problem}. Run `{fix}` (about 45 GB), or use the morph engine.",
         "ko": "FramePack이 설치되지 않았습니다: {problem}. `{fix}` 를 실행하세요 (약 45 GB). 지금은 모프 엔진을 쓸 수 "
-              "있습니다.",
+        "있습니다.",
     },
     "framepack_not_downloaded": {
         "en": "FramePack is not installed: {names} is not downloaded on this machine. Run `{fix}` (about 45 GB), "
-              "or use the morph engine.",
+        "or use the morph engine.",
         "ko": "FramePack이 설치되지 않았습니다: {names} 모델이 이 컴퓨터에 없습니다. `{fix}` 를 실행하세요 (약 45 GB). "
-              "지금은 모프 엔진을 쓸 수 있습니다.",
+        "지금은 모프 엔진을 쓸 수 있습니다.",
     },
     # --- image analysis states and suggestions ----------------------------------------------
     "analysis_loading": {
@@ -325,9 +325,9 @@ CATALOGUE: dict[str, dict[str, str]] = {
     },
     "analysis_unavailable": {
         "en": "Image analysis is unavailable: the OpenCLIP model could not be loaded (not downloaded yet, or the "
-              "model hub cannot be reached). Length and strength use their defaults.",
+        "model hub cannot be reached). Length and strength use their defaults.",
         "ko": "이미지 분석을 사용할 수 없습니다: OpenCLIP 모델을 불러오지 못했습니다 (아직 받지 않았거나 모델 허브에 "
-              "연결할 수 없음). 길이와 강도는 기본값을 씁니다.",
+        "연결할 수 없음). 길이와 강도는 기본값을 씁니다.",
     },
     "suggest_resolution": {
         "en": "The smallest image has about {resolution}² pixels; a larger bucket would only upscale it.",
@@ -351,46 +351,87 @@ CATALOGUE: dict[str, dict[str, str]] = {
     },
     "suggest_pair_different": {
         "en": "Images {a} and {b} are very different (similarity {similarity}): a longer transition "
-              "({seconds} s) with more strength ({strength}).",
+        "({seconds} s) with more strength ({strength}).",
         "ko": "이미지 {a}과 {b}이(가) 많이 다릅니다 (유사도 {similarity}): 더 긴 전환 ({seconds}초)과 더 높은 "
-              "강도({strength})를 권장합니다.",
+        "강도({strength})를 권장합니다.",
     },
     "suggest_pair_similar": {
         "en": "Images {a} and {b} are similar (similarity {similarity}): a short transition ({seconds} s) with "
-              "gentle strength ({strength}).",
+        "gentle strength ({strength}).",
         "ko": "이미지 {a}과 {b}이(가) 비슷합니다 (유사도 {similarity}): 짧은 전환 ({seconds}초)과 약한 "
-              "강도({strength})를 권장합니다.",
+        "강도({strength})를 권장합니다.",
     },
     "suggest_pair_moderate": {
         "en": "Images {a} and {b} are moderately different (similarity {similarity}): {seconds} s, strength "
-              "{strength}.",
+        "{strength}.",
         "ko": "이미지 {a}과 {b}이(가) 어느 정도 다릅니다 (유사도 {similarity}): {seconds}초, 강도 {strength}.",
     },
     # --- starting the studio ----------------------------------------------------------------
     "data_dir_unusable": {
         "en": "the studio cannot create its data folder STUDIO_DATA_DIR={folder} ({error}): set STUDIO_DATA_DIR "
-              "to a folder the studio's user can write",
+        "to a folder the studio's user can write",
         "ko": "데이터 폴더를 만들 수 없습니다: STUDIO_DATA_DIR을 쓰기 가능한 폴더로 지정하세요",
     },
 }
 
 # Codes that are never an HTTP error answer: what a failed job says, warnings, suggestions, the
 # start. Every other code has a status in backend.web.errors.STATUS (a test checks both ways).
-NOTES = frozenset({
-    "setting_retired_output_fps", "job_unshowable", "job_failed_model", "job_failed_text", "job_failed_db", "job_failed_file",
-    "job_failed_oom", "job_failed_internal", "input_image_missing", "engine_fallback",
-    "analysis_defaults_used", "pair_note", "translation_failed", "framepack_incomplete",
-    "framepack_not_downloaded", "engine_unavailable", "analysis_loading", "analysis_busy",
-    "analysis_unavailable", "suggest_resolution", "suggest_fit_pad", "suggest_fit_same",
-    "suggest_fit_crop", "suggest_fit_padded", "suggest_pair_different", "suggest_pair_similar",
-    "suggest_pair_moderate", "data_dir_unusable", "stage_face_restore", "stage_upscale",
-    "stage_interpolate", "stage_skipped", "overflow_retry", "overflow_stopped", "plan_bucket_exceeded",
-    "translator_unreachable", "translator_local_used",
-})
+NOTES = frozenset(
+    {
+        "setting_retired_output_fps",
+        "job_unshowable",
+        "job_failed_model",
+        "job_failed_text",
+        "job_failed_db",
+        "job_failed_file",
+        "job_failed_oom",
+        "job_failed_internal",
+        "input_image_missing",
+        "engine_fallback",
+        "analysis_defaults_used",
+        "pair_note",
+        "translation_failed",
+        "framepack_incomplete",
+        "framepack_not_downloaded",
+        "engine_unavailable",
+        "analysis_loading",
+        "analysis_busy",
+        "analysis_unavailable",
+        "suggest_resolution",
+        "suggest_fit_pad",
+        "suggest_fit_same",
+        "suggest_fit_crop",
+        "suggest_fit_padded",
+        "suggest_pair_different",
+        "suggest_pair_similar",
+        "suggest_pair_moderate",
+        "data_dir_unusable",
+        "stage_face_restore",
+        "stage_upscale",
+        "stage_interpolate",
+        "stage_skipped",
+        "overflow_retry",
+        "overflow_stopped",
+        "plan_bucket_exceeded",
+        "translator_unreachable",
+        "translator_local_used",
+    }
+)
 
 # Sentences whose combined text has always been written Korean first (the access refusals).
-KOREAN_FIRST = frozenset({"token_missing", "token_wrong", "login_limited", "file_not_found", "cross_site",
-                          "bad_host", "overflow_retry", "overflow_stopped", "plan_bucket_exceeded"})
+KOREAN_FIRST = frozenset(
+    {
+        "token_missing",
+        "token_wrong",
+        "login_limited",
+        "file_not_found",
+        "cross_site",
+        "bad_host",
+        "overflow_retry",
+        "overflow_stopped",
+        "plan_bucket_exceeded",
+    }
+)
 # Sentences whose combined text is one of its languages alone: the text already speaks both.
 ONE_TEXT = frozenset({"job_failed_text", "pair_note"})
 

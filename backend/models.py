@@ -9,11 +9,10 @@ queue and the page (through `/api/meta`) all read them from here.
 
 from __future__ import annotations
 
-from enum import StrEnum
-from typing import Any, Literal
+from enum import Enum
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
-from typing_extensions import Annotated
 
 from backend.utils.model_registry import DEFAULT_UPSCALE_MODEL, UPSCALE_MODELS
 
@@ -42,7 +41,18 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class JobStatus(StrEnum):
+class _StrEnum(str, Enum):
+    """A str enum that reads as its value everywhere (str(), f-strings, JSON, SQLite). Not
+    `enum.StrEnum`: that is Python 3.11+, and the studio still starts on 3.10 (Ubuntu 22.04)."""
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self.value), spec)
+
+
+class JobStatus(_StrEnum):
     """A job's state. A str enum: rows in SQLite and JSON answers hold the plain words."""
 
     queued = "queued"
@@ -64,7 +74,7 @@ WAITING = (JobStatus.queued, JobStatus.interrupted)
 RETRYABLE = (JobStatus.failed, JobStatus.cancelled)
 
 
-class SegmentStatus(StrEnum):
+class SegmentStatus(_StrEnum):
     pending = "pending"
     running = "running"
     done = "done"
@@ -74,8 +84,9 @@ class JobSettings(_Strict):
     """The user's sliders. `None` means "not set": a suggestion or the default fills it in."""
 
     # allow_inf_nan=False: NaN would otherwise fail "<= 120" and be reported as too large.
-    seconds: Annotated[float | None, Num] = Field(None, gt=0, le=120, allow_inf_nan=False,
-                                                  description="seconds per transition")
+    seconds: Annotated[float | None, Num] = Field(
+        None, gt=0, le=120, allow_inf_nan=False, description="seconds per transition"
+    )
     quality: Annotated[int | None, Num] = Field(None, ge=0, le=100)
     strength: Annotated[int | None, Num] = Field(None, ge=0, le=100)
     resolution: Annotated[int | None, Num] = Field(None, ge=32, le=1536, description="bucket edge in px")
@@ -100,12 +111,11 @@ class JobCreate(_Strict):
     postprocess: PostprocessOptions = Field(default_factory=PostprocessOptions)
 
     @model_validator(mode="after")
-    def _one_prompt_per_pair(self) -> "JobCreate":
+    def _one_prompt_per_pair(self) -> JobCreate:
         pairs = len(self.images) - 1
         if self.prompts is not None and len(self.prompts) != pairs:
             raise ValueError(
-                f"'prompts' needs one entry per pair: {pairs} for {len(self.images)} images, "
-                f"got {len(self.prompts)}"
+                f"'prompts' needs one entry per pair: {pairs} for {len(self.images)} images, got {len(self.prompts)}"
             )
         for text in self.prompts or []:
             if text is not None and len(text) > MAX_PROMPT_CHARS:
@@ -202,8 +212,10 @@ class JobView(_Strict):
     attempts: int = 0
     details: str | None = Field(None, description="failed jobs: the technical cause (exception type and text)")
     error_message: dict[str, Any] | None = Field(
-        None, description="failed jobs: `error` as a catalogue message `{code, params}` (GET /api/messages), "
-                          "so the page can say it in its own language")
+        None,
+        description="failed jobs: `error` as a catalogue message `{code, params}` (GET /api/messages), "
+        "so the page can say it in its own language",
+    )
 
 
 class JobList(_Strict):

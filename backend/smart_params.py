@@ -21,8 +21,8 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from backend.pipeline.preprocessor import pair_bucket
 from backend.models import JobSettings
+from backend.pipeline.preprocessor import pair_bucket
 
 # The one frame rate of every file a job writes (previews, segments, the joined video): FramePack's
 # sections are generated at the model's native 30 fps, so another rate would only replay the same

@@ -22,18 +22,18 @@ import secrets
 import shutil
 import unicodedata
 import warnings
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import AsyncIterator
 
 from PIL import Image, UnidentifiedImageError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from backend import messages
 from backend.config import Settings
-from backend.utils.files import upload_name, upload_path
 from backend.errors import StudioError
+from backend.utils.files import upload_name, upload_path
 from backend.utils.images import normalize_upload
 from backend.utils.storage import is_disk_full
 
@@ -47,9 +47,11 @@ MAX_FIELD_BYTES = 64 * 1024
 MAX_TEXT_FIELDS = 16
 STORED_NAME = re.compile(r"^[0-9a-f]{24}\.png$")
 # Signatures of the accepted formats, to tell "not an image we take" from "one of ours, damaged".
-_SIGNATURES = (("PNG", lambda b: b.startswith(b"\x89PNG\r\n\x1a\n")),
-               ("JPEG", lambda b: b.startswith(b"\xff\xd8\xff")),
-               ("WebP", lambda b: b[:4] == b"RIFF" and b[8:12] == b"WEBP"))
+_SIGNATURES = (
+    ("PNG", lambda b: b.startswith(b"\x89PNG\r\n\x1a\n")),
+    ("JPEG", lambda b: b.startswith(b"\xff\xd8\xff")),
+    ("WebP", lambda b: b[:4] == b"RIFF" and b[8:12] == b"WEBP"),
+)
 
 _pools: dict[int, ThreadPoolExecutor] = {}
 
@@ -192,20 +194,28 @@ class UploadReceiver:
                     fmt, (w, h) = img.format, img.size
         except Image.DecompressionBombError:
             # Pillow's own guard fired first (over twice its default pixel cap): same answer as ours.
-            raise UploadError("image_pixel_bomb", name=name, megapixels=messages.num(self.settings.max_image_pixels / 1e6))
+            raise UploadError(
+                "image_pixel_bomb", name=name, megapixels=messages.num(self.settings.max_image_pixels / 1e6)
+            ) from None
         except (UnidentifiedImageError, OSError, SyntaxError):
             if partial:
                 return False  # not enough bytes yet to tell; checked again at the end
             known = _sniff(part.temp)
             if known is not None:
-                raise UploadError("image_corrupt_format", name=name, format=known)
-            raise UploadError("image_not_an_image", name=name)
+                raise UploadError("image_corrupt_format", name=name, format=known) from None
+            raise UploadError("image_not_an_image", name=name) from None
         if fmt not in ALLOWED_FORMATS:
             raise UploadError("image_format_unsupported", name=name, format=fmt)
         limit = self.settings.max_image_pixels
         if w * h > limit or max(w, h) > self.settings.max_image_edge:
-            raise UploadError("image_too_large", name=name, width=w, height=h,
-                              megapixels=messages.num(limit / 1e6), edge=self.settings.max_image_edge)
+            raise UploadError(
+                "image_too_large",
+                name=name,
+                width=w,
+                height=h,
+                megapixels=messages.num(limit / 1e6),
+                edge=self.settings.max_image_edge,
+            )
         if w < 16 or h < 16:
             raise UploadError("image_too_small", name=name, width=w, height=h)
         return True
@@ -222,8 +232,7 @@ class UploadReceiver:
                 with Image.open(part.temp) as img:
                     img.load()
                     upright = normalize_upload(img)
-        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError,
-                Image.DecompressionBombWarning) as exc:
+        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
             raise UploadError("image_corrupt", name=name, error=str(exc)) from exc
         upload_id = new_id()
         # Written under .incoming and synced; `publish` renames it into place after its row exists.

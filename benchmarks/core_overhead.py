@@ -98,9 +98,9 @@ def main() -> None:
     from diffusers import HunyuanVideoFramepackPipeline
     from PIL import Image
 
-    from backend.pipeline.preprocessor import fit_image
     from backend import smart_params
     from backend.models import JobSettings
+    from backend.pipeline.preprocessor import fit_image
     from tests.helpers.images import encoded, scene
     from tests.helpers.server import StudioServer
     from tests.helpers.tiny_framepack import save_tiny_pipeline
@@ -115,12 +115,18 @@ def main() -> None:
     with httpx.Client(base_url=base, timeout=60) as client:
         files = [("files", (f"{i}.png", encoded(img), "image/png")) for i, img in enumerate(images)]
         ids = [u["id"] for u in client.post("/api/uploads", files=files).json()["uploads"]]
-    job_settings = {"seconds": args.seconds, "quality": args.steps_quality, "strength": 50,
-                    "resolution": args.resolution, "seed": 5}
+    job_settings = {
+        "seconds": args.seconds,
+        "quality": args.steps_quality,
+        "strength": 50,
+        "resolution": args.resolution,
+        "seed": 5,
+    }
     body = {"images": ids, "engine": "framepack", "prompt": "a cat walks", "settings": job_settings}
     params = smart_params.resolve(JobSettings(**job_settings), 1, [(96, 96)])
     w, h = params["width"], params["height"]
-    first = Image.fromarray(fit_image(images[0], w, h)); last = Image.fromarray(fit_image(images[1], w, h))
+    first = Image.fromarray(fit_image(images[0], w, h))
+    last = Image.fromarray(fit_image(images[1], w, h))
     segment = params["segments"][0]
 
     pipe = HunyuanVideoFramepackPipeline.from_pretrained(str(pipeline_dir), dtype=torch.float32)
@@ -128,11 +134,21 @@ def main() -> None:
 
     def direct() -> float:
         t0 = time.perf_counter()
-        pipe(image=first, last_image=last, prompt="a cat walks", height=h, width=w,
-             num_frames=segment["sections"] * 33, latent_window_size=9,
-             num_inference_steps=params["steps"], guidance_scale=10.0, true_cfg_scale=1.0,
-             sampling_type="inverted_anti_drifting", generator=torch.Generator("cpu").manual_seed(5),
-             output_type="np")
+        pipe(
+            image=first,
+            last_image=last,
+            prompt="a cat walks",
+            height=h,
+            width=w,
+            num_frames=segment["sections"] * 33,
+            latent_window_size=9,
+            num_inference_steps=params["steps"],
+            guidance_scale=10.0,
+            true_cfg_scale=1.0,
+            sampling_type="inverted_anti_drifting",
+            generator=torch.Generator("cpu").manual_seed(5),
+            output_type="np",
+        )
         return time.perf_counter() - t0
 
     # Warm both paths (model load in the studio, first-call allocations in both).
@@ -153,8 +169,12 @@ def main() -> None:
 
     result = {
         "machine": {"cpus": os.cpu_count(), "torch": torch.__version__, "device": "cpu"},
-        "job": {"resolution": f"{w}x{h}", "sections": segment["sections"], "steps": params["steps"],
-                "frames": segment["frames"]},
+        "job": {
+            "resolution": f"{w}x{h}",
+            "sections": segment["sections"],
+            "steps": params["steps"],
+            "frames": segment["frames"],
+        },
         "direct_pipeline_s_median": round(d, 4),
         "studio_job_s_median": round(s, 4),
         "overhead_ratio": round(s / d, 4),
@@ -164,12 +184,18 @@ def main() -> None:
         "studio_s": [round(x, 4) for x in studio_times],
         "latency_clients": args.clients,
         "morph_events_received": count,
-        "morph_latency_ms": {"p50": round(percentile(latencies, 50), 2), "p99": round(percentile(latencies, 99), 2),
-                             "max": round(max(latencies), 2)},
+        "morph_latency_ms": {
+            "p50": round(percentile(latencies, 50), 2),
+            "p99": round(percentile(latencies, 99), 2),
+            "max": round(max(latencies), 2),
+        },
         "framepack_slowest_events": [[round(ms, 1), kind, stage, step] for ms, kind, stage, step in worst],
         "framepack_events_received": fp_count,
-        "framepack_latency_ms": {"p50": round(percentile(fp_latencies, 50), 2),
-                                 "p99": round(percentile(fp_latencies, 99), 2), "max": round(max(fp_latencies), 2)},
+        "framepack_latency_ms": {
+            "p50": round(percentile(fp_latencies, 50), 2),
+            "p99": round(percentile(fp_latencies, 99), 2),
+            "max": round(max(fp_latencies), 2),
+        },
     }
     print(json.dumps(result, indent=2))
     if args.out:

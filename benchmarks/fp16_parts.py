@@ -1,6 +1,6 @@
 """Where fp16 and bf16 on the GPU differ from fp32 on the CPU, part by part, on the tiny pipeline.
 
-    python benchmarks/fp16_parts.py      # needs CUDA; prints one JSON line per part and dtype
+python benchmarks/fp16_parts.py      # needs CUDA; prints one JSON line per part and dtype
 """
 
 from __future__ import annotations
@@ -51,13 +51,29 @@ def main() -> None:
             keep_stream_fp32(pipe.transformer)
         got = parts(pipe, "cuda", dtype, ComputePolicy(name, "cuda"))
         with torch.no_grad(), ComputePolicy(name, "cuda").context():
-            x = {k: (v.to("cuda", dtype) if isinstance(v, torch.Tensor) and v.is_floating_point() else
-                     v.to("cuda") if isinstance(v, torch.Tensor) else v) for k, v in forward.items()}
+            x = {
+                k: (
+                    v.to("cuda", dtype)
+                    if isinstance(v, torch.Tensor) and v.is_floating_point()
+                    else v.to("cuda")
+                    if isinstance(v, torch.Tensor)
+                    else v
+                )
+                for k, v in forward.items()
+            }
             got["transformer"] = pipe.transformer(**x)[0]
         for key, w in want.items():
             g = got[key].float().cpu()
-            print(json.dumps({"dtype": name, "part": key, "rel_l2": float((g - w).norm() / w.norm()),
-                              "finite": bool(torch.isfinite(g).all())}))
+            print(
+                json.dumps(
+                    {
+                        "dtype": name,
+                        "part": key,
+                        "rel_l2": float((g - w).norm() / w.norm()),
+                        "finite": bool(torch.isfinite(g).all()),
+                    }
+                )
+            )
     # Whole jobs through the generator: resident and partial, fp16 and bf16, against CPU fp32.
     import dataclasses
 
@@ -78,11 +94,16 @@ def main() -> None:
     for dtype_name in ("bf16", "fp16"):
         for label, tiers in (("resident", ("gpu",) * 5), ("partial", None)):
             plan = _plan() if tiers is None else _plan(tiers)
-            plan = dataclasses.replace(plan, dtype=dtype_name, text_on_disk=label == "partial",
-                                       mode="partial" if tiers is None else "fp8")
+            plan = dataclasses.replace(
+                plan, dtype=dtype_name, text_on_disk=label == "partial", mode="partial" if tiers is None else "fp8"
+            )
             try:
                 frames = job(dtype_name, "cuda", plan)
-                print(json.dumps({"job": label, "dtype": dtype_name, "mean_abs_vs_cpu_fp32": float(np.abs(frames - cpu).mean())}))
+                print(
+                    json.dumps(
+                        {"job": label, "dtype": dtype_name, "mean_abs_vs_cpu_fp32": float(np.abs(frames - cpu).mean())}
+                    )
+                )
             except Exception as exc:
                 print(json.dumps({"job": label, "dtype": dtype_name, "error": repr(exc)[:300]}))
 

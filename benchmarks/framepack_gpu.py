@@ -38,29 +38,63 @@ from tests.helpers.framepack_models import FULL_SPEC, build_pipeline  # noqa: E4
 
 GIB = 1024**3
 H100_BF16_PEAK = 989e12  # dense bf16 FLOP/s of an H100 SXM (datasheet), the MFU basis
-PROMPT = ("a woman with long dark hair turns slowly toward the camera and smiles while warm evening "
-          "light falls across her face and the wind moves her hair gently; the camera pushes in "
-          "slowly, shallow depth of field, soft film grain, the background city lights blur into "
-          "bokeh as she looks up and laughs, natural skin tones, cinematic colour grading, calm mood")
+PROMPT = (
+    "a woman with long dark hair turns slowly toward the camera and smiles while warm evening "
+    "light falls across her face and the wind moves her hair gently; the camera pushes in "
+    "slowly, shallow depth of field, soft film grain, the background city lights blur into "
+    "bokeh as she looks up and laughs, natural skin tones, cinematic colour grading, calm mood"
+)
 # The random models' tokenizers know the prompt's words (word-level, built in memory).
 PROMPT_WORDS = sorted(set(PROMPT.replace(",", " ").replace(";", " ").split()))
 FULL = {**FULL_SPEC, "words": PROMPT_WORDS}
 
 
 TINY = dict(
-    transformer=dict(in_channels=4, out_channels=4, num_attention_heads=2, attention_head_dim=8,
-                     rope_axes_dim=(2, 2, 4), num_layers=1, num_single_layers=1, num_refiner_layers=1,
-                     text_embed_dim=16, pooled_projection_dim=8, has_image_proj=True, image_proj_dim=16,
-                     has_clean_x_embedder=True, guidance_embeds=True),
-    vae=dict(latent_channels=4, block_out_channels=(8, 8, 8, 8), layers_per_block=1, norm_num_groups=4,
-             mid_block_add_attention=False),
-    llama=dict(vocab_size=512, hidden_size=16, intermediate_size=32, num_hidden_layers=3,
-               num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=512),
+    transformer=dict(
+        in_channels=4,
+        out_channels=4,
+        num_attention_heads=2,
+        attention_head_dim=8,
+        rope_axes_dim=(2, 2, 4),
+        num_layers=1,
+        num_single_layers=1,
+        num_refiner_layers=1,
+        text_embed_dim=16,
+        pooled_projection_dim=8,
+        has_image_proj=True,
+        image_proj_dim=16,
+        has_clean_x_embedder=True,
+        guidance_embeds=True,
+    ),
+    vae=dict(
+        latent_channels=4,
+        block_out_channels=(8, 8, 8, 8),
+        layers_per_block=1,
+        norm_num_groups=4,
+        mid_block_add_attention=False,
+    ),
+    llama=dict(
+        vocab_size=512,
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=3,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+    ),
     llama_full_layers=3,
-    clip=dict(vocab_size=512, hidden_size=8, intermediate_size=16, num_hidden_layers=1,
-              num_attention_heads=2, max_position_embeddings=77, projection_dim=8),
-    siglip=dict(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
-                image_size=32, patch_size=8),
+    clip=dict(
+        vocab_size=512,
+        hidden_size=8,
+        intermediate_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        max_position_embeddings=77,
+        projection_dim=8,
+    ),
+    siglip=dict(
+        hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2, image_size=32, patch_size=8
+    ),
     words=PROMPT_WORDS,
 )
 
@@ -136,7 +170,7 @@ def vram_window(cuda: bool):
 def summarize(step_times: list[list[float]], section_ends: list[float], start: float, steps: int) -> dict:
     """s/step (warm: the job's first step excluded), s/section and time to first section preview."""
     durations = []
-    for g, stamps in enumerate(step_times):
+    for stamps in step_times:
         diffs = [b - a for a, b in zip(stamps, stamps[1:])]
         durations.extend(diffs)  # within-section steps; the first of each section follows setup
     warm = sorted(durations)
@@ -144,13 +178,15 @@ def summarize(step_times: list[list[float]], section_ends: list[float], start: f
     bounds = [start] + section_ends
     sections = [b - a for a, b in zip(bounds, bounds[1:])]
     return {
-        "s_per_step": s_step, "steps_timed": len(durations),
+        "s_per_step": s_step,
+        "steps_timed": len(durations),
         "s_per_section_measured": sections,
         "s_per_section_at_25_steps": (25 * s_step + (sections[-1] - steps * s_step)) if s_step and sections else None,
         "first_section_s": section_ends[0] - start if section_ends else None,
         # FramePack's default is 25 steps: the same first section with the steps not run added.
         "first_section_s_at_25_steps": (section_ends[0] - start + (25 - steps) * s_step)
-        if section_ends and s_step else None,
+        if section_ends and s_step
+        else None,
     }
 
 
@@ -176,11 +212,22 @@ def run_reference(pipe, job: dict, clock: Clock, cuda: bool) -> dict:
     try:
         with vram_window(cuda) as vram:
             start = clock.now()
-            pipe(image=job["image_a"], last_image=job["image_b"], prompt=PROMPT, height=job["height"],
-                 width=job["width"], num_frames=job["sections"] * ((job["window"] - 1) * 4 + 1),
-                 latent_window_size=job["window"], num_inference_steps=job["steps"], guidance_scale=10.0,
-                 true_cfg_scale=1.0, sampling_type="inverted_anti_drifting",
-                 generator=torch.Generator("cpu").manual_seed(1), callback_on_step_end=on_step, output_type="np")
+            pipe(
+                image=job["image_a"],
+                last_image=job["image_b"],
+                prompt=PROMPT,
+                height=job["height"],
+                width=job["width"],
+                num_frames=job["sections"] * ((job["window"] - 1) * 4 + 1),
+                latent_window_size=job["window"],
+                num_inference_steps=job["steps"],
+                guidance_scale=10.0,
+                true_cfg_scale=1.0,
+                sampling_type="inverted_anti_drifting",
+                generator=torch.Generator("cpu").manual_seed(1),
+                callback_on_step_end=on_step,
+                output_type="np",
+            )
             end = clock.now()
     finally:
         del pipe.vae.decode
@@ -189,8 +236,15 @@ def run_reference(pipe, job: dict, clock: Clock, cuda: bool) -> dict:
     return out
 
 
-def run_ours(generator, job: dict, clock: Clock, cuda: bool, sections: int | None = None,
-             steps: int | None = None, cache: str = "off") -> dict:
+def run_ours(
+    generator,
+    job: dict,
+    clock: Clock,
+    cuda: bool,
+    sections: int | None = None,
+    steps: int | None = None,
+    cache: str = "off",
+) -> dict:
     import numpy as np
 
     from backend.utils.progress import Progress
@@ -208,8 +262,13 @@ def run_ours(generator, job: dict, clock: Clock, cuda: bool, sections: int | Non
             stamps[d["section"] - 1].append(clock.now())
 
     segment = {"sections": sections, "seed": 1, "end_embed_weights": list(np.linspace(0.2, 0.8, sections))}
-    params = {"steps": steps, "latent_window_size": job["window"], "distilled_guidance": 10.0, "true_cfg": 1.0,
-              "cache": cache}
+    params = {
+        "steps": steps,
+        "latent_window_size": job["window"],
+        "distilled_guidance": 10.0,
+        "true_cfg": 1.0,
+        "cache": cache,
+    }
     with vram_window(cuda) as vram:
         start = clock.now()
         frames = generator.generate(job["first"], job["last"], PROMPT, segment, params, progress)
@@ -233,10 +292,20 @@ def capture_forward_kwargs(pipe, job: dict):
 
     handle = pipe.transformer.register_forward_pre_hook(grab, with_kwargs=True)
     try:
-        pipe(image=job["image_a"], last_image=job["image_b"], prompt=PROMPT, height=job["height"],
-             width=job["width"], num_frames=(job["window"] - 1) * 4 + 1, latent_window_size=job["window"],
-             num_inference_steps=1, guidance_scale=10.0, sampling_type="inverted_anti_drifting",
-             generator=torch.Generator("cpu").manual_seed(1), output_type="latent")
+        pipe(
+            image=job["image_a"],
+            last_image=job["image_b"],
+            prompt=PROMPT,
+            height=job["height"],
+            width=job["width"],
+            num_frames=(job["window"] - 1) * 4 + 1,
+            latent_window_size=job["window"],
+            num_inference_steps=1,
+            guidance_scale=10.0,
+            sampling_type="inverted_anti_drifting",
+            generator=torch.Generator("cpu").manual_seed(1),
+            output_type="latent",
+        )
     except StopIteration:
         pass
     finally:
@@ -278,8 +347,12 @@ def fp8_error(transformer, kwargs) -> dict:
         count = accel.convert_fp8_linears(transformer)
         out = transformer(**kwargs)[0].float()
     rel = float((out - ref).norm() / ref.norm())
-    return {"converted_linears": count, "rel_l2_error_vs_bf16": rel,
-            "max_abs_error": float((out - ref).abs().max()), "ref_rms": float(ref.pow(2).mean().sqrt())}
+    return {
+        "converted_linears": count,
+        "rel_l2_error_vs_bf16": rel,
+        "max_abs_error": float((out - ref).abs().max()),
+        "ref_rms": float(ref.pow(2).mean().sqrt()),
+    }
 
 
 def fp16_error(transformer, kwargs) -> dict:
@@ -290,8 +363,9 @@ def fp16_error(transformer, kwargs) -> dict:
     from backend.pipeline.framepack.compute_dtype import ComputePolicy, keep_stream_fp32
 
     def cast(dtype):
-        return {k: (v.to(dtype) if isinstance(v, torch.Tensor) and v.is_floating_point() else v)
-                for k, v in kwargs.items()}
+        return {
+            k: (v.to(dtype) if isinstance(v, torch.Tensor) and v.is_floating_point() else v) for k, v in kwargs.items()
+        }
 
     device_type = next(transformer.parameters()).device.type
     original = transformer.dtype
@@ -312,11 +386,19 @@ def fp16_error(transformer, kwargs) -> dict:
     torch.cuda.empty_cache()
 
     def err(x):
-        return {"rel_l2_vs_fp32": float((x - ref).norm() / ref.norm()), "max_abs": float((x - ref).abs().max()),
-                "finite": bool(torch.isfinite(x).all())}
+        return {
+            "rel_l2_vs_fp32": float((x - ref).norm() / ref.norm()),
+            "max_abs": float((x - ref).abs().max()),
+            "finite": bool(torch.isfinite(x).all()),
+        }
 
-    return {"fp16_fp32_stream": err(fp16), "bf16": err(bf16), "fp16_plain": err(plain),
-            "ref_rms": float(ref.pow(2).mean().sqrt()), "ref_max_abs": float(ref.abs().max())}
+    return {
+        "fp16_fp32_stream": err(fp16),
+        "bf16": err(bf16),
+        "fp16_plain": err(plain),
+        "ref_rms": float(ref.pow(2).mean().sqrt()),
+        "ref_max_abs": float(ref.abs().max()),
+    }
 
 
 def storage_error(transformer, kwargs, min_numel: int) -> dict:
@@ -329,9 +411,12 @@ def storage_error(transformer, kwargs, min_numel: int) -> dict:
 
     from backend.pipeline.framepack.weight_storage import StoredLinear8
 
-    targets = [(parent, name, child) for parent in transformer.modules()
-               for name, child in parent.named_children()
-               if type(child) is nn.Linear and child.weight.numel() >= min_numel]
+    targets = [
+        (parent, name, child)
+        for parent in transformer.modules()
+        for name, child in parent.named_children()
+        if type(child) is nn.Linear and child.weight.numel() >= min_numel
+    ]
     out: dict = {"converted_linears": len(targets)}
     with torch.no_grad():
         ref = transformer(**kwargs)[0].float()
@@ -340,8 +425,10 @@ def storage_error(transformer, kwargs, min_numel: int) -> dict:
                 for parent, name, child in targets:
                     setattr(parent, name, StoredLinear8.from_linear(child, fmt))
                 got = transformer(**kwargs)[0].float()
-                out[fmt] = {"rel_l2_error_vs_bf16": float((got - ref).norm() / ref.norm()),
-                            "max_abs_error": float((got - ref).abs().max())}
+                out[fmt] = {
+                    "rel_l2_error_vs_bf16": float((got - ref).norm() / ref.norm()),
+                    "max_abs_error": float((got - ref).abs().max()),
+                }
             finally:
                 for parent, name, child in targets:
                     setattr(parent, name, child)
@@ -376,8 +463,7 @@ def save(result: dict, path: Path | None) -> None:
 # The target machines: the allocator cap (its reserved-VRAM target), the RAM the plan may assume
 # (the machine's), and the dtype rule of the GPU (a T4 has no bf16).
 PROFILE_RUNS = {
-    "colab-t4": dict(vram_limit_gib=14.5, ram_limit_gib=12.7e9 / GIB, compute_dtype="fp16",
-                     rss_target_gib=10.5),
+    "colab-t4": dict(vram_limit_gib=14.5, ram_limit_gib=12.7e9 / GIB, compute_dtype="fp16", rss_target_gib=10.5),
     "laptop-6gb": dict(vram_limit_gib=5.75, ram_limit_gib=16.0, compute_dtype="bf16", rss_target_gib=12.0),
     "gpu-8gb": dict(vram_limit_gib=7.75, ram_limit_gib=16.0, compute_dtype="bf16", rss_target_gib=12.0),
     "gpu-12gb": dict(vram_limit_gib=11.75, ram_limit_gib=32.0, compute_dtype="bf16", rss_target_gib=20.0),
@@ -401,13 +487,20 @@ def studio_settings(args, cuda: bool, **extra):
     from backend.config import Settings
 
     profile = getattr(args, "profile", None)
-    return Settings(gpu_profile=args.mode if cuda else "auto", framepack_compile=args.compile,
-                    framepack_warmup=True, fp8_matmul=False, offload_weights=args.offload_weights,
-                    storage_8bit=args.storage_8bit, compute_dtype=getattr(args, "compute_dtype", "auto"),
-                    vram_limit_gib=args.vram_limit_gib if profile else 0.0,
-                    ram_limit_gib=getattr(args, "ram_limit_gib", 0.0) if profile else 0.0,
-                    plan_bucket=args.size if cuda else 0,
-                    models_dir=str(Path(os.environ.get("STUDIO_MODELS_DIR", "/tmp/studio-bench-models"))), **extra)
+    return Settings(
+        gpu_profile=args.mode if cuda else "auto",
+        framepack_compile=args.compile,
+        framepack_warmup=True,
+        fp8_matmul=False,
+        offload_weights=args.offload_weights,
+        storage_8bit=args.storage_8bit,
+        compute_dtype=getattr(args, "compute_dtype", "auto"),
+        vram_limit_gib=args.vram_limit_gib if profile else 0.0,
+        ram_limit_gib=getattr(args, "ram_limit_gib", 0.0) if profile else 0.0,
+        plan_bucket=args.size if cuda else 0,
+        models_dir=str(Path(os.environ.get("STUDIO_MODELS_DIR", "/tmp/studio-bench-models"))),
+        **extra,
+    )
 
 
 def make_job(size: int, window: int, sections: int, steps: int) -> dict:
@@ -418,8 +511,17 @@ def make_job(size: int, window: int, sections: int, steps: int) -> dict:
     rng = np.random.default_rng(0)
     first = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
     last = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
-    return {"first": first, "last": last, "image_a": Image.fromarray(first), "image_b": Image.fromarray(last),
-            "height": size, "width": size, "window": window, "sections": sections, "steps": steps}
+    return {
+        "first": first,
+        "last": last,
+        "image_a": Image.fromarray(first),
+        "image_b": Image.fromarray(last),
+        "height": size,
+        "width": size,
+        "window": window,
+        "sections": sections,
+        "steps": steps,
+    }
 
 
 def cap_vram(gib: float, result: dict) -> None:
@@ -481,14 +583,25 @@ def from_disk(args, result: dict, rss: RssSampler, clock: Clock, cuda: bool, spe
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--tiny", action="store_true", help="tiny models of the same architecture, on the CPU")
-    ap.add_argument("--mode", default="resident", choices=["resident", "fp8", "offload", "auto"],
-                    help="auto: the studio's own memory plan for the (capped) VRAM and RAM")
-    ap.add_argument("--profile", default=None, choices=sorted(PROFILE_RUNS),
-                    help="simulate a machine: VRAM cap, RAM the plan assumes, the GPU's dtype rule (mode auto)")
+    ap.add_argument(
+        "--mode",
+        default="resident",
+        choices=["resident", "fp8", "offload", "auto"],
+        help="auto: the studio's own memory plan for the (capped) VRAM and RAM",
+    )
+    ap.add_argument(
+        "--profile",
+        default=None,
+        choices=sorted(PROFILE_RUNS),
+        help="simulate a machine: VRAM cap, RAM the plan assumes, the GPU's dtype rule (mode auto)",
+    )
     ap.add_argument("--compute-dtype", default="auto", choices=["auto", "bf16", "fp16", "fp32"])
     ap.add_argument("--ram-limit-gib", type=float, default=0.0, help=argparse.SUPPRESS)
-    ap.add_argument("--fp16-error", action="store_true",
-                    help="transformer output of fp16 (fp32 stream) and bf16 against an fp32 reference")
+    ap.add_argument(
+        "--fp16-error",
+        action="store_true",
+        help="transformer output of fp16 (fp32 stream) and bf16 against an fp32 reference",
+    )
     ap.add_argument("--reference", action="store_true", help="also run the plain diffusers pipeline")
     ap.add_argument("--size", type=int, default=640, help="square frame edge in pixels")
     ap.add_argument("--window", type=int, default=9)
@@ -498,16 +611,27 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--growth-sections", type=int, default=0, help="peak VRAM at 1 and at N sections (1 step)")
     ap.add_argument("--draft", action="store_true", help="also time First Block Cache (draft)")
     ap.add_argument("--fp8-matmul", action="store_true", help="also measure FP8 matmuls (error + speed)")
-    ap.add_argument("--storage-error", action="store_true",
-                    help="transformer output error of 8-bit weight storage (fp8, int8) against bf16")
-    ap.add_argument("--offload-weights", default="bf16", choices=["bf16", "fp8", "auto"],
-                    help="offload mode: transformer weights in host RAM as bf16 or 8-bit")
+    ap.add_argument(
+        "--storage-error",
+        action="store_true",
+        help="transformer output error of 8-bit weight storage (fp8, int8) against bf16",
+    )
+    ap.add_argument(
+        "--offload-weights",
+        default="bf16",
+        choices=["bf16", "fp8", "auto"],
+        help="offload mode: transformer weights in host RAM as bf16 or 8-bit",
+    )
     ap.add_argument("--storage-8bit", default="int8", choices=["int8", "fp8"], help="format of 8-bit weights")
     ap.add_argument("--vram-limit-gib", type=float, default=0.0, help="simulate a smaller GPU")
     ap.add_argument("--full-text-encoder", action="store_true", help="32-layer Llama (8B) text encoder")
-    ap.add_argument("--from-disk", type=Path, default=None,
-                    help="measure the real loading path: save the models to DIR (a child process, once), then "
-                         "load them with FramePackGenerator.load() (FRAMEPACK_DIR=DIR) instead of attach()")
+    ap.add_argument(
+        "--from-disk",
+        type=Path,
+        default=None,
+        help="measure the real loading path: save the models to DIR (a child process, once), then "
+        "load them with FramePackGenerator.load() (FRAMEPACK_DIR=DIR) instead of attach()",
+    )
     ap.add_argument("--save-to", type=Path, default=None, help=argparse.SUPPRESS)  # the child of --from-disk
     ap.add_argument("--out", type=Path, default=None, help="JSON file to write")
     args = ap.parse_args(argv)
@@ -527,13 +651,21 @@ def main(argv: list[str] | None = None) -> dict:
     result: dict = {
         "command": "python benchmarks/framepack_gpu.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "device": torch.cuda.get_device_name(0) if cuda else platform.processor() or "cpu",
-        "torch": torch.__version__, "models": "tiny" if spec is TINY else "full-size random", "mode": args.mode,
-        "size": size, "window": window, "sections": args.sections, "steps": args.steps,
-        "profile": args.profile, "compute_dtype": args.compute_dtype,
+        "torch": torch.__version__,
+        "models": "tiny" if spec is TINY else "full-size random",
+        "mode": args.mode,
+        "size": size,
+        "window": window,
+        "sections": args.sections,
+        "steps": args.steps,
+        "profile": args.profile,
+        "compute_dtype": args.compute_dtype,
     }
     if args.profile:
-        result["targets"] = {"peak_rss_gib": PROFILE_RUNS[args.profile]["rss_target_gib"],
-                             "vram_reserved_gib": args.vram_limit_gib}
+        result["targets"] = {
+            "peak_rss_gib": PROFILE_RUNS[args.profile]["rss_target_gib"],
+            "vram_reserved_gib": args.vram_limit_gib,
+        }
     try:
         import diffusers
 
@@ -576,8 +708,7 @@ def main(argv: list[str] | None = None) -> dict:
     if args.storage_error and kwargs is not None:
         from backend.pipeline.framepack.weight_storage import MIN_WEIGHT_NUMEL
 
-        result["storage_8bit_error"] = storage_error(pipe.transformer, kwargs,
-                                                     64 if spec is TINY else MIN_WEIGHT_NUMEL)
+        result["storage_8bit_error"] = storage_error(pipe.transformer, kwargs, 64 if spec is TINY else MIN_WEIGHT_NUMEL)
         save(result, args.out)
 
     gen = FramePackGenerator(studio_settings(args, cuda))
@@ -617,8 +748,14 @@ def main(argv: list[str] | None = None) -> dict:
         ref, ours = result["reference"], result["ours"]
         result["ratios_ours_over_reference"] = {
             k: (ours[k] / ref[k]) if ours.get(k) and ref.get(k) else None
-            for k in ("s_per_step", "s_per_section_at_25_steps", "first_section_s", "peak_allocated_gib",
-                      "peak_reserved_gib", "total_s")
+            for k in (
+                "s_per_step",
+                "s_per_section_at_25_steps",
+                "first_section_s",
+                "peak_allocated_gib",
+                "peak_reserved_gib",
+                "total_s",
+            )
         }
 
     save(result, args.out)
@@ -663,10 +800,13 @@ def main(argv: list[str] | None = None) -> dict:
                 if cuda:
                     run_ours(gen, job, clock, cuda)  # recompiles the converted blocks
                     timed = run_ours(gen, job, clock, cuda)
-                    err.update(s_per_step=timed["s_per_step"], total_s=timed["total_s"],
-                               peak_allocated_gib=timed["peak_allocated_gib"],
-                               peak_reserved_gib=timed["peak_reserved_gib"],
-                               mfu_vs_989=flops / timed["s_per_step"] / H100_BF16_PEAK)
+                    err.update(
+                        s_per_step=timed["s_per_step"],
+                        total_s=timed["total_s"],
+                        peak_allocated_gib=timed["peak_allocated_gib"],
+                        peak_reserved_gib=timed["peak_reserved_gib"],
+                        mfu_vs_989=flops / timed["s_per_step"] / H100_BF16_PEAK,
+                    )
                     if "reference" in result:
                         err["s_per_step_ratio_vs_reference"] = timed["s_per_step"] / result["reference"]["s_per_step"]
                 result["fp8_matmul"] = err

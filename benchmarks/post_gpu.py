@@ -95,22 +95,32 @@ def main() -> None:
         model = load_ifnet(tmp / "flownet.pkl")
         for rh, rw in ((h, w), (2 * h, 2 * w)):
             frames = rng.integers(0, 255, (max(batches) + 1, rh, rw, 3), dtype=np.uint8)
+
             def naive_run():  # one pair, one timestep per call
                 RifeInterpolator(model, 2, device=device, scene_threshold=1.0, batch_size=1).process(frames[:3])
+
             rate = _rate(naive_run, 2, device, seconds)
             print(f"{f'RIFE 2x {rw}x{rh} naive (pairs/s)':34s} {'fp32':9s} {1:5d} {rate:8.2f} fps")
             for half in precisions:
                 for bs in batches:
+
                     def run():
-                        RifeInterpolator(model, 2, device=device, half=half, scene_threshold=1.0, batch_size=bs).process(frames[: bs + 1])
+                        RifeInterpolator(
+                            model, 2, device=device, half=half, scene_threshold=1.0, batch_size=bs
+                        ).process(frames[: bs + 1])
+
                     rate = _rate(run, bs, device, seconds)
-                    print(f"{f'RIFE 2x {rw}x{rh} (new frames/s)':34s} {'fp16' if half else 'fp32':9s} {bs:5d} {rate:8.2f} fps")
+                    print(
+                        f"{f'RIFE 2x {rw}x{rh} (new frames/s)':34s} {'fp16' if half else 'fp32':9s} {bs:5d} {rate:8.2f} fps"
+                    )
             model = model.float()
 
         # --- CodeFormer ---
         torch.save(codeformer_release_state(n_layers=1 if args.tiny else 9), tmp / "codeformer.pth")
         for half in precisions:
-            restorer = CodeFormerRestorer.from_checkpoint(tmp / "codeformer.pth", fidelity=0.7, device=device, half=half)
+            restorer = CodeFormerRestorer.from_checkpoint(
+                tmp / "codeformer.pth", fidelity=0.7, device=device, half=half
+            )
             for bs in batches if device.startswith("cuda") else [1]:
                 faces = torch.rand(bs, 3, 512, 512, device=device) * 2 - 1
                 rate = _rate(lambda: restorer(faces), bs, device, seconds)

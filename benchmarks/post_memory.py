@@ -57,11 +57,18 @@ def main() -> None:
                 for i in range(0, length, 30):
                     writer.write(base[: min(30, length - i)])
             for chunk in (int(v) for v in args.chunks.split(",")):
-                out = subprocess.run([sys.executable, "-c", CHILD, str(root), str(src), str(chunk)],
-                                     cwd=ROOT, capture_output=True, text=True, check=True)
+                out = subprocess.run(
+                    [sys.executable, "-c", CHILD, str(root), str(src), str(chunk)],
+                    cwd=ROOT,
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                )
                 result = json.loads(out.stdout.strip().splitlines()[-1])
-                print(f"{length:7d} {chunk:6d} {result['output']['frames']:10d} "
-                      f"{result['peak_rss_mib']:13.0f} {result['seconds']:8.1f}")
+                print(
+                    f"{length:7d} {chunk:6d} {result['output']['frames']:10d} "
+                    f"{result['peak_rss_mib']:13.0f} {result['seconds']:8.1f}"
+                )
 
 
 if __name__ == "__main__":

@@ -41,8 +41,10 @@ def main(argv: list[str] | None = None) -> dict:
     args = ap.parse_args(argv)
     args.dir.mkdir(parents=True, exist_ok=True)
     cuda = torch.cuda.is_available()
-    files = [write_block([torch.randint(0, 255, (args.block_bytes,), dtype=torch.uint8)], args.dir / f"b{i}.bin")
-             for i in range(args.blocks)]
+    files = [
+        write_block([torch.randint(0, 255, (args.block_bytes,), dtype=torch.uint8)], args.dir / f"b{i}.bin")
+        for i in range(args.blocks)
+    ]
     buffer = pinned_empty(files[0].nbytes, cuda)
     view = memoryview(buffer.numpy())
     for f in files:  # into the page cache

@@ -35,7 +35,7 @@ from tests.helpers.photos import grace_hopper  # noqa: E402
 
 def big_pan(n: int = 72, dx: int = 4) -> np.ndarray:
     photo = cv2.resize(grace_hopper(), (1024, 1200), interpolation=cv2.INTER_AREA)
-    return np.stack([np.ascontiguousarray(photo[300:780, 40 + dx * i:680 + dx * i]) for i in range(n)])
+    return np.stack([np.ascontiguousarray(photo[300:780, 40 + dx * i : 680 + dx * i]) for i in range(n)])
 
 
 CPU_TIMES: dict[str, float] = {}
@@ -60,7 +60,7 @@ def cost(runs: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = write_video(Path(tmp) / "take.mp4", frames, 30.0)
         half = len(frames) // 2
-        path_a = write_video(Path(tmp) / "a.mp4", frames[:half + 1], 30.0)
+        path_a = write_video(Path(tmp) / "a.mp4", frames[: half + 1], 30.0)
         path_b = write_video(Path(tmp) / "b.mp4", frames[half:], 30.0)
         decode = timed(lambda: sum(len(c) for c in iter_frames(path, 16)), runs, "decode")
         memory = timed(lambda: scores.score_take(frames, start, target, 30.0), runs, "memory")
@@ -68,14 +68,20 @@ def cost(runs: int) -> None:
         seam = timed(lambda: scores.score_seam_files(path_a, path_b), runs, "seam")
     result = scores.score_take(frames, start, target, 30.0)
     print(f"cpu: {os.cpu_count()} cores, OpenCV threads {cv2.getNumThreads()}, load {os.getloadavg()[0]:.2f}")
-    print(f"take: {len(frames)} frames 640x480 (2.4 s at 30 fps), scored at "
-          f"{result.work_width}x{result.work_height}; median of {runs}")
+    print(
+        f"take: {len(frames)} frames 640x480 (2.4 s at 30 fps), scored at "
+        f"{result.work_width}x{result.work_height}; median of {runs}"
+    )
     c = CPU_TIMES
     print(f"decode mp4 alone (reference):    {decode:.3f} s wall, {c['decode']:.3f} s CPU")
-    print(f"score_take (frames in memory):   {memory:.3f} s wall ({memory / len(frames) * 1000:.1f} ms/frame), "
-          f"{c['memory']:.3f} s CPU")
-    print(f"score_take_file (decode+score):  {from_file:.3f} s wall ({from_file / decode:.1f}x the decode), "
-          f"{c['file']:.3f} s CPU ({c['file'] / c['decode']:.1f}x)")
+    print(
+        f"score_take (frames in memory):   {memory:.3f} s wall ({memory / len(frames) * 1000:.1f} ms/frame), "
+        f"{c['memory']:.3f} s CPU"
+    )
+    print(
+        f"score_take_file (decode+score):  {from_file:.3f} s wall ({from_file / decode:.1f}x the decode), "
+        f"{c['file']:.3f} s CPU ({c['file'] / c['decode']:.1f}x)"
+    )
     print(f"score_seam_files (one join):     {seam:.3f} s wall, {c['seam']:.3f} s CPU")
     print(f"pan of 4 px/frame measured as {result.motion.mean_speed_px} px/frame; overall {result.overall}")
 
@@ -95,8 +101,10 @@ def table() -> None:
     }
     from backend.pipeline.morph import morph_transition
 
-    print("| clip | overall | end SSIM | end ΔE | frame50 (t50) | frame90 | jump_share | speed px/f "
-          "| jerk | cuts | flags |")
+    print(
+        "| clip | overall | end SSIM | end ΔE | frame50 (t50) | frame90 | jump_share | speed px/f "
+        "| jerk | cuts | flags |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for name, (frames, start, target) in takes.items():
         if frames is None:
@@ -105,12 +113,16 @@ def table() -> None:
         target = frames[-1] if target is None else target
         r = scores.score_take(frames, start, target, cc.FPS)
         a, m = r.arrival, r.motion
-        print(f"| {name} | {r.overall} | {r.end.ssim} | {r.end.delta_e} | {a.frame_50} ({a.t50}) | "
-              f"{a.frame_90} | {a.jump_share} | {m.mean_speed_px} | {m.jerk} | "
-              f"{list(m.cuts)} | {', '.join(r.flags) or '-'} |")
+        print(
+            f"| {name} | {r.overall} | {r.end.ssim} | {r.end.delta_e} | {a.frame_50} ({a.t50}) | "
+            f"{a.frame_90} | {a.jump_share} | {m.mean_speed_px} | {m.jerk} | "
+            f"{list(m.cuts)} | {', '.join(r.flags) or '-'} |"
+        )
     print()
-    print("| seam | speed before/after px/f | direction cosine | motion change px | inside change px "
-          "| change ratio | score | flags |")
+    print(
+        "| seam | speed before/after px/f | direction cosine | motion change px | inside change px "
+        "| change ratio | score | flags |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for name, (a_frames, b_frames) in {
         "pan continues": cc.seam_takes(reverse=False),
@@ -118,9 +130,11 @@ def table() -> None:
         "takes do not meet": cc.seam_jump(),
     }.items():
         r = scores.score_seam(a_frames, b_frames, cc.FPS)
-        print(f"| {name} | {r.speed_before_px}/{r.speed_after_px} | {r.direction_cosine} | "
-              f"{r.motion_change_px} | {r.inside_change_px} | {r.change_ratio} | {r.score} | "
-              f"{', '.join(r.flags) or '-'} |")
+        print(
+            f"| {name} | {r.speed_before_px}/{r.speed_after_px} | {r.direction_cosine} | "
+            f"{r.motion_change_px} | {r.inside_change_px} | {r.change_ratio} | {r.score} | "
+            f"{', '.join(r.flags) or '-'} |"
+        )
 
 
 def main() -> None:

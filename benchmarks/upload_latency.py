@@ -106,8 +106,10 @@ async def measure(url: str, ws_url: str, images: list[bytes], args) -> dict:
     health: list[float] = []
     ws: list[float] = []
     stop = asyncio.Event()
-    probes = [asyncio.ensure_future(probe_health(url, stop, health)),
-              asyncio.ensure_future(probe_websocket(ws_url, stop, ws))]
+    probes = [
+        asyncio.ensure_future(probe_health(url, stop, health)),
+        asyncio.ensure_future(probe_websocket(ws_url, stop, ws)),
+    ]
     await asyncio.sleep(0.2)
     t0 = time.perf_counter()
     for _ in range(args.waves):
@@ -115,8 +117,7 @@ async def measure(url: str, ws_url: str, images: list[bytes], args) -> dict:
     wall = time.perf_counter() - t0
     stop.set()
     await asyncio.gather(*probes)
-    return {"idle_health_p50_ms": statistics.median(idle), "health_ms": health, "ws_ping_ms": ws,
-            "upload_wall_s": wall}
+    return {"idle_health_p50_ms": statistics.median(idle), "health_ms": health, "ws_ping_ms": ws, "upload_wall_s": wall}
 
 
 def corrected(samples: list[float], interval_ms: float = PROBE_EVERY_S * 1000) -> list[float]:
@@ -135,10 +136,15 @@ def summary(runs: list[dict]) -> dict:
     ws = [v for r in runs for v in r["ws_ping_ms"]]
     fair = corrected(health)
     return {
-        "health_corrected_p50_ms": percentile(fair, 50), "health_corrected_p99_ms": percentile(fair, 99),
-        "health_p50_ms": percentile(health, 50), "health_p99_ms": percentile(health, 99),
-        "health_max_ms": max(health), "health_samples": len(health),
-        "ws_p50_ms": percentile(ws, 50), "ws_p99_ms": percentile(ws, 99), "ws_max_ms": max(ws),
+        "health_corrected_p50_ms": percentile(fair, 50),
+        "health_corrected_p99_ms": percentile(fair, 99),
+        "health_p50_ms": percentile(health, 50),
+        "health_p99_ms": percentile(health, 99),
+        "health_max_ms": max(health),
+        "health_samples": len(health),
+        "ws_p50_ms": percentile(ws, 50),
+        "ws_p99_ms": percentile(ws, 99),
+        "ws_max_ms": max(ws),
         "ws_samples": len(ws),
         "idle_health_p50_ms": statistics.median(r["idle_health_p50_ms"] for r in runs),
         "upload_wall_s_median": statistics.median(r["upload_wall_s"] for r in runs),
@@ -158,36 +164,49 @@ def main() -> None:
     from tests.helpers.server import StudioServer
 
     images = [photo_like(args.megapixels, seed) for seed in range(4)]
-    print(f"{args.uploads} concurrent uploads x {args.files} JPEGs of {args.megapixels:g} MP "
-          f"({sum(map(len, images)) / len(images) / 1e6:.1f} MB each), {args.waves} waves, "
-          f"{args.repeats} runs per mode", flush=True)
+    print(
+        f"{args.uploads} concurrent uploads x {args.files} JPEGs of {args.megapixels:g} MP "
+        f"({sum(map(len, images)) / len(images) / 1e6:.1f} MB each), {args.waves} waves, "
+        f"{args.repeats} runs per mode",
+        flush=True,
+    )
     runs: dict[str, list[dict]] = {mode: [] for mode in MODES}
     with tempfile.TemporaryDirectory() as tmp:
         for repeat in range(args.repeats):
             for mode, workers in MODES.items():
                 folder = Path(tmp) / f"{mode}-{repeat}"
                 folder.mkdir()
-                env = {"STUDIO_IMAGE_WORKERS": workers, "STUDIO_MAX_UPLOAD_MB": "100",
-                       "STUDIO_MAX_IMAGE_PIXELS": "100000000",
-                       "STUDIO_MAX_UPLOADS_IN_FLIGHT": str(args.uploads),
-                       "STUDIO_MAX_UPLOADS_PER_CLIENT": str(args.uploads),
-                       "STUDIO_DEFAULT_ENGINE": "morph"}
+                env = {
+                    "STUDIO_IMAGE_WORKERS": workers,
+                    "STUDIO_MAX_UPLOAD_MB": "100",
+                    "STUDIO_MAX_IMAGE_PIXELS": "100000000",
+                    "STUDIO_MAX_UPLOADS_IN_FLIGHT": str(args.uploads),
+                    "STUDIO_MAX_UPLOADS_PER_CLIENT": str(args.uploads),
+                    "STUDIO_DEFAULT_ENGINE": "morph",
+                }
                 with StudioServer(folder, env) as server:
                     result = asyncio.run(measure(server.url, server.ws_url, images, args))
                 runs[mode].append(result)
                 s = summary([result])
-                print(f"  {mode:6s} run {repeat + 1}: health p50 {s['health_p50_ms']:.1f} ms, "
-                      f"p99 {s['health_p99_ms']:.1f} ms, max {s['health_max_ms']:.1f} ms; ws ping p99 "
-                      f"{s['ws_p99_ms']:.1f} ms; uploads {result['upload_wall_s']:.1f} s", flush=True)
+                print(
+                    f"  {mode:6s} run {repeat + 1}: health p50 {s['health_p50_ms']:.1f} ms, "
+                    f"p99 {s['health_p99_ms']:.1f} ms, max {s['health_max_ms']:.1f} ms; ws ping p99 "
+                    f"{s['ws_p99_ms']:.1f} ms; uploads {result['upload_wall_s']:.1f} s",
+                    flush=True,
+                )
     table = {mode: summary(r) for mode, r in runs.items()}
     inline, pool = table["inline"], table["pool"]
-    print("\nmode    health p50   p99      max      (n)    | corrected p50  p99      | ws ping p50  p99      "
-          "| idle p50 | uploads")
+    print(
+        "\nmode    health p50   p99      max      (n)    | corrected p50  p99      | ws ping p50  p99      "
+        "| idle p50 | uploads"
+    )
     for mode, s in table.items():
-        print(f"{mode:7s} {s['health_p50_ms']:8.1f} {s['health_p99_ms']:8.1f} {s['health_max_ms']:8.1f} ms "
-              f"({s['health_samples']:5d}) | {s['health_corrected_p50_ms']:8.1f} {s['health_corrected_p99_ms']:8.1f} ms | "
-              f"{s['ws_p50_ms']:8.1f} {s['ws_p99_ms']:8.1f} ms | {s['idle_health_p50_ms']:6.1f} ms | "
-              f"{s['upload_wall_s_median']:.1f} s")
+        print(
+            f"{mode:7s} {s['health_p50_ms']:8.1f} {s['health_p99_ms']:8.1f} {s['health_max_ms']:8.1f} ms "
+            f"({s['health_samples']:5d}) | {s['health_corrected_p50_ms']:8.1f} {s['health_corrected_p99_ms']:8.1f} ms | "
+            f"{s['ws_p50_ms']:8.1f} {s['ws_p99_ms']:8.1f} ms | {s['idle_health_p50_ms']:6.1f} ms | "
+            f"{s['upload_wall_s_median']:.1f} s"
+        )
     ratios = {
         "health_p50": inline["health_p50_ms"] / pool["health_p50_ms"],
         "health_p99": inline["health_p99_ms"] / pool["health_p99_ms"],
@@ -196,13 +215,18 @@ def main() -> None:
         "ws_p99": inline["ws_p99_ms"] / pool["ws_p99_ms"],
         "upload_wall": pool["upload_wall_s_median"] / inline["upload_wall_s_median"],
     }
-    print(f"\ninline / pool: health p50 x{ratios['health_p50']:.1f}, health p99 x{ratios['health_p99']:.1f}, "
-          f"corrected p50 x{ratios['health_corrected_p50']:.1f}, corrected p99 x{ratios['health_corrected_p99']:.1f}, "
-          f"ws ping p99 x{ratios['ws_p99']:.1f}; upload wall time pool / inline x{ratios['upload_wall']:.2f}")
+    print(
+        f"\ninline / pool: health p50 x{ratios['health_p50']:.1f}, health p99 x{ratios['health_p99']:.1f}, "
+        f"corrected p50 x{ratios['health_corrected_p50']:.1f}, corrected p99 x{ratios['health_corrected_p99']:.1f}, "
+        f"ws ping p99 x{ratios['ws_p99']:.1f}; upload wall time pool / inline x{ratios['upload_wall']:.2f}"
+    )
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()},
-                                        "summary": table, "ratios": ratios}, indent=2))
+        args.out.write_text(
+            json.dumps(
+                {"args": {k: str(v) for k, v in vars(args).items()}, "summary": table, "ratios": ratios}, indent=2
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -34,9 +34,9 @@ import json
 import os
 import shutil
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -124,7 +124,7 @@ def select_files(paths: Iterable[str], source: str) -> list[str]:
     """The files of one component: directly inside `source`, with a useful suffix, and only one
     weight format (safetensors when the repo has it, so .bin twins are not fetched too)."""
     prefix = f"{source}/" if source else ""
-    inside = [p for p in paths if p.startswith(prefix) and "/" not in p[len(prefix):]]
+    inside = [p for p in paths if p.startswith(prefix) and "/" not in p[len(prefix) :]]
     chosen = [p for p in inside if p.endswith(KEEP_SUFFIXES)]
     if any(p.endswith(".safetensors") for p in chosen):
         chosen = [p for p in chosen if not p.endswith(".bin")]
@@ -342,8 +342,9 @@ def cached_blob(planned: PlannedFile, cache_dir: Path) -> Path | None:
     return None
 
 
-def fetch_planned(planned: list[PlannedFile], base_dir: Path, cache_dir: Path, token: str | None, tag: str,
-                  label: str, report: Report) -> list[tuple[PlannedFile, Path]] | None:
+def fetch_planned(
+    planned: list[PlannedFile], base_dir: Path, cache_dir: Path, token: str | None, tag: str, label: str, report: Report
+) -> list[tuple[PlannedFile, Path]] | None:
     """Checks the disk space for what is not cached yet, then fetches every planned file.
 
     Returns (planned, local path) pairs, or None after recording the first failure in `report`.
@@ -366,9 +367,7 @@ def fetch_hub(planned: PlannedFile, cache_dir: Path, token: str | None) -> Path:
     from huggingface_hub import hf_hub_download
 
     local = Path(
-        hf_hub_download(
-            planned.repo, planned.path, revision=planned.revision, cache_dir=cache_dir, token=token
-        )
+        hf_hub_download(planned.repo, planned.path, revision=planned.revision, cache_dir=cache_dir, token=token)
     )
     try:
         verify_hub_file(local, planned)

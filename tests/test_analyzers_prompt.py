@@ -110,8 +110,7 @@ async def test_mixed_text_keeps_its_english_parts(tmp_path):
     text = "Cinematic lighting, 4K,  바다 위로 해가 진다, slow motion. 빨간 dress를 입은 여자가 웃는다"
     out = await chain.to_english(text)
     assert out.text == (
-        "Cinematic lighting, 4K,  The sun sets over the sea, slow motion. "
-        "A woman in a red dress smiles"
+        "Cinematic lighting, 4K,  The sun sets over the sea, slow motion. A woman in a red dress smiles"
     )
     # Only the Korean clauses went to the translator; English words inside one stay as context.
     assert primary.calls == ["바다 위로 해가 진다", "빨간 dress를 입은 여자가 웃는다"]
@@ -138,8 +137,9 @@ async def test_cache_hits_and_survives_a_restart(tmp_path):
 
 async def test_timeout_then_original_text_with_warning(tmp_path):
     primary = DictTranslator(delay_s=5.0)
-    chain = PromptTranslator(primary, cache=TranslationCache(tmp_path / "s.sqlite3"),
-                             timeout_s=0.1, retries=1, backoff_s=0.01)
+    chain = PromptTranslator(
+        primary, cache=TranslationCache(tmp_path / "s.sqlite3"), timeout_s=0.1, retries=1, backoff_s=0.01
+    )
     started = time.monotonic()
     out = await chain.to_english("고양이가 창가에서 천천히 걸어간다")
     assert time.monotonic() - started < 2.0
@@ -153,8 +153,9 @@ async def test_timeout_then_original_text_with_warning(tmp_path):
 async def test_timeout_falls_back_to_local_engine_and_cooldown_skips_primary(tmp_path):
     primary = DictTranslator(delay_s=5.0)
     local = DictTranslator(name="marian")
-    chain = PromptTranslator(primary, local, TranslationCache(tmp_path / "s.sqlite3"),
-                             timeout_s=0.1, retries=0, cooldown_s=60)
+    chain = PromptTranslator(
+        primary, local, TranslationCache(tmp_path / "s.sqlite3"), timeout_s=0.1, retries=0, cooldown_s=60
+    )
     out = await chain.to_english("고양이가 창가에서 천천히 걸어간다")
     assert out.text == "A cat walks slowly by the window"
     assert out.engines == ["marian"]
@@ -168,8 +169,7 @@ async def test_timeout_falls_back_to_local_engine_and_cooldown_skips_primary(tmp
 async def test_cooldown_ends_and_primary_is_tried_again(tmp_path):
     now = [0.0]
     primary = DictTranslator(fail=True)
-    chain = PromptTranslator(primary, None, None, timeout_s=1, retries=0, cooldown_s=30,
-                             clock=lambda: now[0])
+    chain = PromptTranslator(primary, None, None, timeout_s=1, retries=0, cooldown_s=30, clock=lambda: now[0])
     await chain.to_english("고양이")
     await chain.to_english("고양이")
     assert len(primary.calls) == 1
@@ -222,8 +222,9 @@ async def test_googletrans_engine_silent_server_times_out_into_warning(tmp_path)
     thread = threading.Thread(target=accept_loop, daemon=True)
     thread.start()
     engine = GoogleTranslator(timeout_s=0.3, service_url=f"127.0.0.1:{server.getsockname()[1]}")
-    chain = PromptTranslator(engine, None, TranslationCache(tmp_path / "s.sqlite3"),
-                             timeout_s=0.3, retries=1, backoff_s=0.01)
+    chain = PromptTranslator(
+        engine, None, TranslationCache(tmp_path / "s.sqlite3"), timeout_s=0.3, retries=1, backoff_s=0.01
+    )
     try:
         started = time.monotonic()
         out = await chain.to_english("바다 위로 해가 진다")
@@ -279,8 +280,12 @@ def tiny_marian_dir(root: Path) -> Path:
     corpus = [*KO_EN.keys(), *KO_EN.values(), "여자가 웃으며 고개를 돌린다"] * 10
     proto = io.BytesIO()
     spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(corpus), model_writer=proto, vocab_size=60,
-        character_coverage=1.0, hard_vocab_limit=False, minloglevel=2,
+        sentence_iterator=iter(corpus),
+        model_writer=proto,
+        vocab_size=60,
+        character_coverage=1.0,
+        hard_vocab_limit=False,
+        minloglevel=2,
     )
     for name in ("source.spm", "target.spm"):
         (folder / name).write_bytes(proto.getvalue())
@@ -290,15 +295,27 @@ def tiny_marian_dir(root: Path) -> Path:
         vocab.setdefault(sp.id_to_piece(i), len(vocab))
     (folder / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False))
     MarianTokenizer(
-        str(folder / "source.spm"), str(folder / "target.spm"), str(folder / "vocab.json"),
-        source_lang="ko", target_lang="en",
+        str(folder / "source.spm"),
+        str(folder / "target.spm"),
+        str(folder / "vocab.json"),
+        source_lang="ko",
+        target_lang="en",
     ).save_pretrained(str(folder))
     torch.manual_seed(0)
     config = MarianConfig(
-        vocab_size=len(vocab), d_model=16, encoder_layers=1, decoder_layers=1,
-        encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=32,
-        decoder_ffn_dim=32, max_position_embeddings=64, pad_token_id=2, eos_token_id=0,
-        decoder_start_token_id=2, forced_eos_token_id=0,
+        vocab_size=len(vocab),
+        d_model=16,
+        encoder_layers=1,
+        decoder_layers=1,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_ffn_dim=32,
+        decoder_ffn_dim=32,
+        max_position_embeddings=64,
+        pad_token_id=2,
+        eos_token_id=0,
+        decoder_start_token_id=2,
+        forced_eos_token_id=0,
     )
     MarianMTModel(config).save_pretrained(str(folder))
     return folder
@@ -307,8 +324,7 @@ def tiny_marian_dir(root: Path) -> Path:
 async def test_unreachable_online_translator_falls_back_to_real_marian_model(tmp_path):
     marian = MarianTranslator(tiny_marian_dir(tmp_path), max_new_tokens=8)
     db = tmp_path / "s.sqlite3"
-    chain = PromptTranslator(DictTranslator(fail=True), marian, TranslationCache(db),
-                             timeout_s=1.0, retries=0)
+    chain = PromptTranslator(DictTranslator(fail=True), marian, TranslationCache(db), timeout_s=1.0, retries=0)
     out = await chain.to_english("바다 위로 해가 진다")
     assert out.engines == ["marian"]
     assert out.text.strip() and out.text != "바다 위로 해가 진다"

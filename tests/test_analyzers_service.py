@@ -104,8 +104,7 @@ async def test_unloadable_model_reports_unavailable_and_is_not_retried_at_once(t
         calls.append(1)
         raise RuntimeError("no weights here")
 
-    service = AnalysisService(clip_settings(tmp_path, None), translator=DictTranslator(),
-                              clip_loader=broken_loader)
+    service = AnalysisService(clip_settings(tmp_path, None), translator=DictTranslator(), clip_loader=broken_loader)
     try:
         paths = _images(tmp_path / "in", ["gradient", "checker"])
         first = await _settled(service, paths)
@@ -184,8 +183,11 @@ async def test_english_prompts_never_raise_and_carry_warnings(tmp_path):
     def broken_loader(settings):
         raise RuntimeError("offline")
 
-    service = AnalysisService(clip_settings(tmp_path, None, translate_retries=0),
-                              translator=DictTranslator(fail=True), clip_loader=broken_loader)
+    service = AnalysisService(
+        clip_settings(tmp_path, None, translate_retries=0),
+        translator=DictTranslator(fail=True),
+        clip_loader=broken_loader,
+    )
     try:
         paths = _images(tmp_path / "in", ["gradient", "checker", "red"])
         results = await service.english_prompts(["바다 위로 해가 진다", ""], paths)
@@ -214,12 +216,8 @@ def test_suggestion_rules_are_monotonic_and_capped():
 
 
 def test_route_module_does_not_import_torch():
-    code = (
-        "import sys; import backend.routes.analysis, backend.analyzers.service; "
-        "print('torch' in sys.modules)"
-    )
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
-                         timeout=120)
+    code = "import sys; import backend.routes.analysis, backend.analyzers.service; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"
 
@@ -255,10 +253,13 @@ def _png(kind: str, size=(120, 80)) -> bytes:
 
 async def test_post_analyze_over_http(server):
     async with httpx.AsyncClient(base_url=server, timeout=30) as client:
-        up = await client.post("/api/uploads", files=[
-            ("files", ("a.png", _png("gradient"), "image/png")),
-            ("files", ("b.png", _png("checker"), "image/png")),
-        ])
+        up = await client.post(
+            "/api/uploads",
+            files=[
+                ("files", ("a.png", _png("gradient"), "image/png")),
+                ("files", ("b.png", _png("checker"), "image/png")),
+            ],
+        )
         assert up.status_code == 201, up.text
         ids = [u["id"] for u in up.json()["uploads"]]
         started = time.monotonic()

@@ -35,11 +35,15 @@ def tiny_clip_dir(root: Path, seed: int = 0) -> Path:
     state = {k: v.contiguous() for k, v in model.state_dict().items()}
     save_file(state, str(folder / "open_clip_model.safetensors"))
     (folder / "open_clip_config.json").write_text(
-        json.dumps({
-            "model_cfg": TINY_CFG,
-            "preprocess_cfg": {"mean": [0.48145466, 0.4578275, 0.40821073],
-                               "std": [0.26862954, 0.26130258, 0.27577711]},
-        })
+        json.dumps(
+            {
+                "model_cfg": TINY_CFG,
+                "preprocess_cfg": {
+                    "mean": [0.48145466, 0.4578275, 0.40821073],
+                    "std": [0.26862954, 0.26130258, 0.27577711],
+                },
+            }
+        )
     )
     return folder
 

@@ -9,8 +9,8 @@ import httpx
 import pytest
 import websockets
 
-from backend.web.auth import HostPolicy, split_host
 from backend.config import Settings
+from backend.web.auth import HostPolicy, split_host
 from tests.helpers.images import encoded, scene
 from tests.helpers.server import StudioServer
 
@@ -58,8 +58,7 @@ def test_a_rebinding_host_can_neither_read_nor_write(server):
 
 def test_a_rebinding_host_gets_no_websocket(server):
     async def connect(host: str):
-        async with websockets.connect(server.ws_url, additional_headers=_as(host, server.port),
-                                      open_timeout=10) as ws:
+        async with websockets.connect(server.ws_url, additional_headers=_as(host, server.port), open_timeout=10) as ws:
             try:
                 return await asyncio.wait_for(ws.recv(), 10)
             except websockets.ConnectionClosed as closed:
@@ -71,23 +70,49 @@ def test_a_rebinding_host_gets_no_websocket(server):
     assert '"snapshot"' in asyncio.run(connect("127.0.0.1"))
 
 
-@pytest.mark.parametrize("raw,host", [("127.0.0.1:8000", "127.0.0.1"), ("[::1]:8000", "::1"),
-                                      ("LocalHost", "localhost"), ("a.example.org.", "a.example.org"),
-                                      ("::1", "::1")])
+@pytest.mark.parametrize(
+    "raw,host",
+    [
+        ("127.0.0.1:8000", "127.0.0.1"),
+        ("[::1]:8000", "::1"),
+        ("LocalHost", "localhost"),
+        ("a.example.org.", "a.example.org"),
+        ("::1", "::1"),
+    ],
+)
 def test_split_host(raw, host):
     assert split_host(raw) == host
 
 
 def test_host_policy_from_settings():
-    policy = HostPolicy.from_settings(Settings(
-        _env_file=None, host="studio.lan", allowed_hosts="*.ngrok-free.app, Box.Example",
-        cors_origins="https://app.example.net", trusted_proxies="10.0.0.5"))
-    for ok in ("localhost", "x.localhost", "127.0.0.1", "192.168.1.20", "::1", "studio.lan",
-               "abc.ngrok-free.app", "box.example", "app.example.net"):
+    policy = HostPolicy.from_settings(
+        Settings(
+            _env_file=None,
+            host="studio.lan",
+            allowed_hosts="*.ngrok-free.app, Box.Example",
+            cors_origins="https://app.example.net",
+            trusted_proxies="10.0.0.5",
+        )
+    )
+    for ok in (
+        "localhost",
+        "x.localhost",
+        "127.0.0.1",
+        "192.168.1.20",
+        "::1",
+        "studio.lan",
+        "abc.ngrok-free.app",
+        "box.example",
+        "app.example.net",
+    ):
         assert policy.allows(ok), ok
     for bad in ("rebind.attacker.example", "ngrok-free.app.evil.example", "example.net", "studio.lan.evil"):
         assert not policy.allows(bad), bad
-    scope = {"type": "http", "client": ("10.0.0.5", 1), "headers": [(b"host", b"evil"), (b"x-forwarded-host", b"studio.lan")]}
+    scope = {
+        "type": "http",
+        "client": ("10.0.0.5", 1),
+        "headers": [(b"host", b"evil"), (b"x-forwarded-host", b"studio.lan")],
+    }
     assert policy.request_host(scope) == "studio.lan"
     scope["client"] = ("10.0.0.6", 1)
     assert policy.request_host(scope) == "evil"

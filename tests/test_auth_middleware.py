@@ -11,8 +11,8 @@ from fastapi.staticfiles import StaticFiles
 from starlette.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
-from backend.web.auth import COOKIE_NAME, FailureLimiter, install_auth, router, tokens_equal
 from backend.config import Settings
+from backend.web.auth import COOKIE_NAME, FailureLimiter, install_auth, router, tokens_equal
 
 TOKEN = "s3cret-token-for-tests"
 
@@ -68,8 +68,14 @@ def open_client(tmp_path):
         yield c
 
 
-CLOSED = [("GET", "/api/jobs"), ("POST", "/api/jobs"), ("GET", "/files/uploads/a.png"),
-          ("GET", "/docs"), ("GET", "/openapi.json"), ("GET", "/api/nothing-here")]
+CLOSED = [
+    ("GET", "/api/jobs"),
+    ("POST", "/api/jobs"),
+    ("GET", "/files/uploads/a.png"),
+    ("GET", "/docs"),
+    ("GET", "/openapi.json"),
+    ("GET", "/api/nothing-here"),
+]
 
 
 @pytest.mark.parametrize("method,path", CLOSED)

@@ -28,8 +28,12 @@ def every_route(tmp_path) -> list[tuple[str, str]]:
     for path, ops in app.openapi()["paths"].items():
         for method in ops:
             routes.append((method.upper(), re.sub(r"\{[^}]+\}", "x", path)))
-    routes += [("GET", "/files/uploads/x.png"), ("GET", "/files/outputs/x/final.mp4"),
-               ("GET", "/docs"), ("GET", "/openapi.json")]
+    routes += [
+        ("GET", "/files/uploads/x.png"),
+        ("GET", "/files/outputs/x/final.mp4"),
+        ("GET", "/docs"),
+        ("GET", "/openapi.json"),
+    ]
     return routes
 
 
@@ -85,6 +89,7 @@ def test_login_cookie_opens_api_files_and_websocket(server):
 
     def json_type(raw):
         import json
+
         return json.loads(raw)["type"]
 
     assert asyncio.run(first_message(server.ws_url, additional_headers={"Cookie": cookie})) == "snapshot"
@@ -109,8 +114,13 @@ def test_python_m_backend_behind_a_tunnel_generates_and_enforces_a_token(tmp_pat
     env.update({"STUDIO_BEHIND_TUNNEL": "true", "STUDIO_PORT": str(port), "STUDIO_ALLOW_OPEN_LAN": "true"})
     log = tmp_path / "main.log"
     with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "backend", "--log-level", "warning"],
-                                cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "backend", "--log-level", "warning"],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     try:
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 90

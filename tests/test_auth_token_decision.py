@@ -6,8 +6,8 @@ import stat
 
 import pytest
 
-from backend.web.access_token import TOKEN_FILE_NAME, banner, decide_token, is_loopback
 from backend.config import Settings
+from backend.web.access_token import TOKEN_FILE_NAME, banner, decide_token, is_loopback
 
 
 def settings(tmp_path, **kw) -> Settings:
@@ -16,8 +16,17 @@ def settings(tmp_path, **kw) -> Settings:
 
 @pytest.mark.parametrize(
     "host,expected",
-    [("127.0.0.1", True), ("127.0.0.2", True), ("::1", True), ("[::1]", True), ("localhost", True),
-     ("0.0.0.0", False), ("::", False), ("192.168.1.5", False), ("studio.lan", False)],
+    [
+        ("127.0.0.1", True),
+        ("127.0.0.2", True),
+        ("::1", True),
+        ("[::1]", True),
+        ("localhost", True),
+        ("0.0.0.0", False),
+        ("::", False),
+        ("192.168.1.5", False),
+        ("studio.lan", False),
+    ],
 )
 def test_loopback_detection(host, expected):
     assert is_loopback(host) is expected

@@ -21,14 +21,15 @@ def test_the_websocket_section_is_the_one_the_models_generate():
     text = _text()
     start, end = text.index(events.BEGIN), text.index(events.END) + len(events.END)
     assert text[start:end] == events.markdown(), (
-        "docs/api.md's WebSocket section is out of date: run `python -m backend.events docs/api.md`")
+        "docs/api.md's WebSocket section is out of date: run `python -m backend.events docs/api.md`"
+    )
 
 
 def _documented_messages(text: str) -> dict[str, set[str]]:
     """`type` → its fields, read back from the tables of the generated section."""
     found: dict[str, set[str]] = {}
     current = None
-    for line in text[text.index(events.BEGIN):text.index(events.END)].splitlines():
+    for line in text[text.index(events.BEGIN) : text.index(events.END)].splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
         if len(cells) < 2:
             continue
@@ -60,8 +61,8 @@ def test_no_event_is_documented_that_nothing_sends():
 
 def test_the_job_block_has_every_field_and_status():
     text = _text()
-    block = text[text.index("### Job\n"):]
-    block = block[block.index("```json"):block.index("```", block.index("```json") + 3)]
+    block = text[text.index("### Job\n") :]
+    block = block[block.index("```json") : block.index("```", block.index("```json") + 3)]
     for name in JobView.model_fields:
         assert f'"{name}"' in block, f"docs/api.md's Job misses the field {name!r}"
     statuses = re.search(r'"status": "([a-z|]+)"', block).group(1).split("|")

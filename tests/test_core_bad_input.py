@@ -17,10 +17,14 @@ from tests.helpers.server import StudioServer
 
 def png_bomb(width: int, height: int) -> bytes:
     """A tiny PNG whose header declares width×height pixels (the IDAT holds a few zeros)."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 1024)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 1024)) + chunk(b"IEND", b"")
+    )
 
 
 @pytest.fixture(scope="module")
@@ -46,16 +50,23 @@ def good_png() -> bytes:
     return encoded(scene(64, 48))
 
 
-@pytest.mark.parametrize("name,payload,status,words", [
-    ("notes.txt", b"hello, not an image", 415, "not a PNG, JPEG or WebP"),
-    ("anim.gif", encoded(scene(32, 32), "GIF"), 415, "GIF images are not supported"),
-    ("bomb.png", png_bomb(20000, 20000), 413, "too large"),
-    ("huge.png", encoded(Image.fromarray(np.random.default_rng(0).integers(0, 255, (400, 400, 3), dtype=np.uint8))), 413,
-     "larger than 0.2 MB"),
-    ("cut.png", good_png()[:200], 422, "corrupt or truncated"),
-    ("empty.png", b"", 422, "empty"),
-    ("tiny.png", encoded(scene(8, 8)), 422, "too small"),
-])
+@pytest.mark.parametrize(
+    "name,payload,status,words",
+    [
+        ("notes.txt", b"hello, not an image", 415, "not a PNG, JPEG or WebP"),
+        ("anim.gif", encoded(scene(32, 32), "GIF"), 415, "GIF images are not supported"),
+        ("bomb.png", png_bomb(20000, 20000), 413, "too large"),
+        (
+            "huge.png",
+            encoded(Image.fromarray(np.random.default_rng(0).integers(0, 255, (400, 400, 3), dtype=np.uint8))),
+            413,
+            "larger than 0.2 MB",
+        ),
+        ("cut.png", good_png()[:200], 422, "corrupt or truncated"),
+        ("empty.png", b"", 422, "empty"),
+        ("tiny.png", encoded(scene(8, 8)), 422, "too small"),
+    ],
+)
 def test_bad_upload_is_refused_naming_the_file_and_leaves_nothing(server, client, name, payload, status, words):
     before = stored_files(server)
     files = [("files", ("ok.png", good_png(), "image/png")), ("files", (name, payload, "image/png"))]
@@ -77,9 +88,11 @@ def test_upload_without_multipart_is_refused(client):
 def test_declared_oversize_body_is_refused_before_reading(server):
     # A raw socket: announce 10 GB, send 10 bytes, and the answer still comes at once.
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
-        sock.sendall(b"POST /api/uploads HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                     b"Content-Type: multipart/form-data; boundary=abc\r\n"
-                     b"Content-Length: 10000000000\r\n\r\n0123456789")
+        sock.sendall(
+            b"POST /api/uploads HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Content-Type: multipart/form-data; boundary=abc\r\n"
+            b"Content-Length: 10000000000\r\n\r\n0123456789"
+        )
         answer = sock.recv(4096).decode()
     assert answer.startswith("HTTP/1.1 413"), answer
 
@@ -98,15 +111,18 @@ def test_exif_orientation_is_applied_and_ids_are_server_made(server, client):
     assert "passwd" not in up["id"]
 
 
-@pytest.mark.parametrize("body,status,words", [
-    ({"images": ["x"]}, 422, "at least 2"),
-    ({"images": ["nope1", "nope2"]}, 404, "not found"),
-    ({"images": ["a", "b", "c"], "prompts": ["only one"]}, 422, "one entry per pair"),
-    ({"images": ["a", "b"], "settings": {"quality": 200}}, 422, "quality"),
-    ({"images": ["a", "b"], "engine": "sora"}, 422, "engine"),
-    ({"images": ["a", "b"], "postprocess": {"mode": "manual", "upscale": 3}}, 422, "upscale"),
-    ({"images": ["a", "b"], "surprise": 1}, 422, "surprise"),
-])
+@pytest.mark.parametrize(
+    "body,status,words",
+    [
+        ({"images": ["x"]}, 422, "at least 2"),
+        ({"images": ["nope1", "nope2"]}, 404, "not found"),
+        ({"images": ["a", "b", "c"], "prompts": ["only one"]}, 422, "one entry per pair"),
+        ({"images": ["a", "b"], "settings": {"quality": 200}}, 422, "quality"),
+        ({"images": ["a", "b"], "engine": "sora"}, 422, "engine"),
+        ({"images": ["a", "b"], "postprocess": {"mode": "manual", "upscale": 3}}, 422, "upscale"),
+        ({"images": ["a", "b"], "surprise": 1}, 422, "surprise"),
+    ],
+)
 def test_bad_job_requests(client, body, status, words):
     r = client.post("/api/jobs", json=body)
     assert r.status_code == status, r.text
@@ -121,7 +137,12 @@ def test_unknown_job_ids_are_404(client):
 
 
 def test_too_long_transition_is_refused(client):
-    ids = [u["id"] for u in client.post("/api/uploads", files=[
-        ("files", ("a.png", good_png(), "image/png")), ("files", ("b.png", good_png(), "image/png"))]).json()["uploads"]]
+    ids = [
+        u["id"]
+        for u in client.post(
+            "/api/uploads",
+            files=[("files", ("a.png", good_png(), "image/png")), ("files", ("b.png", good_png(), "image/png"))],
+        ).json()["uploads"]
+    ]
     r = client.post("/api/jobs", json={"images": ids, "settings": {"seconds": 60}})
     assert r.status_code == 422 and "seconds per transition" in r.json()["detail"]

@@ -64,7 +64,7 @@ class Studio:
         self.socket = _Socket()
         self._client: asyncio.Task | None = None
 
-    async def start(self) -> "Studio":
+    async def start(self) -> Studio:
         await self.queue.start()
         self._client = asyncio.create_task(self.ws.serve(self.socket))
         await self.until(lambda: self.socket.raw)  # the snapshot
@@ -78,8 +78,7 @@ class Studio:
         self.store.close()
 
     def events(self, job_id: str, kind: str | None = None) -> list[dict]:
-        return [m for m in self.socket.messages
-                if m.get("job_id") == job_id and (kind is None or m["type"] == kind)]
+        return [m for m in self.socket.messages if m.get("job_id") == job_id and (kind is None or m["type"] == kind)]
 
     async def until(self, condition, timeout: float = 60.0):
         deadline = time.monotonic() + timeout
@@ -111,6 +110,7 @@ def _settings(tmp_path) -> Settings:
 def _per_pair(*seconds: float):
     async def suggest(_paths):
         return Suggestions(seconds=list(seconds))
+
     return suggest
 
 

@@ -8,23 +8,39 @@ import httpx
 
 from backend.utils.video_io import probe
 from tests.helpers.images import scene
+from tests.helpers.postprocess import make_settings, save_rife, save_upscaler
 from tests.helpers.server import StudioServer
 from tests.test_core_server import upload, wait_for
-from tests.helpers.postprocess import make_settings, save_rife, save_upscaler
 
 
 def test_post_processed_job_and_a_failed_stage_then_retry(tmp_path):
     models = make_settings(tmp_path)
-    env = {"RIFE_DIR": str(models.rife_dir), "UPSCALER_DIR": str(models.upscaler_dir),
-           "CODEFORMER_DIR": str(models.codeformer_dir), "FACEXLIB_DIR": str(models.facexlib_dir),
-           "STUDIO_WEIGHTS_DOWNLOAD_TIMEOUT_S": "2", "STUDIO_DEFAULT_ENGINE": "morph"}
+    env = {
+        "RIFE_DIR": str(models.rife_dir),
+        "UPSCALER_DIR": str(models.upscaler_dir),
+        "CODEFORMER_DIR": str(models.codeformer_dir),
+        "FACEXLIB_DIR": str(models.facexlib_dir),
+        "STUDIO_WEIGHTS_DOWNLOAD_TIMEOUT_S": "2",
+        "STUDIO_DEFAULT_ENGINE": "morph",
+    }
     save_rife(models)
     save_upscaler(models, "realesr-animevideov3")
     with StudioServer(tmp_path, env) as server, httpx.Client(base_url=server.url, timeout=60) as client:
         ids = upload(client, [scene(64, 64), scene(64, 64, shift=10), scene(64, 64, shift=20)])
         settings = {"seconds": 1.2, "resolution": 64}
-        r = client.post("/api/jobs", json={"images": ids, "settings": settings, "postprocess": {
-            "mode": "manual", "upscale": 2, "upscale_model": "realesr-animevideov3", "interpolate": 2}})
+        r = client.post(
+            "/api/jobs",
+            json={
+                "images": ids,
+                "settings": settings,
+                "postprocess": {
+                    "mode": "manual",
+                    "upscale": 2,
+                    "upscale_model": "realesr-animevideov3",
+                    "interpolate": 2,
+                },
+            },
+        )
         job = wait_for(client, r.json()["id"])
         assert job["status"] == "completed", job["error"]
         joined_frames = 2 * 37 - 1
@@ -33,8 +49,10 @@ def test_post_processed_job_and_a_failed_stage_then_retry(tmp_path):
         assert job["postprocess_report"] is not None
 
         # Face restore asked for, but CodeFormer's weights are nowhere (and cannot be downloaded).
-        r = client.post("/api/jobs", json={"images": ids, "settings": settings,
-                                           "postprocess": {"mode": "manual", "face_restore": True}})
+        r = client.post(
+            "/api/jobs",
+            json={"images": ids, "settings": settings, "postprocess": {"mode": "manual", "face_restore": True}},
+        )
         failed = wait_for(client, r.json()["id"])
         assert failed["status"] == "failed"
         # The first weight the stage needs is the face detector's: named, with where to put it.
@@ -60,8 +78,15 @@ def test_auto_mode_without_weights_still_makes_the_video(tmp_path):
     env = {"STUDIO_WEIGHTS_MIRROR": "http://127.0.0.1:9", "STUDIO_UPSCALE_TARGET_EDGE": "1080"}
     with StudioServer(tmp_path, env) as server, httpx.Client(base_url=server.url, timeout=60) as c:
         ids = upload(c, [scene(96, 64), scene(96, 64, shift=12)])
-        job = c.post("/api/jobs", json={"images": ids, "engine": "morph", "settings": {"seconds": 1, "resolution": 128},
-                                        "postprocess": {"mode": "auto"}}).json()
+        job = c.post(
+            "/api/jobs",
+            json={
+                "images": ids,
+                "engine": "morph",
+                "settings": {"seconds": 1, "resolution": 128},
+                "postprocess": {"mode": "auto"},
+            },
+        ).json()
         done = wait_for(c, job["id"], timeout=240)
         assert done["status"] == "completed", done
         report = done["postprocess_report"]

@@ -18,10 +18,15 @@ def test_kill_9_mid_job_then_restart_resumes_from_finished_segments(tmp_path, ti
     try:
         with httpx.Client(base_url=first.url, timeout=60) as client:
             ids = upload(client, [scene(64, 64, shift=10 * i, hue=30 * i) for i in range(4)])
-            job_id = client.post("/api/jobs", json={
-                "images": ids, "engine": "framepack", "prompt": "a cat walks",
-                "settings": {"seconds": 2.4, "quality": 40, "resolution": 64, "seed": 3},
-            }).json()["id"]
+            job_id = client.post(
+                "/api/jobs",
+                json={
+                    "images": ids,
+                    "engine": "framepack",
+                    "prompt": "a cat walks",
+                    "settings": {"seconds": 2.4, "quality": 40, "resolution": 64, "seed": 3},
+                },
+            ).json()["id"]
             job = wait_for(client, job_id, until=lambda j: j["segments"][0]["status"] == "done", timeout=120)
             assert job["status"] == "running" and job["segments"][2]["status"] == "pending"
     finally:

@@ -36,8 +36,9 @@ def wait_for(client: httpx.Client, job_id: str, until=lambda j: j["status"] in F
     raise AssertionError(f"job {job_id} did not reach the expected state: {job}")
 
 
-async def collect_events(ws_url: str, job_id: str, stop_types=("job.completed", "job.failed", "job.cancelled"),
-                         timeout=180.0) -> list[dict]:
+async def collect_events(
+    ws_url: str, job_id: str, stop_types=("job.completed", "job.failed", "job.cancelled"), timeout=180.0
+) -> list[dict]:
     events = []
     async with websockets.connect(ws_url) as ws:
         deadline = time.monotonic() + timeout
@@ -86,10 +87,15 @@ def test_framepack_job_streams_ordered_events_and_makes_the_expected_video(serve
         async with websockets.connect(server.ws_url) as ws:
             first = json.loads(await ws.recv())
             assert first["type"] == "snapshot"
-            r = client.post("/api/jobs", json={
-                "images": ids, "prompts": ["a cat walks", "camera turns slowly"], "engine": "framepack",
-                "settings": {"seconds": 2.4, "quality": 10, "strength": 80, "resolution": 64, "seed": 7},
-            })
+            r = client.post(
+                "/api/jobs",
+                json={
+                    "images": ids,
+                    "prompts": ["a cat walks", "camera turns slowly"],
+                    "engine": "framepack",
+                    "settings": {"seconds": 2.4, "quality": 10, "strength": 80, "resolution": 64, "seed": 7},
+                },
+            )
             assert r.status_code == 201, r.text
             job_id = r.json()["id"]
             events = []
@@ -137,8 +143,10 @@ def test_framepack_job_streams_ordered_events_and_makes_the_expected_video(serve
 def test_morph_job_starts_and_ends_on_the_input_images(server, client):
     images = [scene(120, 90, shift=0), scene(120, 90, shift=20, hue=60), scene(120, 90, shift=-10, hue=120)]
     ids = upload(client, images)
-    r = client.post("/api/jobs", json={"images": ids, "engine": "morph", "prompt": "",
-                                       "settings": {"seconds": 1.2, "resolution": 96}})
+    r = client.post(
+        "/api/jobs",
+        json={"images": ids, "engine": "morph", "prompt": "", "settings": {"seconds": 1.2, "resolution": 96}},
+    )
     assert r.status_code == 201
     job = wait_for(client, r.json()["id"])
     assert job["status"] == "completed", job["error"]
@@ -157,8 +165,10 @@ def test_morph_job_starts_and_ends_on_the_input_images(server, client):
 
 def test_late_client_gets_a_snapshot_of_unfinished_jobs(server, client):
     ids = upload(client, [scene(64, 64), scene(64, 64, shift=10)])
-    r = client.post("/api/jobs", json={"images": ids, "engine": "framepack",
-                                       "settings": {"seconds": 4.8, "quality": 100, "resolution": 64}})
+    r = client.post(
+        "/api/jobs",
+        json={"images": ids, "engine": "framepack", "settings": {"seconds": 4.8, "quality": 100, "resolution": 64}},
+    )
     job_id = r.json()["id"]
     wait_for(client, job_id, until=lambda j: j["status"] == "running")
 
@@ -175,8 +185,12 @@ def test_late_client_gets_a_snapshot_of_unfinished_jobs(server, client):
 
 def test_cancel_stops_the_running_job_only(server, client):
     ids = upload(client, [scene(64, 64), scene(64, 64, shift=12), scene(64, 64, shift=24)])
-    slow = {"images": ids, "engine": "framepack", "prompt": "a dog runs",
-            "settings": {"seconds": 4.8, "quality": 100, "resolution": 64}}
+    slow = {
+        "images": ids,
+        "engine": "framepack",
+        "prompt": "a dog runs",
+        "settings": {"seconds": 4.8, "quality": 100, "resolution": 64},
+    }
     first = client.post("/api/jobs", json=slow).json()["id"]
     second = client.post("/api/jobs", json={**slow, "engine": "morph"}).json()["id"]
     wait_for(client, first, until=lambda j: (j.get("current") or {}).get("step") or 0 >= 2)
@@ -199,8 +213,9 @@ def test_cancel_stops_the_running_job_only(server, client):
 
 def test_delete_removes_outputs_but_keeps_uploads(server, client):
     ids = upload(client, [scene(64, 64), scene(64, 64, shift=9)])
-    job_id = client.post("/api/jobs", json={"images": ids, "engine": "morph",
-                                            "settings": {"resolution": 64, "seconds": 1.2}}).json()["id"]
+    job_id = client.post(
+        "/api/jobs", json={"images": ids, "engine": "morph", "settings": {"resolution": 64, "seconds": 1.2}}
+    ).json()["id"]
     wait_for(client, job_id)
     folder = server.data_dir / "outputs" / job_id
     assert folder.exists()

@@ -9,16 +9,18 @@ import numpy as np
 import pytest
 
 from backend import smart_params
+from backend.models import JobCreate, JobSettings
 from backend.pipeline.concatenator import join_segments
 from backend.pipeline.morph import morph_transition
 from backend.utils.progress import JobCancelled, Progress
-from backend.models import JobCreate, JobSettings
 from backend.utils.video_io import probe, read_frames, write_video
 from backend.ws_manager import CLIENT_QUEUE_SIZE, WebSocketManager
 from tests.helpers.images import scene
 
 
-@pytest.mark.parametrize("seconds,sections,frames", [(0.3, 1, 37), (1.2, 1, 37), (2.4, 2, 73), (5, 4, 145), (6, 5, 181)])
+@pytest.mark.parametrize(
+    "seconds,sections,frames", [(0.3, 1, 37), (1.2, 1, 37), (2.4, 2, 73), (5, 4, 145), (6, 5, 181)]
+)
 def test_seconds_snap_to_whole_sections(seconds, sections, frames):
     p = smart_params.resolve(JobSettings(seconds=seconds), 1)
     assert p["segments"][0]["sections"] == sections and p["segments"][0]["frames"] == frames
@@ -65,8 +67,14 @@ def test_join_keeps_the_shared_keyframe_once_and_writes_metadata(tmp_path):
     write_video(tmp_path / "a.mp4", a, 30, crf=0)
     write_video(tmp_path / "b.mp4", b, 30, crf=0)
     seen = []
-    n = join_segments([tmp_path / "a.mp4", tmp_path / "b.mp4"], tmp_path / "out.mp4", 30, 16,
-                      {"studio_params": {"seed": 3}}, seen.append)
+    n = join_segments(
+        [tmp_path / "a.mp4", tmp_path / "b.mp4"],
+        tmp_path / "out.mp4",
+        30,
+        16,
+        {"studio_params": {"seed": 3}},
+        seen.append,
+    )
     frames = read_frames(tmp_path / "out.mp4")
     assert n == 11 and frames.shape[0] == 11
     assert abs(float(frames[3].mean()) - 10) < 3 and abs(float(frames[4].mean()) - 200) < 3
@@ -169,7 +177,9 @@ def test_the_web_layer_imports_no_torch():
     import subprocess
     import sys
 
-    code = ("import sys, backend.app, backend.routes.jobs, backend.job_queue; "
-            "print('torch' in sys.modules, 'diffusers' in sys.modules)")
+    code = (
+        "import sys, backend.app, backend.routes.jobs, backend.job_queue; "
+        "print('torch' in sys.modules, 'diffusers' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]

@@ -26,8 +26,13 @@ from tests.test_core_server import wait_for
 @pytest.fixture
 def studio(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    settings = Settings(data_dir=tmp_path / "data", models_dir=tmp_path / "models", device="cpu",
-                        translate_service_url="127.0.0.1:9", worker_stall_s=0.5)
+    settings = Settings(
+        data_dir=tmp_path / "data",
+        models_dir=tmp_path / "models",
+        device="cpu",
+        translate_service_url="127.0.0.1:9",
+        worker_stall_s=0.5,
+    )
     with TestClient(create_app(settings), base_url="http://127.0.0.1:8000") as client:
         yield client
 
@@ -40,8 +45,9 @@ def _upload(client, n=2):
 
 
 def _submit(client, ids):
-    r = client.post("/api/jobs", json={"images": ids, "engine": "morph",
-                                       "settings": {"resolution": 64, "seconds": 1, "seed": 1}})
+    r = client.post(
+        "/api/jobs", json={"images": ids, "engine": "morph", "settings": {"resolution": 64, "seconds": 1, "seed": 1}}
+    )
     assert r.status_code == 201, r.text
     return r.json()["id"]
 

@@ -62,9 +62,12 @@ def checkout(tmp_path_factory):
 def image(checkout) -> dict:
     base_s = pm.ensure_base_image()
     build_s, log = pm.build(checkout, TAG)
-    figures = {"base_image_s": round(base_s, 1), "build_s": round(build_s, 1),
-               "image_bytes": pm.image_size(TAG),
-               "cached_steps": log.count("Using cache")}
+    figures = {
+        "base_image_s": round(base_s, 1),
+        "build_s": round(build_s, 1),
+        "image_bytes": pm.image_size(TAG),
+        "cached_steps": log.count("Using cache"),
+    }
     print(f"\n[image] {json.dumps(figures)}")
     return figures
 
@@ -117,16 +120,20 @@ def run_morph_job(port: int, token: str, name: str) -> dict:
 
 def _run_morph_job(port: int, token: str) -> dict:
     with api(port, token) as client:
-        files = [("files", (f"k{i}.png", encoded(scene(96, 64, shift=12 * i, hue=50 * i)), "image/png"))
-                 for i in range(2)]
+        files = [
+            ("files", (f"k{i}.png", encoded(scene(96, 64, shift=12 * i, hue=50 * i)), "image/png")) for i in range(2)
+        ]
         r = client.post("/api/uploads", files=files)
         assert r.status_code == 201, r.text
         ids = [u["id"] for u in r.json()["uploads"]]
         # Job creation awaits the image-analysis model (bounded by STUDIO_ANALYSIS_LOAD_TIMEOUT_S,
         # 60 s): its hub download cannot succeed here and huggingface_hub retries for a while.
         start = time.monotonic()
-        r = client.post("/api/jobs", json={"images": ids, "engine": "morph", "prompt": "",
-                                           "settings": {"seconds": 1, "resolution": 64}}, timeout=150)
+        r = client.post(
+            "/api/jobs",
+            json={"images": ids, "engine": "morph", "prompt": "", "settings": {"seconds": 1, "resolution": 64}},
+            timeout=150,
+        )
         print(f"\n[job] POST /api/jobs answered in {time.monotonic() - start:.1f}s")
         assert r.status_code == 201, r.text
         job_id = r.json()["id"]
@@ -143,9 +150,18 @@ def _run_morph_job(port: int, token: str) -> dict:
 def healthcheck_args(service: dict) -> list[str]:
     hc = service["healthcheck"]
     assert hc["test"][0] == "CMD-SHELL" and len(hc["test"]) == 2
-    return ["--health-cmd", hc["test"][1], "--health-interval", hc["interval"],
-            "--health-timeout", hc["timeout"], "--health-retries", str(hc["retries"]),
-            "--health-start-period", hc["start_period"]]
+    return [
+        "--health-cmd",
+        hc["test"][1],
+        "--health-interval",
+        hc["interval"],
+        "--health-timeout",
+        hc["timeout"],
+        "--health-retries",
+        str(hc["retries"]),
+        "--health-start-period",
+        hc["start_period"],
+    ]
 
 
 def volume_path(name: str) -> Path:
@@ -180,10 +196,12 @@ class Studio:
     def start(self, extra_env: dict[str, str] | None = None) -> tuple[str, int]:
         name = f"{self.prefix}-{len(self.containers) + 1}"
         port = free_port()
-        args = ["run", "-d", "--name", name, "-p", f"127.0.0.1:{port}:8000",
-                "--env-file", str(self.checkout / ".env")]
-        env = {**{k: str(v) for k, v in self.service["environment"].items()}, "STUDIO_DEVICE": "cpu",
-               **(extra_env or {})}
+        args = ["run", "-d", "--name", name, "-p", f"127.0.0.1:{port}:8000", "--env-file", str(self.checkout / ".env")]
+        env = {
+            **{k: str(v) for k, v in self.service["environment"].items()},
+            "STUDIO_DEVICE": "cpu",
+            **(extra_env or {}),
+        }
         for k, v in env.items():
             args += ["-e", f"{k}={v}"]
         for short, target in self.volumes.items():
@@ -209,8 +227,17 @@ def studio(checkout, compose_service, image):
 
 def test_image_holds_no_build_machine_files(image):
     """The build's CA bundle and pip config were mounts: nothing of them is in the image."""
-    r = pm.podman("run", "--rm", "--user", "0", "--entrypoint", "sh", TAG, "-c",
-                  "ls -A /mnt /root/.cache/pip; cat /etc/pip.conf 2>/dev/null; true")
+    r = pm.podman(
+        "run",
+        "--rm",
+        "--user",
+        "0",
+        "--entrypoint",
+        "sh",
+        TAG,
+        "-c",
+        "ls -A /mnt /root/.cache/pip; cat /etc/pip.conf 2>/dev/null; true",
+    )
     assert r.stdout.split() == ["/mnt:", "/root/.cache/pip:"], r.stdout
     assert pm.podman("image", "inspect", "--format", "{{.Config.User}}", TAG).stdout.strip() == "10001:10001"
 
@@ -295,8 +322,14 @@ def compose(checkout: Path, *args: str, port: int, timeout: float = 300) -> subp
     if tool is None:
         pytest.fail("podman-compose is not installed: run `bash scripts/setup.sh --skip-models --dev`")
     env = {**pm.environment(), "STUDIO_PUBLISH": f"127.0.0.1:{port}"}
-    cmd = [tool, "-f", str(checkout / "docker" / "docker-compose.yml"),
-           "-f", str(checkout / "tests" / "docker-compose.cpu.yml"), *args]
+    cmd = [
+        tool,
+        "-f",
+        str(checkout / "docker" / "docker-compose.yml"),
+        "-f",
+        str(checkout / "tests" / "docker-compose.cpu.yml"),
+        *args,
+    ]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=checkout)
     assert r.returncode == 0, f"{' '.join(cmd)} -> {r.returncode}\n{r.stdout[-4000:]}\n{r.stderr[-4000:]}"
     return r

@@ -87,15 +87,16 @@ class FileServer:
             def handle_any(self, head: bool):
                 path = self.path.split("?", 1)[0]
                 if path.startswith("/api/models/"):
-                    return self.api(path[len("/api/models/"):])
+                    return self.api(path[len("/api/models/") :])
                 for name, repo in outer.repos.items():
                     prefix = f"/{name}/resolve/"
                     if path.startswith(prefix):
-                        _, _, file = path[len(prefix):].partition("/")
+                        _, _, file = path[len(prefix) :].partition("/")
                         if file not in repo.files:
                             return self.send_error(404)
-                        return self.send_file(file, repo.files[file], head, {
-                            "X-Repo-Commit": repo.sha, "ETag": f'"{repo.etag(file)}"'})
+                        return self.send_file(
+                            file, repo.files[file], head, {"X-Repo-Commit": repo.sha, "ETag": f'"{repo.etag(file)}"'}
+                        )
                 name = path.lstrip("/")
                 if name in outer.plain:
                     return self.send_file(name, outer.plain[name], head, {})
@@ -104,8 +105,9 @@ class FileServer:
             def api(self, rest: str):
                 for name, repo in outer.repos.items():
                     if rest == name or rest.startswith(name + "/revision/"):
-                        return self.send_json({"id": name, "sha": repo.sha,
-                                               "siblings": [{"rfilename": p} for p in repo.files]})
+                        return self.send_json(
+                            {"id": name, "sha": repo.sha, "siblings": [{"rfilename": p} for p in repo.files]}
+                        )
                     if rest.startswith(name + "/tree/"):
                         return self.send_json(repo.tree())
                 self.send_error(404)
@@ -170,9 +172,15 @@ def tiny_repos(tmp_path_factory) -> dict[str, Repo]:
         base.update(read(folder))
     base["transformer/diffusion_pytorch_model.safetensors"] = b"x" * 4096  # must stay on the server
     base["text_encoder/pytorch_model.bin"] = b"a .bin twin of the safetensors"  # must not be fetched
-    redux = {"model_index.json": json.dumps({"_class_name": "FluxPriorReduxPipeline",
-                                             "image_encoder": index["image_encoder"],
-                                             "feature_extractor": index["feature_extractor"]}).encode()}
+    redux = {
+        "model_index.json": json.dumps(
+            {
+                "_class_name": "FluxPriorReduxPipeline",
+                "image_encoder": index["image_encoder"],
+                "feature_extractor": index["feature_extractor"],
+            }
+        ).encode()
+    }
     redux.update(read("image_encoder"))
     redux.update(read("feature_extractor"))
     return {TRANSFORMER_REPO: Repo(transformer), BASE_REPO: Repo(base), REDUX_REPO: Repo(redux), "_dir": tiny}
@@ -188,20 +196,34 @@ def server(tiny_repos):
 
 def run_script(tmp_path: Path, server: FileServer, *args: str, **env_extra: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "STUDIO_", "FRAMEPACK_"))}
-    env.update({
-        "HF_ENDPOINT": server.url,
-        "HF_HUB_DISABLE_TELEMETRY": "1",
-        "HF_HUB_DISABLE_XET": "1",
-        "FRAMEPACK_TRANSFORMER": TRANSFORMER_REPO,
-        "FRAMEPACK_BASE": BASE_REPO,
-        "FRAMEPACK_IMAGE_ENCODER": REDUX_REPO,
-        "NO_PROXY": "127.0.0.1", "no_proxy": "127.0.0.1",
-        **env_extra,
-    })
+    env.update(
+        {
+            "HF_ENDPOINT": server.url,
+            "HF_HUB_DISABLE_TELEMETRY": "1",
+            "HF_HUB_DISABLE_XET": "1",
+            "FRAMEPACK_TRANSFORMER": TRANSFORMER_REPO,
+            "FRAMEPACK_BASE": BASE_REPO,
+            "FRAMEPACK_IMAGE_ENCODER": REDUX_REPO,
+            "NO_PROXY": "127.0.0.1",
+            "no_proxy": "127.0.0.1",
+            **env_extra,
+        }
+    )
     return subprocess.run(
-        [sys.executable, str(SCRIPT), "--base-dir", str(tmp_path / "models"),
-         "--env-file", str(tmp_path / ".env"), *args],
-        env=env, capture_output=True, text=True, timeout=240, cwd=tmp_path,
+        [
+            sys.executable,
+            str(SCRIPT),
+            "--base-dir",
+            str(tmp_path / "models"),
+            "--env-file",
+            str(tmp_path / ".env"),
+            *args,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        cwd=tmp_path,
     )
 
 
@@ -234,8 +256,9 @@ def test_framepack_is_assembled_from_the_hub_without_copies_and_loads(tmp_path, 
     original = HunyuanVideoFramepackPipeline.from_pretrained(str(tiny_repos["_dir"]))
     for a, b in zip(loaded.transformer.state_dict().values(), original.transformer.state_dict().values()):
         assert torch.equal(a, b)
-    assert torch.equal(next(iter(loaded.image_encoder.state_dict().values())),
-                       next(iter(original.image_encoder.state_dict().values())))
+    assert torch.equal(
+        next(iter(loaded.image_encoder.state_dict().values())), next(iter(original.image_encoder.state_dict().values()))
+    )
 
     # Second run: no file body is fetched and the manifest short-cut reports completion.
     server.bodies.clear()

@@ -13,8 +13,12 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-SCRIPTS = [ROOT / "scripts" / "setup.sh", ROOT / "scripts" / "test.sh", ROOT / ".ci" / "run",
-           ROOT / "docker" / "entrypoint.sh"]
+SCRIPTS = [
+    ROOT / "scripts" / "setup.sh",
+    ROOT / "scripts" / "test.sh",
+    ROOT / ".ci" / "run",
+    ROOT / "docker" / "entrypoint.sh",
+]
 VENV_BIN = Path(sys.executable).parent
 
 
@@ -49,7 +53,7 @@ def test_dockerfile_shape():
     # Users get the CUDA runtime base and the CUDA wheels; the tests pass other values as build args.
     base = re.search(r"^ARG BASE_IMAGE=(\S+)$", text, re.M)
     assert base and base.group(1).startswith("nvidia/cuda:") and "runtime" in base.group(1)
-    assert [l for l in lines if l.startswith("FROM")] == ["FROM ${BASE_IMAGE}"]
+    assert [line for line in lines if line.startswith("FROM")] == ["FROM ${BASE_IMAGE}"]
     assert re.search(r"^ARG TORCH_INDEX_URL=https://download\.pytorch\.org/whl/cu\d+$", text, re.M)
     assert 'pip install torch==2.15.0 torchvision==0.29.2 --index-url "$TORCH_INDEX_URL"' in text
     assert "USER 10001" in text
@@ -97,7 +101,7 @@ def test_notebook_is_valid_and_has_the_four_cells():
     assert "nvidia-smi" in code[1] and "NO GPU" in code[1] and "STUDIO_GPU_PROFILE" in code[1]
     assert code[2].startswith("# 3. Load .env") and "HF_TOKEN" in code[2] and "NGROK_AUTH_TOKEN" in code[2]
     assert code[3].startswith("# 4. Launch") and "pyngrok" in code[3] and "public_url" in code[3]
-    assert "STUDIO_TOKEN" in code[3] and "-m\", \"backend" in code[3]
+    assert "STUDIO_TOKEN" in code[3] and '-m", "backend' in code[3]
     for source in code:  # every cell is valid Python
         compile(source, "<cell>", "exec")
     json.loads((ROOT / "colab_launch.ipynb").read_text())

@@ -33,8 +33,14 @@ def test_readme_command_on_a_fresh_clone_without_the_hub(tmp_path):
     port = free_port()
     log = tmp_path / "first-run.log"
     env = first_run_env(STUDIO_PORT=str(port), HF_HOME=str(tmp_path / "hf-home"))
-    proc = subprocess.Popen(["bash", "-c", README_COMMAND], cwd=clone, env=env,
-                            stdout=open(log, "wb"), stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        ["bash", "-c", README_COMMAND],
+        cwd=clone,
+        env=env,
+        stdout=open(log, "wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 600
@@ -57,13 +63,22 @@ def test_readme_command_on_a_fresh_clone_without_the_hub(tmp_path):
         files = [("files", (f"p{i}.png", encoded(scene(96, 96, shift=12 * i)), "image/png")) for i in range(2)]
         ids = [u["id"] for u in httpx.post(base + "/api/uploads", files=files, timeout=30).json()["uploads"]]
         started = time.monotonic()
-        r = httpx.post(base + "/api/jobs", timeout=10, json={
-            "images": ids, "settings": {"resolution": 64, "seconds": 1, "seed": 3}, "postprocess": {"mode": "off"}})
+        r = httpx.post(
+            base + "/api/jobs",
+            timeout=10,
+            json={
+                "images": ids,
+                "settings": {"resolution": 64, "seconds": 1, "seed": 3},
+                "postprocess": {"mode": "off"},
+            },
+        )
         assert r.status_code == 201 and time.monotonic() - started < 1.0, r.text
         job_id = r.json()["id"]
         deadline = time.monotonic() + 120
         while (job := httpx.get(f"{base}/api/jobs/{job_id}", timeout=10).json())["status"] not in (
-                "completed", "failed"):
+            "completed",
+            "failed",
+        ):
             assert time.monotonic() < deadline
             time.sleep(0.2)
         assert job["status"] == "completed" and job["engine"] == "morph", job
@@ -81,8 +96,13 @@ def test_readme_command_on_a_fresh_clone_without_the_hub(tmp_path):
 def test_setup_still_fails_when_the_install_fails(tmp_path):
     clone = _clone(tmp_path)
     (clone / "requirements.txt").write_text("no-such-package-for-the-studio==0.0.1\n")
-    out = subprocess.run(["bash", "scripts/setup.sh", "--base-dir", "./models"], cwd=clone,
-                         env=first_run_env(HF_HOME=str(tmp_path / "hf-home")),
-                         capture_output=True, text=True, timeout=600)
+    out = subprocess.run(
+        ["bash", "scripts/setup.sh", "--base-dir", "./models"],
+        cwd=clone,
+        env=first_run_env(HF_HOME=str(tmp_path / "hf-home")),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert out.returncode != 0
     assert "no-such-package-for-the-studio" in out.stderr + out.stdout

@@ -29,15 +29,15 @@ PUBLIC_HOST = "stand-in-tunnel.ngrok-free.app"
 STAND_INS = {
     # No google/__init__.py: `google` stays a namespace package, so other google.* modules import.
     "google/colab/__init__.py": "from . import userdata\n",
-    "google/colab/userdata.py": textwrap.dedent('''
+    "google/colab/userdata.py": textwrap.dedent("""
         class SecretNotFoundError(Exception):
             pass
 
         def get(key):
             raise SecretNotFoundError(key)  # the Secrets panel is empty
-    '''),
+    """),
     "pyngrok/__init__.py": "",
-    "pyngrok/ngrok.py": textwrap.dedent(f'''
+    "pyngrok/ngrok.py": textwrap.dedent(f"""
         import json, os
 
         class NgrokTunnel:
@@ -52,10 +52,10 @@ STAND_INS = {
             with open(os.environ["STAND_IN_TUNNEL_LOG"], "a") as fh:
                 fh.write(json.dumps({{"port": port, "proto": proto}}) + "\\n")
             return NgrokTunnel(port, proto)
-    '''),
+    """),
 }
 
-DRIVER = textwrap.dedent('''
+DRIVER = textwrap.dedent("""
     import json, sys
     cells = json.load(open(sys.argv[1]))
     scope = {"__name__": "__main__"}
@@ -64,7 +64,7 @@ DRIVER = textwrap.dedent('''
         exec(compile(source, f"<cell {number}>", "exec"), scope)
     json.dump({"pid": scope["server"].pid, "token": scope["os"].environ["STUDIO_TOKEN"],
                "public_url": scope["tunnel"].public_url, "studio": scope["STUDIO"]}, open(sys.argv[2], "w"))
-''')
+""")
 
 
 def test_the_notebook_runs_to_a_studio_that_makes_a_video(tmp_path):
@@ -85,18 +85,28 @@ def test_the_notebook_runs_to_a_studio_that_makes_a_video(tmp_path):
     (tmp_path / "driver.py").write_text(DRIVER)
     port = free_port()
     env = first_run_env(
-        STUDIO_REPO_URL=str(source), STUDIO_COLAB_ROOT=str(content), STUDIO_COLAB_PORT=str(port),
-        PYTHONPATH=str(stand_ins), PYTHON=sys.executable, COLAB_RELEASE_TAG="stand-in",
-        STAND_IN_TUNNEL_LOG=str(tmp_path / "tunnel.log"), HF_HOME=str(tmp_path / "hf-home"),
+        STUDIO_REPO_URL=str(source),
+        STUDIO_COLAB_ROOT=str(content),
+        STUDIO_COLAB_PORT=str(port),
+        PYTHONPATH=str(stand_ins),
+        PYTHON=sys.executable,
+        COLAB_RELEASE_TAG="stand-in",
+        STAND_IN_TUNNEL_LOG=str(tmp_path / "tunnel.log"),
+        HF_HOME=str(tmp_path / "hf-home"),
     )
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
     # Colab's interpreter has the packages already (set-up keeps Colab's torch): so does this one,
     # and pip finds every requirement satisfied without an index. npm ci runs for real.
     log = tmp_path / "notebook.log"
     started = time.monotonic()
-    out = subprocess.run([sys.executable, str(tmp_path / "driver.py"), str(tmp_path / "cells.json"),
-                          str(tmp_path / "result.json")], cwd=content, env=env,
-                         stdout=open(log, "wb"), stderr=subprocess.STDOUT, timeout=900)
+    out = subprocess.run(
+        [sys.executable, str(tmp_path / "driver.py"), str(tmp_path / "cells.json"), str(tmp_path / "result.json")],
+        cwd=content,
+        env=env,
+        stdout=open(log, "wb"),
+        stderr=subprocess.STDOUT,
+        timeout=900,
+    )
     text = log.read_text(errors="replace")
     assert out.returncode == 0, text[-6000:]
     result = json.loads((tmp_path / "result.json").read_text())
@@ -116,13 +126,23 @@ def test_the_notebook_runs_to_a_studio_that_makes_a_video(tmp_path):
         r = httpx.post(base + "/api/uploads", files=files, headers=auth, timeout=30)
         assert r.status_code == 201, r.text
         ids = [u["id"] for u in r.json()["uploads"]]
-        r = httpx.post(base + "/api/jobs", headers=auth, timeout=10, json={
-            "images": ids, "settings": {"resolution": 64, "seconds": 1, "seed": 5}, "postprocess": {"mode": "off"}})
+        r = httpx.post(
+            base + "/api/jobs",
+            headers=auth,
+            timeout=10,
+            json={
+                "images": ids,
+                "settings": {"resolution": 64, "seconds": 1, "seed": 5},
+                "postprocess": {"mode": "off"},
+            },
+        )
         assert r.status_code == 201, r.text
         job_id = r.json()["id"]
         deadline = time.monotonic() + 120
         while (job := httpx.get(f"{base}/api/jobs/{job_id}", headers=auth, timeout=10).json())["status"] not in (
-                "completed", "failed"):
+            "completed",
+            "failed",
+        ):
             assert time.monotonic() < deadline
             time.sleep(0.2)
         assert job["status"] == "completed" and job["engine"] == "morph", job

@@ -87,8 +87,12 @@ def test_params_that_speak_both_languages_render_in_the_sentences_language():
     nested = JobError("engine_not_ready", reason=messages.message("engine_unavailable", engine="framepack"))
     assert nested.message == "the framepack engine is not ready / framepack 엔진을 사용할 수 없습니다"
     body = web_errors.error_body(err)
-    assert body == {"detail": "weights missing / 가중치 없음", "code": "engine_not_ready",
-                    "params": {"reason": reason}, "fix": "run it"}
+    assert body == {
+        "detail": "weights missing / 가중치 없음",
+        "code": "engine_not_ready",
+        "params": {"reason": reason},
+        "fix": "run it",
+    }
 
 
 def test_combined_texts_keep_their_historic_order_and_words():
@@ -96,10 +100,12 @@ def test_combined_texts_keep_their_historic_order_and_words():
     assert messages.bilingual("job_not_found", {"job_id": "x1"}) == "job x1 not found / 작업 x1을(를) 찾을 수 없습니다"
     assert messages.bilingual("token_missing") == "접근 토큰이 필요합니다. / An access token is required."
     assert messages.bilingual("login_limited", {"s": 7}) == (
-        "로그인 시도가 너무 많습니다. 7초 후 다시 시도하세요. / Too many failed attempts. Try again in 7 s.")
+        "로그인 시도가 너무 많습니다. 7초 후 다시 시도하세요. / Too many failed attempts. Try again in 7 s."
+    )
     assert messages.bilingual("quota_used", {"used_mb": "1.5", "quota_mb": "2"}) == (
         "the studio's storage quota is used up: 1.5 of 2 MB (STUDIO_DATA_QUOTA_MB); delete old jobs or uploads"
-        " / 저장 한도를 다 썼습니다: 1.5 / 2 MB (STUDIO_DATA_QUOTA_MB). 오래된 작업이나 업로드를 삭제하세요")
+        " / 저장 한도를 다 썼습니다: 1.5 / 2 MB (STUDIO_DATA_QUOTA_MB). 오래된 작업이나 업로드를 삭제하세요"
+    )
 
 
 def test_failed_jobs_say_a_catalogue_sentence():
@@ -119,8 +125,10 @@ def test_failed_jobs_say_a_catalogue_sentence():
         assert text == messages.bilingual(code, said["params"])
         assert type(exc).__name__ in details
     text, _, said = user_error(OSError(28, "No space left on device", "/data/x.mp4"), "encode")
-    assert text == ("A file this job needs could not be read or written (encode): No space left on device "
-                    "(/data/x.mp4). / 작업에 필요한 파일을 읽거나 쓰지 못했습니다: No space left on device (/data/x.mp4)")
+    assert text == (
+        "A file this job needs could not be read or written (encode): No space left on device "
+        "(/data/x.mp4). / 작업에 필요한 파일을 읽거나 쓰지 못했습니다: No space left on device (/data/x.mp4)"
+    )
     # A job's input image gone from disk: a FileNotFoundError to the runner, a sentence to people.
     from backend.errors import InputMissing
 
@@ -128,8 +136,10 @@ def test_failed_jobs_say_a_catalogue_sentence():
     assert isinstance(gone, FileNotFoundError)
     text, _, said = user_error(gone, "frames")
     assert said == {"code": "input_image_missing", "params": {"upload_id": "u1"}}
-    assert text == ("input image u1 is missing from STUDIO_DATA_DIR/uploads: upload it again / "
-                    "입력 이미지 u1이(가) 없습니다: 다시 올려 주세요")
+    assert text == (
+        "input image u1 is missing from STUDIO_DATA_DIR/uploads: upload it again / "
+        "입력 이미지 u1이(가) 없습니다: 다시 올려 주세요"
+    )
     # A model error already in both languages is shown as it is.
     from backend.utils.model_registry import MissingWeightError
 
@@ -151,8 +161,13 @@ def _hangul_outside_catalogue(files: list[str], read) -> dict[str, list[int]]:
 
 
 def _tracked_backend() -> list[str]:
-    out = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "backend"],
-                         cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "backend"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     return [line for line in out.splitlines() if (ROOT / line).is_file()]
 
 
@@ -165,7 +180,10 @@ def test_no_korean_literals_outside_the_catalogue():
 
 
 def test_the_korean_check_notices_a_new_literal():
-    sources = {"backend/routes/new.py": 'raise ValueError("잘못된 값")\n', "backend/ok.py": "x = 1\n",
-               "backend/messages.py": 'X = "한국어"\n'}
+    sources = {
+        "backend/routes/new.py": 'raise ValueError("잘못된 값")\n',
+        "backend/ok.py": "x = 1\n",
+        "backend/messages.py": 'X = "한국어"\n',
+    }
     found = _hangul_outside_catalogue(list(sources), sources.__getitem__)
     assert found == {"backend/routes/new.py": [1]}

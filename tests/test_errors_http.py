@@ -26,10 +26,17 @@ def server(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("errors")
     empty = tmp / "no-weights"
     empty.mkdir()
-    env = {"STUDIO_TOKEN": TOKEN, "STUDIO_DEFAULT_ENGINE": "morph", "STUDIO_MAX_IMAGES_PER_JOB": "2",
-           "STUDIO_MAX_JSON_BODY_KB": "4", "FACEXLIB_DIR": str(empty), "CODEFORMER_DIR": str(empty),
-           # The weights' host: a closed port, so the face-restore stage fails at once.
-           "STUDIO_WEIGHTS_MIRROR": "http://127.0.0.1:9", "STUDIO_WEIGHTS_DOWNLOAD_TIMEOUT_S": "2"}
+    env = {
+        "STUDIO_TOKEN": TOKEN,
+        "STUDIO_DEFAULT_ENGINE": "morph",
+        "STUDIO_MAX_IMAGES_PER_JOB": "2",
+        "STUDIO_MAX_JSON_BODY_KB": "4",
+        "FACEXLIB_DIR": str(empty),
+        "CODEFORMER_DIR": str(empty),
+        # The weights' host: a closed port, so the face-restore stage fails at once.
+        "STUDIO_WEIGHTS_MIRROR": "http://127.0.0.1:9",
+        "STUDIO_WEIGHTS_DOWNLOAD_TIMEOUT_S": "2",
+    }
     with StudioServer(tmp, env) as srv:
         yield srv
 
@@ -70,12 +77,18 @@ def test_middleware_refusals_carry_their_code(server):
     r = httpx.get(server.url + "/api/jobs", timeout=10)
     _check(r, "token_missing")
     assert r.json()["detail"] == "접근 토큰이 필요합니다. / An access token is required."
-    _check(httpx.get(server.url + "/api/jobs", headers={"Authorization": "Bearer wrong"}, timeout=10),
-           "token_wrong")
-    _check(httpx.get(server.url + "/api/jobs", headers={"Host": "evil.example"}, timeout=10),
-           "bad_host", host="evil.example")
-    big = httpx.post(server.url + "/api/params", content=b"{" + b" " * 8000 + b"}",
-                     headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}, timeout=10)
+    _check(httpx.get(server.url + "/api/jobs", headers={"Authorization": "Bearer wrong"}, timeout=10), "token_wrong")
+    _check(
+        httpx.get(server.url + "/api/jobs", headers={"Host": "evil.example"}, timeout=10),
+        "bad_host",
+        host="evil.example",
+    )
+    big = httpx.post(
+        server.url + "/api/params",
+        content=b"{" + b" " * 8000 + b"}",
+        headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"},
+        timeout=10,
+    )
     _check(big, "body_too_large", kb=4)
 
 
@@ -108,9 +121,15 @@ def test_a_failed_job_keeps_its_sentence_and_its_code(server, client):
 
     async def failed_event(job_id_box: list) -> dict:
         async with websockets.connect(ws_url) as ws:
-            job = await asyncio.to_thread(client.post, "/api/jobs", json={
-                "images": ids, "settings": {"seconds": 0.5},
-                "postprocess": {"mode": "manual", "face_restore": True}})
+            job = await asyncio.to_thread(
+                client.post,
+                "/api/jobs",
+                json={
+                    "images": ids,
+                    "settings": {"seconds": 0.5},
+                    "postprocess": {"mode": "manual", "face_restore": True},
+                },
+            )
             job_id_box.append(job.json()["id"])
             deadline = time.monotonic() + 120
             while time.monotonic() < deadline:

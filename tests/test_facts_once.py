@@ -29,8 +29,13 @@ def files_holding(text: str) -> list[str]:
 def client(tmp_path):
     from backend.app import create_app
 
-    settings = Settings(data_dir=tmp_path / "data", models_dir=tmp_path / "models", device="cpu",
-                        translate_service_url="127.0.0.1:9", _env_file=None)
+    settings = Settings(
+        data_dir=tmp_path / "data",
+        models_dir=tmp_path / "models",
+        device="cpu",
+        translate_service_url="127.0.0.1:9",
+        _env_file=None,
+    )
     with TestClient(create_app(settings), base_url="http://127.0.0.1:8000") as c:
         yield c
 
@@ -89,12 +94,15 @@ def test_an_unknown_upscale_model_is_refused_by_the_api_and_the_planner(client):
     from backend.utils.video_io import VideoInfo
 
     ids = _upload(client)
-    answer = client.post("/api/jobs", json={"images": ids, "engine": "morph",
-                                           "postprocess": {"mode": "manual", "upscale": 2, "upscale_model": "x9"}})
+    answer = client.post(
+        "/api/jobs",
+        json={"images": ids, "engine": "morph", "postprocess": {"mode": "manual", "upscale": 2, "upscale_model": "x9"}},
+    )
     assert answer.status_code == 422 and "realesr-animevideov3" in answer.text
     with pytest.raises(ValueError, match="realesrgan-x2plus"):
-        plan_postprocess({"mode": "manual", "upscale_model": "x9"}, VideoInfo(64, 64, 30.0, 10, {}), None,
-                         client.app.state.settings)
+        plan_postprocess(
+            {"mode": "manual", "upscale_model": "x9"}, VideoInfo(64, 64, 30.0, 10, {}), None, client.app.state.settings
+        )
 
 
 # --- frame rate -----------------------------------------------------------------------------------
@@ -110,8 +118,10 @@ def test_previews_segments_and_the_final_video_share_the_one_frame_rate(old_fps_
     from backend.utils.video_io import probe
 
     ids = _upload(client)
-    answer = client.post("/api/jobs", json={"images": ids, "engine": "morph", "prompt": "a turn",
-                                           "settings": {"seconds": 0.5, "resolution": 64}})
+    answer = client.post(
+        "/api/jobs",
+        json={"images": ids, "engine": "morph", "prompt": "a turn", "settings": {"seconds": 0.5, "resolution": 64}},
+    )
     assert answer.status_code == 201, answer.text
     job = _finished(client, answer.json()["id"])
     assert job["status"] == "completed", job

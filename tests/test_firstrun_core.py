@@ -35,8 +35,9 @@ def clip_dir(tmp_path_factory):
 
 
 def _settings(tmp_path: Path, **overrides) -> Settings:
-    values = dict(data_dir=tmp_path / "data", models_dir=tmp_path / "models", device="cpu",
-                  translate_service_url="127.0.0.1:9")
+    values = dict(
+        data_dir=tmp_path / "data", models_dir=tmp_path / "models", device="cpu", translate_service_url="127.0.0.1:9"
+    )
     values.update(overrides)
     return Settings(**values)
 
@@ -46,8 +47,7 @@ def _client(settings: Settings, analysis: AnalysisService | None = None) -> Test
 
 
 def _upload(client, n=3):
-    files = [("files", (f"s{i}.png", encoded(scene(64, 64, shift=8 * i, hue=60 * i)), "image/png"))
-             for i in range(n)]
+    files = [("files", (f"s{i}.png", encoded(scene(64, 64, shift=8 * i, hue=60 * i)), "image/png")) for i in range(n)]
     r = client.post("/api/uploads", files=files)
     assert r.status_code == 201, r.text
     return [u["id"] for u in r.json()["uploads"]]
@@ -195,10 +195,12 @@ def test_framepack_counts_as_installed_only_with_its_weights(tmp_path, tiny_fram
     cache = tmp_path / "hf-cache"
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
     s = _settings(tmp_path)
-    layout = {s.framepack_transformer: ["config.json", "w.safetensors"],
-              s.framepack_base: ["model_index.json", "vae.safetensors"],
-              s.framepack_image_encoder: ["image_encoder/config.json", "image_encoder/m.safetensors"]}
-    for i, (repo, files) in enumerate(layout.items()):
+    layout = {
+        s.framepack_transformer: ["config.json", "w.safetensors"],
+        s.framepack_base: ["model_index.json", "vae.safetensors"],
+        s.framepack_image_encoder: ["image_encoder/config.json", "image_encoder/m.safetensors"],
+    }
+    for repo, files in layout.items():
         root = cache / f"models--{repo.replace('/', '--')}"
         (root / "refs").mkdir(parents=True)
         (root / "refs" / "main").write_text("abc")
@@ -227,9 +229,16 @@ def test_a_morph_job_does_not_wait_behind_a_framepack_job_stuck_loading(tmp_path
 
         framepack.load = load
         ids = _upload(client, 2)
-        slow = client.post("/api/jobs", json={"images": ids, "engine": "framepack", "prompt": "a slow pan",
-                                              "settings": {"resolution": 64, "seconds": 1, "seed": 1, "quality": 0},
-                                              "postprocess": {"mode": "off"}}).json()["id"]
+        slow = client.post(
+            "/api/jobs",
+            json={
+                "images": ids,
+                "engine": "framepack",
+                "prompt": "a slow pan",
+                "settings": {"resolution": 64, "seconds": 1, "seed": 1, "quality": 0},
+                "postprocess": {"mode": "off"},
+            },
+        ).json()["id"]
         assert entered.wait(30)
         quick = client.post("/api/jobs", json={"images": ids, **MORPH}).json()["id"]
         try:
@@ -280,11 +289,18 @@ def test_importing_backend_app_builds_nothing(tmp_path):
     import subprocess
     import sys
 
-    code = ("import backend.app as m, json, os; "
-            "print(json.dumps({'built': m.app._app is not None, 'data': os.path.exists('static-probe')}))")
-    out = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1],
-                         env={**__import__("os").environ, "STUDIO_DATA_DIR": str(tmp_path / "never")},
-                         capture_output=True, text=True, timeout=120)
+    code = (
+        "import backend.app as m, json, os; "
+        "print(json.dumps({'built': m.app._app is not None, 'data': os.path.exists('static-probe')}))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=Path(__file__).resolve().parents[1],
+        env={**__import__("os").environ, "STUDIO_DATA_DIR": str(tmp_path / "never")},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout.strip().splitlines()[-1]) == {"built": False, "data": False}
     assert not (tmp_path / "never").exists()
@@ -302,8 +318,14 @@ def test_a_framepack_job_resumed_without_the_weights_fails_with_the_install_mess
         ids = _upload(client, 2)
         queue = client.app.state.queue
         params = queue.resolve_params(ids, JobSettings(resolution=64, seconds=1, seed=1), "framepack")
-        client.app.state.store.create_job("resumed0000000001", "framepack", {"images": ids, "engine": "framepack"},
-                                          params, [{"original": "", "english": "a pan"}], len(params["segments"]))
+        client.app.state.store.create_job(
+            "resumed0000000001",
+            "framepack",
+            {"images": ids, "engine": "framepack"},
+            params,
+            [{"original": "", "english": "a pan"}],
+            len(params["segments"]),
+        )
         queue.lanes["framepack"].queue.put_nowait("resumed0000000001")
         job = _wait(client, "resumed0000000001")
         assert job["status"] == "failed"

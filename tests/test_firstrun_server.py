@@ -55,18 +55,24 @@ class Blackhole:
 
 def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("STUDIO_", "HF_", "UVICORN_"))}
-    env.update({
-        "STUDIO_DATA_DIR": str(tmp_path / "data"), "STUDIO_MODELS_DIR": str(tmp_path / "models"),
-        "STUDIO_DEVICE": "cpu", "STUDIO_TRANSLATE_SERVICE_URL": "127.0.0.1:9", "PYTHONUNBUFFERED": "1",
-        "HF_HUB_CACHE": str(tmp_path / "hf-cache"),
-    })
+    env.update(
+        {
+            "STUDIO_DATA_DIR": str(tmp_path / "data"),
+            "STUDIO_MODELS_DIR": str(tmp_path / "models"),
+            "STUDIO_DEVICE": "cpu",
+            "STUDIO_TRANSLATE_SERVICE_URL": "127.0.0.1:9",
+            "PYTHONUNBUFFERED": "1",
+            "HF_HUB_CACHE": str(tmp_path / "hf-cache"),
+        }
+    )
     env.update(extra)
     return env
 
 
 def _start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "uvicorn", *args], cwd=ROOT, env=env,
-                            stdout=open(log, "wb"), stderr=subprocess.STDOUT)
+    return subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", *args], cwd=ROOT, env=env, stdout=open(log, "wb"), stderr=subprocess.STDOUT
+    )
 
 
 def _wait_up(url: str, proc: subprocess.Popen, log: Path, timeout: float = 90.0, **kwargs) -> httpx.Response:
@@ -104,7 +110,7 @@ def test_the_seeds_uvicorn_command_serves(tmp_path):
         assert httpx.get(f"http://127.0.0.1:{port}/", timeout=10).status_code == 200
     finally:
         assert _stop(proc) < 10
-    assert "Attribute \"app\" not found" not in log.read_text(errors="replace")
+    assert 'Attribute "app" not found' not in log.read_text(errors="replace")
 
 
 @pytest.mark.parametrize("target", [["backend.app:create_app", "--factory"], ["backend.app:app"]])
@@ -139,8 +145,13 @@ def test_stop_within_10_s_while_downloads_hang(tmp_path, sig):
     hole = Blackhole()
     port = free_port()
     log = tmp_path / "server.log"
-    env = _env(tmp_path, HF_ENDPOINT=hole.url, STUDIO_WEIGHTS_MIRROR=hole.url,
-               STUDIO_WEIGHTS_DOWNLOAD_TIMEOUT_S="120", STUDIO_ANALYSIS_LOAD_TIMEOUT_S="120")
+    env = _env(
+        tmp_path,
+        HF_ENDPOINT=hole.url,
+        STUDIO_WEIGHTS_MIRROR=hole.url,
+        STUDIO_WEIGHTS_DOWNLOAD_TIMEOUT_S="120",
+        STUDIO_ANALYSIS_LOAD_TIMEOUT_S="120",
+    )
     proc = _start(["backend.app:create_app", "--factory", "--host", "127.0.0.1", "--port", str(port)], env, log)
     base = f"http://127.0.0.1:{port}"
     try:
@@ -149,9 +160,16 @@ def test_stop_within_10_s_while_downloads_hang(tmp_path, sig):
         started = time.monotonic()
         assert httpx.post(base + "/api/analyze", json={"images": ids}, timeout=10).json()["state"] == "loading"
         assert time.monotonic() - started < 2
-        r = httpx.post(base + "/api/jobs", timeout=10, json={
-            "images": ids, "engine": "morph", "settings": {"resolution": 64, "seconds": 1, "seed": 1},
-            "postprocess": {"mode": "manual", "interpolate": 2}})
+        r = httpx.post(
+            base + "/api/jobs",
+            timeout=10,
+            json={
+                "images": ids,
+                "engine": "morph",
+                "settings": {"resolution": 64, "seconds": 1, "seed": 1},
+                "postprocess": {"mode": "manual", "interpolate": 2},
+            },
+        )
         assert r.status_code == 201, r.text
         job_id = r.json()["id"]
         deadline = time.monotonic() + 60

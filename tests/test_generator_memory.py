@@ -19,10 +19,10 @@ from torch import nn
 
 from backend.config import Settings
 from backend.pipeline.framepack.disk_stream import remove_stale, stream_from_disk, streaming_units
-from backend.pipeline.framepack.weight_storage import StoredLinear8, store_linears_8bit
-from backend.pipeline.generator import FramePackGenerator
 from backend.pipeline.framepack.memory import plan_for_mode
 from backend.pipeline.framepack.residency import plan_residency
+from backend.pipeline.framepack.weight_storage import StoredLinear8, store_linears_8bit
+from backend.pipeline.generator import FramePackGenerator
 from tests.helpers.tiny_framepack import build_tiny_pipeline
 
 H, W = 64, 96
@@ -139,8 +139,9 @@ def test_text_encoder_streamed_from_disk_encodes_the_same(tmp_path):
 
 
 def test_remove_stale_keeps_live_processes(tmp_path):
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
-                          text=True, check=True).stdout.strip()
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True
+    ).stdout.strip()
     (tmp_path / f"{dead}-abcd1234").mkdir()
     (tmp_path / f"{dead}-abcd1234" / "000.safetensors").write_bytes(b"x")
     mine = tmp_path / f"{os.getpid()}-00000000"
@@ -155,8 +156,9 @@ def test_remove_stale_keeps_live_processes(tmp_path):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="offload placement needs CUDA")
 def test_offload_placement_on_gpu(tmp_path):  # pragma: no cover - GPU machines only
     pipe = build_tiny_pipeline(0).to(torch.bfloat16)
-    gen = FramePackGenerator(Settings(framepack_compile="off", offload_weights="fp8", storage_8bit="int8",
-                                      models_dir=tmp_path))
+    gen = FramePackGenerator(
+        Settings(framepack_compile="off", offload_weights="fp8", storage_8bit="int8", models_dir=tmp_path)
+    )
     gen.attach(pipe, "cuda", mode="offload")
     assert gen.offload_weights == "fp8"
     images = np.random.default_rng(0).integers(0, 256, (2, H, W, 3), dtype=np.uint8)
@@ -201,7 +203,9 @@ def test_load_model_8bit_equals_loading_then_quantising(tiny_framepack_dir, tmp_
         assert a[key].dtype == b[key].dtype and torch.equal(a[key], b[key]), key
     assert sum(isinstance(m, StoredLinear8) for m in lean.modules()) == count
     (tmp_path / "transformer").mkdir()  # a config without weights: a clear error, not random weights
-    (tmp_path / "transformer" / "config.json").write_bytes((tiny_framepack_dir / "transformer" / "config.json").read_bytes())
+    (tmp_path / "transformer" / "config.json").write_bytes(
+        (tiny_framepack_dir / "transformer" / "config.json").read_bytes()
+    )
     with pytest.raises(FileNotFoundError, match="no .safetensors"):
         load_model_8bit(Transformer, str(tmp_path), "transformer", "int8", torch.float32)
 
@@ -215,11 +219,9 @@ def test_pipeline_reads_with_a_disk_streamed_text_encoder(tiny_framepack_dir, tm
     from backend.pipeline.framepack.disk_stream import read_to_disk_stream
 
     full = HunyuanVideoFramepackPipeline.from_pretrained(tiny_framepack_dir, dtype=torch.bfloat16)
-    encoder = read_to_disk_stream(LlamaModel, str(tiny_framepack_dir), "text_encoder", "cpu", tmp_path,
-                                  torch.bfloat16)
+    encoder = read_to_disk_stream(LlamaModel, str(tiny_framepack_dir), "text_encoder", "cpu", tmp_path, torch.bfloat16)
     assert encoder._studio_disk_stream.loads == 0 and all(p.is_meta for p in encoder.layers.parameters())
-    lean = HunyuanVideoFramepackPipeline.from_pretrained(tiny_framepack_dir, text_encoder=encoder,
-                                                         dtype=torch.bfloat16)
+    lean = HunyuanVideoFramepackPipeline.from_pretrained(tiny_framepack_dir, text_encoder=encoder, dtype=torch.bfloat16)
     assert lean.text_encoder is encoder and all(p.is_meta for p in encoder.layers.parameters())
     with torch.no_grad():
         ref = full.encode_prompt(prompt="a red bird", device=torch.device("cpu"))
@@ -230,8 +232,15 @@ def test_pipeline_reads_with_a_disk_streamed_text_encoder(tiny_framepack_dir, tm
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="the lean read path runs on CUDA")
 def test_offload_load_from_disk_on_gpu(tiny_framepack_dir, tmp_path):  # pragma: no cover - GPU machines only
-    gen = FramePackGenerator(Settings(framepack_dir=str(tiny_framepack_dir), gpu_profile="offload",
-                                      offload_weights="fp8", framepack_compile="off", models_dir=tmp_path))
+    gen = FramePackGenerator(
+        Settings(
+            framepack_dir=str(tiny_framepack_dir),
+            gpu_profile="offload",
+            offload_weights="fp8",
+            framepack_compile="off",
+            models_dir=tmp_path,
+        )
+    )
     gen.load()
     assert gen.memory_mode == "offload" and gen.offload_weights == "fp8"
     # The lean read path: the text encoder went from its checkpoint to disk files.
@@ -267,8 +276,13 @@ def test_draft_cache_in_offload_mode(tmp_path):  # pragma: no cover - GPU machin
     images = np.random.default_rng(2).integers(0, 256, (2, H, W, 3), dtype=np.uint8)
     segment = {"sections": 2, "seed": 3, "end_embed_weights": [0.4, 0.6]}
     for threshold in (0.12, 1e6):  # 1e6: every step after a section's first is a cache hit
-        params = {"steps": 3, "latent_window_size": 2, "distilled_guidance": 10.0, "true_cfg": 1.0,
-                  "cache": f"first_block_cache:{threshold}"}
+        params = {
+            "steps": 3,
+            "latent_window_size": 2,
+            "distilled_guidance": 10.0,
+            "true_cfg": 1.0,
+            "cache": f"first_block_cache:{threshold}",
+        }
         frames = gen.generate(images[0], images[1], "a cat", segment, params, lambda p: None)
         assert frames.shape == (17, H, W, 3)
     assert len(gen.placement.block_stream.ready) <= 1

@@ -18,9 +18,9 @@ from PIL import Image
 from backend.config import Settings
 from backend.pipeline.framepack import accel
 from backend.pipeline.framepack.loop import _FrameJoiner, encode, latent_paddings, sample_sections
-from backend.pipeline.generator import FramePackGenerator
 from backend.pipeline.framepack.pinned import pin_module_in_place
 from backend.pipeline.framepack.residency import plan_residency
+from backend.pipeline.generator import FramePackGenerator
 from backend.utils.progress import JobCancelled, Progress
 from tests.helpers.tiny_framepack import build_tiny_pipeline
 
@@ -47,20 +47,43 @@ def test_own_loop_gives_the_pipelines_frames(pipe, sections, window):
     6 sections exercise the >4-section padding schedule; 1 section the first-is-last case.
     """
     a, b = (Image.fromarray(x) for x in _images())
-    ref = pipe(image=a, last_image=b, prompt="a cat walks", height=H, width=W,
-               num_frames=sections * ((window - 1) * 4 + 1), latent_window_size=window, num_inference_steps=2,
-               guidance_scale=10.0, true_cfg_scale=1.0, sampling_type="inverted_anti_drifting",
-               generator=torch.Generator("cpu").manual_seed(5), output_type="np").frames[0]
+    ref = pipe(
+        image=a,
+        last_image=b,
+        prompt="a cat walks",
+        height=H,
+        width=W,
+        num_frames=sections * ((window - 1) * 4 + 1),
+        latent_window_size=window,
+        num_inference_steps=2,
+        guidance_scale=10.0,
+        true_cfg_scale=1.0,
+        sampling_type="inverted_anti_drifting",
+        generator=torch.Generator("cpu").manual_seed(5),
+        output_type="np",
+    ).frames[0]
     ref = np.clip(ref * 255.0 + 0.5, 0, 255).astype(np.uint8)
     gen = torch.Generator("cpu").manual_seed(5)
     seen = []
     with torch.no_grad():
         cond = encode(pipe, a, b, "a cat walks", H, W, 1.0, gen, torch.device("cpu"))
         # The pipeline conditions every section on the first image's SigLIP embedding.
-        out = sample_sections(pipe, cond, height=H, width=W, sections=sections, window=window, steps=2,
-                              distilled_guidance=10.0, true_cfg=1.0, generator=gen, device=torch.device("cpu"),
-                              image_embeds_for=lambda g: cond.embed_a, on_step=lambda g, i: None,
-                              on_section=lambda done, frames: seen.append((done, frames.shape[0])))
+        out = sample_sections(
+            pipe,
+            cond,
+            height=H,
+            width=W,
+            sections=sections,
+            window=window,
+            steps=2,
+            distilled_guidance=10.0,
+            true_cfg=1.0,
+            generator=gen,
+            device=torch.device("cpu"),
+            image_embeds_for=lambda g: cond.embed_a,
+            on_step=lambda g, i: None,
+            on_section=lambda done, frames: seen.append((done, frames.shape[0])),
+        )
     assert out.dtype == np.uint8 and out.shape == ref.shape == (sections * window * 4 + 1, H, W, 3)
     assert np.array_equal(out, ref)
     assert [d for d, _ in seen] == list(range(1, sections + 1))
@@ -90,17 +113,20 @@ def test_latent_paddings():
     assert latent_paddings(6) == [3, 2, 2, 2, 1, 0]
 
 
-@pytest.mark.parametrize("requested,device,vram,host,mode", [
-    ("auto", "cpu", 80, 100, "cpu"),
-    ("auto", "cuda", 79, 100, "resident"),
-    ("auto", "cuda", 40, 100, "resident"),
-    ("auto", "cuda", 22, 100, "partial"),  # bf16 blocks that do not fit stream from RAM: exact
-    ("auto", "cuda", 5.5, 100, "offload"),  # no room beside the 640 activations
-    ("auto", "cuda", 12, 100, "partial"),
-    ("offload", "cuda", 79, 100, "offload"),
-    ("fp8", "cuda", 79, 100, "fp8"),
-    ("resident", "cuda", 8, 16, "resident"),
-])
+@pytest.mark.parametrize(
+    "requested,device,vram,host,mode",
+    [
+        ("auto", "cpu", 80, 100, "cpu"),
+        ("auto", "cuda", 79, 100, "resident"),
+        ("auto", "cuda", 40, 100, "resident"),
+        ("auto", "cuda", 22, 100, "partial"),  # bf16 blocks that do not fit stream from RAM: exact
+        ("auto", "cuda", 5.5, 100, "offload"),  # no room beside the 640 activations
+        ("auto", "cuda", 12, 100, "partial"),
+        ("offload", "cuda", 79, 100, "offload"),
+        ("fp8", "cuda", 79, 100, "fp8"),
+        ("resident", "cuda", 8, 16, "resident"),
+    ],
+)
 def test_memory_mode_choice(requested, device, vram, host, mode):
     """The named modes are corners of the one plan (blocks on GPU / in RAM / on disk)."""
     plan = plan_residency(vram, host, (9, 0), 640, device=device, mode_request=requested)
@@ -131,8 +157,9 @@ def test_generate_contract_progress_previews_and_cancel(pipe):
     # Same seed, same frames; another strength schedule changes them (embeddings per section apply).
     again = gen.generate(first, last, "a dog runs", segment, params, lambda p: None)
     assert np.array_equal(again, frames)
-    other = gen.generate(first, last, "a dog runs", {**segment, "end_embed_weights": [0.9, 0.9, 0.9]}, params,
-                         lambda p: None)
+    other = gen.generate(
+        first, last, "a dog runs", {**segment, "end_embed_weights": [0.9, 0.9, 0.9]}, params, lambda p: None
+    )
     assert not np.array_equal(other, frames)
 
     calls = []
@@ -151,8 +178,13 @@ def test_draft_cache_runs_and_is_removed_after(pipe):
     gen = _generator(pipe)
     first, last = _images(3)
     segment = {"sections": 2, "seed": 1, "end_embed_weights": [0.5, 0.5]}
-    params = {"steps": 3, "latent_window_size": 2, "distilled_guidance": 10.0, "true_cfg": 1.0,
-              "cache": "first_block_cache:0.12"}
+    params = {
+        "steps": 3,
+        "latent_window_size": 2,
+        "distilled_guidance": 10.0,
+        "true_cfg": 1.0,
+        "cache": "first_block_cache:0.12",
+    }
     frames = gen.generate(first, last, "", segment, params, lambda p: None)
     assert frames.shape == (17, H, W, 3)
     assert not getattr(pipe.transformer, "is_cache_enabled", False)
@@ -186,9 +218,26 @@ def test_pin_in_place_keeps_values_and_pins():  # pragma: no cover - GPU machine
 def test_gpu_benchmark_runs_tiny_on_cpu(tmp_path):
     out = tmp_path / "bench.json"
     proc = subprocess.run(
-        [sys.executable, "benchmarks/framepack_gpu.py", "--tiny", "--reference", "--sections", "2", "--steps", "2",
-         "--growth-sections", "2", "--draft", "--storage-error", "--out", str(out)],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "benchmarks/framepack_gpu.py",
+            "--tiny",
+            "--reference",
+            "--sections",
+            "2",
+            "--steps",
+            "2",
+            "--growth-sections",
+            "2",
+            "--draft",
+            "--storage-error",
+            "--out",
+            str(out),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(out.read_text())
@@ -230,9 +279,23 @@ def test_gpu_benchmark_loads_from_disk_tiny_on_cpu(tmp_path):
     """--from-disk saves the models (child process) and measures the studio's own load() path."""
     out = tmp_path / "bench.json"
     proc = subprocess.run(
-        [sys.executable, "benchmarks/framepack_gpu.py", "--tiny", "--from-disk", str(tmp_path / "saved"),
-         "--sections", "1", "--steps", "2", "--out", str(out)],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "benchmarks/framepack_gpu.py",
+            "--tiny",
+            "--from-disk",
+            str(tmp_path / "saved"),
+            "--sections",
+            "1",
+            "--steps",
+            "2",
+            "--out",
+            str(out),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(out.read_text())

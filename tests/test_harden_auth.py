@@ -110,8 +110,9 @@ def test_sessions_survive_a_restart_and_end_when_the_token_changes(tmp_path):
 
 def _guess_with_rotating_forwarded_for(url: str, n: int) -> list[int]:
     with httpx.Client(base_url=url, timeout=10) as c:
-        return [c.get("/api/jobs", headers={**WRONG, "X-Forwarded-For": f"203.0.113.{i}"}).status_code
-                for i in range(n)]
+        return [
+            c.get("/api/jobs", headers={**WRONG, "X-Forwarded-For": f"203.0.113.{i}"}).status_code for i in range(n)
+        ]
 
 
 def test_rotating_x_forwarded_for_from_loopback_does_not_reset_the_limit(tmp_path):
@@ -130,13 +131,18 @@ def test_rotating_x_forwarded_for_from_loopback_does_not_reset_the_limit(tmp_pat
     env["STUDIO_TRUSTED_PROXIES"] = "127.0.0.1"
     with StudioServer(tmp_path / "trusted", env) as server:
         assert _guess_with_rotating_forwarded_for(server.url, 6) == [401] * 6
-        same = [httpx.get(server.url + "/api/jobs", timeout=10,
-                          headers={**WRONG, "X-Forwarded-For": "203.0.113.200"}).status_code for _ in range(4)]
+        same = [
+            httpx.get(
+                server.url + "/api/jobs", timeout=10, headers={**WRONG, "X-Forwarded-For": "203.0.113.200"}
+            ).status_code
+            for _ in range(4)
+        ]
         assert same == [401, 401, 401, 429]
 
 
 def test_the_token_never_reaches_the_access_log(tmp_path):
     with StudioServer(tmp_path, {"STUDIO_TOKEN": TOKEN}, log_level="info") as server:
+
         async def websocket():
             async with websockets.connect(f"{server.ws_url}?token={TOKEN}", open_timeout=10) as ws:
                 return await asyncio.wait_for(ws.recv(), 10)

@@ -44,8 +44,14 @@ def big_image() -> bytes:
 def body(files: list[bytes]) -> bytes:
     out = b""
     for i, data in enumerate(files):
-        out += (f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"{i}.jpg\"\r\n"
-                f"Content-Type: image/jpeg\r\n\r\n").encode() + data + b"\r\n"
+        out += (
+            (
+                f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="files"; filename="{i}.jpg"\r\n'
+                f"Content-Type: image/jpeg\r\n\r\n"
+            ).encode()
+            + data
+            + b"\r\n"
+        )
     return out + f"--{BOUNDARY}--\r\n".encode()
 
 
@@ -59,7 +65,7 @@ async def receive_while_ticking(settings: Settings, payload: bytes) -> tuple[Rec
 
     async def chunks():
         for start in range(0, len(payload), 64 * 1024):
-            yield payload[start:start + 64 * 1024]
+            yield payload[start : start + 64 * 1024]
 
     tick_task = asyncio.ensure_future(ticker())
     receiver = RecordingReceiver(settings)

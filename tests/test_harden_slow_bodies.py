@@ -20,22 +20,36 @@ IN_FLIGHT, PER_CLIENT = 6, 2
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("slow")
-    env = {"STUDIO_BODY_IDLE_TIMEOUT_S": "1", "STUDIO_BODY_MIN_RATE_KB_S": "4", "STUDIO_BODY_MAX_S": "30",
-           "STUDIO_MAX_UPLOADS_IN_FLIGHT": str(IN_FLIGHT), "STUDIO_MAX_UPLOADS_PER_CLIENT": str(PER_CLIENT)}
+    env = {
+        "STUDIO_BODY_IDLE_TIMEOUT_S": "1",
+        "STUDIO_BODY_MIN_RATE_KB_S": "4",
+        "STUDIO_BODY_MAX_S": "30",
+        "STUDIO_MAX_UPLOADS_IN_FLIGHT": str(IN_FLIGHT),
+        "STUDIO_MAX_UPLOADS_PER_CLIENT": str(PER_CLIENT),
+    }
     with StudioServer(tmp, env) as srv:
         yield srv
 
 
 def _upload_head(total: int) -> bytes:
-    part = (f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"slow.png\"\r\n"
-            f"Content-Type: image/png\r\n\r\n").encode()
-    return (f"POST /api/uploads HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+    part = (
+        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="files"; filename="slow.png"\r\n'
+        f"Content-Type: image/png\r\n\r\n"
+    ).encode()
+    return (
+        (
+            f"POST /api/uploads HTTP/1.1\r\nHost: 127.0.0.1\r\n"
             f"Content-Type: multipart/form-data; boundary={BOUNDARY}\r\n"
-            f"Content-Length: {total}\r\n\r\n").encode() + part + b"\x89PNG\r\n\x1a\n"
+            f"Content-Length: {total}\r\n\r\n"
+        ).encode()
+        + part
+        + b"\x89PNG\r\n\x1a\n"
+    )
 
 
-async def trickle(port: int, source: str, head: bytes, every_s: float = 0.3, limit_s: float = 8.0,
-                  stop_after: int | None = None) -> tuple[int | None, float, bool]:
+async def trickle(
+    port: int, source: str, head: bytes, every_s: float = 0.3, limit_s: float = 8.0, stop_after: int | None = None
+) -> tuple[int | None, float, bool]:
     """Sends `head`, then one byte every `every_s` (or nothing after `stop_after` bytes) until the
     server answers or `limit_s` passes → (status or None, seconds to the answer, closed by server)."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port, local_addr=(source, 0))
@@ -109,8 +123,9 @@ def test_trickling_uploads_are_ended_and_others_are_served(server):
     assert latencies and max(latencies) < 2.0, latencies
     assert parts(server) == []
     # The slots are free again: an ordinary upload goes through.
-    r = httpx.post(server.url + "/api/uploads", timeout=30,
-                   files=[("files", ("ok.png", encoded(scene(48, 40)), "image/png"))])
+    r = httpx.post(
+        server.url + "/api/uploads", timeout=30, files=[("files", ("ok.png", encoded(scene(48, 40)), "image/png"))]
+    )
     assert r.status_code == 201, r.text
 
 
@@ -126,12 +141,15 @@ def test_one_client_holds_at_most_its_share_of_upload_slots(server):
 
 
 def test_a_slow_or_stalled_json_body_is_ended(server):
-    head = (b"POST /api/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-            b"Content-Length: 400\r\n\r\n{\"images\": [")
+    head = (
+        b"POST /api/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        b'Content-Length: 400\r\n\r\n{"images": ['
+    )
 
     async def scenario():
-        return await asyncio.gather(trickle(server.port, "127.0.0.90", head),
-                                    trickle(server.port, "127.0.0.91", head, stop_after=3))
+        return await asyncio.gather(
+            trickle(server.port, "127.0.0.90", head), trickle(server.port, "127.0.0.91", head, stop_after=3)
+        )
 
     (trickled, t1, _), (stalled, t2, _) = asyncio.run(scenario())
     assert (trickled, stalled) == (408, 408)

@@ -45,14 +45,24 @@ def multipart(parts: list[tuple[str, bytes | None, bytes]]) -> bytes:
         disposition = b'form-data; name="' + name.encode() + b'"'
         if filename is not None:
             disposition += b'; filename="' + filename + b'"'
-        out += (b"--" + BOUNDARY.encode() + b"\r\nContent-Disposition: " + disposition + b"\r\n"
-                + (b"Content-Type: image/png\r\n" if filename is not None else b"") + b"\r\n" + content + b"\r\n")
+        out += (
+            b"--"
+            + BOUNDARY.encode()
+            + b"\r\nContent-Disposition: "
+            + disposition
+            + b"\r\n"
+            + (b"Content-Type: image/png\r\n" if filename is not None else b"")
+            + b"\r\n"
+            + content
+            + b"\r\n"
+        )
     return out + b"--" + BOUNDARY.encode() + b"--\r\n"
 
 
 def post_multipart(client: httpx.Client, body: bytes) -> httpx.Response:
-    return client.post("/api/uploads", content=body,
-                       headers={"content-type": f"multipart/form-data; boundary={BOUNDARY}"})
+    return client.post(
+        "/api/uploads", content=body, headers={"content-type": f"multipart/form-data; boundary={BOUNDARY}"}
+    )
 
 
 def png(shift: int = 0) -> bytes:
@@ -60,8 +70,13 @@ def png(shift: int = 0) -> bytes:
 
 
 def test_text_fields_do_not_count_toward_the_file_limit(client):
-    parts = [("note", None, b"a"), ("files", b"a.png", png(0)), ("order", None, b"1"),
-             ("files", b"b.png", png(4)), ("extra", None, b"x")]
+    parts = [
+        ("note", None, b"a"),
+        ("files", b"a.png", png(0)),
+        ("order", None, b"1"),
+        ("files", b"b.png", png(4)),
+        ("extra", None, b"x"),
+    ]
     r = post_multipart(client, multipart(parts))
     assert r.status_code == 201, r.text
     assert [u["filename"] for u in r.json()["uploads"]] == ["a.png", "b.png"]
@@ -94,12 +109,19 @@ def test_a_truncated_webp_is_called_truncated(client):
 
 def _start_upload(port: int, sent: int = 300_000, total: int = 2_000_000) -> socket.socket:
     """A raw upload that sends its headers and part of one file, then waits."""
-    head = (f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"big.png\"\r\n"
-            f"Content-Type: image/png\r\n\r\n").encode()
+    head = (
+        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="files"; filename="big.png"\r\n'
+        f"Content-Type: image/png\r\n\r\n"
+    ).encode()
     sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-    sock.sendall(f"POST /api/uploads HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                 f"Content-Type: multipart/form-data; boundary={BOUNDARY}\r\n"
-                 f"Content-Length: {total}\r\n\r\n".encode() + head + b"\x89PNG\r\n\x1a\n" + b"\0" * sent)
+    sock.sendall(
+        f"POST /api/uploads HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        f"Content-Type: multipart/form-data; boundary={BOUNDARY}\r\n"
+        f"Content-Length: {total}\r\n\r\n".encode()
+        + head
+        + b"\x89PNG\r\n\x1a\n"
+        + b"\0" * sent
+    )
     return sock
 
 

@@ -45,8 +45,15 @@ MAY_IMPORT = {
 
 # Modules of the web and job layers: imported with torch unimportable below.
 TORCH_FREE_PACKAGES = ("backend.routes", "backend.web", "backend.analyzers")
-TORCH_FREE_MODULES = ("backend.app", "backend.job_queue", "backend.job_runner", "backend.db",
-                      "backend.uploads", "backend.smart_params", "backend.ws_manager")
+TORCH_FREE_MODULES = (
+    "backend.app",
+    "backend.job_queue",
+    "backend.job_runner",
+    "backend.db",
+    "backend.uploads",
+    "backend.smart_params",
+    "backend.ws_manager",
+)
 
 
 def layer_of(module: str) -> str:
@@ -111,17 +118,31 @@ def import_graph() -> dict[str, set[str]]:
 
 def test_the_graph_reader_sees_function_level_and_relative_imports(tmp_path):
     source = tmp_path / "probe.py"
-    source.write_text(textwrap.dedent("""
+    source.write_text(
+        textwrap.dedent("""
         import backend.config
         from backend import db
         from .sibling import thing
         def later():
             from backend.pipeline.framepack import loop
-    """))
-    known = {"backend.config", "backend.db", "backend.pipeline.framepack.loop", "backend.pipeline.framepack",
-             "backend.pipeline", "backend.web.sibling", "backend.web", "backend"}
+    """)
+    )
+    known = {
+        "backend.config",
+        "backend.db",
+        "backend.pipeline.framepack.loop",
+        "backend.pipeline.framepack",
+        "backend.pipeline",
+        "backend.web.sibling",
+        "backend.web",
+        "backend",
+    }
     assert imports_of("backend.web.probe", source, known) == {
-        "backend.config", "backend.db", "backend.web.sibling", "backend.pipeline.framepack.loop"}
+        "backend.config",
+        "backend.db",
+        "backend.web.sibling",
+        "backend.pipeline.framepack.loop",
+    }
 
 
 def test_every_module_is_in_a_layer_its_name_says():
@@ -239,8 +260,14 @@ NO_TORCH = textwrap.dedent("""
 
 def test_web_and_job_layers_import_and_run_a_job_without_torch(tmp_path):
     args = json.dumps([TORCH_FREE_PACKAGES, TORCH_FREE_MODULES, str(tmp_path / "data")])
-    done = subprocess.run([sys.executable, "-c", NO_TORCH, args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=240, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    done = subprocess.run(
+        [sys.executable, "-c", NO_TORCH, args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
     assert done.returncode == 0, done.stderr[-4000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert "backend.routes.jobs" in result["imported"] and "backend.analyzers.service" in result["imported"]

@@ -34,11 +34,30 @@ def test_schemathesis_finds_no_contract_failure(tmp_path):
         doc = httpx.get(srv.url + "/openapi.json", headers={"Authorization": f"Bearer {TOKEN}"}).json()
         operations = sum(1 for item in doc["paths"].values() for m in item if m in ("get", "post", "delete"))
         run = subprocess.run(
-            [_schemathesis(), "--no-color", "--config-file", str(ROOT / "tests" / "schemathesis.toml"),
-             "run", srv.url + "/openapi.json", "-H", f"Authorization: Bearer {TOKEN}",
-             "--max-examples", "20", "--max-time", "45", "--seed", "1", "--workers", "1",
-             "--request-timeout", "20"],
-            cwd=tmp_path, capture_output=True, text=True, timeout=240,
+            [
+                _schemathesis(),
+                "--no-color",
+                "--config-file",
+                str(ROOT / "tests" / "schemathesis.toml"),
+                "run",
+                srv.url + "/openapi.json",
+                "-H",
+                f"Authorization: Bearer {TOKEN}",
+                "--max-examples",
+                "20",
+                "--max-time",
+                "45",
+                "--seed",
+                "1",
+                "--workers",
+                "1",
+                "--request-timeout",
+                "20",
+            ],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=240,
         )
         log = srv.log()
     out = run.stdout + run.stderr

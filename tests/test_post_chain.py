@@ -7,8 +7,8 @@ import pytest
 
 from backend.pipeline.face_restore import RetinaFaceDetector
 from backend.pipeline.postprocess import PostprocessError, plan_postprocess, run_postprocess
-from backend.utils.progress import JobCancelled, Progress
 from backend.utils.model_registry import ensure_weight
+from backend.utils.progress import JobCancelled, Progress
 from backend.utils.video_io import VideoInfo, probe, read_frames, write_video
 from tests.helpers.postprocess import (
     make_settings,
@@ -38,8 +38,14 @@ def source(tmp_path):
 
 def test_every_stage_on_gives_expected_size_count_and_fps(settings, source, tmp_path):
     events: list[Progress] = []
-    options = {"mode": "manual", "face_restore": True, "upscale": 2, "interpolate": 2,
-               "upscale_model": "realesr-animevideov3", "codeformer_fidelity": 0.6}
+    options = {
+        "mode": "manual",
+        "face_restore": True,
+        "upscale": 2,
+        "interpolate": 2,
+        "upscale_model": "realesr-animevideov3",
+        "codeformer_fidelity": 0.6,
+    }
     report = run_postprocess(source, tmp_path / "out.mp4", options, settings, events.append, metadata={"job": "t1"})
     info = probe(tmp_path / "out.mp4")
     assert (info.width, info.height) == (128, 96)
@@ -115,24 +121,31 @@ def test_auto_mode_on_a_small_30fps_video_with_faces(settings, detectors):
 
 
 def test_auto_mode_leaves_a_large_60fps_video_without_faces_alone(settings, detectors):
-    plan = plan_postprocess({"mode": "auto"}, _info(1920, 1080, 60.0), smooth_frames(2, 54, 96), settings,
-                            detector=detectors["never"])
+    plan = plan_postprocess(
+        {"mode": "auto"}, _info(1920, 1080, 60.0), smooth_frames(2, 54, 96), settings, detector=detectors["never"]
+    )
     assert plan.stages == [] and len(plan.reasons) == 3
     assert "no face" in plan.reasons[0]
 
 
 def test_auto_mode_picks_the_smallest_factor_reaching_the_targets(settings, detectors):
-    plan = plan_postprocess({"mode": "auto"}, _info(480, 270, 15.0), smooth_frames(1, 27, 48), settings,
-                            detector=detectors["never"])
+    plan = plan_postprocess(
+        {"mode": "auto"}, _info(480, 270, 15.0), smooth_frames(1, 27, 48), settings, detector=detectors["never"]
+    )
     assert (plan.upscale, plan.interpolate) == (4, 4)
-    plan = plan_postprocess({"mode": "auto"}, _info(720, 540, 24.0), smooth_frames(1, 27, 36), settings,
-                            detector=detectors["never"])
+    plan = plan_postprocess(
+        {"mode": "auto"}, _info(720, 540, 24.0), smooth_frames(1, 27, 36), settings, detector=detectors["never"]
+    )
     assert (plan.upscale, plan.interpolate) == (2, 4)  # 1080 reached by x2; 48 fps < 60 so x4
 
 
 def test_manual_mode_takes_toggles_as_they_are(settings):
-    plan = plan_postprocess({"mode": "manual", "face_restore": False, "upscale": 1, "interpolate": 4},
-                            _info(320, 240, 120.0), None, settings)
+    plan = plan_postprocess(
+        {"mode": "manual", "face_restore": False, "upscale": 1, "interpolate": 4},
+        _info(320, 240, 120.0),
+        None,
+        settings,
+    )
     assert plan.stages == ["interpolate"] and plan.interpolate == 4
     with pytest.raises(ValueError, match="upscale must be 1, 2 or 4"):
         plan_postprocess({"mode": "manual", "upscale": 3}, _info(320, 240, 30.0), None, settings)

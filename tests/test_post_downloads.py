@@ -10,9 +10,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from backend.utils.progress import Progress
 from backend.utils.downloads import ChecksumMismatch, DownloadError, download_file
 from backend.utils.model_registry import WEIGHTS, MissingWeightError, ensure_weight, weight_path
+from backend.utils.progress import Progress
 from tests.helpers.postprocess import make_settings
 
 PAYLOAD = os.urandom(300_000)
@@ -148,8 +148,8 @@ def test_rife_checksum_is_recorded_on_the_first_verified_download_and_enforced(t
     import torch
 
     from backend.pipeline.rife_ifnet import IFNet
-    from tests.helpers.postprocess import rife_checkpoint_state
     from tests.helpers.postprocess import make_settings as fresh
+    from tests.helpers.postprocess import rife_checkpoint_state
 
     torch.manual_seed(1)
     buf = io.BytesIO()

@@ -43,7 +43,10 @@ def test_align_restore_paste_with_identity_restorer_returns_the_input():
 def test_paste_lands_at_the_original_position():
     frame = np.full((240, 320, 3), 100, np.uint8)
     landmarks = _landmarks_in_frame(scale=0.3, angle=-8.0, centre=(200.0, 110.0))
-    white = lambda x: torch.ones_like(x)  # a "restorer" painting the aligned face white
+
+    def white(x):  # a "restorer" painting the aligned face white
+        return torch.ones_like(x)
+
     out = FaceRestorer(_NoDetector(), white).restore_with(frame[None], [[Face(0.99, np.zeros(4), landmarks)]])[0]
     changed = np.argwhere(out[..., 0] > 200)
     cy, cx = changed.mean(axis=0)

@@ -24,8 +24,12 @@ def rife_path(tmp_path_factory):
 def test_checkpoint_keys_match_practical_rife_layout(rife_path):
     state = torch.load(rife_path, weights_only=True)
     assert all(k.startswith("module.") for k in state)
-    for key in ("module.block0.conv0.0.0.weight", "module.block4.convblock.7.beta",
-                "module.block0.lastconv.0.weight", "module.encode.cnn3.weight"):
+    for key in (
+        "module.block0.conv0.0.0.weight",
+        "module.block4.convblock.7.beta",
+        "module.block0.lastconv.0.weight",
+        "module.encode.cnn3.weight",
+    ):
         assert key in state
     assert state["module.block0.conv0.0.0.weight"].shape == (96, 15, 3, 3)
     assert state["module.block1.conv0.0.0.weight"].shape == (64, 28, 3, 3)

@@ -37,9 +37,23 @@ def _wheel(requirement: str) -> Path:
     version = requirement.split("==")[1]
     found = sorted(folder.glob(f"{name}-{version}-*.whl"))
     if not found:
-        out = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-                              "-q", "-d", str(folder), requirement],
-                             capture_output=True, text=True, timeout=600)
+        out = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--no-deps",
+                "--only-binary=:all:",
+                "-q",
+                "-d",
+                str(folder),
+                requirement,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         assert out.returncode == 0, f"pip download {requirement} failed:\n{out.stderr}"
         found = sorted(folder.glob(f"{name}-{version}-*.whl"))
     assert found, f"no wheel for {requirement} in {folder}"
@@ -68,8 +82,11 @@ def photo() -> np.ndarray:
 
         path = Path(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
     except ImportError:
-        path = _extract(_wheel(MATPLOTLIB), "matplotlib/mpl-data/sample_data/grace_hopper.jpg",
-                        CACHE / "matplotlib" / "grace_hopper.jpg")
+        path = _extract(
+            _wheel(MATPLOTLIB),
+            "matplotlib/mpl-data/sample_data/grace_hopper.jpg",
+            CACHE / "matplotlib" / "grace_hopper.jpg",
+        )
     image = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
     assert image.shape == (600, 512, 3)
     return cv2.resize(image, (256, 320), interpolation=cv2.INTER_AREA)
@@ -77,8 +94,9 @@ def photo() -> np.ndarray:
 
 def _shift(image: np.ndarray, dx: float, dy: float) -> np.ndarray:
     m = np.float32([[1, 0, dx], [0, 1, dy]])
-    return cv2.warpAffine(image, m, (image.shape[1], image.shape[0]), flags=cv2.INTER_CUBIC,
-                          borderMode=cv2.BORDER_REFLECT)
+    return cv2.warpAffine(
+        image, m, (image.shape[1], image.shape[0]), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT
+    )
 
 
 def _error(a: np.ndarray, b: np.ndarray, margin: int = 16) -> float:
@@ -131,7 +149,7 @@ def test_real_hdv3_weights_beat_a_cross_fade_on_a_real_photo(hdv3_weights, photo
     assert np.array_equal(out[0], first) and np.array_equal(out[4], last)
     for k, t in ((1, 0.25), (2, 0.5), (3, 0.75)):
         truth = _shift(photo, dx * (2 * t - 1), dy * (2 * t - 1))
-        fade = ((1 - t) * first.astype(np.float32) + t * last.astype(np.float32))
+        fade = (1 - t) * first.astype(np.float32) + t * last.astype(np.float32)
         rife_error, fade_error = _error(out[k], truth), _error(fade, truth)
         print(f"t={t}: RIFE HDv3 mean abs error {rife_error:.2f}, cross-fade {fade_error:.2f} (0-255)")
         assert rife_error < 0.4 * fade_error, (t, rife_error, fade_error)

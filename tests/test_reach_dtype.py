@@ -15,9 +15,9 @@ from PIL import Image
 from backend.config import Settings
 from backend.pipeline.framepack.compute_dtype import ComputePolicy, UpcastWeights, keep_stream_fp32
 from backend.pipeline.framepack.loop import encode, sample_sections
+from backend.pipeline.framepack.residency import plan_residency
 from backend.pipeline.generator import FramePackGenerator, check_no_bf16, storage_dtype
 from backend.utils.progress import Progress
-from backend.pipeline.framepack.residency import plan_residency
 from tests.helpers.tiny_framepack import build_tiny_pipeline
 
 H, W = 64, 96
@@ -47,11 +47,24 @@ def _sample(pipe, policy, warnings=None, sections=2):
     gen = torch.Generator("cpu").manual_seed(5)
     with torch.no_grad():
         cond = encode(pipe, a, b, "a cat walks", H, W, 1.0, gen, torch.device("cpu"))
-        return sample_sections(pipe, cond, height=H, width=W, sections=sections, window=2, steps=2,
-                               distilled_guidance=10.0, true_cfg=1.0, generator=gen, device=torch.device("cpu"),
-                               image_embeds_for=lambda g: cond.embed_a, on_step=lambda g, i: None,
-                               on_section=lambda d, f: None, policy=policy,
-                               on_warning=None if warnings is None else warnings.append)
+        return sample_sections(
+            pipe,
+            cond,
+            height=H,
+            width=W,
+            sections=sections,
+            window=2,
+            steps=2,
+            distilled_guidance=10.0,
+            true_cfg=1.0,
+            generator=gen,
+            device=torch.device("cpu"),
+            image_embeds_for=lambda g: cond.embed_a,
+            on_step=lambda g, i: None,
+            on_section=lambda d, f: None,
+            policy=policy,
+            on_warning=None if warnings is None else warnings.append,
+        )
 
 
 def _fp16_pipe():
@@ -156,8 +169,12 @@ def test_job_runner_turns_the_warning_into_a_job_warning_event(tmp_path):
     store = Store(tmp_path / "studio.sqlite3")
     store.create_job("j1", "framepack", {"images": []}, {"segments": []}, [], 1)
     events: list[dict] = []
-    runner = JobRunner(Settings(data_dir=tmp_path), store, engines=None,
-                       publish=lambda event: events.append(event.model_dump(exclude={"ts"})))
+    runner = JobRunner(
+        Settings(data_dir=tmp_path),
+        store,
+        engines=None,
+        publish=lambda event: events.append(event.model_dump(exclude={"ts"})),
+    )
     report = _Reporter(runner, "j1", CancelToken(), 0.0, {"generate": 1.0, "join": 0.0, "postprocess": 0.0}, [1.0])
     message = "구간 1/2: ... / section 1/2: the latents overflowed (inf/NaN) in fp16; re-running it in fp32 (slower)."
     report(Progress("generate", 0.0, message, {"warning": message}))

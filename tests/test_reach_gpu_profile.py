@@ -19,8 +19,10 @@ def test_a_free_colab_t4_gets_the_t4_profile_fp16_and_the_480_suggestion():
     assert plan["dtype"] == "fp16" and plan["weights"] == "8bit" and plan["blocks_gpu"] > 0
     assert any("fp16" in q for q in plan["quality"]) and any("8-bit" in q for q in plan["quality"])
     by_bucket = {e["bucket"]: e for e in info["estimates"]}
-    assert by_bucket[480]["estimate"] and 5 < by_bucket[480]["minutes_per_transition"] < by_bucket[640][
-        "minutes_per_transition"]
+    assert (
+        by_bucket[480]["estimate"]
+        and 5 < by_bucket[480]["minutes_per_transition"] < by_bucket[640]["minutes_per_transition"]
+    )
 
 
 def test_estimate_is_flops_over_the_assumed_rate():
@@ -36,6 +38,7 @@ def test_large_gpu_is_resident_and_no_gpu_says_so():
 
 
 def test_cli_runs_on_this_machine():
-    out = subprocess.run([sys.executable, "-m", "backend", "--profile"], cwd=ROOT, capture_output=True,
-                         text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-m", "backend", "--profile"], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
     assert out.returncode == 0 and "RAM" in out.stdout

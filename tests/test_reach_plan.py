@@ -14,9 +14,9 @@ from backend.pipeline.framepack.residency import (
     SINGLE_BLOCK_BYTES,
     VAE_BYTES,
     allocator_cap_gib,
-    default_bucket,
     block_sizes,
     choose_compute_dtype,
+    default_bucket,
     fit_tiers,
     plan_for_profile,
     plan_residency,
@@ -94,17 +94,20 @@ def test_free_ram_below_the_share_shrinks_the_ram_tier():
     assert busy.blocks_disk > roomy.blocks_disk and busy.host_budget_gib == 7.0
 
 
-@pytest.mark.parametrize("capability,requested,device,expected", [
-    ((7, 5), "auto", "cuda", "fp16"),  # T4, RTX 20xx: no bf16
-    ((7, 0), "auto", "cuda", "fp16"),
-    ((8, 0), "auto", "cuda", "bf16"),  # A100
-    ((8, 6), "auto", "cuda", "bf16"),
-    ((9, 0), "auto", "cuda", "bf16"),
-    ((7, 5), "bf16", "cuda", "fp16"),  # bf16 kernels would fail to build there
-    ((7, 5), "fp32", "cuda", "fp32"),
-    ((9, 0), "fp16", "cuda", "fp16"),
-    (None, "auto", "cpu", "fp32"),
-])
+@pytest.mark.parametrize(
+    "capability,requested,device,expected",
+    [
+        ((7, 5), "auto", "cuda", "fp16"),  # T4, RTX 20xx: no bf16
+        ((7, 0), "auto", "cuda", "fp16"),
+        ((8, 0), "auto", "cuda", "bf16"),  # A100
+        ((8, 6), "auto", "cuda", "bf16"),
+        ((9, 0), "auto", "cuda", "bf16"),
+        ((7, 5), "bf16", "cuda", "fp16"),  # bf16 kernels would fail to build there
+        ((7, 5), "fp32", "cuda", "fp32"),
+        ((9, 0), "fp16", "cuda", "fp16"),
+        (None, "auto", "cpu", "fp32"),
+    ],
+)
 def test_compute_dtype_by_capability(capability, requested, device, expected):
     assert choose_compute_dtype(requested, device, capability) == expected
 

@@ -17,9 +17,9 @@ import torch
 
 from backend.config import Settings
 from backend.pipeline.framepack.block_stream import BlockStreamer, stream_blocks
-from backend.pipeline.generator import FramePackGenerator
 from backend.pipeline.framepack.memory import plan_for_mode
 from backend.pipeline.framepack.weight_storage import load_model_8bit, store_linears_8bit
+from backend.pipeline.generator import FramePackGenerator
 from tests.helpers.framepack_models import build_pipeline
 from tests.helpers.tiny_framepack import TINY_SPEC
 
@@ -37,8 +37,14 @@ def _images():
 
 def _plan(tiers=TIERS):
     base = plan_for_mode("offload", "bf16", text_on_disk=False, dtype="fp32")
-    return dataclasses.replace(base, mode="partial", tiers=tuple(tiers), blocks_gpu=tiers.count("gpu"),
-                               blocks_ram=tiers.count("ram"), blocks_disk=tiers.count("disk"))
+    return dataclasses.replace(
+        base,
+        mode="partial",
+        tiers=tuple(tiers),
+        blocks_gpu=tiers.count("gpu"),
+        blocks_ram=tiers.count("ram"),
+        blocks_disk=tiers.count("disk"),
+    )
 
 
 def _frames(pipe, tmp_path, plan=None):
@@ -89,8 +95,11 @@ def test_disk_blocks_stay_8bit_and_match_8bit_resident(tmp_path):
     assert any(dtype == torch.int8 for _, _, dtype, _ in layouts)
     payload = sum(n for _, n, _, _ in layouts)
     fp32 = build_pipeline(SPEC, "cpu", torch.float32).transformer
-    fp32_bytes = sum(p.numel() * 4 for blocks in (fp32.transformer_blocks, fp32.single_transformer_blocks)
-                     for p in blocks.parameters())
+    fp32_bytes = sum(
+        p.numel() * 4
+        for blocks in (fp32.transformer_blocks, fp32.single_transformer_blocks)
+        for p in blocks.parameters()
+    )
     assert payload < 0.5 * fp32_bytes
 
 
@@ -103,8 +112,9 @@ def test_read_ahead_is_bounded_by_its_buffers(tmp_path, read_threads):
     x = {k: v for k, v in _forward_inputs(transformer).items()}
     with torch.no_grad():
         want = transformer(**x)[0]
-    streamer = stream_blocks(transformer, "cpu", ["disk"] * 5, disk_dir=tmp_path, read_ahead=1,
-                             read_threads=read_threads)
+    streamer = stream_blocks(
+        transformer, "cpu", ["disk"] * 5, disk_dir=tmp_path, read_ahead=1, read_threads=read_threads
+    )
     with torch.no_grad():
         got = transformer(**x)[0]
         again = transformer(**x)[0]
@@ -141,11 +151,13 @@ def test_lean_loader_hands_each_block_over_complete(tiny_framepack_dir):
         assert not any(p.is_meta for p in module.parameters()), name
         seen.append(name)
 
-    model = load_model_8bit(Transformer, str(tiny_framepack_dir), "transformer", None, torch.float32,
-                            place_unit=place_unit)
+    model = load_model_8bit(
+        Transformer, str(tiny_framepack_dir), "transformer", None, torch.float32, place_unit=place_unit
+    )
     n_dual, n_single = len(model.transformer_blocks), len(model.single_transformer_blocks)
-    assert sorted(seen) == sorted([f"transformer_blocks.{i}" for i in range(n_dual)]
-                                  + [f"single_transformer_blocks.{i}" for i in range(n_single)])
+    assert sorted(seen) == sorted(
+        [f"transformer_blocks.{i}" for i in range(n_dual)] + [f"single_transformer_blocks.{i}" for i in range(n_single)]
+    )
     full = Transformer.from_pretrained(tiny_framepack_dir, subfolder="transformer")
     for (k, a), (k2, b) in zip(full.state_dict().items(), model.state_dict().items()):
         assert k == k2 and torch.equal(a, b), k
@@ -159,8 +171,9 @@ def test_lean_loader_writes_disk_blocks_while_reading(tiny_framepack_dir, tmp_pa
     gen = FramePackGenerator(Settings(framepack_compile="off", models_dir=tmp_path))
     gen._transformer_config = Transformer.load_config(str(tiny_framepack_dir), subfolder="transformer")
     plan = _plan(("ram",) * 20 + ("disk",) * 40)  # tiny model: its dual block in RAM, single on disk
-    model = load_model_8bit(Transformer, str(tiny_framepack_dir), "transformer", None, torch.float32,
-                            place_unit=gen._unit_placer(plan))
+    model = load_model_8bit(
+        Transformer, str(tiny_framepack_dir), "transformer", None, torch.float32, place_unit=gen._unit_placer(plan)
+    )
     single = model.single_transformer_blocks[0]
     assert hasattr(single, "_studio_block_file") and single._studio_block_file.path.exists()
     assert all(p.untyped_storage().nbytes() <= p.element_size() for p in single.parameters())
@@ -184,15 +197,23 @@ def _forward_inputs(transformer):
 
     window, h, w = 2, 4, 6
     index = torch.arange(0, 1 + window + 19)
-    return dict(hidden_states=rand(1, c.in_channels, window, h, w), timestep=torch.tensor([900.0]),
-                encoder_hidden_states=rand(1, 5, c.text_embed_dim), encoder_attention_mask=torch.ones(1, 5),
-                pooled_projections=rand(1, c.pooled_projection_dim), image_embeds=rand(1, 4, c.image_proj_dim),
-                indices_latents=index[1:1 + window], guidance=torch.tensor([10000.0]),
-                latents_clean=rand(1, c.in_channels, 2, h, w), indices_latents_clean=torch.tensor([0, 1 + window]),
-                latents_history_2x=rand(1, c.in_channels, 2, h, w),
-                indices_latents_history_2x=index[2 + window:4 + window],
-                latents_history_4x=rand(1, c.in_channels, 16, h, w), indices_latents_history_4x=index[4 + window:],
-                return_dict=False)
+    return dict(
+        hidden_states=rand(1, c.in_channels, window, h, w),
+        timestep=torch.tensor([900.0]),
+        encoder_hidden_states=rand(1, 5, c.text_embed_dim),
+        encoder_attention_mask=torch.ones(1, 5),
+        pooled_projections=rand(1, c.pooled_projection_dim),
+        image_embeds=rand(1, 4, c.image_proj_dim),
+        indices_latents=index[1 : 1 + window],
+        guidance=torch.tensor([10000.0]),
+        latents_clean=rand(1, c.in_channels, 2, h, w),
+        indices_latents_clean=torch.tensor([0, 1 + window]),
+        latents_history_2x=rand(1, c.in_channels, 2, h, w),
+        indices_latents_history_2x=index[2 + window : 4 + window],
+        latents_history_4x=rand(1, c.in_channels, 16, h, w),
+        indices_latents_history_4x=index[4 + window :],
+        return_dict=False,
+    )
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="the GPU tier needs CUDA")
@@ -226,7 +247,8 @@ def test_fp16_plan_on_the_gpu_runs_without_bf16(tmp_path):  # pragma: no cover -
         assert gen.policy.name == "fp16"
         seen = []
         pipe.transformer.single_transformer_blocks[0].register_forward_hook(
-            lambda m, a, out: seen.append(out[0].dtype))
+            lambda m, a, out, seen=seen: seen.append(out[0].dtype)
+        )
         a, b = _images()
         frames[label] = gen.generate(a, b, "a cat", SEGMENT, PARAMS, lambda p: None)
         assert seen and all(d == torch.float32 for d in seen)  # the residual stream stays fp32

@@ -15,8 +15,15 @@ from tests.helpers.server import StudioServer
 
 pytestmark = REQUIREMENTS
 
-PLAN = {"mode": "partial", "dtype": "fp16", "weights": "8bit", "blocks_gpu": 40, "blocks_ram": 20,
-        "blocks_disk": 0, "quality": ["8-bit weights", "fp16 compute"]}
+PLAN = {
+    "mode": "partial",
+    "dtype": "fp16",
+    "weights": "8bit",
+    "blocks_gpu": 40,
+    "blocks_ram": 20,
+    "blocks_disk": 0,
+    "quality": ["8-bit weights", "fp16 compute"],
+}
 
 
 @pytest.fixture(scope="module")
@@ -34,8 +41,9 @@ def _page(context, url: str, plan: dict | None):
         body = response.json()
         if plan is not None:
             body["engines"]["framepack"] = {**body["engines"].get("framepack", {}), "ready": True, "plan": plan}
-        route.fulfill(response=response, body=json.dumps(body), headers={**response.headers,
-                                                                           "content-type": "application/json"})
+        route.fulfill(
+            response=response, body=json.dumps(body), headers={**response.headers, "content-type": "application/json"}
+        )
 
     page.route("**/api/health", health)
     return page
@@ -78,12 +86,14 @@ def test_the_page_starts_at_the_server_s_resolution_and_keeps_one_the_user_chose
         page = offline_page(context, small.url)
         with page.expect_response("**/api/health"):
             page.goto(small.url + "/")
-        page.wait_for_function("() => document.querySelector('[data-testid=resolution]')?.value === '480'",
-                               timeout=20_000)
+        page.wait_for_function(
+            "() => document.querySelector('[data-testid=resolution]')?.value === '480'", timeout=20_000
+        )
         assert "480px" in page.inner_text("[data-testid=resolution]")
         page.select_option("[data-testid=resolution]", "768")
-        page.wait_for_function("() => (JSON.parse(localStorage.getItem('studio.draft')) || {}).settings"
-                               "?.resolution === 768")
+        page.wait_for_function(
+            "() => (JSON.parse(localStorage.getItem('studio.draft')) || {}).settings?.resolution === 768"
+        )
         with page.expect_response("**/api/health"):
             page.reload()
         page.wait_for_timeout(500)  # the health answer has been applied by now

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 import pytest
@@ -21,7 +21,7 @@ FPS = cc.FPS
 LAST = cc.N - 1
 
 
-@lru_cache(maxsize=None)
+@cache
 def clip(name: str) -> np.ndarray:
     if name == "morph":
         from backend.pipeline.morph import morph_transition
@@ -42,7 +42,7 @@ def clip(name: str) -> np.ndarray:
 ANCHORED = {"crossfade", "ease_in", "short_of_target", "hold_then_jump", "with_cut", "morph"}
 
 
-@lru_cache(maxsize=None)
+@cache
 def scored(name: str) -> scores.TakeScore:
     frames = clip(name)
     if name in ANCHORED:
@@ -53,7 +53,9 @@ def scored(name: str) -> scores.TakeScore:
 def test_importing_the_scores_loads_no_torch():
     out = subprocess.run(
         [sys.executable, "-c", "import sys, backend.pipeline.scores; print('torch' in sys.modules)"],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"
@@ -115,7 +117,7 @@ def test_speeds_are_in_the_takes_own_pixels_whatever_the_working_size():
     import cv2
 
     photo = cv2.resize(cc.photo(), (1280, 1500), interpolation=cv2.INTER_AREA)
-    frames = np.stack([np.ascontiguousarray(photo[300:780, 40 + 6 * i:680 + 6 * i]) for i in range(10)])
+    frames = np.stack([np.ascontiguousarray(photo[300:780, 40 + 6 * i : 680 + 6 * i]) for i in range(10)])
     r = score_take(frames, frames[0], frames[-1], FPS)
     assert (r.width, r.height, r.work_width, r.work_height) == (640, 480, 256, 192)
     assert r.motion.mean_speed_px == pytest.approx(6.0, rel=0.05)
@@ -170,7 +172,7 @@ def test_a_take_fed_in_chunks_scores_the_same_as_one_held_whole():
     frames = clip("with_cut")
     scorer = TakeScorer(cc.start_image(), cc.target_image(), FPS)
     for i in range(0, len(frames), 5):
-        scorer.add(frames[i:i + 5])
+        scorer.add(frames[i : i + 5])
     assert scorer.finish().to_dict() == scored("with_cut").to_dict()
 
 

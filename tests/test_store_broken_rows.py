@@ -33,8 +33,7 @@ def _insert_damaged(db, good_request: str) -> None:
         conn.execute(
             "INSERT INTO jobs (id, created_at, status, engine, request, params, prompts, stage, current)"
             " VALUES (?,?,?,?,?,?,?,?,?)",
-            (job_id, time.time() + n, status, "morph", row["request"], row["params"], "[]", status,
-             row["current"]),
+            (job_id, time.time() + n, status, "morph", row["request"], row["params"], "[]", status, row["current"]),
         )
     conn.commit()
     conn.close()

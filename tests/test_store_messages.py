@@ -17,10 +17,15 @@ from tests.test_core_server import wait_for
 
 
 def _start(data_dir: Path, module: list[str]) -> subprocess.CompletedProcess:
-    env = {**os.environ, "STUDIO_DATA_DIR": str(data_dir), "STUDIO_DEVICE": "cpu", "HF_HUB_OFFLINE": "1",
-           "STUDIO_HOST": "127.0.0.1", "STUDIO_PORT": str(free_port())}
-    return subprocess.run([sys.executable, *module], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=120)
+    env = {
+        **os.environ,
+        "STUDIO_DATA_DIR": str(data_dir),
+        "STUDIO_DEVICE": "cpu",
+        "HF_HUB_OFFLINE": "1",
+        "STUDIO_HOST": "127.0.0.1",
+        "STUDIO_PORT": str(free_port()),
+    }
+    return subprocess.run([sys.executable, *module], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
 
 
 UVICORN = ["-m", "uvicorn", "backend.app:create_app", "--factory", "--host", "127.0.0.1", "--port", "0"]

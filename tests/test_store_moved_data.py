@@ -23,8 +23,10 @@ def _legacy(db: Path, data_dir: Path) -> None:
     with sqlite3.connect(db) as conn:
         conn.execute("PRAGMA user_version = 0")
         for table, col in (("jobs", "video_path"), ("jobs", "preview_path"), ("segments", "path")):
-            conn.execute(f"UPDATE {table} SET {col} = ? || '/' || {col} "
-                         f"WHERE {col} IS NOT NULL AND {col} NOT LIKE '/%'", (str(data_dir),))
+            conn.execute(
+                f"UPDATE {table} SET {col} = ? || '/' || {col} WHERE {col} IS NOT NULL AND {col} NOT LIKE '/%'",
+                (str(data_dir),),
+            )
     conn.close()
 
 
@@ -34,8 +36,9 @@ def test_a_moved_data_folder_keeps_its_jobs_videos_and_uploads(tmp_path):
     (tmp_path / "second").mkdir()
     env = {"STUDIO_DEFAULT_ENGINE": "morph"}
     with StudioServer(first, env) as srv, httpx.Client(base_url=srv.url, timeout=60) as c:
-        files = [("files", (f"i{i}.png", encoded(scene(64, 64, shift=8 * i, hue=40 * i)), "image/png"))
-                 for i in range(3)]
+        files = [
+            ("files", (f"i{i}.png", encoded(scene(64, 64, shift=8 * i, hue=40 * i)), "image/png")) for i in range(3)
+        ]
         ids = [u["id"] for u in c.post("/api/uploads", files=files).json()["uploads"]]
         job_id = c.post("/api/jobs", json={"images": ids, "settings": {"seconds": 1.2, "resolution": 64}}).json()["id"]
         job = wait_for(c, job_id)
@@ -49,8 +52,10 @@ def test_a_moved_data_folder_keeps_its_jobs_videos_and_uploads(tmp_path):
     moved.parent.mkdir()
     shutil.move(str(old_data), str(moved))
 
-    with StudioServer(tmp_path / "second", {**env, "STUDIO_DATA_DIR": str(moved)}) as srv, \
-            httpx.Client(base_url=srv.url, timeout=60) as c:
+    with (
+        StudioServer(tmp_path / "second", {**env, "STUDIO_DATA_DIR": str(moved)}) as srv,
+        httpx.Client(base_url=srv.url, timeout=60) as c,
+    ):
         listed = c.get("/api/jobs")
         assert listed.status_code == 200, listed.text
         [job] = listed.json()["jobs"]
@@ -58,7 +63,9 @@ def test_a_moved_data_folder_keeps_its_jobs_videos_and_uploads(tmp_path):
         assert job["video_url"] == f"/files/outputs/{job_id}/final.mp4"
         assert c.get(job["video_url"]).content == video_bytes
         assert [s["video_url"] for s in job["segments"]] == [
-            f"/files/outputs/{job_id}/segment_000.mp4", f"/files/outputs/{job_id}/segment_001.mp4"]
+            f"/files/outputs/{job_id}/segment_000.mp4",
+            f"/files/outputs/{job_id}/segment_001.mp4",
+        ]
         for seg in job["segments"]:
             assert c.get(seg["video_url"]).status_code == 200
         assert c.get(job["preview_url"]).status_code == 200
@@ -94,8 +101,10 @@ def test_migration_rewrites_absolute_paths_from_any_old_location(tmp_path):
         " VALUES ('j1', 1, 'completed', 'morph', '{\"images\": []}', '{}', ?, ?)",
         ("/content/drive/MyDrive/studio/outputs/j1/final.mp4", str(tmp_path / "outputs/j1/preview_000_01.mp4")),
     )
-    conn.execute("INSERT INTO segments (job_id, idx, status, path) VALUES ('j1', 0, 'done', ?)",
-                 ("C:/old/outputs/j1/segment_000.mp4",))
+    conn.execute(
+        "INSERT INTO segments (job_id, idx, status, path) VALUES ('j1', 0, 'done', ?)",
+        ("C:/old/outputs/j1/segment_000.mp4",),
+    )
     conn.commit()
     conn.close()
 
@@ -151,10 +160,15 @@ def test_a_job_cut_off_by_a_crash_resumes_after_its_folder_moved(tmp_path, tiny_
     try:
         with httpx.Client(base_url=first.url, timeout=60) as c:
             ids = upload(c, [scene(64, 64, shift=10 * i, hue=30 * i) for i in range(3)])
-            job_id = c.post("/api/jobs", json={
-                "images": ids, "engine": "framepack", "prompt": "a cat walks",
-                "settings": {"seconds": 2.4, "quality": 40, "resolution": 64, "seed": 3},
-            }).json()["id"]
+            job_id = c.post(
+                "/api/jobs",
+                json={
+                    "images": ids,
+                    "engine": "framepack",
+                    "prompt": "a cat walks",
+                    "settings": {"seconds": 2.4, "quality": 40, "resolution": 64, "seed": 3},
+                },
+            ).json()["id"]
             job = wait_for(c, job_id, until=lambda j: j["segments"][0]["status"] == "done", timeout=120)
             assert job["status"] == "running" and job["segments"][1]["status"] != "done"
     finally:
@@ -168,8 +182,10 @@ def test_a_job_cut_off_by_a_crash_resumes_after_its_folder_moved(tmp_path, tiny_
 
     after = tmp_path / "after"
     after.mkdir()
-    with StudioServer(after, {**env, "STUDIO_DATA_DIR": str(moved)}) as srv, \
-            httpx.Client(base_url=srv.url, timeout=60) as c:
+    with (
+        StudioServer(after, {**env, "STUDIO_DATA_DIR": str(moved)}) as srv,
+        httpx.Client(base_url=srv.url, timeout=60) as c,
+    ):
         assert c.get("/api/jobs").status_code == 200
         job = wait_for(c, job_id, timeout=180)
         assert job["status"] == "completed", job["error"]

@@ -67,16 +67,52 @@ UPLOADS = [("5d1fbe3161a0d56e02273868", "first.jpg"), ("306f74a142a1045da45bcf95
 DONE_JOB = "d62669abdee14009"
 FAILED_JOB = "a0a0a0a0a0a0a0a0"
 # A job's params as schema-2 main stored them (one pair, morph engine).
-PARAMS = {"engine": "morph", "quality": 70, "resolution": 64, "width": 64, "height": 64, "fit": "crop", "fps": 30,
-          "latent_window_size": 9, "steps": 20, "distilled_guidance": 10.0, "true_cfg": 1.0,
-          "sampling_type": "inverted_anti_drifting", "cache": "off", "draft": False, "crf": 20, "seed": 7,
-          "segments": [{"pair": 0, "seconds": 1.233, "sections": 1, "frames": 37, "strength": 50,
-                        "end_embed_weights": [0.5], "seed": 7}],
-          "total_frames": 37, "total_seconds": 1.233}
-REQUEST = {"images": [u for u, _ in UPLOADS], "prompt": "천천히 돌아선다", "prompts": None, "engine": "morph",
-           "settings": {"seconds": 1.2, "quality": None, "strength": None, "resolution": 64, "seed": 7},
-           "postprocess": {"mode": "off", "face_restore": False, "upscale": 1, "interpolate": 1,
-                           "upscale_model": "realesrgan-x4plus", "codeformer_fidelity": None}}
+PARAMS = {
+    "engine": "morph",
+    "quality": 70,
+    "resolution": 64,
+    "width": 64,
+    "height": 64,
+    "fit": "crop",
+    "fps": 30,
+    "latent_window_size": 9,
+    "steps": 20,
+    "distilled_guidance": 10.0,
+    "true_cfg": 1.0,
+    "sampling_type": "inverted_anti_drifting",
+    "cache": "off",
+    "draft": False,
+    "crf": 20,
+    "seed": 7,
+    "segments": [
+        {
+            "pair": 0,
+            "seconds": 1.233,
+            "sections": 1,
+            "frames": 37,
+            "strength": 50,
+            "end_embed_weights": [0.5],
+            "seed": 7,
+        }
+    ],
+    "total_frames": 37,
+    "total_seconds": 1.233,
+}
+REQUEST = {
+    "images": [u for u, _ in UPLOADS],
+    "prompt": "천천히 돌아선다",
+    "prompts": None,
+    "engine": "morph",
+    "settings": {"seconds": 1.2, "quality": None, "strength": None, "resolution": 64, "seed": 7},
+    "postprocess": {
+        "mode": "off",
+        "face_restore": False,
+        "upscale": 1,
+        "interpolate": 1,
+        "upscale_model": "realesrgan-x4plus",
+        "codeformer_fidelity": None,
+    },
+}
 PROMPTS = [{"original": "천천히 돌아선다", "english": "turns slowly", "warnings": []}]
 
 
@@ -98,20 +134,51 @@ def build_old_folder(data: Path, user_version: int) -> Path:
         "INSERT INTO jobs (id, created_at, status, engine, request, params, prompts, progress, stage, started_at,"
         " finished_at, video_path, preview_path, postprocess_report, warnings, current, attempts)"
         " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-        (DONE_JOB, 1.7e9, "completed", "morph", json.dumps(REQUEST), json.dumps(PARAMS), json.dumps(PROMPTS),
-         1.0, "done", 1.7e9 + 1, 1.7e9 + 5, f"{prefix}outputs/{DONE_JOB}/final.mp4",
-         f"{prefix}outputs/{DONE_JOB}/segment_000.mp4", None, json.dumps(["한 / one warning"]),
-         json.dumps({"frames": 37, "fps": 30.0, "width": 64, "height": 64}), 1))
-    conn.execute("INSERT INTO segments VALUES (?,?,?,?,?)",
-                 (DONE_JOB, 0, "done", f"{prefix}outputs/{DONE_JOB}/segment_000.mp4", 37))
+        (
+            DONE_JOB,
+            1.7e9,
+            "completed",
+            "morph",
+            json.dumps(REQUEST),
+            json.dumps(PARAMS),
+            json.dumps(PROMPTS),
+            1.0,
+            "done",
+            1.7e9 + 1,
+            1.7e9 + 5,
+            f"{prefix}outputs/{DONE_JOB}/final.mp4",
+            f"{prefix}outputs/{DONE_JOB}/segment_000.mp4",
+            None,
+            json.dumps(["한 / one warning"]),
+            json.dumps({"frames": 37, "fps": 30.0, "width": 64, "height": 64}),
+            1,
+        ),
+    )
+    conn.execute(
+        "INSERT INTO segments VALUES (?,?,?,?,?)",
+        (DONE_JOB, 0, "done", f"{prefix}outputs/{DONE_JOB}/segment_000.mp4", 37),
+    )
     conn.execute(
         "INSERT INTO jobs (id, created_at, status, engine, request, params, prompts, stage, error, attempts)"
         " VALUES (?,?,?,?,?,?,?,?,?,?)",
-        (FAILED_JOB, 1.7e9 + 10, "failed", "morph", json.dumps(REQUEST), json.dumps(PARAMS), json.dumps(PROMPTS),
-         "failed", "out of memory / 메모리 부족", 1))
+        (
+            FAILED_JOB,
+            1.7e9 + 10,
+            "failed",
+            "morph",
+            json.dumps(REQUEST),
+            json.dumps(PARAMS),
+            json.dumps(PROMPTS),
+            "failed",
+            "out of memory / 메모리 부족",
+            1,
+        ),
+    )
     conn.execute("INSERT INTO segments VALUES (?,?,?,?,?)", (FAILED_JOB, 0, "failed", None, None))
-    conn.execute("INSERT INTO translation_cache VALUES (?,?,?,?,?,?)",
-                 ("google", "ko", "en", "천천히 돌아선다", "turns slowly", 1.7e9))
+    conn.execute(
+        "INSERT INTO translation_cache VALUES (?,?,?,?,?,?)",
+        ("google", "ko", "en", "천천히 돌아선다", "turns slowly", 1.7e9),
+    )
     conn.execute(f"PRAGMA user_version = {user_version}")
     conn.commit()
     conn.close()
@@ -141,7 +208,8 @@ def test_an_older_data_folder_opens_with_its_jobs_and_uploads_intact(tmp_path, u
     assert done["warnings"] == ["한 / one warning"] and done["current"]["frames"] == 37
     assert done["video_path"] == f"outputs/{DONE_JOB}/final.mp4"  # relative now, whatever it was
     assert [(s["idx"], s["status"], s["path"], s["frames"]) for s in store.segments(DONE_JOB)] == [
-        (0, "done", f"outputs/{DONE_JOB}/segment_000.mp4", 37)]
+        (0, "done", f"outputs/{DONE_JOB}/segment_000.mp4", 37)
+    ]
     assert (failed["status"], failed["error"], failed["warnings"]) == ("failed", "out of memory / 메모리 부족", [])
     assert sorted(j["id"] for j in store.list_jobs()) == sorted([DONE_JOB, FAILED_JOB])
     store.close()
@@ -150,8 +218,9 @@ def test_an_older_data_folder_opens_with_its_jobs_and_uploads_intact(tmp_path, u
     cache.close()
 
     # And the studio serves them: the job list, the job's images, the upload views.
-    settings = Settings(data_dir=data, models_dir=tmp_path / "models", device="cpu",
-                        translate_service_url="127.0.0.1:9", _env_file=None)
+    settings = Settings(
+        data_dir=data, models_dir=tmp_path / "models", device="cpu", translate_service_url="127.0.0.1:9", _env_file=None
+    )
     from backend.app import create_app
 
     with TestClient(create_app(settings), base_url="http://127.0.0.1:8000") as client:

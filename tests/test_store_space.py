@@ -36,10 +36,16 @@ def _pngs(data_dir):
 
 
 def test_uploads_can_be_deleted_once_no_job_uses_them(tmp_path):
-    with StudioServer(tmp_path, {"STUDIO_DEFAULT_ENGINE": "morph"}) as srv, \
-            httpx.Client(base_url=srv.url, timeout=60) as c:
-        ids = [u["id"] for u in c.post("/api/uploads", files=_files(scene(64, 64), scene(64, 64, shift=9),
-                                                                   scene(64, 64, hue=80))).json()["uploads"]]
+    with (
+        StudioServer(tmp_path, {"STUDIO_DEFAULT_ENGINE": "morph"}) as srv,
+        httpx.Client(base_url=srv.url, timeout=60) as c,
+    ):
+        ids = [
+            u["id"]
+            for u in c.post(
+                "/api/uploads", files=_files(scene(64, 64), scene(64, 64, shift=9), scene(64, 64, hue=80))
+            ).json()["uploads"]
+        ]
         job_id = c.post("/api/jobs", json={"images": ids[:2], **JOB}).json()["id"]
         assert wait_for(c, job_id)["status"] == "completed"
 
@@ -89,7 +95,9 @@ def test_the_quota_refuses_work_past_it_until_something_is_deleted(tmp_path):
         third = c.post("/api/uploads", files=[("files", ("c.png", big, "image/png"))])
         assert third.status_code == 507, third.text
         assert "STUDIO_DATA_QUOTA_MB" in third.json()["detail"]
-        job = c.post("/api/jobs", json={"images": [u["id"] for u in (first.json()["uploads"] + second.json()["uploads"])], **JOB})
+        job = c.post(
+            "/api/jobs", json={"images": [u["id"] for u in (first.json()["uploads"] + second.json()["uploads"])], **JOB}
+        )
         assert job.status_code in (201, 507)  # the quota counts whatever the data folder holds now
         assert len(_pngs(srv.data_dir)) == 2
         if job.status_code == 201:
@@ -104,8 +112,12 @@ def _mount_tmpfs(path, size: str) -> bool:
     if os.geteuid() != 0:
         return False
     path.mkdir(parents=True, exist_ok=True)
-    return subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
-                          capture_output=True).returncode == 0
+    return (
+        subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True
+        ).returncode
+        == 0
+    )
 
 
 def test_a_really_full_disk_answers_507_and_leaves_nothing_behind(tmp_path):

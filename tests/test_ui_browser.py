@@ -14,10 +14,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.helpers.images import save, scene
 from tests.helpers.browser import REQUIREMENTS, chromium_context
 from tests.helpers.browser import offline_page as _page
 from tests.helpers.browser import screenshot as _screenshot
+from tests.helpers.images import save, scene
 from tests.helpers.server import StudioServer
 
 pytestmark = REQUIREMENTS
@@ -41,7 +41,8 @@ def _upload(page, files: list[Path]) -> list[str]:
     page.set_input_files("[data-testid=file-input]", [str(f) for f in files])
     page.wait_for_function(
         "n => [...document.querySelectorAll('[data-testid=image-card]')].filter(e => e.dataset.uploadId).length === n",
-        arg=len(files), timeout=30_000,
+        arg=len(files),
+        timeout=30_000,
     )
     return _ids(page)
 
@@ -255,7 +256,9 @@ def test_monitor_shows_ram_that_changes_and_says_no_gpu(browser, morph_server):
 
 
 def test_framepack_tiny_pipeline_from_the_page(browser, tiny_framepack_dir, tmp_path):
-    with StudioServer(tmp_path, {"FRAMEPACK_DIR": str(tiny_framepack_dir), "STUDIO_DEFAULT_ENGINE": "framepack"}) as server:
+    with StudioServer(
+        tmp_path, {"FRAMEPACK_DIR": str(tiny_framepack_dir), "STUDIO_DEFAULT_ENGINE": "framepack"}
+    ) as server:
         page = _page(browser, server.url)
         page.goto(server.url + "/")
         page.wait_for_selector("[data-testid=socket-status][data-state=open]")
@@ -298,13 +301,22 @@ def test_page_reconnects_after_a_server_restart_and_catches_up(browser, tmp_path
         page.wait_for_selector("[data-testid=socket-status][data-state=reconnecting]", timeout=10_000)
         # While the page was away a job was made (by another tab): it shows up after reconnecting.
         server.start()
-        ids = [u["id"] for u in httpx.post(server.url + "/api/uploads", files=[
-            ("files", (p.name, p.read_bytes(), "image/png")) for p in _images(tmp_path, 2)
-        ]).json()["uploads"]]
-        job = httpx.post(server.url + "/api/jobs", json={
-            "images": ids, "engine": "morph", "settings": {"seconds": 0.5, "resolution": 256},
-            "postprocess": {"mode": "off"},
-        }).json()
+        ids = [
+            u["id"]
+            for u in httpx.post(
+                server.url + "/api/uploads",
+                files=[("files", (p.name, p.read_bytes(), "image/png")) for p in _images(tmp_path, 2)],
+            ).json()["uploads"]
+        ]
+        job = httpx.post(
+            server.url + "/api/jobs",
+            json={
+                "images": ids,
+                "engine": "morph",
+                "settings": {"seconds": 0.5, "resolution": 256},
+                "postprocess": {"mode": "off"},
+            },
+        ).json()
         page.wait_for_selector("[data-testid=socket-status][data-state=open]", timeout=30_000)
         page.wait_for_selector(f"[data-testid=job-card][data-job-id='{job['id']}']", timeout=30_000)
         assert page.js_errors == []
@@ -332,7 +344,9 @@ def test_touch_drag_reorders_on_a_phone_width_page(browser, morph_server, tmp_pa
         point = {"x": x0 + (x1 - x0) * i / 12, "y": y0 + (y1 - y0) * i / 12}
         cdp.send("Input.dispatchTouchEvent", {"type": "touchMove", "touchPoints": [point]})
     cdp.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
-    page.wait_for_function("id => document.querySelectorAll('[data-testid=image-card]')[2].dataset.uploadId === id", arg=a)
+    page.wait_for_function(
+        "id => document.querySelectorAll('[data-testid=image-card]')[2].dataset.uploadId === id", arg=a
+    )
     assert _ids(page) == [b, c, a]
     assert page.js_errors == []
     page.close()

@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 
 from backend import messages
-from tests.helpers.browser import REQUIREMENTS, chromium_context
-from tests.helpers.browser import offline_page
+from tests.helpers.browser import REQUIREMENTS, chromium_context, offline_page
 from tests.helpers.images import save, scene
 from tests.helpers.server import StudioServer
 
@@ -34,7 +33,9 @@ def _open(browser, server, lang: str):
     page = offline_page(browser, server.url)
     page.goto(server.url + "/")
     page.wait_for_selector("[data-testid=file-input]", state="attached")
-    page.evaluate("(lang) => { localStorage.removeItem('studio.draft'); localStorage.setItem('studio.lang', lang); }", lang)
+    page.evaluate(
+        "(lang) => { localStorage.removeItem('studio.draft'); localStorage.setItem('studio.lang', lang); }", lang
+    )
     page.reload()
     page.wait_for_selector("[data-testid=socket-status][data-state=open]")
     return page
@@ -45,21 +46,27 @@ def test_refusals_are_shown_in_the_pages_language(browser, server, tmp_path: Pat
     files = [save(scene(160, 120, shift=15 * i, hue=80 * i), tmp_path / f"img{i}.png") for i in range(3)]
     bad = tmp_path / "notes.png"
     bad.write_bytes(b"this is not an image")
-    uploaded = "(n) => [...document.querySelectorAll('[data-testid=image-card]')].filter(e => e.dataset.uploadId).length === n"
+    uploaded = (
+        "(n) => [...document.querySelectorAll('[data-testid=image-card]')].filter(e => e.dataset.uploadId).length === n"
+    )
     page.set_input_files("[data-testid=file-input]", [str(f) for f in files[:2]])
     page.wait_for_function(uploaded, arg=2, timeout=30_000)
 
     # No image-analysis model here (the hub is unreachable): the notice in Korean alone.
     page.wait_for_function(
         "(t) => document.querySelector('[data-testid=suggestions-unavailable]')?.textContent.includes(t)",
-        arg=messages.render("analysis_unavailable", "ko"), timeout=60_000)
+        arg=messages.render("analysis_unavailable", "ko"),
+        timeout=60_000,
+    )
     assert "Image analysis is unavailable" not in page.inner_text("[data-testid=suggestions-unavailable]")
 
     # A third image: more than this server analyses at once, said in Korean.
     page.set_input_files("[data-testid=file-input]", [str(files[2])])
     page.wait_for_function(uploaded, arg=3, timeout=30_000)
-    page.wait_for_function("(t) => document.querySelector('[data-testid=suggestions-error]')?.textContent === t",
-                           arg=messages.render("analyze_too_many_images", "ko", {"count": 3, "limit": 2}))
+    page.wait_for_function(
+        "(t) => document.querySelector('[data-testid=suggestions-error]')?.textContent === t",
+        arg=messages.render("analyze_too_many_images", "ko", {"count": 3, "limit": 2}),
+    )
 
     # Three images on a server that allows two: the route's refusal, in Korean only.
     page.click("[data-testid=submit]")
@@ -68,16 +75,20 @@ def test_refusals_are_shown_in_the_pages_language(browser, server, tmp_path: Pat
     assert page.inner_text("[data-testid=submit-error]") == korean
     # The toggle re-renders the same error in English.
     page.click("[data-testid=lang-toggle]")
-    page.wait_for_function("(t) => document.querySelector('[data-testid=submit-error]').textContent === t",
-                           arg=messages.render("too_many_images", "en", {"limit": 2, "count": 3}))
+    page.wait_for_function(
+        "(t) => document.querySelector('[data-testid=submit-error]').textContent === t",
+        arg=messages.render("too_many_images", "en", {"limit": 2, "count": 3}),
+    )
 
     # An upload the server refuses: its reason in the page's language (English now).
     page.set_input_files("[data-testid=file-input]", [str(bad)])
     reason = page.wait_for_selector("[data-testid=rejected-reason]").inner_text()
     assert reason == "'notes.png': not a PNG, JPEG or WebP image"
     page.click("[data-testid=lang-toggle]")
-    page.wait_for_function("(t) => document.querySelector('[data-testid=rejected-reason]').textContent === t",
-                           arg="PNG, JPEG, WebP 이미지가 아닙니다")
+    page.wait_for_function(
+        "(t) => document.querySelector('[data-testid=rejected-reason]').textContent === t",
+        arg="PNG, JPEG, WebP 이미지가 아닙니다",
+    )
 
     # A code this page's catalogue lacks (a newer server): the server's own words.
     shown = page.evaluate("""async () => {
@@ -88,7 +99,11 @@ def test_refusals_are_shown_in_the_pages_language(browser, server, tmp_path: Pat
               m.messageText('ko', 'engine_not_ready',
                             {reason: {code: 'engine_unavailable', params: {engine: 'framepack'}}})];
     }""")
-    assert shown == ["server words / 서버의 말", "작업 j1을(를) 찾을 수 없습니다", "weights missing",
-                     "framepack 엔진을 사용할 수 없습니다"]
+    assert shown == [
+        "server words / 서버의 말",
+        "작업 j1을(를) 찾을 수 없습니다",
+        "weights missing",
+        "framepack 엔진을 사용할 수 없습니다",
+    ]
     assert page.js_errors == []
     page.close()

@@ -42,7 +42,8 @@ def test_a_new_user_without_framepack_gets_morph_and_is_told_why(browser, tmp_pa
         files = [save(scene(160, 120, shift=14 * i, hue=70 * i), tmp_path / f"p{i}.png") for i in range(3)]
         page.set_input_files("[data-testid=file-input]", [str(f) for f in files])
         page.wait_for_function(
-            "() => [...document.querySelectorAll('[data-testid=image-card]')].filter(e => e.dataset.uploadId).length === 3")
+            "() => [...document.querySelectorAll('[data-testid=image-card]')].filter(e => e.dataset.uploadId).length === 3"
+        )
         # Analysis is offline here: the panel says so instead of spinning, and the video can be made.
         page.wait_for_selector("[data-testid=suggestions][data-state=limited]", timeout=60_000)
         page.click("[data-testid=post-mode] label:has-text('Off')")

@@ -32,8 +32,10 @@ def _open(context, server, meta: dict | None = None):
     """A fresh studio page (no saved draft); with `meta`, /api/meta answers that body instead."""
     page = _page(context, server.url)
     if meta is not None:
-        page.route(server.url + "/api/meta", lambda route: route.fulfill(
-            status=200, content_type="application/json", body=json.dumps(meta)))
+        page.route(
+            server.url + "/api/meta",
+            lambda route: route.fulfill(status=200, content_type="application/json", body=json.dumps(meta)),
+        )
     page.goto(server.url + "/")
     page.wait_for_selector("[data-testid=file-input]", state="attached")
     page.evaluate("() => { localStorage.removeItem('studio.draft'); localStorage.setItem('studio.lang', 'en'); }")
@@ -58,18 +60,25 @@ def _shown(page) -> dict:
 def _expected(meta: dict) -> dict:
     s = meta["defaults"]["settings"]
     return {
-        "seconds": f"{s['seconds']:.1f} s", "seconds_max": f"{meta['limits']['max_seconds_per_transition']:g}",
-        "quality": str(s["quality"]), "strength": str(s["strength"]), "resolution": str(s["resolution"]),
-        "seed": "" if s["seed"] is None else str(s["seed"]), "post_mode": meta["defaults"]["postprocess"]["mode"],
+        "seconds": f"{s['seconds']:.1f} s",
+        "seconds_max": f"{meta['limits']['max_seconds_per_transition']:g}",
+        "quality": str(s["quality"]),
+        "strength": str(s["strength"]),
+        "resolution": str(s["resolution"]),
+        "seed": "" if s["seed"] is None else str(s["seed"]),
+        "post_mode": meta["defaults"]["postprocess"]["mode"],
     }
 
 
 def _finished(page, statuses: list[str]) -> dict[str, bool]:
     # The page's own module instance (same URL): the one its job list uses.
-    return page.evaluate("""async (statuses) => {
+    return page.evaluate(
+        """async (statuses) => {
       const store = await import('/js/lib/jobs-store.js');
       return Object.fromEntries(statuses.map((s) => [s, store.isFinished({status: s})]));
-    }""", statuses)
+    }""",
+        statuses,
+    )
 
 
 def test_the_page_shows_the_servers_defaults_limits_and_statuses(browser, server):
@@ -99,11 +108,15 @@ def test_the_page_follows_what_the_server_says(browser, server):
     # The resolution the page starts at is the memory plan's bucket for the server's GPU
     # (/api/health defaults.resolution), which takes the place of the job default once health answers.
     planned = httpx.get(server.url + "/api/health", timeout=10).json()["defaults"]["resolution"]
-    page.wait_for_function(f"() => document.querySelector('[data-testid=resolution]')?.value === '{planned}'",
-                           timeout=15_000)
+    page.wait_for_function(
+        f"() => document.querySelector('[data-testid=resolution]')?.value === '{planned}'", timeout=15_000
+    )
     assert _shown(page) == {**_expected(changed), "resolution": str(planned)}
     assert page.locator("[data-testid=post-manual]").count() == 1
     assert _finished(page, ["completed", "failed", "interrupted"]) == {
-        "completed": True, "failed": False, "interrupted": False}
+        "completed": True,
+        "failed": False,
+        "interrupted": False,
+    }
     assert page.js_errors == []
     page.close()

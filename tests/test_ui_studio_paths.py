@@ -13,13 +13,12 @@ import httpx
 import pytest
 
 from backend.smart_params import sections_for
-from tests.helpers.images import save, scene
 from tests.helpers.browser import REQUIREMENTS, chromium_context
 from tests.helpers.browser import offline_page as _page
 from tests.helpers.browser import screenshot as _screenshot
+from tests.helpers.images import save, scene
 from tests.helpers.server import StudioServer
 from tests.test_analyzers_tinyclip import tiny_clip_dir
-
 
 pytestmark = REQUIREMENTS
 
@@ -44,9 +43,15 @@ def bare_server(tmp_path_factory):
     """No OpenCLIP weights (the hub is offline) and no FramePack weights; at most 5 s per transition
     and 2 images per job."""
     tmp = tmp_path_factory.mktemp("ui-bare")
-    with StudioServer(tmp, {"STUDIO_MAX_SECONDS_PER_TRANSITION": "5", "STUDIO_MAX_IMAGES_PER_JOB": "2",
-                            # The post-processing weights' host: a closed port (fails at once).
-                            "STUDIO_WEIGHTS_MIRROR": "http://127.0.0.1:9"}) as server:
+    with StudioServer(
+        tmp,
+        {
+            "STUDIO_MAX_SECONDS_PER_TRANSITION": "5",
+            "STUDIO_MAX_IMAGES_PER_JOB": "2",
+            # The post-processing weights' host: a closed port (fails at once).
+            "STUDIO_WEIGHTS_MIRROR": "http://127.0.0.1:9",
+        },
+    ) as server:
         yield server
 
 
@@ -74,7 +79,8 @@ def _upload(page, files: list[Path]) -> list[str]:
     page.set_input_files("[data-testid=file-input]", [str(f) for f in files])
     page.wait_for_function(
         "n => [...document.querySelectorAll('[data-testid=image-card]')].filter(e => e.dataset.uploadId).length === n",
-        arg=before + len(files), timeout=30_000,
+        arg=before + len(files),
+        timeout=30_000,
     )
     return _ids(page)
 
@@ -93,13 +99,18 @@ def _wait_analysis(page, ids: list[str], state: str) -> None:
           const cards = [...document.querySelectorAll('[data-testid=image-card]')].map(e => e.dataset.uploadId);
           return panel && panel.dataset.state === state && cards.join(',') === ids.join(',');
         }""",
-        arg=[ids, state], timeout=30_000,
+        arg=[ids, state],
+        timeout=30_000,
     )
 
 
 def _shown_pairs(page) -> list[tuple[float, int]]:
-    return [(float(s), int(k)) for s, k in page.eval_on_selector_all(
-        "[data-testid=suggestion-pair]", "els => els.map(e => [e.dataset.seconds, e.dataset.strength])")]
+    return [
+        (float(s), int(k))
+        for s, k in page.eval_on_selector_all(
+            "[data-testid=suggestion-pair]", "els => els.map(e => [e.dataset.seconds, e.dataset.strength])"
+        )
+    ]
 
 
 def test_suggestions_per_transition_reach_the_job(browser, clip_server, tmp_path):
@@ -114,7 +125,9 @@ def test_suggestions_per_transition_reach_the_job(browser, clip_server, tmp_path
     assert page.inner_text("[data-testid=suggestions-model]") == truth["model"]
     reasons = page.eval_on_selector_all("[data-testid=suggestion-reason]", "els => els.map(e => e.textContent)")
     assert reasons == [r["en"] for r in truth["suggestions"]["reasons"]]
-    assert page.inner_text("[data-testid=suggested-frame]").startswith(f"Resolution {truth['suggestions']['resolution']}px")
+    assert page.inner_text("[data-testid=suggested-frame]").startswith(
+        f"Resolution {truth['suggestions']['resolution']}px"
+    )
     # What the model saw, on each thumbnail.
     assert page.locator("[data-testid=image-tags]").count() == 3
     scene_label = {"cityscape": "city"}.get(truth["images"][0]["tags"]["scene"], truth["images"][0]["tags"]["scene"])
@@ -137,7 +150,9 @@ def test_suggestions_per_transition_reach_the_job(browser, clip_server, tmp_path
     # The advanced panel shows the per-transition strengths the server resolves from the analysis.
     page.wait_for_function(
         "ks => { const el = document.querySelector('[data-testid=advanced-params]');"
-        " return !!el && ks.every(k => el.innerText.includes('\"strength\":' + k)); }", arg=strengths)
+        " return !!el && ks.every(k => el.innerText.includes('\"strength\":' + k)); }",
+        arg=strengths,
+    )
     page.click("[data-testid=post-mode] label:has-text('Off')")
     page.click("[data-testid=engine] label:has-text('morph')")
     _screenshot(page, "studio-suggestions.png")
@@ -214,7 +229,8 @@ def test_refused_submit_and_failed_job_show_the_servers_words(browser, bare_serv
     # 3 images on a server that allows 2: the 4xx detail is shown, nothing is lost.
     page.click("[data-testid=advanced] summary")
     page.wait_for_function(
-        "() => document.querySelector('[data-testid=advanced-error]')?.textContent.includes('at most 2 images')")
+        "() => document.querySelector('[data-testid=advanced-error]')?.textContent.includes('at most 2 images')"
+    )
     page.click("[data-testid=submit]")
     page.wait_for_selector("[data-testid=submit-error]")
     assert "at most 2 images per job" in page.inner_text("[data-testid=submit-error]")
@@ -288,21 +304,28 @@ def test_dropped_files_remove_dismiss_and_prompts_follow_their_pair(browser, cli
     bad.write_bytes(b"this is not an image")
     # Files dropped anywhere on the page (a real DataTransfer with real File objects).
     payload = [{"name": p.name, "bytes": list(p.read_bytes())} for p in [*files, bad]]
-    page.evaluate("""(files) => {
+    page.evaluate(
+        """(files) => {
       window.__dt = new DataTransfer();
       for (const f of files) window.__dt.items.add(new File([new Uint8Array(f.bytes)], f.name, {type: 'image/png'}));
       document.body.dispatchEvent(new DragEvent('dragenter', {dataTransfer: window.__dt, bubbles: true}));
-    }""", payload)
+    }""",
+        payload,
+    )
     page.wait_for_selector(".fixed.inset-0.border-dashed")  # the full-page "drop here" overlay
-    page.evaluate("() => document.body.dispatchEvent(new DragEvent('drop', {dataTransfer: window.__dt, bubbles: true, cancelable: true}))")
+    page.evaluate(
+        "() => document.body.dispatchEvent(new DragEvent('drop', {dataTransfer: window.__dt, bubbles: true, cancelable: true}))"
+    )
     page.wait_for_selector("[data-testid=rejected]")
     assert "notes.png" in page.inner_text("[data-testid=rejected]")
     assert page.inner_text("[data-testid=rejected-reason]")
     page.wait_for_function(
-        "() => [...document.querySelectorAll('[data-testid=image-card]')].filter(e => e.dataset.uploadId).length === 3")
+        "() => [...document.querySelectorAll('[data-testid=image-card]')].filter(e => e.dataset.uploadId).length === 3"
+    )
     a, b, c = _ids(page)
-    assert page.eval_on_selector_all("[data-testid=image-card]", "els => els.map(e => e.dataset.filename)") == \
-        [p.name for p in files]
+    assert page.eval_on_selector_all("[data-testid=image-card]", "els => els.map(e => e.dataset.filename)") == [
+        p.name for p in files
+    ]
     assert page.locator(".border-dashed").count() == 0  # the overlay went with the drop
     page.click("[data-testid=rejected] button")
     assert page.locator("[data-testid=rejected]").count() == 0

@@ -19,9 +19,10 @@ from __future__ import annotations
 import math
 import threading
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -97,9 +98,7 @@ def load_openclip(settings: Settings) -> ClipBundle:
     has_schema = model_name.startswith(("hf-hub:", "local-dir:"))
     pretrained = None if has_schema else (settings.openclip_pretrained.strip() or None)
     if not has_schema and pretrained is None:
-        raise RuntimeError(
-            f"OpenCLIP model {model_name} needs pretrained weights (STUDIO_OPENCLIP_PRETRAINED)"
-        )
+        raise RuntimeError(f"OpenCLIP model {model_name} needs pretrained weights (STUDIO_OPENCLIP_PRETRAINED)")
     device = clip_device(settings)
     cache_dir = settings.models_dir / "open_clip"
     cache_dir.mkdir(parents=True, exist_ok=True)

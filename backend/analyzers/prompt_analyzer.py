@@ -15,9 +15,10 @@ import re
 import sqlite3
 import threading
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from backend import messages
 from backend.analyzers.translators import TranslationError, Translator
@@ -26,9 +27,7 @@ from backend.db import TRANSLATION_CACHE_TABLE
 log = logging.getLogger(__name__)
 
 # Hangul syllables, Jamo, compatibility Jamo, Jamo extended A/B and half-width Jamo.
-_HANGUL = re.compile(
-    "[\u1100-\u11ff\u3130-\u318f\ua960-\ua97f\uac00-\ud7a3\ud7b0-\ud7ff\uffa0-\uffdc]"
-)
+_HANGUL = re.compile("[\u1100-\u11ff\u3130-\u318f\ua960-\ua97f\uac00-\ud7a3\ud7b0-\ud7ff\uffa0-\uffdc]")
 # Clause boundaries. Prompts are usually comma-separated phrases; translating clause by clause
 # keeps pure-English clauses byte-for-byte (mixed prompts keep their English parts) while a
 # Korean clause is still translated whole, with the English words inside it as context.
@@ -71,8 +70,7 @@ class TranslationCache:
     def get(self, engine: str, src: str, dest: str, text: str) -> str | None:
         with self._lock:
             row = self._db.execute(
-                "SELECT translation FROM translation_cache"
-                " WHERE engine=? AND src=? AND dest=? AND text=?",
+                "SELECT translation FROM translation_cache WHERE engine=? AND src=? AND dest=? AND text=?",
                 (engine, src, dest, text),
             ).fetchone()
         return row[0] if row else None
@@ -207,7 +205,10 @@ class PromptTranslator:
             except (asyncio.TimeoutError, TranslationError, OSError, Exception) as exc:
                 log.warning(
                     "translation by %s failed (attempt %d/%d): %s",
-                    engine.name, attempt + 1, attempts, exc,
+                    engine.name,
+                    attempt + 1,
+                    attempts,
+                    exc,
                 )
             if attempt + 1 < attempts:
                 await asyncio.sleep(self.backoff_s * (2**attempt))
@@ -282,10 +283,7 @@ def default_motion_prompt(
     a, b = dict(tags_a or {}), dict(tags_b or {})
     parts: list[str] = []
     if a.get("face") and b.get("face"):
-        parts.append(
-            "the person's expression and pose change gently, natural head movement, "
-            "lifelike detail"
-        )
+        parts.append("the person's expression and pose change gently, natural head movement, lifelike detail")
     elif a.get("person") or b.get("person"):
         parts.append("the person moves naturally and smoothly, lifelike body motion")
     scene = a.get("scene") or b.get("scene")

@@ -21,8 +21,9 @@ import logging
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from backend import messages
 from backend.analyzers import image_analyzer as ia
@@ -35,8 +36,8 @@ from backend.analyzers.prompt_analyzer import (
 from backend.analyzers.translators import GoogleTranslator, MarianTranslator, Translator
 from backend.config import Settings
 from backend.pipeline.preprocessor import pair_bucket
-from backend.utils.images import load_rgb
 from backend.utils.daemon_executor import DaemonExecutor
+from backend.utils.images import load_rgb
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +54,11 @@ LOADING_REASON = messages.bilingual("analysis_loading")
 ANALYSING_REASON = messages.bilingual("analysis_busy")
 UNAVAILABLE_REASON = messages.bilingual("analysis_unavailable")
 # The answer's `reason` as a catalogue code (`reason_code`), so the page says it in its language.
-_REASON_CODES = {LOADING_REASON: "analysis_loading", ANALYSING_REASON: "analysis_busy",
-                 UNAVAILABLE_REASON: "analysis_unavailable"}
+_REASON_CODES = {
+    LOADING_REASON: "analysis_loading",
+    ANALYSING_REASON: "analysis_busy",
+    UNAVAILABLE_REASON: "analysis_unavailable",
+}
 
 
 class AnalysisService:
@@ -66,9 +70,13 @@ class AnalysisService:
     ) -> None:
         self.settings = settings
         self.cache = TranslationCache(settings.database_path)
-        primary = translator if translator is not None else GoogleTranslator(
-            timeout_s=settings.translate_timeout_s,
-            service_url=settings.translate_service_url or None,
+        primary = (
+            translator
+            if translator is not None
+            else GoogleTranslator(
+                timeout_s=settings.translate_timeout_s,
+                service_url=settings.translate_service_url or None,
+            )
         )
         fallback = MarianTranslator(settings.marian_ko_en_dir) if settings.marian_ko_en_dir else None
         self.translator = PromptTranslator(
@@ -98,8 +106,7 @@ class AnalysisService:
             if unreachable:
                 log.warning("model hub unreachable (%s): OpenCLIP loads from the local cache only", unreachable)
         bundle = self._clip_loader(self.settings)
-        log.info("OpenCLIP %s loaded on %s in %.1fs", bundle.name, bundle.device,
-                 time.perf_counter() - started)
+        log.info("OpenCLIP %s loaded on %s in %.1fs", bundle.name, bundle.device, time.perf_counter() - started)
         return ia.ImageAnalyzer(bundle)
 
     async def _analyzer(self, wait_s: float) -> tuple[ia.ImageAnalyzer | None, str | None, str | None]:
@@ -173,8 +180,9 @@ class AnalysisService:
         return fut
 
     # --- analysis -----------------------------------------------------------------------------
-    async def analyze(self, image_paths: list[Path], load_wait_s: float = 0.0,
-                      compute_wait_s: float = COMPUTE_WAIT_S) -> dict[str, Any]:
+    async def analyze(
+        self, image_paths: list[Path], load_wait_s: float = 0.0, compute_wait_s: float = COMPUTE_WAIT_S
+    ) -> dict[str, Any]:
         """Tags, pair similarities and suggestions, answering within about the two waits.
 
         `state` is "ready" (from the model), "loading" (the model or the embeddings are not ready
@@ -204,7 +212,9 @@ class AnalysisService:
                     state, reason, details = "unavailable", self._reason(exc), _details(exc)
         available = found is not None
         result = build_analysis(
-            self.settings, paths, sizes,
+            self.settings,
+            paths,
+            sizes,
             embeddings=[e for e, _ in found] if available else None,
             tagged=[t for _, t in found] if available else None,
         )
@@ -235,30 +245,42 @@ class AnalysisService:
             try:
                 outcome = await self.translator.to_english(text)
                 warnings = [messages.bilingual("pair_note", {"n": i + 1, "text": w}) for w in outcome.warnings]
-                results.append(PromptResult(original=text, english=outcome.text,
-                                            warnings=warnings, engines=outcome.engines))
+                results.append(
+                    PromptResult(original=text, english=outcome.text, warnings=warnings, engines=outcome.engines)
+                )
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the last line of "a translation failure never fails a job"
                 log.exception("prompt translation failed: %s", _details(exc))
-                results.append(PromptResult(
-                    original=text, english=text, engines=["none"],
-                    warnings=[messages.bilingual("pair_note", {
-                        "n": i + 1, "text": messages.bilingual("translation_failed")})],
-                ))
+                results.append(
+                    PromptResult(
+                        original=text,
+                        english=text,
+                        engines=["none"],
+                        warnings=[
+                            messages.bilingual(
+                                "pair_note", {"n": i + 1, "text": messages.bilingual("translation_failed")}
+                            )
+                        ],
+                    )
+                )
         return results
 
     async def _default_prompts(self, image_paths: list[Path], pairs: int, wait_s: float) -> list[str]:
         try:
-            analysis = (await self.analyze(image_paths, load_wait_s=wait_s, compute_wait_s=wait_s)
-                        if len(image_paths) >= 2 else None)
+            analysis = (
+                await self.analyze(image_paths, load_wait_s=wait_s, compute_wait_s=wait_s)
+                if len(image_paths) >= 2
+                else None
+            )
         except Exception:
             log.exception("analysis for default prompts failed")
             analysis = None
         if analysis is None:
             return [default_motion_prompt(None, None, None)] * pairs
         return [
-            analysis["default_prompts"][i] if i < len(analysis["default_prompts"])
+            analysis["default_prompts"][i]
+            if i < len(analysis["default_prompts"])
             else default_motion_prompt(None, None, None)
             for i in range(pairs)
         ]
@@ -307,11 +329,17 @@ def _embed_and_tag(analyzer: ia.ImageAnalyzer, paths: list[Path]):
     return embeddings, tagged
 
 
-def _reason(field: str, code: str, params: dict | None = None, pair: int | None = None,
-            image: int | None = None):
+def _reason(field: str, code: str, params: dict | None = None, pair: int | None = None, image: int | None = None):
     said = messages.texts(code, params)
-    return {"field": field, "pair": pair, "image": image, "en": said["en"], "ko": said["ko"],
-            "code": code, "params": params or {}}
+    return {
+        "field": field,
+        "pair": pair,
+        "image": image,
+        "en": said["en"],
+        "ko": said["ko"],
+        "code": code,
+        "params": params or {},
+    }
 
 
 def build_analysis(
@@ -332,24 +360,41 @@ def build_analysis(
     fit, fit_why = ia.suggest_fit(losses, settings.fit_mode)
     for i, (p, (w, h)) in enumerate(zip(paths, sizes)):
         entry: dict[str, Any] = {
-            "index": i, "id": p.stem, "width": w, "height": h,
-            "aspect": round(w / h, 4), "fit_loss": round(losses[i], 4),
-            "tags": None, "scores": None,
+            "index": i,
+            "id": p.stem,
+            "width": w,
+            "height": h,
+            "aspect": round(w / h, 4),
+            "fit_loss": round(losses[i], 4),
+            "tags": None,
+            "scores": None,
         }
         if tagged is not None:
             entry["tags"], entry["scores"] = tagged[i]
         images.append(entry)
     if fit_why == "pad_large_loss":
         worst = max(range(len(losses)), key=losses.__getitem__)
-        reasons.append(_reason("fit", "suggest_fit_pad", {
-            "image": worst + 1, "frame": f"{bucket[0]}x{bucket[1]}", "loss": f"{losses[worst]:.0%}"}, image=worst))
+        reasons.append(
+            _reason(
+                "fit",
+                "suggest_fit_pad",
+                {"image": worst + 1, "frame": f"{bucket[0]}x{bucket[1]}", "loss": f"{losses[worst]:.0%}"},
+                image=worst,
+            )
+        )
     elif fit_why == "crop_same_aspect":
         reasons.append(_reason("fit", "suggest_fit_same"))
     for i in range(len(sizes) - 1):
         a, b = sizes[i][0] / sizes[i][1], sizes[i + 1][0] / sizes[i + 1][1]
         if max(a, b) / min(a, b) > 1.05:
-            reasons.append(_reason("fit", "suggest_fit_crop" if fit == "crop" else "suggest_fit_padded",
-                                   {"a": i + 1, "b": i + 2, "frame": f"{bucket[0]}x{bucket[1]}"}, pair=i))
+            reasons.append(
+                _reason(
+                    "fit",
+                    "suggest_fit_crop" if fit == "crop" else "suggest_fit_padded",
+                    {"a": i + 1, "b": i + 2, "frame": f"{bucket[0]}x{bucket[1]}"},
+                    pair=i,
+                )
+            )
 
     pairs: list[dict[str, Any]] = []
     suggestion_pairs: list[dict[str, Any]] = []
@@ -367,10 +412,27 @@ def build_analysis(
         suggestion_pairs.append(s)
         tags_a, tags_b = tagged[i][0], tagged[i + 1][0]
         default_prompts.append(default_motion_prompt(tags_a, tags_b, sim))
-        code = ("suggest_pair_different" if diff >= 0.66 else
-                "suggest_pair_similar" if diff <= 0.33 else "suggest_pair_moderate")
-        reasons.append(_reason("seconds", code, {"a": i + 1, "b": i + 2, "similarity": f"{sim:.2f}",
-                                                 "seconds": str(s["seconds"]), "strength": s["strength"]}, pair=i))
+        code = (
+            "suggest_pair_different"
+            if diff >= 0.66
+            else "suggest_pair_similar"
+            if diff <= 0.33
+            else "suggest_pair_moderate"
+        )
+        reasons.append(
+            _reason(
+                "seconds",
+                code,
+                {
+                    "a": i + 1,
+                    "b": i + 2,
+                    "similarity": f"{sim:.2f}",
+                    "seconds": str(s["seconds"]),
+                    "strength": s["strength"],
+                },
+                pair=i,
+            )
+        )
     return {
         "images": images,
         "pairs": pairs,

@@ -65,9 +65,7 @@ class GoogleTranslator:
             kwargs["service_urls"] = [service_url]
         self._client = _GoogleTrans(**kwargs)
         if transport is not None:
-            self._client.client = httpx.AsyncClient(
-                transport=transport, timeout=httpx.Timeout(timeout_s)
-            )
+            self._client.client = httpx.AsyncClient(transport=transport, timeout=httpx.Timeout(timeout_s))
 
     async def translate(self, text: str, src: str = "ko", dest: str = "en") -> str:
         try:

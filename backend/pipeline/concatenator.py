@@ -79,7 +79,9 @@ def join_segments(
         for index, path in enumerate(segments):
             for n, chunk in enumerate(iter_frames(path, chunk_size=16)):
                 joiner.add(chunk, starts_segment=(n == 0))
-                progress(Progress("join", min(1.0, joiner.frames / total), f"joining segment {index + 1}/{len(segments)}"))
+                progress(
+                    Progress("join", min(1.0, joiner.frames / total), f"joining segment {index + 1}/{len(segments)}")
+                )
         return joiner.finish()
     except BaseException:
         joiner.abandon()

@@ -17,8 +17,9 @@ class TransitionEngine(Protocol):
 
     def describe(self) -> dict: ...
 
-    def generate(self, first: np.ndarray, last: np.ndarray, prompt: str, segment: dict,
-                 params: dict, progress: ProgressCallback) -> np.ndarray: ...
+    def generate(
+        self, first: np.ndarray, last: np.ndarray, prompt: str, segment: dict, params: dict, progress: ProgressCallback
+    ) -> np.ndarray: ...
 
     def release(self) -> None: ...
 
@@ -71,11 +72,19 @@ class Engines:
 
                 try:
                     kind, why = resolve_device(self.settings.device)
-                    self._device = {"type": kind, "detail": why, "ready": True,
-                                    "default_resolution": default_resolution(self.settings, kind)}
+                    self._device = {
+                        "type": kind,
+                        "detail": why,
+                        "ready": True,
+                        "default_resolution": default_resolution(self.settings, kind),
+                    }
                 except Exception as exc:  # a broken CUDA set-up is reported, not raised
-                    self._device = {"type": "none", "detail": str(exc), "ready": False,
-                                    "default_resolution": default_resolution(self.settings, "cpu")}
+                    self._device = {
+                        "type": "none",
+                        "detail": str(exc),
+                        "ready": False,
+                        "default_resolution": default_resolution(self.settings, "cpu"),
+                    }
             return dict(self._device)
 
     def names(self) -> list[str]:

@@ -12,9 +12,10 @@ real ones load published checkpoints strictly.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Protocol, Sequence
+from typing import Protocol
 
 import cv2
 import numpy as np
@@ -27,7 +28,13 @@ FACE_SIZE = 512
 # Eye centres, nose tip and mouth corners of the FFHQ-aligned 512x512 face (the template that
 # CodeFormer was trained on).
 FACE_TEMPLATE_512 = np.array(
-    [[192.98138, 239.94708], [318.90277, 240.1936], [256.63416, 314.01935], [201.26117, 371.41043], [313.08905, 371.15118]],
+    [
+        [192.98138, 239.94708],
+        [318.90277, 240.1936],
+        [256.63416, 314.01935],
+        [201.26117, 371.41043],
+        [313.08905, 371.15118],
+    ],
     np.float32,
 )
 # Crops reaching past the frame edge are filled with a neutral grey, not stretched edges.
@@ -63,8 +70,12 @@ def alignment_matrix(landmarks: np.ndarray) -> np.ndarray:
 
 def align_face(frame: np.ndarray, matrix: np.ndarray) -> np.ndarray:
     return cv2.warpAffine(
-        frame, matrix, (FACE_SIZE, FACE_SIZE), flags=cv2.INTER_LINEAR,
-        borderMode=cv2.BORDER_CONSTANT, borderValue=_BORDER_FILL,
+        frame,
+        matrix,
+        (FACE_SIZE, FACE_SIZE),
+        flags=cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_CONSTANT,
+        borderValue=_BORDER_FILL,
     )
 
 
@@ -113,7 +124,7 @@ class RetinaFaceDetector:
         self.batch_size = batch_size
 
     @classmethod
-    def from_checkpoint(cls, path: Path, device: torch.device | str = "cpu", **kwargs) -> "RetinaFaceDetector":
+    def from_checkpoint(cls, path: Path, device: torch.device | str = "cpu", **kwargs) -> RetinaFaceDetector:
         from facexlib.detection.retinaface import RetinaFace
 
         device = torch.device(device)
@@ -153,7 +164,9 @@ class RetinaFaceDetector:
 class CodeFormerRestorer:
     """CodeFormer loaded through spandrel (+ extra arches); `fidelity` is its weight w."""
 
-    def __init__(self, descriptor, fidelity: float = 0.7, device: torch.device | str = "cpu", half: bool = False) -> None:
+    def __init__(
+        self, descriptor, fidelity: float = 0.7, device: torch.device | str = "cpu", half: bool = False
+    ) -> None:
         self.device = torch.device(device)
         # CodeFormer is not fp16-safe (spandrel marks it so); bf16 is its reduced precision. The
         # weights stay fp32 and bf16 runs under autocast: its codebook lookup multiplies a float32
@@ -164,7 +177,7 @@ class CodeFormerRestorer:
         self.fidelity = float(fidelity)
 
     @classmethod
-    def from_checkpoint(cls, path: Path, **kwargs) -> "CodeFormerRestorer":
+    def from_checkpoint(cls, path: Path, **kwargs) -> CodeFormerRestorer:
         from backend.pipeline.upscaler import load_spandrel
 
         return cls(load_spandrel(path, expected_arch="CodeFormer"), **kwargs)
@@ -225,8 +238,12 @@ class FaceRestorer:
             for (i, matrix), face in zip(batch, restored):
                 paste_face(out[i], face, matrix)
             progress(
-                Progress("face_restore", (start + len(batch)) / len(items), "CodeFormer",
-                         {"faces": start + len(batch), "total": len(items)})
+                Progress(
+                    "face_restore",
+                    (start + len(batch)) / len(items),
+                    "CodeFormer",
+                    {"faces": start + len(batch), "total": len(items)},
+                )
             )
         self.faces_restored += len(items)
         self.frames_with_faces += len({i for i, _ in items})

@@ -31,7 +31,13 @@ import numpy as np
 from backend import messages
 from backend.config import Settings
 from backend.pipeline.framepack.memory import GIB, free_host_gib, place, plan_for_mode, return_freed_host_memory
-from backend.pipeline.framepack.residency import MemoryPlan, allocator_cap_gib, default_bucket, fit_tiers, plan_residency
+from backend.pipeline.framepack.residency import (
+    MemoryPlan,
+    allocator_cap_gib,
+    default_bucket,
+    fit_tiers,
+    plan_residency,
+)
 from backend.utils.progress import JobCancelled, Progress, ProgressCallback
 
 log = logging.getLogger(__name__)
@@ -76,8 +82,10 @@ def framepack_source_problem(settings: Settings) -> str | None:
     if settings.framepack_dir:
         path = Path(settings.framepack_dir).expanduser()
         if path.is_dir():
-            return None if (path / "model_index.json").exists() else (
-                f"FRAMEPACK_DIR={path} has no model_index.json (run scripts/setup.sh to assemble it)"
+            return (
+                None
+                if (path / "model_index.json").exists()
+                else (f"FRAMEPACK_DIR={path} has no model_index.json (run scripts/setup.sh to assemble it)")
             )
         if path.is_absolute() or settings.framepack_dir.startswith("."):
             return f"FRAMEPACK_DIR={path} does not exist (run scripts/setup.sh to download the models)"
@@ -111,10 +119,19 @@ class FramePackGenerator:
     def describe(self) -> dict:
         problem = framepack_source_problem(self.settings)
         if self.pipe is not None:
-            return {"ready": True, "loaded": True, "device": self.device, "memory_mode": self.memory_mode,
-                    "offload_weights": self.offload_weights, "storage_8bit": self.settings.storage_8bit,
-                    "compiled": self.compiled, "fp8_matmul": self.fp8_matmul,
-                    "plan": self.plan.describe() if self.plan else None, "reason": "loaded", "installed": True}
+            return {
+                "ready": True,
+                "loaded": True,
+                "device": self.device,
+                "memory_mode": self.memory_mode,
+                "offload_weights": self.offload_weights,
+                "storage_8bit": self.settings.storage_8bit,
+                "compiled": self.compiled,
+                "fp8_matmul": self.fp8_matmul,
+                "plan": self.plan.describe() if self.plan else None,
+                "reason": "loaded",
+                "installed": True,
+            }
         if problem:
             return {"ready": False, "loaded": False, "installed": False, "reason": problem}
         # Ready means the weights are here: a hub id that is not cached yet would be a 45 GB
@@ -123,12 +140,23 @@ class FramePackGenerator:
 
         missing = framepack_install_problem(self.settings)
         if missing is not None:
-            return {"ready": False, "loaded": False, "installed": False, "reason": missing.en,
-                    "reason_ko": missing.ko, "missing": missing.missing, "fix": missing.fix}
+            return {
+                "ready": False,
+                "loaded": False,
+                "installed": False,
+                "reason": missing.en,
+                "reason_ko": missing.ko,
+                "missing": missing.missing,
+                "fix": missing.fix,
+            }
         if self.load_error:  # installed, but the last load failed: the next job tries again
             return {"ready": False, "loaded": False, "installed": True, "reason": self.load_error}
-        return {"ready": True, "loaded": False, "installed": True,
-                "reason": "weights on disk; loads on the first FramePack job"}
+        return {
+            "ready": True,
+            "loaded": False,
+            "installed": True,
+            "reason": "weights on disk; loads on the first FramePack job",
+        }
 
     def load(self, progress: ProgressCallback | None = None) -> None:
         with self._load_lock:
@@ -164,8 +192,9 @@ class FramePackGenerator:
         if plan.mode != "resident" and device == "cuda":
             components = self._read_lean(plan, dtype, token)
         if s.framepack_dir:
-            pipe = HunyuanVideoFramepackPipeline.from_pretrained(s.framepack_dir, dtype=dtype, token=token,
-                                                                 **components)
+            pipe = HunyuanVideoFramepackPipeline.from_pretrained(
+                s.framepack_dir, dtype=dtype, token=token, **components
+            )
         else:
             # The layout of diffusers' FramePack docs: HunyuanVideo base + FramePack transformer +
             # the Flux Redux SigLIP image encoder, each from its own repo.
@@ -174,7 +203,8 @@ class FramePackGenerator:
 
             if "transformer" not in components:
                 components["transformer"] = HunyuanVideoFramepackTransformer3DModel.from_pretrained(
-                    s.framepack_transformer, dtype=dtype, token=token)
+                    s.framepack_transformer, dtype=dtype, token=token
+                )
             feature_extractor = SiglipImageProcessor.from_pretrained(
                 s.framepack_image_encoder, subfolder="feature_extractor", token=token
             )
@@ -182,8 +212,12 @@ class FramePackGenerator:
                 s.framepack_image_encoder, subfolder="image_encoder", dtype=dtype, token=token
             )
             pipe = HunyuanVideoFramepackPipeline.from_pretrained(
-                s.framepack_base, feature_extractor=feature_extractor, image_encoder=image_encoder, dtype=dtype,
-                token=token, **components,
+                s.framepack_base,
+                feature_extractor=feature_extractor,
+                image_encoder=image_encoder,
+                dtype=dtype,
+                token=token,
+                **components,
             )
         self.load_seconds["read"] = time.perf_counter() - began
         self.attach(pipe, device, why=why, progress=progress, plan=plan)
@@ -215,9 +249,17 @@ class FramePackGenerator:
         capability = torch.cuda.get_device_capability(0)
         bucket = s.plan_bucket or 640  # the page's default resolution; 480 is faster on small GPUs
         request = mode or s.gpu_profile
-        return plan_residency(vram, ram_total, capability, bucket, device=device, ram_free_gib=ram_free,
-                              dtype_request=s.compute_dtype, weights_request=s.offload_weights,
-                              mode_request=request)
+        return plan_residency(
+            vram,
+            ram_total,
+            capability,
+            bucket,
+            device=device,
+            ram_free_gib=ram_free,
+            dtype_request=s.compute_dtype,
+            weights_request=s.offload_weights,
+            mode_request=request,
+        )
 
     def _read_lean(self, plan: MemoryPlan, dtype, token) -> dict:
         """Text encoder and transformer for fp8/offload modes, each read and placed in turn.
@@ -234,22 +276,33 @@ class FramePackGenerator:
 
         s = self.settings
         base, transformer_src, transformer_sub = (
-            (s.framepack_dir, s.framepack_dir, "transformer") if s.framepack_dir
-            else (s.framepack_base, s.framepack_transformer, None))
+            (s.framepack_dir, s.framepack_dir, "transformer")
+            if s.framepack_dir
+            else (s.framepack_base, s.framepack_transformer, None)
+        )
         out = {}
         if plan.text_on_disk:
             from backend.pipeline.framepack.disk_stream import read_to_disk_stream
 
-            out["text_encoder"] = read_to_disk_stream(LlamaModel, base, "text_encoder", "cuda", self._scratch_dir(),
-                                                      dtype, token)
+            out["text_encoder"] = read_to_disk_stream(
+                LlamaModel, base, "text_encoder", "cuda", self._scratch_dir(), dtype, token
+            )
         else:
             out["text_encoder"] = LlamaModel.from_pretrained(base, subfolder="text_encoder", dtype=dtype, token=token)
         fmt = s.storage_8bit if plan.weights == "8bit" else None
         self._transformer_config = HunyuanVideoFramepackTransformer3DModel.load_config(
-            transformer_src, subfolder=transformer_sub, token=token)
-        out["transformer"] = load_model_8bit(HunyuanVideoFramepackTransformer3DModel, transformer_src,
-                                             transformer_sub, fmt, dtype, work_device="cuda", token=token,
-                                             place_unit=self._unit_placer(plan))
+            transformer_src, subfolder=transformer_sub, token=token
+        )
+        out["transformer"] = load_model_8bit(
+            HunyuanVideoFramepackTransformer3DModel,
+            transformer_src,
+            transformer_sub,
+            fmt,
+            dtype,
+            work_device="cuda",
+            token=token,
+            place_unit=self._unit_placer(plan),
+        )
         torch.cuda.empty_cache()
         return_freed_host_memory()
         return out
@@ -294,8 +347,15 @@ class FramePackGenerator:
     def _scratch_dir(self) -> Path:
         return Path(self.settings.models_dir) / "offload_scratch"
 
-    def attach(self, pipe, device: str, mode: str | None = None, why: str = "",
-               progress: ProgressCallback | None = None, plan: MemoryPlan | None = None) -> None:
+    def attach(
+        self,
+        pipe,
+        device: str,
+        mode: str | None = None,
+        why: str = "",
+        progress: ProgressCallback | None = None,
+        plan: MemoryPlan | None = None,
+    ) -> None:
         """Places an already built pipeline, applies the speed settings and warms up.
 
         `load()` calls this after reading the weights, with the plan it read them by; the benchmark
@@ -308,9 +368,15 @@ class FramePackGenerator:
             self._cap_vram(device)
             plan = self._plan(device, mode)
         began = time.perf_counter()
-        self.placement = place(pipe, device, plan, scratch_dir=self._scratch_dir(),
-                               storage_format=self.settings.storage_8bit, read_ahead=self.settings.read_ahead_blocks,
-                               read_threads=self.settings.read_threads)
+        self.placement = place(
+            pipe,
+            device,
+            plan,
+            scratch_dir=self._scratch_dir(),
+            storage_format=self.settings.storage_8bit,
+            read_ahead=self.settings.read_ahead_blocks,
+            read_threads=self.settings.read_threads,
+        )
         self.load_seconds["place"] = time.perf_counter() - began
         self.pipe, self.device, self.memory_mode, self.plan = pipe, device, plan.mode, plan
         self.offload_weights = plan.offload_weights
@@ -319,12 +385,19 @@ class FramePackGenerator:
             check_no_bf16(pipe, plan)
         if plan.dtype == "fp16":
             keep_stream_fp32(pipe.transformer)
-        self.policy = ComputePolicy(plan.dtype if device == "cuda" else "fp32",
-                                    "cuda" if device == "cuda" else "cpu", eager=self._eager_blocks)
+        self.policy = ComputePolicy(
+            plan.dtype if device == "cuda" else "fp32", "cuda" if device == "cuda" else "cpu", eager=self._eager_blocks
+        )
         if device == "cuda":
             self._accelerate(progress)
-        log.info("FramePack on %s (%s): memory mode %s, compiled %s, fp8 matmul %s",
-                 device, why or device, plan.mode, self.compiled, self.fp8_matmul)
+        log.info(
+            "FramePack on %s (%s): memory mode %s, compiled %s, fp8 matmul %s",
+            device,
+            why or device,
+            plan.mode,
+            self.compiled,
+            self.fp8_matmul,
+        )
 
     def _accelerate(self, progress: ProgressCallback | None) -> None:
         from backend.pipeline.framepack import accel
@@ -383,17 +456,24 @@ class FramePackGenerator:
         # the first real job (seen: 5-8 s on the H100).
         mask = torch.zeros(1, WARMUP_TEXT_PADDED, device=device, dtype=dtype)
         mask[:, :WARMUP_TEXT_TOKENS] = 1
-        with torch.no_grad(), (self.policy.context() if self.policy else contextlib.nullcontext()):
-            t(hidden_states=rand(1, c.in_channels, window, h, w), timestep=torch.tensor([999.0], device=device),
-              encoder_hidden_states=rand(1, WARMUP_TEXT_PADDED, c.text_embed_dim),
-              encoder_attention_mask=mask,
-              pooled_projections=rand(1, c.pooled_projection_dim), image_embeds=rand(1, image_tokens, c.image_proj_dim),
-              indices_latents=index[1:1 + window], guidance=torch.tensor([10000.0], device=device, dtype=dtype),
-              latents_clean=rand(1, c.in_channels, 2, h, w), indices_latents_clean=torch.tensor([0, 1 + window]),
-              latents_history_2x=rand(1, c.in_channels, 2, h, w),
-              indices_latents_history_2x=index[2 + window:4 + window],
-              latents_history_4x=rand(1, c.in_channels, 16, h, w), indices_latents_history_4x=index[4 + window:],
-              return_dict=False)
+        with torch.no_grad(), self.policy.context() if self.policy else contextlib.nullcontext():
+            t(
+                hidden_states=rand(1, c.in_channels, window, h, w),
+                timestep=torch.tensor([999.0], device=device),
+                encoder_hidden_states=rand(1, WARMUP_TEXT_PADDED, c.text_embed_dim),
+                encoder_attention_mask=mask,
+                pooled_projections=rand(1, c.pooled_projection_dim),
+                image_embeds=rand(1, image_tokens, c.image_proj_dim),
+                indices_latents=index[1 : 1 + window],
+                guidance=torch.tensor([10000.0], device=device, dtype=dtype),
+                latents_clean=rand(1, c.in_channels, 2, h, w),
+                indices_latents_clean=torch.tensor([0, 1 + window]),
+                latents_history_2x=rand(1, c.in_channels, 2, h, w),
+                indices_latents_history_2x=index[2 + window : 4 + window],
+                latents_history_4x=rand(1, c.in_channels, 16, h, w),
+                indices_latents_history_4x=index[4 + window :],
+                return_dict=False,
+            )
         if self.device == "cuda":
             torch.cuda.synchronize()
             torch.cuda.empty_cache()
@@ -415,12 +495,14 @@ class FramePackGenerator:
         if self.device != "cuda" or plan is None or plan.mode == "resident":
             return
         if height * width > plan.bucket * plan.bucket * 1.1:
-            raise ValueError(messages.bilingual("plan_bucket_exceeded",
-                                                {"bucket": plan.bucket, "width": width, "height": height}))
+            raise ValueError(
+                messages.bilingual("plan_bucket_exceeded", {"bucket": plan.bucket, "width": width, "height": height})
+            )
 
     # --- one transition -----------------------------------------------------------------------
-    def generate(self, first: np.ndarray, last: np.ndarray, prompt: str, segment: dict,
-                 params: dict, progress: ProgressCallback) -> np.ndarray:
+    def generate(
+        self, first: np.ndarray, last: np.ndarray, prompt: str, segment: dict, params: dict, progress: ProgressCallback
+    ) -> np.ndarray:
         """(n, H, W, 3) uint8 frames from `first` to `last`, n = sections × 4 × window + 1."""
         import torch
         from PIL import Image
@@ -441,18 +523,24 @@ class FramePackGenerator:
         generator = torch.Generator("cpu").manual_seed(int(segment["seed"]))
 
         def on_step(g: int, i: int) -> None:
-            progress(Progress(
-                "generate", (g + (i + 1) / steps) / sections,
-                f"section {g + 1}/{sections}, step {i + 1}/{steps}",
-                {"section": g + 1, "sections": sections, "step": i + 1, "steps": steps},
-            ))
+            progress(
+                Progress(
+                    "generate",
+                    (g + (i + 1) / steps) / sections,
+                    f"section {g + 1}/{sections}, step {i + 1}/{steps}",
+                    {"section": g + 1, "sections": sections, "step": i + 1, "steps": steps},
+                )
+            )
 
         def on_section(done: int, frames: np.ndarray) -> None:
-            progress(Progress(
-                "generate", done / sections, f"section {done}/{sections} decoded",
-                {"section": done, "sections": sections, "step": steps, "steps": steps,
-                 "preview_frames": frames},
-            ))
+            progress(
+                Progress(
+                    "generate",
+                    done / sections,
+                    f"section {done}/{sections} decoded",
+                    {"section": done, "sections": sections, "step": steps, "steps": steps, "preview_frames": frames},
+                )
+            )
 
         transformer = pipe.transformer
         blocks_mode = contextlib.nullcontext()
@@ -467,8 +555,18 @@ class FramePackGenerator:
                 blocks_mode = eager_blocks(transformer)
         try:
             with torch.no_grad(), blocks_mode:
-                cond = encode(pipe, Image.fromarray(first), Image.fromarray(last), prompt, height, width,
-                              true_cfg, generator, device, self.placement)
+                cond = encode(
+                    pipe,
+                    Image.fromarray(first),
+                    Image.fromarray(last),
+                    prompt,
+                    height,
+                    width,
+                    true_cfg,
+                    generator,
+                    device,
+                    self.placement,
+                )
 
                 def embeds_for(g: int):
                     # Generation is end-first: generated section g is temporal section n-1-g.
@@ -476,10 +574,21 @@ class FramePackGenerator:
                     return _lerp_embeds(cond.embed_a, cond.embed_b, float(weights[min(temporal, len(weights) - 1)]))
 
                 return sample_sections(
-                    pipe, cond, height=height, width=width, sections=sections, window=window, steps=steps,
-                    distilled_guidance=float(params["distilled_guidance"]), true_cfg=true_cfg,
-                    generator=generator, device=device, image_embeds_for=embeds_for,
-                    on_step=on_step, on_section=on_section, policy=self.policy,
+                    pipe,
+                    cond,
+                    height=height,
+                    width=width,
+                    sections=sections,
+                    window=window,
+                    steps=steps,
+                    distilled_guidance=float(params["distilled_guidance"]),
+                    true_cfg=true_cfg,
+                    generator=generator,
+                    device=device,
+                    image_embeds_for=embeds_for,
+                    on_step=on_step,
+                    on_section=on_section,
+                    policy=self.policy,
                     on_warning=lambda message: progress(Progress("generate", 0.0, message, {"warning": message})),
                 )
         finally:
@@ -494,11 +603,15 @@ def check_no_bf16(pipe, plan: MemoryPlan) -> None:
 
     if plan.dtype == "bf16":
         return
-    parts = [(n, getattr(pipe, n, None)) for n in ("transformer", "vae", "text_encoder", "text_encoder_2",
-                                                  "image_encoder")]
+    parts = [
+        (n, getattr(pipe, n, None)) for n in ("transformer", "vae", "text_encoder", "text_encoder_2", "image_encoder")
+    ]
     found = low_precision_tensors(parts)
-    found += [f"transformer.{n}.compute_dtype" for n, m in pipe.transformer.named_modules()
-              if getattr(m, "compute_dtype", None) is not None and str(m.compute_dtype) == "torch.bfloat16"]
+    found += [
+        f"transformer.{n}.compute_dtype"
+        for n, m in pipe.transformer.named_modules()
+        if getattr(m, "compute_dtype", None) is not None and str(m.compute_dtype) == "torch.bfloat16"
+    ]
     if found:
         raise RuntimeError(f"compute dtype {plan.dtype} but bf16 weights remain: {found[:5]}")
 

@@ -17,8 +17,8 @@ import torch
 import torch.nn.functional as F
 
 from backend.pipeline.host_copy import HostStaging
-from backend.utils.progress import Progress, ProgressCallback, ignore_progress
 from backend.pipeline.rife_ifnet import PAD_MULTIPLE, IFNet, load_ifnet
+from backend.utils.progress import Progress, ProgressCallback, ignore_progress
 
 
 def scene_change_scores(frames: np.ndarray) -> np.ndarray:
@@ -29,10 +29,19 @@ def scene_change_scores(frames: np.ndarray) -> np.ndarray:
     size = (64, max(1, round(64 * h / w)))
     # Every n-th pixel first: area-averaging whole HD frames cost a third of RIFE's time on an H100.
     n = max(1, min(h, w) // 256)
-    thumbs = np.stack(
-        [cv2.resize(cv2.cvtColor(np.ascontiguousarray(f[::n, ::n]), cv2.COLOR_RGB2GRAY), size,
-                    interpolation=cv2.INTER_AREA) for f in frames]
-    ).astype(np.float32) / 255.0
+    thumbs = (
+        np.stack(
+            [
+                cv2.resize(
+                    cv2.cvtColor(np.ascontiguousarray(f[::n, ::n]), cv2.COLOR_RGB2GRAY),
+                    size,
+                    interpolation=cv2.INTER_AREA,
+                )
+                for f in frames
+            ]
+        ).astype(np.float32)
+        / 255.0
+    )
     return np.abs(np.diff(thumbs, axis=0)).mean(axis=(1, 2))
 
 
@@ -59,7 +68,7 @@ class RifeInterpolator:
         self.cuts = 0  # pairs left un-blended, for the report
 
     @classmethod
-    def from_checkpoint(cls, path: Path, factor: int, **kwargs) -> "RifeInterpolator":
+    def from_checkpoint(cls, path: Path, factor: int, **kwargs) -> RifeInterpolator:
         return cls(load_ifnet(path), factor, **kwargs)
 
     def output_count(self, n: int) -> int:

@@ -29,8 +29,16 @@ def _flow(src_gray: np.ndarray, dst_gray: np.ndarray) -> np.ndarray:
     else:
         small_src, small_dst = src_gray, dst_gray
     flow = cv2.calcOpticalFlowFarneback(
-        small_src, small_dst, None, pyr_scale=0.5, levels=4, winsize=21,
-        iterations=4, poly_n=7, poly_sigma=1.5, flags=cv2.OPTFLOW_FARNEBACK_GAUSSIAN,
+        small_src,
+        small_dst,
+        None,
+        pyr_scale=0.5,
+        levels=4,
+        winsize=21,
+        iterations=4,
+        poly_n=7,
+        poly_sigma=1.5,
+        flags=cv2.OPTFLOW_FARNEBACK_GAUSSIAN,
     )
     if scale < 1.0:
         flow = cv2.resize(flow, (w, h), interpolation=cv2.INTER_LINEAR) / scale
@@ -93,8 +101,9 @@ class MorphEngine:
     def describe(self) -> dict:
         return {"ready": True, "loaded": True, "reason": "CPU optical-flow preview, no weights"}
 
-    def generate(self, first: np.ndarray, last: np.ndarray, prompt: str, segment: dict,
-                 params: dict, progress: ProgressCallback) -> np.ndarray:
+    def generate(
+        self, first: np.ndarray, last: np.ndarray, prompt: str, segment: dict, params: dict, progress: ProgressCallback
+    ) -> np.ndarray:
         return morph_transition(first, last, segment["frames"], progress)
 
     def release(self) -> None:

@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from backend import messages
-from backend.utils.progress import Progress, ProgressCallback
 from backend.utils.model_registry import DEFAULT_UPSCALE_MODEL, UPSCALE_MODELS, MissingWeightError, ensure_weight
+from backend.utils.progress import Progress, ProgressCallback
 from backend.utils.video_io import VideoInfo, VideoWriter, iter_frames, probe
 
 TARGET_FPS = 60.0
@@ -75,7 +75,9 @@ def _smallest_factor(value: float, target: float) -> int:
     return 2 if value * 2 >= target else 4
 
 
-def plan_postprocess(options: dict | None, info: VideoInfo, sample_frames: np.ndarray | None, settings, detector=None) -> PostPlan:
+def plan_postprocess(
+    options: dict | None, info: VideoInfo, sample_frames: np.ndarray | None, settings, detector=None
+) -> PostPlan:
     """Decides which stages run. `detector` (a FaceDetector) is used for auto mode's face check;
     when None and auto mode needs it, the RetinaFace weights are loaded through the registry."""
     options = dict(options or {})
@@ -218,22 +220,33 @@ def _build_stage(name: str, plan: PostPlan, settings, device: str, progress: Pro
             except MissingWeightError as exc:
                 raise PostprocessError("face_restore", str(exc)) from exc
         path = _weight("codeformer", settings, progress, "face_restore")
-        restorer = CodeFormerRestorer.from_checkpoint(path, fidelity=plan.codeformer_fidelity, device=device, half=on_gpu)
+        restorer = CodeFormerRestorer.from_checkpoint(
+            path, fidelity=plan.codeformer_fidelity, device=device, half=on_gpu
+        )
         return FaceRestorer(detector, restorer, device=device, batch_size=8 if on_gpu else 2)
     if name == "upscale":
         from backend.pipeline.upscaler import Upscaler
 
         path = _weight(plan.upscale_model, settings, progress, "upscale")
         return Upscaler.from_checkpoint(
-            path, plan.upscale, device=device, half=on_gpu, tile=settings.upscale_tile,
-            overlap=settings.upscale_tile_overlap, batch_size=4 if on_gpu else 1,
+            path,
+            plan.upscale,
+            device=device,
+            half=on_gpu,
+            tile=settings.upscale_tile,
+            overlap=settings.upscale_tile_overlap,
+            batch_size=4 if on_gpu else 1,
         )
     from backend.pipeline.interpolator import RifeInterpolator
 
     path = _weight(f"rife-{settings.rife_model}", settings, progress, "interpolate")
     return RifeInterpolator.from_checkpoint(
-        path, plan.interpolate, device=device, half=on_gpu,
-        scene_threshold=settings.scene_change_threshold, batch_size=8 if on_gpu else 2,
+        path,
+        plan.interpolate,
+        device=device,
+        half=on_gpu,
+        scene_threshold=settings.scene_change_threshold,
+        batch_size=8 if on_gpu else 2,
     )
 
 
@@ -298,7 +311,11 @@ def run_postprocess(
                     writer.write(chunk)
                     written += len(chunk)
                     out_h, out_w = chunk.shape[1:3]
-                progress(Progress("encode", (n + 1) / chunks, "Encoding", {"frames": written, "chunk": n + 1, "chunks": chunks}))
+                progress(
+                    Progress(
+                        "encode", (n + 1) / chunks, "Encoding", {"frames": written, "chunk": n + 1, "chunks": chunks}
+                    )
+                )
         partial.replace(dst)
     except BaseException:
         partial.unlink(missing_ok=True)

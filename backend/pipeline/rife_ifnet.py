@@ -124,9 +124,7 @@ class IFNet(nn.Module):
         warped0, warped1 = warp(img0, flow[:, :2]), warp(img1, flow[:, 2:4])
         for block, scale in zip(blocks[1:], scale_list[1:]):
             wf0, wf1 = warp(f0, flow[:, :2]), warp(f1, flow[:, 2:4])
-            delta, mask, hidden = block(
-                torch.cat((warped0, warped1, wf0, wf1, t, mask, hidden), 1), flow, scale
-            )
+            delta, mask, hidden = block(torch.cat((warped0, warped1, wf0, wf1, t, mask, hidden), 1), flow, scale)
             flow = flow + delta
             warped0, warped1 = warp(img0, flow[:, :2]), warp(img1, flow[:, 2:4])
         weight = torch.sigmoid(mask)
@@ -174,8 +172,13 @@ class IFNetHDv3(nn.Module):
         self.block2 = IFBlockHDv3(8 + 4, c=96)
         self.block3 = IFBlockHDv3(8 + 4, c=64)
 
-    def forward(self, img0: torch.Tensor, img1: torch.Tensor, timestep: torch.Tensor,
-                scale_list: tuple[float, ...] = HDV3_SCALE_LIST) -> torch.Tensor:
+    def forward(
+        self,
+        img0: torch.Tensor,
+        img1: torch.Tensor,
+        timestep: torch.Tensor,
+        scale_list: tuple[float, ...] = HDV3_SCALE_LIST,
+    ) -> torch.Tensor:
         """Same contract as `IFNet.forward`: the frame at t between img0 and img1."""
         n, _, h, w = img0.shape
         t = timestep.reshape(n, 1, 1, 1).to(img0.dtype).expand(n, 1, h, w)
@@ -205,7 +208,7 @@ ARCHITECTURES = {"4.25": IFNet, "hdv3": IFNetHDv3}
 
 
 def detect_architecture(state: dict) -> str | None:
-    """"4.25" (Practical-RIFE 4.25/4.26), "hdv3" (ECCV2022-RIFE v3.x) or None, from the keys."""
+    """ "4.25" (Practical-RIFE 4.25/4.26), "hdv3" (ECCV2022-RIFE v3.x) or None, from the keys."""
     keys = set(state)
     if "encode.cnn0.weight" in keys and "block4.lastconv.0.weight" in keys:
         return "4.25"
@@ -218,8 +221,10 @@ def load_ifnet(path: Path) -> nn.Module:
     """Loads a RIFE `flownet.pkl` (tensors only, `weights_only=True`) into the network its keys
     name, with strict keys (parts only training uses are dropped first)."""
     path = Path(path)
-    what = (f"{path} is not a RIFE checkpoint this studio can use (expected a Practical-RIFE 4.25/4.26 "
-            "or ECCV2022-RIFE HDv3 flownet.pkl)")
+    what = (
+        f"{path} is not a RIFE checkpoint this studio can use (expected a Practical-RIFE 4.25/4.26 "
+        "or ECCV2022-RIFE HDv3 flownet.pkl)"
+    )
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
@@ -238,8 +243,9 @@ def load_ifnet(path: Path) -> nn.Module:
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
-        raise RifeCheckpointError(f"{what}: its layers have other names or shapes than the {kind} network "
-                                  "(a different RIFE version?).") from exc
+        raise RifeCheckpointError(
+            f"{what}: its layers have other names or shapes than the {kind} network (a different RIFE version?)."
+        ) from exc
     model.architecture = kind
     return model.eval()
 

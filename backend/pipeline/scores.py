@@ -60,9 +60,10 @@ What is measured, and why this way:
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterable, Protocol, Sequence
+from typing import Protocol
 
 import cv2
 import numpy as np
@@ -247,7 +248,7 @@ def _fit(image: np.ndarray, width: int, height: int) -> np.ndarray:
     crop_w = min(w, round(h * width / height))
     crop_h = min(h, round(w * height / width))
     x0, y0 = (w - crop_w) // 2, (h - crop_h) // 2
-    image = np.ascontiguousarray(image[y0:y0 + crop_h, x0:x0 + crop_w])
+    image = np.ascontiguousarray(image[y0 : y0 + crop_h, x0 : x0 + crop_w])
     interp = cv2.INTER_AREA if crop_w > width else cv2.INTER_CUBIC
     return cv2.resize(image, (width, height), interpolation=interp)
 
@@ -328,8 +329,9 @@ def _residual(prev_gray: np.ndarray, next_gray: np.ndarray, flow: np.ndarray) ->
     """Mean luma difference left once the next frame is pulled back along the flow."""
     h, w = prev_gray.shape
     gx, gy = _grid(h, w)
-    warped = cv2.remap(next_gray, gx + flow[..., 0], gy + flow[..., 1], cv2.INTER_LINEAR,
-                       borderMode=cv2.BORDER_REPLICATE)
+    warped = cv2.remap(
+        next_gray, gx + flow[..., 0], gy + flow[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+    )
     return float(_inner(cv2.absdiff(warped, prev_gray)).mean())
 
 
@@ -354,8 +356,9 @@ def _cut_mask(residuals: np.ndarray) -> np.ndarray:
 class TakeScorer:
     """Scores a take fed in chunks (`add`), then `finish()`; memory stays a few numbers per frame."""
 
-    def __init__(self, start: np.ndarray, target: np.ndarray, fps: float,
-                 embedder: ImageEmbedder | None = None) -> None:
+    def __init__(
+        self, start: np.ndarray, target: np.ndarray, fps: float, embedder: ImageEmbedder | None = None
+    ) -> None:
         if not fps or fps <= 0:
             raise ValueError(f"fps must be positive, got {fps}")
         self.fps = float(fps)
@@ -390,8 +393,10 @@ class TakeScorer:
         if self._size is None:
             self._setup(frames.shape[2], frames.shape[1])
         if (frames.shape[2], frames.shape[1]) != self._size:
-            raise ValueError(f"frame size {frames.shape[2]}x{frames.shape[1]} differs from the take's "
-                             f"{self._size[0]}x{self._size[1]}")
+            raise ValueError(
+                f"frame size {frames.shape[2]}x{frames.shape[1]} differs from the take's "
+                f"{self._size[0]}x{self._size[1]}"
+            )
         for frame in frames:
             work = _resize(frame, self._work)
             thumb = _thumb(work)
@@ -431,19 +436,32 @@ class TakeScorer:
         parts = {"end": end.score, "start": start.score, "arrival": arrival.score, "motion": motion.score}
         used = {k: v for k, v in parts.items() if v is not None}
         overall = 100.0 * sum(WEIGHTS[k] * v for k, v in used.items()) / sum(WEIGHTS[k] for k in used)
-        flags = [name for name, on in (
-            ("static_then_jump", arrival.static_then_jump),
-            ("late", arrival.late),
-            ("abrupt", arrival.abrupt),
-            ("misses_target", arrival.misses_target),
-            ("cut", bool(motion.cuts)),
-            ("jerky", motion.jerk >= JERKY),
-        ) if on]
+        flags = [
+            name
+            for name, on in (
+                ("static_then_jump", arrival.static_then_jump),
+                ("late", arrival.late),
+                ("abrupt", arrival.abrupt),
+                ("misses_target", arrival.misses_target),
+                ("cut", bool(motion.cuts)),
+                ("jerky", motion.jerk >= JERKY),
+            )
+            if on
+        ]
         return TakeScore(
-            version=VERSION, frames=n, fps=self.fps, width=width, height=height,
-            work_width=self._work[0], work_height=self._work[1],
-            start=start, end=end, arrival=arrival, motion=motion,
-            overall=round(overall, 2), flags=tuple(flags),
+            version=VERSION,
+            frames=n,
+            fps=self.fps,
+            width=width,
+            height=height,
+            work_width=self._work[0],
+            work_height=self._work[1],
+            start=start,
+            end=end,
+            arrival=arrival,
+            motion=motion,
+            overall=round(overall, 2),
+            flags=tuple(flags),
         )
 
     def _clip(self) -> tuple[float, float]:
@@ -463,8 +481,9 @@ class TakeScorer:
         d_t = np.asarray(self._d_target)
         span = _delta_e(self._start_thumb, self._target_thumb)
         if span < LOOP_DELTA_E:
-            return Arrival(False, tuple(), None, None, None, None, None, 1.0, 0.0, None,
-                           False, False, False, False, None)
+            return Arrival(
+                False, tuple(), None, None, None, None, None, 1.0, 0.0, None, False, False, False, False, None
+            )
         total = d_s + d_t
         curve = np.where(total > 0, d_s / np.maximum(total, 1e-9), 1.0)
         last = n - 1
@@ -491,12 +510,19 @@ class TakeScorer:
         return Arrival(
             defined=True,
             curve=tuple(round(float(x), 4) for x in curve),
-            frame_50=f50, frame_90=f90,
+            frame_50=f50,
+            frame_90=f90,
             time_50_s=_r(f50 / self.fps if f50 is not None else None, 3),
             time_90_s=_r(f90 / self.fps if f90 is not None else None, 3),
-            t50=_r(t50), final=_r(final), jump_share=_r(jump_share), jump_frame=jump_frame,
-            late=bool(late), abrupt=bool(abrupt), static_then_jump=bool(late and abrupt),
-            misses_target=bool(final < MISS_FINAL), score=_r(score),
+            t50=_r(t50),
+            final=_r(final),
+            jump_share=_r(jump_share),
+            jump_frame=jump_frame,
+            late=bool(late),
+            abrupt=bool(abrupt),
+            static_then_jump=bool(late and abrupt),
+            misses_target=bool(final < MISS_FINAL),
+            score=_r(score),
         )
 
     def _motion(self, scale: float) -> Motion:
@@ -508,8 +534,9 @@ class TakeScorer:
         mean = float(clean.mean()) if len(clean) else 0.0
         base = max(mean, MOTION_FLOOR)
         # Second differences only over runs that no cut interrupts.
-        second = [speeds[k + 2] - 2 * speeds[k + 1] + speeds[k] for k in range(len(speeds) - 2)
-                  if not cut[k:k + 3].any()]
+        second = [
+            speeds[k + 2] - 2 * speeds[k + 1] + speeds[k] for k in range(len(speeds) - 2) if not cut[k : k + 3].any()
+        ]
         jerk = float(np.abs(second).mean()) / base if second else 0.0
         cv = float(clean.std()) / base if len(clean) else 0.0
         score = 0.0 if cuts else 1.0 / (1.0 + jerk / JERK_SCALE)
@@ -517,23 +544,31 @@ class TakeScorer:
             speed_px=tuple(round(float(s) * scale, 3) for s in speeds),
             mean_speed_px=_r(mean * scale, 3),
             max_speed_px=_r(float(clean.max()) * scale if len(clean) else 0.0, 3),
-            speed_cv=_r(cv), jerk=_r(jerk), cuts=cuts,
+            speed_cv=_r(cv),
+            jerk=_r(jerk),
+            cuts=cuts,
             residual_median=_r(float(np.median(residuals)), 3),
             residual_max=_r(float(residuals.max()), 3),
             score=_r(score),
         )
 
 
-def score_take(frames: np.ndarray, start: np.ndarray, target: np.ndarray, fps: float,
-               embedder: ImageEmbedder | None = None) -> TakeScore:
+def score_take(
+    frames: np.ndarray, start: np.ndarray, target: np.ndarray, fps: float, embedder: ImageEmbedder | None = None
+) -> TakeScore:
     """Scores one take held in memory: `frames` (n, H, W, 3) uint8, anchors (H, W, 3) uint8."""
     scorer = TakeScorer(start, target, fps, embedder)
     scorer.add(frames)
     return scorer.finish()
 
 
-def score_take_file(path: Path | str, start: np.ndarray, target: np.ndarray, fps: float | None = None,
-                    embedder: ImageEmbedder | None = None) -> TakeScore:
+def score_take_file(
+    path: Path | str,
+    start: np.ndarray,
+    target: np.ndarray,
+    fps: float | None = None,
+    embedder: ImageEmbedder | None = None,
+) -> TakeScore:
     """Scores a take's video file, decoded in chunks (the rate is the file's unless given)."""
     scorer = TakeScorer(start, target, fps or probe(path).fps, embedder)
     for chunk in iter_frames(path, chunk_size=16):
@@ -557,8 +592,9 @@ def _works(frames: Iterable[np.ndarray]) -> list[np.ndarray]:
     return out
 
 
-def score_seam(frames_before: np.ndarray, frames_after: np.ndarray, fps: float,
-               shared_keyframe: bool = True) -> SeamScore:
+def score_seam(
+    frames_before: np.ndarray, frames_after: np.ndarray, fps: float, shared_keyframe: bool = True
+) -> SeamScore:
     """The join of two takes. `frames_before`: the end of the earlier take (at least
     `seam_pairs(fps) + 2` frames; more are ignored), `frames_after`: the start of the next (at
     least `seam_pairs(fps) + 1`). With `shared_keyframe` the earlier take's last frame is dropped,
@@ -574,8 +610,8 @@ def score_seam(frames_before: np.ndarray, frames_after: np.ndarray, fps: float,
         raise ValueError("a seam needs at least 2 frames on each side")
     k = min(k, len(before) - 1, len(after) - 1)
     width = before.shape[2]
-    gray_b = _works(before[-(k + 1):])
-    gray_a = _works(after[:k + 1])
+    gray_b = _works(before[-(k + 1) :])
+    gray_a = _works(after[: k + 1])
     scale = width / gray_b[0].shape[1]
     return _seam(gray_b, gray_a, scale)
 
@@ -599,7 +635,7 @@ def _seam(gray_b: list[np.ndarray], gray_a: list[np.ndarray], scale: float) -> S
     cut = across_residual > limit
 
     def magnitude(field: np.ndarray) -> float:
-        return float(np.sqrt((field ** 2).sum(axis=-1)).mean())
+        return float(np.sqrt((field**2).sum(axis=-1)).mean())
 
     mean_b = np.mean(flows_b, axis=0)
     mean_a = np.mean(flows_a, axis=0)
@@ -612,24 +648,32 @@ def _seam(gray_b: list[np.ndarray], gray_a: list[np.ndarray], scale: float) -> S
     cosine = None
     if speed_b >= MOTION_FLOOR and speed_a >= MOTION_FLOOR:
         dot = float((mean_b * mean_a).sum())
-        norm = float(np.sqrt((mean_b ** 2).sum() * (mean_a ** 2).sum()))
+        norm = float(np.sqrt((mean_b**2).sum() * (mean_a**2).sum()))
         cosine = dot / norm if norm else 0.0
     reversal = cosine is not None and cosine < REVERSAL_COSINE
     discontinuous = ratio > SEAM_RATIO
     score = 0.0 if cut else 1.0 / (1.0 + max(0.0, ratio - 1.0) / SEAM_SCALE)
-    flags = tuple(name for name, on in (("reversal", reversal), ("discontinuous", discontinuous),
-                                        ("cut", cut)) if on)
+    flags = tuple(name for name, on in (("reversal", reversal), ("discontinuous", discontinuous), ("cut", cut)) if on)
     return SeamScore(
-        version=VERSION, speed_before_px=_r(speed_b * scale, 3), speed_after_px=_r(speed_a * scale, 3),
-        direction_cosine=_r(cosine), motion_change_px=_r(change * scale, 3),
-        inside_change_px=_r(inside_change * scale, 3), change_ratio=_r(ratio, 3),
-        across_residual=_r(across_residual, 3), reversal=bool(reversal),
-        discontinuous=bool(discontinuous), cut=bool(cut), score=_r(score), flags=flags,
+        version=VERSION,
+        speed_before_px=_r(speed_b * scale, 3),
+        speed_after_px=_r(speed_a * scale, 3),
+        direction_cosine=_r(cosine),
+        motion_change_px=_r(change * scale, 3),
+        inside_change_px=_r(inside_change * scale, 3),
+        change_ratio=_r(ratio, 3),
+        across_residual=_r(across_residual, 3),
+        reversal=bool(reversal),
+        discontinuous=bool(discontinuous),
+        cut=bool(cut),
+        score=_r(score),
+        flags=flags,
     )
 
 
-def score_seam_files(path_before: Path | str, path_after: Path | str, fps: float | None = None,
-                     shared_keyframe: bool = True) -> SeamScore:
+def score_seam_files(
+    path_before: Path | str, path_after: Path | str, fps: float | None = None, shared_keyframe: bool = True
+) -> SeamScore:
     """`score_seam` of two take files: only the earlier take's tail and the next take's head are
     kept (the tail by decoding through the file, the head by stopping early)."""
     rate = fps or probe(path_before).fps
@@ -648,4 +692,4 @@ def score_seam_files(path_before: Path | str, path_after: Path | str, fps: float
         chunks.close()
     if not tail or not head:
         raise ValueError("a seam needs frames on both sides")
-    return score_seam(np.stack(tail), np.stack(head[:k + 1]), rate, shared_keyframe)
+    return score_seam(np.stack(tail), np.stack(head[: k + 1]), rate, shared_keyframe)

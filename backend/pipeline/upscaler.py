@@ -52,9 +52,7 @@ def load_spandrel(path: Path, expected_arch: str | None = None):
     state = canonicalize_state_dict(read_state_dict(path))
     descriptor = ModelLoader(registry=_registry()).load_from_state_dict(state)
     if expected_arch is not None and descriptor.architecture.id != expected_arch:
-        raise ValueError(
-            f"{Path(path).name} holds a {descriptor.architecture.id} model, expected {expected_arch}"
-        )
+        raise ValueError(f"{Path(path).name} holds a {descriptor.architecture.id} model, expected {expected_arch}")
     return descriptor.eval()
 
 
@@ -89,7 +87,7 @@ class Upscaler:
         self.multiple = max(1, getattr(req, "multiple_of", 1) or 1)
 
     @classmethod
-    def from_checkpoint(cls, path: Path, out_scale: int, **kwargs) -> "Upscaler":
+    def from_checkpoint(cls, path: Path, out_scale: int, **kwargs) -> Upscaler:
         return cls(load_spandrel(path), out_scale, **kwargs)
 
     def process(self, frames: np.ndarray, progress: ProgressCallback = ignore_progress) -> np.ndarray:

@@ -31,7 +31,7 @@ class AnalyzeRequest(BaseModel):
     images: list[str] = Field(..., description="upload ids, in the order of the video")
 
 
-def _service(request: Request) -> "AnalysisService":
+def _service(request: Request) -> AnalysisService:
     service = getattr(request.app.state, "analysis", None)
     if service is None:
         raise StudioError("analysis_not_running")

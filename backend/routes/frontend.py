@@ -116,4 +116,3 @@ def _installed_version(package_dir: Path) -> str | None:
         return json.loads((package_dir / "package.json").read_text(encoding="utf-8")).get("version")
     except (OSError, ValueError):
         return None
-

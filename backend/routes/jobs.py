@@ -8,16 +8,36 @@ from fastapi import APIRouter, Request, Response, WebSocket
 from fastapi.responses import JSONResponse
 
 from backend import messages, smart_params
-from backend.job_queue import JobQueue
-from backend.models import (FINISHED, MAX_PROMPT_CHARS, MIN_IMAGES_PER_JOB, UNFINISHED, ErrorBody, Health,
-                             HealthDefaults, JobCreate, JobCreated, JobDefaults, JobList, JobStatus, JobView,
-                             Limits, Meta, ParamsPreview, ParamsView, PostprocessOptions, SettingDefaults,
-                             StatusSets, UploadList, UploadView)
 from backend.errors import StudioError
-from backend.utils.storage import StorageFull, check_space, is_disk_full
+from backend.job_queue import JobQueue
+from backend.models import (
+    FINISHED,
+    MAX_PROMPT_CHARS,
+    MIN_IMAGES_PER_JOB,
+    UNFINISHED,
+    ErrorBody,
+    Health,
+    HealthDefaults,
+    JobCreate,
+    JobCreated,
+    JobDefaults,
+    JobList,
+    JobStatus,
+    JobView,
+    Limits,
+    Meta,
+    ParamsPreview,
+    ParamsView,
+    PostprocessOptions,
+    SettingDefaults,
+    StatusSets,
+    UploadList,
+    UploadView,
+)
 from backend.uploads import UploadReceiver
 from backend.utils.files import upload_path, upload_url
 from backend.utils.redact import hide_paths_in
+from backend.utils.storage import StorageFull, check_space, is_disk_full
 
 router = APIRouter()
 
@@ -32,10 +52,20 @@ def _doc(*statuses: int, **answers) -> dict:
 
 
 # The multipart body is parsed by hand (streamed, limited): this tells /openapi.json what it is.
-UPLOAD_BODY = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
-    "type": "object", "required": ["files"],
-    "properties": {"files": {"type": "array", "items": {"type": "string", "format": "binary"}}},
-}}}}}
+UPLOAD_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["files"],
+                    "properties": {"files": {"type": "array", "items": {"type": "string", "format": "binary"}}},
+                }
+            }
+        },
+    }
+}
 # Multipart framing around each file is small; this bounds a request before any byte is parsed.
 MULTIPART_OVERHEAD = 64 * 1024
 
@@ -45,8 +75,9 @@ def _queue(request: Request) -> JobQueue:
 
 
 def _upload_view(row: dict) -> UploadView:
-    return UploadView(id=row["id"], width=row["width"], height=row["height"],
-                      url=upload_url(row["id"]), filename=row["filename"])
+    return UploadView(
+        id=row["id"], width=row["width"], height=row["height"], url=upload_url(row["id"]), filename=row["filename"]
+    )
 
 
 async def _check_space(request: Request, incoming_bytes: int) -> None:
@@ -54,15 +85,21 @@ async def _check_space(request: Request, incoming_bytes: int) -> None:
     await asyncio.to_thread(check_space, request.app.state.settings, incoming_bytes)
 
 
-@router.post("/api/uploads", status_code=201, openapi_extra=UPLOAD_BODY, response_model=UploadList,
-             responses=_doc(400, 413, 415, 422, 500, 507))
+@router.post(
+    "/api/uploads",
+    status_code=201,
+    openapi_extra=UPLOAD_BODY,
+    response_model=UploadList,
+    responses=_doc(400, 413, 415, 422, 500, 507),
+)
 async def upload_images(request: Request):
     settings = request.app.state.settings
     limit = settings.max_files_per_upload * (settings.max_upload_bytes + MULTIPART_OVERHEAD)
     length = request.headers.get("content-length")
     if length and length.isdigit() and int(length) > limit:
-        raise StudioError("upload_too_large", files=settings.max_files_per_upload,
-                          mb=messages.num(settings.max_upload_mb))
+        raise StudioError(
+            "upload_too_large", files=settings.max_files_per_upload, mb=messages.num(settings.max_upload_mb)
+        )
     incoming = int(length) if length and length.isdigit() else settings.max_upload_bytes
     await _check_space(request, incoming)
     receiver = UploadReceiver(settings)
@@ -131,8 +168,7 @@ async def preview_params(body: ParamsPreview, request: Request):
         suggestions = await queue.suggestions_for(images)
         params = queue.resolve_params(images, body.settings, engine, suggestions)
     else:
-        params = smart_params.resolve(body.settings, 1, None, fit=request.app.state.settings.fit_mode,
-                                      engine=engine)
+        params = smart_params.resolve(body.settings, 1, None, fit=request.app.state.settings.fit_mode, engine=engine)
     if body.settings.seed is None:
         # A job draws its random seed when submitted; a preview would show one it will not use.
         params["seed"] = None
@@ -186,15 +222,22 @@ async def health(request: Request):
     device = await asyncio.to_thread(engines.device)
     settings = request.app.state.settings
     worker = _queue(request).worker_status()
-    body = Health(status="ok" if worker.ok else "degraded", worker=worker,
-                  device=device, engines=engines.describe(),
-                  postprocess=engines.describe_postprocess(),
-                  # The engine a job without one gets: the configured one while it is installed.
-                  defaults=HealthDefaults(engine=engines.default_engine(), configured_engine=settings.default_engine,
-                                          max_seconds_per_transition=settings.max_seconds_per_transition,
-                                          max_images_per_job=settings.max_images_per_job,
-                                          # The bucket the page starts at: the memory plan's default for this GPU.
-                                          resolution=device["default_resolution"]))
+    body = Health(
+        status="ok" if worker.ok else "degraded",
+        worker=worker,
+        device=device,
+        engines=engines.describe(),
+        postprocess=engines.describe_postprocess(),
+        # The engine a job without one gets: the configured one while it is installed.
+        defaults=HealthDefaults(
+            engine=engines.default_engine(),
+            configured_engine=settings.default_engine,
+            max_seconds_per_transition=settings.max_seconds_per_transition,
+            max_images_per_job=settings.max_images_per_job,
+            # The bucket the page starts at: the memory plan's default for this GPU.
+            resolution=device["default_resolution"],
+        ),
+    )
     # Open to anyone who can reach the port: folders are named by their settings, not shown.
     shown = hide_paths_in(body.model_dump(mode="json"), settings)
     # 503 while jobs cannot make progress, so health checks (Docker, the notebook) notice.
@@ -209,12 +252,19 @@ async def meta(request: Request) -> Meta:
     settings = request.app.state.settings
     return Meta(
         statuses=StatusSets(all=list(JobStatus), finished=list(FINISHED), unfinished=list(UNFINISHED)),
-        defaults=JobDefaults(engine=settings.default_engine, settings=SettingDefaults(**smart_params.DEFAULTS),
-                             postprocess=PostprocessOptions()),
-        limits=Limits(min_images_per_job=MIN_IMAGES_PER_JOB, max_images_per_job=settings.max_images_per_job,
-                      max_seconds_per_transition=settings.max_seconds_per_transition,
-                      max_prompt_chars=MAX_PROMPT_CHARS, max_files_per_upload=settings.max_files_per_upload,
-                      max_upload_mb=settings.max_upload_mb),
+        defaults=JobDefaults(
+            engine=settings.default_engine,
+            settings=SettingDefaults(**smart_params.DEFAULTS),
+            postprocess=PostprocessOptions(),
+        ),
+        limits=Limits(
+            min_images_per_job=MIN_IMAGES_PER_JOB,
+            max_images_per_job=settings.max_images_per_job,
+            max_seconds_per_transition=settings.max_seconds_per_transition,
+            max_prompt_chars=MAX_PROMPT_CHARS,
+            max_files_per_upload=settings.max_files_per_upload,
+            max_upload_mb=settings.max_upload_mb,
+        ),
     )
 
 

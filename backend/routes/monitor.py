@@ -109,8 +109,9 @@ async def monitor_socket(websocket: WebSocket) -> None:
     receiver: asyncio.Task | None = None
     getter: asyncio.Task | None = None
     try:
-        await websocket.send_json(MonitorHistoryMessage(
-            interval_s=hub.interval_s, samples=list(hub.history)).model_dump(mode="json"))
+        await websocket.send_json(
+            MonitorHistoryMessage(interval_s=hub.interval_s, samples=list(hub.history)).model_dump(mode="json")
+        )
         # Watch for the client closing while waiting for samples (it sends nothing otherwise).
         receiver = asyncio.create_task(websocket.receive())
         while True:

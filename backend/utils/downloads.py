@@ -22,9 +22,9 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 _BLOCK = 1 << 20  # 1 MiB reads: few syscalls, progress about every MiB.
 
@@ -68,8 +68,9 @@ def _remembered_failure(url: str, retry_s: float) -> str | None:
     if seen is None or time.monotonic() - seen[0] >= retry_s:
         return None
     ago = time.monotonic() - seen[0]
-    return (f"{url}: {_host(url)} could not be reached {ago:.0f} s ago ({seen[1]}); it is tried "
-            f"again after {retry_s:.0f} s")
+    return (
+        f"{url}: {_host(url)} could not be reached {ago:.0f} s ago ({seen[1]}); it is tried again after {retry_s:.0f} s"
+    )
 
 
 def _remember(url: str, why: str | None) -> None:
@@ -90,8 +91,9 @@ def host_unreachable(url: str, timeout: float = 3.0, retry_s: float = UNREACHABL
         return remembered
     parts = urllib.parse.urlsplit(url)
     try:
-        with socket.create_connection((parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)),
-                                      timeout=timeout):
+        with socket.create_connection(
+            (parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)), timeout=timeout
+        ):
             pass
     except OSError as exc:
         why = str(exc) or type(exc).__name__

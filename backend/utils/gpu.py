@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 import psutil
 
@@ -144,9 +145,7 @@ class SystemProbe:
         if rates is not None:
             reading.utilization_percent = float(rates.gpu)
             reading.memory_utilization_percent = float(rates.memory)
-        temp = read(
-            "temperature", lambda: nvml.nvmlDeviceGetTemperature(handle, nvml.NVML_TEMPERATURE_GPU)
-        )
+        temp = read("temperature", lambda: nvml.nvmlDeviceGetTemperature(handle, nvml.NVML_TEMPERATURE_GPU))
         reading.temperature_c = float(temp) if temp is not None else None
         power = read("power", lambda: nvml.nvmlDeviceGetPowerUsage(handle))
         reading.power_w = round(power / 1000.0, 1) if power is not None else None
@@ -182,8 +181,7 @@ class SystemProbe:
                 "percent": float(vm.percent),
             }
         except Exception as exc:
-            memory = {"total_mb": None, "used_mb": None, "available_mb": None, "percent": None,
-                      "error": str(exc)}
+            memory = {"total_mb": None, "used_mb": None, "available_mb": None, "percent": None, "error": str(exc)}
         cpu: dict[str, Any]
         try:
             cpu = {
@@ -227,8 +225,16 @@ def detect_machine() -> dict:
     import subprocess
 
     try:
-        line = subprocess.run(["nvidia-smi", "--query-gpu=name,memory.total,compute_cap", "--format=csv,noheader,nounits"],
-                              capture_output=True, text=True, timeout=10).stdout.strip().splitlines()[0]
+        line = (
+            subprocess.run(
+                ["nvidia-smi", "--query-gpu=name,memory.total,compute_cap", "--format=csv,noheader,nounits"],
+                capture_output=True,
+                text=True,
+                timeout=10,
+            )
+            .stdout.strip()
+            .splitlines()[0]
+        )
         name, mib, cap = (x.strip() for x in line.split(","))
         out.update(gpu=name, vram_gib=float(mib) / 1024, capability=[int(c) for c in cap.split(".")])
     except (OSError, IndexError, ValueError, subprocess.SubprocessError):

@@ -32,7 +32,10 @@ def _apply_icc(img: Image.Image, out_mode: str) -> Image.Image | None:
     try:
         src = ImageCms.ImageCmsProfile(io.BytesIO(icc))
         out = ImageCms.profileToProfile(
-            img, src, _srgb_profile(), outputMode=out_mode,
+            img,
+            src,
+            _srgb_profile(),
+            outputMode=out_mode,
             renderingIntent=ImageCms.Intent.PERCEPTUAL,
         )
         return out

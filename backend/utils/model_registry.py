@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from backend import messages
-from backend.utils.progress import Progress, ProgressCallback
 from backend.utils.downloads import DownloadError, DownloadProgress, download_file, sha256_of
+from backend.utils.progress import Progress, ProgressCallback
 
 CHECKSUMS_FILE = ".studio-checksums.json"
 
@@ -228,8 +228,7 @@ def ensure_weight(
     where = f"{path} (folder set by {spec.env})"
     if source is None:
         raise MissingWeightError(
-            f"Model file {spec.filename} for {name} is missing. Get it from {spec.source_note} "
-            f"and put it at {where}."
+            f"Model file {spec.filename} for {name} is missing. Get it from {spec.source_note} and put it at {where}."
         )
 
     def report(p: DownloadProgress) -> None:
@@ -246,8 +245,7 @@ def ensure_weight(
     timeout = float(getattr(settings, "weights_download_timeout_s", 30.0))
     retry_s = float(getattr(settings, "unreachable_retry_s", 120.0))
     try:
-        download_file(source, path, sha256, size, progress=report, timeout=timeout,
-                      unreachable_retry_s=retry_s)
+        download_file(source, path, sha256, size, progress=report, timeout=timeout, unreachable_retry_s=retry_s)
     except DownloadError as exc:
         raise MissingWeightError(
             f"Model file {spec.filename} for {name} is missing and could not be downloaded "
@@ -346,7 +344,9 @@ def framepack_install_problem(settings) -> InstallProblem | None:
     """
     fix = framepack_fix_command(settings)
     folder = (settings.framepack_dir or "").strip()
-    if folder and (Path(folder).expanduser().is_absolute() or folder.startswith(".") or Path(folder).expanduser().exists()):
+    if folder and (
+        Path(folder).expanduser().is_absolute() or folder.startswith(".") or Path(folder).expanduser().exists()
+    ):
         problem = _folder_problem(Path(folder).expanduser())
         if problem is None:
             return None
@@ -356,8 +356,11 @@ def framepack_install_problem(settings) -> InstallProblem | None:
             params={"problem": problem, "fix": fix},
             fix=fix,
         )
-    repos = [folder] if folder else [settings.framepack_transformer, settings.framepack_base,
-                                     settings.framepack_image_encoder]
+    repos = (
+        [folder]
+        if folder
+        else [settings.framepack_transformer, settings.framepack_base, settings.framepack_image_encoder]
+    )
     files = ["model_index.json"] if folder else ["config.json", "model_index.json", "image_encoder/config.json"]
     missing = [repo for repo, name in zip(repos, files) if not _hub_cached(repo, name)]
     if not missing:

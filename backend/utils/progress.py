@@ -7,8 +7,9 @@ every chunk of frames), so a cancel lands quickly without any stage polling a fl
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 
 class JobCancelled(Exception):

@@ -14,8 +14,16 @@ from typing import Any
 from backend.config import Settings
 
 # Settings that name folders; each is shown by its environment variable.
-PATH_SETTINGS = ("data_dir", "models_dir", "codeformer_dir", "rife_dir", "upscaler_dir",
-                 "facexlib_dir", "framepack_dir", "marian_ko_en_dir")
+PATH_SETTINGS = (
+    "data_dir",
+    "models_dir",
+    "codeformer_dir",
+    "rife_dir",
+    "upscaler_dir",
+    "facexlib_dir",
+    "framepack_dir",
+    "marian_ko_en_dir",
+)
 # Any other absolute path (two parts or more), not the path part of a URL.
 _OTHER_PATH = re.compile(r"(?<![\w:/.~-])/(?:[\w.@+~-]+/)+([\w.@+~-]*)")
 

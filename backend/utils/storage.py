@@ -21,6 +21,7 @@ from backend.errors import StudioError
 MB = 1024 * 1024
 _FULL_ERRNOS = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
 
+
 class StorageFull(StudioError):
     """No room for new work: the disk is full (`disk_full`), below the floor (`disk_low`) or over
     the quota (`quota_used`)."""

@@ -6,10 +6,10 @@ chunk is). Readers yield chunks so that no caller has to hold a whole video in m
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterator
 
 import av
 import numpy as np
@@ -94,7 +94,7 @@ class VideoWriter:
         self._container: av.container.OutputContainer | None = None
         self._stream = None
 
-    def __enter__(self) -> "VideoWriter":
+    def __enter__(self) -> VideoWriter:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:

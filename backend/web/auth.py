@@ -42,8 +42,9 @@ import logging
 import re
 import time
 from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from fastapi import APIRouter, FastAPI, Request
@@ -51,8 +52,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from backend.config import Settings
-from backend.utils.files import FILES_URL
 from backend.errors import StudioError
+from backend.utils.files import FILES_URL
 from backend.web import errors
 from backend.web.sessions import SessionStore
 
@@ -161,7 +162,7 @@ class HostPolicy:
     trusted_proxies: frozenset[str] = frozenset()
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> "HostPolicy":
+    def from_settings(cls, settings: Settings) -> HostPolicy:
         names = {"localhost"}
         suffixes = [".localhost"]  # browsers resolve these to loopback themselves
         configured = [settings.host, *settings.allowed_hosts.split(",")]
@@ -179,8 +180,7 @@ class HostPolicy:
         return cls(frozenset(names), tuple(suffixes), frozenset(settings.trusted_proxy_addresses))
 
     def allows(self, host: str) -> bool:
-        return (not host or _is_ip(host) or host in self.names
-                or any(host.endswith(suffix) for suffix in self.suffixes))
+        return not host or _is_ip(host) or host in self.names or any(host.endswith(suffix) for suffix in self.suffixes)
 
     def request_host(self, scope: Scope) -> str:
         """The host the client asked for: `Host`, or X-Forwarded-Host from a trusted proxy."""
@@ -194,8 +194,14 @@ class HostPolicy:
 class AuthGuard:
     """Everything the middleware and the login route share: the token, the limiter, the hosts."""
 
-    def __init__(self, token: str, limiter: FailureLimiter, allowed_origins: frozenset[str],
-                 hosts: HostPolicy | None = None, sessions: SessionStore | None = None):
+    def __init__(
+        self,
+        token: str,
+        limiter: FailureLimiter,
+        allowed_origins: frozenset[str],
+        hosts: HostPolicy | None = None,
+        sessions: SessionStore | None = None,
+    ):
         self.token = token
         self.limiter = limiter
         self.allowed_origins = allowed_origins
@@ -431,9 +437,11 @@ class AuthMiddleware:
         if limited is not None:
             return limited
         creds = credentials(scope)
-        if (creds.bearer and self.guard.check(creds.bearer)) or (
-            creds.query and self.guard.check(creds.query)
-        ) or (creds.cookie and self.guard.check(creds.cookie, is_cookie=True)):
+        if (
+            (creds.bearer and self.guard.check(creds.bearer))
+            or (creds.query and self.guard.check(creds.query))
+            or (creds.cookie and self.guard.check(creds.cookie, is_cookie=True))
+        ):
             return None
         challenge = [(b"www-authenticate", b'Bearer realm="studio"')]
         if not creds.any:
@@ -575,9 +583,7 @@ def install_auth(app: FastAPI, settings: Settings) -> None:
     CORS stays closed (no CORS headers at all) unless `STUDIO_CORS_ORIGINS` names origins.
     """
     origins = parse_origins(settings.cors_origins)
-    limiter = FailureLimiter(
-        max_failures=settings.login_max_failures, window_s=settings.login_window_s
-    )
+    limiter = FailureLimiter(max_failures=settings.login_max_failures, window_s=settings.login_window_s)
     token = settings.token.strip()
     sessions = SessionStore(token, settings.data_dir / SESSIONS_FILE, COOKIE_MAX_AGE_S) if token else None
     guard = AuthGuard(token, limiter, origins, HostPolicy.from_settings(settings), sessions)
@@ -616,8 +622,7 @@ class RedactTokens(logging.Filter):
         if isinstance(record.msg, str) and "token=" in record.msg.lower():
             record.msg = redact(record.msg)
         if isinstance(record.args, tuple):
-            record.args = tuple(redact(a) if isinstance(a, str) and "token=" in a.lower() else a
-                                for a in record.args)
+            record.args = tuple(redact(a) if isinstance(a, str) and "token=" in a.lower() else a for a in record.args)
         return True
 
 

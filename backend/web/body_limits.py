@@ -23,10 +23,10 @@ from collections import Counter
 from typing import Any
 
 from backend import messages
-from backend.web import errors
-from backend.web.auth import ASGIApp, Message, Receive, Scope, Send, limit_key
 from backend.config import Settings
 from backend.errors import StudioError
+from backend.web import errors
+from backend.web.auth import ASGIApp, Message, Receive, Scope, Send, limit_key
 
 UPLOAD_PATH = "/api/uploads"
 # Multipart framing around each file is small; this bounds an upload before any byte is parsed.
@@ -48,8 +48,9 @@ def _too_large(limit: int) -> BodyLimitError:
 
 
 def _upload_too_large(settings: Settings) -> BodyLimitError:
-    return BodyLimitError("upload_too_large", files=settings.max_files_per_upload,
-                          mb=messages.num(settings.max_upload_mb))
+    return BodyLimitError(
+        "upload_too_large", files=settings.max_files_per_upload, mb=messages.num(settings.max_upload_mb)
+    )
 
 
 class _TimedBody:
@@ -71,7 +72,9 @@ class _TimedBody:
     def _deadline(self) -> float:
         # The moment this body falls behind: a pause longer than the idle limit, the total limit,
         # or (after the first idle period of grace) an average rate below the minimum.
-        rate_deadline = self._start + max(self._idle_s, self.received / self._min_rate) if self._min_rate > 0 else float("inf")
+        rate_deadline = (
+            self._start + max(self._idle_s, self.received / self._min_rate) if self._min_rate > 0 else float("inf")
+        )
         return min(self._last + self._idle_s, self._start + self._max_s, rate_deadline)
 
     def _trip(self, error: BodyLimitError) -> BodyLimitError:
@@ -89,9 +92,14 @@ class _TimedBody:
                 raise asyncio.TimeoutError
             message = await asyncio.wait_for(self._receive(), remaining)
         except asyncio.TimeoutError:
-            raise self._trip(BodyLimitError(
-                "body_too_slow", rate_kb_s=messages.num(self._min_rate / 1024),
-                idle_s=messages.num(self._idle_s), max_s=messages.num(self._max_s))) from None
+            raise self._trip(
+                BodyLimitError(
+                    "body_too_slow",
+                    rate_kb_s=messages.num(self._min_rate / 1024),
+                    idle_s=messages.num(self._idle_s),
+                    max_s=messages.num(self._max_s),
+                )
+            ) from None
         if message["type"] == "http.request":
             self.received += len(message.get("body", b""))
             self._last = time.monotonic()
@@ -132,12 +140,18 @@ class UploadSlots:
 
 async def send_error(send: Send, error: BodyLimitError) -> None:
     payload = errors.encode(error)
-    await send({"type": "http.response.start", "status": errors.status_for(error.code), "headers": [
-        (b"content-type", b"application/json; charset=utf-8"),
-        (b"content-length", str(len(payload)).encode()),
-        (b"connection", b"close"),
-        *error.headers,
-    ]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": errors.status_for(error.code),
+            "headers": [
+                (b"content-type", b"application/json; charset=utf-8"),
+                (b"content-length", str(len(payload)).encode()),
+                (b"connection", b"close"),
+                *error.headers,
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": payload})
 
 

@@ -98,9 +98,15 @@ class AllowHeader:
 def install(app: FastAPI) -> None:
     def openapi() -> dict:
         if app.openapi_schema is None:
-            app.openapi_schema = _rewrite(get_openapi(
-                title=app.title, version=app.version, openapi_version=app.openapi_version,
-                description=app.description, routes=app.routes))
+            app.openapi_schema = _rewrite(
+                get_openapi(
+                    title=app.title,
+                    version=app.version,
+                    openapi_version=app.openapi_version,
+                    description=app.description,
+                    routes=app.routes,
+                )
+            )
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]

@@ -18,8 +18,8 @@ import os
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 log = logging.getLogger(__name__)
 
@@ -27,8 +27,14 @@ MAX_SESSIONS = 1000
 
 
 class SessionStore:
-    def __init__(self, token: str, path: Path | None, max_age_s: float,
-                 clock: Callable[[], float] = time.time, max_sessions: int = MAX_SESSIONS) -> None:
+    def __init__(
+        self,
+        token: str,
+        path: Path | None,
+        max_age_s: float,
+        clock: Callable[[], float] = time.time,
+        max_sessions: int = MAX_SESSIONS,
+    ) -> None:
         self._token = token.encode()
         self._path = path
         self._max_age_s = max_age_s

@@ -13,14 +13,21 @@ from tests.helpers.server import ROOT
 CHROMIUM = Path(os.environ.get("STUDIO_TEST_CHROMIUM", "/usr/bin/chromium"))
 # No background networking: this machine's network is closed and Chromium would keep trying.
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 
 # In CI the set-up installs both, so there a missing one fails the tests instead of skipping them.
 REQUIREMENTS = [
-    pytest.mark.skipif(not CHROMIUM.exists() and not os.environ.get("CI"),
-                       reason=f"{CHROMIUM} missing: apt-get install -y chromium"),
+    pytest.mark.skipif(
+        not CHROMIUM.exists() and not os.environ.get("CI"), reason=f"{CHROMIUM} missing: apt-get install -y chromium"
+    ),
     pytest.mark.skipif(
         not (ROOT / "frontend" / "node_modules" / "react").is_dir() and not os.environ.get("CI"),
         reason="frontend packages missing: npm ci --prefix frontend",
@@ -35,8 +42,12 @@ def chromium_context(profile: Path):
 
     with sync_playwright() as playwright:
         context = playwright.chromium.launch_persistent_context(
-            str(profile), executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True,
-            viewport={"width": 1280, "height": 900}, locale="en-US",
+            str(profile),
+            executable_path=str(CHROMIUM),
+            args=CHROMIUM_ARGS,
+            headless=True,
+            viewport={"width": 1280, "height": 900},
+            locale="en-US",
         )
         try:
             yield context
@@ -50,8 +61,12 @@ def offline_page(context, server_url: str):
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.route("**/*", lambda route: route.continue_()
-               if route.request.url.startswith((server_url, "data:", "blob:")) else route.abort())
+    page.route(
+        "**/*",
+        lambda route: route.continue_()
+        if route.request.url.startswith((server_url, "data:", "blob:"))
+        else route.abort(),
+    )
     page.js_errors = errors
     return page
 

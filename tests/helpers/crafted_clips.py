@@ -27,7 +27,7 @@ def photo() -> np.ndarray:
 
 def window(x: float, y: float = START_XY[1]) -> np.ndarray:
     x, y = int(round(x)), int(round(y))
-    return np.ascontiguousarray(photo()[y:y + H, x:x + W])
+    return np.ascontiguousarray(photo()[y : y + H, x : x + W])
 
 
 def start_image() -> np.ndarray:
@@ -41,8 +41,9 @@ def target_image() -> np.ndarray:
 def shifted(image: np.ndarray, dx: float, dy: float = 0.0) -> np.ndarray:
     """The image moved by a sub-pixel (dx, dy): content at x goes to x + dx."""
     m = np.float32([[1, 0, dx], [0, 1, dy]])
-    return cv2.warpAffine(image, m, (image.shape[1], image.shape[0]), flags=cv2.INTER_CUBIC,
-                          borderMode=cv2.BORDER_REFLECT)
+    return cv2.warpAffine(
+        image, m, (image.shape[1], image.shape[0]), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT
+    )
 
 
 def blend(a: np.ndarray, b: np.ndarray, t: float) -> np.ndarray:

@@ -28,8 +28,12 @@ def closed_port_url() -> str:
 
 def source_repo(dest: Path) -> Path:
     """A git repository whose one commit is this checkout's working tree."""
-    files = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-                           cwd=ROOT, capture_output=True, check=True).stdout.split(b"\0")
+    files = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        capture_output=True,
+        check=True,
+    ).stdout.split(b"\0")
     dest.mkdir(parents=True)
     for raw in files:
         if not raw:
@@ -65,16 +69,21 @@ def reuse_installed_parts(clone: Path) -> None:
 def first_run_env(**extra: str) -> dict[str, str]:
     """The environment of a new user's shell: no studio settings, the hub and the weight host
     unreachable (closed loopback ports), pip without an index (nothing to fetch), CPU only."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("STUDIO_", "HF_", "TRANSFORMERS_", "UVICORN_", "FRAMEPACK_", "VIRTUAL_ENV"))}
-    env.update({
-        "HF_ENDPOINT": closed_port_url(),
-        "STUDIO_WEIGHTS_MIRROR": closed_port_url(),
-        "STUDIO_TRANSLATE_SERVICE_URL": "127.0.0.1:9",
-        "STUDIO_DEVICE": "cpu",
-        "PIP_NO_INDEX": "1",
-        "PIP_DISABLE_PIP_VERSION_CHECK": "1",
-        "PYTHONUNBUFFERED": "1",
-    })
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("STUDIO_", "HF_", "TRANSFORMERS_", "UVICORN_", "FRAMEPACK_", "VIRTUAL_ENV"))
+    }
+    env.update(
+        {
+            "HF_ENDPOINT": closed_port_url(),
+            "STUDIO_WEIGHTS_MIRROR": closed_port_url(),
+            "STUDIO_TRANSLATE_SERVICE_URL": "127.0.0.1:9",
+            "STUDIO_DEVICE": "cpu",
+            "PIP_NO_INDEX": "1",
+            "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
     env.update(extra)
     return env

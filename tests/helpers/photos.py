@@ -28,8 +28,23 @@ def _from_wheel() -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     found = sorted(folder.glob("matplotlib-3.11.2-*.whl"))
     if not found:
-        out = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-                              "-q", "-d", str(folder), MATPLOTLIB], capture_output=True, text=True, timeout=600)
+        out = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--no-deps",
+                "--only-binary=:all:",
+                "-q",
+                "-d",
+                str(folder),
+                MATPLOTLIB,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         if out.returncode != 0:
             raise RuntimeError(f"pip download {MATPLOTLIB} failed:\n{out.stderr}")
         found = sorted(folder.glob("matplotlib-3.11.2-*.whl"))

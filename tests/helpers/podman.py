@@ -45,8 +45,10 @@ def environment() -> dict[str, str]:
     CACHE.mkdir(parents=True, exist_ok=True)
     runtime = 'runtime = "runc"\n' if shutil.which("runc") else ""
     _write(CACHE / "containers.conf", f"[containers]\ndefault_ulimits = []\n\n[engine]\n{runtime}")
-    _write(CACHE / "storage.conf",
-           f'[storage]\ndriver = "overlay"\nrunroot = "{CACHE / "run"}"\ngraphroot = "{CACHE / "storage"}"\n')
+    _write(
+        CACHE / "storage.conf",
+        f'[storage]\ndriver = "overlay"\nrunroot = "{CACHE / "run"}"\ngraphroot = "{CACHE / "storage"}"\n',
+    )
     (CACHE / "tmp").mkdir(exist_ok=True)
     return {
         **os.environ,
@@ -57,8 +59,9 @@ def environment() -> dict[str, str]:
     }
 
 
-def podman(*args: str, timeout: float = 120, check: bool = True, env: dict | None = None,
-           tool: str = "podman") -> subprocess.CompletedProcess:
+def podman(
+    *args: str, timeout: float = 120, check: bool = True, env: dict | None = None, tool: str = "podman"
+) -> subprocess.CompletedProcess:
     r = subprocess.run([tool, *args], capture_output=True, text=True, timeout=timeout, env=env or environment())
     if check and r.returncode != 0:
         raise AssertionError(f"{tool} {' '.join(args)} -> {r.returncode}\n{r.stdout[-4000:]}\n{r.stderr[-4000:]}")
@@ -117,8 +120,12 @@ def ensure_base_image() -> float:
     start = time.monotonic()
     rootfs = CACHE / "rootfs"
     shutil.rmtree(rootfs, ignore_errors=True)
-    r = subprocess.run(["debootstrap", "--variant=minbase", DEBIAN_SUITE, str(rootfs), debian_mirror()],
-                       capture_output=True, text=True, timeout=900)
+    r = subprocess.run(
+        ["debootstrap", "--variant=minbase", DEBIAN_SUITE, str(rootfs), debian_mirror()],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     if r.returncode != 0:
         raise AssertionError(f"debootstrap failed:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}")
     archive = CACHE / "rootfs.tar"
@@ -135,11 +142,12 @@ def ensure_base_image() -> float:
 def clean_checkout(dest: Path, repo: Path) -> Path:
     """The tracked files as they are now (committed or not), nothing untracked or ignored: what a
     fresh clone of this state holds."""
-    tree = subprocess.run(["git", "stash", "create"], cwd=repo, capture_output=True, text=True,
-                          check=True).stdout.strip() or "HEAD"
+    tree = (
+        subprocess.run(["git", "stash", "create"], cwd=repo, capture_output=True, text=True, check=True).stdout.strip()
+        or "HEAD"
+    )
     dest.mkdir(parents=True, exist_ok=True)
-    archive = subprocess.run(["git", "archive", "--format=tar", tree], cwd=repo, capture_output=True,
-                             check=True).stdout
+    archive = subprocess.run(["git", "archive", "--format=tar", tree], cwd=repo, capture_output=True, check=True).stdout
     subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
     return dest
 
@@ -149,12 +157,22 @@ def build(context: Path, tag: str, timeout: float = 3600) -> tuple[float, str]:
     Returns (seconds, build log)."""
     pip_conf = CACHE / "pip.conf"
     args = [
-        "bud", "--isolation", "chroot", "--network", "host", "--layers",
-        "--ignorefile", str(context / "docker" / "Dockerfile.dockerignore"),
-        "-f", str(context / "docker" / "Dockerfile"),
-        "--build-arg", f"BASE_IMAGE={BASE_IMAGE}",
-        "--build-arg", "TORCH_INDEX_URL=https://pypi.org/simple",
-        "-t", tag,
+        "bud",
+        "--isolation",
+        "chroot",
+        "--network",
+        "host",
+        "--layers",
+        "--ignorefile",
+        str(context / "docker" / "Dockerfile.dockerignore"),
+        "-f",
+        str(context / "docker" / "Dockerfile"),
+        "--build-arg",
+        f"BASE_IMAGE={BASE_IMAGE}",
+        "--build-arg",
+        "TORCH_INDEX_URL=https://pypi.org/simple",
+        "-t",
+        tag,
     ]
     if HOST_CA.exists():
         # /mnt exists in every Debian/Ubuntu base, so no mount point is left behind for it; the

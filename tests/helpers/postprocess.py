@@ -15,7 +15,6 @@ import torch
 
 from backend.config import Settings
 
-
 # --- state dicts laid out as the published files ----------------------------------------------
 
 
@@ -53,7 +52,9 @@ def upscaler_release_state(name: str, num_blocks: int | None = None) -> dict:
     if name in ("realesrgan-x4plus", "realesrgan-x2plus"):
         nb = num_blocks or 23
         shuffle = 2 if name == "realesrgan-x2plus" else None
-        model = ESRGAN(in_nc=12 if shuffle else 3, out_nc=3, num_filters=64, num_blocks=nb, scale=4, shuffle_factor=shuffle)
+        model = ESRGAN(
+            in_nc=12 if shuffle else 3, out_nc=3, num_filters=64, num_blocks=nb, scale=4, shuffle_factor=shuffle
+        )
         return {"params_ema": _rrdb_old_to_release(model.state_dict(), nb)}
     raise KeyError(f"no random builder for upscale model {name!r}")
 

@@ -29,8 +29,9 @@ class StudioServer:
     offline and the device is the CPU.
     """
 
-    def __init__(self, tmp_path: Path, env: dict[str, str] | None = None, port: int | None = None,
-                 log_level: str = "warning") -> None:
+    def __init__(
+        self, tmp_path: Path, env: dict[str, str] | None = None, port: int | None = None, log_level: str = "warning"
+    ) -> None:
         self.tmp_path = Path(tmp_path)
         self.log_level = log_level
         self.port = port or free_port()
@@ -60,12 +61,26 @@ class StudioServer:
     def ws_url(self) -> str:
         return f"ws://127.0.0.1:{self.port}/ws"
 
-    def start(self, timeout: float = 90.0) -> "StudioServer":
+    def start(self, timeout: float = 90.0) -> StudioServer:
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "backend.app:create_app", "--factory",
-             "--host", "127.0.0.1", "--port", str(self.port), "--log-level", self.log_level],
-            cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "backend.app:create_app",
+                "--factory",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--log-level",
+                self.log_level,
+            ],
+            cwd=ROOT,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -97,7 +112,7 @@ class StudioServer:
             except subprocess.TimeoutExpired:
                 self.kill()
 
-    def __enter__(self) -> "StudioServer":
+    def __enter__(self) -> StudioServer:
         return self.start()
 
     def __exit__(self, *exc) -> None:

@@ -92,16 +92,23 @@ class Fp8Linear(nn.Module):
         # Stored (out, in) row-major; `.t()` below is the column-major view _scaled_mm wants.
         self.register_buffer("weight_fp8", weight_fp8)
         self.register_buffer("weight_scale", scale.t().contiguous())  # (1, out) float32
-        self.bias = None if linear.bias is None else nn.Parameter(linear.bias.detach().to(torch.bfloat16),
-                                                                   requires_grad=False)
+        self.bias = (
+            None if linear.bias is None else nn.Parameter(linear.bias.detach().to(torch.bfloat16), requires_grad=False)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape = x.shape
         x2 = x.reshape(-1, shape[-1])
         x_scale = x2.float().abs().amax(dim=1, keepdim=True).clamp(min=1e-12) / FP8_MAX  # (tokens, 1)
         xq = (x2.float() / x_scale).to(torch.float8_e4m3fn)
-        out = torch._scaled_mm(xq, self.weight_fp8.t(), scale_a=x_scale, scale_b=self.weight_scale,
-                               bias=self.bias, out_dtype=torch.bfloat16)
+        out = torch._scaled_mm(
+            xq,
+            self.weight_fp8.t(),
+            scale_a=x_scale,
+            scale_b=self.weight_scale,
+            bias=self.bias,
+            out_dtype=torch.bfloat16,
+        )
         return out.reshape(*shape[:-1], self.out_features)
 
 
@@ -109,16 +116,26 @@ def convert_fp8_linears(transformer, min_features: int = 1024) -> int:
     """Swaps the large linear layers inside the blocks for `Fp8Linear`; returns how many."""
     count = 0
     for block in blocks(transformer):
-        for name, child in list(block.named_modules()):
+        for _name, child in list(block.named_modules()):
             for attr, sub in list(child.named_children()):
-                if (type(sub) is nn.Linear and sub.in_features >= min_features
-                        and sub.out_features >= min_features
-                        and sub.in_features % 16 == 0 and sub.out_features % 16 == 0):
+                if (
+                    type(sub) is nn.Linear
+                    and sub.in_features >= min_features
+                    and sub.out_features >= min_features
+                    and sub.in_features % 16 == 0
+                    and sub.out_features % 16 == 0
+                ):
                     setattr(child, attr, Fp8Linear(sub))
                     count += 1
     torch.cuda.empty_cache()
     return count
 
 
-__all__ = ["compile_blocks", "compile_available", "convert_fp8_linears", "fp8_matmul_supported",
-           "use_compile_cache", "Fp8Linear"]
+__all__ = [
+    "compile_blocks",
+    "compile_available",
+    "convert_fp8_linears",
+    "fp8_matmul_supported",
+    "use_compile_cache",
+    "Fp8Linear",
+]

@@ -96,13 +96,20 @@ def _slices(nbytes: int, parts: int) -> list[tuple[int, int]]:
 
 
 def _views(block_file: BlockFile, buffer: torch.Tensor) -> list[torch.Tensor]:
-    return [buffer[o: o + n].view(dtype).view(shape) for o, n, dtype, shape in block_file.layout]
+    return [buffer[o : o + n].view(dtype).view(shape) for o, n, dtype, shape in block_file.layout]
 
 
 class BlockStreamer:
-    def __init__(self, transformer: nn.Module, block_lists: list[nn.ModuleList], device,
-                 tiers: list[str] | None = None, disk_dir: Path | None = None, read_ahead: int = 2,
-                 read_threads: int = 8) -> None:
+    def __init__(
+        self,
+        transformer: nn.Module,
+        block_lists: list[nn.ModuleList],
+        device,
+        tiers: list[str] | None = None,
+        disk_dir: Path | None = None,
+        read_ahead: int = 2,
+        read_threads: int = 8,
+    ) -> None:
         self.device = torch.device(device)
         self.cuda = self.device.type == "cuda"
         self.blocks: list[nn.Module] = [b for blocks in block_lists for b in blocks]
@@ -131,7 +138,8 @@ class BlockStreamer:
             self.folder = written[0].path.parent if all(written) else self._make_folder(Path(disk_dir))
             for i in self._tier("disk"):
                 self.files[i] = getattr(self.blocks[i], "_studio_block_file", None) or write_block(
-                    [t for *_, t, _ in tensors[i]], self.folder / f"block{i:03d}.bin")
+                    [t for *_, t, _ in tensors[i]], self.folder / f"block{i:03d}.bin"
+                )
                 for (mod, name, is_param), (*_, t, _) in zip(self.slots[i], tensors[i]):
                     _set(mod, name, is_param, _placeholder(t))
         ram = nn.ModuleList([self.blocks[i] for i in self._tier("ram")])
@@ -140,8 +148,10 @@ class BlockStreamer:
         # Pinned once for all RAM blocks; the container keeps the registered buffer alive.
         self._ram_container = ram
         self.pinned_bytes = pin_module_in_place(ram) if self.cuda and len(ram) else 0
-        self.host = [[t.data for *_, t, _ in module_tensors(b)] if self.tiers[i] == "ram" else None
-                     for i, b in enumerate(self.blocks)]
+        self.host = [
+            [t.data for *_, t, _ in module_tensors(b)] if self.tiers[i] == "ram" else None
+            for i, b in enumerate(self.blocks)
+        ]
         self.streamed = [i for i in range(n) if self.tiers[i] != "gpu"]
         # For each block, the next streamed block after it (cyclically): what to prefetch.
         self.next_streamed = {}
@@ -209,8 +219,13 @@ class BlockStreamer:
             if event is not None:
                 event.synchronize()  # the last GPU copy out of this buffer must be done
             view, f = memoryview(buf.numpy()), self.files[j]
-            self._reads[j] = ([self._reader.submit(_read_range, f.path, view, lo, hi)
-                               for lo, hi in _slices(f.nbytes, self.read_threads)], buf)
+            self._reads[j] = (
+                [
+                    self._reader.submit(_read_range, f.path, view, lo, hi)
+                    for lo, hi in _slices(f.nbytes, self.read_threads)
+                ],
+                buf,
+            )
             self.max_reads_in_flight = max(self.max_reads_in_flight, len(self._reads))
 
     def _take_read(self, j: int) -> tuple[list[torch.Tensor], torch.Tensor]:
@@ -284,11 +299,18 @@ def transformer_blocks(transformer: nn.Module) -> list[nn.ModuleList]:
     return [transformer.transformer_blocks, transformer.single_transformer_blocks]
 
 
-def stream_blocks(transformer: nn.Module, device, tiers: list[str] | None = None, disk_dir: Path | None = None,
-                  read_ahead: int = 2, read_threads: int = 8) -> BlockStreamer:
+def stream_blocks(
+    transformer: nn.Module,
+    device,
+    tiers: list[str] | None = None,
+    disk_dir: Path | None = None,
+    read_ahead: int = 2,
+    read_threads: int = 8,
+) -> BlockStreamer:
     """Streams the transformer's blocks that `tiers` does not put on the GPU (default: all in RAM)."""
-    streamer = BlockStreamer(transformer, transformer_blocks(transformer), device, tiers, disk_dir, read_ahead,
-                             read_threads)
+    streamer = BlockStreamer(
+        transformer, transformer_blocks(transformer), device, tiers, disk_dir, read_ahead, read_threads
+    )
     weakref.finalize(transformer, streamer.close)
     return streamer
 

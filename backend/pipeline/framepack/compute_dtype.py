@@ -17,7 +17,7 @@ latents come out inf or NaN.
 from __future__ import annotations
 
 import contextlib
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -50,8 +50,21 @@ def keep_stream_fp32(transformer) -> list:
     return handles
 
 
-_WEIGHTED = {F.linear, F.conv1d, F.conv2d, F.conv3d, F.layer_norm, F.group_norm, F.scaled_dot_product_attention,
-             torch.matmul, torch.bmm, torch.baddbmm, torch.addmm, torch.mm, F.rms_norm}
+_WEIGHTED = {
+    F.linear,
+    F.conv1d,
+    F.conv2d,
+    F.conv3d,
+    F.layer_norm,
+    F.group_norm,
+    F.scaled_dot_product_attention,
+    torch.matmul,
+    torch.bmm,
+    torch.baddbmm,
+    torch.addmm,
+    torch.mm,
+    F.rms_norm,
+}
 
 
 class UpcastWeights(TorchFunctionMode):
@@ -61,8 +74,9 @@ class UpcastWeights(TorchFunctionMode):
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         if func in _WEIGHTED:
-            floats = [a for a in list(args) + list(kwargs.values()) if isinstance(a, torch.Tensor)
-                      and a.is_floating_point()]
+            floats = [
+                a for a in list(args) + list(kwargs.values()) if isinstance(a, torch.Tensor) and a.is_floating_point()
+            ]
             if floats and len({a.dtype for a in floats}) > 1:
                 wide = max((a.dtype for a in floats), key=lambda d: torch.finfo(d).bits)
 
@@ -77,7 +91,9 @@ class UpcastWeights(TorchFunctionMode):
 class ComputePolicy:
     """One of bf16 / fp16 / fp32 for a device; `context()` wraps each transformer forward."""
 
-    def __init__(self, name: str, device_type: str, eager: Callable[[], contextlib.AbstractContextManager] | None = None):
+    def __init__(
+        self, name: str, device_type: str, eager: Callable[[], contextlib.AbstractContextManager] | None = None
+    ):
         if name not in DTYPES:
             raise ValueError(f"unknown compute dtype {name!r}")
         self.name = name
@@ -96,7 +112,7 @@ class ComputePolicy:
             return stack
         return contextlib.nullcontext()
 
-    def safer(self) -> "ComputePolicy | None":
+    def safer(self) -> ComputePolicy | None:
         return None if self.name == "fp32" else ComputePolicy("fp32", self.device_type, self._eager)
 
     def __repr__(self) -> str:

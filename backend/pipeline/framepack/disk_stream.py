@@ -114,8 +114,9 @@ def _reader_state(reader, prefix: str, keys, dtype) -> dict[str, torch.Tensor]:
     return out
 
 
-def stream_from_disk(module: nn.Module, device: torch.device | str, root: Path, reader=None,
-                     dtype: torch.dtype | None = None) -> DiskStream:
+def stream_from_disk(
+    module: nn.Module, device: torch.device | str, root: Path, reader=None, dtype: torch.dtype | None = None
+) -> DiskStream:
     """Writes `module`'s layers to disk, frees them, and streams them onto `device` per forward.
 
     The module's small parts (embeddings under 16 MB, norms, non-persistent buffers) move to
@@ -157,13 +158,19 @@ def stream_from_disk(module: nn.Module, device: torch.device | str, root: Path, 
                 child.load_state_dict(_reader_state(reader, f"{name}.", keys, dtype), strict=True, assign=True)
             child.to(device)
     move_own_tensors(module, device)
-    log.info("%s: %d layers (%.1f GiB) stream from %s", type(module).__name__, len(units),
-             stream.bytes_on_disk / 1024**3, folder)
+    log.info(
+        "%s: %d layers (%.1f GiB) stream from %s",
+        type(module).__name__,
+        len(units),
+        stream.bytes_on_disk / 1024**3,
+        folder,
+    )
     return stream
 
 
-def read_to_disk_stream(model_cls, source: str, subfolder: str | None, device, root: Path,
-                        dtype: torch.dtype, token: str | None = None) -> nn.Module:
+def read_to_disk_stream(
+    model_cls, source: str, subfolder: str | None, device, root: Path, dtype: torch.dtype, token: str | None = None
+) -> nn.Module:
     """A transformers model built without storage whose layers go from its checkpoint to disk files.
 
     What `from_pretrained` then `stream_from_disk` give, without ever holding the model in RAM
@@ -186,4 +193,12 @@ def read_to_disk_stream(model_cls, source: str, subfolder: str | None, device, r
     return model
 
 
-__all__ = ["DiskStream", "module_tensors", "move_own_tensors", "stream_from_disk", "read_to_disk_stream", "streaming_units", "remove_stale"]
+__all__ = [
+    "DiskStream",
+    "module_tensors",
+    "move_own_tensors",
+    "stream_from_disk",
+    "read_to_disk_stream",
+    "streaming_units",
+    "remove_stale",
+]

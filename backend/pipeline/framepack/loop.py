@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import contextlib
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Protocol
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -60,8 +61,18 @@ class Conditioning:
     latents_b: torch.Tensor  # and of the last image
 
 
-def encode(pipe, image_a, image_b, prompt: str, height: int, width: int, true_cfg: float,
-           generator: torch.Generator, device: torch.device, placement: Placement | None = None) -> Conditioning:
+def encode(
+    pipe,
+    image_a,
+    image_b,
+    prompt: str,
+    height: int,
+    width: int,
+    true_cfg: float,
+    generator: torch.Generator,
+    device: torch.device,
+    placement: Placement | None = None,
+) -> Conditioning:
     """Text, image and VAE conditioning for one transition, in the pipeline's order of random draws.
 
     `device` is explicit: with offloaded encoders the pipeline's own guess would say "cpu".
@@ -84,8 +95,9 @@ def encode(pipe, image_a, image_b, prompt: str, height: int, width: int, true_cf
         latents_b = pipe.prepare_image_latents(pixels_b, dtype=torch.float32, device=device, generator=generator)
     finally:
         placement.encoders_off()
-    return Conditioning(embeds.to(dtype), mask.to(dtype), pooled.to(dtype), negative, embed_a, embed_b,
-                        latents_a, latents_b)
+    return Conditioning(
+        embeds.to(dtype), mask.to(dtype), pooled.to(dtype), negative, embed_a, embed_b, latents_a, latents_b
+    )
 
 
 def latent_paddings(sections: int) -> list[int]:
@@ -149,10 +161,23 @@ SectionCallback = Callable[[int, np.ndarray], None]  # (sections decoded so far,
 
 
 def sample_sections(
-    pipe, cond: Conditioning, *, height: int, width: int, sections: int, window: int, steps: int,
-    distilled_guidance: float, true_cfg: float, generator: torch.Generator, device: torch.device,
-    image_embeds_for: Callable[[int], torch.Tensor], on_step: StepCallback, on_section: SectionCallback,
-    section_start: Callable[[int], None] | None = None, policy=None,
+    pipe,
+    cond: Conditioning,
+    *,
+    height: int,
+    width: int,
+    sections: int,
+    window: int,
+    steps: int,
+    distilled_guidance: float,
+    true_cfg: float,
+    generator: torch.Generator,
+    device: torch.device,
+    image_embeds_for: Callable[[int], torch.Tensor],
+    on_step: StepCallback,
+    on_section: SectionCallback,
+    section_start: Callable[[int], None] | None = None,
+    policy=None,
     on_warning: Callable[[str], None] | None = None,
 ) -> np.ndarray:
     """Samples `sections` windows end-first and returns (n, H, W, 3) uint8 frames, n = sections·4·window + 1.
@@ -163,11 +188,12 @@ def sample_sections(
     latents (or decoded frames) hold inf or NaN is re-run once in its safer dtype, with a warning
     through `on_warning`, and a second failure raises: never a silent black or noisy video.
     """
-    from backend.pipeline.framepack.compute_dtype import ComputePolicy, finite
     from diffusers.pipelines.hunyuan_video.pipeline_hunyuan_video_framepack import (
         calculate_shift,
         retrieve_timesteps,
     )
+
+    from backend.pipeline.framepack.compute_dtype import ComputePolicy, finite
 
     transformer, vae, scheduler = pipe.transformer, pipe.vae, pipe.scheduler
     dtype = transformer.dtype
@@ -181,8 +207,9 @@ def sample_sections(
     history_len = max(sum(HISTORY_SIZES), 2 * window + 1)
     # Only the newest `history_len` latent frames are ever read again (as clean history or as the
     # decode context of the next section), so the history does not grow with video length.
-    history = torch.zeros(1, channels, history_len, height // s_scale, width // s_scale,
-                          device=device, dtype=torch.float32)
+    history = torch.zeros(
+        1, channels, history_len, height // s_scale, width // s_scale, device=device, dtype=torch.float32
+    )
     # Rounded like the pipeline: the scale in the model dtype, then times 1000.
     guidance = torch.tensor([distilled_guidance], dtype=dtype, device=device) * 1000.0
     paddings = latent_paddings(sections)
@@ -203,12 +230,26 @@ def sample_sections(
         clean = torch.cat([cond.latents_a, hist_1x], dim=2).to(x_dtype)
         hist_2x, hist_4x = hist_2x.to(x_dtype), hist_4x.to(x_dtype)
 
-        latents = pipe.prepare_latents(1, channels, height, width, window_frames, dtype=torch.float32,
-                                       device=device, generator=generator, latents=None)
+        latents = pipe.prepare_latents(
+            1,
+            channels,
+            height,
+            width,
+            window_frames,
+            dtype=torch.float32,
+            device=device,
+            generator=generator,
+            latents=None,
+        )
         seq_len = latents.shape[2] * latents.shape[3] * latents.shape[4] / transformer.config.patch_size**2
         cfg = scheduler.config
-        mu = calculate_shift(seq_len, cfg.get("base_image_seq_len", 256), cfg.get("max_image_seq_len", 4096),
-                             cfg.get("base_shift", 0.5), cfg.get("max_shift", 1.15))
+        mu = calculate_shift(
+            seq_len,
+            cfg.get("base_image_seq_len", 256),
+            cfg.get("max_image_seq_len", 4096),
+            cfg.get("base_shift", 0.5),
+            cfg.get("max_shift", 1.15),
+        )
         timesteps, _ = retrieve_timesteps(scheduler, steps, device, sigmas=sigmas, mu=min(mu, math.log(7.0)))
         image_embeds = image_embeds_for(g).to(x_dtype)
         if section_start is not None:
@@ -217,10 +258,16 @@ def sample_sections(
         neg = None if negative is None else tuple(t.to(x_dtype) for t in negative)
 
         common = dict(
-            image_embeds=image_embeds, indices_latents=idx_latents, guidance=guidance.to(x_dtype),
-            latents_clean=clean, indices_latents_clean=idx_clean,
-            latents_history_2x=hist_2x, indices_latents_history_2x=idx_2x,
-            latents_history_4x=hist_4x, indices_latents_history_4x=idx_4x, return_dict=False,
+            image_embeds=image_embeds,
+            indices_latents=idx_latents,
+            guidance=guidance.to(x_dtype),
+            latents_clean=clean,
+            indices_latents_clean=idx_clean,
+            latents_history_2x=hist_2x,
+            indices_latents_history_2x=idx_2x,
+            latents_history_4x=hist_4x,
+            indices_latents_history_4x=idx_4x,
+            return_dict=False,
         )
         cached = getattr(transformer, "is_cache_enabled", False)
         if cached:
@@ -230,14 +277,24 @@ def sample_sections(
             x = latents.to(x_dtype)
             timestep = t.expand(1)
             with _cache_context(transformer, "cond", cached), run.context():
-                noise = transformer(hidden_states=x, timestep=timestep, encoder_hidden_states=prompt[0],
-                                    encoder_attention_mask=prompt[1], pooled_projections=prompt[2],
-                                    **common)[0]
+                noise = transformer(
+                    hidden_states=x,
+                    timestep=timestep,
+                    encoder_hidden_states=prompt[0],
+                    encoder_attention_mask=prompt[1],
+                    pooled_projections=prompt[2],
+                    **common,
+                )[0]
             if neg is not None:
                 with _cache_context(transformer, "uncond", cached), run.context():
-                    uncond = transformer(hidden_states=x, timestep=timestep, encoder_hidden_states=neg[0],
-                                         encoder_attention_mask=neg[1], pooled_projections=neg[2],
-                                         **common)[0]
+                    uncond = transformer(
+                        hidden_states=x,
+                        timestep=timestep,
+                        encoder_hidden_states=neg[0],
+                        encoder_attention_mask=neg[1],
+                        pooled_projections=neg[2],
+                        **common,
+                    )[0]
                 noise = uncond + cfg_scale * (noise - uncond)
             latents = scheduler.step(noise.float(), t, latents, return_dict=False)[0]
             on_step(g, i)

@@ -31,17 +31,25 @@ log = logging.getLogger(__name__)
 GIB = 1024**3
 
 
-def plan_for_mode(mode: str, offload_weights: str = "bf16", text_on_disk: bool | None = None,
-                  dtype: str = "bf16") -> MemoryPlan:
+def plan_for_mode(
+    mode: str, offload_weights: str = "bf16", text_on_disk: bool | None = None, dtype: str = "bf16"
+) -> MemoryPlan:
     """A plan forced by name (tests and STUDIO_GPU_PROFILE): resident / fp8 / offload / cpu."""
     if mode == "cpu":
         return MemoryPlan("cpu", None, False, dtype="fp32", tiers=("gpu",) * 60)
     weights = "8bit" if mode == "fp8" or (mode == "offload" and offload_weights == "fp8") else "2byte"
     tier = "ram" if mode == "offload" else "gpu"
     on_disk = mode == "offload" if text_on_disk is None else text_on_disk
-    return MemoryPlan(mode, offload_weights if mode == "offload" else None, on_disk, dtype=dtype, weights=weights,
-                      blocks_gpu=0 if tier == "ram" else 60, blocks_ram=60 if tier == "ram" else 0,
-                      tiers=(tier,) * 60)
+    return MemoryPlan(
+        mode,
+        offload_weights if mode == "offload" else None,
+        on_disk,
+        dtype=dtype,
+        weights=weights,
+        blocks_gpu=0 if tier == "ram" else 60,
+        blocks_ram=60 if tier == "ram" else 0,
+        tiers=(tier,) * 60,
+    )
 
 
 def free_host_gib() -> float:
@@ -116,14 +124,28 @@ def stream_from_host(module, device: str) -> int:
 
     module.to("cpu")
     pinned = pin_module_in_place(module)
-    apply_group_offloading(module, onload_device=torch.device(device), offload_device=torch.device("cpu"),
-                           offload_type="leaf_level", use_stream=True, record_stream=True)
+    apply_group_offloading(
+        module,
+        onload_device=torch.device(device),
+        offload_device=torch.device("cpu"),
+        offload_type="leaf_level",
+        use_stream=True,
+        record_stream=True,
+    )
     return pinned
 
 
-def place(pipe, device: str, plan: MemoryPlan | str, offload_weights: str = "bf16", scratch_dir: Path | None = None,
-          storage_format: str = "int8", text_on_disk: bool | None = None, read_ahead: int = 2,
-          read_threads: int = 8):
+def place(
+    pipe,
+    device: str,
+    plan: MemoryPlan | str,
+    offload_weights: str = "bf16",
+    scratch_dir: Path | None = None,
+    storage_format: str = "int8",
+    text_on_disk: bool | None = None,
+    read_ahead: int = 2,
+    read_threads: int = 8,
+):
     """Puts the pipeline's parts where `plan` says; returns the encoder placement for jobs (or None).
 
     The pipeline's weights may start on the host (after loading from disk), on the GPU (the
@@ -162,8 +184,9 @@ def place(pipe, device: str, plan: MemoryPlan | str, offload_weights: str = "bf1
             if scratch_dir is None:
                 raise ValueError("the text encoder on disk needs a scratch directory for its layers")
             text_stream = stream_from_disk(pipe.text_encoder, device, scratch_dir)
-        log.info("%s: text encoder (%.1f GiB) streams from %s", mode, text_stream.bytes_on_disk / GIB,
-                 text_stream.folder)
+        log.info(
+            "%s: text encoder (%.1f GiB) streams from %s", mode, text_stream.bytes_on_disk / GIB, text_stream.folder
+        )
     elif cuda:
         text_bytes = stream_from_host(pipe.text_encoder, device)
         log.info("%s: text encoder (%.1f GiB) streams from pinned host memory", mode, text_bytes / GIB)
@@ -182,11 +205,24 @@ def place(pipe, device: str, plan: MemoryPlan | str, offload_weights: str = "bf1
 
         if cuda:
             torch.cuda.empty_cache()
-        blocks = stream_blocks(transformer, device, tiers, disk_dir=None if scratch_dir is None else
-                               Path(scratch_dir) / "blocks", read_ahead=read_ahead, read_threads=read_threads)
-        log.info("%s: %d blocks on the GPU, %d in pinned RAM (%.1f GiB), %d on disk (%.1f GiB), %s weights",
-                 mode, tiers.count("gpu"), tiers.count("ram"), blocks.pinned_bytes / GIB, tiers.count("disk"),
-                 blocks.bytes_on_disk / GIB, plan.weights)
+        blocks = stream_blocks(
+            transformer,
+            device,
+            tiers,
+            disk_dir=None if scratch_dir is None else Path(scratch_dir) / "blocks",
+            read_ahead=read_ahead,
+            read_threads=read_threads,
+        )
+        log.info(
+            "%s: %d blocks on the GPU, %d in pinned RAM (%.1f GiB), %d on disk (%.1f GiB), %s weights",
+            mode,
+            tiers.count("gpu"),
+            tiers.count("ram"),
+            blocks.pinned_bytes / GIB,
+            tiers.count("disk"),
+            blocks.bytes_on_disk / GIB,
+            plan.weights,
+        )
     pipe.vae.to(device)
     pipe.vae.enable_tiling()
     if cuda:
@@ -195,5 +231,14 @@ def place(pipe, device: str, plan: MemoryPlan | str, offload_weights: str = "bf1
     return EncoderPlacement(pipe, device, text_stream, blocks)
 
 
-__all__ = ["MemoryPlan", "plan_residency", "plan_for_mode", "place", "return_freed_host_memory",
-           "EncoderPlacement", "free_host_gib", "enable_expandable_segments", "stream_from_host"]
+__all__ = [
+    "MemoryPlan",
+    "plan_residency",
+    "plan_for_mode",
+    "place",
+    "return_freed_host_memory",
+    "EncoderPlacement",
+    "free_host_gib",
+    "enable_expandable_segments",
+    "stream_from_host",
+]

@@ -36,7 +36,7 @@ def pin_module_in_place(module) -> int:
     flat = torch.empty(total, dtype=torch.uint8)
     for t, offset in zip(unique, offsets):
         nbytes = t.numel() * t.element_size()
-        view = flat[offset: offset + nbytes].view(t.dtype).view(t.shape)
+        view = flat[offset : offset + nbytes].view(t.dtype).view(t.shape)
         view.copy_(t.data)
         t.data = view  # the old storage is freed here, so peak RAM stays about one copy
     _register(flat)

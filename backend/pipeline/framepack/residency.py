@@ -78,7 +78,8 @@ class Profile:
 
 GB = 1e9 / GIB  # decimal GB in GiB
 PROFILES: dict[str, Profile] = {
-    p.name: p for p in (
+    p.name: p
+    for p in (
         Profile("colab-t4", 15.0, 12.7 * GB, (7, 5), 480, "free Colab T4 (15 GB VRAM, 12.7 GB RAM)"),
         Profile("laptop-6gb", 6.0, 16.0, (8, 6), 480, "6 GB laptop GPU, 16 GB RAM"),
         Profile("gpu-8gb", 8.0, 16.0, (8, 6), 480, "8 GB GPU (3060 Ti, 4060), 16 GB RAM"),
@@ -212,9 +213,18 @@ def _tiers(sizes: list[int], gpu_budget: float, host_budget: float) -> tuple[lis
     return tiers, streamed, disk
 
 
-def plan_residency(vram_gib: float, ram_gib: float, capability: tuple[int, int] | None, bucket: int = 640, *,
-                   device: str = "cuda", ram_free_gib: float | None = None, dtype_request: str = "auto",
-                   weights_request: str = "auto", mode_request: str = "auto") -> MemoryPlan:
+def plan_residency(
+    vram_gib: float,
+    ram_gib: float,
+    capability: tuple[int, int] | None,
+    bucket: int = 640,
+    *,
+    device: str = "cuda",
+    ram_free_gib: float | None = None,
+    dtype_request: str = "auto",
+    weights_request: str = "auto",
+    mode_request: str = "auto",
+) -> MemoryPlan:
     """The plan for a machine (VRAM and RAM in GiB, compute capability) and the largest bucket.
 
     `weights_request`: auto / bf16 (2-byte) / fp8 (8-bit); `mode_request`: auto, or resident / fp8
@@ -243,8 +253,9 @@ def plan_residency(vram_gib: float, ram_gib: float, capability: tuple[int, int] 
         gpu_share = 0.0 if mode_request == "offload" else None
         weights = None
         if weights_request in ("auto", "bf16"):
-            tiers, streamed, disk = layout("2byte", gpu_share if gpu_share is not None else gpu_room("2byte"),
-                                           room_for_blocks_host)
+            tiers, streamed, disk = layout(
+                "2byte", gpu_share if gpu_share is not None else gpu_room("2byte"), room_for_blocks_host
+            )
             if "disk" not in tiers or weights_request == "bf16":
                 weights = "2byte"
                 if "disk" in tiers:  # asked for bf16 where RAM cannot hold it: all in RAM, swap risk
@@ -253,8 +264,9 @@ def plan_residency(vram_gib: float, ram_gib: float, capability: tuple[int, int] 
                     notes.append("bf16 weights requested beyond the host-RAM budget")
         if weights is None:
             weights = "8bit"
-            tiers, streamed, disk = layout("8bit", gpu_share if gpu_share is not None else gpu_room("8bit"),
-                                           room_for_blocks_host)
+            tiers, streamed, disk = layout(
+                "8bit", gpu_share if gpu_share is not None else gpu_room("8bit"), room_for_blocks_host
+            )
     blocks_gpu, blocks_ram, blocks_disk = (tiers.count(t) for t in ("gpu", "ram", "disk"))
     if blocks_gpu == len(tiers):
         mode = "resident" if weights == "2byte" else "fp8"
@@ -268,11 +280,21 @@ def plan_residency(vram_gib: float, ram_gib: float, capability: tuple[int, int] 
     # plentiful: then it streams from pinned RAM in fp8 mode or sits whole on the GPU in resident mode.
     text_on_disk = mode != "resident" and not (mode == "fp8" and room_for_blocks_host >= 16 + 8)
     return MemoryPlan(
-        mode=mode, offload_weights=None if mode in ("resident", "fp8") else ("bf16" if weights == "2byte" else "fp8"),
-        text_on_disk=text_on_disk, dtype=dtype, weights=weights, blocks_gpu=blocks_gpu, blocks_ram=blocks_ram,
-        blocks_disk=blocks_disk, bucket=bucket, tiers=tuple(tiers), vram_budget_gib=round(vram_budget, 3),
-        host_budget_gib=round(host_budget, 3), streamed_gib_per_step=round(streamed, 3),
-        disk_gib_per_step=round(disk, 3), notes=tuple(notes),
+        mode=mode,
+        offload_weights=None if mode in ("resident", "fp8") else ("bf16" if weights == "2byte" else "fp8"),
+        text_on_disk=text_on_disk,
+        dtype=dtype,
+        weights=weights,
+        blocks_gpu=blocks_gpu,
+        blocks_ram=blocks_ram,
+        blocks_disk=blocks_disk,
+        bucket=bucket,
+        tiers=tuple(tiers),
+        vram_budget_gib=round(vram_budget, 3),
+        host_budget_gib=round(host_budget, 3),
+        streamed_gib_per_step=round(streamed, 3),
+        disk_gib_per_step=round(disk, 3),
+        notes=tuple(notes),
     )
 
 
@@ -296,5 +318,18 @@ def plan_for_profile(name: str, bucket: int | None = None, **kwargs) -> MemoryPl
     return plan_residency(p.vram_gib, p.ram_gib, p.capability, bucket or p.bucket, **kwargs)
 
 
-__all__ = ["MemoryPlan", "PROFILES", "Profile", "plan_residency", "plan_for_profile", "fit_tiers", "choose_compute_dtype",
-           "quality_notes", "workspace_gib", "block_sizes", "host_budget_gib", "allocator_cap_gib", "default_bucket"]
+__all__ = [
+    "MemoryPlan",
+    "PROFILES",
+    "Profile",
+    "plan_residency",
+    "plan_for_profile",
+    "fit_tiers",
+    "choose_compute_dtype",
+    "quality_notes",
+    "workspace_gib",
+    "block_sizes",
+    "host_budget_gib",
+    "allocator_cap_gib",
+    "default_bucket",
+]

@@ -52,8 +52,14 @@ class StoredLinear8(nn.Linear):
     the bias stays in the compute dtype.
     """
 
-    def __init__(self, weight_q: torch.Tensor, weight_scale: torch.Tensor, bias: torch.Tensor | None,
-                 fmt: str, compute_dtype: torch.dtype) -> None:
+    def __init__(
+        self,
+        weight_q: torch.Tensor,
+        weight_scale: torch.Tensor,
+        bias: torch.Tensor | None,
+        fmt: str,
+        compute_dtype: torch.dtype,
+    ) -> None:
         nn.Module.__init__(self)  # no nn.Linear init: it would allocate and initialise a weight
         self.out_features, self.in_features = weight_q.shape
         self.compute_dtype = compute_dtype
@@ -63,7 +69,7 @@ class StoredLinear8(nn.Linear):
         self.bias = None if bias is None else nn.Parameter(bias.detach().to(compute_dtype), requires_grad=False)
 
     @classmethod
-    def from_linear(cls, linear: nn.Linear, fmt: str = "fp8") -> "StoredLinear8":
+    def from_linear(cls, linear: nn.Linear, fmt: str = "fp8") -> StoredLinear8:
         q, scale = quantize_rows(linear.weight, fmt)
         return cls(q, scale, linear.bias, fmt, linear.weight.dtype)
 
@@ -77,8 +83,12 @@ class StoredLinear8(nn.Linear):
         return f"in_features={self.in_features}, out_features={self.out_features}, storage={self.fmt}"
 
 
-def store_linears_8bit(module: nn.Module, fmt: str = "fp8", work_device: torch.device | str | None = None,
-                      min_numel: int = MIN_WEIGHT_NUMEL) -> tuple[int, int]:
+def store_linears_8bit(
+    module: nn.Module,
+    fmt: str = "fp8",
+    work_device: torch.device | str | None = None,
+    min_numel: int = MIN_WEIGHT_NUMEL,
+) -> tuple[int, int]:
     """Replaces the large `nn.Linear` layers of `module` with `StoredLinear8`, in place.
 
     Each layer is quantised on `work_device` (a GPU does 13B weights in seconds; a CPU takes
@@ -119,9 +129,20 @@ def safetensors_files(source: str, subfolder: str | None, token: str | None = No
     return files
 
 
-_ST_DTYPES = {"BF16": torch.bfloat16, "F16": torch.float16, "F32": torch.float32, "F64": torch.float64,
-              "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
-              "BOOL": torch.bool, "F8_E4M3": torch.float8_e4m3fn, "F8_E5M2": torch.float8_e5m2}
+_ST_DTYPES = {
+    "BF16": torch.bfloat16,
+    "F16": torch.float16,
+    "F32": torch.float32,
+    "F64": torch.float64,
+    "I64": torch.int64,
+    "I32": torch.int32,
+    "I16": torch.int16,
+    "I8": torch.int8,
+    "U8": torch.uint8,
+    "BOOL": torch.bool,
+    "F8_E4M3": torch.float8_e4m3fn,
+    "F8_E5M2": torch.float8_e5m2,
+}
 
 
 class SafetensorsReader:
@@ -170,10 +191,18 @@ def _unit_of(key: str, unit_lists: tuple[str, ...]) -> str | None:
     return None
 
 
-def load_model_8bit(cls, source: str, subfolder: str | None, fmt: str | None, dtype: torch.dtype,
-                    work_device: torch.device | str | None = None, token: str | None = None,
-                    min_numel: int = MIN_WEIGHT_NUMEL, place_unit=None,
-                    unit_lists: tuple[str, ...] = ("transformer_blocks", "single_transformer_blocks")):
+def load_model_8bit(
+    cls,
+    source: str,
+    subfolder: str | None,
+    fmt: str | None,
+    dtype: torch.dtype,
+    work_device: torch.device | str | None = None,
+    token: str | None = None,
+    min_numel: int = MIN_WEIGHT_NUMEL,
+    place_unit=None,
+    unit_lists: tuple[str, ...] = ("transformer_blocks", "single_transformer_blocks"),
+):
     """Builds a diffusers model from its safetensors files with its large linears stored in 8 bits
     (`fmt` None: as they are, in `dtype`).
 
@@ -190,9 +219,15 @@ def load_model_8bit(cls, source: str, subfolder: str | None, fmt: str | None, dt
     config = cls.load_config(source, subfolder=subfolder, token=token or None)
     with init_empty_weights():
         model = cls.from_config(config)
-    targets = {} if fmt is None else {
-        f"{name}.weight": name for name, mod in model.named_modules()
-        if type(mod) is nn.Linear and mod.weight.numel() >= min_numel}
+    targets = (
+        {}
+        if fmt is None
+        else {
+            f"{name}.weight": name
+            for name, mod in model.named_modules()
+            if type(mod) is nn.Linear and mod.weight.numel() >= min_numel
+        }
+    )
     reader = SafetensorsReader(safetensors_files(source, subfolder, token))
     keys = reader.keys()
     units = {k: _unit_of(k, unit_lists) for k in keys}
@@ -212,8 +247,9 @@ def load_model_8bit(cls, source: str, subfolder: str | None, fmt: str | None, dt
             setattr(parent, attr, StoredLinear8(q.cpu(), scale.cpu(), linear.bias, fmt, dtype))
         else:
             # An explicit dtype: without it the value is cast to the meta tensor's (float32).
-            set_module_tensor_to_device(model, key, "cpu", value=tensor,
-                                        dtype=dtype if tensor.is_floating_point() else None)
+            set_module_tensor_to_device(
+                model, key, "cpu", value=tensor, dtype=dtype if tensor.is_floating_point() else None
+            )
         del tensor
         unit = units[key]
         if place_unit is not None and unit is not None and last_of_unit[unit] == key:
@@ -228,4 +264,12 @@ def load_model_8bit(cls, source: str, subfolder: str | None, fmt: str | None, dt
     return model.eval()
 
 
-__all__ = ["StoredLinear8", "SafetensorsReader", "load_model_8bit", "safetensors_files", "quantize_rows", "store_linears_8bit", "FP8_MAX"]
+__all__ = [
+    "StoredLinear8",
+    "SafetensorsReader",
+    "load_model_8bit",
+    "safetensors_files",
+    "quantize_rows",
+    "store_linears_8bit",
+    "FP8_MAX",
+]
