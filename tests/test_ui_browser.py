@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.helpers.browser import REQUIREMENTS, chromium_context
+from tests.helpers.browser import REQUIREMENTS, chromium_context, reset_storage
 from tests.helpers.browser import offline_page as _page
 from tests.helpers.browser import screenshot as _screenshot
 from tests.helpers.images import save, scene
@@ -328,10 +328,8 @@ def test_page_reconnects_after_a_server_restart_and_catches_up(browser, tmp_path
 def test_touch_drag_reorders_on_a_phone_width_page(browser, morph_server, tmp_path):
     page = _page(browser, morph_server.url)
     page.set_viewport_size({"width": 390, "height": 844})
+    reset_storage(page, morph_server.url, lang=None)  # the first test's images
     page.goto(morph_server.url + "/")
-    page.wait_for_selector("[data-testid=file-input]", state="attached")
-    page.evaluate("localStorage.removeItem('studio.draft')")  # the first test's images
-    page.reload()
     page.wait_for_selector("[data-testid=file-input]", state="attached")
     a, b, c = _upload(page, _images(tmp_path))
     first, last = (page.locator("[data-testid=image-card]").nth(i).bounding_box() for i in (0, 2))

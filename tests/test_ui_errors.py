@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from backend import messages
-from tests.helpers.browser import REQUIREMENTS, chromium_context, offline_page
+from tests.helpers.browser import REQUIREMENTS, chromium_context, offline_page, reset_storage
 from tests.helpers.images import save, scene
 from tests.helpers.server import StudioServer
 
@@ -31,12 +31,8 @@ def browser(tmp_path_factory):
 
 def _open(browser, server, lang: str):
     page = offline_page(browser, server.url)
+    reset_storage(page, server.url, lang)
     page.goto(server.url + "/")
-    page.wait_for_selector("[data-testid=file-input]", state="attached")
-    page.evaluate(
-        "(lang) => { localStorage.removeItem('studio.draft'); localStorage.setItem('studio.lang', lang); }", lang
-    )
-    page.reload()
     page.wait_for_selector("[data-testid=socket-status][data-state=open]")
     return page
 

@@ -8,7 +8,7 @@ import json
 import httpx
 import pytest
 
-from tests.helpers.browser import REQUIREMENTS, chromium_context
+from tests.helpers.browser import REQUIREMENTS, chromium_context, reset_storage
 from tests.helpers.browser import offline_page as _page
 from tests.helpers.server import StudioServer
 
@@ -36,10 +36,8 @@ def _open(context, server, meta: dict | None = None):
             server.url + "/api/meta",
             lambda route: route.fulfill(status=200, content_type="application/json", body=json.dumps(meta)),
         )
+    reset_storage(page, server.url)
     page.goto(server.url + "/")
-    page.wait_for_selector("[data-testid=file-input]", state="attached")
-    page.evaluate("() => { localStorage.removeItem('studio.draft'); localStorage.setItem('studio.lang', 'en'); }")
-    page.reload()
     page.wait_for_selector("[data-testid=socket-status][data-state=open]")
     return page
 

@@ -71,6 +71,17 @@ def offline_page(context, server_url: str):
     return page
 
 
+def reset_storage(page, server_url: str, lang: str | None = "en") -> None:
+    """Empties the studio's saved draft and sets the page language for `server_url`'s origin, from a
+    document where no studio script runs (its JSON health answer). Clearing it on the live page and
+    reloading races the page's own draft saving, which a late server answer can trigger."""
+    page.goto(server_url + "/api/health")
+    page.evaluate(
+        "(lang) => { localStorage.removeItem('studio.draft'); if (lang) localStorage.setItem('studio.lang', lang); }",
+        lang,
+    )
+
+
 ARTIFACTS = ROOT / "test-artifacts"  # gitignored: screenshots for a person to look at
 
 
