@@ -134,6 +134,8 @@ class JobSegmentEvent(_Message):
     segment: int = Field(description="1-based transition")
     segments: int = Field(description="transitions in the job")
     url: str | None = Field(description="the segment's /files/outputs/... URL")
+    take: int | None = Field(None, description="the take of that transition just made (1-based)")
+    overall: float | None = Field(None, description="that take's overall score, 0..100")
     ts: Stamp
 
 

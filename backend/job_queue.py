@@ -62,6 +62,9 @@ from backend.models import (
     LaneStatus,
     SegmentStatus,
     SegmentView,
+    TakeStatus,
+    TakeView,
+    TransitionView,
     WorkerStatus,
 )
 from backend.pipeline.engines import Engines, not_ready_reason, runnable
@@ -248,6 +251,7 @@ class JobQueue:
                     video_url=output_url(s, row["path"]) if done else None,
                 )
             )
+        transitions = self._transitions(job)
         now = time.time()
         started, finished = job.get("started_at"), job.get("finished_at")
         elapsed = ((finished or now) - started) if started else None
@@ -277,6 +281,7 @@ class JobQueue:
             postprocess=request.get("postprocess"),
             params=job["params"],
             segments=segments,
+            transitions=transitions,
             current=job.get("current"),
             preview_url=output_url(s, job.get("preview_path")),
             video_url=output_url(s, job.get("video_path")) if job["status"] == JobStatus.completed else None,
@@ -289,6 +294,38 @@ class JobQueue:
             # `error` as a catalogue message, so the page can show it in its own language.
             error_message=hide_paths_in((job.get("current") or {}).get("error_message"), s) if failed else None,
         )
+
+    def _transitions(self, job: dict) -> list[TransitionView]:
+        s = self.settings
+        by_index: dict[int, list[TakeView]] = {}
+        for t in self.store.takes(job["id"]):
+            done = t["status"] == TakeStatus.done
+            by_index.setdefault(t["idx"], []).append(
+                TakeView(
+                    take=t["take"],
+                    status=t["status"],
+                    chosen=t["chosen"],
+                    seed=t["seed"],
+                    prompt=t["prompt"],
+                    seconds=t["seconds"],
+                    strength=t["strength"],
+                    frames=t["frames"],
+                    video_url=output_url(s, t["path"]) if done else None,
+                    created_at=t["created_at"],
+                    overall=(t["score"] or {}).get("overall"),
+                    score=t["score"],
+                )
+            )
+        seams = {x.get("index"): x.get("score") for x in job.get("seams") or [] if isinstance(x, dict)}
+        return [
+            TransitionView(
+                index=i,
+                chosen=next((t.take for t in takes if t.chosen), None),
+                takes=takes,
+                seam_after=seams.get(i + 1),
+            )
+            for i, takes in sorted(by_index.items())
+        ]
 
     def _require(self, job_id: str) -> dict:
         job = self.store.get_job(job_id)

@@ -80,6 +80,15 @@ class SegmentStatus(_StrEnum):
     done = "done"
 
 
+class TakeStatus(_StrEnum):
+    """A take's state; `failed` is a take cut off by an error, made again when the job is retried."""
+
+    pending = "pending"
+    running = "running"
+    done = "done"
+    failed = "failed"
+
+
 class JobSettings(_Strict):
     """The user's sliders. `None` means "not set": a suggestion or the default fills it in."""
 
@@ -184,6 +193,32 @@ class SegmentView(_Strict):
     video_url: str | None = None
 
 
+class TakeView(_Strict):
+    """One generated attempt at a transition, with the parameters it was made with and its score."""
+
+    take: int = Field(description="1-based, per transition")
+    status: TakeStatus
+    chosen: bool
+    seed: int | None = None
+    prompt: str | None = Field(None, description="this take's own prompt; null: the job's prompt for the pair")
+    seconds: float | None = None
+    strength: int | None = None
+    frames: int | None = None
+    video_url: str | None = None
+    created_at: float | None = None
+    overall: float | None = Field(None, description="the score's overall value, 0..100 (docs/scores.md)")
+    score: dict[str, Any] | None = Field(None, description="the take's score in full (docs/scores.md)")
+
+
+class TransitionView(_Strict):
+    index: int = Field(description="0-based, as in the URL /transitions/{i}")
+    chosen: int | None = Field(None, description="the chosen take's number")
+    takes: list[TakeView] = []
+    seam_after: dict[str, Any] | None = Field(
+        None, description="the seam score between this transition's chosen take and the next's, at the last join"
+    )
+
+
 class JobView(_Strict):
     """A job as every route and event shows it (`GET /api/jobs/<id>`, the `job` of job events)."""
 
@@ -204,6 +239,7 @@ class JobView(_Strict):
     postprocess: dict[str, Any] | None = None
     params: dict[str, Any] | None = None
     segments: list[SegmentView] = []
+    transitions: list[TransitionView] = Field([], description="each transition's takes and the seam after it")
     current: dict[str, Any] | None = None
     preview_url: str | None = None
     video_url: str | None = None
