@@ -603,3 +603,15 @@ class Store:
         return (
             self._exec("DELETE FROM takes WHERE job_id = ? AND idx = ? AND take = ?", (job_id, idx, take)).rowcount > 0
         )
+
+    def retry_failed_takes(self, job_id: str) -> None:
+        """A retried job makes its failed takes again."""
+        self._exec(
+            "UPDATE takes SET status = ? WHERE job_id = ? AND status = 'failed'", (SegmentStatus.pending, job_id)
+        )
+
+    def set_take_params(self, job_id: str, idx: int, take: int, params: dict) -> None:
+        self._exec(
+            "UPDATE takes SET params = ? WHERE job_id = ? AND idx = ? AND take = ?",
+            (json.dumps(params), job_id, idx, take),
+        )

@@ -73,6 +73,12 @@ class JobCancelledEvent(JobChangeEvent):
     type: Literal["job.cancelled"] = "job.cancelled"
 
 
+class JobTakesEvent(JobChangeEvent):
+    """A take was chosen or deleted (the job's status is unchanged; a re-roll or a rebuild is `job.queued`)."""
+
+    type: Literal["job.takes"] = "job.takes"
+
+
 class JobDeletedEvent(_Message):
     """The job and its outputs are gone (uploads stay)."""
 
@@ -145,6 +151,7 @@ JobEvent = Annotated[
     | JobCompletedEvent
     | JobFailedEvent
     | JobCancelledEvent
+    | JobTakesEvent
     | JobDeletedEvent
     | JobProgressEvent
     | JobPreviewEvent
@@ -181,6 +188,7 @@ JOB_SOCKET = (
     JobCompletedEvent,
     JobFailedEvent,
     JobCancelledEvent,
+    JobTakesEvent,
     JobDeletedEvent,
     JobProgressEvent,
     JobPreviewEvent,

@@ -334,7 +334,16 @@ class JobRunner:
             if not rows:  # a transition with no take row (never expected): its first take now
                 self.store.add_take(job_id, i, dict(seg_params[i]))
                 takes[i] = self.store.takes(job_id, i)
-        todo = {i: [t for t in rows if not self._take_ready(t)] for i, rows in takes.items()}
+        # Pending and half-made takes are made; a failed take (or a finished one whose file is gone)
+        # only when its transition has no take ready, so a rebuild never regenerates.
+        todo = {}
+        for i, rows in takes.items():
+            ready = [t for t in rows if self._take_ready(t)]
+            todo[i] = [
+                t
+                for t in rows
+                if t not in ready and (t["status"] in (TakeStatus.pending, TakeStatus.running) or not ready)
+            ]
         fresh = all(todo[i] == takes[i] for i in takes)
         # A job run start to finish with one take per transition encodes its video as the segments
         # come; otherwise (a resume, a re-roll, best of K) the chosen takes' files are joined at the end.

@@ -35,6 +35,7 @@ Num = BeforeValidator(_not_bool)
 MAX_IMAGES_ANY_JOB = 1000
 MIN_IMAGES_PER_JOB = 2  # one transition needs two images
 MAX_PROMPT_CHARS = 2000
+MAX_TAKES_ANY_JOB = 16  # the request's bound; the server's own limit is a setting at most this
 
 
 class _Strict(BaseModel):
@@ -100,6 +101,27 @@ class JobSettings(_Strict):
     strength: Annotated[int | None, Num] = Field(None, ge=0, le=100)
     resolution: Annotated[int | None, Num] = Field(None, ge=32, le=1536, description="bucket edge in px")
     seed: Annotated[int | None, Num] = Field(None, ge=0, le=MAX_SEED)
+    takes_per_transition: Annotated[int | None, Num] = Field(
+        None,
+        ge=1,
+        le=MAX_TAKES_ANY_JOB,
+        description="best of K: takes made per transition, each with its own seed; the best score is chosen "
+        "(default 1, at most STUDIO_MAX_TAKES_PER_TRANSITION)",
+    )
+
+
+class TakeCreate(_Strict):
+    """A new take of one transition; what is left out is the transition's own value (a new random
+    seed when no seed is given)."""
+
+    seed: Annotated[int | None, Num] = Field(None, ge=0, le=MAX_SEED)
+    prompt: str | None = Field(None, max_length=MAX_PROMPT_CHARS)
+    seconds: Annotated[float | None, Num] = Field(None, gt=0, le=120, allow_inf_nan=False)
+    strength: Annotated[int | None, Num] = Field(None, ge=0, le=100)
+
+
+class TakeChoice(_Strict):
+    take: Annotated[int, Num] = Field(..., ge=1)
 
 
 class PostprocessOptions(_Strict):
@@ -318,6 +340,7 @@ class Limits(_Strict):
     min_images_per_job: int
     max_images_per_job: int
     max_seconds_per_transition: float
+    max_takes_per_transition: int
     max_prompt_chars: int
     max_files_per_upload: int
     max_upload_mb: float
