@@ -27,12 +27,12 @@ from backend.models import SegmentStatus, TakeStatus
 from backend.pipeline.concatenator import SegmentJoiner, join_segments
 from backend.pipeline.engines import Engines
 from backend.pipeline.preprocessor import fit_image
-from backend.pipeline.scores import score_seam_files, score_take_file
+from backend.pipeline.scores import TakeScorer, score_seam_files
 from backend.smart_params import FPS
 from backend.utils.files import FILES_URL, upload_path
 from backend.utils.images import load_rgb
 from backend.utils.progress import JobCancelled, Progress
-from backend.utils.video_io import VideoWriter, copy_with_metadata, probe
+from backend.utils.video_io import VideoWriter, copy_with_metadata, iter_frames, probe
 
 log = logging.getLogger(__name__)
 
@@ -251,7 +251,7 @@ class JobRunner:
             partial = path.with_suffix(".partial.mp4")
             with VideoWriter(partial, params["fps"], crf=max(0, params["crf"] - 4), preset="veryfast") as writer:
                 writer.write(clip)
-            score = score_take_file(partial, frames[index], frames[index + 1], params["fps"])
+            score = self._score(partial, frames[index], frames[index + 1], params["fps"], report.token)
             tagged = path.with_suffix(".tagged.mp4")
             summary = {"job": job_id, "transition": index + 1, "take": k, "seed": seg.get("seed"), **score.summary()}
             copy_with_metadata(partial, tagged, {"comment": json.dumps(summary, ensure_ascii=False)})
@@ -278,6 +278,17 @@ class JobRunner:
         )
         self.show_preview(job_id, index, seg["sections"], path)
         return clip
+
+    @staticmethod
+    def _score(path: Path, start: np.ndarray, target: np.ndarray, fps: float, token: CancelToken):
+        """`score_take_file`, looking at the cancel token between chunks: a long take takes
+        seconds to score, and a cancel or a shutdown must not wait for it."""
+        scorer = TakeScorer(start, target, fps)
+        for chunk in iter_frames(path, chunk_size=16):
+            if token.event.is_set():
+                raise JobCancelled(token.reason)
+            scorer.add(chunk)
+        return scorer.finish()
 
     def _pick(self, job_id: str, index: int, made: list[int]) -> None:
         """The best-scoring of the takes just made becomes the pick; with none made, the pick
