@@ -94,6 +94,34 @@ def test_storyboard_reroll_pick_delete_and_rebuild_from_the_page(browser, tmp_pa
         assert not page.locator("[data-testid=takes-error]").count()
         _screenshot(page, "studio-takes-rebuilt.png")
 
+        # Best of 2 from the composer: two takes of the one transition, the better score chosen.
+        images = [tmp_path / f"p{i}.png" for i in range(2)]
+        for i, path in enumerate(images):
+            path.write_bytes(encoded(scene(160, 120, shift=12 * i, hue=70 * i)))
+        page.set_input_files("[data-testid=file-input]", [str(p) for p in images])
+        page.wait_for_function(
+            "() => [...document.querySelectorAll('[data-testid=image-card]')].filter(e => e.dataset.uploadId).length === 2",
+            timeout=30_000,
+        )
+        assert page.eval_on_selector_all(
+            "[data-testid=takes-per-transition] option", "els => els.map(e => e.value)"
+        ) == ["1", "2", "3", "4"]
+        page.select_option("[data-testid=takes-per-transition]", "2")
+        page.select_option("[data-testid=resolution]", "256")
+        page.click("[data-testid=submit]")
+        page.wait_for_function("() => document.querySelectorAll('[data-testid=job-card]').length === 2", timeout=30_000)
+        best_id = page.get_attribute("[data-testid=job-card] >> nth=0", "data-job-id")
+        best = wait_for(c, best_id)
+        assert best["status"] == "completed" and best["settings"]["takes_per_transition"] == 2
+        [transition] = best["transitions"]
+        overall = {t["take"]: t["overall"] for t in transition["takes"]}
+        assert sorted(overall) == [1, 2] and transition["chosen"] == max(overall, key=overall.get)
+        page.wait_for_function(
+            "id => document.querySelectorAll(`[data-job-id='${id}'] [data-testid=take]`).length === 2",
+            arg=best_id,
+            timeout=30_000,
+        )
+
         # Korean.
         page.evaluate("() => localStorage.setItem('studio.lang', 'ko')")
         page.reload()
