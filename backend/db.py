@@ -83,7 +83,7 @@ CREATE TABLE IF NOT EXISTS translation_cache (
 )
 """
 
-JSON_FIELDS = {"request", "params", "prompts", "postprocess_report", "warnings", "current"}
+JSON_FIELDS = {"request", "params", "prompts", "postprocess_report", "warnings", "current", "seams"}
 BROKEN_STAGE = "broken"
 
 # What each JSON column of a job must decode to, and what a damaged one reads back as.
@@ -94,12 +94,19 @@ _JOB_SHAPES: dict[str, tuple[tuple[type, ...], Any]] = {
     "postprocess_report": ((dict, list, type(None)), None),
     "warnings": ((list, type(None)), []),
     "current": ((dict, type(None)), None),
+    "seams": ((list, type(None)), None),
 }
 _JOB_NUMBERS = ("created_at", "progress", "started_at", "finished_at", "attempts")
 _STATUSES = tuple(JobStatus)
 
 
 _WINDOWS_ABSOLUTE = re.compile(r"^(?:[A-Za-z]:[\\/]|\\\\)")
+
+
+def take_seed(seed: int, take: int) -> int:
+    """Take 1 keeps the transition's seed (what the job had before takes); the others step away
+    from it by a large odd stride, so no two takes of one job's transitions share a seed."""
+    return (int(seed) + 1_000_003 * (take - 1)) % 2**31
 
 
 class StoreError(RuntimeError):
@@ -155,13 +162,75 @@ def _translation_cache(conn: sqlite3.Connection, data_dir: Path) -> None:
     conn.execute(TRANSLATION_CACHE_TABLE)
 
 
+TAKES_TABLE = """
+CREATE TABLE IF NOT EXISTS takes (
+    job_id TEXT NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+    idx INTEGER NOT NULL,
+    take INTEGER NOT NULL,
+    seed INTEGER,
+    prompt TEXT,
+    seconds REAL,
+    strength INTEGER,
+    params TEXT,
+    status TEXT NOT NULL,
+    path TEXT,
+    frames INTEGER,
+    score TEXT,
+    chosen INTEGER NOT NULL DEFAULT 0,
+    created_at REAL NOT NULL,
+    PRIMARY KEY (job_id, idx, take)
+)
+"""
+
+
+def _segment_params(raw: str | None, idx: int) -> dict | None:
+    try:
+        segments = json.loads(raw or "{}").get("segments") or []
+        seg = segments[idx]
+        return seg if isinstance(seg, dict) else None
+    except (TypeError, ValueError, AttributeError, IndexError):
+        return None  # a damaged job row: its take keeps no parameters, the job is shown broken anyway
+
+
+def _takes(conn: sqlite3.Connection, data_dir: Path) -> None:
+    """Each segment made so far becomes take 1 of its transition, chosen, with its file where it is."""
+    conn.execute(TAKES_TABLE)
+    rows = conn.execute(
+        "SELECT s.job_id, s.idx, s.status, s.path, s.frames, j.params, j.created_at FROM segments s"
+        " LEFT JOIN jobs j ON j.id = s.job_id"
+    ).fetchall()
+    for job_id, idx, status, path, frames, params, created in rows:
+        seg = _segment_params(params, idx)
+        conn.execute(
+            "INSERT OR IGNORE INTO takes (job_id, idx, take, seed, seconds, strength, params, status, path, frames,"
+            " chosen, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            (
+                job_id,
+                idx,
+                1,
+                seg.get("seed") if seg else None,
+                seg.get("seconds") if seg else None,
+                seg.get("strength") if seg else None,
+                json.dumps(seg) if seg else None,
+                status,
+                path,
+                frames,
+                1,
+                created if isinstance(created, (int, float)) else time.time(),
+            ),
+        )
+
+
 def add_column(table: str, column: str) -> Callable[[sqlite3.Connection, Path], None]:
     """The migration that adds one column, so a new field is one line appended to MIGRATIONS:
     `add_column("jobs", "takes TEXT NOT NULL DEFAULT '[]'")` (SQLite fills existing rows with the
     default)."""
 
     def migrate(conn: sqlite3.Connection, data_dir: Path) -> None:
-        conn.execute(f"ALTER TABLE {table} ADD COLUMN {column}")
+        # Like the other migrations, safe to run on a file that already has it (a version number
+        # lowered by hand, a copy restored over a newer file).
+        if column.split()[0] not in {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}:
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN {column}")
 
     migrate.__name__ = f"add_column_{table}_{column.split()[0]}"
     return migrate
@@ -172,6 +241,8 @@ MIGRATIONS: list[Callable[[sqlite3.Connection, Path], None]] = [
     _create_tables,
     _relative_paths,
     _translation_cache,
+    _takes,
+    add_column("jobs", "seams TEXT"),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -294,7 +365,11 @@ class Store:
         return int(self._raw("SELECT COALESCE(SUM(bytes), 0) AS n FROM uploads")[0]["n"])
 
     # --- jobs ---------------------------------------------------------------------------------
-    def create_job(self, job_id: str, engine: str, request: dict, params: dict, prompts: list, segments: int) -> None:
+    def create_job(
+        self, job_id: str, engine: str, request: dict, params: dict, prompts: list, segments: int, takes: int = 1
+    ) -> None:
+        """The job, its segment rows and `takes` pending takes per transition, each with its own seed."""
+        now = time.time()
         with self._lock:
             self._conn.execute("BEGIN")
             try:
@@ -316,6 +391,27 @@ class Store:
                     "INSERT INTO segments (job_id, idx, status) VALUES (?,?,?)",
                     [(job_id, i, SegmentStatus.pending) for i in range(segments)],
                 )
+                seg_params = params.get("segments") or []
+                for i in range(segments):
+                    seg = seg_params[i] if i < len(seg_params) else {}
+                    for k in range(1, takes + 1):
+                        take = dict(seg, seed=take_seed(seg.get("seed", 0), k))
+                        self._conn.execute(
+                            "INSERT INTO takes (job_id, idx, take, seed, seconds, strength, params, status,"
+                            " chosen, created_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                            (
+                                job_id,
+                                i,
+                                k,
+                                take["seed"],
+                                take.get("seconds"),
+                                take.get("strength"),
+                                json.dumps(take),
+                                SegmentStatus.pending,
+                                0,
+                                now,
+                            ),
+                        )
                 self._conn.execute("COMMIT")
             except BaseException:
                 self._conn.execute("ROLLBACK")
@@ -409,4 +505,113 @@ class Store:
             "UPDATE segments SET status = ?, path = COALESCE(?, path), frames = COALESCE(?, frames)"
             " WHERE job_id = ? AND idx = ?",
             (status, path, frames, job_id, idx),
+        )
+
+    # --- takes --------------------------------------------------------------------------------
+    def _take(self, row: dict[str, Any]) -> dict[str, Any]:
+        for key in ("params", "score"):
+            try:
+                row[key] = json.loads(row[key]) if row.get(key) else None
+            except (TypeError, ValueError):
+                row[key] = None
+        row["chosen"] = bool(row["chosen"])
+        return row
+
+    def takes(self, job_id: str, idx: int | None = None) -> list[dict[str, Any]]:
+        if idx is None:
+            rows = self._raw("SELECT * FROM takes WHERE job_id = ? ORDER BY idx, take", (job_id,))
+        else:
+            rows = self._raw("SELECT * FROM takes WHERE job_id = ? AND idx = ? ORDER BY take", (job_id, idx))
+        return [self._take(r) for r in rows]
+
+    def get_take(self, job_id: str, idx: int, take: int) -> dict[str, Any] | None:
+        rows = self._raw("SELECT * FROM takes WHERE job_id = ? AND idx = ? AND take = ?", (job_id, idx, take))
+        return self._take(rows[0]) if rows else None
+
+    def add_take(self, job_id: str, idx: int, params: dict, prompt: str | None = None) -> int:
+        """A new pending take of one transition, numbered one past the highest there now."""
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                top = self._conn.execute(
+                    "SELECT COALESCE(MAX(take), 0) FROM takes WHERE job_id = ? AND idx = ?", (job_id, idx)
+                ).fetchone()[0]
+                take = top + 1
+                self._conn.execute(
+                    "INSERT INTO takes (job_id, idx, take, seed, prompt, seconds, strength, params, status,"
+                    " chosen, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                    (
+                        job_id,
+                        idx,
+                        take,
+                        params.get("seed"),
+                        prompt,
+                        params.get("seconds"),
+                        params.get("strength"),
+                        json.dumps(params),
+                        SegmentStatus.pending,
+                        0,
+                        time.time(),
+                    ),
+                )
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+        return take
+
+    def set_take(
+        self,
+        job_id: str,
+        idx: int,
+        take: int,
+        status: str,
+        path: str | None = None,
+        frames: int | None = None,
+        score: dict | None = None,
+    ) -> None:
+        self._exec(
+            "UPDATE takes SET status = ?, path = COALESCE(?, path), frames = COALESCE(?, frames),"
+            " score = COALESCE(?, score) WHERE job_id = ? AND idx = ? AND take = ?",
+            (status, path, frames, json.dumps(score) if score is not None else None, job_id, idx, take),
+        )
+
+    def choose_take(self, job_id: str, idx: int, take: int) -> None:
+        """Marks one finished take as the transition's pick; the segment row follows it, so the
+        join and the job view read the chosen take's file."""
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                row = self._conn.execute(
+                    "SELECT path, frames FROM takes WHERE job_id = ? AND idx = ? AND take = ?", (job_id, idx, take)
+                ).fetchone()
+                if row is None:
+                    raise KeyError(take)
+                self._conn.execute(
+                    "UPDATE takes SET chosen = (take = ?) WHERE job_id = ? AND idx = ?", (take, job_id, idx)
+                )
+                self._conn.execute(
+                    "UPDATE segments SET status = ?, path = ?, frames = ? WHERE job_id = ? AND idx = ?",
+                    (SegmentStatus.done, row["path"], row["frames"], job_id, idx),
+                )
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+
+    def delete_take(self, job_id: str, idx: int, take: int) -> bool:
+        return (
+            self._exec("DELETE FROM takes WHERE job_id = ? AND idx = ? AND take = ?", (job_id, idx, take)).rowcount > 0
+        )
+
+    def retry_failed_takes(self, job_id: str) -> None:
+        """A retried job makes its failed takes again."""
+        self._exec(
+            "UPDATE takes SET status = ? WHERE job_id = ? AND status = 'failed'", (SegmentStatus.pending, job_id)
+        )
+
+    def set_take_params(self, job_id: str, idx: int, take: int, params: dict) -> None:
+        self._exec(
+            "UPDATE takes SET params = ? WHERE job_id = ? AND idx = ? AND take = ?",
+            (json.dumps(params), job_id, idx, take),
         )

@@ -73,6 +73,12 @@ class JobCancelledEvent(JobChangeEvent):
     type: Literal["job.cancelled"] = "job.cancelled"
 
 
+class JobTakesEvent(JobChangeEvent):
+    """A take was chosen or deleted (the job's status is unchanged; a re-roll or a rebuild is `job.queued`)."""
+
+    type: Literal["job.takes"] = "job.takes"
+
+
 class JobDeletedEvent(_Message):
     """The job and its outputs are gone (uploads stay)."""
 
@@ -134,6 +140,8 @@ class JobSegmentEvent(_Message):
     segment: int = Field(description="1-based transition")
     segments: int = Field(description="transitions in the job")
     url: str | None = Field(description="the segment's /files/outputs/... URL")
+    take: int | None = Field(None, description="the take of that transition just made (1-based)")
+    overall: float | None = Field(None, description="that take's overall score, 0..100")
     ts: Stamp
 
 
@@ -143,6 +151,7 @@ JobEvent = Annotated[
     | JobCompletedEvent
     | JobFailedEvent
     | JobCancelledEvent
+    | JobTakesEvent
     | JobDeletedEvent
     | JobProgressEvent
     | JobPreviewEvent
@@ -179,6 +188,7 @@ JOB_SOCKET = (
     JobCompletedEvent,
     JobFailedEvent,
     JobCancelledEvent,
+    JobTakesEvent,
     JobDeletedEvent,
     JobProgressEvent,
     JobPreviewEvent,

@@ -47,9 +47,10 @@ from backend.events import (
     JobFailedEvent,
     JobQueuedEvent,
     JobStartedEvent,
+    JobTakesEvent,
     JobWarningEvent,
 )
-from backend.job_runner import CancelToken, JobRunner, output_dir, output_url
+from backend.job_runner import CancelToken, JobRunner, output_dir, output_url, resolve_stored
 from backend.models import (
     RETRYABLE,
     UNFINISHED,
@@ -62,6 +63,10 @@ from backend.models import (
     LaneStatus,
     SegmentStatus,
     SegmentView,
+    TakeCreate,
+    TakeStatus,
+    TakeView,
+    TransitionView,
     WorkerStatus,
 )
 from backend.pipeline.engines import Engines, not_ready_reason, runnable
@@ -248,6 +253,7 @@ class JobQueue:
                     video_url=output_url(s, row["path"]) if done else None,
                 )
             )
+        transitions = self._transitions(job)
         now = time.time()
         started, finished = job.get("started_at"), job.get("finished_at")
         elapsed = ((finished or now) - started) if started else None
@@ -277,6 +283,7 @@ class JobQueue:
             postprocess=request.get("postprocess"),
             params=job["params"],
             segments=segments,
+            transitions=transitions,
             current=job.get("current"),
             preview_url=output_url(s, job.get("preview_path")),
             video_url=output_url(s, job.get("video_path")) if job["status"] == JobStatus.completed else None,
@@ -289,6 +296,38 @@ class JobQueue:
             # `error` as a catalogue message, so the page can show it in its own language.
             error_message=hide_paths_in((job.get("current") or {}).get("error_message"), s) if failed else None,
         )
+
+    def _transitions(self, job: dict) -> list[TransitionView]:
+        s = self.settings
+        by_index: dict[int, list[TakeView]] = {}
+        for t in self.store.takes(job["id"]):
+            done = t["status"] == TakeStatus.done
+            by_index.setdefault(t["idx"], []).append(
+                TakeView(
+                    take=t["take"],
+                    status=t["status"],
+                    chosen=t["chosen"],
+                    seed=t["seed"],
+                    prompt=t["prompt"],
+                    seconds=t["seconds"],
+                    strength=t["strength"],
+                    frames=t["frames"],
+                    video_url=output_url(s, t["path"]) if done else None,
+                    created_at=t["created_at"],
+                    overall=(t["score"] or {}).get("overall"),
+                    score=t["score"],
+                )
+            )
+        seams = {x.get("index"): x.get("score") for x in job.get("seams") or [] if isinstance(x, dict)}
+        return [
+            TransitionView(
+                index=i,
+                chosen=next((t.take for t in takes if t.chosen), None),
+                takes=takes,
+                seam_after=seams.get(i + 1),
+            )
+            for i, takes in sorted(by_index.items())
+        ]
 
     def _require(self, job_id: str) -> dict:
         job = self.store.get_job(job_id)
@@ -373,6 +412,9 @@ class JobQueue:
             raise JobError("job_too_many_images", limit=self.settings.max_images_per_job)
         if settings.seconds is not None and settings.seconds > self.settings.max_seconds_per_transition:
             raise JobError("job_too_many_seconds", limit=messages.num(self.settings.max_seconds_per_transition))
+        takes = getattr(settings, "takes_per_transition", None)
+        if takes is not None and takes > self.settings.max_takes_per_transition:
+            raise JobError("job_too_many_takes", limit=self.settings.max_takes_per_transition)
         return smart_params.resolve(
             settings, len(images) - 1, sizes, suggestions, fit=self.settings.fit_mode, engine=engine
         )
@@ -421,7 +463,15 @@ class JobQueue:
             warnings.append(ANALYSIS_DEFAULTS_NOTE)
         job_id = secrets.token_hex(8)
         prompts = [{"original": p or "", "english": None} for p in request.pair_prompts()]
-        self.store.create_job(job_id, engine, request.model_dump(mode="json"), params, prompts, len(params["segments"]))
+        self.store.create_job(
+            job_id,
+            engine,
+            request.model_dump(mode="json"),
+            params,
+            prompts,
+            len(params["segments"]),
+            takes=request.settings.takes_per_transition or 1,
+        )
         if warnings:
             self.store.update_job(job_id, warnings=warnings)
         self._lane(engine).queue.put_nowait(job_id)
@@ -449,8 +499,93 @@ class JobQueue:
             raise JobError("job_not_retryable", job_id=job_id, status=job["status"])
         self._refuse_unready(job["engine"])
         self.store.update_job(job_id, status=JobStatus.queued, stage="queued", error=None, finished_at=None)
+        self.store.retry_failed_takes(job_id)
         self._lane(job["engine"]).queue.put_nowait(job_id)
         self._emit(JobQueuedEvent, job_id)
+        return self.get(job_id)
+
+    # --- takes --------------------------------------------------------------------------------
+    def _editable(self, job_id: str, index: int | None = None) -> dict:
+        """The job, when its takes may change now: not broken, not queued or running."""
+        job = self._require(job_id)
+        if job.get("stage") == BROKEN_STAGE:
+            raise JobError("job_broken_no_takes", job_id=job_id)
+        if job["status"] in UNFINISHED or self._lane_running(job_id) is not None:
+            raise JobError("job_busy", job_id=job_id, status=job["status"])
+        count = len(job["params"].get("segments") or [])
+        if index is not None and not 0 <= index < count:
+            raise JobError("transition_not_found", job_id=job_id, index=index, count=count)
+        return job
+
+    def _take(self, job_id: str, index: int, take: int) -> dict:
+        row = self.store.get_take(job_id, index, take)
+        if row is None:
+            raise JobError("take_not_found", job_id=job_id, index=index, take=take)
+        return row
+
+    def _queue_again(self, job: dict) -> None:
+        """Back on its lane: the runner makes the pending takes (none for a rebuild), joins the
+        chosen ones and post-processes."""
+        self.store.update_job(
+            job["id"], status=JobStatus.queued, stage="queued", error=None, finished_at=None, progress=0.0
+        )
+        self._lane(job["engine"]).queue.put_nowait(job["id"])
+        self._emit(JobQueuedEvent, job["id"])
+
+    async def new_take(self, job_id: str, index: int, body: TakeCreate) -> JobView:
+        job = self._editable(job_id, index)
+        self._refuse_unready(job["engine"])
+        if body.seconds is not None and body.seconds > self.settings.max_seconds_per_transition:
+            raise JobError("job_too_many_seconds", limit=messages.num(self.settings.max_seconds_per_transition))
+        seg = dict(job["params"]["segments"][index])
+        if body.seconds is not None:
+            sections = smart_params.sections_for(body.seconds)
+            frames = smart_params.frames_for(sections)
+            seg.update(sections=sections, frames=frames, seconds=round(frames / smart_params.FPS, 3))
+        if body.strength is not None:
+            seg["strength"] = body.strength
+        seg["end_embed_weights"] = smart_params.end_embed_weights(seg["sections"], int(seg["strength"]))
+        seg["seed"] = body.seed if body.seed is not None else secrets.randbelow(2**31)
+        seg.pop("prompt_english", None)
+        prompt = body.prompt.strip() if body.prompt and body.prompt.strip() else None
+        self.store.add_take(job_id, index, seg, prompt)
+        self._queue_again(job)
+        return self.get(job_id)
+
+    async def choose_take(self, job_id: str, index: int, take: int) -> JobView:
+        self._editable(job_id, index)
+        row = self._take(job_id, index, take)
+        if row["status"] != TakeStatus.done:
+            raise JobError("take_not_finished", index=index, take=take, status=row["status"])
+        self.store.choose_take(job_id, index, take)
+        self._emit(JobTakesEvent, job_id)
+        return self.get(job_id)
+
+    async def delete_take(self, job_id: str, index: int, take: int) -> JobView:
+        self._editable(job_id, index)
+        row = self._take(job_id, index, take)
+        if len(self.store.takes(job_id, index)) == 1:
+            raise JobError("take_is_last", index=index, take=take)
+        if row["chosen"]:
+            raise JobError("take_is_chosen", index=index, take=take)
+        self.store.delete_take(job_id, index, take)
+        if row.get("path"):
+            resolve_stored(self.settings, row["path"]).unlink(missing_ok=True)
+        self._emit(JobTakesEvent, job_id)
+        return self.get(job_id)
+
+    async def rebuild(self, job_id: str) -> JobView:
+        job = self._editable(job_id)
+        chosen = {s["idx"]: s for s in self.store.segments(job_id)}
+        for index in range(len(job["params"]["segments"])):
+            ready = [
+                t
+                for t in self.store.takes(job_id, index)
+                if t["chosen"] and t["status"] == TakeStatus.done and chosen.get(index, {}).get("path") == t["path"]
+            ]
+            if not ready or not resolve_stored(self.settings, ready[0]["path"]).exists():
+                raise JobError("job_not_rebuildable", job_id=job_id, index=index)
+        self._queue_again(job)
         return self.get(job_id)
 
     async def delete(self, job_id: str) -> None:
@@ -556,7 +691,25 @@ class JobQueue:
         )
         self._emit(JobFailedEvent, job_id)
 
+    async def _translate_takes(self, job: dict) -> None:
+        """A take's own prompt, in English for the engine, kept in the take's parameters."""
+        for take in self.store.takes(job["id"]):
+            seg = take.get("params") or {}
+            if take["status"] == TakeStatus.done or not take.get("prompt") or seg.get("prompt_english"):
+                continue
+            english = take["prompt"]
+            if self.prompts is not None:
+                i = take["idx"]
+                images = job["request"]["images"][i : i + 2]
+                paths = [upload_path(self.settings, u) for u in images]
+                [result] = await self.prompts.english_prompts([take["prompt"]], paths, analysis_wait_s=0.0)
+                english = result.english
+                for w in result.warnings:
+                    self.ws.publish(JobWarningEvent(job_id=job["id"], message=w))
+            self.store.set_take_params(job["id"], take["idx"], take["take"], dict(seg, prompt_english=english))
+
     async def _translate(self, job: dict) -> None:
+        await self._translate_takes(job)
         prompts = job.get("prompts") or []
         if all(p.get("english") is not None for p in prompts):
             return

@@ -23,15 +23,16 @@ from backend.config import Settings
 from backend.db import Store, data_relative
 from backend.errors import InputMissing
 from backend.events import JobEvent, JobPreviewEvent, JobProgressEvent, JobSegmentEvent, JobWarningEvent
-from backend.models import SegmentStatus
+from backend.models import SegmentStatus, TakeStatus
 from backend.pipeline.concatenator import SegmentJoiner, join_segments
 from backend.pipeline.engines import Engines
 from backend.pipeline.preprocessor import fit_image
+from backend.pipeline.scores import TakeScorer, score_seam_files
 from backend.smart_params import FPS
 from backend.utils.files import FILES_URL, upload_path
 from backend.utils.images import load_rgb
 from backend.utils.progress import JobCancelled, Progress
-from backend.utils.video_io import VideoWriter, probe
+from backend.utils.video_io import VideoWriter, copy_with_metadata, iter_frames, probe
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,14 @@ class CancelToken:
 
 def output_dir(settings: Settings, job_id: str) -> Path:
     return settings.outputs_dir / job_id
+
+
+def take_path(folder: Path, index: int, take: int) -> Path:
+    """Take 1 keeps the name a transition's segment always had, so folders made before takes
+    existed need no renaming; later takes sit beside it."""
+    if take == 1:
+        return folder / f"segment_{index:03d}.mp4"
+    return folder / f"segment_{index:03d}_take_{take}.mp4"
 
 
 def stored_path(settings: Settings, path: Path) -> str:
@@ -206,6 +215,104 @@ class JobRunner:
             frames.append(fit_image(load_rgb(path), width, height, fit))
         return frames
 
+    # --- takes --------------------------------------------------------------------------------
+    def _take_ready(self, take: dict) -> bool:
+        return (
+            take["status"] == SegmentStatus.done
+            and bool(take.get("path"))
+            and resolve_stored(self.settings, take["path"]).exists()
+        )
+
+    def _make_take(
+        self,
+        job_id: str,
+        index: int,
+        take: dict,
+        frames: list[np.ndarray],
+        prompts: list[dict],
+        params: dict,
+        report: _Reporter,
+    ) -> np.ndarray:
+        """Generates one take, writes it under a partial name, scores the written file, and moves
+        it into place with its score in the file's tags; the row says `done` only after that. A take
+        cut off half-way is `running` in the store and is made again from its parameters."""
+        k = take["take"]
+        seg = dict(params["segments"][index], **(take.get("params") or {}))
+        prompt = (seg.get("prompt_english") or take.get("prompt")) if take.get("prompt") else None
+        if prompt is None:
+            prompt = prompts[index]["english"] if index < len(prompts) else ""
+        self.store.set_take(job_id, index, k, SegmentStatus.running)
+        self.store.set_segment(job_id, index, SegmentStatus.running)
+        try:
+            clip = self.engines.get(self.store.get_job(job_id)["engine"]).generate(
+                frames[index], frames[index + 1], prompt or "", seg, params, report
+            )
+            path = take_path(output_dir(self.settings, job_id), index, k)
+            partial = path.with_suffix(".partial.mp4")
+            with VideoWriter(partial, params["fps"], crf=max(0, params["crf"] - 4), preset="veryfast") as writer:
+                writer.write(clip)
+            score = self._score(partial, frames[index], frames[index + 1], params["fps"], report.token)
+            tagged = path.with_suffix(".tagged.mp4")
+            summary = {"job": job_id, "transition": index + 1, "take": k, "seed": seg.get("seed"), **score.summary()}
+            copy_with_metadata(partial, tagged, {"comment": json.dumps(summary, ensure_ascii=False)})
+            tagged.replace(path)
+            partial.unlink(missing_ok=True)
+        except JobCancelled:
+            self.store.set_take(job_id, index, k, SegmentStatus.pending)
+            raise
+        except BaseException:
+            self.store.set_take(job_id, index, k, TakeStatus.failed)
+            raise
+        self.store.set_take(
+            job_id, index, k, SegmentStatus.done, stored_path(self.settings, path), len(clip), score.to_dict()
+        )
+        self.publish(
+            JobSegmentEvent(
+                job_id=job_id,
+                segment=index + 1,
+                segments=len(params["segments"]),
+                url=output_url(self.settings, path),
+                take=k,
+                overall=score.overall,
+            )
+        )
+        self.show_preview(job_id, index, seg["sections"], path)
+        return clip
+
+    @staticmethod
+    def _score(path: Path, start: np.ndarray, target: np.ndarray, fps: float, token: CancelToken):
+        """`score_take_file`, looking at the cancel token between chunks: a long take takes
+        seconds to score, and a cancel or a shutdown must not wait for it."""
+        scorer = TakeScorer(start, target, fps)
+        for chunk in iter_frames(path, chunk_size=16):
+            if token.event.is_set():
+                raise JobCancelled(token.reason)
+            scorer.add(chunk)
+        return scorer.finish()
+
+    def _pick(self, job_id: str, index: int, made: list[int]) -> None:
+        """The best-scoring of the takes just made becomes the pick; with none made, the pick
+        stays (or, with none, the best finished take is chosen)."""
+        rows = [t for t in self.store.takes(job_id, index) if self._take_ready(t)]
+        if not rows:
+            raise RuntimeError(f"transition {index + 1} has no finished take")
+        chosen = next((t for t in rows if t["chosen"]), None)
+        pool = [t for t in rows if t["take"] in made] or ([] if chosen else rows)
+        if pool:
+            chosen = max(pool, key=lambda t: ((t.get("score") or {}).get("overall") or -1.0, -t["take"]))
+        self.store.choose_take(job_id, index, chosen["take"])
+
+    def _seams(self, paths: list[Path], fps: float) -> list[dict]:
+        seams = []
+        for i in range(len(paths) - 1):
+            try:
+                seam = score_seam_files(paths[i], paths[i + 1], fps).to_dict()
+            except ValueError as exc:  # a take too short to have a seam window
+                log.warning("seam %d not scored: %s", i + 1, exc)
+                seam = None
+            seams.append({"index": i + 1, "score": seam})
+        return seams
+
     # --- the job ------------------------------------------------------------------------------
     def run(self, job_id: str, token: CancelToken) -> None:
         job = self.store.get_job(job_id)
@@ -213,7 +320,6 @@ class JobRunner:
             return
         params = job["params"]
         request = job["request"]
-        engine = self.engines.get(job["engine"])
         post = request.get("postprocess") or {"mode": "off"}
         posting = post.get("mode", "off") != "off"
         weights = WEIGHTS_POST if posting else WEIGHTS_PLAIN
@@ -234,43 +340,40 @@ class JobRunner:
             "studio_prompts": [p.get("english") for p in prompts],
             "studio_job": job_id,
         }
-        stored = {s["idx"]: s for s in self.store.segments(job_id)}
-        paths = [folder / f"segment_{i:03d}.mp4" for i in range(len(seg_params))]
-        finished = [
-            stored.get(i, {}).get("status") == SegmentStatus.done and path.exists() for i, path in enumerate(paths)
-        ]
-        # A job run start to finish encodes its video as the segments come; a resumed one joins
-        # its segment files at the end (the earlier ones are on disk, not in memory).
-        joiner = None if any(finished) else SegmentJoiner(joined, params["fps"], params["crf"], metadata)
+        takes = {i: self.store.takes(job_id, i) for i in range(len(seg_params))}
+        for i, rows in takes.items():
+            if not rows:  # a transition with no take row (never expected): its first take now
+                self.store.add_take(job_id, i, dict(seg_params[i]))
+                takes[i] = self.store.takes(job_id, i)
+        # Pending and half-made takes are made; a failed take (or a finished one whose file is gone)
+        # only when its transition has no take ready, so a rebuild never regenerates.
+        todo = {}
+        for i, rows in takes.items():
+            ready = [t for t in rows if self._take_ready(t)]
+            todo[i] = [
+                t
+                for t in rows
+                if t not in ready and (t["status"] in (TakeStatus.pending, TakeStatus.running) or not ready)
+            ]
+        fresh = all(todo[i] == takes[i] for i in takes)
+        # A job run start to finish with one take per transition encodes its video as the segments
+        # come; otherwise (a resume, a re-roll, best of K) the chosen takes' files are joined at the end.
+        single = all(len(rows) == 1 for rows in takes.values())
+        joiner = SegmentJoiner(joined, params["fps"], params["crf"], metadata) if fresh and single else None
         try:
-            for index, seg in enumerate(seg_params):
-                if finished[index]:
-                    continue  # made before an interruption: resume after it
+            for index in range(len(seg_params)):
                 report.segment = index
-                self.store.set_segment(job_id, index, SegmentStatus.running)
-                prompt = prompts[index]["english"] if index < len(prompts) else ""
-                clip = engine.generate(frames[index], frames[index + 1], prompt, seg, params, report)
-                partial = paths[index].with_suffix(".partial.mp4")
-                with VideoWriter(partial, params["fps"], crf=max(0, params["crf"] - 4), preset="veryfast") as writer:
-                    writer.write(clip)
-                partial.replace(paths[index])
-                self.store.set_segment(
-                    job_id, index, SegmentStatus.done, stored_path(self.settings, paths[index]), len(clip)
-                )
-                self.publish(
-                    JobSegmentEvent(
-                        job_id=job_id,
-                        segment=index + 1,
-                        segments=len(seg_params),
-                        url=output_url(self.settings, paths[index]),
-                    )
-                )
-                self.show_preview(job_id, index, seg["sections"], paths[index])
-                if joiner is not None:
-                    joiner.add(clip, starts_segment=True)
+                made = []
+                for take in todo[index]:
+                    clip = self._make_take(job_id, index, take, frames, prompts, params, report)
+                    made.append(take["take"])
+                    if joiner is not None:
+                        joiner.add(clip, starts_segment=True)
+                self._pick(job_id, index, made)
             # No engine.release() here: the model and its allocator cache serve the next job as
             # they are, and a gc pass holds the GIL long enough to stall the event loop (0.3 s).
             report.segment = len(seg_params)
+            paths = [resolve_stored(self.settings, s["path"]) for s in self.store.segments(job_id)]
             if joiner is not None:
                 joiner.finish()
                 joiner = None
@@ -280,6 +383,7 @@ class JobRunner:
         finally:
             if joiner is not None:
                 joiner.abandon()
+        self.store.update_job(job_id, seams=self._seams(paths, params["fps"]))
         final, post_report = joined, None
         if posting:
             from backend.pipeline.postprocess import run_postprocess

@@ -202,6 +202,43 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "en": "job {job_id} is {status}: only failed or cancelled jobs can be retried",
         "ko": "실패하거나 취소된 작업만 다시 시도할 수 있습니다",
     },
+    "job_too_many_takes": {
+        "en": "at most {limit} takes per transition on this server",
+        "ko": "이 서버에서는 전환마다 테이크를 최대 {limit}개까지 만들 수 있습니다",
+    },
+    # --- takes ------------------------------------------------------------------------------
+    "transition_not_found": {
+        "en": "job {job_id} has no transition {index} (it has {count}, numbered from 0)",
+        "ko": "작업 {job_id}에는 전환 {index}이(가) 없습니다 (전환 {count}개, 0부터 번호)",
+    },
+    "take_not_found": {
+        "en": "transition {index} of job {job_id} has no take {take}",
+        "ko": "작업 {job_id}의 전환 {index}에는 테이크 {take}이(가) 없습니다",
+    },
+    "take_not_finished": {
+        "en": "take {take} of transition {index} is {status}: only a finished take can be chosen",
+        "ko": "테이크 {take}은(는) 아직 완성되지 않았습니다 ({status}): 완성된 테이크만 고를 수 있습니다",
+    },
+    "take_is_chosen": {
+        "en": "take {take} is the chosen take of transition {index}: choose another one before deleting it",
+        "ko": "테이크 {take}은(는) 전환 {index}에 선택된 테이크입니다: 다른 테이크를 고른 뒤 삭제하세요",
+    },
+    "take_is_last": {
+        "en": "take {take} is the only take of transition {index}: it cannot be deleted",
+        "ko": "테이크 {take}은(는) 전환 {index}의 유일한 테이크라 삭제할 수 없습니다",
+    },
+    "job_busy": {
+        "en": "job {job_id} is {status}: wait until it has finished",
+        "ko": "작업 {job_id}이(가) 진행 중입니다 ({status}): 끝날 때까지 기다려 주세요",
+    },
+    "job_not_rebuildable": {
+        "en": "job {job_id} cannot be rebuilt: transition {index} has no finished take chosen",
+        "ko": "작업 {job_id}을(를) 다시 만들 수 없습니다: 전환 {index}에 완성된 테이크가 선택되지 않았습니다",
+    },
+    "job_broken_no_takes": {
+        "en": "job {job_id}'s stored record is damaged: its takes cannot be changed",
+        "ko": "작업 {job_id}의 저장된 기록이 손상되어 테이크를 바꿀 수 없습니다",
+    },
     # --- image analysis ---------------------------------------------------------------------
     "analysis_not_running": {
         "en": "Image analysis is not running on this server.",

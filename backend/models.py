@@ -35,6 +35,7 @@ Num = BeforeValidator(_not_bool)
 MAX_IMAGES_ANY_JOB = 1000
 MIN_IMAGES_PER_JOB = 2  # one transition needs two images
 MAX_PROMPT_CHARS = 2000
+MAX_TAKES_ANY_JOB = 16  # the request's bound; the server's own limit is a setting at most this
 
 
 class _Strict(BaseModel):
@@ -80,6 +81,15 @@ class SegmentStatus(_StrEnum):
     done = "done"
 
 
+class TakeStatus(_StrEnum):
+    """A take's state; `failed` is a take cut off by an error, made again when the job is retried."""
+
+    pending = "pending"
+    running = "running"
+    done = "done"
+    failed = "failed"
+
+
 class JobSettings(_Strict):
     """The user's sliders. `None` means "not set": a suggestion or the default fills it in."""
 
@@ -91,6 +101,27 @@ class JobSettings(_Strict):
     strength: Annotated[int | None, Num] = Field(None, ge=0, le=100)
     resolution: Annotated[int | None, Num] = Field(None, ge=32, le=1536, description="bucket edge in px")
     seed: Annotated[int | None, Num] = Field(None, ge=0, le=MAX_SEED)
+    takes_per_transition: Annotated[int | None, Num] = Field(
+        None,
+        ge=1,
+        le=MAX_TAKES_ANY_JOB,
+        description="best of K: takes made per transition, each with its own seed; the best score is chosen "
+        "(default 1, at most STUDIO_MAX_TAKES_PER_TRANSITION)",
+    )
+
+
+class TakeCreate(_Strict):
+    """A new take of one transition; what is left out is the transition's own value (a new random
+    seed when no seed is given)."""
+
+    seed: Annotated[int | None, Num] = Field(None, ge=0, le=MAX_SEED)
+    prompt: str | None = Field(None, max_length=MAX_PROMPT_CHARS)
+    seconds: Annotated[float | None, Num] = Field(None, gt=0, le=120, allow_inf_nan=False)
+    strength: Annotated[int | None, Num] = Field(None, ge=0, le=100)
+
+
+class TakeChoice(_Strict):
+    take: Annotated[int, Num] = Field(..., ge=1)
 
 
 class PostprocessOptions(_Strict):
@@ -184,6 +215,32 @@ class SegmentView(_Strict):
     video_url: str | None = None
 
 
+class TakeView(_Strict):
+    """One generated attempt at a transition, with the parameters it was made with and its score."""
+
+    take: int = Field(description="1-based, per transition")
+    status: TakeStatus
+    chosen: bool
+    seed: int | None = None
+    prompt: str | None = Field(None, description="this take's own prompt; null: the job's prompt for the pair")
+    seconds: float | None = None
+    strength: int | None = None
+    frames: int | None = None
+    video_url: str | None = None
+    created_at: float | None = None
+    overall: float | None = Field(None, description="the score's overall value, 0..100 (docs/scores.md)")
+    score: dict[str, Any] | None = Field(None, description="the take's score in full (docs/scores.md)")
+
+
+class TransitionView(_Strict):
+    index: int = Field(description="0-based, as in the URL /transitions/{i}")
+    chosen: int | None = Field(None, description="the chosen take's number")
+    takes: list[TakeView] = []
+    seam_after: dict[str, Any] | None = Field(
+        None, description="the seam score between this transition's chosen take and the next's, at the last join"
+    )
+
+
 class JobView(_Strict):
     """A job as every route and event shows it (`GET /api/jobs/<id>`, the `job` of job events)."""
 
@@ -204,6 +261,7 @@ class JobView(_Strict):
     postprocess: dict[str, Any] | None = None
     params: dict[str, Any] | None = None
     segments: list[SegmentView] = []
+    transitions: list[TransitionView] = Field([], description="each transition's takes and the seam after it")
     current: dict[str, Any] | None = None
     preview_url: str | None = None
     video_url: str | None = None
@@ -282,6 +340,7 @@ class Limits(_Strict):
     min_images_per_job: int
     max_images_per_job: int
     max_seconds_per_transition: float
+    max_takes_per_transition: int
     max_prompt_chars: int
     max_files_per_upload: int
     max_upload_mb: float

@@ -211,6 +211,20 @@ def test_an_older_data_folder_opens_with_its_jobs_and_uploads_intact(tmp_path, u
         (0, "done", f"outputs/{DONE_JOB}/segment_000.mp4", 37)
     ]
     assert (failed["status"], failed["error"], failed["warnings"]) == ("failed", "out of memory / 메모리 부족", [])
+    # Each segment made before takes existed is take 1 of its transition, chosen, with its parameters.
+    [take] = store.takes(DONE_JOB)
+    assert (take["idx"], take["take"], take["status"], take["path"], take["frames"], take["chosen"]) == (
+        0,
+        1,
+        "done",
+        f"outputs/{DONE_JOB}/segment_000.mp4",
+        37,
+        True,
+    )
+    assert (take["seed"], take["seconds"], take["strength"], take["params"]) == (7, 1.233, 50, PARAMS["segments"][0])
+    assert [(t["take"], t["status"], t["path"], t["chosen"]) for t in store.takes(FAILED_JOB)] == [
+        (1, "failed", None, True)
+    ]
     assert sorted(j["id"] for j in store.list_jobs()) == sorted([DONE_JOB, FAILED_JOB])
     store.close()
     cache = TranslationCache(db)

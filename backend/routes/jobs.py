@@ -31,6 +31,8 @@ from backend.models import (
     PostprocessOptions,
     SettingDefaults,
     StatusSets,
+    TakeChoice,
+    TakeCreate,
     UploadList,
     UploadView,
 )
@@ -261,11 +263,39 @@ async def meta(request: Request) -> Meta:
             min_images_per_job=MIN_IMAGES_PER_JOB,
             max_images_per_job=settings.max_images_per_job,
             max_seconds_per_transition=settings.max_seconds_per_transition,
+            max_takes_per_transition=settings.max_takes_per_transition,
             max_prompt_chars=MAX_PROMPT_CHARS,
             max_files_per_upload=settings.max_files_per_upload,
             max_upload_mb=settings.max_upload_mb,
         ),
     )
+
+
+@router.post(
+    "/api/jobs/{job_id}/transitions/{index}/takes",
+    response_model=JobView,
+    status_code=202,
+    responses=_doc(404, 409, 422),
+)
+async def new_take(job_id: str, index: int, body: TakeCreate, request: Request):
+    """Queues one more take of one transition on the job's lane; nothing else is generated again."""
+    return await _queue(request).new_take(job_id, index, body)
+
+
+@router.post("/api/jobs/{job_id}/transitions/{index}/choose", response_model=JobView, responses=_doc(404, 409))
+async def choose_take(job_id: str, index: int, body: TakeChoice, request: Request):
+    return await _queue(request).choose_take(job_id, index, body.take)
+
+
+@router.delete("/api/jobs/{job_id}/transitions/{index}/takes/{take}", response_model=JobView, responses=_doc(404, 409))
+async def delete_take(job_id: str, index: int, take: int, request: Request):
+    return await _queue(request).delete_take(job_id, index, take)
+
+
+@router.post("/api/jobs/{job_id}/rebuild", response_model=JobView, status_code=202, responses=_doc(404, 409))
+async def rebuild_job(job_id: str, request: Request):
+    """Joins the chosen takes again and post-processes the result; no take is generated."""
+    return await _queue(request).rebuild(job_id)
 
 
 @router.websocket("/ws")

@@ -148,3 +148,21 @@ def write_video(path: Path | str, frames: np.ndarray, fps: float, crf: int = 16,
     with VideoWriter(path, fps, crf=crf, metadata=metadata) as writer:
         writer.write(frames)
     return Path(path)
+
+
+def copy_with_metadata(src: Path | str, dst: Path | str, metadata: dict) -> Path:
+    """`src` into `dst` with these container tags added, its packets copied as they are (no
+    re-encode): tags known only once a file is written (its score) cost a remux, not a quality step."""
+    with av.open(str(src)) as inp:
+        tags = {**dict(inp.metadata), **{str(k): str(v) for k, v in metadata.items()}}
+        with av.open(str(dst), mode="w", options={"movflags": "+faststart+use_metadata_tags"}) as out:
+            for key, value in tags.items():
+                out.metadata[key] = value
+            source = inp.streams.video[0]
+            target = out.add_stream_from_template(source)
+            for packet in inp.demux(source):
+                if packet.dts is None:  # the demuxer's flush packet
+                    continue
+                packet.stream = target
+                out.mux(packet)
+    return Path(dst)

@@ -4,6 +4,7 @@ import { useLang } from "../lib/i18n.js";
 import { api } from "../lib/api.js";
 import { duration, percent } from "../lib/format.js";
 import { isFinished } from "../lib/jobs-store.js";
+import { Storyboard } from "./takes.js";
 
 const STATUS_STYLE = {
   queued: "bg-slate-200 text-slate-800",
@@ -123,6 +124,9 @@ function JobCard({ job, live, lang, t }) {
         class="inline-block rounded-md bg-emerald-600 px-3 py-1.5 text-sm font-medium text-white hover:bg-emerald-700">
         ${t("jobs.download")}</a>
     </div>`}
+
+    ${job.stage !== "broken" && (job.transitions || []).some((tr) => tr.takes.some((k) => k.status === "done"))
+      && html`<${Storyboard} job=${job} finished=${finished} />`}
 
     ${job.status === "failed" && html`<p class="mt-3 whitespace-pre-wrap rounded-md bg-red-50 p-2 text-sm text-red-800"
       role="alert" data-testid="job-error">${job.error || t("status.failed")}</p>`}

@@ -125,6 +125,14 @@ export function SettingsPanel({ settings, setSettings, engine, setEngine, post, 
             onClick=${() => set("seed")(Math.floor(Math.random() * 2 ** 31))}
             class="rounded-r-md border border-l-0 border-slate-300 px-2 hover:bg-slate-100">${DIE}</button>
         </span></label>
+      ${(limits.max_takes_per_transition || 1) > 1 && html`<label class="text-sm font-medium" title=${t("settings.takesHelp")}>
+        ${t("settings.takes")}
+        <select value=${settings.takes_per_transition ?? 1} data-testid="takes-per-transition"
+          onChange=${(e) => set("takes_per_transition")(Number(e.target.value))}
+          class="mt-1 block rounded-md border border-slate-300 px-2 py-1.5 text-sm">
+          ${Array.from({ length: limits.max_takes_per_transition }, (_, i) => i + 1).map((k) =>
+            html`<option key=${k} value=${k}>${k === 1 ? t("settings.takesOne") : t("settings.takesBest", { k })}</option>`)}
+        </select></label>`}
     </div>
     <fieldset class="min-w-0">
       <legend class="mb-1 text-sm font-medium">${t("settings.engine")}</legend>

@@ -1,0 +1,121 @@
+// A finished job's storyboard: each transition with its takes (clip, score, seed), the pick,
+// a re-roll with its own seed/prompt/length/strength, delete, and "rebuild video" from the picks.
+import { html, useState } from "../lib/react.js";
+import { useLang } from "../lib/i18n.js";
+import { api } from "../lib/api.js";
+
+function score(value) {
+  return value == null ? "–" : Math.round(value * 10) / 10;
+}
+
+function Take({ job, index, take, busy, act, t }) {
+  const base = `/api/jobs/${job.id}/transitions/${index}`;
+  const done = take.status === "done";
+  const flags = (take.score && take.score.flags) || [];
+  return html`<li data-testid="take" data-take=${take.take} data-chosen=${take.chosen ? "true" : "false"}
+      class=${`w-44 shrink-0 rounded-lg border p-2 text-xs ${take.chosen ? "border-indigo-500 ring-2 ring-indigo-200" : "border-slate-200"}`}>
+    <div class="aspect-video overflow-hidden rounded bg-slate-900">
+      ${done && take.video_url
+        ? html`<video src=${`${take.video_url}#t=0.001`} controls muted playsinline preload="metadata"
+            class="h-full w-full object-contain" data-testid="take-video"></video>`
+        : html`<div class="flex h-full items-center justify-center text-slate-300">${t(`take.status.${take.status}`)}</div>`}
+    </div>
+    <div class="mt-1 flex items-baseline justify-between">
+      <span class="font-semibold">${t("take.name", { k: take.take })}</span>
+      <span class="tabular-nums" title=${t("take.scoreHelp")} data-testid="take-score">${t("take.score")} ${score(take.overall)}</span>
+    </div>
+    <div class="truncate text-slate-500">${t("take.seed")} ${take.seed ?? "–"} · ${take.seconds ?? "–"}s · ${take.strength ?? "–"}</div>
+    ${take.prompt && html`<div class="truncate text-slate-500" title=${take.prompt}>${take.prompt}</div>`}
+    ${flags.length > 0 && html`<div class="truncate text-amber-700" data-testid="take-flags">${flags.join(", ")}</div>`}
+    <div class="mt-1 flex gap-1">
+      ${take.chosen
+        ? html`<span class="rounded bg-indigo-100 px-2 py-0.5 text-indigo-800">${t("take.chosen")}</span>`
+        : html`<button type="button" disabled=${busy || !done} data-testid="take-choose"
+            onClick=${() => act(() => api.post(`${base}/choose`, { take: take.take }))}
+            class="rounded border border-slate-300 px-2 py-0.5 hover:bg-slate-100 disabled:opacity-50">${t("take.choose")}</button>`}
+      ${!take.chosen && html`<button type="button" disabled=${busy} data-testid="take-delete"
+          onClick=${() => act(() => api.del(`${base}/takes/${take.take}`))}
+          class="rounded border border-slate-300 px-2 py-0.5 hover:bg-red-50 disabled:opacity-50">${t("take.delete")}</button>`}
+    </div>
+  </li>`;
+}
+
+function number(text) {
+  const value = Number(text);
+  return text === "" || !Number.isFinite(value) ? undefined : value;
+}
+
+function Reroll({ job, index, busy, act, t }) {
+  const [open, setOpen] = useState(false);
+  const [form, setForm] = useState({ seed: "", prompt: "", seconds: "", strength: "" });
+  const set = (key) => (e) => setForm({ ...form, [key]: e.target.value });
+  const submit = (e) => {
+    e.preventDefault();
+    const body = {};
+    if (number(form.seed) != null) body.seed = number(form.seed);
+    if (form.prompt.trim()) body.prompt = form.prompt.trim();
+    if (number(form.seconds) != null) body.seconds = number(form.seconds);
+    if (number(form.strength) != null) body.strength = number(form.strength);
+    act(() => api.post(`/api/jobs/${job.id}/transitions/${index}/takes`, body)).then(() => setOpen(false));
+  };
+  if (!open) {
+    return html`<button type="button" disabled=${busy} onClick=${() => setOpen(true)} data-testid="take-reroll"
+      class="rounded border border-slate-300 px-2 py-1 text-xs hover:bg-slate-100 disabled:opacity-50">${t("take.reroll")}</button>`;
+  }
+  const field = "w-full rounded border border-slate-300 px-1 py-0.5";
+  return html`<form onSubmit=${submit} class="grid grid-cols-2 gap-1 text-xs sm:grid-cols-5" data-testid="take-reroll-form">
+    <label>${t("take.seed")}<input class=${field} inputmode="numeric" value=${form.seed} onInput=${set("seed")}
+      placeholder=${t("take.random")} data-testid="reroll-seed" /></label>
+    <label>${t("take.seconds")}<input class=${field} inputmode="decimal" value=${form.seconds} onInput=${set("seconds")}
+      data-testid="reroll-seconds" /></label>
+    <label>${t("take.strength")}<input class=${field} inputmode="numeric" value=${form.strength} onInput=${set("strength")}
+      data-testid="reroll-strength" /></label>
+    <label class="col-span-2">${t("take.prompt")}<input class=${field} value=${form.prompt} onInput=${set("prompt")}
+      placeholder=${t("take.promptSame")} data-testid="reroll-prompt" /></label>
+    <div class="col-span-2 flex gap-1 sm:col-span-5">
+      <button type="submit" disabled=${busy} data-testid="reroll-submit"
+        class="rounded bg-indigo-600 px-2 py-1 font-medium text-white hover:bg-indigo-700 disabled:opacity-50">${t("take.generate")}</button>
+      <button type="button" onClick=${() => setOpen(false)} class="rounded border border-slate-300 px-2 py-1">${t("take.close")}</button>
+    </div>
+  </form>`;
+}
+
+export function Storyboard({ job, finished }) {
+  const { t, te } = useLang();
+  const [error, setError] = useState("");
+  const [pending, setPending] = useState(false);
+  const transitions = job.transitions || [];
+  if (!transitions.length) return null;
+  const busy = pending || !finished;
+  async function act(call) {
+    setError("");
+    setPending(true);
+    try { await call(); } catch (err) { setError(err); throw err; } finally { setPending(false); }
+  }
+  const quiet = (call) => act(call).catch(() => {});
+  return html`<details class="mt-3 text-sm" data-testid="storyboard" open>
+    <summary class="cursor-pointer font-medium text-slate-700">${t("takes.title")}</summary>
+    <ol class="mt-2 space-y-3">
+      ${transitions.map((tr) => html`<li key=${tr.index} data-testid="transition" data-index=${tr.index}>
+        <div class="mb-1 flex items-center gap-2">
+          <span class="font-medium">${t("takes.transition", { n: tr.index + 1 })}</span>
+          ${tr.seam_after && html`<span class="text-xs text-slate-500" title=${t("takes.seamHelp")}>
+            ${t("takes.seam")} ${score(tr.seam_after.score * 100)}</span>`}
+          <span class="ml-auto"><${Reroll} job=${job} index=${tr.index} busy=${busy} act=${act} t=${t} /></span>
+        </div>
+        <ul class="flex gap-2 overflow-x-auto pb-1">
+          ${tr.takes.map((take) => html`<${Take} key=${take.take} job=${job} index=${tr.index} take=${take}
+            busy=${busy} act=${quiet} t=${t} />`)}
+        </ul>
+      </li>`)}
+    </ol>
+    <div class="mt-2 flex items-center gap-2">
+      <button type="button" disabled=${busy} data-testid="job-rebuild"
+        onClick=${() => quiet(() => api.post(`/api/jobs/${job.id}/rebuild`))}
+        class="rounded-md bg-indigo-600 px-3 py-1.5 text-sm font-medium text-white hover:bg-indigo-700 disabled:opacity-50">
+        ${t("takes.rebuild")}</button>
+      <span class="text-xs text-slate-500">${t("takes.rebuildHelp")}</span>
+    </div>
+    ${error && html`<p class="mt-2 text-sm text-red-700" role="alert" data-testid="takes-error">${te(error)}</p>`}
+  </details>`;
+}
