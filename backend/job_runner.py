@@ -384,6 +384,12 @@ class JobRunner:
             if joiner is not None:
                 joiner.abandon()
         self.store.update_job(job_id, seams=self._seams(paths, params["fps"]))
+        # A re-roll with another length, or another choice, changes the joined length: the stored
+        # parameters say what the video now is, not what the first run planned.
+        joined_frames = probe(joined).frames
+        if joined_frames and joined_frames != params.get("total_frames"):
+            params = {**params, "total_frames": joined_frames, "total_seconds": round(joined_frames / params["fps"], 3)}
+            self.store.update_job(job_id, params=params)
         final, post_report = joined, None
         if posting:
             from backend.pipeline.postprocess import run_postprocess

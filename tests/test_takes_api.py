@@ -56,6 +56,7 @@ def test_rerolling_one_transition_regenerates_only_it_and_rebuild_joins_the_chos
         assert take_file.exists() and new["video_url"] == f"/files/outputs/{job_id}/segment_001_take_2.mp4"
         # The job's video was joined with the new take: 37 + 73 + 37 frames, less the 2 shared ones.
         assert probe(folder / "final.mp4").frames == 37 + 73 + 37 - 2
+        assert job["params"]["total_frames"] == 37 + 73 + 37 - 2  # the parameters say what the video is now
         assert [t["chosen"] for t in job["transitions"]] == [1, 2, 1]
 
         # Back to take 1 and rebuild: no take is generated, the video holds take 1's frames again.

@@ -51,3 +51,4 @@ def test_best_of_two_and_a_reroll_with_the_tiny_framepack_model(tmp_path, tiny_f
         assert (new["take"], new["seed"], new["status"], new["chosen"]) == (3, 123, "done", True)
         frames = [next(t["frames"] for t in tr["takes"] if t["chosen"]) for tr in job["transitions"]]
         assert probe(folder / "final.mp4").frames == sum(frames) - 1  # one shared key frame at the seam
+        assert job["params"]["total_frames"] == sum(frames) - 1  # the stored parameters follow the video
