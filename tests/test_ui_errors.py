@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from backend import messages
-from tests.helpers.browser import REQUIREMENTS, chromium_context, offline_page, reset_storage
+from tests.helpers.browser import REQUIREMENTS, chromium_context, offline_page, open_fresh_studio
 from tests.helpers.images import save, scene
 from tests.helpers.server import StudioServer
 
@@ -30,11 +30,7 @@ def browser(tmp_path_factory):
 
 
 def _open(browser, server, lang: str):
-    page = offline_page(browser, server.url)
-    reset_storage(page, server.url, lang)
-    page.goto(server.url + "/")
-    page.wait_for_selector("[data-testid=socket-status][data-state=open]")
-    return page
+    return open_fresh_studio(offline_page(browser, server.url), server.url, lang)
 
 
 def test_refusals_are_shown_in_the_pages_language(browser, server, tmp_path: Path):

@@ -8,7 +8,7 @@ import json
 import httpx
 import pytest
 
-from tests.helpers.browser import REQUIREMENTS, chromium_context, reset_storage
+from tests.helpers.browser import REQUIREMENTS, chromium_context, open_fresh_studio
 from tests.helpers.browser import offline_page as _page
 from tests.helpers.server import StudioServer
 
@@ -36,10 +36,7 @@ def _open(context, server, meta: dict | None = None):
             server.url + "/api/meta",
             lambda route: route.fulfill(status=200, content_type="application/json", body=json.dumps(meta)),
         )
-    reset_storage(page, server.url)
-    page.goto(server.url + "/")
-    page.wait_for_selector("[data-testid=socket-status][data-state=open]")
-    return page
+    return open_fresh_studio(page, server.url)
 
 
 def _shown(page) -> dict:

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from backend.smart_params import sections_for
-from tests.helpers.browser import REQUIREMENTS, chromium_context, reset_storage
+from tests.helpers.browser import REQUIREMENTS, chromium_context, open_fresh_studio
 from tests.helpers.browser import offline_page as _page
 from tests.helpers.browser import screenshot as _screenshot
 from tests.helpers.images import save, scene
@@ -57,11 +57,7 @@ def bare_server(tmp_path_factory):
 
 def _open(context, server, phone: bool = False):
     """A fresh studio page with an empty composer (drafts are per origin, tests share one)."""
-    page = _page(context, server.url)
-    reset_storage(page, server.url)
-    page.goto(server.url + "/")
-    page.wait_for_selector("[data-testid=socket-status][data-state=open]")
-    return page
+    return open_fresh_studio(_page(context, server.url), server.url)
 
 
 def _images(tmp_path: Path, count: int, size=(160, 120)) -> list[Path]:

@@ -82,6 +82,14 @@ def reset_storage(page, server_url: str, lang: str | None = "en") -> None:
     )
 
 
+def open_fresh_studio(page, server_url: str, lang: str = "en"):
+    """`page` on the studio with no saved draft, in `lang`, once its socket is open."""
+    reset_storage(page, server_url, lang)
+    page.goto(server_url + "/")
+    page.wait_for_selector("[data-testid=socket-status][data-state=open]")
+    return page
+
+
 ARTIFACTS = ROOT / "test-artifacts"  # gitignored: screenshots for a person to look at
 
 
