@@ -24,6 +24,7 @@ from fastapi.staticfiles import StaticFiles
 
 from backend import messages, uploads
 from backend.analyzers.service import AnalysisService
+from backend.cluster.pool import RayPool
 from backend.config import Settings
 from backend.db import Store, StoreError
 from backend.errors import StudioError
@@ -158,7 +159,8 @@ def create_app(settings: Settings | None = None, analysis: AnalysisService | Non
         queue_ref: dict[str, JobQueue] = {}
         ws = WebSocketManager(snapshot=lambda: queue_ref["queue"].snapshot())
         ws.bind_loop(asyncio.get_running_loop())
-        queue = JobQueue(settings, store, ws, engines, prompts=service, suggest=_suggester(service))
+        workers = RayPool(settings) if settings.cluster == "ray" else None
+        queue = JobQueue(settings, store, ws, engines, prompts=service, suggest=_suggester(service), workers=workers)
         queue_ref["queue"] = queue
         app.state.store, app.state.engines, app.state.ws = store, engines, ws
         app.state.queue, app.state.analysis = queue, service

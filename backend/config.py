@@ -138,6 +138,17 @@ class Settings(BaseSettings):
     # worker "stalled" in /api/health (answered 503 then, so a supervisor can restart the studio).
     worker_stall_s: float = Field(900.0, gt=0, validation_alias=_env("STUDIO_WORKER_STALL_S"))
 
+    # --- scale-out ----------------------------------------------------------------------------
+    # embedded: the jobs run in this process (one worker per engine), no Ray. ray: a pool of Ray
+    # actors, one per GPU, makes a job's transitions in parallel (docs/deploy.md).
+    cluster: Literal["embedded", "ray"] = Field("embedded", validation_alias=_env("STUDIO_CLUSTER"))
+    # Empty: start a Ray on this host for the pool. Otherwise an existing cluster: "auto" or HOST:PORT.
+    ray_address: str = Field("", validation_alias=_env("STUDIO_RAY_ADDRESS"))
+    # 0: one worker per GPU in the cluster (one CPU worker when it has none); N: exactly N workers.
+    ray_workers: int = Field(0, ge=0, le=256, validation_alias=_env("STUDIO_RAY_WORKERS"))
+    # Times a transition is run again after its worker died (kill, lost host) before the job fails.
+    ray_task_retries: int = Field(3, ge=0, le=20, validation_alias=_env("STUDIO_RAY_TASK_RETRIES"))
+
     # --- post-processing ----------------------------------------------------------------------
     codeformer_dir: Path = Field(Path("models/codeformer"), validation_alias=_env("CODEFORMER_DIR"))
     rife_dir: Path = Field(Path("models/rife"), validation_alias=_env("RIFE_DIR"))

@@ -105,6 +105,10 @@ class JobProgressEvent(_Message):
     sections: int | None = Field(description="sections in this transition")
     step: int | None = Field(description="denoising step (morph: frame) within the section")
     steps: int | None = Field(description="steps in the section (morph: frames in the transition)")
+    running: list[int] | None = Field(
+        None, description="1-based transitions generating now: several when a Ray pool runs them in parallel"
+    )
+    worker: str | None = Field(None, description="the Ray worker this report came from; null in the embedded studio")
     ts: Stamp
 
 

@@ -24,6 +24,7 @@ the job is left `interrupted` and resumes at the next start.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import secrets
@@ -31,11 +32,14 @@ import shutil
 import sqlite3
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 from backend import messages, smart_params
+from backend.cluster.local import LocalWorkers
+from backend.cluster.task import Workers
 from backend.config import Settings
 from backend.db import BROKEN_STAGE, Store
 from backend.errors import StudioError
@@ -115,19 +119,27 @@ class PromptService(Protocol):
 
 @dataclass
 class Lane:
-    """One engine's queue and thread."""
+    """One engine's queue and thread(s). Embedded, a lane runs one job at a time; on a Ray pool,
+    as many as the pool has workers (their takes share the workers by the pool's rule)."""
 
     name: str
+    capacity: Callable[[], int] = lambda: 1
     queue: asyncio.Queue = field(default_factory=asyncio.Queue)
     executor: DaemonExecutor | None = None
     task: asyncio.Task | None = None
-    running: str | None = None
-    token: CancelToken | None = None
+    jobs: dict[str, CancelToken] = field(default_factory=dict)  # running job -> its cancel token
+    runs: set[asyncio.Task] = field(default_factory=set)  # jobs running beside the loop (capacity > 1)
+    freed: asyncio.Event = field(default_factory=asyncio.Event)
     health: WorkerHealth = field(default_factory=WorkerHealth)
+    threads: int = 1
 
     def __post_init__(self) -> None:
         if self.executor is None:
-            self.executor = DaemonExecutor(f"lane-{self.name}")
+            self.executor = DaemonExecutor(f"lane-{self.name}", threads=self.threads)
+
+    @property
+    def running(self) -> str | None:
+        return next(iter(self.jobs), None)
 
     def status(self, stall_s: float) -> LaneStatus:
         h = self.health
@@ -146,6 +158,7 @@ class Lane:
             ok=state in ("running", "idle"),
             state=state,
             running=self.running,
+            running_jobs=list(self.jobs),
             queued=self.queue.qsize(),
             restarts=h.restarts,
             quiet_s=round(quiet_s, 1) if self.running else None,
@@ -163,6 +176,7 @@ class JobQueue:
         engines: Engines,
         prompts: PromptService | None = None,
         suggest=None,
+        workers: Workers | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -172,8 +186,15 @@ class JobQueue:
         # async (image_paths) -> smart_params.Suggestions | None, answering at once: None when
         # the analysis is not ready yet.
         self.suggest = suggest
-        self.runner = JobRunner(settings, store, engines, self._publish_from_worker)
-        self.lanes: dict[str, Lane] = {name: Lane(name) for name in engines.names()}
+        self.workers: Workers = workers or LocalWorkers(settings, engines)
+        self.runner = JobRunner(settings, store, engines, self._publish_from_worker, self.workers)
+        # Embedded: one job per lane at a time. A pool: up to one job per worker per lane, each on
+        # a thread that mostly waits for its takes to come back.
+        pooled = self.workers.parallel > 1 or settings.cluster == "ray"
+        self.lanes: dict[str, Lane] = {
+            name: Lane(name, capacity=lambda: self.workers.parallel, threads=256 if pooled else 1)
+            for name in engines.names()
+        }
         self._stopping = False
         self._delete_after: set[str] = set()
 
@@ -181,10 +202,12 @@ class JobQueue:
         return self.lanes.get(engine) or next(iter(self.lanes.values()))
 
     def _lane_running(self, job_id: str) -> Lane | None:
-        return next((lane for lane in self.lanes.values() if lane.running == job_id), None)
+        return next((lane for lane in self.lanes.values() if job_id in lane.jobs), None)
 
     # --- life cycle ---------------------------------------------------------------------------
     async def start(self) -> None:
+        # A pool connects or starts Ray off the event loop; jobs wait for its workers meanwhile.
+        self._workers_start = asyncio.create_task(asyncio.to_thread(self.workers.start), name="workers-start")
         self._recover()
         for lane in self.lanes.values():
             lane.task = asyncio.create_task(self._supervise(lane), name=f"job-lane-{lane.name}")
@@ -216,9 +239,10 @@ class JobQueue:
         model load that does not look at the cancel token) is left behind; it is a daemon."""
         self._stopping = True
         for lane in self.lanes.values():
-            if lane.token is not None:
-                lane.token.set("shutdown")
+            for token in list(lane.jobs.values()):
+                token.set("shutdown")
         tasks = [lane.task for lane in self.lanes.values() if lane.task is not None]
+        tasks += [run for lane in self.lanes.values() for run in lane.runs]
         for task in tasks:
             task.cancel()
         for task in tasks:
@@ -235,6 +259,11 @@ class JobQueue:
                 for lane in self.lanes.values()
             )
         )
+        starting = getattr(self, "_workers_start", None)
+        if starting is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.shield(starting), STOP_WAIT_S)
+        await asyncio.to_thread(self.workers.stop)
 
     # --- views --------------------------------------------------------------------------------
     def view(self, job: dict) -> JobView:
@@ -377,6 +406,13 @@ class JobQueue:
             lane.health.last_beat = time.monotonic()
         self.ws.publish_threadsafe(event)
 
+    def cluster_view(self) -> dict[str, Any]:
+        """Where transitions run, as /monitor shows it (`mode`, `workers`, ...)."""
+        try:
+            return self.workers.view()
+        except Exception as exc:  # a monitor sample must not fail for it
+            return {"mode": self.settings.cluster, "address": None, "error": str(exc), "workers": []}
+
     def worker_status(self) -> WorkerStatus:
         """The lanes as `/api/health` shows them: the top level is the least healthy lane (so one
         dead or stalled lane is a 503), `lanes` has each one; `ok` is False when jobs cannot make
@@ -392,6 +428,7 @@ class JobQueue:
             ok=all(st.ok for st in lanes.values()),
             state=worst.state,
             running=worst.running or next((st.running for st in lanes.values() if st.running), None),
+            running_jobs=[job for st in lanes.values() for job in st.running_jobs],
             queued=sum(st.queued for st in lanes.values()),
             restarts=sum(st.restarts for st in lanes.values()),
             quiet_s=worst.quiet_s,
@@ -484,8 +521,8 @@ class JobQueue:
         if job["status"] in WAITING:
             self.store.update_job(job_id, status=JobStatus.cancelled, stage="cancelled", finished_at=time.time())
             self._emit(JobCancelledEvent, job_id)
-        elif job["status"] == JobStatus.running and lane is not None and lane.token is not None:
-            lane.token.set("cancel")  # the lane marks it cancelled once the stage stops
+        elif job["status"] == JobStatus.running and lane is not None and job_id in lane.jobs:
+            lane.jobs[job_id].set("cancel")  # the lane marks it cancelled once the stage stops
         elif job["status"] != JobStatus.running:
             raise JobError("job_already_finished", job_id=job_id, status=job["status"])
         return self.get(job_id)
@@ -591,9 +628,9 @@ class JobQueue:
     async def delete(self, job_id: str) -> None:
         self._require(job_id)
         lane = self._lane_running(job_id)
-        if lane is not None and lane.token is not None:
+        if lane is not None and job_id in lane.jobs:
             self._delete_after.add(job_id)
-            lane.token.set("cancel")
+            lane.jobs[job_id].set("cancel")
             return
         self._remove(job_id)
 
@@ -625,33 +662,48 @@ class JobQueue:
     async def _work(self, lane: Lane) -> None:
         loop = asyncio.get_running_loop()
         while True:
+            while len(lane.jobs) >= max(1, lane.capacity()):
+                lane.freed.clear()
+                # Also wakes now and then: a pool's workers may come up while jobs wait.
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(lane.freed.wait(), 1.0)
             job_id = await lane.queue.get()
             try:
                 job = await self._with_retries(lane.health, "read job", self.store.get_job, job_id)
             except asyncio.CancelledError:
                 raise
-            if job is None or job["status"] not in WAITING:
+            if job is None or job["status"] not in WAITING or job_id in lane.jobs:
                 continue
-            lane.running, lane.token = job_id, CancelToken()
+            lane.jobs[job_id] = CancelToken()
             lane.health.last_beat = time.monotonic()
-            try:
-                await self._run_one(loop, job)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                # A failure outside the stages themselves (an event, a state write): the job ends
-                # failed and the loop goes on to the next one.
-                log.error("job %s failed outside its stages:\n%s", job_id, traceback.format_exc())
-                lane.health.note_error(_readable(exc))
-                await self._fail(lane, job_id, exc)
-            finally:
-                lane.running, lane.token = None, None
-                if job_id in self._delete_after:
-                    self._delete_after.discard(job_id)
-                    try:
-                        self._remove(job_id)
-                    except Exception:
-                        log.exception("could not delete job %s after cancelling it", job_id)
+            if lane.capacity() <= 1 and not lane.runs:
+                await self._run_tracked(lane, loop, job)
+            else:
+                run = asyncio.create_task(self._run_tracked(lane, loop, job), name=f"job-{job_id}")
+                lane.runs.add(run)
+                run.add_done_callback(lane.runs.discard)
+
+    async def _run_tracked(self, lane: Lane, loop: asyncio.AbstractEventLoop, job: dict) -> None:
+        job_id = job["id"]
+        try:
+            await self._run_one(loop, job)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            # A failure outside the stages themselves (an event, a state write): the job ends
+            # failed and the loop goes on to the next one.
+            log.error("job %s failed outside its stages:\n%s", job_id, traceback.format_exc())
+            lane.health.note_error(_readable(exc))
+            await self._fail(lane, job_id, exc)
+        finally:
+            lane.jobs.pop(job_id, None)
+            lane.freed.set()
+            if job_id in self._delete_after:
+                self._delete_after.discard(job_id)
+                try:
+                    self._remove(job_id)
+                except Exception:
+                    log.exception("could not delete job %s after cancelling it", job_id)
 
     async def _with_retries(self, health: WorkerHealth, what: str, fn, *args, **kwargs):
         """Calls a store method until it works; while it fails, health says why."""
@@ -731,7 +783,7 @@ class JobQueue:
     async def _run_one(self, loop: asyncio.AbstractEventLoop, job: dict) -> None:
         job_id = job["id"]
         lane = self._lane(job["engine"])
-        token = lane.token
+        token = lane.jobs[job_id]
         try:
             self.store.update_job(
                 job_id,
@@ -743,7 +795,7 @@ class JobQueue:
             )
             self._emit(JobStartedEvent, job_id)
             await self._translate(self.store.get_job(job_id))
-            await loop.run_in_executor(lane.executor, self.engines.before_job, job["engine"])
+            await loop.run_in_executor(lane.executor, self.workers.before_job, job["engine"])
             await loop.run_in_executor(lane.executor, self.runner.run, job_id, token)
         except JobCancelled:
             if token.reason == "shutdown":

@@ -8,17 +8,19 @@ preview files and WebSocket events, and raises `JobCancelled` from the callback 
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from backend.cluster.local import LocalWorkers
+from backend.cluster.task import CancelToken, TransitionTask, Workers
 from backend.config import Settings
 from backend.db import Store, data_relative
 from backend.errors import InputMissing
@@ -29,6 +31,7 @@ from backend.pipeline.engines import Engines
 from backend.pipeline.preprocessor import fit_image
 from backend.pipeline.scores import TakeScorer, score_seam_files
 from backend.smart_params import FPS
+from backend.utils.daemon_executor import DaemonExecutor
 from backend.utils.files import FILES_URL, upload_path
 from backend.utils.images import load_rgb
 from backend.utils.progress import JobCancelled, Progress
@@ -43,18 +46,6 @@ EVENT_INTERVAL_S = 0.1  # at most this often a progress event per job, except on
 DB_INTERVAL_S = 1.0
 PREVIEW_CRF = 23
 POST_STAGES = ("face_restore", "upscale", "interpolate", "encode", "postprocess", "download")
-
-
-@dataclass
-class CancelToken:
-    """Set by the queue; read by the progress callback. `reason` tells cancel from shutdown."""
-
-    event: threading.Event = field(default_factory=threading.Event)
-    reason: str = "cancel"
-
-    def set(self, reason: str) -> None:
-        self.reason = reason
-        self.event.set()
 
 
 def output_dir(settings: Settings, job_id: str) -> Path:
@@ -92,7 +83,11 @@ def output_url(settings: Settings, path: str | Path | None) -> str | None:
 
 
 class _Reporter:
-    """Turns stage progress into job progress, ETA, throttled events and DB writes."""
+    """Turns stage progress into job progress, ETA, throttled events and DB writes.
+
+    Transitions may report from several threads at once (the Ray pool makes them in parallel):
+    each has its own fraction, the job's progress is their weighted sum, and the ETA follows the
+    pace of the whole, so it shortens by itself with more workers."""
 
     def __init__(
         self,
@@ -110,24 +105,52 @@ class _Reporter:
         self.start_progress = start_progress
         self.weights = weights
         self.segment_weights = segment_weights
-        self.segment = 0
+        self.segment = 0  # the transition a report without one of its own belongs to
         self.progress = start_progress
+        self.fractions: dict[int, float] = {}
+        self.running: set[int] = set()
+        self._lock = threading.RLock()
         self._last_event = 0.0
         self._last_db = 0.0
         self._last_key: tuple = ()
         self.current: dict[str, Any] = {}
 
-    def overall(self, stage: str, fraction: float) -> float:
+    def for_segment(self, index: int) -> Callable[[Progress], None]:
+        """The callback one transition's take reports through."""
+        return lambda p: self.report(p, index)
+
+    def begin(self, index: int) -> None:
+        with self._lock:
+            self.running.add(index)
+            self.fractions.setdefault(index, 0.0)
+
+    def end(self, index: int, done: bool) -> None:
+        with self._lock:
+            self.running.discard(index)
+            if done:
+                self.fractions[index] = 1.0
+
+    def overall(self, stage: str, fraction: float, segment: int | None = None) -> float:
         w = self.weights
         if stage in ("generate", "load"):
-            done = sum(self.segment_weights[: self.segment])
-            here = self.segment_weights[self.segment] * (fraction if stage == "generate" else 0.0)
-            return w["generate"] * (done + here)
+            here = self.segment if segment is None else segment
+            if stage == "generate":
+                # Best of K: the next take of a transition starts its fraction afresh; the bar never
+                # goes back (`progress` is a running maximum).
+                self.fractions[here] = fraction
+            done = sum(
+                weight * (1.0 if i < self.segment and i not in self.fractions else self.fractions.get(i, 0.0))
+                for i, weight in enumerate(self.segment_weights)
+            )
+            return w["generate"] * done
         if stage == "join":
             return w["generate"] + w["join"] * fraction
         return w["generate"] + w["join"] + w["postprocess"] * fraction
 
     def __call__(self, p: Progress) -> None:
+        self.report(p, None)
+
+    def report(self, p: Progress, segment: int | None) -> None:
         if self.token.event.is_set():
             raise JobCancelled(self.token.reason)
         detail = dict(p.detail)
@@ -135,51 +158,70 @@ class _Reporter:
             self.runner.warn(self.job_id, str(detail["warning"]))
             return
         preview = detail.pop("preview_frames", None)
-        stage = "postprocess" if p.stage in POST_STAGES else p.stage
-        fraction = p.fraction if stage != "postprocess" else detail.get("overall", p.fraction)
-        self.progress = max(self.progress, min(1.0, self.overall(stage, fraction)))
-        now = time.monotonic()
-        elapsed = now - self.started
-        gained = self.progress - self.start_progress
-        eta = elapsed * (1 - self.progress) / gained if gained > 0.01 else None
-        self.current = {
-            "segment": self.segment + 1 if stage in ("generate", "load") else None,
-            "segments": len(self.segment_weights),
-            "section": detail.get("section"),
-            "sections": detail.get("sections"),
-            "step": detail.get("step"),
-            "steps": detail.get("steps"),
-        }
-        key = (p.stage, self.segment, detail.get("section"))
-        important = key != self._last_key or preview is not None or p.fraction >= 1.0
+        with self._lock:
+            index = self.segment if segment is None else segment
+            stage = "postprocess" if p.stage in POST_STAGES else p.stage
+            fraction = p.fraction if stage != "postprocess" else detail.get("overall", p.fraction)
+            self.progress = max(self.progress, min(1.0, self.overall(stage, fraction, index)))
+            now = time.monotonic()
+            elapsed = now - self.started
+            gained = self.progress - self.start_progress
+            eta = elapsed * (1 - self.progress) / gained if gained > 0.01 else None
+            generating = stage in ("generate", "load")
+            self.current = {
+                "segment": index + 1 if generating else None,
+                "segments": len(self.segment_weights),
+                "section": detail.get("section"),
+                "sections": detail.get("sections"),
+                "step": detail.get("step"),
+                "steps": detail.get("steps"),
+                "running": sorted(i + 1 for i in self.running) if generating and self.running else None,
+                "worker": detail.get("worker"),
+            }
+            current = dict(self.current)
+            key = (p.stage, index, detail.get("section"))
+            important = key != self._last_key or preview is not None or p.fraction >= 1.0
+            send = important or now - self._last_event >= EVENT_INTERVAL_S
+            if send:
+                self._last_event, self._last_key = now, key
+            save = important or now - self._last_db >= DB_INTERVAL_S
+            if save:
+                self._last_db = now
+            progress = self.progress
         # The last section's preview would be the whole segment, which is written as its own file
         # right after; the runner points the preview there instead of encoding it twice.
         if preview is not None and detail.get("section") != detail.get("sections"):
-            self.runner.write_preview(self.job_id, self.segment, detail.get("section") or 0, preview)
-        if important or now - self._last_event >= EVENT_INTERVAL_S:
-            self._last_event, self._last_key = now, key
+            self.runner.write_preview(self.job_id, index, detail.get("section") or 0, preview)
+        if send:
             self.runner.publish(
                 JobProgressEvent(
                     job_id=self.job_id,
                     stage=p.stage,
-                    progress=round(self.progress, 4),
+                    progress=round(progress, 4),
                     eta_s=None if eta is None else round(eta, 1),
                     elapsed_s=round(elapsed, 1),
                     message=p.message,
-                    **self.current,
+                    **current,
                 )
             )
-        if important or now - self._last_db >= DB_INTERVAL_S:
-            self._last_db = now
-            self.runner.store.update_job(self.job_id, progress=self.progress, stage=p.stage, current=self.current)
+        if save:
+            self.runner.store.update_job(self.job_id, progress=progress, stage=p.stage, current=current)
 
 
 class JobRunner:
-    def __init__(self, settings: Settings, store: Store, engines: Engines, publish: Callable[[JobEvent], None]) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        engines: Engines,
+        publish: Callable[[JobEvent], None],
+        workers: Workers | None = None,
+    ) -> None:
         self.settings = settings
         self.store = store
         self.engines = engines
         self.publish = publish
+        self.workers: Workers = workers or LocalWorkers(settings, engines)
 
     def warn(self, job_id: str, message: str) -> None:
         job = self.store.get_job(job_id) or {}
@@ -225,17 +267,20 @@ class JobRunner:
 
     def _make_take(
         self,
-        job_id: str,
+        job: dict,
         index: int,
         take: dict,
         frames: list[np.ndarray],
         prompts: list[dict],
         params: dict,
         report: _Reporter,
+        token: CancelToken,
     ) -> np.ndarray:
         """Generates one take, writes it under a partial name, scores the written file, and moves
         it into place with its score in the file's tags; the row says `done` only after that. A take
-        cut off half-way is `running` in the store and is made again from its parameters."""
+        cut off half-way is `running` in the store and is made again from its parameters; making it
+        again overwrites the same files, so a retried take never leaves two."""
+        job_id = job["id"]
         k = take["take"]
         seg = dict(params["segments"][index], **(take.get("params") or {}))
         prompt = (seg.get("prompt_english") or take.get("prompt")) if take.get("prompt") else None
@@ -243,26 +288,41 @@ class JobRunner:
             prompt = prompts[index]["english"] if index < len(prompts) else ""
         self.store.set_take(job_id, index, k, SegmentStatus.running)
         self.store.set_segment(job_id, index, SegmentStatus.running)
+        task = TransitionTask(
+            job_id=job_id,
+            created_at=float(job.get("created_at") or 0.0),
+            index=index,
+            take=k,
+            engine=job["engine"],
+            first=frames[index],
+            last=frames[index + 1],
+            prompt=prompt or "",
+            segment=seg,
+            params=params,
+        )
+        report.begin(index)
+        made = False
         try:
-            clip = self.engines.get(self.store.get_job(job_id)["engine"]).generate(
-                frames[index], frames[index + 1], prompt or "", seg, params, report
-            )
+            clip = self.workers.generate(task, report.for_segment(index), token)
             path = take_path(output_dir(self.settings, job_id), index, k)
             partial = path.with_suffix(".partial.mp4")
             with VideoWriter(partial, params["fps"], crf=max(0, params["crf"] - 4), preset="veryfast") as writer:
                 writer.write(clip)
-            score = self._score(partial, frames[index], frames[index + 1], params["fps"], report.token)
+            score = self._score(partial, frames[index], frames[index + 1], params["fps"], token)
             tagged = path.with_suffix(".tagged.mp4")
             summary = {"job": job_id, "transition": index + 1, "take": k, "seed": seg.get("seed"), **score.summary()}
             copy_with_metadata(partial, tagged, {"comment": json.dumps(summary, ensure_ascii=False)})
             tagged.replace(path)
             partial.unlink(missing_ok=True)
+            made = True
         except JobCancelled:
             self.store.set_take(job_id, index, k, SegmentStatus.pending)
             raise
         except BaseException:
             self.store.set_take(job_id, index, k, TakeStatus.failed)
             raise
+        finally:
+            report.end(index, made)
         self.store.set_take(
             job_id, index, k, SegmentStatus.done, stored_path(self.settings, path), len(clip), score.to_dict()
         )
@@ -278,6 +338,73 @@ class JobRunner:
         )
         self.show_preview(job_id, index, seg["sections"], path)
         return clip
+
+    def _make_parallel(
+        self,
+        job: dict,
+        todo: dict[int, list[dict]],
+        frames: list[np.ndarray],
+        prompts: list[dict],
+        params: dict,
+        report: _Reporter,
+        token: CancelToken,
+        joiner: SegmentJoiner | None,
+    ) -> None:
+        """Every pending take at once, as many in flight as the workers allow; which runs first is
+        the workers' rule (the Ray pool: the oldest job's, in transition order). Takes are picked
+        and joined in transition order as they arrive; a clip that arrives before its turn waits
+        on disk, losslessly, so the video is frame for frame the one made one take at a time."""
+        job_id = job["id"]
+        siblings = token.child()  # set to stop the other takes when one fails
+        folder = output_dir(self.settings, job_id)
+        pending = [(i, take) for i in sorted(todo) for take in todo[i]]
+        left = {i: len(todo[i]) for i in todo}
+        made: dict[int, list[int]] = {i: [] for i in todo}
+        waiting: dict[int, np.ndarray | Path] = {}
+        turn = 0
+        errors: list[BaseException] = []
+        pool = DaemonExecutor(f"job-{job_id[:8]}", threads=min(len(pending), self.workers.parallel))
+        try:
+            futures = {
+                pool.submit(self._make_take, job, i, take, frames, prompts, params, report, siblings): (i, take)
+                for i, take in pending
+            }
+            for future in concurrent.futures.as_completed(futures):
+                i, take = futures[future]
+                try:
+                    clip = future.result()
+                except BaseException as exc:  # noqa: BLE001 - the first failure ends the job, after the rest stop
+                    if not isinstance(exc, JobCancelled) or not errors:
+                        errors.append(exc)
+                    siblings.set("abort")
+                    continue
+                if errors:
+                    continue
+                left[i] -= 1
+                made[i].append(take["take"])
+                if joiner is not None:
+                    if i == turn:
+                        waiting[i] = clip
+                    else:
+                        spill = folder / f".waiting_{i:03d}.npy"
+                        np.save(spill, clip)
+                        waiting[i] = spill
+                while turn < len(todo) and left[turn] == 0:
+                    self._pick(job_id, turn, made[turn])
+                    if joiner is not None:
+                        item = waiting.pop(turn)
+                        joiner.add(np.load(item) if isinstance(item, Path) else item, starts_segment=True)
+                    turn += 1
+        finally:
+            pool.shutdown(wait=False)
+            for item in waiting.values():
+                if isinstance(item, Path):
+                    item.unlink(missing_ok=True)
+        if token.event.is_set():
+            raise JobCancelled(token.reason)
+        failures = [e for e in errors if not isinstance(e, JobCancelled)]
+        if failures or errors:
+            raise (failures or errors)[0]
 
     @staticmethod
     def _score(path: Path, start: np.ndarray, target: np.ndarray, fps: float, token: CancelToken):
@@ -360,16 +487,22 @@ class JobRunner:
         # come; otherwise (a resume, a re-roll, best of K) the chosen takes' files are joined at the end.
         single = all(len(rows) == 1 for rows in takes.values())
         joiner = SegmentJoiner(joined, params["fps"], params["crf"], metadata) if fresh and single else None
+        for i in range(len(seg_params)):
+            if not todo[i]:
+                report.fractions[i] = 1.0  # made before this run
         try:
-            for index in range(len(seg_params)):
-                report.segment = index
-                made = []
-                for take in todo[index]:
-                    clip = self._make_take(job_id, index, take, frames, prompts, params, report)
-                    made.append(take["take"])
-                    if joiner is not None:
-                        joiner.add(clip, starts_segment=True)
-                self._pick(job_id, index, made)
+            if self.workers.parallel > 1 and sum(len(t) for t in todo.values()) > 1:
+                self._make_parallel(job, todo, frames, prompts, params, report, token, joiner)
+            else:
+                for index in range(len(seg_params)):
+                    report.segment = index
+                    made = []
+                    for take in todo[index]:
+                        clip = self._make_take(job, index, take, frames, prompts, params, report, token)
+                        made.append(take["take"])
+                        if joiner is not None:
+                            joiner.add(clip, starts_segment=True)
+                    self._pick(job_id, index, made)
             # No engine.release() here: the model and its allocator cache serve the next job as
             # they are, and a gc pass holds the GIL long enough to stall the event loop (0.3 s).
             report.segment = len(seg_params)
@@ -392,12 +525,9 @@ class JobRunner:
             self.store.update_job(job_id, params=params)
         final, post_report = joined, None
         if posting:
-            from backend.pipeline.postprocess import run_postprocess
-
             final = folder / "final.mp4"
-            post_report = run_postprocess(
-                joined, final, post, self.settings, report, crf=params["crf"], metadata=metadata
-            )
+            order = (float(job.get("created_at") or 0.0), job_id, float("inf"), 0)
+            post_report = self.workers.postprocess(order, joined, final, post, report, token, params["crf"], metadata)
         info = probe(final)
         self.store.update_job(
             job_id,

@@ -290,6 +290,18 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "the job's details; retrying may help.",
         "ko": "내부 오류로 작업이 실패했습니다. 자세한 내용은 서버 로그와 작업 상세 정보에 있습니다.",
     },
+    "job_failed_worker_lost": {
+        "en": "A GPU worker went away {attempts} time(s) (process killed or host lost) while making {what}; the "
+        "job stopped. Finished transitions are kept: retry the job to make the rest.",
+        "ko": "GPU 워커가 {attempts}번 사라져(프로세스 종료 또는 호스트 끊김) 작업을 멈췄습니다({what}). "
+        "완성된 전환은 남아 있으니 다시 시도하면 나머지만 만듭니다.",
+    },
+    "cluster_unavailable": {
+        "en": "The Ray cluster ({address}) could not be reached or started: {cause}. Check STUDIO_RAY_ADDRESS and "
+        "`ray status`, then restart the studio.",
+        "ko": "Ray 클러스터({address})에 연결하거나 시작하지 못했습니다: {cause}. STUDIO_RAY_ADDRESS와 "
+        "`ray status`를 확인한 뒤 스튜디오를 다시 시작하세요.",
+    },
     "input_image_missing": {
         "en": "input image {upload_id} is missing from STUDIO_DATA_DIR/uploads: upload it again",
         "ko": "입력 이미지 {upload_id}이(가) 없습니다: 다시 올려 주세요",
@@ -423,6 +435,8 @@ NOTES = frozenset(
         "job_failed_file",
         "job_failed_oom",
         "job_failed_internal",
+        "job_failed_worker_lost",
+        "cluster_unavailable",
         "input_image_missing",
         "engine_fallback",
         "analysis_defaults_used",

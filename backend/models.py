@@ -284,6 +284,9 @@ class LaneStatus(_Strict):
     ok: bool
     state: Literal["dead", "cannot_save", "stalled", "running", "idle"]
     running: str | None = None
+    running_jobs: list[str] = Field(
+        default_factory=list, description="every job the lane runs now (a Ray pool runs several)"
+    )
     queued: int
     restarts: int
     quiet_s: float | None = None

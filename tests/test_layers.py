@@ -44,7 +44,7 @@ MAY_IMPORT = {
 }
 
 # Modules of the web and job layers: imported with torch unimportable below.
-TORCH_FREE_PACKAGES = ("backend.routes", "backend.web", "backend.analyzers")
+TORCH_FREE_PACKAGES = ("backend.routes", "backend.web", "backend.analyzers", "backend.cluster")
 TORCH_FREE_MODULES = (
     "backend.app",
     "backend.job_queue",
@@ -63,7 +63,7 @@ def layer_of(module: str) -> str:
         return ENTRY
     if top in ("app", "routes", "web", "uploads"):
         return WEB
-    if top in ("job_queue", "job_runner", "db", "ws_manager", "smart_params", "analyzers"):
+    if top in ("job_queue", "job_runner", "db", "ws_manager", "smart_params", "analyzers", "cluster"):
         return JOBS
     if top == "pipeline":
         return PIPELINE

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, Request, WebSocket, WebSocketDisconnect
@@ -28,8 +29,16 @@ _QUEUE_SIZE = 8
 
 
 class MonitorHub:
-    def __init__(self, probe: SystemProbe, interval_s: float = 1.0, history_s: float = 600.0) -> None:
+    def __init__(
+        self,
+        probe: SystemProbe,
+        interval_s: float = 1.0,
+        history_s: float = 600.0,
+        cluster: Callable[[], dict[str, Any]] | None = None,
+    ) -> None:
         self.probe = probe
+        # Where transitions run (the Ray pool's workers, each with its GPU): added to each sample.
+        self.cluster = cluster
         self.interval_s = interval_s
         self.history: deque[dict[str, Any]] = deque(maxlen=max(1, int(history_s / interval_s)))
         self._subscribers: set[asyncio.Queue] = set()
@@ -40,7 +49,10 @@ class MonitorHub:
     async def sample(self) -> dict[str, Any]:
         async with self._read_lock:
             # NVML calls block (tens of ms when the driver is busy): keep them off the event loop.
-            return await asyncio.to_thread(self.probe.snapshot)
+            sample = await asyncio.to_thread(self.probe.snapshot)
+        if "cluster" not in sample:
+            sample["cluster"] = _embedded() if self.cluster is None else self.cluster()
+        return sample
 
     async def latest(self) -> dict[str, Any]:
         """The newest sample if the sampler took it moments ago, else a fresh one."""
@@ -85,11 +97,20 @@ class MonitorHub:
             await asyncio.sleep(max(0.0, next_at - loop.time()))
 
 
+def _embedded() -> dict[str, Any]:
+    return {"mode": "embedded", "address": None, "error": None, "workers": []}
+
+
 def get_hub(app: Any) -> MonitorHub:
     hub = getattr(app.state, "monitor_hub", None)
     if hub is None:
         settings = getattr(app.state, "settings", None) or Settings()
-        hub = MonitorHub(SystemProbe(), settings.monitor_interval_s, settings.monitor_history_s)
+
+        def cluster() -> dict[str, Any]:
+            queue = getattr(app.state, "queue", None)
+            return queue.cluster_view() if queue is not None else _embedded()
+
+        hub = MonitorHub(SystemProbe(), settings.monitor_interval_s, settings.monitor_history_s, cluster)
         app.state.monitor_hub = hub
     return hub
 

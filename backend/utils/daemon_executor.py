@@ -12,6 +12,7 @@ from __future__ import annotations
 import concurrent.futures
 import queue
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -19,10 +20,13 @@ _STOP = object()
 
 
 class DaemonExecutor(concurrent.futures.Executor):
-    def __init__(self, name: str) -> None:
+    """`threads` daemon threads (started on first use) take calls in the order they came."""
+
+    def __init__(self, name: str, threads: int = 1) -> None:
         self.name = name
+        self.threads = max(1, threads)
         self._items: queue.SimpleQueue = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
+        self._workers: list[threading.Thread] = []
         self._lock = threading.Lock()
         self._closed = False
 
@@ -31,9 +35,11 @@ class DaemonExecutor(concurrent.futures.Executor):
         with self._lock:
             if self._closed:
                 raise RuntimeError(f"{self.name}: cannot schedule new work after shutdown")
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
-                self._thread.start()
+            while len(self._workers) < self.threads:
+                suffix = f"-{len(self._workers)}" if self.threads > 1 else ""
+                thread = threading.Thread(target=self._run, name=self.name + suffix, daemon=True)
+                thread.start()
+                self._workers.append(thread)
             self._items.put((future, fn, args, kwargs))
         return future
 
@@ -63,12 +69,18 @@ class DaemonExecutor(concurrent.futures.Executor):
                         break
                     if item is not _STOP:
                         item[0].cancel()
-            self._items.put(_STOP)
-            thread = self._thread
-        if wait and thread is not None and thread is not threading.current_thread():
-            thread.join(timeout)
+            for _ in self._workers or [None]:
+                self._items.put(_STOP)
+            threads = list(self._workers)
+        if not wait:
+            return
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for thread in threads:
+            if thread is threading.current_thread():
+                continue
+            thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
 
     @property
     def busy(self) -> bool:
-        """True while the thread is alive (it may be in the middle of a call)."""
-        return self._thread is not None and self._thread.is_alive()
+        """True while a thread is alive (it may be in the middle of a call)."""
+        return any(thread.is_alive() for thread in self._workers)

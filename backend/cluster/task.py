@@ -1,0 +1,120 @@
+"""The contract between the job runner and whatever makes its transitions."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from backend.utils.progress import ProgressCallback
+
+
+@dataclass
+class CancelToken:
+    """Set by the queue; read by the progress callback. `reason` tells cancel from shutdown.
+
+    Listeners hear the set at once: a Ray worker busy in a denoising step is told to stop without
+    waiting for its next progress report to come back here."""
+
+    event: threading.Event = field(default_factory=threading.Event)
+    reason: str = "cancel"
+    _listeners: list[Callable[[str], None]] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def set(self, reason: str) -> None:
+        with self._lock:
+            self.reason = reason
+            self.event.set()
+            listeners = list(self._listeners)
+        for listener in listeners:
+            try:
+                listener(reason)
+            except Exception:  # a listener that fails must not keep the others from hearing it
+                pass
+
+    def listen(self, listener: Callable[[str], None]) -> Callable[[], None]:
+        """Calls `listener(reason)` when the token is set (now, if it already is); returns the
+        function that stops listening."""
+        with self._lock:
+            already = self.event.is_set()
+            if not already:
+                self._listeners.append(listener)
+        if already:
+            listener(self.reason)
+
+        def stop() -> None:
+            with self._lock:
+                if listener in self._listeners:
+                    self._listeners.remove(listener)
+
+        return stop
+
+    def child(self) -> CancelToken:
+        """A token set when this one is, and settable on its own (to stop one job's other
+        transitions when one of them fails, without cancelling the job)."""
+        child = CancelToken()
+        self.listen(child.set)
+        return child
+
+
+@dataclass(frozen=True)
+class TransitionTask:
+    """One take of one transition, everything a worker needs to make its frames."""
+
+    job_id: str
+    created_at: float  # the job's: the pool serves the oldest job first
+    index: int  # 0-based transition
+    take: int
+    engine: str
+    first: np.ndarray
+    last: np.ndarray
+    prompt: str
+    segment: dict
+    params: dict
+
+    @property
+    def key(self) -> str:
+        """Names the take everywhere (logs, a worker's cancel, the store's row)."""
+        return f"{self.job_id}/{self.index}/{self.take}"
+
+    @property
+    def order(self) -> tuple:
+        return (self.created_at, self.job_id, self.index, self.take)
+
+
+class Workers(Protocol):
+    """Makes takes and runs post-processing. `parallel` is how many takes of one job may be in
+    flight at once (1: the runner makes them one after another, as the embedded studio does).
+    `order` places a job's post-processing in the workers' line: (created_at, job_id, ...), after
+    its own takes."""
+
+    @property
+    def parallel(self) -> int: ...
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+    def view(self) -> dict:
+        """What /monitor shows of them: {"mode", "address", "error", "workers": [...]}."""
+        ...
+
+    def before_job(self, engine: str) -> None: ...
+
+    def generate(self, task: TransitionTask, report: ProgressCallback, token: CancelToken) -> np.ndarray: ...
+
+    def postprocess(
+        self,
+        order: tuple,
+        src: Path,
+        dst: Path,
+        options: dict,
+        report: ProgressCallback,
+        token: CancelToken,
+        crf: int,
+        metadata: dict,
+    ) -> dict: ...
