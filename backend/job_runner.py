@@ -363,7 +363,9 @@ class JobRunner:
         waiting: dict[int, np.ndarray | Path] = {}
         turn = 0
         errors: list[BaseException] = []
-        pool = DaemonExecutor(f"job-{job_id[:8]}", threads=min(len(pending), self.workers.parallel))
+        # A thread per take, so every take waits in the workers' line at once: with fewer, a job's
+        # later takes would queue behind its own encodes while another job's took the worker.
+        pool = DaemonExecutor(f"job-{job_id[:8]}", threads=len(pending))
         try:
             futures = {
                 pool.submit(self._make_take, job, i, take, frames, prompts, params, report, siblings): (i, take)
@@ -393,7 +395,11 @@ class JobRunner:
                     self._pick(job_id, turn, made[turn])
                     if joiner is not None:
                         item = waiting.pop(turn)
-                        joiner.add(np.load(item) if isinstance(item, Path) else item, starts_segment=True)
+                        if isinstance(item, Path):
+                            clip = np.load(item)
+                            item.unlink(missing_ok=True)
+                            item = clip
+                        joiner.add(item, starts_segment=True)
                     turn += 1
         finally:
             pool.shutdown(wait=False)

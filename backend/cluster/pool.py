@@ -61,6 +61,7 @@ class Slot:
         return {
             "name": self.name,
             "node": self.info.get("node") or self.status.get("node"),
+            "node_id": self.info.get("node_id"),
             "pid": self.status.get("pid") or self.info.get("pid"),
             "state": self.state,
             "running": self.running,
@@ -231,7 +232,8 @@ class RayPool:
                         slot.state, slot.error = "lost", f"{type(exc).__name__}"
                 continue
             with self._cond:
-                slot.status, slot.info = status, {k: status.get(k) for k in ("name", "pid", "node", "gpu_ids")}
+                slot.status = status
+                slot.info = {k: status.get(k) for k in ("name", "pid", "node", "node_id", "gpu_ids")}
                 if slot.state in ("starting", "lost"):
                     slot.state, slot.error = "idle", None
                     self._cond.notify_all()

@@ -110,6 +110,9 @@ class VideoWriter:
         stream.height = height + (height % 2)
         stream.pix_fmt = self.pix_fmt
         stream.options = {"crf": str(self.crf), "preset": self.preset}
+        # x264's own frame threads, whose output x264 keeps the same run after run; PyAV's default
+        # (slice threads) gave two encodes of the same frames that decode differently.
+        stream.codec_context.thread_type = "FRAME"
         self._container, self._stream = container, stream
 
     def write(self, frames: np.ndarray) -> None:

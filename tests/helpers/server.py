@@ -62,6 +62,7 @@ class StudioServer:
         return f"ws://127.0.0.1:{self.port}/ws"
 
     def start(self, timeout: float = 90.0) -> StudioServer:
+        self.tmp_path.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
             [

@@ -1,0 +1,227 @@
+"""The Ray pool end to end: a real Ray cluster on loopback with two fake GPUs, a real studio server
+(`STUDIO_CLUSTER=ray`) as its driver, two worker actors running the morph engine and the tiny
+random FramePack model, real WebSocket clients and video files."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import threading
+import time
+
+import httpx
+import numpy as np
+import pytest
+
+from backend.utils.video_io import iter_frames, probe
+from tests.helpers.images import encoded, scene
+from tests.helpers.ray_cluster import ray_cluster, ray_env, wait_workers, workers
+from tests.helpers.server import StudioServer
+from tests.test_core_server import wait_for
+
+pytest.importorskip("ray")
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    with ray_cluster([{"num_gpus": 2, "num_cpus": 2}]) as c:
+        yield c
+
+
+def _upload(c: httpx.Client, count: int, size=(96, 80), salt: int = 0) -> list[str]:
+    files = [
+        ("files", (f"i{i}.png", encoded(scene(*size, shift=8 * i + salt, hue=50 * i + salt)), "image/png"))
+        for i in range(count)
+    ]
+    r = c.post("/api/uploads", files=files)
+    assert r.status_code == 201, r.text
+    return [u["id"] for u in r.json()["uploads"]]
+
+
+def _frames(path) -> np.ndarray:
+    return np.concatenate(list(iter_frames(path, chunk_size=64)))
+
+
+class EventLog:
+    """Every message of the jobs socket, from before the jobs are submitted until `finished` have
+    all ended (a real WebSocket client on its own thread)."""
+
+    def __init__(self, srv: StudioServer, timeout: float = 600) -> None:
+        self.srv, self.timeout = srv, timeout
+        self.events: list[dict] = []
+        self.finished: set[str] = set()
+        self.wanted: set[str] | None = None
+        self._open = threading.Event()
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._run()), daemon=True)
+        self._thread.start()
+        assert self._open.wait(30), "the socket did not open"
+
+    async def _run(self) -> None:
+        import json
+
+        import websockets
+
+        deadline = time.monotonic() + self.timeout
+        async with websockets.connect(self.srv.ws_url) as ws:
+            self._open.set()
+            while time.monotonic() < deadline:
+                if self.wanted is not None and self.wanted <= self.finished:
+                    return
+                try:
+                    msg = json.loads(await asyncio.wait_for(ws.recv(), 0.5))
+                except asyncio.TimeoutError:
+                    continue
+                self.events.append(msg)
+                if msg["type"] in ("job.completed", "job.failed", "job.cancelled"):
+                    self.finished.add(msg["job_id"])
+
+    def wait(self, job_ids: set[str]) -> list[dict]:
+        self.wanted = set(job_ids)
+        self._thread.join(self.timeout)
+        return self.events
+
+
+def _make(srv: StudioServer, body: dict, images: int, timeout: float = 600) -> tuple[dict, list[dict]]:
+    """Uploads, submits and waits; returns the finished job and every event the socket saw."""
+    with httpx.Client(base_url=srv.url, timeout=60) as c:
+        ids = _upload(c, images)
+        log = EventLog(srv, timeout)
+        r = c.post("/api/jobs", json=dict(body, images=ids))
+        assert r.status_code == 201, r.text
+        job = wait_for(c, r.json()["id"], timeout=timeout)
+        return job, log.wait({job["id"]})
+
+
+def _spans(events: list[dict], job_id: str) -> dict[int, tuple[float, float, set]]:
+    """Per transition: first and last progress event and the workers that reported it."""
+    spans: dict[int, list] = {}
+    for e in events:
+        if e.get("type") == "job.progress" and e.get("job_id") == job_id and e.get("stage") == "generate":
+            span = spans.setdefault(e["segment"], [e["ts"], e["ts"], set()])
+            span[0], span[1] = min(span[0], e["ts"]), max(span[1], e["ts"])
+            span[2].add(e.get("worker"))
+    return {k: (a, b, w) for k, (a, b, w) in spans.items()}
+
+
+@pytest.mark.parametrize(
+    ("engine", "images", "settings"),
+    [
+        ("morph", 4, {"seconds": 6.0, "resolution": 320, "seed": 11}),
+        # Not the draft quality: its cache skips blocks by how much their input changed, which is
+        # not bit-exact from one process to the next.
+        ("framepack", 3, {"seconds": 1.2, "quality": 40, "resolution": 64, "seed": 7}),
+    ],
+)
+def test_a_jobs_transitions_run_on_both_workers_at_once_and_make_the_embedded_video(
+    tmp_path, cluster, tiny_framepack_dir, engine, images, settings
+):
+    body = {"engine": engine, "settings": settings}
+    env = {"FRAMEPACK_DIR": str(tiny_framepack_dir)}
+    with StudioServer(tmp_path / "ray", {**env, **ray_env(cluster)}) as srv:
+        with httpx.Client(base_url=srv.url, timeout=60) as c:
+            wait_workers(c, 2)
+        job, events = _make(srv, body, images)
+        assert job["status"] == "completed", job
+        ray_folder = srv.data_dir / "outputs" / job["id"]
+        spans = _spans(events, job["id"])
+    assert sorted(spans) == list(range(1, images))
+    used = set().union(*(w for _, _, w in spans.values()))
+    assert used == {"worker-1", "worker-2"}, spans
+    (a0, a1, _), (b0, b1, _) = spans[1], spans[2]
+    assert a0 < b1 and b0 < a1, f"transitions 1 and 2 did not overlap: {spans}"
+    progress = [e for e in events if e.get("type") == "job.progress" and e.get("stage") == "generate"]
+    assert any(len(e.get("running") or []) == 2 for e in progress), "no event saw two transitions running"
+
+    with StudioServer(tmp_path / "embedded", env) as srv:
+        reference, _ = _make(srv, body, images)
+        assert reference["status"] == "completed", reference
+        embedded_folder = srv.data_dir / "outputs" / reference["id"]
+        # Morph: the joined video. The tiny FramePack model on this CPU: each transition's file; its
+        # first transition's frames differ slightly between two embedded studios as well (their
+        # segment files decode the same, their joined videos do not), so the joined video is no test.
+        names = ["final.mp4"] if engine == "morph" else [f"segment_{i:03d}.mp4" for i in range(images - 1)]
+        for name in names:
+            ours, theirs = _frames(ray_folder / name), _frames(embedded_folder / name)
+            assert ours.shape == theirs.shape, name
+            assert np.array_equal(ours, theirs), f"the pool's {name} differs from the embedded studio's"
+
+
+def test_two_jobs_share_the_pool_oldest_first(tmp_path, cluster):
+    """Two workers, job A with 3 transitions and job B with 2, B submitted right after A: A takes
+    both workers; B's first transition starts on the first worker A leaves once A has no
+    transition left to start, and runs while A's last one still does."""
+    body = {"engine": "morph", "settings": {"seconds": 6.0, "resolution": 192, "seed": 3}}
+    with StudioServer(tmp_path, ray_env(cluster)) as srv, httpx.Client(base_url=srv.url, timeout=60) as c:
+        wait_workers(c, 2)
+        a_ids, b_ids = _upload(c, 4, size=(192, 160)), _upload(c, 3, size=(192, 160), salt=3)
+        log = EventLog(srv, 300)
+        a = c.post("/api/jobs", json=dict(body, images=a_ids)).json()["id"]
+        b = c.post("/api/jobs", json=dict(body, images=b_ids)).json()["id"]
+        job_a, job_b = wait_for(c, a, timeout=300), wait_for(c, b, timeout=300)
+        events = log.wait({a, b})
+    assert job_a["status"] == job_b["status"] == "completed", (job_a, job_b)
+    sa, sb = _spans(events, a), _spans(events, b)
+    assert sorted(sa) == [1, 2, 3] and sorted(sb) == [1, 2]
+    first_a_free = min(sa[1][1], sa[2][1])
+    assert min(s[0] for s in sb.values()) >= first_a_free - 0.05, (sa, sb)  # B waited for a worker A left
+    assert sa[3][0] <= sb[1][0] + 0.05, (sa, sb)  # A's last transition before B's first
+    completed_a = next(e["ts"] for e in events if e["type"] == "job.completed" and e["job_id"] == a)
+    assert sb[1][0] < completed_a, "B did not run beside A's last transition"
+
+
+def test_cancel_stops_the_takes_on_both_workers(tmp_path, cluster, tiny_framepack_dir):
+    body = {"engine": "framepack", "settings": {"seconds": 4.0, "quality": 100, "resolution": 64, "seed": 5}}
+    env = {"FRAMEPACK_DIR": str(tiny_framepack_dir), **ray_env(cluster)}
+    with StudioServer(tmp_path, env) as srv, httpx.Client(base_url=srv.url, timeout=60) as c:
+        wait_workers(c, 2)
+        ids = _upload(c, 3)
+        job_id = c.post("/api/jobs", json=dict(body, images=ids)).json()["id"]
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            busy = [w for w in workers(c) if (w.get("running") or {}).get("job_id") == job_id]
+            if len(busy) == 2:
+                break
+            time.sleep(0.1)
+        else:
+            raise AssertionError(f"the job never ran on both workers: {workers(c)}")
+        wait_for(c, job_id, until=lambda j: (j.get("current") or {}).get("step") is not None, timeout=300)
+        asked = time.monotonic()
+        assert c.post(f"/api/jobs/{job_id}/cancel").status_code in (200, 202)
+        job = wait_for(c, job_id, timeout=60)
+        took = time.monotonic() - asked
+        assert job["status"] == "cancelled", job
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and any(w["running"] for w in workers(c)):
+            time.sleep(0.1)
+        assert [w["state"] for w in workers(c)] == ["idle", "idle"], workers(c)
+        assert [t["status"] for tr in job["transitions"] for t in tr["takes"]] == ["pending", "pending"]
+    assert took < 30, f"cancel took {took:.1f} s"
+
+
+def test_kill_9_of_a_worker_mid_transition_loses_nothing(tmp_path, cluster, tiny_framepack_dir):
+    body = {"engine": "framepack", "settings": {"seconds": 2.4, "quality": 60, "resolution": 64, "seed": 9}}
+    env = {"FRAMEPACK_DIR": str(tiny_framepack_dir), **ray_env(cluster)}
+    with StudioServer(tmp_path, env) as srv, httpx.Client(base_url=srv.url, timeout=60) as c:
+        before = {w["name"]: w["pid"] for w in wait_workers(c, 2)}
+        ids = _upload(c, 4)
+        job_id = c.post("/api/jobs", json=dict(body, images=ids)).json()["id"]
+        deadline = time.monotonic() + 300
+        victim = None
+        while time.monotonic() < deadline and victim is None:
+            victim = next((w for w in workers(c) if (w.get("running") or {}).get("job_id") == job_id), None)
+            time.sleep(0.05)
+        assert victim is not None, "no worker ever ran the job"
+        wait_for(c, job_id, until=lambda j: (j.get("current") or {}).get("step") is not None, timeout=300)
+        os.kill(victim["pid"], signal.SIGKILL)
+        job = wait_for(c, job_id, timeout=600)
+        assert job["status"] == "completed", job
+        for transition in job["transitions"]:
+            assert [(t["take"], t["status"], t["chosen"]) for t in transition["takes"]] == [(1, "done", True)]
+        folder = srv.data_dir / "outputs" / job_id
+        names = sorted(p.name for p in folder.iterdir() if p.name.startswith(("segment_", ".waiting")))
+        assert names == ["segment_000.mp4", "segment_001.mp4", "segment_002.mp4"], names
+        frames = [tr["takes"][0]["frames"] for tr in job["transitions"]]
+        assert probe(folder / "final.mp4").frames == sum(frames) - 2
+        after = {w["name"]: w["pid"] for w in wait_workers(c, 2, timeout=120)}
+        assert after[victim["name"]] != before[victim["name"]]  # Ray restarted the actor
