@@ -55,12 +55,20 @@ class _Socket:
 class Studio:
     """One start of the studio's job side on a data folder: store, engines, fan-out, queue."""
 
-    def __init__(self, settings: Settings, suggest=None) -> None:
+    def __init__(self, settings: Settings, suggest=None, workers=None) -> None:
         self.settings = settings
         self.store = Store(settings.database_path)
         self.ws = WebSocketManager(snapshot=lambda: self.queue.snapshot())
         self.ws.bind_loop(asyncio.get_running_loop())
-        self.queue = JobQueue(settings, self.store, self.ws, Engines(settings), suggest=suggest)
+        engines = Engines(settings)
+        self.queue = JobQueue(
+            settings,
+            self.store,
+            self.ws,
+            engines,
+            suggest=suggest,
+            workers=workers(settings, engines) if workers else None,
+        )
         self.socket = _Socket()
         self._client: asyncio.Task | None = None
 
