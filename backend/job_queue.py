@@ -39,7 +39,7 @@ from typing import Any, Protocol
 
 from backend import messages, smart_params
 from backend.cluster.local import LocalWorkers
-from backend.cluster.task import Workers
+from backend.cluster.task import RemoteError, Workers
 from backend.config import Settings
 from backend.db import BROKEN_STAGE, Store
 from backend.errors import StudioError
@@ -850,7 +850,8 @@ def user_error(exc: BaseException, stage: str | None = None) -> tuple[str, str, 
     Errors that already speak to a person (a missing model file, a refused request) are shown as
     they are; a file or database problem names the file and the cause in plain words; anything
     else is an internal error, shown as such, never as an exception's text or repr."""
-    details = f"{type(exc).__name__}: {_readable(exc)}"
+    kind = exc.kind if isinstance(exc, RemoteError) else type(exc).__name__
+    details = f"{kind}: {_readable(exc)}"
     code, params = _failure(exc, stage)
     return messages.bilingual(code, params), details, messages.message(code, **params)
 
@@ -859,7 +860,11 @@ def _failure(exc: BaseException, stage: str | None) -> tuple[str, dict]:
     where = f" ({stage})" if stage and stage not in ("queued", "running") else ""
     if isinstance(exc, StudioError):
         return exc.code, exc.params
-    if isinstance(exc, MissingWeightError) or _USER_FACING & {c.__name__ for c in type(exc).__mro__}:
+    # An error from a Ray worker may arrive as a RemoteError that names the classes it had there.
+    kinds = {c.__name__ for c in type(exc).__mro__}
+    if isinstance(exc, RemoteError):
+        kinds |= set(exc.remote_kinds)
+    if isinstance(exc, MissingWeightError) or (_USER_FACING | {"MissingWeightError"}) & kinds:
         text = _first_line(str(exc), 1200)
         if "/ " in text and any("\uac00" <= ch <= "\ud7a3" for ch in text):
             return "job_failed_text", {"text": text}  # already in both languages
@@ -870,7 +875,7 @@ def _failure(exc: BaseException, stage: str | None) -> tuple[str, dict]:
         cause = exc.strerror or _first_line(str(exc)) or "input/output error"
         target = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
         return "job_failed_file", {"where": where, "cause": cause, "target": target}
-    if type(exc).__name__ == "OutOfMemoryError":
+    if "OutOfMemoryError" in kinds:
         return "job_failed_oom", {}
     return "job_failed_internal", {"where": where}
 

@@ -225,3 +225,50 @@ def test_kill_9_of_a_worker_mid_transition_loses_nothing(tmp_path, cluster, tiny
         assert probe(folder / "final.mp4").frames == sum(frames) - 2
         after = {w["name"]: w["pid"] for w in wait_workers(c, 2, timeout=120)}
         assert after[victim["name"]] != before[victim["name"]]  # Ray restarted the actor
+
+
+def test_post_processing_runs_on_a_worker_and_its_errors_come_back_readable(tmp_path, cluster):
+    from tests.helpers.postprocess import make_settings, save_rife, save_upscaler
+
+    models = make_settings(tmp_path)
+    save_rife(models)
+    save_upscaler(models, "realesr-animevideov3")
+    env = {
+        "RIFE_DIR": str(models.rife_dir),
+        "UPSCALER_DIR": str(models.upscaler_dir),
+        "CODEFORMER_DIR": str(models.codeformer_dir),
+        "FACEXLIB_DIR": str(models.facexlib_dir),
+        "STUDIO_WEIGHTS_DOWNLOAD_TIMEOUT_S": "2",
+        **ray_env(cluster),
+    }
+    settings = {"seconds": 1.2, "resolution": 64}
+    post = {"mode": "manual", "upscale": 2, "upscale_model": "realesr-animevideov3", "interpolate": 2}
+    with StudioServer(tmp_path, env) as srv, httpx.Client(base_url=srv.url, timeout=60) as c:
+        wait_workers(c, 2)
+        ids = _upload(c, 3, size=(64, 64))
+        log = EventLog(srv, 300)
+        job_id = c.post("/api/jobs", json={"images": ids, "engine": "morph", "settings": settings, "postprocess": post})
+        job = wait_for(c, job_id.json()["id"], timeout=300)
+        events = log.wait({job["id"]})
+        assert job["status"] == "completed", job
+        info = probe(srv.data_dir / "outputs" / job["id"] / "final.mp4")
+        assert (info.width, info.height, info.fps, info.frames) == (128, 128, 60.0, 2 * (2 * 37 - 1) - 1)
+        assert job["postprocess_report"] is not None
+        post_events = [
+            e for e in events if e.get("type") == "job.progress" and e.get("stage") in ("upscale", "interpolate")
+        ]
+        assert post_events and all(e.get("worker") in ("worker-1", "worker-2") for e in post_events)
+
+        body = {
+            "images": ids,
+            "engine": "morph",
+            "settings": settings,
+            "postprocess": {"mode": "manual", "face_restore": True},
+        }
+        failed = wait_for(c, c.post("/api/jobs", json=body).json()["id"], timeout=300)
+        assert failed["status"] == "failed"
+        assert "detection_Resnet50_Final.pth" in failed["error"] and "FACEXLIB_DIR/" in failed["error"], failed[
+            "details"
+        ]
+        assert str(models.facexlib_dir) not in failed["error"]
+        assert [s["status"] for s in failed["segments"]] == ["done", "done"]

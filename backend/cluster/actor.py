@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from backend.cluster.task import TransitionTask
+from backend.cluster.task import RemoteError, TransitionTask
 from backend.config import Settings
 from backend.utils.progress import JobCancelled, Progress
 
@@ -138,7 +138,7 @@ class TransitionWorker:
             try:
                 items.put(("result", work(report)))
             except BaseException as exc:  # noqa: BLE001 - handed to the studio through the stream
-                items.put(("error", exc))
+                items.put(("error", RemoteError.carrying(exc)))
             finally:
                 items.put(_END)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -59,6 +60,31 @@ class CancelToken:
         child = CancelToken()
         self.listen(child.set)
         return child
+
+
+class RemoteError(RuntimeError):
+    """An error raised on a worker that cannot cross to the studio as itself (its class does not
+    pickle back): its message and the names of its classes, which is what the studio's error
+    messages read (`job_queue.user_error`)."""
+
+    def __init__(self, kind: str, kinds: tuple[str, ...], text: str) -> None:
+        super().__init__(text)
+        self.kind, self.remote_kinds = kind, tuple(kinds)
+
+    def __reduce__(self):
+        return (RemoteError, (self.kind, self.remote_kinds, str(self)))
+
+    @classmethod
+    def carrying(cls, exc: BaseException) -> BaseException:
+        """`exc` itself when it pickles back whole, else a RemoteError that says the same."""
+        try:
+            back = pickle.loads(pickle.dumps(exc))
+            if type(back) is type(exc) and str(back) == str(exc):
+                return exc
+        except Exception:
+            pass
+        kinds = tuple(c.__name__ for c in type(exc).__mro__)
+        return cls(type(exc).__name__, kinds, str(exc))
 
 
 @dataclass(frozen=True)
