@@ -269,6 +269,16 @@ def test_worker_cards_follow_the_live_samples(browser, studio):
     )
     assert two["worker-state"] == "Running" and "transition 3, take 1" in two["worker-running"]
 
+    # Post-processing runs on a worker too: a task of the job with no transition.
+    cluster["workers"][1]["running"] = {"job_id": JOB, "transition": None, "take": None, "engine": "framepack"}
+    probe.set_cluster(cluster)
+    page.wait_for_function(
+        "() => document.querySelector('[data-worker=worker-2] [data-testid=worker-running]').textContent"
+        ".includes('post-processing')",
+        timeout=10_000,
+    )
+    assert card(page, "worker-2")["worker-running"].split() == ["Job", "3f9c2ab7…", "post-processing", "·", "framepack"]
+
     # A pool that cannot reach its cluster says why, and that no worker is there.
     probe.set_cluster(
         {"mode": "ray", "address": "10.0.0.5:6379", "error": "cannot reach Ray at 10.0.0.5:6379", "workers": []}
