@@ -354,10 +354,12 @@ def compose_project(checkout, image):
     clean()
 
 
+# The service is named: podman-compose 1.0.3 knows no profiles and would start the `ray` profile's
+# head and worker too (Compose itself starts only `studio` for a plain `up`).
 def test_compose_up_and_deleting_the_model_volume_keeps_uploads_and_outputs(checkout, compose_project):
     name = f"{COMPOSE_PROJECT}_studio_1"
     port = free_port()
-    compose(checkout, "up", "-d", "--no-build", port=port)
+    compose(checkout, "up", "-d", "--no-build", "studio", port=port)
     health = wait_healthy_port(port, name)
     assert health["device"]["type"] == "cpu"
     assert project_volumes() == [f"{COMPOSE_PROJECT}_{v}" for v in ("models", "outputs", "state", "uploads")]
@@ -382,7 +384,7 @@ def test_compose_up_and_deleting_the_model_volume_keeps_uploads_and_outputs(chec
     assert f"{COMPOSE_PROJECT}_models" in project_volumes()  # `down` keeps every volume
     pm.podman("volume", "rm", f"{COMPOSE_PROJECT}_models")  # the README's `docker volume rm docker_models`
 
-    compose(checkout, "up", "-d", "--no-build", port=port)
+    compose(checkout, "up", "-d", "--no-build", "studio", port=port)
     wait_healthy_port(port, name)
     assert (volume_path(f"{COMPOSE_PROJECT}_models") / "studio-paths.env").is_file()  # a fresh one, tried again
     assert "[entrypoint] checking models in /models" in logs(name)

@@ -18,6 +18,8 @@ SCRIPTS = [
     ROOT / "scripts" / "test.sh",
     ROOT / ".ci" / "run",
     ROOT / "docker" / "entrypoint.sh",
+    ROOT / "scripts" / "ray_head.sh",
+    ROOT / "scripts" / "ray_worker.sh",
 ]
 VENV_BIN = Path(sys.executable).parent
 
@@ -63,14 +65,15 @@ def test_dockerfile_shape():
     assert "!backend/**" in ignore and ignore.splitlines()[1] == "**"  # no weights sneak in
 
 
-def compose_config(tmp_path: Path) -> dict:
+def compose_config(tmp_path: Path, *options: str) -> dict:
     """`docker compose config` (v2 plugin) or `docker-compose config` (v1) on a copy of the file
-    with an empty .env beside it, as a fresh checkout would have after `cp .env.sample .env`."""
+    with an empty .env beside it, as a fresh checkout would have after `cp .env.sample .env`.
+    `options` go before `config` (`--profile ray`)."""
     (tmp_path / "docker").mkdir()
     shutil.copy(ROOT / "docker" / "docker-compose.yml", tmp_path / "docker")
     (tmp_path / ".env").write_text("")
     v2 = subprocess.run(["docker", "compose", "version"], capture_output=True, text=True)
-    cmd = ["docker", "compose", "config"] if v2.returncode == 0 else [tool("docker-compose"), "config"]
+    cmd = [*(["docker", "compose"] if v2.returncode == 0 else [tool("docker-compose")]), *options, "config"]
     r = subprocess.run(cmd, cwd=tmp_path / "docker", capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
     return yaml.safe_load(r.stdout)
@@ -88,6 +91,81 @@ def test_compose_file_validates(tmp_path):
     mounts = {v.split(":")[0] if isinstance(v, str) else v["source"]: v for v in studio["volumes"]}
     assert {"models", "uploads", "outputs"} <= set(mounts)
     assert set(config["volumes"]) >= {"models", "uploads", "outputs"}
+
+
+# Ray's own ports: GCS, client server, dashboard, dashboard agent, metrics, node/object managers' defaults.
+RAY_PORTS = {6379, 10001, 8265, 52365, 8080, 44217, 8076, 8077}
+
+
+def published_ports(service: dict) -> list[int]:
+    """Host ports a service publishes, from the short ("H:C", "IP:H:C") or the long form."""
+    ports = []
+    for entry in service.get("ports", []):
+        if isinstance(entry, dict):
+            ports.append(int(entry.get("published") or entry["target"]))
+        else:
+            text = str(entry).rsplit("/", 1)[0]
+            parts = text.split(":")
+            ports.append(int(parts[-2]) if len(parts) > 1 else int(parts[-1]))
+    return ports
+
+
+def test_compose_ray_profile_is_a_head_and_a_gpu_worker(tmp_path):
+    raw = yaml.safe_load((ROOT / "docker" / "docker-compose.yml").read_text())["services"]
+    # The default `up` is unchanged: only `studio` has no profile; the pool's services are opt-in.
+    assert [name for name, service in raw.items() if not service.get("profiles")] == ["studio"]
+    assert raw["head"]["profiles"] == ["ray"] and raw["worker"]["profiles"] == ["ray"]
+
+    config = compose_config(tmp_path, "--profile", "ray")["services"]
+    studio, head, worker = config["studio"], config["head"], config["worker"]
+    assert head["image"] == worker["image"] == studio["image"] == "framepack-studio:latest"
+
+    # The head: the studio as the driver of the Ray it starts, with no GPU of its own.
+    env = head["environment"]
+    assert env["STUDIO_CLUSTER"] == "ray" and env["STUDIO_RAY_ADDRESS"] == "auto"
+    assert str(env["RAY_USAGE_STATS_ENABLED"]) == "0"
+    assert head["command"][:2] == ["bash", "scripts/ray_head.sh"] and head["command"][2:] == studio.get(
+        "command", ["python", "-m", "backend"]
+    )
+    assert "deploy" not in head  # no GPU reservation
+    assert published_ports(head) == published_ports(studio) == [8000]
+    assert head["healthcheck"]["test"] == studio["healthcheck"]["test"]
+    mounts = {v["source"] if isinstance(v, dict) else v.split(":")[0] for v in head["volumes"]}
+    assert mounts == {"models", "uploads", "outputs", "state"}  # the studio's own: switching keeps jobs
+
+    # The worker: joins the head and holds this host's GPUs, with its own model folder mounted.
+    assert worker["command"] == ["bash", "scripts/ray_worker.sh"]
+    assert worker["environment"]["STUDIO_RAY_HEAD"] == "head:6379"
+    assert str(worker["environment"]["RAY_USAGE_STATS_ENABLED"]) == "0"
+    assert worker["environment"]["STUDIO_MODELS_DIR"] == "/models"
+    devices = worker["deploy"]["resources"]["reservations"]["devices"]
+    assert devices == [{"driver": "nvidia", "count": "all", "capabilities": ["gpu"]}]
+    assert {v["source"] if isinstance(v, dict) else v.split(":")[0] for v in worker["volumes"]} == {"models"}
+    assert "ports" not in worker
+    depends = worker["depends_on"]
+    assert "head" in (depends if isinstance(depends, list) else list(depends))
+    for service in (head, worker):
+        assert service["shm_size"]  # Ray's object store needs more than Docker's 64 MB
+        assert service["restart"] == "unless-stopped"
+
+    # Ray's ports have no authentication: no service publishes any of them (or anything but the web port).
+    for name, service in config.items():
+        assert not set(published_ports(service)) & RAY_PORTS, name
+        assert set(published_ports(service)) <= {8000}, name
+
+
+def test_ray_scripts_start_ray_without_usage_stats_and_go_into_the_image():
+    head = (ROOT / "scripts" / "ray_head.sh").read_text()
+    worker = (ROOT / "scripts" / "ray_worker.sh").read_text()
+    assert "--head" in head and '--port="$PORT"' in head and "--num-gpus=0" in head and 'exec "$@"' in head
+    assert "ray_wait_gpus.py" in head
+    assert '--address="$HEAD"' in worker and "--block" in worker and "exec ray start" in worker
+    for text in (head, worker):
+        assert "--disable-usage-stats" in text and "export RAY_USAGE_STATS_ENABLED=0" in text
+        assert "--dashboard-host" not in text  # the dashboard stays on the container's loopback
+    dockerfile = (ROOT / "docker" / "Dockerfile").read_text()
+    assert "COPY --chown=10001:10001 scripts ./scripts" in dockerfile
+    assert "!scripts/**" in (ROOT / "docker" / "Dockerfile.dockerignore").read_text()
 
 
 def test_notebook_is_valid_and_has_the_four_cells():

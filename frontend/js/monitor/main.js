@@ -1,4 +1,5 @@
-// The /monitor page: GPUs, RAM and CPU now and over the last 10 minutes, and the running job.
+// The /monitor page: GPUs, RAM and CPU now and over the last 10 minutes, the running job, and
+// (on a Ray pool) every worker with its GPU and what it runs.
 import { html, mount, useState, useEffect, useReducer } from "../lib/react.js";
 import { LangProvider, LangToggle, useLang } from "../lib/i18n.js";
 import { LoginGate } from "../lib/login.js";
@@ -7,6 +8,8 @@ import { connectSocket } from "../lib/socket.js";
 import { megabytes, number, percent } from "../lib/format.js";
 import { jobsReducer, initialJobs, actionFor, sortedJobs, loadMeta } from "../lib/jobs-store.js";
 import { LineChart } from "./chart.js";
+import { GpuCard, Tile } from "./gpu.js";
+import { Workers, isPool } from "./workers.js";
 import { stageName } from "../studio/jobs.js";
 
 const WINDOW_S = 600;
@@ -15,32 +18,6 @@ function trim(samples) {
   if (!samples.length) return samples;
   const newest = samples[samples.length - 1].time;
   return samples.filter((s) => s.time > newest - WINDOW_S);
-}
-
-function Tile({ label, value, sub, testid }) {
-  return html`<div class="min-w-0 rounded-lg bg-slate-50 p-2">
-    <div class="text-[11px] uppercase tracking-wide text-slate-500">${label}</div>
-    <div class="truncate text-lg font-semibold tabular-nums" data-testid=${testid}>${value}</div>
-    ${sub && html`<div class="truncate text-xs text-slate-500 tabular-nums">${sub}</div>`}
-  </div>`;
-}
-
-function GpuCard({ gpu, t }) {
-  const na = t("monitor.unavailable");
-  const or = (value, text) => (value == null ? na : text);
-  return html`<article class="rounded-xl border border-slate-200 bg-white p-4 shadow-sm" data-testid="gpu-card">
-    <h3 class="mb-2 font-semibold">GPU ${gpu.index}: ${gpu.name || na}</h3>
-    <div class="grid grid-cols-2 gap-2 sm:grid-cols-4">
-      <${Tile} label=${t("monitor.vram")} testid="gpu-vram"
-        value=${or(gpu.memory_used_mb, `${megabytes(gpu.memory_used_mb)}`)}
-        sub=${gpu.memory_total_mb != null ? `/ ${megabytes(gpu.memory_total_mb)}` : ""} />
-      <${Tile} label=${t("monitor.util")} value=${or(gpu.utilization_percent, number(gpu.utilization_percent, "%"))} testid="gpu-util" />
-      <${Tile} label=${t("monitor.temp")} value=${or(gpu.temperature_c, number(gpu.temperature_c, " °C"))} testid="gpu-temp" />
-      <${Tile} label=${t("monitor.power")} value=${or(gpu.power_w, number(gpu.power_w, " W"))} testid="gpu-power"
-        sub=${gpu.power_limit_w != null ? `/ ${number(gpu.power_limit_w, " W")}` : ""} />
-    </div>
-    ${gpu.errors && gpu.errors.length > 0 && html`<p class="mt-2 text-xs text-slate-500">${gpu.errors.join(" · ")}</p>`}
-  </article>`;
 }
 
 function RunningJob({ jobs, live, t }) {
@@ -90,6 +67,7 @@ function Monitor() {
   }) : undefined), [statusesKnown]);
 
   const latest = samples[samples.length - 1];
+  const pool = !!latest && isPool(latest.cluster);
   const valid = samples.filter((s) => s.memory && s.cpu);
   const times = valid.map((s) => s.time);
   const devices = latest && latest.gpu ? latest.gpu.devices || [] : [];
@@ -115,9 +93,14 @@ function Monitor() {
     </header>
     ${error && html`<p class="rounded-md bg-red-50 p-2 text-sm text-red-800" role="alert">${te(error)}</p>`}
     ${latest && html`<${RunningJob} jobs=${sortedJobs(jobsState)} live=${jobsState.live} t=${t} />`}
-    ${latest && latest.gpu && !latest.gpu.available && html`<p class="rounded-xl border border-amber-300 bg-amber-50 p-4 text-sm text-amber-900" data-testid="no-gpu">
-      <span class="font-semibold">${t("monitor.noGpu")}</span> — ${latest.gpu.reason || ""}</p>`}
+    ${latest && latest.gpu && !latest.gpu.available && (pool
+      // A pool's studio host often has no GPU of its own (`ray start --head --num-gpus=0`): that is no fault.
+      ? html`<p class="rounded-xl border border-slate-200 bg-white p-4 text-sm text-slate-600" data-testid="no-gpu">
+          ${t("monitor.noLocalGpu")}</p>`
+      : html`<p class="rounded-xl border border-amber-300 bg-amber-50 p-4 text-sm text-amber-900" data-testid="no-gpu">
+          <span class="font-semibold">${t("monitor.noGpu")}</span> — ${latest.gpu.reason || ""}</p>`)}
     ${devices.map((gpu) => html`<${GpuCard} key=${gpu.index} gpu=${gpu} t=${t} />`)}
+    ${pool && html`<${Workers} cluster=${latest.cluster} t=${t} />`}
     ${latest && latest.memory && html`<section class="grid gap-4 md:grid-cols-2">
       <article class="rounded-xl border border-slate-200 bg-white p-4 shadow-sm" data-testid="ram-card">
         <h2 class="mb-2 font-semibold">${t("monitor.ram")}</h2>
