@@ -206,8 +206,8 @@ def test_a_pool_shows_a_card_per_worker_in_both_languages(browser, studio):
     one = card(page, "worker-1")
     assert one["worker-name"] == "worker-1" and one["worker-node"] == "10.0.0.6 · pid 4242"
     assert one["state"] == "running" and one["worker-state"] == "Running"
-    # Transition index 2 of the API is the third transition, as the storyboard numbers it.
-    assert one["worker-running"].split() == ["Job", "3f9c2ab7…", "transition", "3,", "take", "1", "·", "framepack"]
+    # The pool numbers transitions from 1, as the storyboard does.
+    assert one["worker-running"].split() == ["Job", "3f9c2ab7…", "transition", "2,", "take", "1", "·", "framepack"]
     assert one["gpus"] == "1" and "NVIDIA H200" in one["text"]
     assert one["gpu-vram"] == "30.0 GiB" and one["vram-sub"] == "/ 140.4 GiB" and one["gpu-util"] == "87%"
     assert one["worker-done"] == "3 done"
@@ -267,7 +267,7 @@ def test_worker_cards_follow_the_live_samples(browser, studio):
     assert page.inner_text("[data-worker=worker-1] [data-testid=worker-no-gpu]") == (
         "No GPU (CPU worker) — worker unreachable"
     )
-    assert two["worker-state"] == "Running" and "transition 3, take 1" in two["worker-running"]
+    assert two["worker-state"] == "Running" and "transition 2, take 1" in two["worker-running"]
 
     # Post-processing runs on a worker too: a task of the job with no transition.
     cluster["workers"][1]["running"] = {"job_id": JOB, "transition": None, "take": None, "engine": "framepack"}

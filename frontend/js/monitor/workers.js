@@ -20,14 +20,14 @@ function stateLabel(t, state) {
   return text === key ? String(state || "?") : text;
 }
 
-// `transition` is the 0-based index of the API (/api/jobs/{id}/transitions/{i}); people read it
-// 1-based, as the storyboard shows it. `take` is 1-based already. A task of a job that names no
-// transition is its post-processing (restore, upscale, interpolation, the final encode).
+// `transition` and `take` are 1-based, as the storyboard numbers them (the pool sends them so). A
+// task of a job that names no transition is its post-processing (restore, upscale, interpolation,
+// the final encode).
 function runningText(t, running) {
   if (!running) return null;
   const job = String(running.job_id || "").slice(0, 8);
   if (running.transition === null || running.transition === undefined) return t("monitor.workerPost", { job });
-  return t("monitor.workerRuns", { job, n: Number(running.transition) + 1, k: running.take ?? 1 });
+  return t("monitor.workerRuns", { job, n: Number(running.transition), k: running.take ?? 1 });
 }
 
 function WorkerGpus({ gpu, t }) {
