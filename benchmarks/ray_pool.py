@@ -10,7 +10,8 @@ with fake GPUs, as the tests start it) — a real studio server is started and m
    through Ray against the embedded worker.
 
 Ratios are against the set-ups measured in the same run. Figures depend on the cores: two workers
-on a 2-core machine share those two cores.
+on a 2-core machine share those two cores. Every worker computes with one CPU thread (Ray's
+default for an actor; the embedded studio is given `OMP_NUM_THREADS=1` to match, `--embedded-threads`).
 
     .venv/bin/python benchmarks/ray_pool.py [--engines morph,framepack] [--images 5] [--jobs 4] [--runs 3]
 """
@@ -99,6 +100,7 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=5)
     ap.add_argument("--jobs", type=int, default=4)
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--embedded-threads", type=int, default=1, help="OMP_NUM_THREADS of the embedded studio")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     from tests.helpers.tiny_framepack import save_tiny_pipeline
@@ -115,6 +117,10 @@ def main() -> None:
         for name, nodes in setups:
             with contextlib.ExitStack() as stack:
                 env = dict(base)
+                if nodes is None:
+                    # Ray gives each worker one compute thread (OMP_NUM_THREADS=1); the embedded
+                    # studio gets the same, so the overhead compares like with like.
+                    env["OMP_NUM_THREADS"] = str(args.embedded_threads)
                 if nodes is not None:
                     cluster = stack.enter_context(ray_cluster(nodes))
                     env.update(ray_env(cluster))

@@ -4,6 +4,8 @@ restart in the middle of a job resumes it with its finished transitions kept."""
 
 from __future__ import annotations
 
+import time
+
 import httpx
 import pytest
 
@@ -68,3 +70,31 @@ def test_a_studio_restart_mid_job_resumes_it_with_its_finished_transitions(tmp_p
         for name, made in kept.items():
             assert (folder / name).stat().st_mtime_ns == made, f"{name} was made again"
         assert len(workers(c)) == 2  # the first studio's workers died with it; these are the new one's
+
+
+def test_a_worker_host_that_leaves_mid_job_has_its_transition_moved(tmp_path, two_nodes, tiny_framepack_dir):
+    """Last in this module: it takes a node out of the cluster."""
+    body = {"engine": "framepack", "settings": {"seconds": 2.4, "quality": 60, "resolution": 64, "seed": 6}}
+    env = {"FRAMEPACK_DIR": str(tiny_framepack_dir), **ray_env(two_nodes)}
+    other = next(n for n in two_nodes.list_all_nodes() if n is not two_nodes.head_node)
+    with StudioServer(tmp_path, env) as srv, httpx.Client(base_url=srv.url, timeout=60) as c:
+        wait_workers(c, 2)
+        ids = _upload(c, 4)
+        job_id = c.post("/api/jobs", json=dict(body, images=ids)).json()["id"]
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            there = [w for w in workers(c) if w["node_id"] == other.node_id and w["running"]]
+            if there:
+                break
+            time.sleep(0.05)
+        assert there, f"no transition ever ran on the second node: {workers(c)}"
+        two_nodes.remove_node(other)  # the host leaves: its raylet and worker processes end
+        job = wait_for(c, job_id, timeout=600)
+        assert job["status"] == "completed", job
+        for transition in job["transitions"]:
+            assert [(t["take"], t["status"]) for t in transition["takes"]] == [(1, "done")]
+        folder = srv.data_dir / "outputs" / job_id
+        names = sorted(p.name for p in folder.iterdir() if p.name.startswith(("segment_", ".waiting")))
+        assert names == ["segment_000.mp4", "segment_001.mp4", "segment_002.mp4"], names
+        states = {w["name"]: w["state"] for w in workers(c)}
+        assert sorted(states.values()) == ["idle", "lost"], states  # its worker has no GPU to restart on
