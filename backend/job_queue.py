@@ -207,7 +207,9 @@ class JobQueue:
     # --- life cycle ---------------------------------------------------------------------------
     async def start(self) -> None:
         # A pool connects or starts Ray off the event loop; jobs wait for its workers meanwhile.
-        self._workers_start = asyncio.create_task(asyncio.to_thread(self.workers.start), name="workers-start")
+        # On a daemon thread: a cluster that never answers must not keep a stopped studio alive.
+        starter = DaemonExecutor("workers-start")
+        self._workers_start = asyncio.get_running_loop().run_in_executor(starter, self.workers.start)
         self._recover()
         for lane in self.lanes.values():
             lane.task = asyncio.create_task(self._supervise(lane), name=f"job-lane-{lane.name}")
@@ -263,7 +265,9 @@ class JobQueue:
         if starting is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(asyncio.shield(starting), STOP_WAIT_S)
-        await asyncio.to_thread(self.workers.stop)
+        stopper = DaemonExecutor("workers-stop")
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(loop.run_in_executor(stopper, self.workers.stop), 2 * STOP_WAIT_S)
 
     # --- views --------------------------------------------------------------------------------
     def view(self, job: dict) -> JobView:

@@ -55,6 +55,7 @@ class Slot:
     info: dict[str, Any] = field(default_factory=dict)
     status: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
+    dead: bool = False  # its actor cannot come back (its constructor failed): never handed out
 
     def view(self) -> dict[str, Any]:
         """One worker as /monitor shows it."""
@@ -218,6 +219,8 @@ class RayPool:
                 log.warning("Ray pool status round failed: %s", self.error)
 
     def _poll(self, ray) -> None:
+        from ray import exceptions as rex
+
         with self._cond:
             slots = list(self.slots)
         refs = {slot.actor.status.remote(): slot for slot in slots}
@@ -227,9 +230,13 @@ class RayPool:
             try:
                 status = ray.get(ref)
             except Exception as exc:
+                text = str(exc).strip().splitlines()
                 with self._cond:
+                    if isinstance(exc, rex.ActorDiedError) and "creation task" in str(exc):
+                        slot.dead = True
+                        self._cond.notify_all()
                     if slot.state != "running":
-                        slot.state, slot.error = "lost", f"{type(exc).__name__}"
+                        slot.state, slot.error = "lost", f"{type(exc).__name__}: {text[-1] if text else ''}"[:500]
                 continue
             with self._cond:
                 slot.status = status
@@ -251,9 +258,10 @@ class RayPool:
                             raise JobCancelled(token.reason)
                         if self._stop.is_set():
                             raise JobCancelled("shutdown")
-                        if self.failed and not self.slots:
+                        if (self.failed and not self.slots) or (self.slots and all(s.dead for s in self.slots)):
+                            cause = self.error or next((s.error for s in self.slots if s.error), "no worker started")
                             raise StudioError(
-                                "cluster_unavailable", address=self.settings.ray_address or "local", cause=self.error
+                                "cluster_unavailable", address=self.settings.ray_address or "local", cause=cause
                             )
                         if self._waiting[0] == ticket:
                             slot = next((s for s in self.slots if s.state == "idle"), None)
