@@ -38,6 +38,8 @@ function progressOf(job, live, now) {
     stage: pick("stage", job.stage),
     progress: job.status === "completed" ? 1 : pick("progress", job.progress) ?? 0,
     segment: pick("segment", current.segment), segments: pick("segments", current.segments),
+    // On a Ray pool several transitions generate at once: all of them are shown.
+    running: pick("running", current.running),
     section: pick("section", current.section), sections: pick("sections", current.sections),
     step: pick("step", current.step), steps: pick("steps", current.steps),
     message: live ? live.message : "",
@@ -101,7 +103,8 @@ function JobCard({ job, live, lang, t }) {
     <div class="mt-2 grid grid-cols-3 gap-x-3 gap-y-2 text-sm sm:grid-cols-7" data-testid="job-progress">
       <${Figure} label=${t("jobs.stage")} value=${stageLabel} testid="job-stage" />
       <${Figure} label="%" value=${percent(p.progress, 1)} testid="job-percent" />
-      <${Figure} label=${t("jobs.segment")} value=${fraction(p.segment, p.segments)} testid="job-segment" />
+      <${Figure} label=${t("jobs.segment")} value=${p.running && p.running.length > 1 && p.segments != null
+        ? `${p.running.join(", ")}/${p.segments}` : fraction(p.segment, p.segments)} testid="job-segment" />
       <${Figure} label=${t("jobs.section")} value=${fraction(p.section, p.sections)} testid="job-section" />
       <${Figure} label=${t("jobs.step")} value=${fraction(p.step, p.steps)} testid="job-step" />
       <${Figure} label=${t("jobs.eta")} value=${duration(p.eta)} testid="job-eta" />
