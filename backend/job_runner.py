@@ -462,6 +462,8 @@ class JobRunner:
         report = _Reporter(self, job_id, token, job.get("progress") or 0.0, weights, segment_weights)
         folder = output_dir(self.settings, job_id)
         folder.mkdir(parents=True, exist_ok=True)
+        for stale in folder.glob(".waiting_*.npy"):  # clips a run cut off (kill -9) held for its join
+            stale.unlink(missing_ok=True)
 
         frames = self._load_frames(job, params)
         prompts = job.get("prompts") or []
