@@ -4,12 +4,10 @@ restart in the middle of a job resumes it with its finished transitions kept."""
 
 from __future__ import annotations
 
-import time
-
 import httpx
 import pytest
 
-from tests.helpers.ray_cluster import ray_cluster, ray_env, wait_workers, workers
+from tests.helpers.ray_cluster import ray_cluster, ray_env, wait_running, wait_workers, workers
 from tests.helpers.server import StudioServer
 from tests.test_cluster_ray import EventLog, _spans, _upload
 from tests.test_core_server import wait_for
@@ -82,13 +80,7 @@ def test_a_worker_host_that_leaves_mid_job_has_its_transition_moved(tmp_path, tw
         wait_workers(c, 2)
         ids = _upload(c, 4)
         job_id = c.post("/api/jobs", json=dict(body, images=ids)).json()["id"]
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline:
-            there = [w for w in workers(c) if w["node_id"] == other.node_id and w["running"]]
-            if there:
-                break
-            time.sleep(0.05)
-        assert there, f"no transition ever ran on the second node: {workers(c)}"
+        wait_running(c, lambda w: w["node_id"] == other.node_id)
         two_nodes.remove_node(other)  # the host leaves: its raylet and worker processes end
         job = wait_for(c, job_id, timeout=600)
         assert job["status"] == "completed", job

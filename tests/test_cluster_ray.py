@@ -16,7 +16,7 @@ import pytest
 
 from backend.utils.video_io import iter_frames, probe
 from tests.helpers.images import encoded, scene
-from tests.helpers.ray_cluster import ray_cluster, ray_env, wait_workers, workers
+from tests.helpers.ray_cluster import ray_cluster, ray_env, wait_running, wait_workers, workers
 from tests.helpers.server import StudioServer
 from tests.test_core_server import wait_for
 
@@ -177,14 +177,7 @@ def test_cancel_stops_the_takes_on_both_workers(tmp_path, cluster, tiny_framepac
         wait_workers(c, 2)
         ids = _upload(c, 3)
         job_id = c.post("/api/jobs", json=dict(body, images=ids)).json()["id"]
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline:
-            busy = [w for w in workers(c) if (w.get("running") or {}).get("job_id") == job_id]
-            if len(busy) == 2:
-                break
-            time.sleep(0.1)
-        else:
-            raise AssertionError(f"the job never ran on both workers: {workers(c)}")
+        wait_running(c, lambda w: w["running"]["job_id"] == job_id, count=2)
         wait_for(c, job_id, until=lambda j: (j.get("current") or {}).get("step") is not None, timeout=300)
         asked = time.monotonic()
         assert c.post(f"/api/jobs/{job_id}/cancel").status_code in (200, 202)
@@ -206,12 +199,7 @@ def test_kill_9_of_a_worker_mid_transition_loses_nothing(tmp_path, cluster, tiny
         before = {w["name"]: w["pid"] for w in wait_workers(c, 2)}
         ids = _upload(c, 4)
         job_id = c.post("/api/jobs", json=dict(body, images=ids)).json()["id"]
-        deadline = time.monotonic() + 300
-        victim = None
-        while time.monotonic() < deadline and victim is None:
-            victim = next((w for w in workers(c) if (w.get("running") or {}).get("job_id") == job_id), None)
-            time.sleep(0.05)
-        assert victim is not None, "no worker ever ran the job"
+        [victim] = wait_running(c, lambda w: w["running"]["job_id"] == job_id)[:1]
         wait_for(c, job_id, until=lambda j: (j.get("current") or {}).get("step") is not None, timeout=300)
         os.kill(victim["pid"], signal.SIGKILL)
         job = wait_for(c, job_id, timeout=600)
@@ -228,19 +216,12 @@ def test_kill_9_of_a_worker_mid_transition_loses_nothing(tmp_path, cluster, tiny
 
 
 def test_post_processing_runs_on_a_worker_and_its_errors_come_back_readable(tmp_path, cluster):
-    from tests.helpers.postprocess import make_settings, save_rife, save_upscaler
+    from tests.helpers.postprocess import make_settings, save_rife, save_upscaler, weights_env
 
     models = make_settings(tmp_path)
     save_rife(models)
     save_upscaler(models, "realesr-animevideov3")
-    env = {
-        "RIFE_DIR": str(models.rife_dir),
-        "UPSCALER_DIR": str(models.upscaler_dir),
-        "CODEFORMER_DIR": str(models.codeformer_dir),
-        "FACEXLIB_DIR": str(models.facexlib_dir),
-        "STUDIO_WEIGHTS_DOWNLOAD_TIMEOUT_S": "2",
-        **ray_env(cluster),
-    }
+    env = {**weights_env(models), **ray_env(cluster)}
     settings = {"seconds": 1.2, "resolution": 64}
     post = {"mode": "manual", "upscale": 2, "upscale_model": "realesr-animevideov3", "interpolate": 2}
     with StudioServer(tmp_path, env) as srv, httpx.Client(base_url=srv.url, timeout=60) as c:

@@ -8,21 +8,14 @@ import httpx
 
 from backend.utils.video_io import probe
 from tests.helpers.images import scene
-from tests.helpers.postprocess import make_settings, save_rife, save_upscaler
+from tests.helpers.postprocess import make_settings, save_rife, save_upscaler, weights_env
 from tests.helpers.server import StudioServer
 from tests.test_core_server import upload, wait_for
 
 
 def test_post_processed_job_and_a_failed_stage_then_retry(tmp_path):
     models = make_settings(tmp_path)
-    env = {
-        "RIFE_DIR": str(models.rife_dir),
-        "UPSCALER_DIR": str(models.upscaler_dir),
-        "CODEFORMER_DIR": str(models.codeformer_dir),
-        "FACEXLIB_DIR": str(models.facexlib_dir),
-        "STUDIO_WEIGHTS_DOWNLOAD_TIMEOUT_S": "2",
-        "STUDIO_DEFAULT_ENGINE": "morph",
-    }
+    env = {**weights_env(models), "STUDIO_DEFAULT_ENGINE": "morph"}
     save_rife(models)
     save_upscaler(models, "realesr-animevideov3")
     with StudioServer(tmp_path, env) as server, httpx.Client(base_url=server.url, timeout=60) as client:

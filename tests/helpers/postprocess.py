@@ -85,6 +85,17 @@ def _rrdb_old_to_release(old: dict, num_blocks: int) -> dict:
 # --- weights saved where the settings look for them -------------------------------------------
 
 
+def weights_env(models: Settings) -> dict[str, str]:
+    """A studio server's environment naming `models`' weight folders (downloads fail fast)."""
+    return {
+        "RIFE_DIR": str(models.rife_dir),
+        "UPSCALER_DIR": str(models.upscaler_dir),
+        "CODEFORMER_DIR": str(models.codeformer_dir),
+        "FACEXLIB_DIR": str(models.facexlib_dir),
+        "STUDIO_WEIGHTS_DOWNLOAD_TIMEOUT_S": "2",
+    }
+
+
 def make_settings(root: Path, **overrides) -> Settings:
     values = dict(
         data_dir=root / "data",

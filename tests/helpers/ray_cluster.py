@@ -57,3 +57,16 @@ def wait_workers(client: httpx.Client, count: int, timeout: float = 180.0, state
             return seen
         time.sleep(0.2)
     raise AssertionError(f"{count} workers not {state} in {timeout}s: {seen}")
+
+
+def wait_running(client: httpx.Client, which, count: int = 1, timeout: float = 300.0) -> list[dict]:
+    """Until `count` workers for which `which(worker)` holds are running something."""
+    deadline = time.monotonic() + timeout
+    seen: list[dict] = []
+    while time.monotonic() < deadline:
+        seen = workers(client)
+        found = [w for w in seen if w["running"] and which(w)]
+        if len(found) >= count:
+            return found
+        time.sleep(0.05)
+    raise AssertionError(f"not {count} worker(s) running as wanted in {timeout}s: {seen}")
