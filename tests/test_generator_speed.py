@@ -21,6 +21,7 @@ from backend.pipeline.framepack.loop import _FrameJoiner, encode, latent_padding
 from backend.pipeline.framepack.pinned import pin_module_in_place
 from backend.pipeline.framepack.residency import plan_residency
 from backend.pipeline.generator import FramePackGenerator
+from backend.smart_params import DRAFT_CACHE
 from backend.utils.progress import JobCancelled, Progress
 from tests.helpers.tiny_framepack import build_tiny_pipeline
 
@@ -174,7 +175,7 @@ def test_generate_contract_progress_previews_and_cancel(pipe):
     assert calls[-1] == {"section": 1, "sections": 3, "step": 2, "steps": 2}
 
 
-def test_draft_cache_runs_and_is_removed_after(pipe):
+def test_fast_mode_cache_runs_and_is_removed_after(pipe):
     gen = _generator(pipe)
     first, last = _images(3)
     segment = {"sections": 2, "seed": 1, "end_embed_weights": [0.5, 0.5]}
@@ -183,11 +184,11 @@ def test_draft_cache_runs_and_is_removed_after(pipe):
         "latent_window_size": 2,
         "distilled_guidance": 10.0,
         "true_cfg": 1.0,
-        "cache": "first_block_cache:0.12",
+        "cache": DRAFT_CACHE,
     }
     frames = gen.generate(first, last, "", segment, params, lambda p: None)
     assert frames.shape == (17, H, W, 3)
-    assert not getattr(pipe.transformer, "is_cache_enabled", False)
+    assert type(pipe.transformer.transformer_blocks) is torch.nn.ModuleList
 
 
 def test_eager_blocks_restores_compiled_blocks(pipe):
