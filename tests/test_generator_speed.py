@@ -230,7 +230,9 @@ def test_gpu_benchmark_runs_tiny_on_cpu(tmp_path):
             "2",
             "--growth-sections",
             "2",
-            "--draft",
+            "--magcache",
+            "--no-sync",
+            "--attention",
             "--storage-error",
             "--out",
             str(out),
@@ -249,9 +251,14 @@ def test_gpu_benchmark_runs_tiny_on_cpu(tmp_path):
     assert result["ours"]["frames"] == 2 * 3 * 4 + 1
     assert result["ratios_ours_over_reference"]["s_per_step"] > 0
     assert result["vram_growth"]["frames"] == [13, 25]
-    drafts = result["draft_first_block_cache"]
-    assert drafts["all_hits_ceiling"]["full_forwards"] == "2/4"  # only each section's first step
-    assert "error" not in drafts["ui_threshold_0.12"]
+    fast = result["magcache"]["8"]  # the fast mode's grid, at the slider's lowest step count
+    assert fast["off"]["skipped_per_section"] == [0]
+    assert fast[DRAFT_CACHE]["skipped_per_section"] == [2] and fast[DRAFT_CACHE]["pattern"] == ".....s.s"
+    assert all(row["s_per_section"][0] > 0 for row in fast.values())
+    assert 0 < fast[DRAFT_CACHE]["rel_l2_vs_full"] < 0.5
+    # The tiny model's steps take milliseconds: only the shape of these figures is checked on the CPU.
+    assert all(t > 0 for t in result["no_sync"]["section_s"]) and "s_per_step" in result["no_sync"]
+    assert result["attention_kernels"]["job"]["math"]["s_per_call"] > 0
     storage = result["storage_8bit_error"]
     assert storage["converted_linears"] > 10
     assert 0 < storage["int8"]["rel_l2_error_vs_bf16"] < storage["fp8"]["rel_l2_error_vs_bf16"] < 0.2

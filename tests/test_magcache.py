@@ -95,6 +95,16 @@ def test_the_slider_low_end_is_the_fast_mode():
     assert (high["cache"], high["draft"]) == ("off", False)
 
 
+def test_the_pages_fast_mode_hint_starts_where_the_server_s_fast_mode_does():
+    import re
+    from pathlib import Path
+
+    from backend.smart_params import DRAFT_QUALITY_BELOW
+
+    source = (Path(__file__).resolve().parents[1] / "frontend/js/studio/settings.js").read_text()
+    assert int(re.search(r"FAST_MODE_BELOW = (\d+);", source).group(1)) == DRAFT_QUALITY_BELOW
+
+
 @pytest.fixture(scope="module")
 def loaded(tiny_framepack_dir):
     gen = FramePackGenerator(Settings(framepack_dir=str(tiny_framepack_dir), device="cpu", framepack_compile="off"))
