@@ -193,3 +193,19 @@ def test_true_cfg_keeps_a_residual_per_branch(loaded):
     pattern = skip_pattern(8, parse_cache(DRAFT_CACHE))
     assert counter.forwards == [ran for s in pattern for ran in (not s, not s)]  # cond + uncond per step
     assert frames.shape == (1 * 3 * 4 + 1, 64, 64, 3)
+
+
+def test_code_that_lists_the_blocks_sees_the_modules_inside_a_cached_forward(loaded):
+    """The fp32 re-run of an overflowing section makes the compiled blocks eager from inside a
+    forward (`accel.eager_blocks`): it must reach the real blocks, not the cache's stand-ins."""
+    from backend.pipeline.framepack import accel
+    from backend.pipeline.framepack.magcache import MagCache
+
+    t = loaded.pipe.transformer
+    real = accel.blocks(t)
+    cache = MagCache(parse_cache(DRAFT_CACHE), 8)
+    with cache.attached(t):
+        cache.section_start()
+        with cache.forward(0):
+            assert accel.blocks(t) == real and all(isinstance(b, nn.Module) for b in real)
+    assert accel.blocks(t) == real

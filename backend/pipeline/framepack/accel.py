@@ -29,7 +29,9 @@ log = logging.getLogger(__name__)
 
 
 def blocks(transformer) -> list[nn.Module]:
-    return list(transformer.transformer_blocks) + list(transformer.single_transformer_blocks)
+    # The modules themselves, also inside a forward whose loop a MagCache gates (`magcache.py`).
+    lists = (transformer.transformer_blocks, transformer.single_transformer_blocks)
+    return [block for group in lists for block in group._modules.values()]
 
 
 def compile_available() -> tuple[bool, str]:

@@ -281,7 +281,7 @@ def sample_sections(
         for i, t in enumerate(timesteps):
             x = latents.to(x_dtype)
             timestep = t.expand(1)
-            with cache.forward(i, "cond"), run.context():
+            with run.context(), cache.forward(i, "cond"):
                 noise = transformer(
                     hidden_states=x,
                     timestep=timestep,
@@ -291,7 +291,7 @@ def sample_sections(
                     **common,
                 )[0]
             if neg is not None:
-                with cache.forward(i, "uncond"), run.context():
+                with run.context(), cache.forward(i, "uncond"):
                     uncond = transformer(
                         hidden_states=x,
                         timestep=timestep,

@@ -94,6 +94,11 @@ class MagCacheConfig:
         return f"magcache:{self.threshold:g}:{self.max_skips}:{self.retention:g}"
 
 
+# The studio's fast mode (smart_params.DRAFT_CACHE, which a test keeps equal; the job layer does
+# not import this torch module): the faster of the authors' two FramePack settings.
+FAST_MODE = MagCacheConfig(0.15, 4, 0.2)
+
+
 def parse_cache(value: str) -> MagCacheConfig | None:
     """A job's `cache` parameter → its MagCache config, or None for "off".
 
@@ -105,9 +110,7 @@ def parse_cache(value: str) -> MagCacheConfig | None:
         return None
     name, _, rest = value.partition(":")
     if name == "first_block_cache":
-        from backend.smart_params import DRAFT_CACHE
-
-        return parse_cache(DRAFT_CACHE)
+        return FAST_MODE
     if name != "magcache":
         raise ValueError(f"unknown cache {value!r} (expected 'off' or 'magcache:threshold[:K[:retention]]')")
     parts = [p for p in rest.split(":") if p]
@@ -301,6 +304,7 @@ class MagCache:
 
 __all__ = [
     "CALIBRATED_STEPS",
+    "FAST_MODE",
     "FRAMEPACK_MAG_RATIOS",
     "MagCache",
     "MagCacheConfig",
