@@ -5,14 +5,15 @@ the REAL size with random weights (directly on the GPU, in bf16), runs the plain
 `HunyuanVideoFramepackPipeline` and then the studio's `FramePackGenerator` on the same job in one
 process, and prints/writes: s/step, s/section, time to first section preview, peak VRAM (allocated
 and reserved), peak host RSS, FLOPs per forward (FlopCounterMode), MFU, and ours/reference ratios;
-plus VRAM growth from 1 to N sections, the draft (First Block Cache) speed-up and, opt-in, FP8
-matmuls with their error against bf16.
+plus VRAM growth from 1 to N sections, the fast mode (MagCache, `magcache_speed.py`) at each
+threshold and step count, s/step without the per-step sync, the attention kernels on the job's
+shapes and, opt-in, FP8 matmuls with their error against bf16.
 
-    # full size, resident, on an H100 (one process per memory mode: RSS peaks are per process)
-    python benchmarks/framepack_gpu.py --mode resident --reference --growth-sections 20 --draft --fp8-matmul
+    # full size, resident, on an H100/H200 (one process per memory mode: RSS peaks are per process)
+    python benchmarks/framepack_gpu.py --mode resident --reference --growth-sections 20 --magcache --no-sync --attention --fp8-matmul
     python benchmarks/framepack_gpu.py --mode offload --vram-limit-gib 6 --reference
     # CPU smoke run with tiny models of the same architecture (CI keeps the script working)
-    python benchmarks/framepack_gpu.py --tiny --reference --growth-sections 3 --draft
+    python benchmarks/framepack_gpu.py --tiny --reference --growth-sections 3 --magcache --no-sync --attention
 
 Text/image encoders are shallow stand-ins with the real output widths (they run once per job);
 `--full-text-encoder` builds the Llama-3-8B-sized encoder (32 layers) for host-RAM measures.
@@ -21,6 +22,7 @@ Text/image encoders are shallow stand-ins with the real output widths (they run 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -453,6 +455,165 @@ def time_text_encode(gen, clock: Clock) -> float:
     return clock.now() - began
 
 
+def no_sync_steps(gen, job: dict, clock: Clock, result: dict) -> dict:
+    """s/step with no device sync at each step: two 1-section jobs of different step counts, timed
+    only at their ends (the preview copy syncs), so the difference is pure steps."""
+    from benchmarks.magcache_speed import run_job
+
+    few, many = (2, 10) if job["height"] > 64 else (1, 3)
+    _, ends_few = run_job(gen, job, clock, few, 1, "off", PROMPT)
+    _, ends_many = run_job(gen, job, clock, many, 1, "off", PROMPT)
+    s_step = (ends_many[0] - ends_few[0]) / (many - few)
+    out = {"steps": [few, many], "section_s": [ends_few[0], ends_many[0]], "s_per_step": s_step}
+    synced = result.get("ours", {}).get("s_per_step")
+    if synced:
+        out["vs_synced_s_per_step"] = s_step / synced
+    ref = result.get("reference", {}).get("s_per_step")
+    if ref:
+        out["ratio_vs_reference"] = s_step / ref
+    flops = result.get("flops_per_forward")
+    if flops and job["height"] > 64:
+        out["mfu_vs_989"] = flops / s_step / H100_BF16_PEAK
+    return out
+
+
+def joint_tokens(transformer, kwargs, size: int) -> int:
+    """Tokens of one forward at a `size`² bucket with the captured job's window, history and prompt."""
+    p, s_scale = transformer.config.patch_size, 8
+    lat = kwargs["hidden_states"].shape
+    edge = size // s_scale
+    h = w = edge // p
+    tokens = lat[2] * h * w + kwargs["latents_clean"].shape[2] * h * w
+    tokens += -(-kwargs["latents_history_2x"].shape[2] // 2) * (-(-edge // 4)) ** 2
+    tokens += -(-kwargs["latents_history_4x"].shape[2] // 4) * (-(-edge // 8)) ** 2
+    return int(tokens + kwargs["image_embeds"].shape[1] + int(kwargs["encoder_attention_mask"].sum()))
+
+
+def attention_kernels(transformer, kwargs, cuda: bool, sizes=(640, 480)) -> dict:
+    """Each SDPA kernel (and PyTorch's own choice) on the joint attention shape of each bucket
+    (image + history + text tokens, the model's heads): per call and times the blocks of one
+    forward; plus the attention kernels the compiled blocks actually ran in one forward."""
+    import torch
+    import torch.nn.functional as F
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    c = transformer.config
+    dtype = torch.bfloat16 if cuda else torch.float32
+    device = "cuda" if cuda else "cpu"
+    layers = c.num_layers + c.num_single_layers
+    backends = (
+        {
+            "default": None,
+            "flash": SDPBackend.FLASH_ATTENTION,
+            "cudnn": SDPBackend.CUDNN_ATTENTION,
+            "efficient": SDPBackend.EFFICIENT_ATTENTION,
+        }
+        if cuda
+        else {"default": None, "math": SDPBackend.MATH}
+    )
+    result: dict = {"heads": c.num_attention_heads, "head_dim": c.attention_head_dim}
+    for size in sizes if cuda else (None,):
+        tokens = joint_tokens(transformer, kwargs, size) if size else tokens_per_forward(transformer, kwargs)
+        q, k, v = (
+            torch.randn(1, c.num_attention_heads, tokens, c.attention_head_dim, device=device, dtype=dtype)
+            for _ in range(3)
+        )
+        flops = 4 * tokens * tokens * c.attention_head_dim * c.num_attention_heads
+        out: dict = {"tokens": tokens}
+        reference = None
+        for name, backend in backends.items():
+            try:
+                chosen = sdpa_kernel([backend]) if backend is not None else contextlib.nullcontext()
+                with chosen, torch.no_grad():
+                    y = F.scaled_dot_product_attention(q, k, v)
+                    reps = 10 if cuda else 2
+                    if cuda:
+                        torch.cuda.synchronize()
+                    began = time.perf_counter()
+                    for _ in range(reps):
+                        F.scaled_dot_product_attention(q, k, v)
+                    if cuda:
+                        torch.cuda.synchronize()
+                    per_call = (time.perf_counter() - began) / reps
+                if reference is None:
+                    reference = y.float()
+                out[name] = {
+                    "s_per_call": per_call,
+                    "s_per_forward_all_blocks": per_call * layers,
+                    "tflops": flops / per_call / 1e12,
+                    "rel_l2_vs_default": float((y.float() - reference).norm() / reference.norm()),
+                }
+            except Exception as exc:  # a kernel this GPU or shape does not support
+                out[name] = {"error": repr(exc)[:300]}
+        result[str(size or "job")] = out
+        del q, k, v
+    if cuda:
+        result["compiled_forward_attention_kernels"] = profiled_attention(transformer, kwargs)
+    return result
+
+
+def profiled_attention(transformer, kwargs) -> list:
+    """The attention kernels one (compiled) transformer forward ran: name, calls, device seconds."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    with torch.no_grad():
+        transformer(**kwargs)  # warm
+        torch.cuda.synchronize()
+        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+            transformer(**kwargs)
+            torch.cuda.synchronize()
+    rows = []
+    for evt in prof.key_averages():
+        name = evt.key
+        if any(w in name.lower() for w in ("fmha", "flash", "cudnn", "attention", "sdpa", "attn")):
+            total = getattr(evt, "device_time_total", None) or getattr(evt, "cuda_time_total", 0)
+            rows.append({"kernel": name[:160], "calls": evt.count, "device_s": total / 1e6})
+    return sorted(rows, key=lambda r: -r["device_s"])[:6]
+
+
+def cudagraph_blocks(gen, pipe, job: dict, clock: Clock, cuda: bool, result: dict) -> dict:
+    """Experiment: each block compiled with CUDA graphs (`reduce-overhead`, static shapes of the
+    job's bucket), one graph step marked per transformer forward; s/step against the same job."""
+    import torch
+
+    from backend.pipeline.framepack import accel
+
+    t = pipe.transformer
+    blocks = accel.blocks(t)
+    saved = [b._compiled_call_impl for b in blocks]
+    for b in blocks:
+        b._compiled_call_impl = None
+        b.compile(mode="reduce-overhead", dynamic=False)
+    handle = t.register_forward_pre_hook(lambda *_: torch.compiler.cudagraph_mark_step_begin())
+    out: dict = {}
+    try:
+        began = time.perf_counter()
+        run_ours(gen, job, clock, cuda)  # compiles and captures
+        out["compile_and_capture_job_s"] = time.perf_counter() - began
+        timed = run_ours(gen, job, clock, cuda)
+        out.update(
+            s_per_step=timed["s_per_step"],
+            total_s=timed["total_s"],
+            peak_allocated_gib=timed["peak_allocated_gib"],
+            peak_reserved_gib=timed["peak_reserved_gib"],
+        )
+        flops = result.get("flops_per_forward")
+        if flops:
+            out["mfu_vs_989"] = flops / timed["s_per_step"] / H100_BF16_PEAK
+        if result.get("reference", {}).get("s_per_step"):
+            out["ratio_vs_reference"] = timed["s_per_step"] / result["reference"]["s_per_step"]
+        if result.get("ours", {}).get("s_per_step"):
+            out["vs_ours_compiled"] = timed["s_per_step"] / result["ours"]["s_per_step"]
+    except Exception as exc:
+        out["error"] = repr(exc)[:600]
+    finally:
+        handle.remove()
+        for b, impl in zip(blocks, saved):
+            b._compiled_call_impl = impl
+    return out
+
+
 def save(result: dict, path: Path | None) -> None:
     """Writes what is measured so far: a run cut off by a time limit still leaves its figures."""
     if path:
@@ -609,7 +770,13 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--steps", type=int, default=4)
     ap.add_argument("--compile", default="auto", choices=["auto", "on", "off"])
     ap.add_argument("--growth-sections", type=int, default=0, help="peak VRAM at 1 and at N sections (1 step)")
-    ap.add_argument("--draft", action="store_true", help="also time First Block Cache (draft)")
+    ap.add_argument("--magcache", action="store_true", help="also time the fast mode (MagCache) at each threshold")
+    ap.add_argument(
+        "--magcache-steps", type=int, nargs="+", default=[25, 13, 8], help="step counts of the MagCache grid"
+    )
+    ap.add_argument("--no-sync", action="store_true", help="also time ours with no device sync at each step")
+    ap.add_argument("--attention", action="store_true", help="also time each SDPA kernel on the job's shapes")
+    ap.add_argument("--cudagraphs", action="store_true", help="experiment: blocks compiled with CUDA graphs")
     ap.add_argument("--fp8-matmul", action="store_true", help="also measure FP8 matmuls (error + speed)")
     ap.add_argument(
         "--storage-error",
@@ -771,25 +938,21 @@ def main(argv: list[str] | None = None) -> dict:
             "frames": [one["frames"], many["frames"]],
         }
         save(result, args.out)
-    if args.draft:
-        # How many forwards ran the full stack: a hook inside the last block, which a cache hit skips.
-        tail = pipe.transformer.single_transformer_blocks[-1].proj_out
-        calls = {"n": 0}
-        handle = tail.register_forward_pre_hook(lambda *_: calls.__setitem__("n", calls["n"] + 1))
-        forwards = job["sections"] * job["steps"]
-        result["draft_first_block_cache"] = {}
-        # The UI's draft threshold, and one so high that every step after the first is a cache hit
-        # (the ceiling of what caching can give on this machine, whatever the weights).
-        for label, threshold in (("ui_threshold_0.12", 0.12), ("all_hits_ceiling", 1e6)):
-            try:
-                calls["n"] = 0
-                draft = run_ours(gen, job, clock, cuda, cache=f"first_block_cache:{threshold}")
-                draft["full_forwards"] = f"{calls['n']}/{forwards}"
-                draft["speedup_vs_ours_total"] = result["ours"]["total_s"] / draft["total_s"]
-                result["draft_first_block_cache"][label] = draft
-            except Exception as exc:  # report, keep the other figures
-                result["draft_first_block_cache"][label] = {"error": repr(exc)}
-        handle.remove()
+    if args.no_sync:
+        result["no_sync"] = no_sync_steps(gen, job, clock, result)
+        save(result, args.out)
+    if args.attention and kwargs is not None:
+        result["attention_kernels"] = attention_kernels(pipe.transformer, kwargs, cuda)
+        save(result, args.out)
+    if args.magcache:
+        from benchmarks.magcache_speed import SETTINGS, grid
+
+        # One section per job: every section runs the same skip pattern (a CPU test checks it).
+        steps = tuple(args.magcache_steps) if cuda else (8, 4)
+        result["magcache"] = grid(gen, job, clock, steps, SETTINGS, 1, PROMPT)
+        save(result, args.out)
+    if args.cudagraphs and cuda and gen.compiled:
+        result["cudagraph_blocks"] = cudagraph_blocks(gen, pipe, job, clock, cuda, result)
         save(result, args.out)
     if args.fp8_matmul and kwargs is not None:
         if cuda and not __import__("backend.pipeline.framepack.accel", fromlist=["x"]).fp8_matmul_supported():

@@ -28,7 +28,7 @@ def test_seconds_snap_to_whole_sections(seconds, sections, frames):
 
 def test_quality_table_ends():
     low, high = (smart_params.resolve(JobSettings(quality=q), 1) for q in (0, 100))
-    assert (low["steps"], low["crf"], low["cache"], low["draft"]) == (8, 28, "first_block_cache:0.12", True)
+    assert (low["steps"], low["crf"], low["cache"], low["draft"]) == (8, 28, smart_params.DRAFT_CACHE, True)
     assert (high["steps"], high["crf"], high["cache"], high["draft"]) == (25, 16, "off", False)
 
 

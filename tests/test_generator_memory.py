@@ -23,6 +23,7 @@ from backend.pipeline.framepack.memory import plan_for_mode
 from backend.pipeline.framepack.residency import plan_residency
 from backend.pipeline.framepack.weight_storage import StoredLinear8, store_linears_8bit
 from backend.pipeline.generator import FramePackGenerator
+from backend.smart_params import DRAFT_CACHE
 from tests.helpers.tiny_framepack import build_tiny_pipeline
 
 H, W = 64, 96
@@ -269,19 +270,20 @@ def test_fp8_mode_with_the_text_encoder_on_disk(tmp_path):  # pragma: no cover -
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="offload placement needs CUDA")
 def test_draft_cache_in_offload_mode(tmp_path):  # pragma: no cover - GPU machines only
-    """First Block Cache skips blocks; the block streamer must drop their prefetched copies."""
+    """MagCache skips whole forwards; the block streamer must drop their prefetched copies."""
     pipe = build_tiny_pipeline(0).to(torch.bfloat16)
     gen = FramePackGenerator(Settings(framepack_compile="off", offload_weights="bf16", models_dir=tmp_path))
     gen.attach(pipe, "cuda", mode="offload")
     images = np.random.default_rng(2).integers(0, 256, (2, H, W, 3), dtype=np.uint8)
     segment = {"sections": 2, "seed": 3, "end_embed_weights": [0.4, 0.6]}
-    for threshold in (0.12, 1e6):  # 1e6: every step after a section's first is a cache hit
+    # The fast mode (2 of 8 steps skipped), and one that skips every step after a section's first.
+    for cache in (DRAFT_CACHE, "magcache:1000:100:0"):
         params = {
-            "steps": 3,
+            "steps": 8,
             "latent_window_size": 2,
             "distilled_guidance": 10.0,
             "true_cfg": 1.0,
-            "cache": f"first_block_cache:{threshold}",
+            "cache": cache,
         }
         frames = gen.generate(images[0], images[1], "a cat", segment, params, lambda p: None)
         assert frames.shape == (17, H, W, 3)

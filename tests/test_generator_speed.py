@@ -21,6 +21,7 @@ from backend.pipeline.framepack.loop import _FrameJoiner, encode, latent_padding
 from backend.pipeline.framepack.pinned import pin_module_in_place
 from backend.pipeline.framepack.residency import plan_residency
 from backend.pipeline.generator import FramePackGenerator
+from backend.smart_params import DRAFT_CACHE
 from backend.utils.progress import JobCancelled, Progress
 from tests.helpers.tiny_framepack import build_tiny_pipeline
 
@@ -174,7 +175,7 @@ def test_generate_contract_progress_previews_and_cancel(pipe):
     assert calls[-1] == {"section": 1, "sections": 3, "step": 2, "steps": 2}
 
 
-def test_draft_cache_runs_and_is_removed_after(pipe):
+def test_fast_mode_cache_runs_and_is_removed_after(pipe):
     gen = _generator(pipe)
     first, last = _images(3)
     segment = {"sections": 2, "seed": 1, "end_embed_weights": [0.5, 0.5]}
@@ -183,11 +184,11 @@ def test_draft_cache_runs_and_is_removed_after(pipe):
         "latent_window_size": 2,
         "distilled_guidance": 10.0,
         "true_cfg": 1.0,
-        "cache": "first_block_cache:0.12",
+        "cache": DRAFT_CACHE,
     }
     frames = gen.generate(first, last, "", segment, params, lambda p: None)
     assert frames.shape == (17, H, W, 3)
-    assert not getattr(pipe.transformer, "is_cache_enabled", False)
+    assert type(pipe.transformer.transformer_blocks) is torch.nn.ModuleList
 
 
 def test_eager_blocks_restores_compiled_blocks(pipe):
@@ -229,7 +230,9 @@ def test_gpu_benchmark_runs_tiny_on_cpu(tmp_path):
             "2",
             "--growth-sections",
             "2",
-            "--draft",
+            "--magcache",
+            "--no-sync",
+            "--attention",
             "--storage-error",
             "--out",
             str(out),
@@ -248,9 +251,14 @@ def test_gpu_benchmark_runs_tiny_on_cpu(tmp_path):
     assert result["ours"]["frames"] == 2 * 3 * 4 + 1
     assert result["ratios_ours_over_reference"]["s_per_step"] > 0
     assert result["vram_growth"]["frames"] == [13, 25]
-    drafts = result["draft_first_block_cache"]
-    assert drafts["all_hits_ceiling"]["full_forwards"] == "2/4"  # only each section's first step
-    assert "error" not in drafts["ui_threshold_0.12"]
+    fast = result["magcache"]["8"]  # the fast mode's grid, at the slider's lowest step count
+    assert fast["off"]["skipped_per_section"] == [0]
+    assert fast[DRAFT_CACHE]["skipped_per_section"] == [2] and fast[DRAFT_CACHE]["pattern"] == ".....s.s"
+    assert all(row["s_per_section"][0] > 0 for row in fast.values())
+    assert 0 < fast[DRAFT_CACHE]["rel_l2_vs_full"] < 0.5
+    # The tiny model's steps take milliseconds: only the shape of these figures is checked on the CPU.
+    assert all(t > 0 for t in result["no_sync"]["section_s"]) and "s_per_step" in result["no_sync"]
+    assert result["attention_kernels"]["job"]["math"]["s_per_call"] > 0
     storage = result["storage_8bit_error"]
     assert storage["converted_linears"] > 10
     assert 0 < storage["int8"]["rel_l2_error_vs_bf16"] < storage["fp8"]["rel_l2_error_vs_bf16"] < 0.2

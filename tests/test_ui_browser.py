@@ -134,9 +134,13 @@ def test_studio_upload_reorder_params_submit_and_play(browser, morph_server, tmp
     page.keyboard.press("End")
     page.wait_for_function("() => document.querySelector('[data-param=quality]')?.textContent === '100'")
     steps_at_100 = _param(page, "steps")
+    assert page.locator("[data-testid=quality-fast-mode]").count() == 0
     page.keyboard.press("Home")
     page.wait_for_function("() => document.querySelector('[data-param=quality]')?.textContent === '0'")
     assert _param(page, "steps") != steps_at_100
+    # The slider's low end is the fast mode: the hint says what it trades, the panel shows its cache.
+    assert "trades some quality for speed" in page.inner_text("[data-testid=quality-fast-mode]")
+    assert "magcache:" in page.wait_for_selector("[data-testid=draft-label]").inner_text()
     page.focus("[data-testid=seconds]")
     page.keyboard.press("Home")
     for _ in range(2):
@@ -188,6 +192,7 @@ def test_studio_upload_reorder_params_submit_and_play(browser, morph_server, tmp
     page.click("[data-testid=lang-toggle]")
     assert page.inner_text("h1") == "FramePack 비디오 스튜디오"
     assert page.inner_text("label[for=quality]") == "품질"
+    assert "빠른 모드" in page.inner_text("[data-testid=quality-fast-mode]")
     assert page.inner_text("[data-testid=job-status]") == "완료"
     assert page.evaluate("document.documentElement.lang") == "ko"
     _screenshot(page, "studio-desktop-ko.png")

@@ -12,6 +12,7 @@ length. Around it:
 - an overflow guard: a section whose latents hold inf/NaN is re-run in fp32, with a job warning;
 - speed (`accel.py`): regional `torch.compile` of the 60 blocks, warmed up while loading, with an
   on-disk kernel cache; opt-in FP8 matmuls on Hopper/Ada;
+- the fast mode (`magcache.py`): MagCache skips whole forwards by its published calibration;
 - per-section image conditioning: the job's start→end SigLIP embedding schedule (strength);
 - progress and cancel: every step is reported and the callback may raise `JobCancelled`;
 - live previews: after every section, all frames so far as uint8 (sections come out end-first).
@@ -110,6 +111,7 @@ class FramePackGenerator:
         self.policy = None  # compute_dtype.ComputePolicy of the loaded model
         self.compiled = False
         self.fp8_matmul = False
+        self.last_cache = None  # the last job's MagCache (its skipped steps per section), if any
         self.placement = None  # offload mode: moves encoders on/off the GPU around encoding
         self.load_seconds: dict[str, float] = {}
         self._load_lock = threading.Lock()
@@ -542,58 +544,52 @@ class FramePackGenerator:
                 )
             )
 
-        transformer = pipe.transformer
-        blocks_mode = contextlib.nullcontext()
-        if cache != "off":
-            # Draft quality only (smart_params labels it so): skips blocks whose input barely changed.
-            from diffusers.hooks import FirstBlockCacheConfig
+        from backend.pipeline.framepack.magcache import MagCache, parse_cache
 
-            from backend.pipeline.framepack.accel import eager_blocks
+        # The fast mode (smart_params labels it so): MagCache skips whole forwards by its
+        # calibration. The blocks keep their compiled code: the cache only gates the model's loop.
+        config = parse_cache(cache)
+        step_cache = MagCache(config, steps) if config else None
+        self.last_cache = step_cache
+        attached = step_cache.attached(pipe.transformer) if step_cache else contextlib.nullcontext()
+        with torch.no_grad(), attached:
+            cond = encode(
+                pipe,
+                Image.fromarray(first),
+                Image.fromarray(last),
+                prompt,
+                height,
+                width,
+                true_cfg,
+                generator,
+                device,
+                self.placement,
+            )
 
-            transformer.enable_cache(FirstBlockCacheConfig(threshold=float(cache.split(":")[1])))
-            if self.compiled:
-                blocks_mode = eager_blocks(transformer)
-        try:
-            with torch.no_grad(), blocks_mode:
-                cond = encode(
-                    pipe,
-                    Image.fromarray(first),
-                    Image.fromarray(last),
-                    prompt,
-                    height,
-                    width,
-                    true_cfg,
-                    generator,
-                    device,
-                    self.placement,
-                )
+            def embeds_for(g: int):
+                # Generation is end-first: generated section g is temporal section n-1-g.
+                temporal = max(0, sections - 1 - g)
+                return _lerp_embeds(cond.embed_a, cond.embed_b, float(weights[min(temporal, len(weights) - 1)]))
 
-                def embeds_for(g: int):
-                    # Generation is end-first: generated section g is temporal section n-1-g.
-                    temporal = max(0, sections - 1 - g)
-                    return _lerp_embeds(cond.embed_a, cond.embed_b, float(weights[min(temporal, len(weights) - 1)]))
-
-                return sample_sections(
-                    pipe,
-                    cond,
-                    height=height,
-                    width=width,
-                    sections=sections,
-                    window=window,
-                    steps=steps,
-                    distilled_guidance=float(params["distilled_guidance"]),
-                    true_cfg=true_cfg,
-                    generator=generator,
-                    device=device,
-                    image_embeds_for=embeds_for,
-                    on_step=on_step,
-                    on_section=on_section,
-                    policy=self.policy,
-                    on_warning=lambda message: progress(Progress("generate", 0.0, message, {"warning": message})),
-                )
-        finally:
-            if cache != "off":
-                transformer.disable_cache()
+            return sample_sections(
+                pipe,
+                cond,
+                height=height,
+                width=width,
+                sections=sections,
+                window=window,
+                steps=steps,
+                distilled_guidance=float(params["distilled_guidance"]),
+                true_cfg=true_cfg,
+                generator=generator,
+                device=device,
+                image_embeds_for=embeds_for,
+                on_step=on_step,
+                on_section=on_section,
+                policy=self.policy,
+                on_warning=lambda message: progress(Progress("generate", 0.0, message, {"warning": message})),
+                step_cache=step_cache,
+            )
 
 
 def check_no_bf16(pipe, plan: MemoryPlan) -> None:

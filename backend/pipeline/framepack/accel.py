@@ -29,7 +29,9 @@ log = logging.getLogger(__name__)
 
 
 def blocks(transformer) -> list[nn.Module]:
-    return list(transformer.transformer_blocks) + list(transformer.single_transformer_blocks)
+    # The modules themselves, also inside a forward whose loop a MagCache gates (`magcache.py`).
+    lists = (transformer.transformer_blocks, transformer.single_transformer_blocks)
+    return [block for group in lists for block in group._modules.values()]
 
 
 def compile_available() -> tuple[bool, str]:
@@ -62,9 +64,10 @@ def compile_blocks(transformer, dynamic: bool = True) -> int:
 def eager_blocks(transformer):
     """Runs compiled blocks eagerly inside the block (the compiled code stays cached).
 
-    Draft caches (First Block Cache) wrap block forwards in Python hooks with per-step state;
-    under the compiled blocks they forced a recompile of every block variant (a 55 s first
-    section on the H100), so draft jobs run the blocks eagerly instead.
+    The fp32 re-run of an overflowing section uses it (`compute_dtype.ComputePolicy`): its input
+    dtype differs, and recompiling every block variant for one section costs more than it saves.
+    (The fast mode's MagCache needs no eager blocks: it gates the model's loop over the blocks,
+    outside the compiled code.)
     """
     saved = [(block, getattr(block, "_compiled_call_impl", None)) for block in blocks(transformer)]
     for block, _ in saved:

@@ -12,7 +12,8 @@ and scheduler. Owning the loop lets the studio:
   sampling starts (`Placement`);
 - set the image embedding per section (the start→end strength schedule) without hooks;
 - report every step and stop within one (the callback may raise `JobCancelled`);
-- reset a draft cache (First Block Cache) at each section, whose noise starts afresh.
+- run the fast mode's MagCache (`magcache.py`): tell it each section's start, whose noise starts
+  afresh, and each forward's step, whose skip it decides.
 """
 
 from __future__ import annotations
@@ -152,8 +153,12 @@ def _section_to_cpu(video: torch.Tensor) -> np.ndarray:
     return frames.float().numpy()
 
 
-def _cache_context(transformer, name: str, cached: bool):
-    return transformer.cache_context(name) if cached else contextlib.nullcontext()
+class _NoCache:
+    def section_start(self) -> None:
+        pass
+
+    def forward(self, step: int, branch: str = "cond"):
+        return contextlib.nullcontext(False)
 
 
 StepCallback = Callable[[int, int], None]  # (generated section index, step index)
@@ -179,6 +184,7 @@ def sample_sections(
     section_start: Callable[[int], None] | None = None,
     policy=None,
     on_warning: Callable[[str], None] | None = None,
+    step_cache=None,
 ) -> np.ndarray:
     """Samples `sections` windows end-first and returns (n, H, W, 3) uint8 frames, n = sections·4·window + 1.
 
@@ -187,6 +193,7 @@ def sample_sections(
     `policy` (`compute_dtype.ComputePolicy`) says how the transformer computes; a section whose
     latents (or decoded frames) hold inf or NaN is re-run once in its safer dtype, with a warning
     through `on_warning`, and a second failure raises: never a silent black or noisy video.
+    `step_cache` (a `magcache.MagCache` attached to the transformer) may skip forwards.
     """
     from diffusers.pipelines.hunyuan_video.pipeline_hunyuan_video_framepack import (
         calculate_shift,
@@ -216,6 +223,7 @@ def sample_sections(
     sigmas = np.linspace(1.0, 0.0, steps + 1)[:-1]
     negative = cond.negative if true_cfg > 1 and cond.negative is not None else None
     cfg_scale = float(true_cfg)
+    cache = step_cache or _NoCache()
 
     def sample_one(g: int, run) -> torch.Tensor:
         """The final latents of generated section g, computed under `run` (a ComputePolicy)."""
@@ -269,14 +277,11 @@ def sample_sections(
             indices_latents_history_4x=idx_4x,
             return_dict=False,
         )
-        cached = getattr(transformer, "is_cache_enabled", False)
-        if cached:
-            # Each section starts from fresh noise: nothing cached in the previous one applies.
-            transformer._reset_stateful_cache()
+        cache.section_start()  # also for a re-run after an overflow: its noise starts afresh too
         for i, t in enumerate(timesteps):
             x = latents.to(x_dtype)
             timestep = t.expand(1)
-            with _cache_context(transformer, "cond", cached), run.context():
+            with run.context(), cache.forward(i, "cond"):
                 noise = transformer(
                     hidden_states=x,
                     timestep=timestep,
@@ -286,7 +291,7 @@ def sample_sections(
                     **common,
                 )[0]
             if neg is not None:
-                with _cache_context(transformer, "uncond", cached), run.context():
+                with run.context(), cache.forward(i, "uncond"):
                     uncond = transformer(
                         hidden_states=x,
                         timestep=timestep,

@@ -12,6 +12,9 @@ const DIE = html`<svg viewBox="0 0 24 24" width="20" height="20" aria-hidden="tr
   <circle cx="16" cy="8" r="1.4" fill="currentColor" /><circle cx="8" cy="16" r="1.4" fill="currentColor" /></svg>`;
 
 export const RESOLUTIONS = [256, 384, 480, 512, 640, 768];
+// Where the quality slider's fast mode starts, for the hint under the slider only (the server
+// decides the job's cache): smart_params.DRAFT_QUALITY_BELOW, which a test keeps equal.
+export const FAST_MODE_BELOW = 30;
 
 // What a job gets for a value it leaves unset is the server's (GET /api/meta), never a copy here.
 export function defaultSettings(meta) {
@@ -104,7 +107,10 @@ export function SettingsPanel({ settings, setSettings, engine, setEngine, post, 
         display=${autoSeconds ? autoLabel(suggested.seconds, " s") : `${settings.seconds.toFixed(1)} s`} onChange=${set("seconds")}
         help=${html`${t("settings.lengthHelp")} · <span data-testid="total-length" class="tabular-nums">${t("settings.total", { s: total.toFixed(1), n: pairs })}</span>`} />
       <${Slider} id="quality" label=${t("settings.quality")} value=${settings.quality} min="0" max="100" step="1"
-        display=${settings.quality} onChange=${set("quality")} help=${t("settings.qualityHelp")} />
+        display=${settings.quality} onChange=${set("quality")}
+        help=${settings.quality < FAST_MODE_BELOW
+          ? html`<span class="text-amber-800" data-testid="quality-fast-mode">${t("settings.qualityFast")}</span>`
+          : t("settings.qualityHelp")} />
       <${Slider} id="strength" label=${t("settings.strength")} value=${settings.strength} min="0" max="100" step="1"
         display=${autoStrength ? autoLabel(suggested.strength, "") : settings.strength} onChange=${set("strength")}
         help=${t("settings.strengthHelp")} />
@@ -172,7 +178,7 @@ export function SettingsPanel({ settings, setSettings, engine, setEngine, post, 
 }
 
 // Debounced POST /api/params: the panel shows exactly what the engine will be given.
-// The opt-in caching marks a draft trade-off; "off"/"none" (or absent) is full quality.
+// A cache (the fast mode's MagCache) marks the quality-for-speed trade; "off"/"none" (or absent) is full quality.
 function isDraft(params) {
   const cache = params.cache;
   return params.draft === true || (cache != null && cache !== false && !["off", "none", ""].includes(String(cache)));
