@@ -1,7 +1,9 @@
 """The Ray pool: one actor per GPU makes transitions for every running job.
 
 Rule between jobs: a free worker goes to the waiting take of the oldest job (by creation time),
-then the lowest transition and take; a job asks for one worker per take it has left, so it never
+then the lowest transition and take among those waiting (a job's takes join the line as their
+threads reach it, so with workers idle they start in that order, not always transition order);
+a job asks for one worker per take it has left, so it never
 holds more workers than it has transitions to make, and the next job's takes start on the
 workers the first leaves idle. Post-processing waits in the same line, after its job's takes.
 
