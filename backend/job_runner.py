@@ -120,8 +120,9 @@ class _Reporter:
         return lambda p: self.report(p, index)
 
     def begin(self, index: int) -> None:
+        """A take of `index` is handed to the workers; it counts as running from its first report
+        (on a pool it may first wait for a worker)."""
         with self._lock:
-            self.running.add(index)
             self.fractions.setdefault(index, 0.0)
 
     def end(self, index: int, done: bool) -> None:
@@ -161,6 +162,8 @@ class _Reporter:
         with self._lock:
             index = self.segment if segment is None else segment
             stage = "postprocess" if p.stage in POST_STAGES else p.stage
+            if segment is not None and stage in ("generate", "load"):
+                self.running.add(index)
             fraction = p.fraction if stage != "postprocess" else detail.get("overall", p.fraction)
             self.progress = max(self.progress, min(1.0, self.overall(stage, fraction, index)))
             now = time.monotonic()

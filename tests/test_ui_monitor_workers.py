@@ -230,7 +230,7 @@ def test_a_pool_shows_a_card_per_worker_in_both_languages(browser, studio):
     assert page.inner_text("[data-testid=workers] h2").startswith("워커 (2)")
     one, two = card(page, "worker-1"), card(page, "worker-2")
     assert one["worker-state"] == "실행 중" and two["worker-state"] == "대기 중"
-    assert one["worker-running"].split() == ["작업", "3f9c2ab7…", "전환", "3,", "테이크", "1", "·", "framepack"]
+    assert one["worker-running"].split() == ["작업", "3f9c2ab7…", "전환", "2,", "테이크", "1", "·", "framepack"]
     assert two["worker-running"] == "실행 중인 전환 없음"
     assert one["worker-done"] == "완료 3건" and one["gpu-vram"] == "30.0 GiB"
     assert "사용률" in one["text"] and "VRAM" in one["text"]
