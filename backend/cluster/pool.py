@@ -54,7 +54,6 @@ class Slot:
     state: str = "starting"  # starting | idle | running | lost
     running: dict[str, Any] | None = None
     done: int = 0
-    info: dict[str, Any] = field(default_factory=dict)
     status: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
     dead: bool = False  # its actor cannot come back (its constructor failed): never handed out
@@ -63,9 +62,9 @@ class Slot:
         """One worker as /monitor shows it."""
         return {
             "name": self.name,
-            "node": self.info.get("node") or self.status.get("node"),
-            "node_id": self.info.get("node_id"),
-            "pid": self.status.get("pid") or self.info.get("pid"),
+            "node": self.status.get("node"),
+            "node_id": self.status.get("node_id"),
+            "pid": self.status.get("pid"),
             "state": self.state,
             "running": self.running,
             "gpu": self.status.get("gpu")
@@ -203,11 +202,6 @@ class RayPool:
             workers = [slot.view() for slot in self.slots]
         return {"mode": "ray", "address": self.address, "error": self.error, "workers": workers}
 
-    def engine_states(self) -> list[dict[str, Any]]:
-        """Each answering worker's account of one engine, keyed by engine name."""
-        with self._cond:
-            return [slot.status.get("engines") or {} for slot in self.slots if slot.status and slot.state != "lost"]
-
     def _watch(self) -> None:
         ray = _ray()
         while not self._stop.wait(STATUS_INTERVAL_S):
@@ -242,7 +236,6 @@ class RayPool:
                 continue
             with self._cond:
                 slot.status = status
-                slot.info = {k: status.get(k) for k in ("name", "pid", "node", "node_id", "gpu_ids")}
                 if slot.state in ("starting", "lost"):
                     slot.state, slot.error = "idle", None
                     self._cond.notify_all()
