@@ -46,27 +46,25 @@ def workers(client: httpx.Client) -> list[dict]:
     return client.get("/api/system").json()["cluster"]["workers"]
 
 
-def wait_workers(client: httpx.Client, count: int, timeout: float = 180.0, state: str = "idle") -> list[dict]:
-    """Until `count` workers answer (their engines are built): a job's takes wait for them anyway,
-    but tests that time or kill workers start from a pool that is up."""
+def _until(client: httpx.Client, keep, count: int, timeout: float, interval: float) -> tuple[list, list]:
+    """Polls the pool until `count` workers pass `keep`; (every worker, those that passed)."""
     deadline = time.monotonic() + timeout
     seen: list[dict] = []
     while time.monotonic() < deadline:
         seen = workers(client)
-        if len([w for w in seen if w["state"] == state]) >= count:
-            return seen
-        time.sleep(0.2)
-    raise AssertionError(f"{count} workers not {state} in {timeout}s: {seen}")
+        found = [w for w in seen if keep(w)]
+        if len(found) >= count:
+            return seen, found
+        time.sleep(interval)
+    raise AssertionError(f"not {count} worker(s) as wanted in {timeout}s: {seen}")
+
+
+def wait_workers(client: httpx.Client, count: int, timeout: float = 180.0, state: str = "idle") -> list[dict]:
+    """Until `count` workers answer (their engines are built): a job's takes wait for them anyway,
+    but tests that time or kill workers start from a pool that is up."""
+    return _until(client, lambda w: w["state"] == state, count, timeout, 0.2)[0]
 
 
 def wait_running(client: httpx.Client, which, count: int = 1, timeout: float = 300.0) -> list[dict]:
     """Until `count` workers for which `which(worker)` holds are running something."""
-    deadline = time.monotonic() + timeout
-    seen: list[dict] = []
-    while time.monotonic() < deadline:
-        seen = workers(client)
-        found = [w for w in seen if w["running"] and which(w)]
-        if len(found) >= count:
-            return found
-        time.sleep(0.05)
-    raise AssertionError(f"not {count} worker(s) running as wanted in {timeout}s: {seen}")
+    return _until(client, lambda w: bool(w["running"]) and which(w), count, timeout, 0.05)[1]
