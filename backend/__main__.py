@@ -15,7 +15,7 @@ import argparse
 import sys
 from functools import partial
 
-from backend.config import Settings
+from backend.utils.config import Settings
 from backend.web.access_token import banner, decide_token
 
 GRACEFUL_SHUTDOWN_S = 3

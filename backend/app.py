@@ -22,25 +22,25 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from backend import messages, uploads
-from backend.analyzers.service import AnalysisService
-from backend.cluster.pool import RayPool
-from backend.config import Settings
-from backend.db import Store, StoreError
-from backend.errors import StudioError
-from backend.job_queue import JobQueue
+from backend.contracts import messages
+from backend.contracts.errors import StudioError
+from backend.jobs.analyzers.service import AnalysisService
+from backend.jobs.cluster.pool import RayPool
+from backend.jobs.fanout import WebSocketManager
+from backend.jobs.params import Suggestions
+from backend.jobs.queue import JobQueue
+from backend.jobs.store import Store, StoreError
 from backend.pipeline.engines import Engines
-from backend.routes import analysis as analysis_routes
-from backend.routes import jobs as job_routes
-from backend.routes import messages as message_routes
-from backend.routes import monitor as monitor_routes
-from backend.routes.frontend import build_router as build_frontend_router
-from backend.smart_params import Suggestions
+from backend.utils.config import Settings
 from backend.utils.files import OUTPUTS_URL, UPLOADS_URL
-from backend.web import auth, openapi_doc
-from backend.web import errors as web_errors
+from backend.web import auth, openapi_doc, uploads
+from backend.web import error_responses as web_errors
 from backend.web.body_limits import install_body_limits
-from backend.ws_manager import WebSocketManager
+from backend.web.routes import analysis as analysis_routes
+from backend.web.routes import catalogue as message_routes
+from backend.web.routes import jobs as job_routes
+from backend.web.routes import monitor as monitor_routes
+from backend.web.routes.frontend import build_router as build_frontend_router
 
 log = logging.getLogger(__name__)
 

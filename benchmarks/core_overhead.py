@@ -98,8 +98,8 @@ def main() -> None:
     from diffusers import HunyuanVideoFramepackPipeline
     from PIL import Image
 
-    from backend import smart_params
-    from backend.models import JobSettings
+    from backend.contracts.models import JobSettings
+    from backend.jobs import params as smart_params
     from backend.pipeline.preprocessor import fit_image
     from tests.helpers.images import encoded, scene
     from tests.helpers.server import StudioServer

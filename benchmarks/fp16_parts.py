@@ -77,8 +77,8 @@ def main() -> None:
     # Whole jobs through the generator: resident and partial, fp16 and bf16, against CPU fp32.
     import dataclasses
 
-    from backend.config import Settings
-    from backend.pipeline.generator import FramePackGenerator
+    from backend.pipeline.framepack.generator import FramePackGenerator
+    from backend.utils.config import Settings
     from tests.test_reach_streaming import PARAMS, SEGMENT, SPEC, _images, _plan
 
     def job(dtype_name, device, plan):

@@ -645,7 +645,7 @@ def apply_profile(args) -> None:
 
 def studio_settings(args, cuda: bool, **extra):
     """The studio's settings for this run (the generator reads nothing else)."""
-    from backend.config import Settings
+    from backend.utils.config import Settings
 
     profile = getattr(args, "profile", None)
     return Settings(
@@ -704,7 +704,7 @@ def from_disk(args, result: dict, rss: RssSampler, clock: Clock, cuda: bool, spe
     does (`load()` with FRAMEPACK_DIR), and runs the job: host RSS peak of loading and of the job."""
     import subprocess
 
-    from backend.pipeline.generator import FramePackGenerator
+    from backend.pipeline.framepack.generator import FramePackGenerator
 
     folder = args.from_disk
     if not (folder / "model_index.json").exists():
@@ -806,7 +806,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     import torch
 
-    from backend.pipeline.generator import FramePackGenerator
+    from backend.pipeline.framepack.generator import FramePackGenerator
 
     rss = RssSampler()
     cuda = not args.tiny and torch.cuda.is_available()

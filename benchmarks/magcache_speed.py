@@ -131,8 +131,8 @@ def main(argv: list[str] | None = None) -> dict:
 
     import torch
 
-    from backend.config import Settings
-    from backend.pipeline.generator import FramePackGenerator
+    from backend.pipeline.framepack.generator import FramePackGenerator
+    from backend.utils.config import Settings
     from benchmarks.framepack_gpu import FULL, PROMPT, TINY, Clock, make_job
     from tests.helpers.framepack_models import build_pipeline
 

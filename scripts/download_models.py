@@ -622,7 +622,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
-    from backend.config import Settings
+    from backend.utils.config import Settings
 
     settings = Settings(_env_file=args.env_file if args.env_file.exists() else None)
     token = (settings.hf_token or os.environ.get("HF_TOKEN") or "").strip() or None

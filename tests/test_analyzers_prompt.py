@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from backend.analyzers.prompt_analyzer import (
+from backend.jobs.analyzers.prompt_analyzer import (
     GENERIC_MOTION_PROMPT,
     PromptTranslator,
     TranslationCache,
@@ -28,7 +28,7 @@ from backend.analyzers.prompt_analyzer import (
     default_motion_prompt,
     split_clauses,
 )
-from backend.analyzers.translators import (
+from backend.jobs.analyzers.translators import (
     GoogleTranslator,
     MarianTranslator,
     TranslationError,

@@ -15,8 +15,8 @@ import httpx
 import pytest
 import uvicorn
 
-from backend.analyzers import image_analyzer as ia
-from backend.analyzers.service import AnalysisService
+from backend.jobs.analyzers import image_analyzer as ia
+from backend.jobs.analyzers.service import AnalysisService
 from tests.test_analyzers_prompt import DictTranslator
 from tests.test_analyzers_tinyclip import clip_settings, pattern_image, tiny_clip_dir
 
@@ -195,7 +195,7 @@ async def test_english_prompts_never_raise_and_carry_warnings(tmp_path):
         await service.aclose()
     assert results[0].english == "바다 위로 해가 진다"
     assert results[0].warnings and results[0].warnings[0].startswith("Pair 1 / 구간 1:")
-    from backend.analyzers.prompt_analyzer import GENERIC_MOTION_PROMPT
+    from backend.jobs.analyzers.prompt_analyzer import GENERIC_MOTION_PROMPT
 
     assert results[1].english == GENERIC_MOTION_PROMPT and results[1].source == "default"
 
@@ -216,7 +216,9 @@ def test_suggestion_rules_are_monotonic_and_capped():
 
 
 def test_route_module_does_not_import_torch():
-    code = "import sys; import backend.routes.analysis, backend.analyzers.service; print('torch' in sys.modules)"
+    code = (
+        "import sys; import backend.web.routes.analysis, backend.jobs.analyzers.service; print('torch' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"

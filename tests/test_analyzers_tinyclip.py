@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from backend.analyzers.image_analyzer import ImageAnalyzer, cosine, load_openclip
-from backend.config import Settings
+from backend.jobs.analyzers.image_analyzer import ImageAnalyzer, cosine, load_openclip
+from backend.utils.config import Settings
 
 TINY_CFG = {
     "embed_dim": 32,

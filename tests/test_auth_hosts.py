@@ -9,7 +9,7 @@ import httpx
 import pytest
 import websockets
 
-from backend.config import Settings
+from backend.utils.config import Settings
 from backend.web.auth import HostPolicy, split_host
 from tests.helpers.images import encoded, scene
 from tests.helpers.server import StudioServer

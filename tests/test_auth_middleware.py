@@ -11,7 +11,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
-from backend.config import Settings
+from backend.utils.config import Settings
 from backend.web.auth import COOKIE_NAME, FailureLimiter, install_auth, router, tokens_equal
 
 TOKEN = "s3cret-token-for-tests"

@@ -14,7 +14,7 @@ import pytest
 import websockets
 
 from backend.app import create_app
-from backend.config import Settings
+from backend.utils.config import Settings
 from tests.helpers.server import ROOT, StudioServer, free_port
 
 TOKEN = "right-token-0123456789"

@@ -6,7 +6,7 @@ import stat
 
 import pytest
 
-from backend.config import Settings
+from backend.utils.config import Settings
 from backend.web.access_token import TOKEN_FILE_NAME, banner, decide_token, is_loopback
 
 

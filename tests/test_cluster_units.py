@@ -9,10 +9,10 @@ import time
 
 import numpy as np
 
-from backend.cluster.local import LocalWorkers
-from backend.cluster.pool import RayPool, Slot
-from backend.cluster.task import CancelToken
-from backend.config import Settings
+from backend.jobs.cluster.local import LocalWorkers
+from backend.jobs.cluster.pool import RayPool, Slot
+from backend.jobs.cluster.task import CancelToken
+from backend.utils.config import Settings
 from backend.utils.daemon_executor import DaemonExecutor
 from backend.utils.progress import JobCancelled
 from backend.utils.video_io import read_frames

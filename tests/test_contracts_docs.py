@@ -1,4 +1,4 @@
-"""docs/api.md says what the studio sends: its WebSocket section is generated from backend/events.py
+"""docs/api.md says what the studio sends: its WebSocket section is generated from backend/contracts/events.py
 and must be current; every message type and field, every job field and status is in it; no type
 is documented that nothing sends."""
 
@@ -7,8 +7,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from backend import events
-from backend.models import FINISHED, UNFINISHED, JobStatus, JobView
+from backend.contracts import events
+from backend.contracts.models import FINISHED, UNFINISHED, JobStatus, JobView
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "api.md"
 
@@ -21,7 +21,7 @@ def test_the_websocket_section_is_the_one_the_models_generate():
     text = _text()
     start, end = text.index(events.BEGIN), text.index(events.END) + len(events.END)
     assert text[start:end] == events.markdown(), (
-        "docs/api.md's WebSocket section is out of date: run `python -m backend.events docs/api.md`"
+        "docs/api.md's WebSocket section is out of date: run `python -m backend.contracts.events docs/api.md`"
     )
 
 

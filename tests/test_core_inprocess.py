@@ -12,16 +12,16 @@ import time
 import pytest
 from pydantic import TypeAdapter
 
-from backend.config import Settings
-from backend.db import Store
-from backend.events import JobsMessage
-from backend.job_queue import JobQueue
-from backend.job_runner import WEIGHTS_PLAIN, output_dir
-from backend.models import JobCreate, JobSettings, JobStatus, SegmentStatus
+from backend.contracts.events import JobsMessage
+from backend.contracts.models import JobCreate, JobSettings, JobStatus, SegmentStatus
+from backend.jobs.fanout import WebSocketManager
+from backend.jobs.params import Suggestions, sections_for
+from backend.jobs.queue import JobQueue
+from backend.jobs.runner import WEIGHTS_PLAIN, output_dir
+from backend.jobs.store import Store
 from backend.pipeline.engines import Engines
-from backend.smart_params import Suggestions, sections_for
+from backend.utils.config import Settings
 from backend.utils.video_io import probe
-from backend.ws_manager import WebSocketManager
 from tests.helpers.images import save, scene
 
 MESSAGES = TypeAdapter(JobsMessage)

@@ -8,13 +8,13 @@ import json
 import numpy as np
 import pytest
 
-from backend import smart_params
-from backend.models import JobCreate, JobSettings
+from backend.contracts.models import JobCreate, JobSettings
+from backend.jobs import params as smart_params
+from backend.jobs.fanout import CLIENT_QUEUE_SIZE, WebSocketManager
 from backend.pipeline.concatenator import join_segments
 from backend.pipeline.morph import morph_transition
 from backend.utils.progress import JobCancelled, Progress
 from backend.utils.video_io import probe, read_frames, write_video
-from backend.ws_manager import CLIENT_QUEUE_SIZE, WebSocketManager
 from tests.helpers.images import scene
 
 
@@ -178,7 +178,7 @@ def test_the_web_layer_imports_no_torch():
     import sys
 
     code = (
-        "import sys, backend.app, backend.routes.jobs, backend.job_queue; "
+        "import sys, backend.app, backend.web.routes.jobs, backend.jobs.queue; "
         "print('torch' in sys.modules, 'diffusers' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

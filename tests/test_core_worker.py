@@ -18,7 +18,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from backend.app import create_app
-from backend.config import Settings
+from backend.utils.config import Settings
 from tests.helpers.images import encoded, scene
 from tests.test_core_server import wait_for
 

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from backend import messages
-from backend.errors import StudioError
-from backend.job_queue import JobError, user_error
-from backend.web import errors as web_errors
+from backend.contracts import messages
+from backend.contracts.errors import StudioError
+from backend.jobs.queue import JobError, user_error
+from backend.web import error_responses as web_errors
 
 ROOT = Path(__file__).resolve().parents[1]
 HANGUL = re.compile("[\uac00-\ud7a3]")
@@ -29,7 +29,7 @@ ALLOWED_HANGUL = {
     # Store errors (a newer schema, a damaged file, a write that failed): db.py is being reworked
     # for schema migrations in parallel with this change; its texts are already bilingual and
     # reach people as they are (the start message, a broken job's error).
-    "backend/db.py": "store errors (schema, corruption, write failures)",
+    "backend/jobs/store.py": "store errors (schema, corruption, write failures)",
 }
 
 
@@ -130,7 +130,7 @@ def test_failed_jobs_say_a_catalogue_sentence():
         "(/data/x.mp4). / 작업에 필요한 파일을 읽거나 쓰지 못했습니다: No space left on device (/data/x.mp4)"
     )
     # A job's input image gone from disk: a FileNotFoundError to the runner, a sentence to people.
-    from backend.errors import InputMissing
+    from backend.contracts.errors import InputMissing
 
     gone = InputMissing("input_image_missing", upload_id="u1")
     assert isinstance(gone, FileNotFoundError)
@@ -152,7 +152,7 @@ def test_failed_jobs_say_a_catalogue_sentence():
 def _hangul_outside_catalogue(files: list[str], read) -> dict[str, list[int]]:
     found: dict[str, list[int]] = {}
     for name in files:
-        if not name.endswith(".py") or name == "backend/messages.py":
+        if not name.endswith(".py") or name == "backend/contracts/messages.py":
             continue
         lines = [i + 1 for i, line in enumerate(read(name).splitlines()) if HANGUL.search(line)]
         if lines:
@@ -174,16 +174,16 @@ def _tracked_backend() -> list[str]:
 def test_no_korean_literals_outside_the_catalogue():
     found = _hangul_outside_catalogue(_tracked_backend(), lambda n: (ROOT / n).read_text(encoding="utf-8"))
     unexpected = {name: lines for name, lines in found.items() if name not in ALLOWED_HANGUL}
-    assert not unexpected, f"user-facing text belongs in backend/messages.py: {unexpected}"
+    assert not unexpected, f"user-facing text belongs in backend/contracts/messages.py: {unexpected}"
     # An allowance that is no longer needed is removed, so the list stays honest.
     assert set(ALLOWED_HANGUL) <= set(found), sorted(set(ALLOWED_HANGUL) - set(found))
 
 
 def test_the_korean_check_notices_a_new_literal():
     sources = {
-        "backend/routes/new.py": 'raise ValueError("잘못된 값")\n',
+        "backend/web/routes/new.py": 'raise ValueError("잘못된 값")\n',
         "backend/ok.py": "x = 1\n",
-        "backend/messages.py": 'X = "한국어"\n',
+        "backend/contracts/messages.py": 'X = "한국어"\n',
     }
     found = _hangul_outside_catalogue(list(sources), sources.__getitem__)
-    assert found == {"backend/routes/new.py": [1]}
+    assert found == {"backend/web/routes/new.py": [1]}

@@ -13,8 +13,8 @@ import httpx
 import pytest
 import websockets
 
-from backend import messages
-from backend.web.errors import STATUS
+from backend.contracts import messages
+from backend.web.error_responses import STATUS
 from tests.helpers.images import encoded, scene
 from tests.helpers.server import StudioServer
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from backend.config import Settings
+from backend.utils.config import Settings
 from tests.helpers.images import encoded, scene
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -113,8 +113,8 @@ def old_fps_setting(monkeypatch):
 
 
 def test_previews_segments_and_the_final_video_share_the_one_frame_rate(old_fps_setting, client):
-    from backend.job_runner import JobRunner
-    from backend.smart_params import FPS
+    from backend.jobs.params import FPS
+    from backend.jobs.runner import JobRunner
     from backend.utils.video_io import probe
 
     ids = _upload(client)
@@ -138,12 +138,12 @@ def test_previews_segments_and_the_final_video_share_the_one_frame_rate(old_fps_
 
 
 def test_an_old_env_file_with_the_retired_fps_setting_still_starts_and_warns_once(tmp_path, caplog, monkeypatch):
-    from backend import config
+    from backend.utils import config
 
     monkeypatch.setattr(config, "_warned_retired", set())
     env = tmp_path / ".env"
     env.write_text("STUDIO_OUTPUT_FPS=24\nSTUDIO_PORT=8123\n", encoding="utf-8")
-    with caplog.at_level(logging.WARNING, logger="backend.config"):
+    with caplog.at_level(logging.WARNING, logger="backend.utils.config"):
         first = Settings(_env_file=env)
         Settings(_env_file=env)
     assert first.port == 8123 and not hasattr(first, "output_fps")
@@ -152,20 +152,20 @@ def test_an_old_env_file_with_the_retired_fps_setting_still_starts_and_warns_onc
 
 
 def test_the_retired_fps_setting_in_the_environment_warns_too(caplog, monkeypatch):
-    from backend import config
+    from backend.utils import config
 
     monkeypatch.setattr(config, "_warned_retired", set())
     monkeypatch.setenv("STUDIO_OUTPUT_FPS", "60")
-    with caplog.at_level(logging.WARNING, logger="backend.config"):
+    with caplog.at_level(logging.WARNING, logger="backend.utils.config"):
         Settings(_env_file=None)
     assert any("STUDIO_OUTPUT_FPS" in r.getMessage() for r in caplog.records)
 
 
 def test_a_clean_start_says_nothing_about_retired_settings(caplog, monkeypatch):
-    from backend import config
+    from backend.utils import config
 
     monkeypatch.setattr(config, "_warned_retired", set())
     monkeypatch.delenv("STUDIO_OUTPUT_FPS", raising=False)
-    with caplog.at_level(logging.WARNING, logger="backend.config"):
+    with caplog.at_level(logging.WARNING, logger="backend.utils.config"):
         Settings(_env_file=None)
     assert not [r for r in caplog.records if "no longer a setting" in r.getMessage()]

@@ -19,10 +19,10 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from backend.analyzers import image_analyzer as ia
-from backend.analyzers.service import AnalysisService
 from backend.app import create_app
-from backend.config import Settings
+from backend.jobs.analyzers import image_analyzer as ia
+from backend.jobs.analyzers.service import AnalysisService
+from backend.utils.config import Settings
 from tests.helpers.images import encoded, scene
 from tests.test_analyzers_prompt import DictTranslator
 from tests.test_analyzers_tinyclip import tiny_clip_dir
@@ -311,7 +311,7 @@ def test_a_framepack_job_resumed_without_the_weights_fails_with_the_install_mess
     sentence that names the model and the fix, not with a loader's error."""
     import huggingface_hub.constants
 
-    from backend.models import JobSettings
+    from backend.contracts.models import JobSettings
 
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "empty-hf-cache"))
     with _client(_settings(tmp_path)) as client:
@@ -334,7 +334,7 @@ def test_a_framepack_job_resumed_without_the_weights_fails_with_the_install_mess
 
 
 def test_the_fix_command_names_the_checkout_models_folder_relatively():
-    from backend.config import Settings
+    from backend.utils.config import Settings
     from backend.utils.model_registry import framepack_fix_command
     from tests.helpers.server import ROOT
 

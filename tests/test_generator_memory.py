@@ -17,13 +17,13 @@ import pytest
 import torch
 from torch import nn
 
-from backend.config import Settings
+from backend.jobs.params import DRAFT_CACHE
 from backend.pipeline.framepack.disk_stream import remove_stale, stream_from_disk, streaming_units
+from backend.pipeline.framepack.generator import FramePackGenerator
 from backend.pipeline.framepack.memory import plan_for_mode
 from backend.pipeline.framepack.residency import plan_residency
 from backend.pipeline.framepack.weight_storage import StoredLinear8, store_linears_8bit
-from backend.pipeline.generator import FramePackGenerator
-from backend.smart_params import DRAFT_CACHE
+from backend.utils.config import Settings
 from tests.helpers.tiny_framepack import build_tiny_pipeline
 
 H, W = 64, 96

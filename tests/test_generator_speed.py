@@ -15,13 +15,13 @@ import pytest
 import torch
 from PIL import Image
 
-from backend.config import Settings
+from backend.jobs.params import DRAFT_CACHE
 from backend.pipeline.framepack import accel
+from backend.pipeline.framepack.generator import FramePackGenerator
 from backend.pipeline.framepack.loop import _FrameJoiner, encode, latent_paddings, sample_sections
 from backend.pipeline.framepack.pinned import pin_module_in_place
 from backend.pipeline.framepack.residency import plan_residency
-from backend.pipeline.generator import FramePackGenerator
-from backend.smart_params import DRAFT_CACHE
+from backend.utils.config import Settings
 from backend.utils.progress import JobCancelled, Progress
 from tests.helpers.tiny_framepack import build_tiny_pipeline
 

@@ -9,8 +9,8 @@ import threading
 import numpy as np
 from PIL import Image
 
-from backend.config import Settings
-from backend.uploads import UploadReceiver
+from backend.utils.config import Settings
+from backend.web.uploads import UploadReceiver
 from tests.helpers.images import encoded
 
 BOUNDARY = "pool-boundary"

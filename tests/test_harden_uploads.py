@@ -16,7 +16,7 @@ import pytest
 import websockets
 from PIL import Image
 
-from backend.db import Store
+from backend.jobs.store import Store
 from tests.helpers.images import encoded, scene
 from tests.helpers.server import StudioServer
 
@@ -227,7 +227,7 @@ def test_images_move_into_an_uploads_folder_on_another_file_system(tmp_path):
     """Docker mounts the uploads folder as its own volume: the staged image crosses file systems."""
     import tempfile
 
-    from backend.uploads import move_into
+    from backend.web.uploads import move_into
 
     other = Path("/dev/shm")
     if not other.is_dir() or os.stat(other).st_dev == os.stat(tmp_path).st_dev:

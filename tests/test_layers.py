@@ -1,10 +1,10 @@
 """The layers import downward only, and the web and job layers run without torch.
 
-Layers, top to bottom (docs/architecture.md): web (app, routes, web, uploads) → jobs (queue, runner,
-store, WebSocket fan-out, smart parameters, analyzers) → pipeline stages → media/system helpers
-(utils, config). The shared typed contracts (models and the other typed homes) sit beside the
-helpers: either may import the other, never both ways. The graph is read from the source with `ast`, imports inside functions
-included: a lazy import is still a dependency.
+A module's layer is the folder it lives in under backend/ (docs/architecture.md): entry (the files of
+backend/ itself) → web/ → jobs/ → pipeline/ → utils/ (media and system helpers). contracts/ (the
+shared typed homes) sits beside the helpers: either may import the other, never both ways. The graph
+is read from the source with `ast`, imports inside functions included: a lazy import is still a
+dependency.
 """
 
 from __future__ import annotations
@@ -43,35 +43,22 @@ MAY_IMPORT = {
     CONTRACTS: {CONTRACTS, HELPERS},
 }
 
-# Modules of the web and job layers: imported with torch unimportable below.
-TORCH_FREE_PACKAGES = ("backend.routes", "backend.web", "backend.analyzers", "backend.cluster")
-TORCH_FREE_MODULES = (
-    "backend.app",
-    "backend.job_queue",
-    "backend.job_runner",
-    "backend.db",
-    "backend.uploads",
-    "backend.smart_params",
-    "backend.ws_manager",
-)
+# backend/'s first folder names a module's layer; a file directly in backend/ is the entry.
+FOLDER_LAYERS = {"web": WEB, "jobs": JOBS, "pipeline": PIPELINE, "utils": HELPERS, "contracts": CONTRACTS}
+
+# The web and job layers: imported with torch unimportable below.
+TORCH_FREE_PACKAGES = ("backend.web", "backend.jobs")
+TORCH_FREE_MODULES = ("backend.app",)
 
 
 def layer_of(module: str) -> str:
     parts = module.split(".")
-    top = parts[1] if len(parts) > 1 else ""
-    if module in ("backend", "backend.__main__"):
-        return ENTRY
-    if top in ("app", "routes", "web", "uploads"):
-        return WEB
-    if top in ("job_queue", "job_runner", "db", "ws_manager", "smart_params", "analyzers", "cluster"):
-        return JOBS
-    if top == "pipeline":
-        return PIPELINE
-    if top in ("utils", "config"):
-        return HELPERS
-    # models.py and the other typed homes of what crosses a boundary (events, errors, ...): any
-    # module this list does not name is a shared contract, held to importing helpers only.
-    return CONTRACTS
+    if len(parts) <= 2 and (len(parts) == 1 or parts[1] not in FOLDER_LAYERS):
+        return ENTRY  # backend, backend.__main__, backend.app
+    try:
+        return FOLDER_LAYERS[parts[1]]
+    except KeyError:
+        raise AssertionError(f"{module}: backend/{parts[1]}/ is no layer's folder") from None
 
 
 def backend_modules() -> dict[str, Path]:
@@ -97,13 +84,13 @@ def imports_of(module: str, path: Path, known: set[str]) -> set[str]:
                 source = ".".join(base + ([node.module] if node.module else []))
             else:
                 source = node.module or ""
-            # `from backend import config` imports the module backend.config
+            # `from backend import config` imports the module backend.utils.config
             names = [f"{source}.{alias.name}" for alias in node.names if f"{source}.{alias.name}" in known]
             names = names or [source]
         else:
             continue
         for name in names:
-            # `import backend.pipeline.generator` depends on that module, not on the package only
+            # `import backend.pipeline.framepack.generator` depends on that module, not on the package only
             while name and name not in known:
                 name = name.rpartition(".")[0]
             if name.startswith("backend") and name != module:
@@ -120,16 +107,16 @@ def test_the_graph_reader_sees_function_level_and_relative_imports(tmp_path):
     source = tmp_path / "probe.py"
     source.write_text(
         textwrap.dedent("""
-        import backend.config
-        from backend import db
+        import backend.utils.config
+        from backend.jobs import store as db
         from .sibling import thing
         def later():
             from backend.pipeline.framepack import loop
     """)
     )
     known = {
-        "backend.config",
-        "backend.db",
+        "backend.utils.config",
+        "backend.jobs.store",
         "backend.pipeline.framepack.loop",
         "backend.pipeline.framepack",
         "backend.pipeline",
@@ -138,23 +125,24 @@ def test_the_graph_reader_sees_function_level_and_relative_imports(tmp_path):
         "backend",
     }
     assert imports_of("backend.web.probe", source, known) == {
-        "backend.config",
-        "backend.db",
+        "backend.utils.config",
+        "backend.jobs.store",
         "backend.web.sibling",
         "backend.pipeline.framepack.loop",
     }
 
 
-def test_every_module_is_in_a_layer_its_name_says():
-    # A misspelt package would silently become a contract: name the layers of what exists.
+def test_every_module_is_in_a_layer_its_folder_says():
+    # A new folder under backend/ must be given a layer here (layer_of fails on it) before it counts.
     layers = {name: layer_of(name) for name in backend_modules()}
-    assert layers["backend.app"] == WEB and layers["backend.web.auth"] == WEB
-    assert layers["backend.job_queue"] == JOBS and layers["backend.analyzers.service"] == JOBS
+    assert layers["backend.app"] == ENTRY and layers["backend.__main__"] == ENTRY
+    assert layers["backend.web.auth"] == WEB and layers["backend.web.routes.jobs"] == WEB
+    assert layers["backend.jobs.queue"] == JOBS and layers["backend.jobs.analyzers.service"] == JOBS
     assert layers["backend.pipeline.framepack.loop"] == PIPELINE
-    assert layers["backend.utils.progress"] == HELPERS and layers["backend.config"] == HELPERS
-    contracts = sorted(n for n, layer in layers.items() if layer == CONTRACTS)
-    assert "backend.models" in contracts
-    assert all(n.count(".") == 1 for n in contracts), contracts  # top-level typed homes only
+    assert layers["backend.utils.progress"] == HELPERS and layers["backend.utils.config"] == HELPERS
+    assert layers["backend.contracts.models"] == CONTRACTS
+    roots = sorted(n for n, layer in layers.items() if layer == ENTRY)
+    assert roots == ["backend", "backend.__main__", "backend.app"], roots
 
 
 def test_layers_import_downward_only():
@@ -224,13 +212,13 @@ NO_TORCH = textwrap.dedent("""
     names = list(modules)
     for package in packages:
         pkg = importlib.import_module(package)
-        names += [package] + [f"{package}.{m.name}" for m in pkgutil.iter_modules(pkg.__path__)]
+        names += [package] + [m.name for m in pkgutil.walk_packages(pkg.__path__, package + ".")]
     for name in names:
         importlib.import_module(name)
 
     from fastapi.testclient import TestClient
     from backend.app import create_app
-    from backend.config import Settings
+    from backend.utils.config import Settings
     from tests.helpers.images import encoded, scene
 
     settings = Settings(data_dir=data, models_dir=data + "/models", device="cpu",
@@ -270,7 +258,7 @@ def test_web_and_job_layers_import_and_run_a_job_without_torch(tmp_path):
     )
     assert done.returncode == 0, done.stderr[-4000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
-    assert "backend.routes.jobs" in result["imported"] and "backend.analyzers.service" in result["imported"]
+    assert "backend.web.routes.jobs" in result["imported"] and "backend.jobs.analyzers.service" in result["imported"]
     assert "backend.web.auth" in result["imported"]
     assert result["torch"] == []
     # The whole path of a morph job (queue, runner, joiner, store, events) needs no torch either.

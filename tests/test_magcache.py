@@ -13,8 +13,9 @@ import pytest
 import torch
 from torch import nn
 
-from backend.config import Settings
-from backend.models import JobSettings
+from backend.contracts.models import JobSettings
+from backend.jobs.params import DRAFT_CACHE, resolve
+from backend.pipeline.framepack.generator import FramePackGenerator
 from backend.pipeline.framepack.magcache import (
     FRAMEPACK_MAG_RATIOS,
     MagCacheConfig,
@@ -22,8 +23,7 @@ from backend.pipeline.framepack.magcache import (
     parse_cache,
     skip_pattern,
 )
-from backend.pipeline.generator import FramePackGenerator
-from backend.smart_params import DRAFT_CACHE, resolve
+from backend.utils.config import Settings
 
 
 def _marks(pattern) -> str:
@@ -99,7 +99,7 @@ def test_the_pages_fast_mode_hint_starts_where_the_server_s_fast_mode_does():
     import re
     from pathlib import Path
 
-    from backend.smart_params import DRAFT_QUALITY_BELOW
+    from backend.jobs.params import DRAFT_QUALITY_BELOW
 
     source = (Path(__file__).resolve().parents[1] / "frontend/js/studio/settings.js").read_text()
     assert int(re.search(r"FAST_MODE_BELOW = (\d+);", source).group(1)) == DRAFT_QUALITY_BELOW

@@ -15,9 +15,9 @@ import pytest
 from fastapi import FastAPI
 from starlette.testclient import TestClient
 
-from backend.routes import monitor as monitor_api
-from backend.routes.monitor import MonitorHub
 from backend.utils.gpu import SystemProbe, load_pynvml
+from backend.web.routes import monitor as monitor_api
+from backend.web.routes.monitor import MonitorHub
 
 
 class FakeNvmlError(Exception):

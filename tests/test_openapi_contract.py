@@ -71,7 +71,7 @@ def test_schemathesis_finds_no_contract_failure(tmp_path):
 
 def test_errors_are_documented_as_the_studio_sends_them(tmp_path):
     from backend.app import create_app
-    from backend.config import Settings
+    from backend.utils.config import Settings
 
     doc = create_app(Settings(data_dir=tmp_path / "data")).openapi()
     assert "HTTPValidationError" not in str(doc)

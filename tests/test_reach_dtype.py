@@ -12,11 +12,11 @@ import pytest
 import torch
 from PIL import Image
 
-from backend.config import Settings
 from backend.pipeline.framepack.compute_dtype import ComputePolicy, UpcastWeights, keep_stream_fp32
+from backend.pipeline.framepack.generator import FramePackGenerator, check_no_bf16, storage_dtype
 from backend.pipeline.framepack.loop import encode, sample_sections
 from backend.pipeline.framepack.residency import plan_residency
-from backend.pipeline.generator import FramePackGenerator, check_no_bf16, storage_dtype
+from backend.utils.config import Settings
 from backend.utils.progress import Progress
 from tests.helpers.tiny_framepack import build_tiny_pipeline
 
@@ -163,8 +163,8 @@ def test_turing_plan_reads_fp16_weights_and_refuses_bf16_ones():
 
 def test_job_runner_turns_the_warning_into_a_job_warning_event(tmp_path):
     """The generator's warning reaches the job (stored, shown after a reload) and the page (event)."""
-    from backend.db import Store
-    from backend.job_runner import CancelToken, JobRunner, _Reporter
+    from backend.jobs.runner import CancelToken, JobRunner, _Reporter
+    from backend.jobs.store import Store
 
     store = Store(tmp_path / "studio.sqlite3")
     store.create_job("j1", "framepack", {"images": []}, {"segments": []}, [], 1)

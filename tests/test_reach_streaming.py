@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 import torch
 
-from backend.config import Settings
 from backend.pipeline.framepack.block_stream import BlockStreamer, stream_blocks
+from backend.pipeline.framepack.generator import FramePackGenerator
 from backend.pipeline.framepack.memory import plan_for_mode
 from backend.pipeline.framepack.weight_storage import load_model_8bit, store_linears_8bit
-from backend.pipeline.generator import FramePackGenerator
+from backend.utils.config import Settings
 from tests.helpers.framepack_models import build_pipeline
 from tests.helpers.tiny_framepack import TINY_SPEC
 

@@ -83,7 +83,7 @@ def test_damaged_rows_are_marked_broken_and_the_studio_keeps_working(tmp_path):
 
 
 def test_a_damaged_row_keeps_its_text_and_says_why(tmp_path):
-    from backend.db import Store
+    from backend.jobs.store import Store
 
     store = Store(tmp_path / "studio.sqlite3")
     store.create_job("j", "morph", {"images": ["a", "b"]}, {"segments": []}, [], 1)

@@ -52,7 +52,7 @@ def test_a_read_only_database_stops_the_start_with_a_hint(tmp_path):
     data, ro = tmp_path / "data", tmp_path / "read-only"
     data.mkdir()
     ro.mkdir()
-    from backend.db import Store
+    from backend.jobs.store import Store
 
     Store(data / "studio.sqlite3").close()
     for sub in ("uploads", "outputs"):

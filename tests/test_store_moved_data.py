@@ -77,7 +77,7 @@ def test_a_moved_data_folder_keeps_its_jobs_videos_and_uploads(tmp_path):
         assert again.status_code == 201, again.text
         assert wait_for(c, again.json()["id"])["status"] == "completed"
 
-    from backend.db import SCHEMA_VERSION
+    from backend.jobs.store import SCHEMA_VERSION
 
     with sqlite3.connect(moved / "studio.sqlite3") as conn:
         assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
@@ -91,7 +91,7 @@ def test_a_moved_data_folder_keeps_its_jobs_videos_and_uploads(tmp_path):
 
 
 def test_migration_rewrites_absolute_paths_from_any_old_location(tmp_path):
-    from backend.db import SCHEMA_V1, SCHEMA_VERSION, Store
+    from backend.jobs.store import SCHEMA_V1, SCHEMA_VERSION, Store
 
     db = tmp_path / "studio.sqlite3"
     conn = sqlite3.connect(db)
@@ -122,7 +122,7 @@ def test_migration_rewrites_absolute_paths_from_any_old_location(tmp_path):
 
 
 def test_data_relative_keeps_the_part_from_outputs_on(tmp_path):
-    from backend.db import data_relative
+    from backend.jobs.store import data_relative
 
     assert data_relative(None, tmp_path) is None
     assert data_relative("outputs/a/b.mp4", tmp_path) == "outputs/a/b.mp4"
@@ -134,7 +134,7 @@ def test_data_relative_keeps_the_part_from_outputs_on(tmp_path):
 
 
 def test_a_newer_schema_is_refused_with_a_hint(tmp_path):
-    from backend.db import SCHEMA_VERSION, Store
+    from backend.jobs.store import SCHEMA_VERSION, Store
 
     db = tmp_path / "studio.sqlite3"
     Store(db).close()

@@ -2,7 +2,7 @@
 newer version is refused and left exactly as it was.
 
 The old databases are built here from the SQL those versions ran, written out in this file (not
-taken from backend/db.py, which moves on): the studio before the schema version (user_version 0,
+taken from backend/jobs/store.py, which moves on): the studio before the schema version (user_version 0,
 absolute paths) and the studio at schema 2 (relative paths; the translation cache made by the
 analyzers beside the store's tables, outside the version).
 """
@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from backend.config import Settings
+from backend.utils.config import Settings
 from tests.helpers.images import encoded, scene
 
 # The tables every version up to schema 2 created (the same for user_version 0 and 2).
@@ -191,8 +191,8 @@ def _digest(db: Path) -> str:
 
 @pytest.mark.parametrize("user_version", [0, 2])
 def test_an_older_data_folder_opens_with_its_jobs_and_uploads_intact(tmp_path, user_version):
-    from backend.analyzers.prompt_analyzer import TranslationCache
-    from backend.db import SCHEMA_VERSION, Store
+    from backend.jobs.analyzers.prompt_analyzer import TranslationCache
+    from backend.jobs.store import SCHEMA_VERSION, Store
 
     data = tmp_path / "data"
     db = build_old_folder(data, user_version)
@@ -249,7 +249,7 @@ def test_an_older_data_folder_opens_with_its_jobs_and_uploads_intact(tmp_path, u
 
 
 def test_a_database_from_a_newer_version_is_refused_and_left_untouched(tmp_path):
-    from backend.db import SCHEMA_VERSION, Store, StoreError
+    from backend.jobs.store import SCHEMA_VERSION, Store, StoreError
 
     data = tmp_path / "data"
     db = build_old_folder(data, SCHEMA_VERSION + 5)
@@ -270,7 +270,7 @@ def test_a_database_from_a_newer_version_is_refused_and_left_untouched(tmp_path)
 
 
 def test_a_new_column_is_one_line_in_the_migrations(tmp_path, monkeypatch):
-    from backend import db as db_module
+    from backend.jobs import store as db_module
 
     data = tmp_path / "data"
     db = build_old_folder(data, 2)

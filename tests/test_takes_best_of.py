@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from backend.db import take_seed
+from backend.jobs.store import take_seed
 from backend.pipeline.morph import morph_transition
 from tests.test_core_inprocess import Studio, _per_pair, _settings
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import json
 
-from backend.db import Store
-from backend.job_runner import output_dir
-from backend.models import JobStatus
+from backend.contracts.models import JobStatus
+from backend.jobs.runner import output_dir
+from backend.jobs.store import Store
 from backend.utils.video_io import probe
 from tests.test_core_inprocess import Studio, _per_pair, _settings
 

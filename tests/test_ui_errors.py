@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from backend import messages
+from backend.contracts import messages
 from tests.helpers.browser import REQUIREMENTS, chromium_context, offline_page, open_fresh_studio
 from tests.helpers.images import save, scene
 from tests.helpers.server import StudioServer

@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 import uvicorn
 
-from backend.config import Settings
-from backend.routes.monitor import MonitorHub
+from backend.utils.config import Settings
 from backend.utils.gpu import SystemProbe
+from backend.web.routes.monitor import MonitorHub
 from tests.helpers.browser import REQUIREMENTS, chromium_context, offline_page, reset_storage, screenshot
 
 pytestmark = REQUIREMENTS

@@ -11,8 +11,8 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from backend.config import Settings
-from backend.routes.frontend import FRONTEND_DIR, build_router, pinned_packages
+from backend.utils.config import Settings
+from backend.web.routes.frontend import FRONTEND_DIR, build_router, pinned_packages
 
 PACKAGES = {
     "react": "umd/react.production.min.js",

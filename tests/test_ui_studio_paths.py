@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from backend.smart_params import sections_for
+from backend.jobs.params import sections_for
 from tests.helpers.browser import REQUIREMENTS, chromium_context, open_fresh_studio
 from tests.helpers.browser import offline_page as _page
 from tests.helpers.browser import screenshot as _screenshot

@@ -7,8 +7,8 @@ from typing import Protocol
 
 import numpy as np
 
-from backend import messages
-from backend.config import Settings
+from backend.contracts import messages
+from backend.utils.config import Settings
 from backend.utils.progress import ProgressCallback
 
 
@@ -47,7 +47,7 @@ class EngineNotReady(RuntimeError):
 
 class Engines:
     def __init__(self, settings: Settings) -> None:
-        from backend.pipeline.generator import FramePackGenerator
+        from backend.pipeline.framepack.generator import FramePackGenerator
         from backend.pipeline.morph import MorphEngine
 
         self.settings = settings
@@ -68,7 +68,7 @@ class Engines:
         """Which device PyTorch would use; imports torch, so it is called off the event loop."""
         with self._device_lock:
             if self._device is None:
-                from backend.pipeline.generator import default_resolution, resolve_device
+                from backend.pipeline.framepack.generator import default_resolution, resolve_device
 
                 try:
                     kind, why = resolve_device(self.settings.device)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from backend import messages
+from backend.contracts import messages
 from backend.utils.model_registry import DEFAULT_UPSCALE_MODEL, UPSCALE_MODELS, MissingWeightError, ensure_weight
 from backend.utils.progress import Progress, ProgressCallback
 from backend.utils.video_io import VideoInfo, VideoWriter, iter_frames, probe

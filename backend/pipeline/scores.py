@@ -102,7 +102,7 @@ _BORDER = 6  # working px left out of speeds and residuals: content entering the
 
 class ImageEmbedder(Protocol):
     """What the scores need of an image model: L2-normalised embeddings, one row per image.
-    `backend.analyzers.image_analyzer.ImageAnalyzer` implements it."""
+    `backend.jobs.analyzers.image_analyzer.ImageAnalyzer` implements it."""
 
     def embed_images(self, images: Sequence) -> np.ndarray: ...
 

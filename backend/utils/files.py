@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from backend.config import Settings
+from backend.utils.config import Settings
 
 FILES_URL = "/files"
 UPLOADS_URL = f"{FILES_URL}/uploads"

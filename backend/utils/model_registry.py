@@ -21,7 +21,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from backend import messages
+from backend.contracts import messages
 from backend.utils.downloads import DownloadError, DownloadProgress, download_file, sha256_of
 from backend.utils.progress import Progress, ProgressCallback
 
@@ -268,7 +268,7 @@ class InstallProblem:
     """Why an engine cannot run here, in both languages, and the command that fixes it."""
 
     missing: str  # the model, as a person names it
-    code: str  # the sentence in backend.messages
+    code: str  # the sentence in backend.contracts.messages
     params: dict
     fix: str
 

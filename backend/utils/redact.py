@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from backend.config import Settings
+from backend.utils.config import Settings
 
 # Settings that name folders; each is shown by its environment variable.
 PATH_SETTINGS = (

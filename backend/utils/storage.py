@@ -14,9 +14,9 @@ import shutil
 import sqlite3
 from pathlib import Path
 
-from backend import messages
-from backend.config import Settings
-from backend.errors import StudioError
+from backend.contracts import messages
+from backend.contracts.errors import StudioError
+from backend.utils.config import Settings
 
 MB = 1024 * 1024
 _FULL_ERRNOS = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}

@@ -12,7 +12,7 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-from backend.config import Settings
+from backend.utils.config import Settings
 
 TOKEN_FILE_NAME = ".studio_token"
 

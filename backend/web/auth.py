@@ -51,10 +51,10 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from backend.config import Settings
-from backend.errors import StudioError
+from backend.contracts.errors import StudioError
+from backend.utils.config import Settings
 from backend.utils.files import FILES_URL
-from backend.web import errors
+from backend.web import error_responses as errors
 from backend.web.sessions import SessionStore
 
 Scope = dict[str, Any]

@@ -22,10 +22,10 @@ import time
 from collections import Counter
 from typing import Any
 
-from backend import messages
-from backend.config import Settings
-from backend.errors import StudioError
-from backend.web import errors
+from backend.contracts import messages
+from backend.contracts.errors import StudioError
+from backend.utils.config import Settings
+from backend.web import error_responses as errors
 from backend.web.auth import ASGIApp, Message, Receive, Scope, Send, limit_key
 
 UPLOAD_PATH = "/api/uploads"

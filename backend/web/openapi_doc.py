@@ -2,7 +2,7 @@
 
 FastAPI documents its own validation error shape (a list) and nothing of what the access-control
 middleware answers; the studio answers every error as `{"detail": "<sentence>", "code", "params"}`
-(`ErrorBody`, backend/web/errors.py) and
+(`ErrorBody`, backend/web/error_responses.py) and
 the middleware may answer any API route 400 (unknown Host), 401 (no token), 403 (foreign origin)
 or 429 (too many failed logins). The document is rewritten once to say so.
 """
@@ -15,8 +15,8 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from backend import events
-from backend.models import ErrorBody
+from backend.contracts import events
+from backend.contracts.models import ErrorBody
 
 ERROR_REF = {"$ref": "#/components/schemas/ErrorBody"}
 # What the access-control middleware may answer on any route, and why.

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from backend.config import Settings
+from backend.utils.config import Settings
 
 # --- state dicts laid out as the published files ----------------------------------------------
 

@@ -27,7 +27,7 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from backend import messages
+from backend.contracts import messages
 
 # The released FramePack checkpoints' history layout for inverted anti-drifting sampling:
 # 1 latent frame at full rate, 2 at 2x compression, 16 at 4x.

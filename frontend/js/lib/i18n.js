@@ -399,7 +399,7 @@ export function translate(lang, key, vars) {
   return text;
 }
 
-// The server's sentences by code (GET /api/messages, backend/messages.py): errors carry a code
+// The server's sentences by code (GET /api/messages, backend/contracts/messages.py): errors carry a code
 // and its parameters, and are shown in the page's language from here. Until the catalogue has
 // arrived (it needs the access token, so a locked studio gets it after the login), or for a code
 // it does not know, the server's own text is shown.

@@ -14,7 +14,7 @@ from typing import Any, Literal
 from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from backend import messages
+from backend.contracts import messages
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from backend.models import JobSettings
+from backend.contracts.models import JobSettings
 from backend.pipeline.preprocessor import pair_bucket
 
 # The one frame rate of every file a job writes (previews, segments, the joined video): FramePack's

@@ -168,7 +168,7 @@ class ParamsPreview(_Strict):
 # --- answers ----------------------------------------------------------------------------------
 class ErrorBody(BaseModel):
     """Every error the studio answers: one sentence, in English and Korean (`detail`), and the
-    same sentence as a code of backend.messages with its parameters, which the page renders in
+    same sentence as a code of backend.contracts.messages with its parameters, which the page renders in
     its own language. Some errors add data fields (engine_not_ready: `engine`, `missing`, `fix`)."""
 
     model_config = ConfigDict(extra="allow")

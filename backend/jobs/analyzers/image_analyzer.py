@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from backend.config import Settings
+from backend.utils.config import Settings
 
 # Zero-shot label prompts. Each tag is a softmax over its own prompt group; a label may have
 # several phrasings, whose probabilities are summed (prompt ensembling by sum).

@@ -27,9 +27,9 @@ from typing import Any
 
 import numpy as np
 
-from backend.cluster.task import CancelToken, TransitionTask
-from backend.config import Settings
-from backend.errors import StudioError
+from backend.contracts.errors import StudioError
+from backend.jobs.cluster.task import CancelToken, TransitionTask
+from backend.utils.config import Settings
 from backend.utils.progress import JobCancelled, Progress, ProgressCallback
 
 log = logging.getLogger(__name__)
@@ -122,7 +122,7 @@ class RayPool:
             # only makes Ray take loopback as this node's address. Read when ray is imported.
             os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
         ray = _ray()
-        backend_dir = str(Path(__file__).resolve().parents[1])
+        backend_dir = str(Path(__file__).resolve().parents[2])
         runtime_env = {"py_modules": [backend_dir], "env_vars": {"RAY_USAGE_STATS_ENABLED": "0"}}
         if not ray.is_initialized():
             if address:
@@ -153,7 +153,7 @@ class RayPool:
         """One worker per GPU of the cluster (or the configured count): a GPU host that joins
         later gets its worker at the next status round."""
         ray = _ray()
-        from backend.cluster.actor import TransitionWorker
+        from backend.jobs.cluster.actor import TransitionWorker
 
         count, resources = self._wanted()
         studio = self._studio_settings()

@@ -37,13 +37,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from backend import messages, smart_params
-from backend.cluster.local import LocalWorkers
-from backend.cluster.task import RemoteError, Workers
-from backend.config import Settings
-from backend.db import BROKEN_STAGE, Store
-from backend.errors import StudioError
-from backend.events import (
+from backend.contracts import messages
+from backend.contracts.errors import StudioError
+from backend.contracts.events import (
     JobCancelledEvent,
     JobChangeEvent,
     JobCompletedEvent,
@@ -54,8 +50,7 @@ from backend.events import (
     JobTakesEvent,
     JobWarningEvent,
 )
-from backend.job_runner import CancelToken, JobRunner, output_dir, output_url, resolve_stored
-from backend.models import (
+from backend.contracts.models import (
     RETRYABLE,
     UNFINISHED,
     WAITING,
@@ -73,13 +68,19 @@ from backend.models import (
     TransitionView,
     WorkerStatus,
 )
+from backend.jobs import params as smart_params
+from backend.jobs.cluster.local import LocalWorkers
+from backend.jobs.cluster.task import RemoteError, Workers
+from backend.jobs.fanout import WebSocketManager
+from backend.jobs.runner import CancelToken, JobRunner, output_dir, output_url, resolve_stored
+from backend.jobs.store import BROKEN_STAGE, Store
 from backend.pipeline.engines import Engines, not_ready_reason, runnable
+from backend.utils.config import Settings
 from backend.utils.daemon_executor import DaemonExecutor
 from backend.utils.files import upload_path, upload_url
 from backend.utils.model_registry import MissingWeightError
 from backend.utils.progress import JobCancelled
 from backend.utils.redact import hide_paths, hide_paths_in
-from backend.ws_manager import WebSocketManager
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """The studio's domain error: a catalogue code and its parameters, never an HTTP status.
 
 Services (the queue, uploads, storage, analysis, the access checks) raise it; the web layer
-chooses the status for the code (`backend.web.errors`) and answers in both languages. Each
+chooses the status for the code (`backend.web.error_responses`) and answers in both languages. Each
 service keeps its own subclass so callers can catch what they expect, but all of them are
 answered the same way.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from backend import messages
+from backend.contracts import messages
 
 
 class StudioError(Exception):

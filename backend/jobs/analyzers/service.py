@@ -25,17 +25,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from backend import messages
-from backend.analyzers import image_analyzer as ia
-from backend.analyzers.prompt_analyzer import (
+from backend.contracts import messages
+from backend.jobs.analyzers import image_analyzer as ia
+from backend.jobs.analyzers.prompt_analyzer import (
     PromptResult,
     PromptTranslator,
     TranslationCache,
     default_motion_prompt,
 )
-from backend.analyzers.translators import GoogleTranslator, MarianTranslator, Translator
-from backend.config import Settings
+from backend.jobs.analyzers.translators import GoogleTranslator, MarianTranslator, Translator
 from backend.pipeline.preprocessor import pair_bucket
+from backend.utils.config import Settings
 from backend.utils.daemon_executor import DaemonExecutor
 from backend.utils.images import load_rgb
 

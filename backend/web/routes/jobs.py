@@ -7,10 +7,9 @@ import asyncio
 from fastapi import APIRouter, Request, Response, WebSocket
 from fastapi.responses import JSONResponse
 
-from backend import messages, smart_params
-from backend.errors import StudioError
-from backend.job_queue import JobQueue
-from backend.models import (
+from backend.contracts import messages
+from backend.contracts.errors import StudioError
+from backend.contracts.models import (
     FINISHED,
     MAX_PROMPT_CHARS,
     MIN_IMAGES_PER_JOB,
@@ -36,10 +35,12 @@ from backend.models import (
     UploadList,
     UploadView,
 )
-from backend.uploads import UploadReceiver
+from backend.jobs import params as smart_params
+from backend.jobs.queue import JobQueue
 from backend.utils.files import upload_path, upload_url
 from backend.utils.redact import hide_paths_in
 from backend.utils.storage import StorageFull, check_space, is_disk_full
+from backend.web.uploads import UploadReceiver
 
 router = APIRouter()
 
@@ -179,7 +180,7 @@ async def preview_params(body: ParamsPreview, request: Request):
     return ParamsView(params=params, segments=len(params["segments"]))
 
 
-# Errors (JobError, StorageFull) are answered by the handler in backend.web.errors.
+# Errors (JobError, StorageFull) are answered by the handler in backend.web.error_responses.
 @router.post("/api/jobs", status_code=201, response_model=JobCreated, responses=_doc(400, 404, 409, 507))
 async def create_job(body: JobCreate, request: Request):
     _check_image_count(body.images, request)

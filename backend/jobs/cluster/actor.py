@@ -21,8 +21,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from backend.cluster.task import RemoteError, TransitionTask
-from backend.config import Settings
+from backend.jobs.cluster.task import RemoteError, TransitionTask
+from backend.utils.config import Settings
 from backend.utils.progress import JobCancelled, Progress
 
 log = logging.getLogger(__name__)

@@ -17,8 +17,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as FrameworkHTTPException
 
-from backend import messages
-from backend.errors import StudioError
+from backend.contracts import messages
+from backend.contracts.errors import StudioError
 
 STATUS: dict[str, int] = {
     "invalid_request": 422,

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
-from backend.cluster.task import CancelToken, TransitionTask
-from backend.config import Settings
+from backend.jobs.cluster.task import CancelToken, TransitionTask
 from backend.pipeline.engines import Engines
+from backend.utils.config import Settings
 from backend.utils.progress import ProgressCallback
 
 

@@ -20,9 +20,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from backend import messages
-from backend.analyzers.translators import TranslationError, Translator
-from backend.db import TRANSLATION_CACHE_TABLE
+from backend.contracts import messages
+from backend.jobs.analyzers.translators import TranslationError, Translator
+from backend.jobs.store import TRANSLATION_CACHE_TABLE
 
 log = logging.getLogger(__name__)
 

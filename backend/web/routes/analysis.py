@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING, Any
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
-from backend.errors import StudioError
-from backend.models import ErrorBody
+from backend.contracts.errors import StudioError
+from backend.contracts.models import ErrorBody
 from backend.utils.files import upload_path
 
 if TYPE_CHECKING:
-    from backend.analyzers.service import AnalysisService
+    from backend.jobs.analyzers.service import AnalysisService
 
 router = APIRouter()
 

@@ -29,8 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from backend import messages
-from backend.config import Settings
+from backend.contracts import messages
 from backend.pipeline.framepack.memory import GIB, free_host_gib, place, plan_for_mode, return_freed_host_memory
 from backend.pipeline.framepack.residency import (
     MemoryPlan,
@@ -39,6 +38,7 @@ from backend.pipeline.framepack.residency import (
     fit_tiers,
     plan_residency,
 )
+from backend.utils.config import Settings
 from backend.utils.progress import JobCancelled, Progress, ProgressCallback
 
 log = logging.getLogger(__name__)

@@ -30,9 +30,9 @@ from pathlib import Path
 from PIL import Image, UnidentifiedImageError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
-from backend import messages
-from backend.config import Settings
-from backend.errors import StudioError
+from backend.contracts import messages
+from backend.contracts.errors import StudioError
+from backend.utils.config import Settings
 from backend.utils.files import upload_name, upload_path
 from backend.utils.images import normalize_upload
 from backend.utils.storage import is_disk_full

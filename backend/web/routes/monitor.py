@@ -18,8 +18,8 @@ from typing import Any
 
 from fastapi import APIRouter, Request, WebSocket, WebSocketDisconnect
 
-from backend.config import Settings
-from backend.events import MonitorHistoryMessage, MonitorSampleMessage
+from backend.contracts.events import MonitorHistoryMessage, MonitorSampleMessage
+from backend.utils.config import Settings
 from backend.utils.gpu import SystemProbe
 
 router = APIRouter()

@@ -5,7 +5,7 @@ one slow or dead client fills only its own queue, is then dropped (it reconnects
 snapshot), and never delays the others. `publish` must run on the event loop; threads use
 `publish_threadsafe`.
 
-Messages are the typed ones of `backend.events`, encoded once per publish, whatever the number of
+Messages are the typed ones of `backend.contracts.events`, encoded once per publish, whatever the number of
 clients. A plain dict is sent as it is (with `ts` added): the fan-out does not judge content.
 """
 
@@ -22,8 +22,8 @@ from typing import Any
 from fastapi import WebSocket, WebSocketDisconnect
 from pydantic import BaseModel
 
-from backend.events import SnapshotMessage
-from backend.models import JobView
+from backend.contracts.events import SnapshotMessage
+from backend.contracts.models import JobView
 
 log = logging.getLogger(__name__)
 

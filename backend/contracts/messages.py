@@ -1,7 +1,7 @@
 """Every sentence the studio says to a person, in English and Korean, keyed by a code.
 
-Services raise `backend.errors.StudioError(code, **params)`; the web layer picks the HTTP status
-(`backend.web.errors`) and answers `{"detail": <both languages>, "code", "params"}`. The page gets
+Services raise `backend.contracts.errors.StudioError(code, **params)`; the web layer picks the HTTP status
+(`backend.web.error_responses`) and answers `{"detail": <both languages>, "code", "params"}`. The page gets
 this catalogue from `GET /api/messages` and shows the sentence of its own language from the code,
 falling back to `detail`.
 
@@ -424,7 +424,7 @@ CATALOGUE: dict[str, dict[str, str]] = {
 }
 
 # Codes that are never an HTTP error answer: what a failed job says, warnings, suggestions, the
-# start. Every other code has a status in backend.web.errors.STATUS (a test checks both ways).
+# start. Every other code has a status in backend.web.error_responses.STATUS (a test checks both ways).
 NOTES = frozenset(
     {
         "setting_retired_output_fps",

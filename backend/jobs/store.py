@@ -26,7 +26,7 @@ from collections.abc import Callable
 from pathlib import Path, PurePath, PurePosixPath, PureWindowsPath
 from typing import Any
 
-from backend.models import JobStatus, SegmentStatus
+from backend.contracts.models import JobStatus, SegmentStatus
 
 log = logging.getLogger(__name__)
 

@@ -19,18 +19,18 @@ from typing import Any
 
 import numpy as np
 
-from backend.cluster.local import LocalWorkers
-from backend.cluster.task import CancelToken, TransitionTask, Workers
-from backend.config import Settings
-from backend.db import Store, data_relative
-from backend.errors import InputMissing
-from backend.events import JobEvent, JobPreviewEvent, JobProgressEvent, JobSegmentEvent, JobWarningEvent
-from backend.models import SegmentStatus, TakeStatus
+from backend.contracts.errors import InputMissing
+from backend.contracts.events import JobEvent, JobPreviewEvent, JobProgressEvent, JobSegmentEvent, JobWarningEvent
+from backend.contracts.models import SegmentStatus, TakeStatus
+from backend.jobs.cluster.local import LocalWorkers
+from backend.jobs.cluster.task import CancelToken, TransitionTask, Workers
+from backend.jobs.params import FPS
+from backend.jobs.store import Store, data_relative
 from backend.pipeline.concatenator import SegmentJoiner, join_segments
 from backend.pipeline.engines import Engines
 from backend.pipeline.preprocessor import fit_image
 from backend.pipeline.scores import TakeScorer, score_seam_files
-from backend.smart_params import FPS
+from backend.utils.config import Settings
 from backend.utils.daemon_executor import DaemonExecutor
 from backend.utils.files import FILES_URL, upload_path
 from backend.utils.images import load_rgb

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from backend import messages
+from backend.contracts import messages
 
 router = APIRouter()
 
