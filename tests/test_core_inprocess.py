@@ -17,10 +17,11 @@ from backend.contracts.models import JobCreate, JobSettings, JobStatus, SegmentS
 from backend.jobs.fanout import WebSocketManager
 from backend.jobs.params import Suggestions, sections_for
 from backend.jobs.queue import JobQueue
-from backend.jobs.runner import WEIGHTS_PLAIN, output_dir
+from backend.jobs.runner import WEIGHTS_PLAIN
 from backend.jobs.store import Store
 from backend.pipeline.engines import Engines
 from backend.utils.config import Settings
+from backend.utils.files import output_dir
 from backend.utils.video_io import probe
 from tests.helpers.images import save, scene
 

@@ -93,14 +93,14 @@ def test_a_failed_state_write_is_retried_and_the_next_job_runs(studio):
     ids = _upload(studio)
     # Held until both are queued, so the first one's failure meets a queue with work behind it.
     release = threading.Event()
-    real_translate = app.state.queue._translate
+    real_translate = app.state.queue.lanes._translate
 
     async def translate(job):
         while not release.is_set():
             await asyncio.sleep(0.01)
         return await real_translate(job)
 
-    app.state.queue._translate = translate
+    app.state.queue.lanes._translate = translate
     first = _submit(studio, ids)
     doomed.add(first)
     second = _submit(studio, ids)
@@ -163,7 +163,7 @@ class _LoopBug(BaseException):
 
 def test_the_supervisor_restarts_a_worker_loop_that_ended(studio):
     queue = studio.app.state.queue
-    real_run_one = queue._run_one
+    real_run_one = queue.lanes._run_one
     calls = {"n": 0}
 
     async def run_one(loop, job):
@@ -172,7 +172,7 @@ def test_the_supervisor_restarts_a_worker_loop_that_ended(studio):
             raise _LoopBug("the loop broke")
         return await real_run_one(loop, job)
 
-    queue._run_one = run_one
+    queue.lanes._run_one = run_one
     ids = _upload(studio)
     job_id = _submit(studio, ids)
     # The job that was in hand when the loop broke is picked up again after the restart.

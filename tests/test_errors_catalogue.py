@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from backend.contracts import messages
-from backend.contracts.errors import StudioError
-from backend.jobs.queue import JobError, user_error
+from backend.contracts.errors import JobError, StudioError
+from backend.jobs.failures import user_error
 from backend.web import error_responses as web_errors
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -326,7 +326,7 @@ def test_a_framepack_job_resumed_without_the_weights_fails_with_the_install_mess
             [{"original": "", "english": "a pan"}],
             len(params["segments"]),
         )
-        queue.lanes["framepack"].queue.put_nowait("resumed0000000001")
+        queue.lanes.put("framepack", "resumed0000000001")
         job = _wait(client, "resumed0000000001")
         assert job["status"] == "failed"
         assert "FramePack is not installed" in job["error"] and "FramePack이 설치되지 않았습니다" in job["error"]

@@ -163,7 +163,7 @@ def test_turing_plan_reads_fp16_weights_and_refuses_bf16_ones():
 
 def test_job_runner_turns_the_warning_into_a_job_warning_event(tmp_path):
     """The generator's warning reaches the job (stored, shown after a reload) and the page (event)."""
-    from backend.jobs.runner import CancelToken, JobRunner, _Reporter
+    from backend.jobs.runner import CancelToken, JobRunner
     from backend.jobs.store import Store
 
     store = Store(tmp_path / "studio.sqlite3")
@@ -175,7 +175,7 @@ def test_job_runner_turns_the_warning_into_a_job_warning_event(tmp_path):
         engines=None,
         publish=lambda event: events.append(event.model_dump(exclude={"ts"})),
     )
-    report = _Reporter(runner, "j1", CancelToken(), 0.0, {"generate": 1.0, "join": 0.0, "postprocess": 0.0}, [1.0])
+    report = runner.reporter("j1", CancelToken(), 0.0, {"generate": 1.0, "join": 0.0, "postprocess": 0.0}, [1.0])
     message = "구간 1/2: ... / section 1/2: the latents overflowed (inf/NaN) in fp16; re-running it in fp32 (slower)."
     report(Progress("generate", 0.0, message, {"warning": message}))
     assert events == [{"type": "job.warning", "job_id": "j1", "message": message}]

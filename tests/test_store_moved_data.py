@@ -122,7 +122,7 @@ def test_migration_rewrites_absolute_paths_from_any_old_location(tmp_path):
 
 
 def test_data_relative_keeps_the_part_from_outputs_on(tmp_path):
-    from backend.jobs.store import data_relative
+    from backend.utils.files import data_relative
 
     assert data_relative(None, tmp_path) is None
     assert data_relative("outputs/a/b.mp4", tmp_path) == "outputs/a/b.mp4"

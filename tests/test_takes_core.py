@@ -7,8 +7,8 @@ from __future__ import annotations
 import json
 
 from backend.contracts.models import JobStatus
-from backend.jobs.runner import output_dir
 from backend.jobs.store import Store
+from backend.utils.files import output_dir
 from backend.utils.video_io import probe
 from tests.test_core_inprocess import Studio, _per_pair, _settings
 

@@ -35,3 +35,7 @@ class StudioError(Exception):
 class InputMissing(StudioError, FileNotFoundError):
     """A file a job needs is gone (its input image): a missing file to the code that catches
     OSError, a sentence for the person."""
+
+
+class JobError(StudioError):
+    """A job request the queue refuses; its code chooses the HTTP status in the web layer."""

@@ -11,28 +11,40 @@ from __future__ import annotations
 import concurrent.futures
 import json
 import logging
-import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from backend.contracts.errors import InputMissing
-from backend.contracts.events import JobEvent, JobPreviewEvent, JobProgressEvent, JobSegmentEvent, JobWarningEvent
+from backend.contracts.events import JobEvent, JobPreviewEvent, JobSegmentEvent, JobWarningEvent
 from backend.contracts.models import SegmentStatus, TakeStatus
 from backend.jobs.cluster.local import LocalWorkers
 from backend.jobs.cluster.task import CancelToken, TransitionTask, Workers
 from backend.jobs.params import FPS
-from backend.jobs.store import Store, data_relative
+from backend.jobs.reporter import JobHooks, Reporter
+from backend.jobs.store import Store
 from backend.pipeline.concatenator import SegmentJoiner, join_segments
 from backend.pipeline.engines import Engines
 from backend.pipeline.preprocessor import fit_image
 from backend.pipeline.scores import TakeScorer, score_seam_files
 from backend.utils.config import Settings
 from backend.utils.daemon_executor import DaemonExecutor
-from backend.utils.files import FILES_URL, upload_path
+from backend.utils.files import (
+    FINAL_NAME,
+    JOINED_NAME,
+    WAITING_GLOB,
+    is_preview,
+    output_dir,
+    output_url,
+    partial_path,
+    preview_path,
+    resolve_stored,
+    stored_path,
+    take_path,
+    upload_path,
+    waiting_path,
+)
 from backend.utils.images import load_rgb
 from backend.utils.progress import JobCancelled, Progress
 from backend.utils.video_io import VideoWriter, copy_with_metadata, iter_frames, probe
@@ -42,173 +54,7 @@ log = logging.getLogger(__name__)
 # Share of the job's progress bar each phase fills.
 WEIGHTS_PLAIN = {"generate": 0.95, "join": 0.05, "postprocess": 0.0}
 WEIGHTS_POST = {"generate": 0.75, "join": 0.05, "postprocess": 0.20}
-EVENT_INTERVAL_S = 0.1  # at most this often a progress event per job, except on section/stage changes
-DB_INTERVAL_S = 1.0
 PREVIEW_CRF = 23
-POST_STAGES = ("face_restore", "upscale", "interpolate", "encode", "postprocess", "download")
-
-
-def output_dir(settings: Settings, job_id: str) -> Path:
-    return settings.outputs_dir / job_id
-
-
-def take_path(folder: Path, index: int, take: int) -> Path:
-    """Take 1 keeps the name a transition's segment always had, so folders made before takes
-    existed need no renaming; later takes sit beside it."""
-    if take == 1:
-        return folder / f"segment_{index:03d}.mp4"
-    return folder / f"segment_{index:03d}_take_{take}.mp4"
-
-
-def stored_path(settings: Settings, path: Path) -> str:
-    """How a file under the data folder is written in the database: relative to that folder."""
-    return data_relative(str(path), settings.data_dir) or str(path)
-
-
-def resolve_stored(settings: Settings, value: str) -> Path:
-    """A stored path as a file in this data folder, wherever the folder was when it was written."""
-    rel = data_relative(value, settings.data_dir)
-    return settings.data_dir / rel if rel else Path(value)
-
-
-def output_url(settings: Settings, path: str | Path | None) -> str | None:
-    """The URL of a stored output; None for one that is not under the outputs folder (never raises:
-    a view must not fail for one odd value)."""
-    if not path:
-        return None
-    rel = data_relative(str(path), settings.data_dir)
-    if not rel or not rel.startswith("outputs/"):
-        return None
-    return f"{FILES_URL}/{rel}"
-
-
-class _Reporter:
-    """Turns stage progress into job progress, ETA, throttled events and DB writes.
-
-    Transitions may report from several threads at once (the Ray pool makes them in parallel):
-    each has its own fraction, the job's progress is their weighted sum, and the ETA follows the
-    pace of the whole, so it shortens by itself with more workers."""
-
-    def __init__(
-        self,
-        runner: JobRunner,
-        job_id: str,
-        token: CancelToken,
-        start_progress: float,
-        weights: dict[str, float],
-        segment_weights: list[float],
-    ) -> None:
-        self.runner = runner
-        self.job_id = job_id
-        self.token = token
-        self.started = time.monotonic()
-        self.start_progress = start_progress
-        self.weights = weights
-        self.segment_weights = segment_weights
-        self.segment = 0  # the transition a report without one of its own belongs to
-        self.progress = start_progress
-        self.fractions: dict[int, float] = {}
-        self.running: set[int] = set()
-        self._lock = threading.RLock()
-        self._last_event = 0.0
-        self._last_db = 0.0
-        self._last_key: tuple = ()
-        self.current: dict[str, Any] = {}
-
-    def for_segment(self, index: int) -> Callable[[Progress], None]:
-        """The callback one transition's take reports through."""
-        return lambda p: self.report(p, index)
-
-    def begin(self, index: int) -> None:
-        """A take of `index` is handed to the workers; it counts as running from its first report
-        (on a pool it may first wait for a worker)."""
-        with self._lock:
-            self.fractions.setdefault(index, 0.0)
-
-    def end(self, index: int, done: bool) -> None:
-        with self._lock:
-            self.running.discard(index)
-            if done:
-                self.fractions[index] = 1.0
-
-    def overall(self, stage: str, fraction: float, segment: int | None = None) -> float:
-        w = self.weights
-        if stage in ("generate", "load"):
-            here = self.segment if segment is None else segment
-            if stage == "generate":
-                # Best of K: the next take of a transition starts its fraction afresh; the bar never
-                # goes back (`progress` is a running maximum).
-                self.fractions[here] = fraction
-            done = sum(
-                weight * (1.0 if i < self.segment and i not in self.fractions else self.fractions.get(i, 0.0))
-                for i, weight in enumerate(self.segment_weights)
-            )
-            return w["generate"] * done
-        if stage == "join":
-            return w["generate"] + w["join"] * fraction
-        return w["generate"] + w["join"] + w["postprocess"] * fraction
-
-    def __call__(self, p: Progress) -> None:
-        self.report(p, None)
-
-    def report(self, p: Progress, segment: int | None) -> None:
-        if self.token.event.is_set():
-            raise JobCancelled(self.token.reason)
-        detail = dict(p.detail)
-        if "warning" in detail:  # e.g. a section re-run in a safer dtype: shown on the page
-            self.runner.warn(self.job_id, str(detail["warning"]))
-            return
-        preview = detail.pop("preview_frames", None)
-        with self._lock:
-            index = self.segment if segment is None else segment
-            stage = "postprocess" if p.stage in POST_STAGES else p.stage
-            if segment is not None and stage in ("generate", "load"):
-                self.running.add(index)
-            fraction = p.fraction if stage != "postprocess" else detail.get("overall", p.fraction)
-            self.progress = max(self.progress, min(1.0, self.overall(stage, fraction, index)))
-            now = time.monotonic()
-            elapsed = now - self.started
-            gained = self.progress - self.start_progress
-            eta = elapsed * (1 - self.progress) / gained if gained > 0.01 else None
-            generating = stage in ("generate", "load")
-            self.current = {
-                "segment": index + 1 if generating else None,
-                "segments": len(self.segment_weights),
-                "section": detail.get("section"),
-                "sections": detail.get("sections"),
-                "step": detail.get("step"),
-                "steps": detail.get("steps"),
-                "running": sorted(i + 1 for i in self.running) if generating and self.running else None,
-                "worker": detail.get("worker"),
-            }
-            current = dict(self.current)
-            key = (p.stage, index, detail.get("section"))
-            important = key != self._last_key or preview is not None or p.fraction >= 1.0
-            send = important or now - self._last_event >= EVENT_INTERVAL_S
-            if send:
-                self._last_event, self._last_key = now, key
-            save = important or now - self._last_db >= DB_INTERVAL_S
-            if save:
-                self._last_db = now
-            progress = self.progress
-        # The last section's preview would be the whole segment, which is written as its own file
-        # right after; the runner points the preview there instead of encoding it twice.
-        if preview is not None and detail.get("section") != detail.get("sections"):
-            self.runner.write_preview(self.job_id, index, detail.get("section") or 0, preview)
-        if send:
-            self.runner.publish(
-                JobProgressEvent(
-                    job_id=self.job_id,
-                    stage=p.stage,
-                    progress=round(progress, 4),
-                    eta_s=None if eta is None else round(eta, 1),
-                    elapsed_s=round(elapsed, 1),
-                    message=p.message,
-                    **current,
-                )
-            )
-        if save:
-            self.runner.store.update_job(self.job_id, progress=progress, stage=p.stage, current=current)
 
 
 class JobRunner:
@@ -226,6 +72,13 @@ class JobRunner:
         self.publish = publish
         self.workers: Workers = workers or LocalWorkers(settings, engines)
 
+    def reporter(
+        self, job_id: str, token: CancelToken, start: float, weights: dict[str, float], transition_weights: list[float]
+    ) -> Reporter:
+        """The reporter of one run of a job: its stages' reports become the job's progress."""
+        hooks = JobHooks(self.publish, self.store.update_job, self.warn, self.write_preview)
+        return Reporter(job_id, token, hooks, start, weights, transition_weights)
+
     def warn(self, job_id: str, message: str) -> None:
         job = self.store.get_job(job_id) or {}
         self.store.update_job(job_id, warnings=(job.get("warnings") or []) + [message])
@@ -233,7 +86,7 @@ class JobRunner:
 
     # --- files --------------------------------------------------------------------------------
     def write_preview(self, job_id: str, segment: int, section: int, frames: np.ndarray) -> None:
-        path = output_dir(self.settings, job_id) / f"preview_{segment:03d}_{section:02d}.mp4"
+        path = preview_path(output_dir(self.settings, job_id), segment, section)
         with VideoWriter(path, FPS, crf=PREVIEW_CRF, preset="veryfast") as writer:
             writer.write(frames)
         self.show_preview(job_id, segment, section, path)
@@ -242,7 +95,7 @@ class JobRunner:
         old = (self.store.get_job(job_id) or {}).get("preview_path")
         new = stored_path(self.settings, path)
         self.store.update_job(job_id, preview_path=new)
-        if old and old != new and Path(old).name.startswith("preview_"):
+        if old and old != new and is_preview(old):
             # only the newest preview is worth the disk
             resolve_stored(self.settings, old).unlink(missing_ok=True)
         self.publish(
@@ -276,7 +129,7 @@ class JobRunner:
         frames: list[np.ndarray],
         prompts: list[dict],
         params: dict,
-        report: _Reporter,
+        report: Reporter,
         token: CancelToken,
     ) -> np.ndarray:
         """Generates one take, writes it under a partial name, scores the written file, and moves
@@ -308,7 +161,7 @@ class JobRunner:
         try:
             clip = self.workers.generate(task, report.for_segment(index), token)
             path = take_path(output_dir(self.settings, job_id), index, k)
-            partial = path.with_suffix(".partial.mp4")
+            partial = partial_path(path)
             with VideoWriter(partial, params["fps"], crf=max(0, params["crf"] - 4), preset="veryfast") as writer:
                 writer.write(clip)
             score = self._score(partial, frames[index], frames[index + 1], params["fps"], token)
@@ -349,7 +202,7 @@ class JobRunner:
         frames: list[np.ndarray],
         prompts: list[dict],
         params: dict,
-        report: _Reporter,
+        report: Reporter,
         token: CancelToken,
         joiner: SegmentJoiner | None,
     ) -> None:
@@ -391,7 +244,7 @@ class JobRunner:
                     if i == turn:
                         waiting[i] = clip
                     else:
-                        spill = folder / f".waiting_{i:03d}.npy"
+                        spill = waiting_path(folder, i)
                         np.save(spill, clip)
                         waiting[i] = spill
                 while turn < len(todo) and left[turn] == 0:
@@ -462,15 +315,15 @@ class JobRunner:
         seg_params = params["segments"]
         total_cost = sum(s["sections"] for s in seg_params)
         segment_weights = [s["sections"] / total_cost for s in seg_params]
-        report = _Reporter(self, job_id, token, job.get("progress") or 0.0, weights, segment_weights)
+        report = self.reporter(job_id, token, job.get("progress") or 0.0, weights, segment_weights)
         folder = output_dir(self.settings, job_id)
         folder.mkdir(parents=True, exist_ok=True)
-        for stale in folder.glob(".waiting_*.npy"):  # clips a run cut off (kill -9) held for its join
+        for stale in folder.glob(WAITING_GLOB):  # clips a run cut off (kill -9) held for its join
             stale.unlink(missing_ok=True)
 
         frames = self._load_frames(job, params)
         prompts = job.get("prompts") or []
-        joined = folder / ("joined.mp4" if posting else "final.mp4")
+        joined = folder / (JOINED_NAME if posting else FINAL_NAME)
         metadata = {
             "title": "FramePack Video Studio",
             "comment": json.dumps({"prompts": prompts, "seed": params["seed"]}, ensure_ascii=False),
@@ -536,7 +389,7 @@ class JobRunner:
             self.store.update_job(job_id, params=params)
         final, post_report = joined, None
         if posting:
-            final = folder / "final.mp4"
+            final = folder / FINAL_NAME
             order = (float(job.get("created_at") or 0.0), job_id, float("inf"), 0)
             post_report = self.workers.postprocess(order, joined, final, post, report, token, params["crf"], metadata)
         info = probe(final)

@@ -18,15 +18,15 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import sqlite3
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path, PurePath, PurePosixPath, PureWindowsPath
+from pathlib import Path
 from typing import Any
 
 from backend.contracts.models import JobStatus, SegmentStatus
+from backend.utils.files import data_relative
 
 log = logging.getLogger(__name__)
 
@@ -100,9 +100,6 @@ _JOB_NUMBERS = ("created_at", "progress", "started_at", "finished_at", "attempts
 _STATUSES = tuple(JobStatus)
 
 
-_WINDOWS_ABSOLUTE = re.compile(r"^(?:[A-Za-z]:[\\/]|\\\\)")
-
-
 def take_seed(seed: int, take: int) -> int:
     """Take 1 keeps the transition's seed (what the job had before takes); the others step away
     from it by a large odd stride, so no two takes of one job's transitions share a seed."""
@@ -111,31 +108,6 @@ def take_seed(seed: int, take: int) -> int:
 
 class StoreError(RuntimeError):
     """The database cannot be opened or written; the message says which file and what to do."""
-
-
-def data_relative(value: str | None, data_dir: Path, job_id: str | None = None) -> str | None:
-    """A stored path as it is kept now: relative to the data folder, with '/' separators.
-
-    Absolute paths written before a move still name the folder they were made in: the part from
-    `outputs/<job>/` on is what matters, since every output of a job lives there.
-    """
-    if not value:
-        return value
-    # A folder written on Windows and opened on Linux (or back) still has its outputs found.
-    path = PureWindowsPath(value) if _WINDOWS_ABSOLUTE.match(value) else PurePath(value)
-    if not path.is_absolute():
-        return path.as_posix()
-    try:
-        return path.relative_to(data_dir).as_posix()
-    except ValueError:
-        pass
-    parts = path.parts
-    for i in range(len(parts) - 2, -1, -1):
-        if parts[i] == "outputs" and (job_id is None or parts[i + 1] == job_id):
-            return PurePosixPath(*parts[i:]).as_posix()
-    if job_id is not None:
-        return f"outputs/{job_id}/{path.name}"
-    return None
 
 
 # --- migrations: index + 1 is the schema version each one brings the file to -----------------
