@@ -33,12 +33,14 @@ from backend.jobs.store import Store, StoreError
 from backend.pipeline.engines import Engines
 from backend.utils.config import Settings
 from backend.utils.files import OUTPUTS_URL, UPLOADS_URL
-from backend.web import auth, openapi_doc, uploads
 from backend.web import error_responses as web_errors
+from backend.web import openapi_doc, uploads
+from backend.web.auth_middleware import install_auth
 from backend.web.body_limits import install_body_limits
 from backend.web.routes import analysis as analysis_routes
 from backend.web.routes import catalogue as message_routes
 from backend.web.routes import jobs as job_routes
+from backend.web.routes import login as login_routes
 from backend.web.routes import monitor as monitor_routes
 from backend.web.routes.frontend import build_router as build_frontend_router
 
@@ -183,12 +185,12 @@ def create_app(settings: Settings | None = None, analysis: AnalysisService | Non
     app.include_router(analysis_routes.router)
     app.include_router(monitor_routes.router)
     app.include_router(message_routes.router)
-    app.include_router(auth.router)
+    app.include_router(login_routes.router)
     app.include_router(build_frontend_router())
     app.mount(UPLOADS_URL, StaticFiles(directory=settings.uploads_dir), name="uploads")
     app.mount(OUTPUTS_URL, StaticFiles(directory=settings.outputs_dir), name="outputs")
     install_body_limits(app, settings)  # before auth, so it runs after the token check
-    auth.install_auth(app, settings)
+    install_auth(app, settings)
     app.add_middleware(_LoopbackOnlyWithoutToken, settings=settings)
     return app
 

@@ -10,7 +10,7 @@ import pytest
 import websockets
 
 from backend.utils.config import Settings
-from backend.web.auth import HostPolicy, split_host
+from backend.web.access_policy import HostPolicy, split_host
 from tests.helpers.images import encoded, scene
 from tests.helpers.server import StudioServer
 

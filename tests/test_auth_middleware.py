@@ -12,7 +12,10 @@ from starlette.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
 from backend.utils.config import Settings
-from backend.web.auth import COOKIE_NAME, FailureLimiter, install_auth, router, tokens_equal
+from backend.web.access_policy import FailureLimiter, tokens_equal
+from backend.web.auth_middleware import install_auth
+from backend.web.request_info import COOKIE_NAME
+from backend.web.routes.login import router
 
 TOKEN = "s3cret-token-for-tests"
 

@@ -12,7 +12,7 @@ import websockets
 from starlette.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
-from backend.web.auth import COOKIE_NAME
+from backend.web.request_info import COOKIE_NAME
 from tests.helpers.server import StudioServer
 from tests.test_auth_middleware import TOKEN, make_app
 

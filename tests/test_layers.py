@@ -136,7 +136,7 @@ def test_every_module_is_in_a_layer_its_folder_says():
     # A new folder under backend/ must be given a layer here (layer_of fails on it) before it counts.
     layers = {name: layer_of(name) for name in backend_modules()}
     assert layers["backend.app"] == ENTRY and layers["backend.__main__"] == ENTRY
-    assert layers["backend.web.auth"] == WEB and layers["backend.web.routes.jobs"] == WEB
+    assert layers["backend.web.auth_middleware"] == WEB and layers["backend.web.routes.jobs"] == WEB
     assert layers["backend.jobs.queue"] == JOBS and layers["backend.jobs.analyzers.service"] == JOBS
     assert layers["backend.pipeline.framepack.loop"] == PIPELINE
     assert layers["backend.utils.progress"] == HELPERS and layers["backend.utils.config"] == HELPERS
@@ -259,7 +259,7 @@ def test_web_and_job_layers_import_and_run_a_job_without_torch(tmp_path):
     assert done.returncode == 0, done.stderr[-4000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert "backend.web.routes.jobs" in result["imported"] and "backend.jobs.analyzers.service" in result["imported"]
-    assert "backend.web.auth" in result["imported"]
+    assert "backend.web.auth_middleware" in result["imported"] and "backend.web.routes.login" in result["imported"]
     assert result["torch"] == []
     # The whole path of a morph job (queue, runner, joiner, store, events) needs no torch either.
     assert (result["status"], result["error"]) == ("completed", None)

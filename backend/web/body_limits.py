@@ -26,7 +26,7 @@ from backend.contracts import messages
 from backend.contracts.errors import StudioError
 from backend.utils.config import Settings
 from backend.web import error_responses as errors
-from backend.web.auth import ASGIApp, Message, Receive, Scope, Send, limit_key
+from backend.web.request_info import ASGIApp, Message, Receive, Scope, Send, limit_key
 
 UPLOAD_PATH = "/api/uploads"
 # Multipart framing around each file is small; this bounds an upload before any byte is parsed.
