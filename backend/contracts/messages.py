@@ -421,6 +421,28 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "to a folder the studio's user can write",
         "ko": "데이터 폴더를 만들 수 없습니다: STUDIO_DATA_DIR을 쓰기 가능한 폴더로 지정하세요",
     },
+    # --- the store ----------------------------------------------------------------------------
+    "store_newer_schema": {
+        "en": "the database {path} was written by a newer version of the studio (schema {version}, this one "
+        "knows {known}): update the studio, or set STUDIO_DATA_DIR to another folder",
+        "ko": "더 새로운 버전의 스튜디오가 만든 데이터베이스입니다 ({path}, 스키마 {version}, 이 버전은 {known}까지): "
+        "스튜디오를 업데이트하거나 STUDIO_DATA_DIR을 다른 폴더로 지정하세요",
+    },
+    "store_damaged": {
+        "en": "the studio's database {path} is damaged ({cause}). Stop the studio, move that file aside (keep it: "
+        "`sqlite3 {name} .recover` may save its jobs) and start again; a new empty database is made, the "
+        "images and videos in STUDIO_DATA_DIR ({folder}) stay.",
+        "ko": "데이터베이스 파일 {path}이(가) 손상되었습니다 ({cause}). 스튜디오를 멈추고 파일을 다른 곳으로 옮긴 뒤 "
+        "(`sqlite3 {name} .recover`로 작업을 살릴 수 있으니 보관하세요) 다시 시작하세요. 새 데이터베이스가 만들어지고 "
+        "STUDIO_DATA_DIR({folder})의 이미지와 영상은 그대로 남습니다.",
+    },
+    "store_unwritable": {
+        "en": "the studio cannot write its database {path} ({cause}). STUDIO_DATA_DIR ({folder}) must be a folder "
+        "the studio's user can write (the database, its -wal and -shm files and new uploads live there): fix "
+        "its permissions or free space, or set STUDIO_DATA_DIR to a writable folder.",
+        "ko": "데이터베이스 {path}에 쓸 수 없습니다 ({cause}). STUDIO_DATA_DIR({folder}) 폴더의 쓰기 권한이나 여유 "
+        "공간을 확인하거나 쓰기 가능한 폴더로 지정하세요.",
+    },
 }
 
 # Codes that are never an HTTP error answer: what a failed job says, warnings, suggestions, the

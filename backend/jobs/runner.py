@@ -116,7 +116,7 @@ class JobRunner:
     # --- takes --------------------------------------------------------------------------------
     def _take_ready(self, take: dict) -> bool:
         return (
-            take["status"] == SegmentStatus.done
+            take["status"] == TakeStatus.done
             and bool(take.get("path"))
             and resolve_stored(self.settings, take["path"]).exists()
         )
@@ -142,7 +142,7 @@ class JobRunner:
         prompt = (seg.get("prompt_english") or take.get("prompt")) if take.get("prompt") else None
         if prompt is None:
             prompt = prompts[index]["english"] if index < len(prompts) else ""
-        self.store.set_take(job_id, index, k, SegmentStatus.running)
+        self.store.set_take(job_id, index, k, TakeStatus.running)
         self.store.set_segment(job_id, index, SegmentStatus.running)
         task = TransitionTask(
             job_id=job_id,
@@ -172,7 +172,7 @@ class JobRunner:
             partial.unlink(missing_ok=True)
             made = True
         except JobCancelled:
-            self.store.set_take(job_id, index, k, SegmentStatus.pending)
+            self.store.set_take(job_id, index, k, TakeStatus.pending)
             raise
         except BaseException:
             self.store.set_take(job_id, index, k, TakeStatus.failed)
@@ -180,7 +180,7 @@ class JobRunner:
         finally:
             report.end(index, made)
         self.store.set_take(
-            job_id, index, k, SegmentStatus.done, stored_path(self.settings, path), len(clip), score.to_dict()
+            job_id, index, k, TakeStatus.done, stored_path(self.settings, path), len(clip), score.to_dict()
         )
         self.publish(
             JobSegmentEvent(

@@ -25,7 +25,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from backend.contracts.models import JobStatus, SegmentStatus
+from backend.contracts.errors import StudioError
+from backend.contracts.models import JobStatus, SegmentStatus, TakeStatus
 from backend.utils.files import data_relative
 
 log = logging.getLogger(__name__)
@@ -106,8 +107,9 @@ def take_seed(seed: int, take: int) -> int:
     return (int(seed) + 1_000_003 * (take - 1)) % 2**31
 
 
-class StoreError(RuntimeError):
-    """The database cannot be opened or written; the message says which file and what to do."""
+class StoreError(StudioError, RuntimeError):
+    """The database cannot be opened or written; the catalogue's sentence says which file and what
+    to do."""
 
 
 # --- migrations: index + 1 is the schema version each one brings the file to -----------------
@@ -224,12 +226,7 @@ def _refuse_newer(conn: sqlite3.Connection, path: Path) -> int:
     journal mode, is written to it, so that studio finds it exactly as it left it."""
     version = conn.execute("PRAGMA user_version").fetchone()[0]
     if version > SCHEMA_VERSION:
-        raise StoreError(
-            f"the database {path} was written by a newer version of the studio (schema {version}, "
-            f"this one knows {SCHEMA_VERSION}): update the studio, or set STUDIO_DATA_DIR to another "
-            f"folder / 더 새로운 버전의 스튜디오가 만든 데이터베이스입니다: 스튜디오를 업데이트하거나 "
-            f"STUDIO_DATA_DIR을 다른 폴더로 지정하세요"
-        )
+        raise StoreError("store_newer_schema", path=str(path), version=version, known=SCHEMA_VERSION)
     return version
 
 
@@ -248,22 +245,11 @@ def _migrate(conn: sqlite3.Connection, data_dir: Path, path: Path) -> None:
             log.info("database %s migrated to schema %d", path, target)
 
 
-def _open_hint(path: Path, exc: BaseException) -> str:
+def _open_error(path: Path, exc: BaseException) -> StoreError:
     text = str(exc)
     if isinstance(exc, sqlite3.DatabaseError) and any(s in text for s in ("not a database", "malformed", "corrupt")):
-        return (
-            f"the studio's database {path} is damaged ({text}). Stop the studio, move that file "
-            f"aside (keep it: `sqlite3 {path.name} .recover` may save its jobs) and start again; a new "
-            f"empty database is made, the images and videos in STUDIO_DATA_DIR ({path.parent}) stay. / "
-            f"데이터베이스 파일이 손상되었습니다. 스튜디오를 멈추고 파일을 다른 곳으로 옮긴 뒤 다시 시작하세요"
-        )
-    return (
-        f"the studio cannot write its database {path} ({text}). STUDIO_DATA_DIR ({path.parent}) must be "
-        f"a folder the studio's user can write (the database, its -wal and -shm files and new uploads "
-        f"live there): fix its permissions or free space, or set STUDIO_DATA_DIR to a writable folder. / "
-        f"데이터베이스에 쓸 수 없습니다: STUDIO_DATA_DIR 폴더의 쓰기 권한이나 여유 공간을 확인하거나 "
-        f"쓰기 가능한 폴더로 지정하세요"
-    )
+        return StoreError("store_damaged", path=str(path), cause=text, name=path.name, folder=str(path.parent))
+    return StoreError("store_unwritable", path=str(path), cause=text, folder=str(path.parent))
 
 
 class Store:
@@ -274,7 +260,7 @@ class Store:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
         except (OSError, sqlite3.Error) as exc:
-            raise StoreError(_open_hint(path, exc)) from exc
+            raise _open_error(path, exc) from exc
         try:
             self._conn.row_factory = sqlite3.Row
             _refuse_newer(self._conn, path)
@@ -288,7 +274,7 @@ class Store:
             self._conn.execute("ROLLBACK")
         except (OSError, sqlite3.Error) as exc:
             self._conn.close()
-            raise StoreError(_open_hint(path, exc)) from exc
+            raise _open_error(path, exc) from exc
         except StoreError:
             self._conn.close()
             raise
@@ -379,7 +365,7 @@ class Store:
                                 take.get("seconds"),
                                 take.get("strength"),
                                 json.dumps(take),
-                                SegmentStatus.pending,
+                                TakeStatus.pending,
                                 0,
                                 now,
                             ),
@@ -521,7 +507,7 @@ class Store:
                         params.get("seconds"),
                         params.get("strength"),
                         json.dumps(params),
-                        SegmentStatus.pending,
+                        TakeStatus.pending,
                         0,
                         time.time(),
                     ),
@@ -537,7 +523,7 @@ class Store:
         job_id: str,
         idx: int,
         take: int,
-        status: str,
+        status: TakeStatus,
         path: str | None = None,
         frames: int | None = None,
         score: dict | None = None,
@@ -579,7 +565,8 @@ class Store:
     def retry_failed_takes(self, job_id: str) -> None:
         """A retried job makes its failed takes again."""
         self._exec(
-            "UPDATE takes SET status = ? WHERE job_id = ? AND status = 'failed'", (SegmentStatus.pending, job_id)
+            "UPDATE takes SET status = ? WHERE job_id = ? AND status = ?",
+            (TakeStatus.pending, job_id, TakeStatus.failed),
         )
 
     def set_take_params(self, job_id: str, idx: int, take: int, params: dict) -> None:

@@ -82,6 +82,10 @@ STATUS: dict[str, int] = {
     "analyze_too_many_images": 400,
     "analyze_bad_id": 400,
     "analyze_upload_missing": 404,
+    # The data folder's database: answered when a request meets it (the start ends with it instead).
+    "store_newer_schema": 503,
+    "store_damaged": 503,
+    "store_unwritable": 503,
 }
 
 
