@@ -235,7 +235,7 @@ class UploadReceiver:
         except (OSError, SyntaxError, ValueError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
             raise UploadError("image_corrupt", name=name, error=str(exc)) from exc
         upload_id = new_id()
-        # Written under .incoming and synced; `publish` renames it into place after its row exists.
+        # Written under .incoming and synced; `move_into_place` renames it there after its row exists.
         staged = self.incoming / upload_name(upload_id)
         self._written.append(staged)
         with open(staged, "wb") as fh:
@@ -244,7 +244,7 @@ class UploadReceiver:
             os.fsync(fh.fileno())
         return StoredUpload(upload_id, name, upright.width, upright.height, staged.stat().st_size)
 
-    def publish(self, item: StoredUpload) -> None:
+    def move_into_place(self, item: StoredUpload) -> None:
         """Moves a stored image where it is served; call once its row is saved."""
         target = upload_path(self.settings, item.id)
         self._written.append(target)

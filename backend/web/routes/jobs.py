@@ -111,7 +111,7 @@ async def upload_images(request: Request):
     try:
         for item in stored:
             store.add_upload(item.id, item.filename, item.width, item.height, item.bytes)
-            receiver.publish(item)
+            receiver.move_into_place(item)
     except Exception as exc:
         receiver.discard()
         try:  # all or nothing: rows already written go with their files
