@@ -49,7 +49,7 @@ class Reporter:
         hooks: JobHooks,
         start_progress: float,
         weights: dict[str, float],
-        segment_weights: list[float],
+        transition_weights: list[float],
     ) -> None:
         self.hooks = hooks
         self.job_id = job_id
@@ -57,8 +57,8 @@ class Reporter:
         self.started = time.monotonic()
         self.start_progress = start_progress
         self.weights = weights
-        self.segment_weights = segment_weights
-        self.segment = 0  # the transition a report without one of its own belongs to
+        self.transition_weights = transition_weights
+        self.transition = 0  # the transition a report without one of its own belongs to
         self.progress = start_progress
         self.fractions: dict[int, float] = {}
         self.running: set[int] = set()
@@ -68,7 +68,7 @@ class Reporter:
         self._last_key: tuple = ()
         self.current: dict[str, Any] = {}
 
-    def for_segment(self, index: int) -> Callable[[Progress], None]:
+    def for_transition(self, index: int) -> Callable[[Progress], None]:
         """The callback one transition's take reports through."""
         return lambda p: self.report(p, index)
 
@@ -84,17 +84,17 @@ class Reporter:
             if done:
                 self.fractions[index] = 1.0
 
-    def overall(self, stage: str, fraction: float, segment: int | None = None) -> float:
+    def overall(self, stage: str, fraction: float, transition: int | None = None) -> float:
         w = self.weights
         if stage in ("generate", "load"):
-            here = self.segment if segment is None else segment
+            here = self.transition if transition is None else transition
             if stage == "generate":
                 # Best of K: the next take of a transition starts its fraction afresh; the bar never
                 # goes back (`progress` is a running maximum).
                 self.fractions[here] = fraction
             done = sum(
-                weight * (1.0 if i < self.segment and i not in self.fractions else self.fractions.get(i, 0.0))
-                for i, weight in enumerate(self.segment_weights)
+                weight * (1.0 if i < self.transition and i not in self.fractions else self.fractions.get(i, 0.0))
+                for i, weight in enumerate(self.transition_weights)
             )
             return w["generate"] * done
         if stage == "join":
@@ -104,7 +104,7 @@ class Reporter:
     def __call__(self, p: Progress) -> None:
         self.report(p, None)
 
-    def report(self, p: Progress, segment: int | None) -> None:
+    def report(self, p: Progress, transition: int | None) -> None:
         if self.token.event.is_set():
             raise JobCancelled(self.token.reason)
         detail = dict(p.detail)
@@ -113,9 +113,9 @@ class Reporter:
             return
         preview = detail.pop("preview_frames", None)
         with self._lock:
-            index = self.segment if segment is None else segment
+            index = self.transition if transition is None else transition
             stage = "postprocess" if p.stage in POST_STAGES else p.stage
-            if segment is not None and stage in ("generate", "load"):
+            if transition is not None and stage in ("generate", "load"):
                 self.running.add(index)
             fraction = p.fraction if stage != "postprocess" else detail.get("overall", p.fraction)
             self.progress = max(self.progress, min(1.0, self.overall(stage, fraction, index)))
@@ -126,7 +126,7 @@ class Reporter:
             generating = stage in ("generate", "load")
             self.current = {
                 "segment": index + 1 if generating else None,
-                "segments": len(self.segment_weights),
+                "segments": len(self.transition_weights),
                 "section": detail.get("section"),
                 "sections": detail.get("sections"),
                 "step": detail.get("step"),
@@ -144,7 +144,7 @@ class Reporter:
             if save:
                 self._last_db = now
             progress = self.progress
-        # The last section's preview would be the whole segment, which is written as its own file
+        # The last section's preview would be the whole take, which is written as its own file
         # right after; the runner points the preview there instead of encoding it twice.
         if preview is not None and detail.get("section") != detail.get("sections"):
             self.hooks.write_preview(self.job_id, index, detail.get("section") or 0, preview)

@@ -1,7 +1,7 @@
 """Runs one job from its stored state to its final video, on the GPU worker thread.
 
-Every finished segment is written to disk and marked in SQLite before the next one starts, so a
-job that is interrupted (crash, kill, restart) resumes at the first segment not yet done. Stages
+Every finished take is written to disk and marked in SQLite before the next one starts, so a
+job that is interrupted (crash, kill, restart) resumes at the first take not yet done. Stages
 report through the one `ProgressCallback`; this module turns those reports into job state,
 preview files and WebSocket events, and raises `JobCancelled` from the callback when asked to stop.
 """
@@ -159,7 +159,7 @@ class JobRunner:
         report.begin(index)
         made = False
         try:
-            clip = self.workers.generate(task, report.for_segment(index), token)
+            clip = self.workers.generate(task, report.for_transition(index), token)
             path = take_path(output_dir(self.settings, job_id), index, k)
             partial = partial_path(path)
             with VideoWriter(partial, params["fps"], crf=max(0, params["crf"] - 4), preset="veryfast") as writer:
@@ -314,8 +314,8 @@ class JobRunner:
         weights = WEIGHTS_POST if posting else WEIGHTS_PLAIN
         seg_params = params["segments"]
         total_cost = sum(s["sections"] for s in seg_params)
-        segment_weights = [s["sections"] / total_cost for s in seg_params]
-        report = self.reporter(job_id, token, job.get("progress") or 0.0, weights, segment_weights)
+        transition_weights = [s["sections"] / total_cost for s in seg_params]
+        report = self.reporter(job_id, token, job.get("progress") or 0.0, weights, transition_weights)
         folder = output_dir(self.settings, job_id)
         folder.mkdir(parents=True, exist_ok=True)
         for stale in folder.glob(WAITING_GLOB):  # clips a run cut off (kill -9) held for its join
@@ -359,7 +359,7 @@ class JobRunner:
                 self._make_parallel(job, todo, frames, prompts, params, report, token, joiner)
             else:
                 for index in range(len(seg_params)):
-                    report.segment = index
+                    report.transition = index
                     made = []
                     for take in todo[index]:
                         clip = self._make_take(job, index, take, frames, prompts, params, report, token)
@@ -369,7 +369,7 @@ class JobRunner:
                     self._pick(job_id, index, made)
             # No engine.release() here: the model and its allocator cache serve the next job as
             # they are, and a gc pass holds the GIL long enough to stall the event loop (0.3 s).
-            report.segment = len(seg_params)
+            report.transition = len(seg_params)
             paths = [resolve_stored(self.settings, s["path"]) for s in self.store.segments(job_id)]
             if joiner is not None:
                 joiner.finish()
