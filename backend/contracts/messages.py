@@ -235,6 +235,12 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "en": "job {job_id} cannot be rebuilt: transition {index} has no finished take chosen",
         "ko": "작업 {job_id}을(를) 다시 만들 수 없습니다: 전환 {index}에 완성된 테이크가 선택되지 않았습니다",
     },
+    "take_limit_reached": {
+        "en": "transition {index} of job {job_id} already keeps {limit} takes, the most it may: delete a take "
+        "to make another",
+        "ko": "작업 {job_id}의 전환 {index}에는 이미 최대 {limit}개의 테이크가 있습니다: 새로 만들려면 테이크를 "
+        "하나 삭제하세요",
+    },
     "job_broken_no_takes": {
         "en": "job {job_id}'s stored record is damaged: its takes cannot be changed",
         "ko": "작업 {job_id}의 저장된 기록이 손상되어 테이크를 바꿀 수 없습니다",
@@ -422,6 +428,18 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "ko": "데이터 폴더를 만들 수 없습니다: STUDIO_DATA_DIR을 쓰기 가능한 폴더로 지정하세요",
     },
     # --- the store ----------------------------------------------------------------------------
+    "edit_cancelled": {
+        "en": "The re-roll or rebuild was cancelled; the video stays as it was.",
+        "ko": "다시 만들기가 취소되었습니다. 영상은 그대로입니다.",
+    },
+    "edit_failed": {
+        "en": "The re-roll or rebuild failed; the video stays as it was. {reason}",
+        "ko": "다시 만들기에 실패했습니다. 영상은 그대로입니다. {reason}",
+    },
+    "job_record_damaged": {
+        "en": "this job's stored record is damaged ({problems}); it cannot run or be retried: delete it",
+        "ko": "저장된 작업 기록이 손상되어 ({problems}) 실행하거나 다시 시도할 수 없습니다: 삭제해 주세요",
+    },
     "store_newer_schema": {
         "en": "the database {path} was written by a newer version of the studio (schema {version}, this one "
         "knows {known}): update the studio, or set STUDIO_DATA_DIR to another folder",
@@ -479,6 +497,9 @@ NOTES = frozenset(
         "suggest_pair_similar",
         "suggest_pair_moderate",
         "data_dir_unusable",
+        "job_record_damaged",
+        "edit_cancelled",
+        "edit_failed",
         "stage_face_restore",
         "stage_upscale",
         "stage_interpolate",

@@ -34,12 +34,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from backend.contracts import messages
 from backend.contracts.events import (
     JobCancelledEvent,
     JobCompletedEvent,
     JobDeletedEvent,
     JobFailedEvent,
     JobStartedEvent,
+    JobTakesEvent,
     JobWarningEvent,
 )
 from backend.contracts.models import UNFINISHED, WAITING, JobStatus, LaneStatus, TakeStatus, WorkerStatus
@@ -51,7 +53,7 @@ from backend.jobs.views import JobViews
 from backend.pipeline.engines import Engines
 from backend.utils.config import Settings
 from backend.utils.daemon_executor import DaemonExecutor
-from backend.utils.files import output_dir, upload_path
+from backend.utils.files import output_dir, partial_path, resolve_stored, tagged_path, take_path, upload_path
 from backend.utils.progress import JobCancelled
 
 log = logging.getLogger(__name__)
@@ -433,6 +435,10 @@ class Lanes:
         job_id = job["id"]
         lane = self.lane(job["engine"])
         token = lane.jobs[job_id]
+        make_takes = (job.get("current") or {}).get("run") != "rebuild"
+        # A re-roll or rebuild of a job that has its video is an edit: cancelling or failing it
+        # ends the edit, not the job, which keeps its video.
+        editing = bool(job.get("video_path")) and resolve_stored(self.settings, job["video_path"]).exists()
         try:
             self.store.update_job(
                 job_id,
@@ -445,12 +451,15 @@ class Lanes:
             self.views.emit(JobStartedEvent, job_id)
             await self._translate(self.store.get_job(job_id))
             await loop.run_in_executor(lane.executor, self.workers.before_job, job["engine"])
-            await loop.run_in_executor(lane.executor, self.runner.run, job_id, token)
+            await loop.run_in_executor(lane.executor, self.runner.run, job_id, token, make_takes)
         except JobCancelled:
             if token.reason == "shutdown":
                 await self._save(lane, job_id, status=JobStatus.interrupted, stage="interrupted")
                 return
-            await self._save(lane, job_id, status=JobStatus.cancelled, stage="cancelled", finished_at=time.time())
+            if editing:
+                await self._end_edit(lane, job_id, None)
+            else:
+                await self._save(lane, job_id, status=JobStatus.cancelled, stage="cancelled", finished_at=time.time())
             self.views.emit(JobCancelledEvent, job_id)
             await self._release_quietly(loop, lane, job["engine"])
         except asyncio.CancelledError:
@@ -464,13 +473,46 @@ class Lanes:
             raise
         except Exception as exc:
             log.error("job %s failed:\n%s", job_id, traceback.format_exc())
-            await self._fail(lane, job_id, exc)
+            if editing:
+                await self._end_edit(lane, job_id, exc)
+                self.views.emit(JobTakesEvent, job_id)
+            else:
+                await self._fail(lane, job_id, exc)
             await self._release_quietly(loop, lane, job["engine"])
         else:
             await self._save(
                 lane, job_id, status=JobStatus.completed, stage="done", progress=1.0, finished_at=time.time()
             )
             self.views.emit(JobCompletedEvent, job_id)
+
+    async def _end_edit(self, lane: Lane, job_id: str, exc: BaseException | None) -> None:
+        """A re-roll or rebuild that was cancelled (`exc` None) or failed: the job is completed again
+        with its video. A take cut off by the cancel is dropped with its files, so nothing makes it
+        later unasked; a take that failed stays, marked failed, and the failure is a warning."""
+        job = self.store.get_job(job_id) or {}
+        warnings = list(job.get("warnings") or [])
+        if exc is None:
+            for take in self.store.takes(job_id):
+                if take["status"] in (TakeStatus.pending, TakeStatus.running):
+                    self.store.delete_take(job_id, take["idx"], take["take"])
+                    path = take_path(output_dir(self.settings, job_id), take["idx"], take["take"])
+                    for leftover in (path, partial_path(path), tagged_path(path)):
+                        leftover.unlink(missing_ok=True)
+            warnings.append(messages.bilingual("edit_cancelled"))
+        else:
+            _, details, said = user_error(exc, job.get("stage"))
+            log.warning("job %s: its re-roll or rebuild failed (%s); the job keeps its video", job_id, details)
+            warnings.append(messages.bilingual("edit_failed", {"reason": said}))
+        await self._save(
+            lane,
+            job_id,
+            status=JobStatus.completed,
+            stage="done",
+            progress=1.0,
+            finished_at=time.time(),
+            warnings=warnings,
+            current=None,
+        )
 
     async def _release_quietly(self, loop: asyncio.AbstractEventLoop, lane: Lane, engine: str) -> None:
         try:

@@ -9,13 +9,16 @@ on its lane when there is work, and sends the job's view as an event.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
 import secrets
+import sqlite3
 import time
 from typing import Any
 
 from backend.contracts import messages
-from backend.contracts.errors import JobError
+from backend.contracts.errors import JobError, StudioError
 from backend.contracts.events import JobCancelledEvent, JobQueuedEvent, JobTakesEvent
 from backend.contracts.models import (
     RETRYABLE,
@@ -36,17 +39,39 @@ from backend.jobs.cluster.task import Workers
 from backend.jobs.fanout import WebSocketManager
 from backend.jobs.lanes import Lanes, PromptService
 from backend.jobs.runner import JobRunner
-from backend.jobs.store import BROKEN_STAGE, Store
+from backend.jobs.store import BROKEN_STAGE, Store, StoreError
 from backend.jobs.views import JobViews
 from backend.pipeline.engines import Engines, not_ready_reason, runnable
 from backend.utils.config import Settings
-from backend.utils.files import resolve_stored, upload_path
+from backend.utils.files import partial_path, resolve_stored, tagged_path, upload_path
+from backend.utils.storage import StorageFull, check_space, is_disk_full
 
 log = logging.getLogger(__name__)
 
 ANALYSIS_DEFAULTS_NOTE = messages.bilingual("analysis_defaults_used")
 
 __all__ = ["JobError", "JobQueue"]
+
+
+def storing(command):
+    """A command's writes meet the data folder: a full disk answers 507 (`disk_full`), any other
+    failing folder (read-only, gone, a damaged database) 503 naming it, never a bare 500."""
+
+    @functools.wraps(command)
+    async def run(self: JobQueue, *args, **kwargs):
+        try:
+            return await command(self, *args, **kwargs)
+        except StudioError:
+            raise
+        except (sqlite3.Error, OSError) as exc:
+            if is_disk_full(exc):
+                raise StorageFull() from exc
+            log.error("%s could not reach the data folder: %s", command.__name__, exc)
+            raise StoreError(
+                "store_unwritable", path=str(self.store.path), cause=str(exc), folder=str(self.settings.data_dir)
+            ) from exc
+
+    return run
 
 
 class JobQueue:
@@ -141,6 +166,7 @@ class JobQueue:
             extra={"engine": engine, "missing": state.get("missing"), "fix": state.get("fix")},
         )
 
+    @storing
     async def submit(self, request: JobCreate) -> JobCreated:
         warnings: list[str] = []
         if request.engine:
@@ -176,6 +202,7 @@ class JobQueue:
         self.views.emit(JobQueuedEvent, job_id)
         return JobCreated(id=job_id, status=JobStatus.queued)
 
+    @storing
     async def cancel(self, job_id: str) -> JobView:
         job = self.views.require(job_id)
         if job["status"] in WAITING:
@@ -187,6 +214,7 @@ class JobQueue:
             raise JobError("job_already_finished", job_id=job_id, status=job["status"])
         return self.views.get(job_id)
 
+    @storing
     async def retry(self, job_id: str) -> JobView:
         """Queues a failed or cancelled job again; its finished segments are kept and reused."""
         job = self.views.require(job_id)
@@ -219,18 +247,34 @@ class JobQueue:
             raise JobError("take_not_found", job_id=job_id, index=index, take=take)
         return row
 
-    def _queue_again(self, job: dict) -> None:
-        """Back on its lane: the runner makes the pending takes (none for a rebuild), joins the
-        chosen ones and post-processes."""
+    async def _check_space(self) -> None:
+        """The free-space floor and the quota that new uploads and jobs obey (507)."""
+        await asyncio.to_thread(check_space, self.settings)
+
+    def _queue_again(self, job: dict, make_takes: bool = True) -> None:
+        """Back on its lane: the runner makes the pending takes (none for a rebuild: `make_takes`
+        False, so a take left pending is never made by it), joins the chosen ones and
+        post-processes. The job's finished video stays shown meanwhile."""
         self.store.update_job(
-            job["id"], status=JobStatus.queued, stage="queued", error=None, finished_at=None, progress=0.0
+            job["id"],
+            status=JobStatus.queued,
+            stage="queued",
+            error=None,
+            finished_at=None,
+            progress=0.0,
+            current={"run": "takes" if make_takes else "rebuild"},
         )
         self.lanes.put(job["engine"], job["id"])
         self.views.emit(JobQueuedEvent, job["id"])
 
+    @storing
     async def new_take(self, job_id: str, index: int, body: TakeCreate) -> JobView:
         job = self._editable(job_id, index)
         self._refuse_unready(job["engine"])
+        limit = self.settings.max_takes_kept
+        if len(self.store.takes(job_id, index)) >= limit:
+            raise JobError("take_limit_reached", job_id=job_id, index=index, limit=limit)
+        await self._check_space()
         if body.seconds is not None and body.seconds > self.settings.max_seconds_per_transition:
             raise JobError("job_too_many_seconds", limit=messages.num(self.settings.max_seconds_per_transition))
         seg = dict(job["params"]["segments"][index])
@@ -248,6 +292,7 @@ class JobQueue:
         self._queue_again(job)
         return self.views.get(job_id)
 
+    @storing
     async def choose_take(self, job_id: str, index: int, take: int) -> JobView:
         self._editable(job_id, index)
         row = self._take(job_id, index, take)
@@ -257,6 +302,7 @@ class JobQueue:
         self.views.emit(JobTakesEvent, job_id)
         return self.views.get(job_id)
 
+    @storing
     async def delete_take(self, job_id: str, index: int, take: int) -> JobView:
         self._editable(job_id, index)
         row = self._take(job_id, index, take)
@@ -266,12 +312,20 @@ class JobQueue:
             raise JobError("take_is_chosen", index=index, take=take)
         self.store.delete_take(job_id, index, take)
         if row.get("path"):
-            resolve_stored(self.settings, row["path"]).unlink(missing_ok=True)
+            path = resolve_stored(self.settings, row["path"])
+            for leftover in (path, partial_path(path), tagged_path(path)):
+                leftover.unlink(missing_ok=True)
+            job = self.store.get_job(job_id) or {}
+            if job.get("preview_path") == row["path"]:  # the preview showed this take: show the pick
+                chosen = next((s for s in self.store.segments(job_id) if s["idx"] == index), None)
+                self.store.update_job(job_id, preview_path=(chosen or {}).get("path"))
         self.views.emit(JobTakesEvent, job_id)
         return self.views.get(job_id)
 
+    @storing
     async def rebuild(self, job_id: str) -> JobView:
         job = self._editable(job_id)
+        await self._check_space()
         chosen = {s["idx"]: s for s in self.store.segments(job_id)}
         for index in range(len(job["params"]["segments"])):
             ready = [
@@ -281,9 +335,10 @@ class JobQueue:
             ]
             if not ready or not resolve_stored(self.settings, ready[0]["path"]).exists():
                 raise JobError("job_not_rebuildable", job_id=job_id, index=index)
-        self._queue_again(job)
+        self._queue_again(job, make_takes=False)
         return self.views.get(job_id)
 
+    @storing
     async def delete(self, job_id: str) -> None:
         self.views.require(job_id)
         if not self.lanes.cancel_running(job_id, then_delete=True):

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from backend.contracts.errors import InputMissing
+from backend.contracts.errors import InputMissing, JobError
 from backend.contracts.events import JobEvent, JobPreviewEvent, JobSegmentEvent, JobWarningEvent
 from backend.contracts.models import SegmentStatus, TakeStatus
 from backend.jobs.cluster.local import LocalWorkers
@@ -41,7 +41,9 @@ from backend.utils.files import (
     preview_path,
     resolve_stored,
     stored_path,
+    tagged_path,
     take_path,
+    unfinished_files,
     upload_path,
     waiting_path,
 )
@@ -158,14 +160,13 @@ class JobRunner:
         )
         report.begin(index)
         made = False
+        path = take_path(output_dir(self.settings, job_id), index, k)
+        partial, tagged = partial_path(path), tagged_path(path)
         try:
             clip = self.workers.generate(task, report.for_transition(index), token)
-            path = take_path(output_dir(self.settings, job_id), index, k)
-            partial = partial_path(path)
             with VideoWriter(partial, params["fps"], crf=max(0, params["crf"] - 4), preset="veryfast") as writer:
                 writer.write(clip)
             score = self._score(partial, frames[index], frames[index + 1], params["fps"], token)
-            tagged = path.with_suffix(".tagged.mp4")
             summary = {"job": job_id, "transition": index + 1, "take": k, "seed": seg.get("seed"), **score.summary()}
             copy_with_metadata(partial, tagged, {"comment": json.dumps(summary, ensure_ascii=False)})
             tagged.replace(path)
@@ -179,6 +180,9 @@ class JobRunner:
             raise
         finally:
             report.end(index, made)
+            if not made:  # a take cut off mid-write leaves no half file behind
+                for leftover in (partial, tagged):
+                    leftover.unlink(missing_ok=True)
         self.store.set_take(
             job_id, index, k, TakeStatus.done, stored_path(self.settings, path), len(clip), score.to_dict()
         )
@@ -303,7 +307,9 @@ class JobRunner:
         return seams
 
     # --- the job ------------------------------------------------------------------------------
-    def run(self, job_id: str, token: CancelToken) -> None:
+    def run(self, job_id: str, token: CancelToken, make_takes: bool = True) -> None:
+        """Makes the job's takes still to make (none with `make_takes` False: a rebuild), joins the
+        chosen ones, post-processes, and stores the final file."""
         job = self.store.get_job(job_id)
         if job is None:
             return
@@ -318,7 +324,8 @@ class JobRunner:
         report = self.reporter(job_id, token, job.get("progress") or 0.0, weights, transition_weights)
         folder = output_dir(self.settings, job_id)
         folder.mkdir(parents=True, exist_ok=True)
-        for stale in folder.glob(WAITING_GLOB):  # clips a run cut off (kill -9) held for its join
+        # What a run cut off (kill -9) left: clips held for its join, files half written.
+        for stale in [*folder.glob(WAITING_GLOB), *unfinished_files(folder)]:
             stale.unlink(missing_ok=True)
 
         frames = self._load_frames(job, params)
@@ -346,6 +353,11 @@ class JobRunner:
                 for t in rows
                 if t not in ready and (t["status"] in (TakeStatus.pending, TakeStatus.running) or not ready)
             ]
+        if not make_takes:
+            missing = [i for i, rows in takes.items() if not any(self._take_ready(t) for t in rows)]
+            if missing:
+                raise JobError("job_not_rebuildable", job_id=job_id, index=missing[0])
+            todo = {i: [] for i in takes}
         fresh = all(todo[i] == takes[i] for i in takes)
         # A job run start to finish with one take per transition encodes its video as the segments
         # come; otherwise (a resume, a re-roll, best of K) the chosen takes' files are joined at the end.

@@ -16,6 +16,7 @@ left as it was.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import sqlite3
@@ -25,6 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from backend.contracts import messages
 from backend.contracts.errors import StudioError
 from backend.contracts.models import JobStatus, SegmentStatus, TakeStatus
 from backend.utils.files import data_relative
@@ -288,6 +290,20 @@ class Store:
         with self._lock:
             return self._conn.execute("PRAGMA user_version").fetchone()[0]
 
+    @contextlib.contextmanager
+    def _transaction(self):
+        """BEGIN IMMEDIATE … COMMIT under the lock; rolled back on any error. A BEGIN that fails
+        (a read-only or full data folder) raises its own error: there is nothing to roll back."""
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+                self._conn.execute("COMMIT")
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):
+                    self._conn.execute("ROLLBACK")
+                raise
+
     def _exec(self, sql: str, args: tuple = ()) -> sqlite3.Cursor:
         with self._lock:
             return self._conn.execute(sql, args)
@@ -328,52 +344,46 @@ class Store:
     ) -> None:
         """The job, its segment rows and `takes` pending takes per transition, each with its own seed."""
         now = time.time()
-        with self._lock:
-            self._conn.execute("BEGIN")
-            try:
-                self._conn.execute(
-                    "INSERT INTO jobs (id, created_at, status, engine, request, params, prompts, stage)"
-                    " VALUES (?,?,?,?,?,?,?,?)",
-                    (
-                        job_id,
-                        time.time(),
-                        JobStatus.queued,
-                        engine,
-                        json.dumps(request),
-                        json.dumps(params),
-                        json.dumps(prompts),
-                        "queued",
-                    ),
-                )
-                self._conn.executemany(
-                    "INSERT INTO segments (job_id, idx, status) VALUES (?,?,?)",
-                    [(job_id, i, SegmentStatus.pending) for i in range(segments)],
-                )
-                seg_params = params.get("segments") or []
-                for i in range(segments):
-                    seg = seg_params[i] if i < len(seg_params) else {}
-                    for k in range(1, takes + 1):
-                        take = dict(seg, seed=take_seed(seg.get("seed", 0), k))
-                        self._conn.execute(
-                            "INSERT INTO takes (job_id, idx, take, seed, seconds, strength, params, status,"
-                            " chosen, created_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
-                            (
-                                job_id,
-                                i,
-                                k,
-                                take["seed"],
-                                take.get("seconds"),
-                                take.get("strength"),
-                                json.dumps(take),
-                                TakeStatus.pending,
-                                0,
-                                now,
-                            ),
-                        )
-                self._conn.execute("COMMIT")
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
+        with self._transaction() as conn:
+            conn.execute(
+                "INSERT INTO jobs (id, created_at, status, engine, request, params, prompts, stage)"
+                " VALUES (?,?,?,?,?,?,?,?)",
+                (
+                    job_id,
+                    time.time(),
+                    JobStatus.queued,
+                    engine,
+                    json.dumps(request),
+                    json.dumps(params),
+                    json.dumps(prompts),
+                    "queued",
+                ),
+            )
+            conn.executemany(
+                "INSERT INTO segments (job_id, idx, status) VALUES (?,?,?)",
+                [(job_id, i, SegmentStatus.pending) for i in range(segments)],
+            )
+            seg_params = params.get("segments") or []
+            for i in range(segments):
+                seg = seg_params[i] if i < len(seg_params) else {}
+                for k in range(1, takes + 1):
+                    take = dict(seg, seed=take_seed(seg.get("seed", 0), k))
+                    conn.execute(
+                        "INSERT INTO takes (job_id, idx, take, seed, seconds, strength, params, status,"
+                        " chosen, created_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                        (
+                            job_id,
+                            i,
+                            k,
+                            take["seed"],
+                            take.get("seconds"),
+                            take.get("strength"),
+                            json.dumps(take),
+                            TakeStatus.pending,
+                            0,
+                            now,
+                        ),
+                    )
 
     def _job(self, row: dict[str, Any]) -> dict[str, Any]:
         """A job row decoded; a damaged one comes back failed/broken with the reason."""
@@ -401,6 +411,15 @@ class Store:
             if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
                 problems.append(f"'{key}' is not a number")
                 row[key] = 0 if key in ("created_at", "progress", "attempts") else None
+        segments = row["params"].get("segments")
+        if not isinstance(segments, list) or not all(isinstance(s, dict) for s in segments):
+            problems.append("'params' has no list of transitions")
+            row["params"] = {**row["params"], "segments": []}
+        if isinstance(row.get("id"), str) and self._raw(
+            "SELECT 1 FROM takes WHERE job_id = ? AND (typeof(idx) != 'integer' OR typeof(take) != 'integer') LIMIT 1",
+            (row["id"],),
+        ):
+            problems.append("a take's transition or number is not an integer")
         for key in ("status", "engine"):
             if not isinstance(row.get(key), str):
                 problems.append(f"'{key}' is not text")
@@ -412,10 +431,7 @@ class Store:
         return row
 
     def _mark_broken(self, row: dict[str, Any], problems: str) -> None:
-        reason = (
-            f"this job's stored record is damaged ({problems}); it cannot run or be retried: "
-            f"delete it / 저장된 작업 기록이 손상되어 실행하거나 다시 시도할 수 없습니다: 삭제해 주세요"
-        )
+        reason = messages.bilingual("job_record_damaged", {"problems": problems})
         if row.get("stage") != BROKEN_STAGE:
             log.error("job %s in %s is damaged (%s); marked failed", row.get("id"), self.path, problems)
             try:
@@ -488,34 +504,28 @@ class Store:
 
     def add_take(self, job_id: str, idx: int, params: dict, prompt: str | None = None) -> int:
         """A new pending take of one transition, numbered one past the highest there now."""
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                top = self._conn.execute(
-                    "SELECT COALESCE(MAX(take), 0) FROM takes WHERE job_id = ? AND idx = ?", (job_id, idx)
-                ).fetchone()[0]
-                take = top + 1
-                self._conn.execute(
-                    "INSERT INTO takes (job_id, idx, take, seed, prompt, seconds, strength, params, status,"
-                    " chosen, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                    (
-                        job_id,
-                        idx,
-                        take,
-                        params.get("seed"),
-                        prompt,
-                        params.get("seconds"),
-                        params.get("strength"),
-                        json.dumps(params),
-                        TakeStatus.pending,
-                        0,
-                        time.time(),
-                    ),
-                )
-                self._conn.execute("COMMIT")
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
+        with self._transaction() as conn:
+            top = conn.execute(
+                "SELECT COALESCE(MAX(take), 0) FROM takes WHERE job_id = ? AND idx = ?", (job_id, idx)
+            ).fetchone()[0]
+            take = top + 1
+            conn.execute(
+                "INSERT INTO takes (job_id, idx, take, seed, prompt, seconds, strength, params, status,"
+                " chosen, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                (
+                    job_id,
+                    idx,
+                    take,
+                    params.get("seed"),
+                    prompt,
+                    params.get("seconds"),
+                    params.get("strength"),
+                    json.dumps(params),
+                    TakeStatus.pending,
+                    0,
+                    time.time(),
+                ),
+            )
         return take
 
     def set_take(
@@ -537,25 +547,17 @@ class Store:
     def choose_take(self, job_id: str, idx: int, take: int) -> None:
         """Marks one finished take as the transition's pick; the segment row follows it, so the
         join and the job view read the chosen take's file."""
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                row = self._conn.execute(
-                    "SELECT path, frames FROM takes WHERE job_id = ? AND idx = ? AND take = ?", (job_id, idx, take)
-                ).fetchone()
-                if row is None:
-                    raise KeyError(take)
-                self._conn.execute(
-                    "UPDATE takes SET chosen = (take = ?) WHERE job_id = ? AND idx = ?", (take, job_id, idx)
-                )
-                self._conn.execute(
-                    "UPDATE segments SET status = ?, path = ?, frames = ? WHERE job_id = ? AND idx = ?",
-                    (SegmentStatus.done, row["path"], row["frames"], job_id, idx),
-                )
-                self._conn.execute("COMMIT")
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
+        with self._transaction() as conn:
+            row = conn.execute(
+                "SELECT path, frames FROM takes WHERE job_id = ? AND idx = ? AND take = ?", (job_id, idx, take)
+            ).fetchone()
+            if row is None:
+                raise KeyError(take)
+            conn.execute("UPDATE takes SET chosen = (take = ?) WHERE job_id = ? AND idx = ?", (take, job_id, idx))
+            conn.execute(
+                "UPDATE segments SET status = ?, path = ?, frames = ? WHERE job_id = ? AND idx = ?",
+                (SegmentStatus.done, row["path"], row["frames"], job_id, idx),
+            )
 
     def delete_take(self, job_id: str, idx: int, take: int) -> bool:
         return (

@@ -87,7 +87,8 @@ class JobViews:
             transitions=transitions,
             current=job.get("current"),
             preview_url=output_url(s, job.get("preview_path")),
-            video_url=output_url(s, job.get("video_path")) if job["status"] == JobStatus.completed else None,
+            # A job that has its video keeps showing it while a re-roll or rebuild runs.
+            video_url=output_url(s, job.get("video_path")),
             postprocess_report=job.get("postprocess_report"),
             warnings=job.get("warnings") or [],
             attempts=job.get("attempts") or 0,

@@ -113,6 +113,9 @@ class Settings(BaseSettings):
     max_seconds_per_transition: float = Field(20.0, validation_alias=_env("STUDIO_MAX_SECONDS_PER_TRANSITION"))
     # Most takes a job may ask for per transition (best of K): each one is a full generation.
     max_takes_per_transition: int = Field(4, ge=1, le=16, validation_alias=_env("STUDIO_MAX_TAKES_PER_TRANSITION"))
+    # Most takes one transition keeps, re-rolls included: a re-roll past it is refused (409) until a
+    # take is deleted, so one transition cannot fill the disk with attempts.
+    max_takes_kept: int = Field(8, ge=1, le=64, validation_alias=_env("STUDIO_MAX_TAKES_KEPT"))
     # New uploads and jobs are refused (507) while the data folder's disk has less free space than
     # this (0 = no floor), so running jobs and the database never meet a full disk.
     min_free_mb: float = Field(1024.0, ge=0, validation_alias=_env("STUDIO_MIN_FREE_MB"))

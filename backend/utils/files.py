@@ -55,6 +55,16 @@ def partial_path(path: Path) -> Path:
     return path.with_suffix(".partial.mp4")
 
 
+def tagged_path(path: Path) -> Path:
+    """Where a take is copied with its score in the file's tags, before it takes its own name."""
+    return path.with_suffix(".tagged.mp4")
+
+
+def unfinished_files(folder: Path) -> list[Path]:
+    """Files a write left behind when it was cut off (a failed or killed take, a join)."""
+    return [*folder.glob("*.partial.mp4"), *folder.glob("*.tagged.mp4")]
+
+
 def preview_path(folder: Path, index: int, section: int) -> Path:
     return folder / f"preview_{index:03d}_{section:02d}.mp4"
 

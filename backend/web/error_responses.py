@@ -74,6 +74,7 @@ STATUS: dict[str, int] = {
     "take_not_finished": 409,
     "take_is_chosen": 409,
     "take_is_last": 409,
+    "take_limit_reached": 409,
     "job_busy": 409,
     "job_not_rebuildable": 409,
     "job_broken_no_takes": 409,
