@@ -500,6 +500,9 @@ class Lanes:
                         leftover.unlink(missing_ok=True)
             warnings.append(messages.bilingual("edit_cancelled"))
         else:
+            for take in self.store.takes(job_id):  # what this edit was to make, and did not
+                if take["status"] in (TakeStatus.pending, TakeStatus.running):
+                    self.store.set_take(job_id, take["idx"], take["take"], TakeStatus.failed)
             _, details, said = user_error(exc, job.get("stage"))
             log.warning("job %s: its re-roll or rebuild failed (%s); the job keeps its video", job_id, details)
             warnings.append(messages.bilingual("edit_failed", {"reason": said}))
