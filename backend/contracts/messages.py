@@ -117,6 +117,11 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "en": "malformed upload: {error}",
         "ko": "업로드 형식이 잘못되었습니다",
     },
+    "upload_unterminated": {
+        "en": "the upload ended before its closing multipart boundary (it was cut off); nothing was kept, "
+        "send it again",
+        "ko": "업로드가 multipart 닫는 경계 전에 끝났습니다(전송이 끊겼습니다). 아무것도 저장하지 않았으니 다시 보내 주세요",
+    },
     # --- disk space -------------------------------------------------------------------------
     "disk_full": {
         "en": "the studio's disk is full: free space where STUDIO_DATA_DIR lives (delete old jobs or uploads) "

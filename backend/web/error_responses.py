@@ -45,6 +45,7 @@ STATUS: dict[str, int] = {
     "upload_no_image": 422,
     "upload_store_failed": 500,
     "upload_malformed": 400,
+    "upload_unterminated": 400,
     "disk_full": 507,
     "disk_low": 507,
     "quota_used": 507,
