@@ -154,6 +154,14 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "en": "too many uploads at once from this client (at most {limit}); wait for one to finish",
         "ko": "동시에 올리는 파일이 너무 많습니다. 잠시 후 다시 시도하세요",
     },
+    "header_too_slow": {
+        "en": "the request head (request line and headers) did not arrive within {s} s; send it again",
+        "ko": "요청 헤더가 {s}초 안에 도착하지 않았습니다. 다시 보내 주세요",
+    },
+    "connections_per_address": {
+        "en": "too many open connections from this address (at most {limit}); close some and try again",
+        "ko": "이 주소에서 열린 연결이 너무 많습니다 (최대 {limit}개). 일부를 닫고 다시 시도하세요",
+    },
     "uploads_busy": {
         "en": "the server is busy with other uploads; try again in a few seconds",
         "ko": "서버가 다른 업로드를 처리 중입니다. 잠시 후 다시 시도하세요",

@@ -53,6 +53,8 @@ STATUS: dict[str, int] = {
     "body_too_slow": 408,
     "uploads_per_client": 429,
     "uploads_busy": 503,
+    "header_too_slow": 408,
+    "connections_per_address": 429,
     "token_missing": 401,
     "token_wrong": 401,
     "login_limited": 429,
