@@ -47,6 +47,7 @@ def main(argv: list[str] | None = None) -> None:
     import uvicorn
 
     from backend.app import create_app
+    from backend.web.connections import protocol_class
 
     uvicorn.run(
         partial(create_app, settings),
@@ -62,6 +63,9 @@ def main(argv: list[str] | None = None) -> None:
         # SIGTERM/SIGINT: connections still open after this are closed, so a stop never waits
         # on a client (the job lanes bound their own wait, see JobQueue.stop).
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+        # uvicorn's own protocol plus a time limit on each request head and a cap on connections
+        # per address (STUDIO_HEADER_TIMEOUT_S, STUDIO_MAX_CONNECTIONS_PER_ADDRESS).
+        http=protocol_class(settings),
     )
 
 

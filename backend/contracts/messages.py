@@ -117,6 +117,11 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "en": "malformed upload: {error}",
         "ko": "업로드 형식이 잘못되었습니다",
     },
+    "upload_unterminated": {
+        "en": "the upload ended before its closing multipart boundary (it was cut off); nothing was kept, "
+        "send it again",
+        "ko": "업로드가 multipart 닫는 경계 전에 끝났습니다(전송이 끊겼습니다). 아무것도 저장하지 않았으니 다시 보내 주세요",
+    },
     # --- disk space -------------------------------------------------------------------------
     "disk_full": {
         "en": "the studio's disk is full: free space where STUDIO_DATA_DIR lives (delete old jobs or uploads) "
@@ -148,6 +153,14 @@ CATALOGUE: dict[str, dict[str, str]] = {
     "uploads_per_client": {
         "en": "too many uploads at once from this client (at most {limit}); wait for one to finish",
         "ko": "동시에 올리는 파일이 너무 많습니다. 잠시 후 다시 시도하세요",
+    },
+    "header_too_slow": {
+        "en": "the request head (request line and headers) did not arrive within {s} s; send it again",
+        "ko": "요청 헤더가 {s}초 안에 도착하지 않았습니다. 다시 보내 주세요",
+    },
+    "connections_per_address": {
+        "en": "too many open connections from this address (at most {limit}); close some and try again",
+        "ko": "이 주소에서 열린 연결이 너무 많습니다 (최대 {limit}개). 일부를 닫고 다시 시도하세요",
     },
     "uploads_busy": {
         "en": "the server is busy with other uploads; try again in a few seconds",

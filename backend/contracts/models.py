@@ -36,6 +36,11 @@ MAX_IMAGES_ANY_JOB = 1000
 MIN_IMAGES_PER_JOB = 2  # one transition needs two images
 MAX_PROMPT_CHARS = 2000
 MAX_TAKES_ANY_JOB = 16  # the request's bound; the server's own limit is a setting at most this
+# Bounds of the numbers in a take's URL and body: far above any transition or take that can exist
+# (takes are numbered from 1, one more per re-roll), far below SQLite's 64-bit integers, so a huge
+# number is refused as invalid (422) instead of overflowing the store.
+MAX_TRANSITION_INDEX = MAX_IMAGES_ANY_JOB - 2  # 0-based; a job has one transition fewer than images
+MAX_TAKE_NUMBER = 2**31 - 1
 
 
 class _Strict(BaseModel):
@@ -121,7 +126,7 @@ class TakeCreate(_Strict):
 
 
 class TakeChoice(_Strict):
-    take: Annotated[int, Num] = Field(..., ge=1)
+    take: Annotated[int, Num] = Field(..., ge=1, le=MAX_TAKE_NUMBER)
 
 
 class PostprocessOptions(_Strict):

@@ -134,6 +134,20 @@ class Settings(BaseSettings):
     # address (more get 429). The page sends three at a time, so two tabs fit.
     max_uploads_in_flight: int = Field(16, ge=1, validation_alias=_env("STUDIO_MAX_UPLOADS_IN_FLIGHT"))
     max_uploads_per_client: int = Field(6, ge=1, validation_alias=_env("STUDIO_MAX_UPLOADS_PER_CLIENT"))
+    # A connection must send a complete request head (request line and headers) within this many
+    # seconds of opening, or of its previous answer, or it gets 408 and is closed (0 = no limit):
+    # a head sent a byte every few seconds would otherwise hold the connection for ever.
+    header_timeout_s: float = Field(10.0, ge=0, validation_alias=_env("STUDIO_HEADER_TIMEOUT_S"))
+    # Open connections one client address may hold (0 = no cap); more get 429 and are closed at
+    # once. Trusted proxies are exempt. A page uses about 8 (6 for files, 2 WebSockets) per tab.
+    max_connections_per_address: int = Field(64, ge=0, validation_alias=_env("STUDIO_MAX_CONNECTIONS_PER_ADDRESS"))
+    # A request refused before its body is read (413 from its declared length, 429, 503) is
+    # answered at once, then its body is read and dropped for up to this long and this many MB
+    # before the connection closes: closing on unread bytes resets the connection, and a client
+    # still sending would see the reset instead of the answer. A body declared larger than the MB
+    # is not read: its connection closes at once (0 here also turns the drain off).
+    refused_body_drain_s: float = Field(10.0, ge=0, validation_alias=_env("STUDIO_REFUSED_BODY_DRAIN_S"))
+    refused_body_drain_mb: float = Field(64.0, ge=0, validation_alias=_env("STUDIO_REFUSED_BODY_DRAIN_MB"))
     # Threads that decode and re-encode uploaded images, off the event loop. 0 decodes on the
     # event loop itself (every request waits meanwhile): only for the latency benchmark's reference.
     image_workers: int = Field(2, ge=0, validation_alias=_env("STUDIO_IMAGE_WORKERS"))

@@ -9,7 +9,11 @@
 - admits a bounded number of uploads at once, in all and per client address (503 / 429 at once,
   before any byte of the body is read), so slow or many uploads from one client leave room for
   everyone else.
-A refused request gets `Connection: close`: its unread body is never read.
+A refused request gets `Connection: close`. One refused before its body is read (413 from the
+declared length, 429, 503) is answered at once, then its body is read and dropped within a bound
+(`refused_body_drain_s`, `refused_body_drain_mb`) before the answer is completed and the connection
+closes: closing a socket with unread bytes sends a reset, and a client still writing its body would
+meet the reset (a broken pipe, "connection reset") instead of reading the status.
 
 Whatever the app answers once a limit has tripped (FastAPI turns a failed body read into a 400)
 is replaced by the limit's own answer, so the client always learns which limit it hit.
@@ -138,7 +142,32 @@ class UploadSlots:
             del self._by_client[client]
 
 
-async def send_error(send: Send, error: BodyLimitError) -> None:
+async def drain(receive: Receive, declared: int | None, max_bytes: int, max_s: float) -> None:
+    """Reads and drops a refused request's body, within `max_bytes` and `max_s`; a body declared
+    larger than `max_bytes` is not read at all (it would be cut off anyway). `receive` is paced
+    (`_TimedBody`): a body that arrives too slowly ends the drain as it would end an upload."""
+    if max_s <= 0 or max_bytes <= 0 or (declared is not None and declared > max_bytes):
+        return
+    deadline = time.monotonic() + max_s
+    received = 0
+    while received <= max_bytes:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return
+        try:
+            message = await asyncio.wait_for(receive(), remaining)
+        except (asyncio.TimeoutError, BodyLimitError):
+            return
+        if message["type"] != "http.request":
+            return  # the client went away
+        received += len(message.get("body", b""))
+        if not message.get("more_body", False):
+            return
+
+
+async def send_error(send: Send, error: BodyLimitError, receive: Receive | None = None, **drain_bounds: Any) -> None:
+    """The refusal, with `Connection: close`. Given `receive`, the answer goes out at once and the
+    unread body is drained (`drain`) before the answer is completed and the connection closes."""
     payload = errors.encode(error)
     await send(
         {
@@ -152,7 +181,14 @@ async def send_error(send: Send, error: BodyLimitError) -> None:
             ],
         }
     )
-    await send({"type": "http.response.body", "body": payload})
+    if receive is None:
+        await send({"type": "http.response.body", "body": payload})
+        return
+    # The whole answer is written now (its Content-Length is known); the server closes the
+    # connection once the empty last part is sent, after the drain.
+    await send({"type": "http.response.body", "body": payload, "more_body": True})
+    await drain(receive, **drain_bounds)
+    await send({"type": "http.response.body", "body": b""})
 
 
 class BodyLimits:
@@ -163,6 +199,12 @@ class BodyLimits:
         self.upload_limit = upload_body_limit(settings)
         self.slots = UploadSlots(settings.max_uploads_in_flight, settings.max_uploads_per_client)
         self.trusted = frozenset(settings.trusted_proxy_addresses)
+        self.drain_s = settings.refused_body_drain_s
+        self.drain_bytes = int(settings.refused_body_drain_mb * 1024 * 1024)
+
+    async def _refuse(self, send: Send, receive: Receive, error: BodyLimitError, declared: int | None) -> None:
+        paced = _TimedBody(receive, self.settings, self.drain_bytes, error)
+        await send_error(send, error, paced, declared=declared, max_bytes=self.drain_bytes, max_s=self.drain_s)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope.get("method") in ("GET", "HEAD", "OPTIONS"):
@@ -173,13 +215,13 @@ class BodyLimits:
         too_large = _upload_too_large(self.settings) if is_upload else _too_large(limit)
         length = _content_length(scope)
         if length is not None and length > limit:
-            await send_error(send, too_large)
+            await self._refuse(send, receive, too_large, length)
             return
         client = limit_key(scope, self.trusted)
         if is_upload:
             refused = self.slots.acquire(client)
             if refused is not None:
-                await send_error(send, refused)
+                await self._refuse(send, receive, refused, length)
                 return
         try:
             await self._run(scope, _TimedBody(receive, self.settings, limit, too_large), send)

@@ -3,6 +3,7 @@
 The multipart body is parsed as it arrives, so an oversized file or an image whose header declares
 too many pixels is refused before the rest of the body is read. A request is all or nothing: when
 any file is refused, every file it wrote is removed and the error names the file and the reason.
+A body that ends before its closing boundary (`--boundary--`) was cut off: it is refused whole.
 
 Files in progress live in `.incoming` beside (not inside) the served uploads folder, and a stored
 image enters `uploads/` by a rename only after its row exists, so a crash (kill -9) can leave
@@ -124,6 +125,7 @@ class UploadReceiver:
         self._part: _Part | None = None
         self._field_name = b""
         self._field_value = b""
+        self._ended = False  # the closing boundary (`--boundary--`) was read
 
     # --- multipart callbacks ------------------------------------------------------------------
     def _on_part_begin(self) -> None:
@@ -175,6 +177,9 @@ class UploadReceiver:
         if not part.probed and part.size >= HEADER_PROBE_BYTES:
             part.handle.flush()
             part.probed = self._check_header(part, partial=True)
+
+    def _on_end(self) -> None:
+        self._ended = True
 
     def _on_part_end(self) -> None:
         part = self._part
@@ -273,12 +278,17 @@ class UploadReceiver:
                 "on_header_value": self._on_header_value,
                 "on_header_end": self._on_header_end,
                 "on_headers_finished": self._on_headers_finished,
+                "on_end": self._on_end,
             },
         )
         try:
             async for chunk in body:
                 parser.write(chunk)
             parser.finalize()
+            if not self._ended:
+                # A body cut off inside the last file (the client or a proxy stopped early) ends
+                # without `--boundary--`: what arrived is not the whole upload, so none of it is kept.
+                raise UploadError("upload_unterminated")
             files = [p for p in self.parts if p.filename is not None and p.name == "files"]
             if not files:
                 raise UploadError("upload_no_image")

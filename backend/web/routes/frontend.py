@@ -7,7 +7,9 @@
   a redirect to the same pinned version on a public npm CDN, so the page works offline after set-up
   and still works on a machine with no Node.
 
-Only pinned packages are served, and a path may not leave its package folder.
+Only pinned packages are served, and a path may not leave its package folder; a path with a NUL
+or another character no file name can hold is simply not found (404). Every route answers HEAD as
+it answers GET, without the body (uvicorn leaves the body out).
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ _MEDIA_TYPES = {
 }
 # Pages change with the code; ask the browser to revalidate (ETag) instead of caching blindly.
 _REVALIDATE = {"Cache-Control": "no-cache"}
+# HEAD is answered like GET (same status and headers, no body): link checkers and `curl -I` use it.
+PAGE_METHODS = ["GET", "HEAD"]
 
 
 @lru_cache(maxsize=4)
@@ -44,8 +48,13 @@ def pinned_packages(frontend_dir: Path) -> dict[str, str]:
 
 def _inside(base: Path, relative: str) -> Path | None:
     """`base/relative` if it is a file that stays inside `base` (no `..`, no absolute path)."""
+    if "\x00" in relative:
+        return None  # no file has this name (and `resolve` would raise on it)
     base = base.resolve()
-    target = (base / relative).resolve()
+    try:
+        target = (base / relative).resolve()
+    except (OSError, ValueError, RuntimeError):  # a name too long, a symlink loop
+        return None
     if base != target and base not in target.parents:
         return None
     return target if target.is_file() else None
@@ -70,22 +79,22 @@ def _split_package(path: str, pinned: dict[str, str]) -> tuple[str, str] | None:
 def build_router(frontend_dir: Path = FRONTEND_DIR) -> APIRouter:
     router = APIRouter(include_in_schema=False)
 
-    @router.get("/")
+    @router.api_route("/", methods=PAGE_METHODS)
     async def studio_page() -> FileResponse:
         return _file(frontend_dir / "index.html")
 
-    @router.get("/monitor")
+    @router.api_route("/monitor", methods=PAGE_METHODS)
     async def monitor_page() -> FileResponse:
         return _file(frontend_dir / "monitor.html")
 
-    @router.get("/js/{path:path}")
+    @router.api_route("/js/{path:path}", methods=PAGE_METHODS)
     async def page_module(path: str) -> FileResponse:
         target = _inside(frontend_dir / "js", path)
         if target is None:
             raise HTTPException(404, f"no such page module: {path}")
         return _file(target)
 
-    @router.get("/vendor/{path:path}")
+    @router.api_route("/vendor/{path:path}", methods=PAGE_METHODS)
     async def vendor_file(path: str, request: Request):
         pinned = pinned_packages(frontend_dir)
         split = _split_package(path, pinned)
@@ -102,7 +111,7 @@ def build_router(frontend_dir: Path = FRONTEND_DIR) -> APIRouter:
                 # The URL has no version, but the file only changes with a new pin: an hour is safe.
                 return _file(target, {"Cache-Control": "public, max-age=3600"})
             # node_modules is stale (an old npm ci): the pinned version is what the page expects.
-        if ".." in rest.split("/"):
+        if ".." in rest.split("/") or "\x00" in rest:
             raise HTTPException(404, f"{name} has no file {rest}")
         settings = getattr(request.app.state, "settings", None)
         cdn = (getattr(settings, "vendor_cdn", "") or "https://cdn.jsdelivr.net/npm").rstrip("/")

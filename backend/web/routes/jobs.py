@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Annotated
 
-from fastapi import APIRouter, Request, Response, WebSocket
+from fastapi import APIRouter, Path, Request, Response, WebSocket
 from fastapi.responses import JSONResponse
 
 from backend.contracts import messages
@@ -12,6 +13,8 @@ from backend.contracts.errors import StudioError
 from backend.contracts.models import (
     FINISHED,
     MAX_PROMPT_CHARS,
+    MAX_TAKE_NUMBER,
+    MAX_TRANSITION_INDEX,
     MIN_IMAGES_PER_JOB,
     UNFINISHED,
     ErrorBody,
@@ -43,6 +46,11 @@ from backend.utils.storage import StorageFull, check_space, is_disk_full
 from backend.web.uploads import UploadReceiver
 
 router = APIRouter()
+
+# The numbers in a take's URL, bounded so that no value reaches the store as an integer it cannot
+# hold: out of range is 422 (`invalid_request`), like any other invalid value.
+TransitionIndex = Annotated[int, Path(ge=0, le=MAX_TRANSITION_INDEX, description="0-based transition")]
+TakeNumber = Annotated[int, Path(ge=1, le=MAX_TAKE_NUMBER, description="1-based take of the transition")]
 
 
 def _doc(*statuses: int, **answers) -> dict:
@@ -278,18 +286,18 @@ async def meta(request: Request) -> Meta:
     status_code=202,
     responses=_doc(404, 409, 422),
 )
-async def new_take(job_id: str, index: int, body: TakeCreate, request: Request):
+async def new_take(job_id: str, index: TransitionIndex, body: TakeCreate, request: Request):
     """Queues one more take of one transition on the job's lane; nothing else is generated again."""
     return await _queue(request).new_take(job_id, index, body)
 
 
 @router.post("/api/jobs/{job_id}/transitions/{index}/choose", response_model=JobView, responses=_doc(404, 409))
-async def choose_take(job_id: str, index: int, body: TakeChoice, request: Request):
+async def choose_take(job_id: str, index: TransitionIndex, body: TakeChoice, request: Request):
     return await _queue(request).choose_take(job_id, index, body.take)
 
 
 @router.delete("/api/jobs/{job_id}/transitions/{index}/takes/{take}", response_model=JobView, responses=_doc(404, 409))
-async def delete_take(job_id: str, index: int, take: int, request: Request):
+async def delete_take(job_id: str, index: TransitionIndex, take: TakeNumber, request: Request):
     return await _queue(request).delete_take(job_id, index, take)
 
 

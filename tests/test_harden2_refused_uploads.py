@@ -1,0 +1,123 @@
+"""An upload refused before its body is read (429 per client, 503 all slots busy, 413 declared too
+large) reaches a real client as its status and catalogue body, not as a connection reset: a real
+uvicorn on loopback, a client writing a body of tens of MB over a real socket (as a browser does: the
+whole body, then the answer) while the refusal goes out. Its writes must all succeed (no broken pipe,
+no reset) and it must read the status. Bounded: a handful of requests, a few seconds each."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+
+import httpx
+import pytest
+
+from tests.helpers.server import StudioServer
+
+BOUNDARY = "refused-boundary"
+BIG = 24 * 1024 * 1024  # far beyond the socket buffers: the client is still sending when refused
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    env = {
+        "STUDIO_MAX_UPLOADS_PER_CLIENT": "1",
+        "STUDIO_MAX_UPLOADS_IN_FLIGHT": "2",
+        "STUDIO_BODY_IDLE_TIMEOUT_S": "60",
+        "STUDIO_BODY_MIN_RATE_KB_S": "0",
+        "STUDIO_MAX_FILES_PER_UPLOAD": "2",
+        "STUDIO_MAX_UPLOAD_MB": "16",
+    }
+    with StudioServer(tmp_path_factory.mktemp("refused"), env) as srv:
+        yield srv
+
+
+def _hold_slot(port: int, source: str) -> socket.socket:
+    """An upload that sent its head and a little body, then waits: it holds an upload slot."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=10, source_address=(source, 0))
+    s.sendall(
+        (
+            f"POST /api/uploads HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            f"Content-Type: multipart/form-data; boundary={BOUNDARY}\r\nContent-Length: 1000000\r\n\r\n"
+            f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="files"; filename="a.png"\r\n\r\n'
+        ).encode()
+    )
+    return s
+
+
+def _big_upload(url: str, size: int = BIG) -> httpx.Response:
+    body = (
+        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="files"; filename="big.png"\r\n\r\n'.encode()
+        + b"\0" * size
+        + f"\r\n--{BOUNDARY}--\r\n".encode()
+    )
+    with httpx.Client(base_url=url, timeout=30, transport=httpx.HTTPTransport(local_address="127.0.0.1")) as c:
+        return c.post(
+            "/api/uploads", content=body, headers={"content-type": f"multipart/form-data; boundary={BOUNDARY}"}
+        )
+
+
+def _write_all_then_read(port: int, size: int) -> tuple[int, dict, bytes]:
+    """Sends a whole upload of `size` bytes, then reads the answer: (status, headers, body). A write
+    that fails (the server reset the connection) fails the test."""
+    with socket.create_connection(("127.0.0.1", port), timeout=20) as s:
+        head = (
+            f"POST /api/uploads HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            f"Content-Type: multipart/form-data; boundary={BOUNDARY}\r\nContent-Length: {size}\r\n\r\n"
+        ).encode()
+        try:
+            s.sendall(head)
+            chunk = b"\0" * (1024 * 1024)
+            for start in range(0, size, len(chunk)):
+                s.sendall(chunk[: size - start])
+        except OSError as exc:
+            pytest.fail(f"writing the body failed with {exc!r}: the answer was never read")
+        raw = b""
+        while chunk := s.recv(65536):
+            raw += chunk
+    head_part, _, body = raw.partition(b"\r\n\r\n")
+    lines = head_part.decode("latin-1").split("\r\n")
+    headers = dict(line.lower().split(": ", 1) for line in lines[1:])
+    return int(lines[0].split()[1]), headers, body
+
+
+def _refused(server, expected: int, code: str, size: int = BIG) -> None:
+    for _ in range(3):  # every attempt, not just a lucky one
+        started = time.monotonic()
+        status, headers, body = _write_all_then_read(server.port, size)
+        assert status == expected, (status, body[:300])
+        answer = json.loads(body)
+        assert answer["code"] == code and " / " in answer["detail"], answer
+        assert headers["connection"] == "close"
+        assert time.monotonic() - started < 20
+        # httpx too (it reads the answer even when its write fails; it must get the same).
+        r = _big_upload(server.url, size)
+        assert r.status_code == expected and r.json()["code"] == code, r.text
+
+
+def test_a_429_reaches_a_client_still_sending_its_body(server):
+    holder = _hold_slot(server.port, "127.0.0.1")
+    try:
+        time.sleep(0.5)
+        _refused(server, 429, "uploads_per_client")
+    finally:
+        holder.close()
+
+
+def test_a_503_reaches_a_client_still_sending_its_body(server):
+    holders = [_hold_slot(server.port, f"127.0.0.{n}") for n in (21, 22)]
+    try:
+        time.sleep(0.5)
+        _refused(server, 503, "uploads_busy")
+    finally:
+        for h in holders:
+            h.close()
+
+
+def test_a_413_from_the_declared_length_reaches_the_client(server):
+    _refused(server, 413, "upload_too_large", 40 * 1024 * 1024)  # over 2 files x (16 MB + framing)
+
+
+def test_the_server_still_serves_after_the_refusals(server):
+    assert httpx.get(server.url + "/api/health", timeout=10).status_code == 200
