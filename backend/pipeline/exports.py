@@ -106,7 +106,8 @@ def _webm(plan: ExportPlan, wanted: list[int], tick: Callable[[], None]) -> int:
     with av.open(str(plan.target), mode="w", format="webm") as out:
         stream = out.add_stream("libvpx-vp9", rate=_rate(plan.fps))
         stream.width, stream.height, stream.pix_fmt = plan.width, plan.height, "yuv420p"
-        stream.options = {"crf": str(WEBM_CRF), "b": "0", "deadline": "good", "cpu-used": "5", "row-mt": "1"}
+        # Realtime deadline at speed 8: about twice as fast as "good" at speed 5 on two cores.
+        stream.options = {"crf": str(WEBM_CRF), "b": "0", "deadline": "realtime", "cpu-used": "8", "row-mt": "1"}
         for rgb in _frames(plan, wanted):
             for packet in stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
                 out.mux(packet)
@@ -176,7 +177,7 @@ def _pingpong(plan: ExportPlan, wanted: list[int], tick: Callable[[], None]) -> 
             spool, mode="w+", dtype=np.uint8, shape=(len(wanted), plan.height, plan.width, 3)
         )
         count = 0
-        with VideoWriter(plan.target, plan.fps, crf=PINGPONG_CRF) as writer:
+        with VideoWriter(plan.target, plan.fps, crf=PINGPONG_CRF, preset="veryfast") as writer:
             for rgb in _frames(plan, wanted):
                 writer.write(rgb)
                 forward[count] = rgb
