@@ -39,6 +39,7 @@ from backend.web.auth_middleware import install_auth
 from backend.web.body_limits import install_body_limits
 from backend.web.routes import analysis as analysis_routes
 from backend.web.routes import catalogue as message_routes
+from backend.web.routes import exports as export_routes
 from backend.web.routes import jobs as job_routes
 from backend.web.routes import login as login_routes
 from backend.web.routes import monitor as monitor_routes
@@ -182,6 +183,7 @@ def create_app(settings: Settings | None = None, analysis: AnalysisService | Non
     web_errors.install(app)
     openapi_doc.install(app)
     app.include_router(job_routes.router)
+    app.include_router(export_routes.router)
     app.include_router(analysis_routes.router)
     app.include_router(monitor_routes.router)
     app.include_router(message_routes.router)

@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from backend.contracts.models import JobView
+from backend.contracts.models import ExportView, JobView
 
 Stamp = Annotated[float, Field(default_factory=time.time, description="server clock (seconds) when it was made")]
 JobId = Annotated[str, Field(description="the job it is about")]
@@ -149,6 +149,16 @@ class JobSegmentEvent(_Message):
     ts: Stamp
 
 
+class JobExportEvent(_Message):
+    """An export of the job (`POST /api/jobs/<id>/exports`) was queued, made progress (at most every
+    0.2 s), is done (`export.url` names the file) or failed (`export.error`)."""
+
+    type: Literal["job.export"] = "job.export"
+    job_id: JobId
+    export: ExportView = Field(description="the export as `GET /api/jobs/<id>/exports/<export_id>` shows it now")
+    ts: Stamp
+
+
 JobEvent = Annotated[
     JobQueuedEvent
     | JobStartedEvent
@@ -160,7 +170,8 @@ JobEvent = Annotated[
     | JobProgressEvent
     | JobPreviewEvent
     | JobWarningEvent
-    | JobSegmentEvent,
+    | JobSegmentEvent
+    | JobExportEvent,
     Field(discriminator="type"),
 ]
 JobsMessage = Annotated[SnapshotMessage | JobEvent, Field(discriminator="type")]
@@ -198,6 +209,7 @@ JOB_SOCKET = (
     JobPreviewEvent,
     JobWarningEvent,
     JobSegmentEvent,
+    JobExportEvent,
 )
 MONITOR_SOCKET = (MonitorHistoryMessage, MonitorSampleMessage)
 ALL_MESSAGES = JOB_SOCKET + MONITOR_SOCKET

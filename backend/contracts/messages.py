@@ -258,6 +258,47 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "en": "job {job_id}'s stored record is damaged: its takes cannot be changed",
         "ko": "작업 {job_id}의 저장된 기록이 손상되어 테이크를 바꿀 수 없습니다",
     },
+    # --- exports ----------------------------------------------------------------------------
+    "export_job_not_finished": {
+        "en": "job {job_id} is {status}: only a completed job can be exported",
+        "ko": "작업 {job_id}은(는) 아직 완료되지 않았습니다 ({status}): 완료된 작업만 내보낼 수 있습니다",
+    },
+    "export_take_not_finished": {
+        "en": "take {take} of transition {index} is {status}: only a finished take can be exported",
+        "ko": "테이크 {take}은(는) 아직 완성되지 않았습니다 ({status}): 완성된 테이크만 내보낼 수 있습니다",
+    },
+    "export_unknown_format": {
+        "en": "unknown export format '{format}': one of {formats}",
+        "ko": "알 수 없는 내보내기 형식입니다: {format} (가능한 형식: {formats})",
+    },
+    "export_bad_width": {
+        "en": "export width {width}: it must be a whole number from {min} to {max} pixels",
+        "ko": "내보내기 너비 {width}: {min}~{max} 픽셀 사이의 정수여야 합니다",
+    },
+    "export_bad_fps": {
+        "en": "export frame rate {fps}: it must be from {min} to {max} frames per second",
+        "ko": "내보내기 프레임 속도 {fps}: 초당 {min}~{max} 프레임 사이여야 합니다",
+    },
+    "export_bad_frame": {
+        "en": "frame {frame}: say first, last or a frame number from 0 to {last}",
+        "ko": "프레임 {frame}: first, last 또는 0~{last} 사이의 프레임 번호를 지정하세요",
+    },
+    "export_not_found": {
+        "en": "job {job_id} has no export {export_id}",
+        "ko": "작업 {job_id}에는 내보내기 {export_id}이(가) 없습니다",
+    },
+    "export_busy": {
+        "en": "{count} exports are already waiting or running: try again when one is done",
+        "ko": "내보내기 {count}개가 이미 대기 중이거나 진행 중입니다: 하나가 끝난 뒤 다시 시도하세요",
+    },
+    "export_source_missing": {
+        "en": "the video to export is no longer on disk: {name}",
+        "ko": "내보낼 영상 파일이 더 이상 없습니다: {name}",
+    },
+    "export_failed": {
+        "en": "the export could not be made: {error}",
+        "ko": "내보내기를 만들지 못했습니다: {error}",
+    },
     # --- image analysis ---------------------------------------------------------------------
     "analysis_not_running": {
         "en": "Image analysis is not running on this server.",
@@ -522,6 +563,7 @@ NOTES = frozenset(
         "plan_bucket_exceeded",
         "translator_unreachable",
         "translator_local_used",
+        "export_failed",
     }
 )
 

@@ -360,3 +360,63 @@ class Meta(_Strict):
     statuses: StatusSets
     defaults: JobDefaults
     limits: Limits
+
+
+# --- exports ----------------------------------------------------------------------------------
+EXPORT_FORMATS = ("webm", "gif", "frames_zip", "frame_png", "pingpong_mp4")
+
+
+class ExportState(_StrEnum):
+    queued = "queued"
+    running = "running"
+    done = "done"
+    failed = "failed"
+
+
+class ExportTake(_Strict):
+    index: Annotated[int, Num] = Field(description="0-based transition, as in /transitions/{i}")
+    take: Annotated[int, Num] = Field(description="1-based take of that transition")
+
+
+class ExportCreate(_Strict):
+    """`POST /api/jobs/{id}/exports`: what to make from the job's video (or one take's)."""
+
+    # A plain string, checked by the export service, so an unknown one is answered with its own sentence.
+    format: str = Field(
+        description="webm, gif, frames_zip (every frame as PNG in a zip), frame_png (one frame), "
+        "pingpong_mp4 (forwards then backwards, a seamless loop)",
+        json_schema_extra={"enum": list(EXPORT_FORMATS)},
+    )
+    take: ExportTake | None = Field(None, description="one take instead of the job's final video")
+    width: Annotated[int, Num] | None = Field(
+        None, description="pixels; the height follows the aspect ratio. Default: the video's (GIF: at most 480)"
+    )
+    fps: Annotated[float, Num] | None = Field(
+        None, description="frames per second, at most the video's own. Default: the video's (GIF: at most 15)"
+    )
+    frame: Literal["first", "last"] | Annotated[int, Num] | None = Field(
+        None, description="frame_png only: first, last (default) or a 0-based frame number"
+    )
+
+
+class ExportView(_Strict):
+    """An export as `GET /api/jobs/{id}/exports/{export_id}` shows it."""
+
+    id: str
+    job_id: str
+    format: str
+    take: ExportTake | None = None
+    state: ExportState
+    progress: float = Field(description="0..1")
+    url: str | None = Field(None, description="the file's /files/outputs/... URL once done")
+    filename: str | None = Field(None, description="a name to save it under")
+    width: int | None = None
+    height: int | None = None
+    fps: float | None = None
+    frames: int | None = Field(None, description="frames written (frame_png: 1)")
+    frame: int | None = Field(None, description="frame_png: the 0-based frame it shows")
+    bytes: int | None = None
+    elapsed_s: float | None = Field(None, description="seconds the export took to make")
+    error: str | None = Field(None, description="failed: the sentence, in English and Korean")
+    error_message: dict[str, Any] | None = Field(None, description="failed: `error` as a catalogue message")
+    created_at: float

@@ -155,6 +155,18 @@ class Settings(BaseSettings):
     # worker "stalled" in /api/health (answered 503 then, so a supervisor can restart the studio).
     worker_stall_s: float = Field(900.0, gt=0, validation_alias=_env("STUDIO_WORKER_STALL_S"))
 
+    # --- exports (a finished job's or a take's video as WebM, GIF, PNG frames, ping-pong) ---------
+    # Threads that make exports, off the event loop (each encode is one at a time per thread).
+    export_workers: int = Field(1, ge=1, le=8, validation_alias=_env("STUDIO_EXPORT_WORKERS"))
+    # Exports waiting or running at once, in all; more are refused (503) until one is done.
+    export_max_pending: int = Field(8, ge=1, validation_alias=_env("STUDIO_EXPORT_MAX_PENDING"))
+    # Widest export (pixels; the height follows the video's aspect ratio); GIFs have their own bound.
+    export_max_width: int = Field(1920, ge=16, le=7680, validation_alias=_env("STUDIO_EXPORT_MAX_WIDTH"))
+    export_gif_max_width: int = Field(720, ge=16, le=7680, validation_alias=_env("STUDIO_EXPORT_GIF_MAX_WIDTH"))
+    # Highest frame rate an export may ask for (never above the video's own); GIFs have their own.
+    export_max_fps: float = Field(60.0, gt=0, le=240, validation_alias=_env("STUDIO_EXPORT_MAX_FPS"))
+    export_gif_max_fps: float = Field(30.0, gt=0, le=50, validation_alias=_env("STUDIO_EXPORT_GIF_MAX_FPS"))
+
     # --- scale-out ----------------------------------------------------------------------------
     # embedded: the jobs run in this process (one worker per engine), no Ray. ray: a pool of Ray
     # actors, one per GPU, makes a job's transitions in parallel (docs/deploy.md).

@@ -5,6 +5,7 @@ import { api } from "../lib/api.js";
 import { duration, percent } from "../lib/format.js";
 import { isFinished } from "../lib/jobs-store.js";
 import { Storyboard } from "./takes.js";
+import { ExportMenu } from "./exports.js";
 
 const STATUS_STYLE = {
   queued: "bg-slate-200 text-slate-800",
@@ -126,6 +127,7 @@ function JobCard({ job, live, lang, t }) {
       <a href=${job.video_url} download=${`framepack-${job.id.slice(0, 8)}.mp4`} data-testid="job-download"
         class="inline-block rounded-md bg-emerald-600 px-3 py-1.5 text-sm font-medium text-white hover:bg-emerald-700">
         ${t("jobs.download")}</a>
+      <${ExportMenu} job=${job} />
     </div>`}
 
     ${job.stage !== "broken" && (job.transitions || []).some((tr) => tr.takes.some((k) => k.status === "done"))

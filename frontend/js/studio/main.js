@@ -7,6 +7,8 @@ import { connectSocket } from "../lib/socket.js";
 import { ImageStrip, useWindowDrop, pairKey } from "./images.js";
 import { SettingsPanel, AdvancedPanel, defaultSettings, defaultPost, serverResolution, resolutionAfterHealth } from "./settings.js";
 import { JobList } from "./jobs.js";
+import { publishExport } from "./exports.js";
+import { useDoneSignals, NotifyButton } from "./notify.js";
 import { SuggestionsPanel, useAnalysis, indexAnalysis, NO_AUTO } from "./suggestions.js";
 import { jobsReducer, initialJobs, actionFor, sortedJobs, loadMeta } from "../lib/jobs-store.js";
 
@@ -120,6 +122,7 @@ function Studio({ meta }) {
     onStatus: setSocketStatus,
     onOpen: () => api.get("/api/jobs").then((body) => dispatch({ type: "list", jobs: body.jobs })).catch(() => {}),
     onMessage: (message) => {
+      if (message.type === "job.export") publishExport(message.export);
       const action = actionFor(message);
       if (action) dispatch(action);
     },
@@ -167,6 +170,7 @@ function Studio({ meta }) {
   const remove = (key) => setItems((list) => list.filter((item) => item.key !== key));
 
   const jobs = sortedJobs(jobsState);
+  useDoneSignals(jobs, jobsState.live);
   const englishFor = (key) => {
     if (!lastJob) return "";
     const job = jobsState.jobs[lastJob.id];
@@ -208,6 +212,7 @@ function Studio({ meta }) {
       <h1 class="text-xl font-bold sm:text-2xl">${t("app.title")}</h1>
       <${SocketBadge} status=${socketStatus} />
       <nav class="ml-auto flex items-center gap-2">
+        <${NotifyButton} />
         <a href="/monitor" class="rounded-md px-3 py-1 text-sm text-indigo-700 hover:bg-indigo-50" data-testid="monitor-link">${t("app.monitor")}</a>
         <${LangToggle} />
       </nav>

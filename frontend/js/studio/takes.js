@@ -3,6 +3,7 @@
 import { html, useState } from "../lib/react.js";
 import { useLang } from "../lib/i18n.js";
 import { api } from "../lib/api.js";
+import { ExportMenu } from "./exports.js";
 
 function score(value) {
   return value == null ? "–" : Math.round(value * 10) / 10;
@@ -37,6 +38,7 @@ function Take({ job, index, take, busy, act, t }) {
           onClick=${() => act(() => api.del(`${base}/takes/${take.take}`))}
           class="rounded border border-slate-300 px-2 py-0.5 hover:bg-red-50 disabled:opacity-50">${t("take.delete")}</button>`}
     </div>
+    ${done && html`<div class="mt-1"><${ExportMenu} job=${job} take=${{ index, take: take.take }} compact=${true} /></div>`}
   </li>`;
 }
 
