@@ -154,6 +154,8 @@ if [ "$DEV" = 1 ]; then
   missing=()
   command -v chromium >/dev/null 2>&1 || missing+=(chromium)
   command -v shellcheck >/dev/null 2>&1 || missing+=(shellcheck)
+  # A Korean font, so the page's screenshots show Korean text rather than empty boxes.
+  [ -d /usr/share/fonts/truetype/nanum ] || missing+=(fonts-nanum)
   # Validates docker/docker-compose.yml when the compose v2 plugin is absent (no engine needed).
   if ! docker compose version >/dev/null 2>&1 && ! command -v docker-compose >/dev/null 2>&1; then
     missing+=(docker-compose)

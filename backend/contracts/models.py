@@ -349,6 +349,7 @@ class Limits(_Strict):
     max_images_per_job: int
     max_seconds_per_transition: float
     max_takes_per_transition: int
+    max_takes_kept: int
     max_prompt_chars: int
     max_files_per_upload: int
     max_upload_mb: float

@@ -273,6 +273,7 @@ async def meta(request: Request) -> Meta:
             max_images_per_job=settings.max_images_per_job,
             max_seconds_per_transition=settings.max_seconds_per_transition,
             max_takes_per_transition=settings.max_takes_per_transition,
+            max_takes_kept=settings.max_takes_kept,
             max_prompt_chars=MAX_PROMPT_CHARS,
             max_files_per_upload=settings.max_files_per_upload,
             max_upload_mb=settings.max_upload_mb,

@@ -4,9 +4,15 @@
 // Which statuses are finished is the server's word (GET /api/meta: `statuses.finished`); the page
 // sets it before the job list renders. An interrupted job is not finished: it resumes by itself.
 let finished = new Set();
+// The server's limits (GET /api/meta: `limits`), for parts of the page that have no props for them.
+let limits = {};
 
 export function setStatuses(statuses) {
   finished = new Set(statuses.finished);
+}
+
+export function limit(name) {
+  return limits[name];
 }
 
 // GET /api/meta (through `get`, the page's API client), asked again every 2 s until it answers;
@@ -16,6 +22,7 @@ export async function loadMeta(get, onError = () => {}) {
     try {
       const body = await get("/api/meta");
       setStatuses(body.statuses);
+      limits = body.limits || {};
       return body;
     } catch (err) {
       onError(err);

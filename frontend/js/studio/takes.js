@@ -3,6 +3,7 @@
 import { html, useState } from "../lib/react.js";
 import { useLang } from "../lib/i18n.js";
 import { api } from "../lib/api.js";
+import { limit } from "../lib/jobs-store.js";
 import { ExportMenu } from "./exports.js";
 
 function score(value) {
@@ -47,8 +48,12 @@ function number(text) {
   return text === "" || !Number.isFinite(value) ? undefined : value;
 }
 
-function Reroll({ job, index, busy, act, t }) {
+function Reroll({ job, index, count, busy, act, t }) {
   const [open, setOpen] = useState(false);
+  const most = limit("max_takes_kept");
+  if (most && count >= most) {
+    return html`<span class="text-xs text-amber-700" data-testid="take-limit">${t("take.limit", { n: most })}</span>`;
+  }
   const [form, setForm] = useState({ seed: "", prompt: "", seconds: "", strength: "" });
   const set = (key) => (e) => setForm({ ...form, [key]: e.target.value });
   const submit = (e) => {
@@ -103,7 +108,7 @@ export function Storyboard({ job, finished }) {
           <span class="font-medium">${t("takes.transition", { n: tr.index + 1 })}</span>
           ${tr.seam_after && html`<span class="text-xs text-slate-500" title=${t("takes.seamHelp")}>
             ${t("takes.seam")} ${score(tr.seam_after.score * 100)}</span>`}
-          <span class="ml-auto"><${Reroll} job=${job} index=${tr.index} busy=${busy} act=${act} t=${t} /></span>
+          <span class="ml-auto"><${Reroll} job=${job} index=${tr.index} count=${tr.takes.length} busy=${busy} act=${act} t=${t} /></span>
         </div>
         <ul class="flex gap-2 overflow-x-auto pb-1">
           ${tr.takes.map((take) => html`<${Take} key=${take.take} job=${job} index=${tr.index} take=${take}
