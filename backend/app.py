@@ -181,7 +181,7 @@ def create_app(settings: Settings | None = None, analysis: AnalysisService | Non
     app.state.settings = settings
 
     web_errors.install(app)
-    openapi_doc.install(app)
+    openapi_doc.install(app, settings)
     app.include_router(job_routes.router)
     app.include_router(export_routes.router)
     app.include_router(analysis_routes.router)

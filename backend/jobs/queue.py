@@ -133,14 +133,18 @@ class JobQueue:
             sizes.append((row["width"], row["height"]))
         if len(images) > self.settings.max_images_per_job:
             raise JobError("job_too_many_images", limit=self.settings.max_images_per_job)
+        self.check_sliders(sliders)
+        return smart_params.resolve(
+            sliders, len(images) - 1, sizes, suggestions, fit=self.settings.fit_mode, engine=engine
+        )
+
+    def check_sliders(self, sliders: JobSettings) -> None:
+        """The sliders against this server's limits (settings, not the models' constants)."""
         if sliders.seconds is not None and sliders.seconds > self.settings.max_seconds_per_transition:
             raise JobError("job_too_many_seconds", limit=messages.num(self.settings.max_seconds_per_transition))
         takes = getattr(sliders, "takes_per_transition", None)
         if takes is not None and takes > self.settings.max_takes_per_transition:
             raise JobError("job_too_many_takes", limit=self.settings.max_takes_per_transition)
-        return smart_params.resolve(
-            sliders, len(images) - 1, sizes, suggestions, fit=self.settings.fit_mode, engine=engine
-        )
 
     async def suggestions_for(self, images: list[str]):
         """Image-analysis defaults for these uploads when they are ready now, else None; never

@@ -17,6 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from backend.contracts import events
 from backend.contracts.models import ErrorBody
+from backend.utils.config import Settings
 
 ERROR_REF = {"$ref": "#/components/schemas/ErrorBody"}
 # What the access-control middleware may answer on any route, and why.
@@ -33,7 +34,34 @@ def _error_response(description: str) -> dict:
     return {"description": description, "content": {"application/json": {"schema": ERROR_REF}}}
 
 
-def _rewrite(doc: dict) -> dict:
+def _array(schema: dict) -> dict:
+    """The array branch of a property (`list | None` is an anyOf)."""
+    return next((s for s in schema.get("anyOf", []) if s.get("type") == "array"), schema)
+
+
+def _number(schema: dict) -> dict:
+    return next((s for s in schema.get("anyOf", []) if s.get("type") in ("number", "integer")), schema)
+
+
+def _running_limits(schemas: dict, settings: Settings) -> None:
+    """The limits of this server (settings, not constants of the models) written into the request
+    schemas, so that what the document calls valid is what the server accepts."""
+    images = settings.max_images_per_job
+    for name in ("JobCreate", "ParamsPreview"):
+        _array(schemas[name]["properties"]["images"])["maxItems"] = images
+    analyzed = schemas["AnalyzeRequest"]["properties"]["images"]
+    analyzed.update(minItems=1, maxItems=images)
+    analyzed["items"] = {"type": "string", "pattern": UPLOAD_ID_PATTERN}
+    sliders = schemas["JobSettings"]["properties"]
+    _number(sliders["seconds"])["maximum"] = settings.max_seconds_per_transition
+    _number(sliders["takes_per_transition"])["maximum"] = settings.max_takes_per_transition
+
+
+# What an upload id can look like (backend/web/routes/analysis.py refuses anything else with 400).
+UPLOAD_ID_PATTERN = "^[A-Za-z0-9_-]{1,64}$"
+
+
+def _rewrite(doc: dict, settings: Settings | None = None) -> dict:
     schemas = doc.setdefault("components", {}).setdefault("schemas", {})
     schemas["ErrorBody"] = ErrorBody.model_json_schema()
     for path, item in doc.get("paths", {}).items():
@@ -54,6 +82,8 @@ def _rewrite(doc: dict) -> dict:
     for name, schema in messages.items():
         schemas.setdefault(name, schema)
     doc["x-websockets"] = sockets
+    if settings is not None:
+        _running_limits(schemas, settings)
     return doc
 
 
@@ -95,7 +125,7 @@ class AllowHeader:
         await self.app(scope, receive, wrapped)
 
 
-def install(app: FastAPI) -> None:
+def install(app: FastAPI, settings: Settings | None = None) -> None:
     def openapi() -> dict:
         if app.openapi_schema is None:
             app.openapi_schema = _rewrite(
@@ -105,7 +135,8 @@ def install(app: FastAPI) -> None:
                     openapi_version=app.openapi_version,
                     description=app.description,
                     routes=app.routes,
-                )
+                ),
+                settings,
             )
         return app.openapi_schema
 

@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field
 from backend.contracts.errors import StudioError
 from backend.contracts.models import ErrorBody
 from backend.utils.files import upload_path
+from backend.web.openapi_doc import UPLOAD_ID_PATTERN
 
 if TYPE_CHECKING:
     from backend.jobs.analyzers.service import AnalysisService
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
 router = APIRouter()
 
 # Upload ids are server-made tokens; anything else could walk out of the uploads folder.
-_UPLOAD_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_UPLOAD_ID = re.compile(UPLOAD_ID_PATTERN)
 
 
 class AnalyzeRequest(BaseModel):

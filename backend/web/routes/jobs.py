@@ -169,7 +169,7 @@ def _check_image_count(images: list[str] | None, request: Request) -> None:
         raise StudioError("too_many_images", limit=limit, count=len(images))
 
 
-@router.post("/api/params", response_model=ParamsView, responses=_doc(400, 404))
+@router.post("/api/params", response_model=ParamsView, responses=_doc(400, 404, 422))
 async def preview_params(body: ParamsPreview, request: Request):
     _check_image_count(body.images, request)
     queue = _queue(request)
@@ -179,6 +179,7 @@ async def preview_params(body: ParamsPreview, request: Request):
         suggestions = await queue.suggestions_for(images)
         params = queue.resolve_params(images, body.settings, engine, suggestions)
     else:
+        queue.check_sliders(body.settings)
         params = smart_params.resolve(body.settings, 1, None, fit=request.app.state.settings.fit_mode, engine=engine)
     if body.settings.seed is None:
         # A job draws its random seed when submitted; a preview would show one it will not use.
