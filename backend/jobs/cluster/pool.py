@@ -163,7 +163,7 @@ class RayPool:
         ray = _ray()
         gpus = int(ray.cluster_resources().get("GPU", 0))
         count = self.settings.ray_workers or gpus or 1
-        resources = {"num_gpus": 1} if gpus else {"num_cpus": 1}
+        resources: dict[str, float] = {"num_gpus": 1} if gpus else {"num_cpus": 1}
         return count, resources
 
     def _reconcile(self) -> None:
