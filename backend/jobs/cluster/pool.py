@@ -45,7 +45,7 @@ PING_TIMEOUT_S = 5.0  # a worker that does not answer `info` within this is not 
 DRAIN_TIMEOUT_S = 30.0  # a cancelled take must end within this, or its actor is restarted
 START_TIMEOUT_S = 120.0  # bound on connecting to a cluster and on the first answer of a worker
 ACTOR_CONCURRENCY = 4  # a transition, and cancel/status/info calls beside it
-HANDED_KEPT = 32  # hand-outs kept for the view: every monitor sample carries them
+HANDED_KEPT = 10  # hand-outs kept for the view: few, as every monitor sample carries them
 
 
 class WorkerLost(RuntimeError):
