@@ -68,6 +68,91 @@ def test_the_line_serves_the_oldest_job_first_and_frees_a_waiter_on_cancel(tmp_p
     assert granted == ["C1:cancelled", "A2", "A3", "B1"]
 
 
+class _CountingCondition(threading.Condition):
+    """The pool's lock, counting the threads inside `wait`: a thread there has looked at the line
+    and found no worker for itself, which is what the tests wait for instead of sleeping."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waiting = 0
+
+    def wait(self, timeout=None):
+        self.waiting += 1  # under the lock, as wait() is
+        try:
+            return super().wait(timeout)
+        finally:
+            self.waiting -= 1
+
+
+def _until(check, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "the pool's line did not get there"
+        time.sleep(0.01)
+
+
+def _line(tmp_path) -> tuple[RayPool, _CountingCondition]:
+    pool = RayPool(Settings(data_dir=tmp_path))
+    pool._cond = cond = _CountingCondition()
+    pool.slots = [Slot(name="worker-1", actor=None, state="idle")]
+    return pool, cond
+
+
+def test_a_jobs_takes_join_the_line_together_before_any_is_handed_a_worker(tmp_path):
+    """The race of a loaded machine, step by step: A's first take is made and gives its worker
+    back before the thread of A's second take has reached the pool, and B's take is there. The
+    worker waits for A's second take, whose place in the line `admit` took with the first's."""
+    pool, cond = _line(tmp_path)
+    a, b = CancelToken(), CancelToken()
+    pool.admit("a", 1.0, [(0, 1), (1, 1)], a)
+    granted: list[str] = []
+    pool._release(pool._acquire((1.0, "a", 0, 1), a))
+
+    def later_job() -> None:
+        slot = pool._acquire((2.0, "b", 0, 1), b)
+        granted.append("b/0/1")
+        pool._release(slot)
+
+    thread = threading.Thread(target=later_job)
+    thread.start()
+    _until(lambda: granted or cond.waiting)  # B's take has the free worker, or waits in the line
+    slot = pool._acquire((1.0, "a", 1, 1), a)  # the thread of A's second take comes at last
+    granted.append("a/1/1")
+    pool._release(slot)
+    thread.join(10)
+    assert granted == ["a/1/1", "b/0/1"]
+    assert list(pool.handed) == [
+        {"take": "a/0/1", "worker": "worker-1", "next": "a/1/1"},
+        {"take": "a/1/1", "worker": "worker-1", "next": "b/0/1"},
+        {"take": "b/0/1", "worker": "worker-1", "next": None},
+    ]
+
+
+def test_the_places_of_takes_that_never_come_are_given_up_when_their_token_is_set(tmp_path):
+    pool, cond = _line(tmp_path)
+    a = CancelToken()
+    pool.admit("a", 1.0, [(0, 1), (1, 1)], a)
+    slot = pool._acquire((1.0, "a", 0, 1), a)
+    granted: list[str] = []
+
+    def later_job() -> None:
+        slot = pool._acquire((2.0, "b", 0, 1), CancelToken())
+        granted.append("b/0/1")
+        pool._release(slot)
+
+    thread = threading.Thread(target=later_job)
+    thread.start()
+    _until(lambda: cond.waiting)
+    pool._release(slot)  # the worker is free, but A's second take holds the head of the line
+    a.set("abort")  # ... until A gives up (its second take failed before reaching the pool)
+    thread.join(10)
+    assert granted == ["b/0/1"]
+    gone = CancelToken()
+    gone.set("cancel")
+    pool.admit("c", 3.0, [(0, 1)], gone)  # a job already stopped takes no place
+    assert pool._waiting == [] and pool._reserved == {}
+
+
 def test_a_daemon_executor_with_threads_runs_calls_side_by_side():
     executor = DaemonExecutor("t", threads=3)
     barrier = threading.Barrier(3, timeout=5)

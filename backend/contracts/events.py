@@ -20,7 +20,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from backend.contracts.models import ExportView, JobView
 
-Stamp = Annotated[float, Field(default_factory=time.time, description="server clock (seconds) when it was made")]
+# The default sits on each field, not in `Stamp`: mypy's pydantic plugin reads a default only there,
+# and would call every event built without `ts` a missing argument.
+Stamp = Annotated[float, Field(description="server clock (seconds) when it was made")]
 JobId = Annotated[str, Field(description="the job it is about")]
 
 
@@ -40,7 +42,7 @@ class SnapshotMessage(_Message):
 class JobChangeEvent(_Message):
     job_id: JobId
     job: JobView = Field(description="the job as `GET /api/jobs/<id>` shows it now")
-    ts: Stamp
+    ts: Stamp = Field(default_factory=time.time)
 
 
 class JobQueuedEvent(JobChangeEvent):
@@ -84,7 +86,7 @@ class JobDeletedEvent(_Message):
 
     type: Literal["job.deleted"] = "job.deleted"
     job_id: JobId
-    ts: Stamp
+    ts: Stamp = Field(default_factory=time.time)
 
 
 class JobProgressEvent(_Message):
@@ -109,7 +111,7 @@ class JobProgressEvent(_Message):
         None, description="1-based transitions generating now: several when a Ray pool runs them in parallel"
     )
     worker: str | None = Field(None, description="the Ray worker this report came from; null in the embedded studio")
-    ts: Stamp
+    ts: Stamp = Field(default_factory=time.time)
 
 
 class JobPreviewEvent(_Message):
@@ -124,7 +126,7 @@ class JobPreviewEvent(_Message):
         "transition is done; 0 from an engine without sections)"
     )
     url: str | None = Field(description="the preview's /files/outputs/... URL")
-    ts: Stamp
+    ts: Stamp = Field(default_factory=time.time)
 
 
 class JobWarningEvent(_Message):
@@ -133,7 +135,7 @@ class JobWarningEvent(_Message):
     type: Literal["job.warning"] = "job.warning"
     job_id: JobId
     message: str = Field(description="in English and Korean")
-    ts: Stamp
+    ts: Stamp = Field(default_factory=time.time)
 
 
 class JobSegmentEvent(_Message):
@@ -146,7 +148,7 @@ class JobSegmentEvent(_Message):
     url: str | None = Field(description="the segment's /files/outputs/... URL")
     take: int | None = Field(None, description="the take of that transition just made (1-based)")
     overall: float | None = Field(None, description="that take's overall score, 0..100")
-    ts: Stamp
+    ts: Stamp = Field(default_factory=time.time)
 
 
 class JobExportEvent(_Message):

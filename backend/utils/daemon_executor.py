@@ -69,7 +69,7 @@ class DaemonExecutor(concurrent.futures.Executor):
                         break
                     if item is not _STOP:
                         item[0].cancel()
-            for _ in self._workers or [None]:
+            for _ in range(max(1, len(self._workers))):  # one stop each, or one for a thread yet to start
                 self._items.put(_STOP)
             threads = list(self._workers)
         if not wait:

@@ -47,7 +47,7 @@ def load_pynvml() -> NvmlApi | None:
         import pynvml
     except ImportError:
         return None
-    return pynvml  # type: ignore[return-value]
+    return pynvml
 
 
 @dataclass

@@ -76,10 +76,12 @@ def normalize_upload(img: Image.Image) -> Image.Image:
         arr = np.clip(arr / peak * 255.0 + 0.5, 0, 255).astype(np.uint8)
         out = Image.fromarray(arr, "L").convert("RGB")
     elif mode == "LAB":
-        out = ImageCms.applyTransform(
+        lab = ImageCms.applyTransform(
             img,
             ImageCms.buildTransform(ImageCms.createProfile("LAB"), _srgb_profile(), "LAB", "RGB"),
         )
+        # Pillow returns None only for an in-place transform, which this is not.
+        out = lab if lab is not None else img.convert("RGB")
     elif mode == "RGBa":  # premultiplied alpha
         out = img.convert("RGBA")
     else:  # L, 1, P, YCbCr, HSV, ...

@@ -33,13 +33,14 @@ class StorageFull(StudioError):
 def is_disk_full(exc: BaseException) -> bool:
     """True for a write that failed because the disk (or the user's disk quota) is full."""
     seen: set[int] = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        if isinstance(exc, OSError) and exc.errno in _FULL_ERRNOS:
+    link: BaseException | None = exc  # down the chain of causes
+    while link is not None and id(link) not in seen:
+        seen.add(id(link))
+        if isinstance(link, OSError) and link.errno in _FULL_ERRNOS:
             return True
-        if isinstance(exc, sqlite3.OperationalError) and "full" in str(exc).lower():
+        if isinstance(link, sqlite3.OperationalError) and "full" in str(link).lower():
             return True  # SQLITE_FULL: "database or disk is full"
-        exc = exc.__cause__ or exc.__context__
+        link = link.__cause__ or link.__context__
     return False
 
 

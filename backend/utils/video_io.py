@@ -92,7 +92,7 @@ class VideoWriter:
         self.pix_fmt = pix_fmt
         self.frames_written = 0
         self._container: av.container.OutputContainer | None = None
-        self._stream = None
+        self._stream: av.video.stream.VideoStream | None = None
 
     def __enter__(self) -> VideoWriter:
         return self
@@ -100,7 +100,7 @@ class VideoWriter:
     def __exit__(self, exc_type, exc, tb) -> None:
         self.close()
 
-    def _open(self, height: int, width: int) -> None:
+    def _open(self, height: int, width: int) -> tuple[av.container.OutputContainer, av.video.stream.VideoStream]:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         container = av.open(str(self.path), mode="w", options={"movflags": "+faststart+use_metadata_tags"})
         for key, value in self.metadata.items():
@@ -113,7 +113,7 @@ class VideoWriter:
         # x264's own frame threads, whose output x264 keeps the same run after run; PyAV's default
         # (slice threads) gave two encodes of the same frames that decode differently.
         stream.codec_context.thread_type = "FRAME"
-        self._container, self._stream = container, stream
+        return container, stream
 
     def write(self, frames: np.ndarray) -> None:
         frames = np.asarray(frames)
@@ -121,9 +121,9 @@ class VideoWriter:
             frames = frames[None]
         if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
             raise ValueError(f"expected uint8 frames (n, H, W, 3), got {frames.dtype} {frames.shape}")
-        if self._container is None:
-            self._open(frames.shape[1], frames.shape[2])
-        stream = self._stream
+        if self._container is None or self._stream is None:
+            self._container, self._stream = self._open(frames.shape[1], frames.shape[2])
+        container, stream = self._container, self._stream
         pad_h, pad_w = stream.height - frames.shape[1], stream.width - frames.shape[2]
         if pad_h < 0 or pad_w < 0 or pad_h > 1 or pad_w > 1:
             raise ValueError(
@@ -135,11 +135,11 @@ class VideoWriter:
         for frame in frames:
             video_frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
             for packet in stream.encode(video_frame):
-                self._container.mux(packet)
+                container.mux(packet)
             self.frames_written += 1
 
     def close(self) -> None:
-        if self._container is None:
+        if self._container is None or self._stream is None:
             return
         for packet in self._stream.encode():
             self._container.mux(packet)

@@ -215,8 +215,8 @@ class ImageAnalyzer:
             "person": person >= 0.5,
             # A face only counts on an image that shows a person at all.
             "face": person >= 0.5 and face >= 0.5,
-            "scene": max(scene, key=scene.get),
-            "style": max(style, key=style.get),
+            "scene": max(scene, key=scene.__getitem__),
+            "style": max(style, key=style.__getitem__),
         }
         scores = {
             "person": round(person, 4),

@@ -38,7 +38,7 @@ _LOCAL_TIMEOUT_S = 60.0
 
 
 def contains_hangul(text: str | None) -> bool:
-    return bool(text) and _HANGUL.search(text) is not None
+    return bool(text and _HANGUL.search(text))
 
 
 def split_clauses(text: str) -> list[tuple[str, str]]:
@@ -145,12 +145,13 @@ class PromptTranslator:
             if core in done:
                 out = done[core]
             else:
-                out, engine, primary_failed = await self._translate_clause(core, src)
+                translated, engine, primary_failed = await self._translate_clause(core, src)
                 failed_primary = failed_primary or primary_failed
-                if out is None:
+                if translated is None:
                     untranslated = True
-                    out = core
+                    translated = core
                     engine = "none"
+                out = translated
                 engines.append(engine)
                 done[core] = out
             lead = clause[: len(clause) - len(clause.lstrip())]

@@ -54,7 +54,7 @@ LOADING_REASON = messages.bilingual("analysis_loading")
 ANALYSING_REASON = messages.bilingual("analysis_busy")
 UNAVAILABLE_REASON = messages.bilingual("analysis_unavailable")
 # The answer's `reason` as a catalogue code (`reason_code`), so the page says it in its language.
-_REASON_CODES = {
+_REASON_CODES: dict[str | None, str] = {
     LOADING_REASON: "analysis_loading",
     ANALYSING_REASON: "analysis_busy",
     UNAVAILABLE_REASON: "analysis_unavailable",
@@ -157,7 +157,8 @@ class AnalysisService:
             for k in keys:
                 if k in self._embeddings:
                     self._embeddings.move_to_end(k)
-        return None if any(f is None for f in found) else found
+        hits = [f for f in found if f is not None]
+        return hits if len(hits) == len(found) else None
 
     def _embed_into_cache(self, analyzer: ia.ImageAnalyzer, paths: list[Path], keys: list[tuple]) -> None:
         todo = [(p, k) for p, k in zip(paths, keys) if self._cached([k]) is None]
@@ -176,7 +177,7 @@ class AnalysisService:
         if fut is None or fut.done():
             fut = self._executor.submit(self._embed_into_cache, analyzer, paths, keys)
             self._pending[group] = fut
-            fut.add_done_callback(lambda _f, g=group: self._pending.pop(g, None))
+            fut.add_done_callback(lambda _f: self._pending.pop(group, None))
         return fut
 
     # --- analysis -----------------------------------------------------------------------------
@@ -215,15 +216,15 @@ class AnalysisService:
             self.settings,
             paths,
             sizes,
-            embeddings=[e for e, _ in found] if available else None,
-            tagged=[t for _, t in found] if available else None,
+            embeddings=[e for e, _ in found] if found is not None else None,
+            tagged=[t for _, t in found] if found is not None else None,
         )
         result["available"] = available
         result["state"] = "ready" if available else state
         result["reason"] = None if available else reason
         result["reason_code"] = None if available else _REASON_CODES.get(reason)
         result["details"] = None if available else details
-        result["model"] = analyzer.bundle.name if available else None
+        result["model"] = analyzer.bundle.name if available and analyzer is not None else None
         return result
 
     # --- prompts ------------------------------------------------------------------------------
@@ -234,12 +235,12 @@ class AnalysisService:
         Blank prompts come from the image analysis when it is ready within `analysis_wait_s`."""
         pairs = max(len(image_paths) - 1, len(prompts))
         texts = [(prompts[i] if i < len(prompts) else None) for i in range(pairs)]
-        defaults: list[str] | None = None
+        defaults: list[str] = []  # filled when any prompt is blank: only those read it
         if any(not (t or "").strip() for t in texts):
             defaults = await self._default_prompts(image_paths, pairs, analysis_wait_s)
         results: list[PromptResult] = []
         for i, text in enumerate(texts):
-            if not (text or "").strip():
+            if text is None or not text.strip():
                 results.append(PromptResult(original=text or "", english=defaults[i], source="default"))
                 continue
             try:

@@ -120,7 +120,7 @@ class TransitionWorker:
         """Runs `work(report)` on a thread of its own and yields ("progress", record) items, then
         ("result", value); an error in `work` is raised here, so Ray hands it to the studio."""
         items: queue.SimpleQueue = queue.SimpleQueue()
-        last = {"at": 0.0, "key": None}
+        last: dict[str, Any] = {"at": 0.0, "key": None}
 
         def report(p: Progress) -> None:
             with self._lock:

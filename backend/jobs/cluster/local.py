@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +31,9 @@ class LocalWorkers:
 
     def before_job(self, engine: str) -> None:
         self.engines.before_job(engine)
+
+    def admit(self, job_id: str, created_at: float, takes: Sequence[tuple[int, int]], token: CancelToken) -> None:
+        """No line: one take at a time, on the job's own thread."""
 
     def generate(self, task: TransitionTask, report: ProgressCallback, token: CancelToken) -> np.ndarray:
         engine = self.engines.get(task.engine)

@@ -1,11 +1,13 @@
 """The Ray pool: one actor per GPU makes transitions for every running job.
 
 Rule between jobs: a free worker goes to the waiting take of the oldest job (by creation time),
-then the lowest transition and take among those waiting (a job's takes join the line as their
-threads reach it, so with workers idle they start in that order, not always transition order);
-a job asks for one worker per take it has left, so it never
-holds more workers than it has transitions to make, and the next job's takes start on the
-workers the first leaves idle. Post-processing waits in the same line, after its job's takes.
+then the lowest transition and take among those waiting. A job's takes join the line together
+(`admit`), before any of them can be handed a worker: the threads that make them reach the pool
+one by one, and on a busy machine a later job's take would otherwise slip into a worker between
+them. A job asks for one worker per take it has left, so it never holds more workers than it has
+transitions to make, and the next job's takes start on the workers the first leaves idle.
+Post-processing waits in the same line, after its job's takes. `handed` keeps the last hand-outs
+(which take, which worker, what was next in line) for /monitor and the tests of the rule.
 
 Nothing here holds job state: the runner writes every take to SQLite and disk on this host.
 A worker that dies (its process killed, its host gone) has its take run again on the first live
@@ -21,6 +23,8 @@ import logging
 import os
 import threading
 import time
+from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from backend.contracts.errors import StudioError
-from backend.jobs.cluster.task import CancelToken, TransitionTask
+from backend.jobs.cluster.task import CancelToken, TransitionTask, take_order
 from backend.utils.config import Settings
 from backend.utils.progress import JobCancelled, Progress, ProgressCallback
 
@@ -41,6 +45,7 @@ PING_TIMEOUT_S = 5.0  # a worker that does not answer `info` within this is not 
 DRAIN_TIMEOUT_S = 30.0  # a cancelled take must end within this, or its actor is restarted
 START_TIMEOUT_S = 120.0  # bound on connecting to a cluster and on the first answer of a worker
 ACTOR_CONCURRENCY = 4  # a transition, and cancel/status/info calls beside it
+HANDED_KEPT = 10  # hand-outs kept for the view: few, as every monitor sample carries them
 
 
 class WorkerLost(RuntimeError):
@@ -74,6 +79,15 @@ class Slot:
         }
 
 
+def _label(order: tuple) -> str:
+    """A place in the line as a take's key (`TransitionTask.key`), or `<job>/postprocess`; plain
+    text, as the view is JSON (post-processing's order holds an infinity)."""
+    _, job_id, index, take = order
+    if index == float("inf"):
+        return f"{job_id}/postprocess"
+    return f"{job_id}/{index}/{take}"
+
+
 def _ray():
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     import ray
@@ -91,7 +105,10 @@ class RayPool:
         self.error: str | None = None
         self._cond = threading.Condition()
         self._waiting: list[tuple] = []  # heap of (order, seq)
+        # Places in `_waiting` that `admit` took for takes whose threads have not reached the line.
+        self._reserved: dict[tuple, tuple] = {}
         self._seq = itertools.count()
+        self.handed: deque[dict[str, Any]] = deque(maxlen=HANDED_KEPT)
         self._started_ray = False
         self.failed = False
         self._stop = threading.Event()
@@ -146,7 +163,7 @@ class RayPool:
         ray = _ray()
         gpus = int(ray.cluster_resources().get("GPU", 0))
         count = self.settings.ray_workers or gpus or 1
-        resources = {"num_gpus": 1} if gpus else {"num_cpus": 1}
+        resources: dict[str, float] = {"num_gpus": 1} if gpus else {"num_cpus": 1}
         return count, resources
 
     def _reconcile(self) -> None:
@@ -200,7 +217,8 @@ class RayPool:
     def view(self) -> dict[str, Any]:
         with self._cond:
             workers = [slot.view() for slot in self.slots]
-        return {"mode": "ray", "address": self.address, "error": self.error, "workers": workers}
+            handed = [dict(h) for h in self.handed]
+        return {"mode": "ray", "address": self.address, "error": self.error, "workers": workers, "handed": handed}
 
     def _watch(self) -> None:
         ray = _ray()
@@ -241,12 +259,43 @@ class RayPool:
                     self._cond.notify_all()
 
     # --- taking a worker ------------------------------------------------------------------------------
+    def admit(self, job_id: str, created_at: float, takes: Sequence[tuple[int, int]], token: CancelToken) -> None:
+        """Every (transition, take) of `takes` takes its place in the line now, under one lock, so
+        no worker is handed out between them; `_acquire` of each take then uses its place. While
+        the head of the line is a place whose thread has not come yet, a free worker waits for it
+        (moments: the thread is writing its row) rather than go to a take behind it. Places whose
+        takes never come are given up when `token` is set."""
+        tickets = []
+        with self._cond:
+            for index, take in takes:
+                order = take_order(created_at, job_id, index, take)
+                if order in self._reserved:
+                    continue
+                ticket = (order, next(self._seq))
+                self._reserved[order] = ticket
+                heapq.heappush(self._waiting, ticket)
+                tickets.append(ticket)
+            self._cond.notify_all()
+        token.listen(lambda _reason: self._withdraw(tickets))
+
+    def _withdraw(self, tickets: list[tuple]) -> None:
+        with self._cond:
+            left = [t for t in tickets if self._reserved.get(t[0]) is t]
+            for ticket in left:
+                del self._reserved[ticket[0]]
+                self._waiting.remove(ticket)
+            if left:
+                heapq.heapify(self._waiting)
+                self._cond.notify_all()
+
     def _acquire(self, order: tuple, token: CancelToken) -> Slot:
-        ticket = (order, next(self._seq))
         stop_listening = token.listen(lambda _reason: self._wake())
         try:
             with self._cond:
-                heapq.heappush(self._waiting, ticket)
+                ticket = self._reserved.pop(order, None)
+                if ticket is None:
+                    ticket = (order, next(self._seq))
+                    heapq.heappush(self._waiting, ticket)
                 try:
                     while True:
                         if token.event.is_set():
@@ -263,6 +312,8 @@ class RayPool:
                             if slot is not None:
                                 heapq.heappop(self._waiting)
                                 slot.state = "running"
+                                after = _label(self._waiting[0][0]) if self._waiting else None
+                                self.handed.append({"take": _label(order), "worker": slot.name, "next": after})
                                 self._cond.notify_all()
                                 return slot
                         self._cond.wait(1.0)

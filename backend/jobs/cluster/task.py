@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pickle
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -109,7 +109,13 @@ class TransitionTask:
 
     @property
     def order(self) -> tuple:
-        return (self.created_at, self.job_id, self.index, self.take)
+        return take_order(self.created_at, self.job_id, self.index, self.take)
+
+
+def take_order(created_at: float, job_id: str, index: int, take: int) -> tuple:
+    """A take's place in the workers' line: the oldest job first, then the lowest transition and
+    take. One formula for a task's own order and for the orders a job announces in `admit`."""
+    return (created_at, job_id, index, take)
 
 
 class Workers(Protocol):
@@ -130,6 +136,14 @@ class Workers(Protocol):
         ...
 
     def before_job(self, engine: str) -> None: ...
+
+    def admit(self, job_id: str, created_at: float, takes: Sequence[tuple[int, int]], token: CancelToken) -> None:
+        """Puts every (transition, take) of a job that is about to be made at once in the workers'
+        line together, before any of them can be handed a worker: the threads that make them reach
+        `generate` one by one, and a take of a later job must not slip in between. A take that
+        reaches `generate` uses its place; the places of those that never do are given up when
+        `token` is set (the runner sets it when any take fails or the job is cancelled)."""
+        ...
 
     def generate(self, task: TransitionTask, report: ProgressCallback, token: CancelToken) -> np.ndarray: ...
 
