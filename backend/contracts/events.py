@@ -158,7 +158,7 @@ class JobExportEvent(_Message):
     type: Literal["job.export"] = "job.export"
     job_id: JobId
     export: ExportView = Field(description="the export as `GET /api/jobs/<id>/exports/<export_id>` shows it now")
-    ts: Stamp
+    ts: Stamp = Field(default_factory=time.time)
 
 
 JobEvent = Annotated[

@@ -120,12 +120,17 @@ class ExportService:
         elif not MIN_FPS <= fps <= max_fps:
             raise StudioError("export_bad_fps", fps=f"{fps:g}", min=f"{MIN_FPS:g}", max=f"{max_fps:g}")
         fps = min(fps, info.fps)  # never more frames than the video has
-        frame = None
+        frame: int | None = None
         if body.format == "frame_png":
             last = info.frames - 1
-            frame = {"first": 0, "last": last, None: last}.get(body.frame, body.frame)
-            if not isinstance(frame, int) or not 0 <= frame <= last:
+            wanted: object = body.frame
+            if body.frame is None or body.frame == "last":
+                wanted = last
+            elif body.frame == "first":
+                wanted = 0
+            if not isinstance(wanted, int) or not 0 <= wanted <= last:
                 raise StudioError("export_bad_frame", frame=str(body.frame), last=last)
+            frame = wanted
         even = body.format in ("webm", "pingpong_mp4")
         w, h = encode.scaled_size(info.width, info.height, width, even)
         target = exports_dir(self.settings, job_id) / (export_id + encode.EXTENSIONS[body.format])

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import logging
 import shutil
@@ -236,9 +237,10 @@ class Lanes:
         await asyncio.gather(
             *(
                 loop.run_in_executor(
-                    None, lambda e=lane.executor: e.shutdown(True, cancel_futures=True, timeout=STOP_WAIT_S)
+                    None, functools.partial(lane.executor.shutdown, True, cancel_futures=True, timeout=STOP_WAIT_S)
                 )
                 for lane in self.by_engine.values()
+                if lane.executor is not None
             )
         )
         starting = getattr(self, "_workers_start", None)
@@ -418,7 +420,9 @@ class Lanes:
             return
         originals = [p.get("original") or None for p in prompts]
         if self.prompts is None:
-            english = [{"original": o or "", "english": o or "", "warnings": []} for o in originals]
+            english: list[dict[str, Any]] = [
+                {"original": o or "", "english": o or "", "warnings": []} for o in originals
+            ]
         else:
             paths = [upload_path(self.settings, i) for i in job["request"]["images"]]
             # Blank prompts are filled from the image analysis; morph does not read prompts, so it
@@ -449,7 +453,7 @@ class Lanes:
                 attempts=(job.get("attempts") or 0) + 1,
             )
             self.views.emit(JobStartedEvent, job_id)
-            await self._translate(self.store.get_job(job_id))
+            await self._translate(self.store.get_job(job_id) or job)
             await loop.run_in_executor(lane.executor, self.workers.before_job, job["engine"])
             await loop.run_in_executor(lane.executor, self.runner.run, job_id, token, make_takes)
         except JobCancelled:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from typing import Any
 
 from backend.contracts.models import JobSettings
 from backend.pipeline.preprocessor import pair_bucket
@@ -30,7 +31,7 @@ from backend.pipeline.preprocessor import pair_bucket
 FPS = 30
 LATENT_WINDOW = 9
 FRAMES_PER_SECTION = LATENT_WINDOW * 4  # pixel frames one section adds
-DEFAULTS = {"seconds": 2.4, "quality": 70, "strength": 50, "resolution": 640}
+DEFAULTS: dict[str, float] = {"seconds": 2.4, "quality": 70, "strength": 50, "resolution": 640}
 DRAFT_QUALITY_BELOW = 30
 # The fast mode below DRAFT_QUALITY_BELOW: MagCache with the faster of the two settings its authors
 # published for FramePack (threshold 0.15, at most 4 skips in a row, first 20% of steps kept),
@@ -94,14 +95,14 @@ def resolve(
 
     seconds = per_pair(settings.seconds, s.seconds, DEFAULTS["seconds"])
     strength = per_pair(settings.strength, s.strength, DEFAULTS["strength"])
-    quality = settings.quality if settings.quality is not None else DEFAULTS["quality"]
-    resolution = settings.resolution or s.resolution or DEFAULTS["resolution"]
+    quality = settings.quality if settings.quality is not None else int(DEFAULTS["quality"])
+    resolution = settings.resolution or s.resolution or int(DEFAULTS["resolution"])
     fit = s.fit if (s.fit and settings.resolution is None) else fit
     seed = settings.seed if settings.seed is not None else random.randrange(2**31)
     width, height = pair_bucket(image_sizes or [(1, 1)], resolution)
     draft = quality < DRAFT_QUALITY_BELOW
 
-    segments = []
+    segments: list[dict[str, Any]] = []
     for i in range(pairs):
         sections = sections_for(seconds[i])
         frames = frames_for(sections)

@@ -117,8 +117,8 @@ class JobQueue:
     def get(self, job_id: str) -> JobView:
         return self.views.get(job_id)
 
-    def list(self) -> list[JobView]:
-        return self.views.list()
+    def all_jobs(self) -> list[JobView]:
+        return self.views.all_jobs()
 
     def snapshot(self) -> list[JobView]:
         return self.views.snapshot()
@@ -173,6 +173,7 @@ class JobQueue:
     @storing
     async def submit(self, request: JobCreate) -> JobCreated:
         warnings: list[str] = []
+        engine: str
         if request.engine:
             engine = request.engine
         else:

@@ -218,6 +218,9 @@ class JobRunner:
         siblings = token.child()  # set to stop the other takes when one fails
         folder = output_dir(self.settings, job_id)
         pending = [(i, take) for i in sorted(todo) for take in todo[i]]
+        # Every take joins the workers' line at once, before any can be handed a worker: a later
+        # job's take must not slip in while this job's threads are still starting.
+        self.workers.admit(job_id, float(job.get("created_at") or 0.0), [(i, t["take"]) for i, t in pending], siblings)
         left = {i: len(todo[i]) for i in todo}
         made: dict[int, list[int]] = {i: [] for i in todo}
         waiting: dict[int, np.ndarray | Path] = {}
@@ -293,6 +296,7 @@ class JobRunner:
         pool = [t for t in rows if t["take"] in made] or ([] if chosen else rows)
         if pool:
             chosen = max(pool, key=lambda t: ((t.get("score") or {}).get("overall") or -1.0, -t["take"]))
+        assert chosen is not None  # rows is not empty: either the pick stays or the pool had takes
         self.store.choose_take(job_id, index, chosen["take"])
 
     def _seams(self, paths: list[Path], fps: float) -> list[dict]:

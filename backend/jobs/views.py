@@ -140,7 +140,7 @@ class JobViews:
     def get(self, job_id: str) -> JobView:
         return self.view_or_stub(self.require(job_id))
 
-    def list(self) -> list[JobView]:
+    def all_jobs(self) -> list[JobView]:
         return [self.view_or_stub(j) for j in self.store.list_jobs()]
 
     def view_or_stub(self, job: dict) -> JobView:
@@ -169,7 +169,7 @@ class JobViews:
         try:
             job = self.store.get_job(job_id)
             if job is not None:
-                self.ws.publish(kind(job_id=job_id, job=self.view(job)))
+                self.ws.publish(kind(job_id=job_id, job=self.view(job)))  # type: ignore[call-arg]  # each subclass fixes `type`
         except Exception:
             log.exception("could not send %s for job %s", kind.__name__, job_id)
 

@@ -204,7 +204,7 @@ async def create_job(body: JobCreate, request: Request):
 
 @router.get("/api/jobs", response_model=JobList)
 async def list_jobs(request: Request):
-    return JobList(jobs=_queue(request).list())
+    return JobList(jobs=_queue(request).all_jobs())
 
 
 @router.get("/api/jobs/{job_id}", response_model=JobView, responses=_doc(404))
