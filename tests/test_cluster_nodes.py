@@ -4,15 +4,21 @@ restart in the middle of a job resumes it with its finished transitions kept."""
 
 from __future__ import annotations
 
+from functools import partial
+
 import httpx
 import pytest
 
+from tests.helpers.jobs import EventLog, wait_for
+from tests.helpers.jobs import transition_spans as _spans
 from tests.helpers.ray_cluster import ray_cluster, ray_env, wait_running, wait_workers, workers
 from tests.helpers.server import StudioServer
-from tests.test_cluster_ray import EventLog, _spans, _upload
-from tests.test_core_server import wait_for
+from tests.helpers.uploads import upload_scenes
 
 pytest.importorskip("ray")
+
+
+_upload = partial(upload_scenes, size=(96, 80), hue=50, name="i{i}")  # as test_cluster_ray.py's
 
 
 @pytest.fixture(scope="module")

@@ -4,21 +4,21 @@ random FramePack model, real WebSocket clients and video files."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
-import threading
 import time
+from functools import partial
 
 import httpx
 import numpy as np
 import pytest
 
 from backend.utils.video_io import iter_frames, probe
-from tests.helpers.images import encoded, scene
+from tests.helpers.jobs import EventLog, wait_for
+from tests.helpers.jobs import transition_spans as _spans
 from tests.helpers.ray_cluster import ray_cluster, ray_env, wait_running, wait_workers, workers
 from tests.helpers.server import StudioServer
-from tests.test_core_server import wait_for
+from tests.helpers.uploads import upload_scenes
 
 pytest.importorskip("ray")
 
@@ -29,57 +29,11 @@ def cluster():
         yield c
 
 
-def _upload(c: httpx.Client, count: int, size=(96, 80), salt: int = 0) -> list[str]:
-    files = [
-        ("files", (f"i{i}.png", encoded(scene(*size, shift=8 * i + salt, hue=50 * i + salt)), "image/png"))
-        for i in range(count)
-    ]
-    r = c.post("/api/uploads", files=files)
-    assert r.status_code == 201, r.text
-    return [u["id"] for u in r.json()["uploads"]]
+_upload = partial(upload_scenes, size=(96, 80), hue=50, name="i{i}")  # (client, count, size=, salt=)
 
 
 def _frames(path) -> np.ndarray:
     return np.concatenate(list(iter_frames(path, chunk_size=64)))
-
-
-class EventLog:
-    """Every message of the jobs socket, from before the jobs are submitted until `finished` have
-    all ended (a real WebSocket client on its own thread)."""
-
-    def __init__(self, srv: StudioServer, timeout: float = 600) -> None:
-        self.srv, self.timeout = srv, timeout
-        self.events: list[dict] = []
-        self.finished: set[str] = set()
-        self.wanted: set[str] | None = None
-        self._open = threading.Event()
-        self._thread = threading.Thread(target=lambda: asyncio.run(self._run()), daemon=True)
-        self._thread.start()
-        assert self._open.wait(30), "the socket did not open"
-
-    async def _run(self) -> None:
-        import json
-
-        import websockets
-
-        deadline = time.monotonic() + self.timeout
-        async with websockets.connect(self.srv.ws_url) as ws:
-            self._open.set()
-            while time.monotonic() < deadline:
-                if self.wanted is not None and self.wanted <= self.finished:
-                    return
-                try:
-                    msg = json.loads(await asyncio.wait_for(ws.recv(), 0.5))
-                except asyncio.TimeoutError:
-                    continue
-                self.events.append(msg)
-                if msg["type"] in ("job.completed", "job.failed", "job.cancelled"):
-                    self.finished.add(msg["job_id"])
-
-    def wait(self, job_ids: set[str]) -> list[dict]:
-        self.wanted = set(job_ids)
-        self._thread.join(self.timeout)
-        return self.events
 
 
 def _make(srv: StudioServer, body: dict, images: int, timeout: float = 600) -> tuple[dict, list[dict]]:
@@ -91,17 +45,6 @@ def _make(srv: StudioServer, body: dict, images: int, timeout: float = 600) -> t
         assert r.status_code == 201, r.text
         job = wait_for(c, r.json()["id"], timeout=timeout)
         return job, log.wait({job["id"]})
-
-
-def _spans(events: list[dict], job_id: str) -> dict[int, tuple[float, float, set]]:
-    """Per transition: first and last progress event and the workers that reported it."""
-    spans: dict[int, list] = {}
-    for e in events:
-        if e.get("type") == "job.progress" and e.get("job_id") == job_id and e.get("stage") == "generate":
-            span = spans.setdefault(e["segment"], [e["ts"], e["ts"], set()])
-            span[0], span[1] = min(span[0], e["ts"]), max(span[1], e["ts"])
-            span[2].add(e.get("worker"))
-    return {k: (a, b, w) for k, (a, b, w) in spans.items()}
 
 
 @pytest.mark.parametrize(

@@ -16,7 +16,8 @@ from backend.utils.config import Settings
 from backend.utils.daemon_executor import DaemonExecutor
 from backend.utils.progress import JobCancelled
 from backend.utils.video_io import read_frames
-from tests.test_core_inprocess import Studio, _settings
+from tests.helpers.inprocess import Studio
+from tests.helpers.inprocess import studio_settings as _settings
 
 
 def test_a_token_tells_its_listeners_and_children_at_once():

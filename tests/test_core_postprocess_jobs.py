@@ -8,9 +8,10 @@ import httpx
 
 from backend.utils.video_io import probe
 from tests.helpers.images import scene
+from tests.helpers.jobs import wait_for
 from tests.helpers.postprocess import make_settings, save_rife, save_upscaler, weights_env
 from tests.helpers.server import StudioServer
-from tests.test_core_server import upload, wait_for
+from tests.helpers.uploads import upload
 
 
 def test_post_processed_job_and_a_failed_stage_then_retry(tmp_path):

@@ -8,8 +8,9 @@ import httpx
 
 from backend.utils.video_io import probe
 from tests.helpers.images import scene
+from tests.helpers.jobs import wait_for
 from tests.helpers.server import StudioServer
-from tests.test_core_server import upload, wait_for
+from tests.helpers.uploads import upload
 
 
 def test_kill_9_mid_job_then_restart_resumes_from_finished_segments(tmp_path, tiny_framepack_dir):

@@ -13,41 +13,10 @@ import websockets
 
 from backend.pipeline.preprocessor import fit_image
 from backend.utils.video_io import probe, read_frames
-from tests.helpers.images import encoded, scene
+from tests.helpers.images import scene
+from tests.helpers.jobs import wait_for
 from tests.helpers.server import StudioServer
-
-FINISHED = ("completed", "failed", "cancelled")
-
-
-def upload(client: httpx.Client, images) -> list[str]:
-    files = [("files", (f"image{i}.png", encoded(img), "image/png")) for i, img in enumerate(images)]
-    r = client.post("/api/uploads", files=files)
-    assert r.status_code == 201, r.text
-    return [u["id"] for u in r.json()["uploads"]]
-
-
-def wait_for(client: httpx.Client, job_id: str, until=lambda j: j["status"] in FINISHED, timeout=180.0) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = client.get(f"/api/jobs/{job_id}").json()
-        if until(job):
-            return job
-        time.sleep(0.05)
-    raise AssertionError(f"job {job_id} did not reach the expected state: {job}")
-
-
-async def collect_events(
-    ws_url: str, job_id: str, stop_types=("job.completed", "job.failed", "job.cancelled"), timeout=180.0
-) -> list[dict]:
-    events = []
-    async with websockets.connect(ws_url) as ws:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            msg = json.loads(await asyncio.wait_for(ws.recv(), timeout=deadline - time.monotonic()))
-            events.append(msg)
-            if msg.get("job_id") == job_id and msg["type"] in stop_types:
-                return events
-    raise AssertionError("no final event")
+from tests.helpers.uploads import upload
 
 
 @pytest.fixture(scope="module")

@@ -19,8 +19,8 @@ from fastapi.testclient import TestClient
 
 from backend.app import create_app
 from backend.utils.config import Settings
-from tests.helpers.images import encoded, scene
-from tests.test_core_server import wait_for
+from tests.helpers.jobs import wait_for
+from tests.helpers.uploads import upload_scenes
 
 
 @pytest.fixture
@@ -38,10 +38,7 @@ def studio(tmp_path, monkeypatch):
 
 
 def _upload(client, n=2):
-    files = [("files", (f"s{i}.png", encoded(scene(64, 64, shift=8 * i)), "image/png")) for i in range(n)]
-    r = client.post("/api/uploads", files=files)
-    assert r.status_code == 201, r.text
-    return [u["id"] for u in r.json()["uploads"]]
+    return upload_scenes(client, n)
 
 
 def _submit(client, ids):

@@ -12,7 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from backend.utils.config import Settings
-from tests.helpers.images import encoded, scene
+from tests.helpers.uploads import upload_scenes
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -41,10 +41,7 @@ def client(tmp_path):
 
 
 def _upload(client, n: int = 2) -> list[str]:
-    files = [("files", (f"{i}.jpg", encoded(scene(64, 64, shift=8 * i), "JPEG"), "image/jpeg")) for i in range(n)]
-    answer = client.post("/api/uploads", files=files)
-    assert answer.status_code == 201, answer.text
-    return [u["id"] for u in answer.json()["uploads"]]
+    return upload_scenes(client, n, name="{i}", fmt="JPEG")
 
 
 def _finished(client, job_id: str) -> dict:

@@ -23,10 +23,10 @@ from backend.app import create_app
 from backend.jobs.analyzers import image_analyzer as ia
 from backend.jobs.analyzers.service import AnalysisService
 from backend.utils.config import Settings
-from tests.helpers.images import encoded, scene
-from tests.test_analyzers_prompt import DictTranslator
-from tests.test_analyzers_tinyclip import tiny_clip_dir
-from tests.test_core_server import wait_for
+from tests.helpers.jobs import wait_for
+from tests.helpers.openclip import tiny_clip_dir
+from tests.helpers.translators import DictTranslator
+from tests.helpers.uploads import upload_scenes
 
 
 @pytest.fixture(scope="module")
@@ -47,10 +47,7 @@ def _client(settings: Settings, analysis: AnalysisService | None = None) -> Test
 
 
 def _upload(client, n=3):
-    files = [("files", (f"s{i}.png", encoded(scene(64, 64, shift=8 * i, hue=60 * i)), "image/png")) for i in range(n)]
-    r = client.post("/api/uploads", files=files)
-    assert r.status_code == 201, r.text
-    return [u["id"] for u in r.json()["uploads"]]
+    return upload_scenes(client, n, hue=60)
 
 
 _wait = partial(wait_for, timeout=60.0)  # until the job is finished

@@ -20,8 +20,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.helpers.images import encoded, scene
 from tests.helpers.server import ROOT, free_port
+from tests.helpers.uploads import upload_scenes
 
 
 class Blackhole:
@@ -131,10 +131,7 @@ def test_uvicorn_on_all_interfaces_without_a_token_gets_one(tmp_path, target):
 
 
 def _upload(base: str, n: int = 2) -> list[str]:
-    files = [("files", (f"s{i}.png", encoded(scene(96, 96, shift=10 * i)), "image/png")) for i in range(n)]
-    r = httpx.post(base + "/api/uploads", files=files, timeout=30)
-    assert r.status_code == 201, r.text
-    return [u["id"] for u in r.json()["uploads"]]
+    return upload_scenes(base, n, size=(96, 96), shift=10)
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])

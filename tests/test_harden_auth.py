@@ -13,8 +13,8 @@ from starlette.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
 from backend.web.auth import COOKIE_NAME
+from tests.helpers.auth_app import TOKEN, make_app
 from tests.helpers.server import StudioServer
-from tests.test_auth_middleware import TOKEN, make_app
 
 RIGHT = {"Authorization": f"Bearer {TOKEN}"}
 WRONG = {"Authorization": "Bearer guess"}

@@ -249,7 +249,7 @@ def test_bad_input_is_refused_with_a_reason(case):
 
 def test_an_image_model_adds_embedding_similarity(tmp_path):
     from backend.jobs.analyzers.image_analyzer import ImageAnalyzer, load_openclip
-    from tests.test_analyzers_tinyclip import clip_settings, tiny_clip_dir
+    from tests.helpers.openclip import clip_settings, tiny_clip_dir
 
     analyzer = ImageAnalyzer(load_openclip(clip_settings(tmp_path, tiny_clip_dir(tmp_path))))
     frames = cc.crossfade(n=8, until=0.6)

@@ -14,8 +14,8 @@ import time
 import httpx
 
 from tests.helpers.images import encoded, scene
+from tests.helpers.jobs import wait_for
 from tests.helpers.server import StudioServer
-from tests.test_core_server import wait_for
 
 DAMAGE = {
     # job id: (column, stored text, status before)

@@ -12,8 +12,8 @@ import httpx
 import pytest
 
 from tests.helpers.images import encoded, scene
+from tests.helpers.jobs import wait_for
 from tests.helpers.server import ROOT, StudioServer, free_port
-from tests.test_core_server import wait_for
 
 
 def _start(data_dir: Path, module: list[str]) -> subprocess.CompletedProcess:

@@ -14,8 +14,8 @@ from pathlib import Path
 import httpx
 
 from tests.helpers.images import encoded, scene
+from tests.helpers.jobs import wait_for
 from tests.helpers.server import StudioServer
-from tests.test_core_server import wait_for
 
 
 def _legacy(db: Path, data_dir: Path) -> None:
@@ -151,7 +151,7 @@ def test_a_newer_schema_is_refused_with_a_hint(tmp_path):
 
 def test_a_job_cut_off_by_a_crash_resumes_after_its_folder_moved(tmp_path, tiny_framepack_dir):
     from backend.utils.video_io import probe
-    from tests.test_core_server import upload
+    from tests.helpers.uploads import upload
 
     env = {"FRAMEPACK_DIR": str(tiny_framepack_dir)}
     before = tmp_path / "before"

@@ -15,8 +15,8 @@ import pytest
 from PIL import Image
 
 from tests.helpers.images import encoded, scene
+from tests.helpers.jobs import wait_for
 from tests.helpers.server import StudioServer
-from tests.test_core_server import wait_for
 
 JOB = {"settings": {"seconds": 1.2, "resolution": 64}}
 

@@ -8,14 +8,13 @@ import httpx
 import numpy as np
 
 from backend.utils.video_io import probe, read_frames
-from tests.helpers.images import encoded, scene
+from tests.helpers.jobs import wait_for
 from tests.helpers.server import StudioServer
-from tests.test_core_server import wait_for
+from tests.helpers.uploads import upload_scenes
 
 
 def _upload(c: httpx.Client, n: int) -> list[str]:
-    files = [("files", (f"i{i}.png", encoded(scene(64, 64, shift=8 * i, hue=40 * i)), "image/png")) for i in range(n)]
-    return [u["id"] for u in c.post("/api/uploads", files=files).json()["uploads"]]
+    return upload_scenes(c, n, hue=40, name="i{i}")
 
 
 def _diff(a: np.ndarray, b: np.ndarray) -> float:

@@ -9,7 +9,9 @@ import numpy as np
 
 from backend.jobs.store import take_seed
 from backend.pipeline.morph import morph_transition
-from tests.test_core_inprocess import Studio, _per_pair, _settings
+from tests.helpers.inprocess import Studio
+from tests.helpers.inprocess import per_pair as _per_pair
+from tests.helpers.inprocess import studio_settings as _settings
 
 
 class _SeededMorph:

@@ -10,7 +10,9 @@ from backend.contracts.models import JobStatus
 from backend.jobs.runner import output_dir
 from backend.jobs.store import Store
 from backend.utils.video_io import probe
-from tests.test_core_inprocess import Studio, _per_pair, _settings
+from tests.helpers.inprocess import Studio
+from tests.helpers.inprocess import per_pair as _per_pair
+from tests.helpers.inprocess import studio_settings as _settings
 
 
 async def test_every_take_is_stored_scored_and_tagged(tmp_path):

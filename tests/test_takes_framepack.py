@@ -8,8 +8,8 @@ import httpx
 
 from backend.utils.video_io import probe
 from tests.helpers.images import encoded, scene
+from tests.helpers.jobs import wait_for
 from tests.helpers.server import StudioServer
-from tests.test_core_server import wait_for
 
 
 def test_best_of_two_and_a_reroll_with_the_tiny_framepack_model(tmp_path, tiny_framepack_dir):

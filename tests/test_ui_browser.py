@@ -15,8 +15,10 @@ import httpx
 import pytest
 
 from tests.helpers.browser import REQUIREMENTS, chromium_context, reset_storage
+from tests.helpers.browser import card_ids as _ids
 from tests.helpers.browser import offline_page as _page
 from tests.helpers.browser import screenshot as _screenshot
+from tests.helpers.browser import upload_files as _upload
 from tests.helpers.images import save, scene
 from tests.helpers.server import StudioServer
 
@@ -31,20 +33,6 @@ def browser(tmp_path_factory):
 
 def _images(tmp_path: Path, count: int = 3) -> list[Path]:
     return [save(scene(160, 120, shift=12 * i, hue=70 * i), tmp_path / f"photo{i}.png") for i in range(count)]
-
-
-def _ids(page) -> list[str]:
-    return page.eval_on_selector_all("[data-testid=image-card]", "els => els.map(e => e.dataset.uploadId)")
-
-
-def _upload(page, files: list[Path]) -> list[str]:
-    page.set_input_files("[data-testid=file-input]", [str(f) for f in files])
-    page.wait_for_function(
-        "n => [...document.querySelectorAll('[data-testid=image-card]')].filter(e => e.dataset.uploadId).length === n",
-        arg=len(files),
-        timeout=30_000,
-    )
-    return _ids(page)
 
 
 def _drag(page, source, target) -> None:

@@ -14,11 +14,13 @@ import pytest
 
 from backend.jobs.params import sections_for
 from tests.helpers.browser import REQUIREMENTS, chromium_context, open_fresh_studio
+from tests.helpers.browser import card_ids as _ids
 from tests.helpers.browser import offline_page as _page
 from tests.helpers.browser import screenshot as _screenshot
+from tests.helpers.browser import upload_files as _upload
 from tests.helpers.images import save, scene
+from tests.helpers.openclip import tiny_clip_dir
 from tests.helpers.server import StudioServer
-from tests.test_analyzers_tinyclip import tiny_clip_dir
 
 pytestmark = REQUIREMENTS
 
@@ -62,21 +64,6 @@ def _open(context, server, phone: bool = False):
 
 def _images(tmp_path: Path, count: int, size=(160, 120)) -> list[Path]:
     return [save(scene(*size, shift=15 * i, hue=80 * i), tmp_path / f"img{i}.png") for i in range(count)]
-
-
-def _ids(page) -> list[str]:
-    return page.eval_on_selector_all("[data-testid=image-card]", "els => els.map(e => e.dataset.uploadId)")
-
-
-def _upload(page, files: list[Path]) -> list[str]:
-    before = len(_ids(page))
-    page.set_input_files("[data-testid=file-input]", [str(f) for f in files])
-    page.wait_for_function(
-        "n => [...document.querySelectorAll('[data-testid=image-card]')].filter(e => e.dataset.uploadId).length === n",
-        arg=before + len(files),
-        timeout=30_000,
-    )
-    return _ids(page)
 
 
 def _analysis(server, ids: list[str]) -> dict:

@@ -12,8 +12,8 @@ from tests.helpers.browser import REQUIREMENTS, chromium_context
 from tests.helpers.browser import offline_page as _page
 from tests.helpers.browser import screenshot as _screenshot
 from tests.helpers.images import encoded, scene
+from tests.helpers.jobs import wait_for
 from tests.helpers.server import StudioServer
-from tests.test_core_server import wait_for
 
 pytestmark = REQUIREMENTS
 
