@@ -18,9 +18,8 @@ import uvicorn
 from backend.jobs.analyzers import image_analyzer as ia
 from backend.jobs.analyzers.service import AnalysisService
 from tests.helpers.openclip import clip_settings, pattern_image, tiny_clip_dir
+from tests.helpers.server import ROOT
 from tests.helpers.translators import DictTranslator
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")

@@ -5,12 +5,12 @@ is documented that nothing sends."""
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 from backend.contracts import events
 from backend.contracts.models import FINISHED, UNFINISHED, JobStatus, JobView
+from tests.helpers.server import ROOT
 
-DOC = Path(__file__).resolve().parents[1] / "docs" / "api.md"
+DOC = ROOT / "docs" / "api.md"
 
 
 def _text() -> str:

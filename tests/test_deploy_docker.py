@@ -29,8 +29,8 @@ import yaml
 from backend.utils.video_io import probe
 from tests.helpers import podman as pm
 from tests.helpers.images import encoded, scene
+from tests.helpers.server import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 TAG = "localhost/framepack-studio:test"
 STUDIO_UID = 10001
 PODMAN_OWN_PATHS = {"/etc", "/etc/hosts", "/etc/hostname", "/etc/resolv.conf", "/run", "/run/.containerenv"}

@@ -21,7 +21,8 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.helpers.server import ROOT
+
 SCRIPT = ROOT / "scripts" / "download_models.py"
 
 TRANSFORMER_REPO = "test/FramePackI2V_HY"

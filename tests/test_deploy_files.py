@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.helpers.server import ROOT
+
 SCRIPTS = [
     ROOT / "scripts" / "setup.sh",
     ROOT / "scripts" / "test.sh",

@@ -8,11 +8,11 @@ import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.helpers.server import ROOT
+
 SCRIPT = ROOT / "scripts" / "ray_wait_gpus.py"
 pytestmark = pytest.mark.timeout(300)
 # A loopback address Ray does not rewrite: a driver given 127.0.0.1 replaces it with the address of

@@ -8,7 +8,6 @@ import re
 import sqlite3
 import string
 import subprocess
-from pathlib import Path
 
 import pytest
 
@@ -16,8 +15,8 @@ from backend.contracts import messages
 from backend.contracts.errors import StudioError
 from backend.jobs.queue import JobError, user_error
 from backend.web import error_responses as web_errors
+from tests.helpers.server import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 HANGUL = re.compile("[\uac00-\ud7a3]")
 
 # Files that may keep Korean literals, and why. Anything else with Hangul fails the test below.

@@ -5,16 +5,14 @@ from __future__ import annotations
 
 import logging
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
 from backend.utils.config import Settings
+from tests.helpers.server import ROOT
 from tests.helpers.uploads import upload_scenes
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def backend_sources() -> dict[str, str]:

@@ -25,6 +25,7 @@ from backend.jobs.analyzers.service import AnalysisService
 from backend.utils.config import Settings
 from tests.helpers.jobs import wait_for
 from tests.helpers.openclip import tiny_clip_dir
+from tests.helpers.server import ROOT
 from tests.helpers.translators import DictTranslator
 from tests.helpers.uploads import upload_scenes
 
@@ -292,7 +293,7 @@ def test_importing_backend_app_builds_nothing(tmp_path):
     )
     out = subprocess.run(
         [sys.executable, "-c", code],
-        cwd=Path(__file__).resolve().parents[1],
+        cwd=ROOT,
         env={**__import__("os").environ, "STUDIO_DATA_DIR": str(tmp_path / "never")},
         capture_output=True,
         text=True,

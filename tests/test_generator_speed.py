@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,9 +22,9 @@ from backend.pipeline.framepack.pinned import pin_module_in_place
 from backend.pipeline.framepack.residency import plan_residency
 from backend.utils.config import Settings
 from backend.utils.progress import JobCancelled, Progress
+from tests.helpers.server import ROOT
 from tests.helpers.tiny_framepack import build_tiny_pipeline
 
-ROOT = Path(__file__).resolve().parents[1]
 H, W = 64, 96
 
 

@@ -17,7 +17,8 @@ import sys
 import textwrap
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.helpers.server import ROOT
+
 BACKEND = ROOT / "backend"
 
 # Known edges that break the rules, each with the reason it is still there. Any other edge that

@@ -24,6 +24,7 @@ from backend.pipeline.framepack.magcache import (
     skip_pattern,
 )
 from backend.utils.config import Settings
+from tests.helpers.server import ROOT
 
 
 def _marks(pattern) -> str:
@@ -97,11 +98,10 @@ def test_the_slider_low_end_is_the_fast_mode():
 
 def test_the_pages_fast_mode_hint_starts_where_the_server_s_fast_mode_does():
     import re
-    from pathlib import Path
 
     from backend.jobs.params import DRAFT_QUALITY_BELOW
 
-    source = (Path(__file__).resolve().parents[1] / "frontend/js/studio/settings.js").read_text()
+    source = (ROOT / "frontend/js/studio/settings.js").read_text()
     assert int(re.search(r"FAST_MODE_BELOW = (\d+);", source).group(1)) == DRAFT_QUALITY_BELOW
 
 

@@ -16,9 +16,8 @@ from pathlib import Path
 
 import httpx
 
-from tests.helpers.server import StudioServer
+from tests.helpers.server import ROOT, StudioServer
 
-ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "contract-test-token"
 
 

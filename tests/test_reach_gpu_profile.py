@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
 from backend.pipeline.framepack.machine import estimate_minutes, machine_profile
+from tests.helpers.server import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 T4 = {"gpu": "Tesla T4", "vram_gib": 14.75, "capability": [7, 5], "ram_gib": 12.7e9 / 1024**3}
 
 
