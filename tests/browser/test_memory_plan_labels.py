@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
 from tests.helpers.browser import REQUIREMENTS, chromium_context
 from tests.helpers.server import StudioServer
 
@@ -26,10 +24,7 @@ PLAN = {
 }
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    with StudioServer(tmp_path_factory.mktemp("reach-ui"), {"STUDIO_DEFAULT_ENGINE": "morph"}) as s:
-        yield s
+SERVER_ENV = {"STUDIO_DEFAULT_ENGINE": "morph"}  # the folder's `server`
 
 
 def _page(context, url: str, plan: dict | None):

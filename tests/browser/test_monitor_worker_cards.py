@@ -21,7 +21,7 @@ import uvicorn
 from backend.utils.config import Settings
 from backend.utils.gpu import SystemProbe
 from backend.web.routes.monitor import MonitorHub
-from tests.helpers.browser import REQUIREMENTS, chromium_context, offline_page, reset_storage, screenshot
+from tests.helpers.browser import REQUIREMENTS, offline_page, reset_storage, screenshot
 
 pytestmark = REQUIREMENTS
 
@@ -164,12 +164,6 @@ def studio(tmp_path_factory):
     yield f"http://127.0.0.1:{port}", probe
     server.should_exit = True
     thread.join(15)
-
-
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory):
-    with chromium_context(tmp_path_factory.mktemp("chromium-profile")) as context:
-        yield context
 
 
 def open_monitor(browser, url: str, lang: str = "en"):

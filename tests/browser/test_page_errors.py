@@ -6,27 +6,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 from backend.contracts import messages
-from tests.helpers.browser import REQUIREMENTS, chromium_context, offline_page, open_fresh_studio
+from tests.helpers.browser import REQUIREMENTS, offline_page, open_fresh_studio
 from tests.helpers.images import save, scene
-from tests.helpers.server import StudioServer
 
 pytestmark = REQUIREMENTS
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("ui-errors")
-    with StudioServer(tmp, {"STUDIO_DEFAULT_ENGINE": "morph", "STUDIO_MAX_IMAGES_PER_JOB": "2"}) as srv:
-        yield srv
-
-
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory):
-    with chromium_context(tmp_path_factory.mktemp("chromium-profile-errors")) as context:
-        yield context
+SERVER_ENV = {"STUDIO_DEFAULT_ENGINE": "morph", "STUDIO_MAX_IMAGES_PER_JOB": "2"}  # the folder's `server`
 
 
 def _open(browser, server, lang: str):

@@ -5,21 +5,14 @@ Debian's headless Chromium. Screenshots go to test-artifacts/ (gitignored)."""
 from __future__ import annotations
 
 import httpx
-import pytest
 
-from tests.helpers.browser import REQUIREMENTS, chromium_context
+from tests.helpers.browser import REQUIREMENTS
 from tests.helpers.browser import offline_page as _page
 from tests.helpers.browser import screenshot as _screenshot
 from tests.helpers.images import save, scene
 from tests.helpers.server import StudioServer
 
 pytestmark = REQUIREMENTS
-
-
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory):
-    with chromium_context(tmp_path_factory.mktemp("chromium-profile")) as context:
-        yield context
 
 
 def test_a_new_user_without_framepack_gets_morph_and_is_told_why(browser, tmp_path):

@@ -6,26 +6,14 @@ from __future__ import annotations
 import json
 
 import httpx
-import pytest
 
-from tests.helpers.browser import REQUIREMENTS, chromium_context, open_fresh_studio
+from tests.helpers.browser import REQUIREMENTS, open_fresh_studio
 from tests.helpers.browser import offline_page as _page
-from tests.helpers.server import StudioServer
 
 pytestmark = REQUIREMENTS
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("ui-meta")
-    with StudioServer(tmp, {"STUDIO_MAX_SECONDS_PER_TRANSITION": "7", "STUDIO_DEFAULT_ENGINE": "morph"}) as srv:
-        yield srv
-
-
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory):
-    with chromium_context(tmp_path_factory.mktemp("chromium-profile")) as context:
-        yield context
+SERVER_ENV = {"STUDIO_MAX_SECONDS_PER_TRANSITION": "7", "STUDIO_DEFAULT_ENGINE": "morph"}  # the folder's `server`
 
 
 def _open(context, server, meta: dict | None = None):

@@ -5,10 +5,9 @@ its own length and seed, pick the earlier take back, delete the other one and re
 from __future__ import annotations
 
 import httpx
-import pytest
 
 from backend.utils.video_io import probe
-from tests.helpers.browser import REQUIREMENTS, chromium_context
+from tests.helpers.browser import REQUIREMENTS
 from tests.helpers.browser import offline_page as _page
 from tests.helpers.browser import screenshot as _screenshot
 from tests.helpers.images import encoded, scene
@@ -16,12 +15,6 @@ from tests.helpers.jobs import wait_for
 from tests.helpers.server import StudioServer
 
 pytestmark = REQUIREMENTS
-
-
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory):
-    with chromium_context(tmp_path_factory.mktemp("chromium-profile")) as context:
-        yield context
 
 
 def _takes(page, index: int) -> list[tuple[str, str]]:

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.helpers.browser import REQUIREMENTS, chromium_context, reset_storage
+from tests.helpers.browser import REQUIREMENTS, reset_storage
 from tests.helpers.browser import card_ids as _ids
 from tests.helpers.browser import offline_page as _page
 from tests.helpers.browser import screenshot as _screenshot
@@ -23,12 +23,6 @@ from tests.helpers.images import save, scene
 from tests.helpers.server import StudioServer
 
 pytestmark = REQUIREMENTS
-
-
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory):
-    with chromium_context(tmp_path_factory.mktemp("chromium-profile")) as context:
-        yield context
 
 
 def _images(tmp_path: Path, count: int = 3) -> list[Path]:

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from backend.jobs.params import sections_for
-from tests.helpers.browser import REQUIREMENTS, chromium_context, open_fresh_studio
+from tests.helpers.browser import REQUIREMENTS, open_fresh_studio
 from tests.helpers.browser import card_ids as _ids
 from tests.helpers.browser import offline_page as _page
 from tests.helpers.browser import screenshot as _screenshot
@@ -23,12 +23,6 @@ from tests.helpers.openclip import tiny_clip_dir
 from tests.helpers.server import StudioServer
 
 pytestmark = REQUIREMENTS
-
-
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory):
-    with chromium_context(tmp_path_factory.mktemp("chromium-profile-paths")) as context:
-        yield context
 
 
 @pytest.fixture(scope="module")

@@ -34,7 +34,7 @@ from tests.helpers.server import ROOT
 TAG = "localhost/framepack-studio:test"
 STUDIO_UID = 10001
 PODMAN_OWN_PATHS = {"/etc", "/etc/hosts", "/etc/hostname", "/etc/resolv.conf", "/run", "/run/.containerenv"}
-pytestmark = pytest.mark.timeout(3600)
+pytestmark = [pytest.mark.container, pytest.mark.slow, pytest.mark.timeout(3600)]
 
 
 def free_port() -> int:

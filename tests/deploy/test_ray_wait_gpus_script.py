@@ -14,7 +14,7 @@ import pytest
 from tests.helpers.server import ROOT
 
 SCRIPT = ROOT / "scripts" / "ray_wait_gpus.py"
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [pytest.mark.ray, pytest.mark.timeout(300)]
 # A loopback address Ray does not rewrite: a driver given 127.0.0.1 replaces it with the address of
 # the default route, where this cluster does not listen.
 LOOPBACK = "127.0.0.2"

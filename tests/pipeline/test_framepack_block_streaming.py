@@ -216,6 +216,7 @@ def _forward_inputs(transformer):
     )
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="the GPU tier needs CUDA")
 def test_partial_residency_on_the_gpu_gives_the_resident_frames(tmp_path):  # pragma: no cover - GPU only
     frames = {}
@@ -233,6 +234,7 @@ def test_partial_residency_on_the_gpu_gives_the_resident_frames(tmp_path):  # pr
     assert np.array_equal(frames["partial"], frames["resident"])
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="fp16 autocast on the GPU needs CUDA")
 def test_fp16_plan_on_the_gpu_runs_without_bf16(tmp_path):  # pragma: no cover - GPU only
     """The T4's arithmetic (fp16 autocast, fp32 residual stream) with partial residency gives the
@@ -255,6 +257,7 @@ def test_fp16_plan_on_the_gpu_runs_without_bf16(tmp_path):  # pragma: no cover -
     assert np.array_equal(frames["partial"], frames["resident"])
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="the allocator cap needs CUDA")
 def test_reserved_vram_stays_within_the_vram_limit(tmp_path):  # pragma: no cover - GPU only
     """Under STUDIO_VRAM_LIMIT_GIB the allocator, growing expandable segments by whole pages, must

@@ -205,6 +205,7 @@ def test_eager_blocks_restores_compiled_blocks(pipe):
             block._compiled_call_impl = None
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="page-locking needs CUDA")
 def test_pin_in_place_keeps_values_and_pins():  # pragma: no cover - GPU machines only
     module = torch.nn.Sequential(torch.nn.Linear(64, 128), torch.nn.LayerNorm(128))

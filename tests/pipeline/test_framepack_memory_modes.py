@@ -154,6 +154,7 @@ def test_remove_stale_keeps_live_processes(tmp_path):
     assert mine.exists() and other.exists()
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="offload placement needs CUDA")
 def test_offload_placement_on_gpu(tmp_path):  # pragma: no cover - GPU machines only
     pipe = build_tiny_pipeline(0).to(torch.bfloat16)
@@ -169,6 +170,7 @@ def test_offload_placement_on_gpu(tmp_path):  # pragma: no cover - GPU machines 
     assert frames.shape == (9, H, W, 3)
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="offload placement needs CUDA")
 def test_bf16_offload_gives_the_resident_frames(tmp_path):  # pragma: no cover - GPU machines only
     """Block streaming and the disk-streamed text encoder change where weights live, not the maths."""
@@ -231,6 +233,7 @@ def test_pipeline_reads_with_a_disk_streamed_text_encoder(tiny_framepack_dir, tm
         assert torch.equal(r, g)
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="the lean read path runs on CUDA")
 def test_offload_load_from_disk_on_gpu(tiny_framepack_dir, tmp_path):  # pragma: no cover - GPU machines only
     gen = FramePackGenerator(
@@ -252,6 +255,7 @@ def test_offload_load_from_disk_on_gpu(tiny_framepack_dir, tmp_path):  # pragma:
     assert gen.generate(images[0], images[1], "a cat", segment, params, lambda p: None).shape == (9, H, W, 3)
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="placement needs CUDA")
 def test_fp8_mode_with_the_text_encoder_on_disk(tmp_path):  # pragma: no cover - GPU machines only
     from backend.pipeline.framepack.memory import place
@@ -268,6 +272,7 @@ def test_fp8_mode_with_the_text_encoder_on_disk(tmp_path):  # pragma: no cover -
         assert torch.equal(r, g)
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="offload placement needs CUDA")
 def test_draft_cache_in_offload_mode(tmp_path):  # pragma: no cover - GPU machines only
     """MagCache skips whole forwards; the block streamer must drop their prefetched copies."""

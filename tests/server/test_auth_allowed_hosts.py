@@ -12,16 +12,11 @@ import websockets
 from backend.utils.config import Settings
 from backend.web.auth import HostPolicy, split_host
 from tests.helpers.images import encoded, scene
-from tests.helpers.server import StudioServer
 
 EVIL = "rebind.attacker.example"
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("hosts")
-    with StudioServer(tmp, {"STUDIO_ALLOWED_HOSTS": "studio.example.org,.tunnel.example"}) as srv:
-        yield srv
+SERVER_ENV = {"STUDIO_ALLOWED_HOSTS": "studio.example.org,.tunnel.example"}  # the folder's `server`
 
 
 def _as(host: str, port: int) -> dict[str, str]:

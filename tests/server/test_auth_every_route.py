@@ -37,13 +37,15 @@ def every_route(tmp_path) -> list[tuple[str, str]]:
     return routes
 
 
+SERVER_ENV = {"STUDIO_TOKEN": TOKEN, "STUDIO_LOGIN_MAX_FAILURES": "1000"}
+
+
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("auth")
-    with StudioServer(tmp, {"STUDIO_TOKEN": TOKEN, "STUDIO_LOGIN_MAX_FAILURES": "1000"}) as srv:
-        (srv.data_dir / "uploads").mkdir(parents=True, exist_ok=True)
-        (srv.data_dir / "uploads" / "x.png").write_bytes(b"\x89PNG\r\n\x1a\n")
-        yield srv
+def server(server):
+    """The folder's server, with one stored upload to ask for."""
+    (server.data_dir / "uploads").mkdir(parents=True, exist_ok=True)
+    (server.data_dir / "uploads" / "x.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    return server
 
 
 def test_every_route_needs_the_token(server, tmp_path):

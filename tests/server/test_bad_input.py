@@ -6,13 +6,11 @@ import socket
 import struct
 import zlib
 
-import httpx
 import numpy as np
 import pytest
 from PIL import Image
 
 from tests.helpers.images import encoded, scene
-from tests.helpers.server import StudioServer
 
 
 def png_bomb(width: int, height: int) -> bytes:
@@ -27,18 +25,8 @@ def png_bomb(width: int, height: int) -> bytes:
     )
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("bad")
-    env = {"STUDIO_MAX_UPLOAD_MB": "0.2", "STUDIO_MAX_IMAGE_PIXELS": "1000000", "STUDIO_DEFAULT_ENGINE": "morph"}
-    with StudioServer(tmp, env) as srv:
-        yield srv
-
-
-@pytest.fixture
-def client(server):
-    with httpx.Client(base_url=server.url, timeout=30) as c:
-        yield c
+# The folder's `server` and `client`.
+SERVER_ENV = {"STUDIO_MAX_UPLOAD_MB": "0.2", "STUDIO_MAX_IMAGE_PIXELS": "1000000", "STUDIO_DEFAULT_ENGINE": "morph"}
 
 
 def stored_files(server) -> list[str]:

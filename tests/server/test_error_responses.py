@@ -16,17 +16,18 @@ import websockets
 from backend.contracts import messages
 from backend.web.error_responses import STATUS
 from tests.helpers.images import encoded, scene
-from tests.helpers.server import StudioServer
 
 TOKEN = "t0ken-for-errors"
 
 
+CLIENT_HEADERS = {"Authorization": f"Bearer {TOKEN}"}  # the folder's `client` sends it
+
+
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("errors")
-    empty = tmp / "no-weights"
-    empty.mkdir()
-    env = {
+def server_env(tmp_path_factory):
+    """The folder's `server` starts with this environment."""
+    empty = tmp_path_factory.mktemp("no-weights")
+    return {
         "STUDIO_TOKEN": TOKEN,
         "STUDIO_DEFAULT_ENGINE": "morph",
         "STUDIO_MAX_IMAGES_PER_JOB": "2",
@@ -37,14 +38,6 @@ def server(tmp_path_factory):
         "STUDIO_WEIGHTS_MIRROR": "http://127.0.0.1:9",
         "STUDIO_WEIGHTS_DOWNLOAD_TIMEOUT_S": "2",
     }
-    with StudioServer(tmp, env) as srv:
-        yield srv
-
-
-@pytest.fixture
-def client(server):
-    with httpx.Client(base_url=server.url, timeout=30, headers={"Authorization": f"Bearer {TOKEN}"}) as c:
-        yield c
 
 
 def _check(r: httpx.Response, code: str, **params) -> dict:

@@ -20,16 +20,9 @@ from tests.helpers.uploads import upload
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory, tiny_framepack_dir):
-    tmp = tmp_path_factory.mktemp("core")
-    with StudioServer(tmp, {"FRAMEPACK_DIR": str(tiny_framepack_dir)}) as srv:
-        yield srv
-
-
-@pytest.fixture
-def client(server):
-    with httpx.Client(base_url=server.url, timeout=60) as c:
-        yield c
+def server_env(tiny_framepack_dir):
+    """The folder's `server` (and `client`) run the tiny FramePack model."""
+    return {"FRAMEPACK_DIR": str(tiny_framepack_dir)}
 
 
 def test_health_reports_engines_and_device(client):

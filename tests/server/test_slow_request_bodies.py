@@ -8,27 +8,20 @@ import asyncio
 import time
 
 import httpx
-import pytest
 
 from tests.helpers.images import encoded, scene
-from tests.helpers.server import StudioServer
 
 BOUNDARY = "slow-boundary"
 IN_FLIGHT, PER_CLIENT = 6, 2
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("slow")
-    env = {
-        "STUDIO_BODY_IDLE_TIMEOUT_S": "1",
-        "STUDIO_BODY_MIN_RATE_KB_S": "4",
-        "STUDIO_BODY_MAX_S": "30",
-        "STUDIO_MAX_UPLOADS_IN_FLIGHT": str(IN_FLIGHT),
-        "STUDIO_MAX_UPLOADS_PER_CLIENT": str(PER_CLIENT),
-    }
-    with StudioServer(tmp, env) as srv:
-        yield srv
+SERVER_ENV = {  # the folder's `server`
+    "STUDIO_BODY_IDLE_TIMEOUT_S": "1",
+    "STUDIO_BODY_MIN_RATE_KB_S": "4",
+    "STUDIO_BODY_MAX_S": "30",
+    "STUDIO_MAX_UPLOADS_IN_FLIGHT": str(IN_FLIGHT),
+    "STUDIO_MAX_UPLOADS_PER_CLIENT": str(PER_CLIENT),
+}
 
 
 def _upload_head(total: int) -> bytes:

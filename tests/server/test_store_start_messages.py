@@ -13,7 +13,7 @@ import pytest
 
 from tests.helpers.images import encoded, scene
 from tests.helpers.jobs import wait_for
-from tests.helpers.server import ROOT, StudioServer, free_port
+from tests.helpers.server import ROOT, free_port
 
 
 def _start(data_dir: Path, module: list[str]) -> subprocess.CompletedProcess:
@@ -72,11 +72,7 @@ def test_a_read_only_database_stops_the_start_with_a_hint(tmp_path):
     assert "Traceback" not in out, out
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("messages")
-    with StudioServer(tmp, {"STUDIO_DEFAULT_ENGINE": "morph"}) as srv:
-        yield srv
+SERVER_ENV = {"STUDIO_DEFAULT_ENGINE": "morph"}  # the folder's `server`
 
 
 def test_nan_seconds_is_called_not_a_finite_number(server):

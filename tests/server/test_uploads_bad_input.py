@@ -23,18 +23,7 @@ from tests.helpers.server import StudioServer
 BOUNDARY = "harden-boundary"
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("harden-uploads")
-    env = {"STUDIO_MAX_FILES_PER_UPLOAD": "2", "STUDIO_DEFAULT_ENGINE": "morph"}
-    with StudioServer(tmp, env) as srv:
-        yield srv
-
-
-@pytest.fixture
-def client(server):
-    with httpx.Client(base_url=server.url, timeout=30) as c:
-        yield c
+SERVER_ENV = {"STUDIO_MAX_FILES_PER_UPLOAD": "2", "STUDIO_DEFAULT_ENGINE": "morph"}  # the folder's `server`
 
 
 def multipart(parts: list[tuple[str, bytes | None, bytes]]) -> bytes:
