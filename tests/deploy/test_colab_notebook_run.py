@@ -19,10 +19,13 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.helpers.fresh_clone import first_run_env, source_repo
 from tests.helpers.images import encoded, scene
 from tests.helpers.server import ROOT, free_port
+
+pytestmark = pytest.mark.slow  # a clone of this checkout and the notebook's set-up: minutes
 
 PUBLIC_HOST = "stand-in-tunnel.ngrok-free.app"
 

@@ -10,10 +10,13 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.helpers.fresh_clone import first_run_env, reuse_installed_parts, source_repo
 from tests.helpers.images import encoded, scene
 from tests.helpers.server import free_port
+
+pytestmark = pytest.mark.slow  # a fresh clone and its set-up: minutes
 
 README_COMMAND = "bash scripts/setup.sh --base-dir ./models && .venv/bin/python -m backend"
 

@@ -55,6 +55,7 @@ def test_paste_lands_at_the_original_position():
     assert out[5, 5, 0] == 100 and out[235, 10, 0] == 100  # far from the face: untouched
 
 
+@pytest.mark.slow
 def test_detector_loads_published_layout_and_frame_without_face_is_untouched(tmp_path):
     settings = make_settings(tmp_path)
     save_retinaface(settings, faces="never")
@@ -76,6 +77,7 @@ def test_detector_reports_faces_with_five_landmarks_in_frame_coordinates(tmp_pat
     assert faces and all(f.landmarks.shape == (5, 2) and f.score > 0.9 for f in faces)
 
 
+@pytest.mark.slow
 def test_codeformer_published_layout_loads_through_spandrel_and_restores(tmp_path):
     settings = make_settings(tmp_path)
     save_codeformer(settings, n_layers=1)

@@ -62,6 +62,7 @@ def resident_frames(tmp_path_factory):
     return _frames(build_pipeline(SPEC, "cpu", torch.float32, seed=0), tmp_path_factory.mktemp("resident"))[1]
 
 
+@pytest.mark.slow
 def test_partial_residency_gives_the_resident_frames_exactly(resident_frames, tmp_path):
     pipe = build_pipeline(SPEC, "cpu", torch.float32, seed=0)
     gen, frames = _frames(pipe, tmp_path, _plan())
@@ -80,6 +81,7 @@ def test_partial_residency_gives_the_resident_frames_exactly(resident_frames, tm
     assert len(files) == 3 and streamer.bytes_on_disk == sum(f.stat().st_size for f in files)
 
 
+@pytest.mark.slow
 def test_disk_blocks_stay_8bit_and_match_8bit_resident(tmp_path):
     torch.manual_seed(0)
     ref = build_pipeline(SPEC, "cpu", torch.float32, seed=0)

@@ -78,6 +78,7 @@ def fp32_frames():
     return _sample(build_tiny_pipeline(0), ComputePolicy("fp32", "cpu"))
 
 
+@pytest.mark.slow
 def test_fp16_with_fp32_stream_is_close_to_fp32(fp32_frames):
     pipe = _fp16_pipe()
     seen = []
@@ -88,6 +89,7 @@ def test_fp16_with_fp32_stream_is_close_to_fp32(fp32_frames):
     assert diff.mean() < 0.5 and diff.max() <= 8, (diff.mean(), diff.max())
 
 
+@pytest.mark.slow
 def test_fp32_policy_runs_fp16_weights_in_fp32(fp32_frames):
     """The safe fallback keeps fp16 weights and casts each up as its op runs."""
     pipe = build_tiny_pipeline(0).to(torch.float16)
@@ -106,6 +108,7 @@ def test_upcast_weights_mode_casts_mixed_ops_only():
         torch.nn.functional.linear(x, w)  # without the mode the dtypes clash
 
 
+@pytest.mark.slow
 def test_overflow_guard_reruns_the_section_in_fp32_with_a_warning():
     warnings: list[str] = []
     pipe = _fp16_pipe()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 from backend.pipeline.framepack.machine import estimate_minutes, machine_profile
 from tests.helpers.server import ROOT
 
@@ -36,6 +38,7 @@ def test_large_gpu_is_resident_and_no_gpu_says_so():
     assert machine_profile({"gpu": None, "vram_gib": 0.0, "capability": None, "ram_gib": 8})["plan"] is None
 
 
+@pytest.mark.slow
 def test_cli_runs_on_this_machine():
     out = subprocess.run(
         [sys.executable, "-m", "backend", "--profile"], cwd=ROOT, capture_output=True, text=True, timeout=120

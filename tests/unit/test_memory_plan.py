@@ -119,6 +119,7 @@ def test_forced_modes_are_corners_of_the_plan():
     assert plan_residency(8, 16, (8, 6), mode_request="offload").blocks_disk > 0
 
 
+@pytest.mark.slow
 def test_block_sizes_are_the_real_architectures():
     """The plan's constants against the FramePack transformer built on the meta device."""
     import torch
