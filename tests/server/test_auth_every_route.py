@@ -110,6 +110,7 @@ def test_websocket_is_closed_1008_before_any_event(server, path, query):
     assert asyncio.run(attempt()) == 1008
 
 
+@pytest.mark.slow
 def test_python_m_backend_behind_a_tunnel_generates_and_enforces_a_token(tmp_path):
     port = free_port()
     env = {k: v for k, v in StudioServer(tmp_path).env.items() if k != "STUDIO_TOKEN"}

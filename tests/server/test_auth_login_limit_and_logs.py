@@ -115,6 +115,7 @@ def _guess_with_rotating_forwarded_for(url: str, n: int) -> list[int]:
         ]
 
 
+@pytest.mark.slow
 def test_rotating_x_forwarded_for_from_loopback_does_not_reset_the_limit(tmp_path):
     # Started as `uvicorn backend.app:create_app --factory`: uvicorn's proxy headers are on and
     # trust loopback by default, so the header would otherwise choose the counted address.
