@@ -9,6 +9,26 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+# Each folder of tests/ and the markers its tests get (pytest.ini registers them; README.md says which
+# to leave out for the inner loop). A test file lives in one of these folders
+# (tests/unit/test_test_layout.py checks it), so every test has at least its folder's marker.
+FOLDER_MARKERS = {
+    "unit": ("unit",),  # pure functions and classes: no server, no browser, no model files
+    "server": ("server",),  # the studio's web and job layers for real: uvicorn, TestClient or the queue in-process
+    "pipeline": ("pipeline",),  # engines, FramePack's memory machinery, post-processing, scores (tiny models)
+    "browser": ("browser",),  # the pages in Debian's Chromium
+    "cluster": ("cluster", "ray"),  # a real Ray cluster on this machine
+    "deploy": ("deploy",),  # set-up scripts, Docker files, the notebook, fresh clones
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    tests_dir = Path(__file__).resolve().parent
+    for item in items:
+        parts = Path(item.fspath).resolve().relative_to(tests_dir).parts
+        for name in FOLDER_MARKERS.get(parts[0], ()) if len(parts) > 1 else ():
+            item.add_marker(name)
+
 
 @pytest.fixture(scope="session")
 def tiny_framepack_dir(tmp_path_factory) -> Path:

@@ -98,3 +98,21 @@ def screenshot(page, name: str) -> Path:
     path = ARTIFACTS / name
     page.screenshot(path=str(path), full_page=True)
     return path
+
+
+def card_ids(page) -> list[str]:
+    """The upload ids of the studio's image cards, in page order."""
+    return page.eval_on_selector_all("[data-testid=image-card]", "els => els.map(e => e.dataset.uploadId)")
+
+
+def upload_files(page, files: list[Path]) -> list[str]:
+    """Adds `files` through the page's file input and waits until each has its card with an upload id;
+    returns every card's upload id, in page order."""
+    before = len(card_ids(page))
+    page.set_input_files("[data-testid=file-input]", [str(f) for f in files])
+    page.wait_for_function(
+        "n => [...document.querySelectorAll('[data-testid=image-card]')].filter(e => e.dataset.uploadId).length === n",
+        arg=before + len(files),
+        timeout=30_000,
+    )
+    return card_ids(page)

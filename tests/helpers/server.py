@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -118,3 +119,29 @@ class StudioServer:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+# --- fixtures: imported by the conftest.py of each folder whose tests use them -------------------
+# A module's tests share one server, started with the module's `SERVER_ENV` (a dict, default none)
+# or, where the environment needs other fixtures, the module's own `server_env` fixture; `client`
+# sends the module's `CLIENT_HEADERS` (e.g. a token) with every request.
+
+
+@pytest.fixture(scope="module")
+def server_env(request) -> dict[str, str]:
+    return dict(getattr(request.module, "SERVER_ENV", {}))
+
+
+@pytest.fixture(scope="module")
+def server(request, tmp_path_factory, server_env):
+    """One real studio (uvicorn on loopback) for the whole test module."""
+    name = request.module.__name__.rsplit(".", 1)[-1].removeprefix("test_")
+    with StudioServer(tmp_path_factory.mktemp(name), server_env) as srv:
+        yield srv
+
+
+@pytest.fixture
+def client(request, server):
+    headers = getattr(request.module, "CLIENT_HEADERS", None)
+    with httpx.Client(base_url=server.url, timeout=60, headers=headers) as c:
+        yield c
