@@ -47,12 +47,12 @@ class EngineNotReady(RuntimeError):
 
 class Engines:
     def __init__(self, settings: Settings) -> None:
-        from backend.pipeline.framepack.generator import FramePackGenerator
+        from backend.pipeline.framepack.engine import FramePackEngine
         from backend.pipeline.morph import MorphEngine
 
         self.settings = settings
         self._engines: dict[str, TransitionEngine] = {
-            "framepack": FramePackGenerator(settings),
+            "framepack": FramePackEngine(settings),
             "morph": MorphEngine(),
         }
         self._device: dict | None = None
@@ -68,7 +68,7 @@ class Engines:
         """Which device PyTorch would use; imports torch, so it is called off the event loop."""
         with self._device_lock:
             if self._device is None:
-                from backend.pipeline.framepack.generator import default_resolution, resolve_device
+                from backend.pipeline.framepack.loading import default_resolution, resolve_device
 
                 try:
                     kind, why = resolve_device(self.settings.device)
