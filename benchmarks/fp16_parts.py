@@ -77,7 +77,7 @@ def main() -> None:
     # Whole jobs through the generator: resident and partial, fp16 and bf16, against CPU fp32.
     import dataclasses
 
-    from backend.pipeline.framepack.generator import FramePackGenerator
+    from backend.pipeline.framepack.engine import FramePackEngine
     from backend.utils.config import Settings
     from tests.test_reach_streaming import PARAMS, SEGMENT, SPEC, _images, _plan
 
@@ -85,7 +85,7 @@ def main() -> None:
         pipe = build_pipeline(SPEC, "cpu", torch.float32, seed=0)
         if device == "cuda":
             pipe.to({"bf16": torch.bfloat16, "fp16": torch.float16}[dtype_name])
-        gen = FramePackGenerator(Settings(framepack_compile="off", models_dir="/tmp/fp16_parts"))
+        gen = FramePackEngine(Settings(framepack_compile="off", models_dir="/tmp/fp16_parts"))
         gen.attach(pipe, device, plan=plan) if plan else gen.attach(pipe, device, mode="cpu")
         a, b = _images()
         return gen.generate(a, b, "a cat", SEGMENT, PARAMS, lambda p: None).astype(int)

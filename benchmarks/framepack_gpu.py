@@ -2,7 +2,7 @@
 
 No weights can be downloaded, but time and memory depend only on shapes: this builds the models of
 the REAL size with random weights (directly on the GPU, in bf16), runs the plain
-`HunyuanVideoFramepackPipeline` and then the studio's `FramePackGenerator` on the same job in one
+`HunyuanVideoFramepackPipeline` and then the studio's `FramePackEngine` on the same job in one
 process, and prints/writes: s/step, s/section, time to first section preview, peak VRAM (allocated
 and reserved), peak host RSS, FLOPs per forward (FlopCounterMode), MFU, and ours/reference ratios;
 plus VRAM growth from 1 to N sections, the fast mode (MagCache, `magcache_speed.py`) at each
@@ -704,7 +704,7 @@ def from_disk(args, result: dict, rss: RssSampler, clock: Clock, cuda: bool, spe
     does (`load()` with FRAMEPACK_DIR), and runs the job: host RSS peak of loading and of the job."""
     import subprocess
 
-    from backend.pipeline.framepack.generator import FramePackGenerator
+    from backend.pipeline.framepack.engine import FramePackEngine
 
     folder = args.from_disk
     if not (folder / "model_index.json").exists():
@@ -715,7 +715,7 @@ def from_disk(args, result: dict, rss: RssSampler, clock: Clock, cuda: bool, spe
         subprocess.run(cmd, check=True)
         result["save_s"] = time.perf_counter() - began
     result["from_disk"] = str(folder)
-    gen = FramePackGenerator(studio_settings(args, cuda, framepack_dir=str(folder)))
+    gen = FramePackEngine(studio_settings(args, cuda, framepack_dir=str(folder)))
     rss.reset()
     began = time.perf_counter()
     gen.load()
@@ -797,7 +797,7 @@ def main(argv: list[str] | None = None) -> dict:
         type=Path,
         default=None,
         help="measure the real loading path: save the models to DIR (a child process, once), then "
-        "load them with FramePackGenerator.load() (FRAMEPACK_DIR=DIR) instead of attach()",
+        "load them with FramePackEngine.load() (FRAMEPACK_DIR=DIR) instead of attach()",
     )
     ap.add_argument("--save-to", type=Path, default=None, help=argparse.SUPPRESS)  # the child of --from-disk
     ap.add_argument("--out", type=Path, default=None, help="JSON file to write")
@@ -806,7 +806,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     import torch
 
-    from backend.pipeline.framepack.generator import FramePackGenerator
+    from backend.pipeline.framepack.engine import FramePackEngine
 
     rss = RssSampler()
     cuda = not args.tiny and torch.cuda.is_available()
@@ -878,7 +878,7 @@ def main(argv: list[str] | None = None) -> dict:
         result["storage_8bit_error"] = storage_error(pipe.transformer, kwargs, 64 if spec is TINY else MIN_WEIGHT_NUMEL)
         save(result, args.out)
 
-    gen = FramePackGenerator(studio_settings(args, cuda))
+    gen = FramePackEngine(studio_settings(args, cuda))
     # fp8/offload placement starts from the models on the GPU, where they were built: `place` moves
     # each part once, layer by layer, to its final home (host RAM in its final dtype, or disk), so
     # the host RSS peak is that of the placement itself. (`--from-disk` measures the load path.)

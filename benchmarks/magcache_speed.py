@@ -6,7 +6,7 @@ the released ones; only the output error needs the real weights to mean anything
 as the frames' difference from the uncached job, same seed, random weights).
 
 For each step count and each setting (and the cache off) it runs one job through the studio's
-`FramePackGenerator` and prints: forwards skipped per section (from the cache's own record; a CPU
+`FramePackEngine` and prints: forwards skipped per section (from the cache's own record; a CPU
 test checks it against the blocks actually run), s/section (host time from the job's start to each
 section's preview, which syncs the device because the preview is copied to the host; no sync per
 step), the speed-up against the cache off at the same steps, and the output error.
@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     import torch
 
-    from backend.pipeline.framepack.generator import FramePackGenerator
+    from backend.pipeline.framepack.engine import FramePackEngine
     from backend.utils.config import Settings
     from benchmarks.framepack_gpu import FULL, PROMPT, TINY, Clock, make_job
     from tests.helpers.framepack_models import build_pipeline
@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> dict:
     device = "cuda" if cuda else "cpu"
     began = time.perf_counter()
     pipe = build_pipeline(spec, device, torch.bfloat16 if cuda else torch.float32, False)
-    gen = FramePackGenerator(
+    gen = FramePackEngine(
         Settings(
             gpu_profile="resident" if cuda else "auto",
             framepack_compile=args.compile,

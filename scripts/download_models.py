@@ -540,7 +540,7 @@ def download_post(base_dir: Path, manifest: Manifest, report: Report, mirror: st
             placed.append(dest)
         except MissingWeightError as exc:  # arrived, but not a usable file of its kind
             ok = False
-            report.fail("post", f"[{name}] {exc}")
+            report.fail("post", f"[{name}] {exc.text('en')}")  # the set-up report is English
         except (DownloadError, OSError) as exc:
             ok = False
             hint = (
@@ -549,7 +549,8 @@ def download_post(base_dir: Path, manifest: Manifest, report: Report, mirror: st
                 else "check the network and run set-up again (a partial file resumes); or download "
                 f"{url} by hand and put it at {dest}"
             )
-            report.fail("post", f"[{name}] {spec.filename}: {exc}\n    -> {hint}")
+            why = exc.text("en") if isinstance(exc, DownloadError) else exc
+            report.fail("post", f"[{name}] {spec.filename}: {why}\n    -> {hint}")
         finally:
             bar.close()
     if ok:

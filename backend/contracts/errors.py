@@ -31,6 +31,27 @@ class StudioError(Exception):
     def text(self, lang: str) -> str:
         return messages.render(self.code, lang, self.params)
 
+    def __reduce__(self):
+        # Pickled (to cross from a Ray worker) as its code and parameters: the default would call
+        # the class with the message as its code. A subclass's own fields travel as its state.
+        state = {k: v for k, v in self.__dict__.items() if k not in ("code", "params", "extra")}
+        return (_rebuild, (type(self), self.code, self.params, self.extra), state)
+
+
+def as_param(exc: BaseException) -> Any:
+    """`exc` as a parameter of another sentence (the cause in "… could not be downloaded ({error})"):
+    its own message when it has a code, so each language shows its own text; else its text."""
+    if isinstance(exc, StudioError):
+        return messages.message(exc.code, **exc.params)
+    return str(exc)
+
+
+def _rebuild(cls: type[StudioError], code: str, params: dict[str, Any], extra: dict[str, Any]) -> StudioError:
+    # The subclass's __init__ may take other arguments (a stage and a cause); the code says it all.
+    error = cls.__new__(cls)
+    StudioError.__init__(error, code, extra=extra, **params)
+    return error
+
 
 class InputMissing(StudioError, FileNotFoundError):
     """A file a job needs is gone (its input image): a missing file to the code that catches

@@ -20,6 +20,8 @@ from typing import Any
 
 LANGS = ("en", "ko")
 
+_RIFE_EXPECTED_EN = "expected a Practical-RIFE 4.25/4.26 or ECCV2022-RIFE HDv3 flownet.pkl"
+_RIFE_EXPECTED_KO = "RIFE 4.25/4.26 또는 HDv3 flownet.pkl을 두세요."
 _MODEL_FIX_KO = "후처리 또는 모델 파일 문제로 작업이 멈췄습니다. 위 안내대로 해결한 뒤 다시 시도하세요."
 
 CATALOGUE: dict[str, dict[str, str]] = {
@@ -423,6 +425,71 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "ko": "FramePack이 설치되지 않았습니다: {names} 모델이 이 컴퓨터에 없습니다. `{fix}` 를 실행하세요 (약 45 GB). "
         "지금은 모프 엔진을 쓸 수 있습니다.",
     },
+    # --- post-processing weights (pipeline/postprocess.py, utils/model_registry.py, downloads.py) --
+    # `where` names the file's folder by its setting; `error` is the cause, itself a message when
+    # it has one. A stage that cannot run names the file and where to put it (its `cause`).
+    "postprocess_stage_failed": {
+        "en": "{stage}: {cause}",
+        "ko": "후처리 단계 {stage}을(를) 실행할 수 없습니다: {cause}",
+    },
+    "weight_missing": {
+        "en": "Model file {filename} for {name} is missing. Get it from {source} and put it at {path} "
+        "(folder set by {env}).",
+        "ko": "{name}의 모델 파일 {filename}이(가) 없습니다. {source}에서 받아 {path}에 두세요 ({env}로 정하는 폴더).",
+    },
+    "weight_download_failed": {
+        "en": "Model file {filename} for {name} is missing and could not be downloaded ({error}). Get it from "
+        "{source} ({url}) and put it at {path} (folder set by {env}).",
+        "ko": "{name}의 모델 파일 {filename}이(가) 없고 받을 수도 없었습니다 ({error}). {source} ({url})에서 받아 "
+        "{path}에 두세요 ({env}로 정하는 폴더).",
+    },
+    "weight_unusable": {
+        "en": "Model file {filename} for {name} arrived from {url} but is not usable ({error}); it was deleted. "
+        "Get it from {source} and put it at {path}.",
+        "ko": "{url}에서 받은 {name}의 모델 파일 {filename}을(를) 쓸 수 없어 지웠습니다 ({error}). {source}에서 받아 "
+        "{path}에 두세요.",
+    },
+    "download_unreachable": {
+        "en": "{url}: {host} could not be reached {ago} s ago ({why}); it is tried again after {retry} s",
+        "ko": "{url}: {ago}초 전에 {host}에 연결하지 못했습니다 ({why}). {retry}초 뒤에 다시 시도합니다",
+    },
+    "download_http_error": {
+        "en": "{url}: HTTP {status} {reason}",
+        "ko": "{url}: 서버가 HTTP {status} {reason}(으)로 답해 받지 못했습니다",
+    },
+    "download_failed": {
+        "en": "{url}: {reason}",
+        "ko": "{url}: 받지 못했습니다 ({reason})",
+    },
+    "download_size_mismatch": {
+        "en": "{url}: got {size} bytes, expected {expected}",
+        "ko": "{url}: {size}바이트를 받았지만 {expected}바이트여야 합니다",
+    },
+    "download_checksum_mismatch": {
+        "en": "{url}: sha256 {actual} does not match the expected {expected}",
+        "ko": "{url}: sha256 {actual}이(가) 예상 값 {expected}와(과) 다릅니다",
+    },
+    # RIFE: a flownet.pkl that loads into neither network; each sentence names the file it needs.
+    "rife_checkpoint_unreadable": {
+        "en": f"{{path}} is not a RIFE checkpoint this studio can use ({_RIFE_EXPECTED_EN}): it could not be read as "
+        "a PyTorch state dict.",
+        "ko": f"{{path}}: RIFE 체크포인트로 읽을 수 없습니다. {_RIFE_EXPECTED_KO}",
+    },
+    "rife_checkpoint_no_tensors": {
+        "en": f"{{path}} is not a RIFE checkpoint this studio can use ({_RIFE_EXPECTED_EN}): it holds no tensors by "
+        "name.",
+        "ko": f"{{path}}: 텐서가 없어 RIFE 체크포인트가 아닙니다. {_RIFE_EXPECTED_KO}",
+    },
+    "rife_checkpoint_unknown_layers": {
+        "en": f"{{path}} is not a RIFE checkpoint this studio can use ({_RIFE_EXPECTED_EN}): its layer names match "
+        "neither network.",
+        "ko": f"{{path}}: 레이어 이름이 RIFE와 맞지 않습니다. {_RIFE_EXPECTED_KO}",
+    },
+    "rife_checkpoint_mismatch": {
+        "en": f"{{path}} is not a RIFE checkpoint this studio can use ({_RIFE_EXPECTED_EN}): its layers have other "
+        "names or shapes than the {kind} network (a different RIFE version?).",
+        "ko": f"{{path}}: {{kind}} 네트워크와 레이어가 달라 쓸 수 없습니다 (다른 RIFE 버전?). {_RIFE_EXPECTED_KO}",
+    },
     # --- image analysis states and suggestions ----------------------------------------------
     "analysis_loading": {
         "en": "The image analysis model is still loading; suggestions follow when it is ready.",
@@ -564,6 +631,19 @@ NOTES = frozenset(
         "translator_unreachable",
         "translator_local_used",
         "export_failed",
+        "postprocess_stage_failed",
+        "weight_missing",
+        "weight_download_failed",
+        "weight_unusable",
+        "download_unreachable",
+        "download_http_error",
+        "download_failed",
+        "download_size_mismatch",
+        "download_checksum_mismatch",
+        "rife_checkpoint_unreadable",
+        "rife_checkpoint_no_tensors",
+        "rife_checkpoint_unknown_layers",
+        "rife_checkpoint_mismatch",
     }
 )
 

@@ -8,6 +8,7 @@ from typing import Protocol
 import numpy as np
 
 from backend.contracts import messages
+from backend.contracts.errors import StudioError
 from backend.utils.config import Settings
 from backend.utils.progress import ProgressCallback
 
@@ -41,18 +42,18 @@ def not_ready_reason(state: dict, name: str) -> dict:
     return {"en": en or fallback["en"], "ko": ko or fallback["ko"]}
 
 
-class EngineNotReady(RuntimeError):
-    """The job's engine cannot run here; the message (both languages) says why and the fix."""
+class EngineNotReady(StudioError, RuntimeError):
+    """The job's engine cannot run here; `engine_not_ready` says why and the fix."""
 
 
 class Engines:
     def __init__(self, settings: Settings) -> None:
-        from backend.pipeline.framepack.generator import FramePackGenerator
+        from backend.pipeline.framepack.engine import FramePackEngine
         from backend.pipeline.morph import MorphEngine
 
         self.settings = settings
         self._engines: dict[str, TransitionEngine] = {
-            "framepack": FramePackGenerator(settings),
+            "framepack": FramePackEngine(settings),
             "morph": MorphEngine(),
         }
         self._device: dict | None = None
@@ -68,7 +69,7 @@ class Engines:
         """Which device PyTorch would use; imports torch, so it is called off the event loop."""
         with self._device_lock:
             if self._device is None:
-                from backend.pipeline.framepack.generator import default_resolution, resolve_device
+                from backend.pipeline.framepack.loading import default_resolution, resolve_device
 
                 try:
                     kind, why = resolve_device(self.settings.device)
@@ -104,7 +105,7 @@ class Engines:
         remembered), so loading never sits in retries."""
         state = self.state(name)
         if not runnable(state):
-            raise EngineNotReady(messages.bilingual("engine_not_ready", {"reason": not_ready_reason(state, name)}))
+            raise EngineNotReady("engine_not_ready", reason=not_ready_reason(state, name))
         if name == "framepack" and not self.settings.framepack_dir:
             from backend.utils.model_registry import settle_hub_mode
 

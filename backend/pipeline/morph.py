@@ -94,7 +94,7 @@ def morph_transition(
 
 
 class MorphEngine:
-    """Engine interface shared with the FramePack generator."""
+    """Engine interface shared with the FramePack engine."""
 
     name = "morph"
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from backend.contracts import messages
+from backend.contracts.errors import StudioError, as_param
 from backend.utils.model_registry import DEFAULT_UPSCALE_MODEL, UPSCALE_MODELS, MissingWeightError, ensure_weight
 from backend.utils.progress import Progress, ProgressCallback
 from backend.utils.video_io import VideoInfo, VideoWriter, iter_frames, probe
@@ -27,12 +28,17 @@ TARGET_FPS = 60.0
 SAMPLE_FRAMES = 8  # frames auto mode looks at for faces
 
 
-class PostprocessError(RuntimeError):
-    """A stage could not run; `stage` names it and the message is meant for the user."""
+class PostprocessError(StudioError, RuntimeError):
+    """A stage could not run; `stage` names it and `cause` (a message) says what is missing and
+    where to put it."""
 
-    def __init__(self, stage: str, message: str) -> None:
-        super().__init__(f"{stage}: {message}")
+    def __init__(self, stage: str, cause: BaseException) -> None:
+        super().__init__("postprocess_stage_failed", stage=stage, cause=as_param(cause))
         self.stage = stage
+
+    def cause_text(self, lang: str) -> str:
+        cause = self.params["cause"]
+        return messages.render(cause["code"], lang, cause["params"]) if isinstance(cause, dict) else str(cause)
 
 
 @dataclass
@@ -117,7 +123,7 @@ def plan_postprocess(
                 detector = build_detector(settings, _resolve_device(settings, "auto"))
             found = [len(faces) for faces in detector.detect(samples)]
         except MissingWeightError as exc:
-            plan.reasons.append(f"Face restore off: the face detector is not available ({exc})")
+            plan.reasons.append(f"Face restore off: the face detector is not available ({exc.text('en')})")
         else:
             with_faces = sum(1 for count in found if count)
             plan.face_restore = with_faces > 0
@@ -169,7 +175,7 @@ def _weight(name: str, settings, progress: ProgressCallback | None, stage: str) 
     try:
         return ensure_weight(name, settings, progress, stage=stage)
     except MissingWeightError as exc:
-        raise PostprocessError(stage, str(exc)) from exc
+        raise PostprocessError(stage, exc) from exc
 
 
 def build_detector(settings, device: str, progress: ProgressCallback | None = None):
@@ -203,7 +209,7 @@ def _skip(plan: PostPlan, name: str, progress: ProgressCallback | None, exc: Pos
     for key, value in _STAGE_OFF[name].items():
         setattr(plan, key, value)
     en = messages.render(SKIPPED_STAGE[name], "en")
-    plan.reasons.append(f"{en}: {str(exc).split(': ', 1)[-1]}")
+    plan.reasons.append(f"{en}: {exc.cause_text('en')}")
     warning = messages.bilingual("stage_skipped", {"stage": messages.message(SKIPPED_STAGE[name])})
     if progress is not None:
         progress(Progress(name, 0.0, warning, {"warning": warning}))
@@ -218,7 +224,7 @@ def _build_stage(name: str, plan: PostPlan, settings, device: str, progress: Pro
             try:
                 detector = build_detector(settings, device, progress)
             except MissingWeightError as exc:
-                raise PostprocessError("face_restore", str(exc)) from exc
+                raise PostprocessError("face_restore", exc) from exc
         path = _weight("codeformer", settings, progress, "face_restore")
         restorer = CodeFormerRestorer.from_checkpoint(
             path, fidelity=plan.codeformer_fidelity, device=device, half=on_gpu

@@ -20,6 +20,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from backend.contracts.errors import StudioError
+
 # Downscale of each block's input, coarse to fine (Practical-RIFE 4.25's inference list).
 SCALE_LIST = (16.0, 8.0, 4.0, 2.0, 1.0)
 # Inputs are padded to this multiple: 1/16 in the coarsest block, then two stride-2 convs.
@@ -200,7 +202,7 @@ class IFNetHDv3(nn.Module):
         return warped0 * weight + warped1 * (1 - weight)
 
 
-class RifeCheckpointError(RuntimeError):
+class RifeCheckpointError(StudioError, RuntimeError):
     """A file that is not a RIFE checkpoint this studio can run; the message is one sentence."""
 
 
@@ -221,31 +223,26 @@ def load_ifnet(path: Path) -> nn.Module:
     """Loads a RIFE `flownet.pkl` (tensors only, `weights_only=True`) into the network its keys
     name, with strict keys (parts only training uses are dropped first)."""
     path = Path(path)
-    what = (
-        f"{path} is not a RIFE checkpoint this studio can use (expected a Practical-RIFE 4.25/4.26 "
-        "or ECCV2022-RIFE HDv3 flownet.pkl)"
-    )
+    what = {"path": str(path)}
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise RifeCheckpointError(f"{what}: it could not be read as a PyTorch state dict.") from exc
+        raise RifeCheckpointError("rife_checkpoint_unreadable", **what) from exc
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise RifeCheckpointError(f"{what}: it holds no tensors by name.")
+        raise RifeCheckpointError("rife_checkpoint_no_tensors", **what)
     state = {k.removeprefix("module."): v for k, v in state.items()}
     kind = detect_architecture(state)
     if kind is None:
-        raise RifeCheckpointError(f"{what}: its layer names match neither network.")
+        raise RifeCheckpointError("rife_checkpoint_unknown_layers", **what)
     if kind == "hdv3":
         state = {k: v for k, v in state.items() if not k.startswith(HDV3_UNUSED_PREFIXES)}
     model = ARCHITECTURES[kind]()
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
-        raise RifeCheckpointError(
-            f"{what}: its layers have other names or shapes than the {kind} network (a different RIFE version?)."
-        ) from exc
+        raise RifeCheckpointError("rife_checkpoint_mismatch", kind=kind, **what) from exc
     model.architecture = kind
     return model.eval()
 

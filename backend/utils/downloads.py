@@ -3,8 +3,8 @@
 Used for post-processing weights on first use and by the setup script. The file is written to
 `<dest>.part`; an interrupted download resumes from there with an HTTP Range request; the final
 name appears only after the size and checksum match, so a reader never sees half a file under
-the real name. Standard library only (urllib), so the setup script can run it before the heavy
-packages are installed.
+the real name. Standard library only (urllib) besides the studio's error contract, which imports
+nothing else, so the setup script can run it before the heavy packages are installed.
 
 A host that cannot be reached (refused, no route, name not found, connect timeout) is remembered
 for `unreachable_retry_s`: until then a download from it fails at once instead of every job
@@ -26,6 +26,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from backend.contracts.errors import StudioError
+
 _BLOCK = 1 << 20  # 1 MiB reads: few syscalls, progress about every MiB.
 
 
@@ -44,12 +46,12 @@ class DownloadProgress:
 DownloadCallback = Callable[[DownloadProgress], None]
 
 
-class DownloadError(RuntimeError):
+class DownloadError(StudioError, RuntimeError):
     """The file could not be fetched or verified; the message says which file and why."""
 
 
 class ChecksumMismatch(DownloadError):
-    pass
+    """The bytes arrived but their size or sha256 is not the expected one."""
 
 
 UNREACHABLE_RETRY_S = 120.0
@@ -62,14 +64,14 @@ def _host(url: str) -> str:
     return f"{parts.hostname}:{parts.port or (443 if parts.scheme == 'https' else 80)}"
 
 
-def _remembered_failure(url: str, retry_s: float) -> str | None:
+def _remembered_failure(url: str, retry_s: float) -> DownloadError | None:
     with _unreachable_lock:
         seen = _unreachable.get(_host(url))
     if seen is None or time.monotonic() - seen[0] >= retry_s:
         return None
     ago = time.monotonic() - seen[0]
-    return (
-        f"{url}: {_host(url)} could not be reached {ago:.0f} s ago ({seen[1]}); it is tried again after {retry_s:.0f} s"
+    return DownloadError(
+        "download_unreachable", url=url, host=_host(url), ago=f"{ago:.0f}", why=seen[1], retry=f"{retry_s:.0f}"
     )
 
 
@@ -88,7 +90,7 @@ def host_unreachable(url: str, timeout: float = 3.0, retry_s: float = UNREACHABL
 
     remembered = _remembered_failure(url, retry_s)
     if remembered:
-        return remembered
+        return remembered.text("en")
     parts = urllib.parse.urlsplit(url)
     try:
         with socket.create_connection(
@@ -124,11 +126,11 @@ def _part_path(dest: Path) -> Path:
 def _verify(path: Path, sha256: str | None, size: int | None, url: str) -> None:
     actual_size = path.stat().st_size
     if size is not None and actual_size != size:
-        raise ChecksumMismatch(f"{url}: got {actual_size} bytes, expected {size}")
+        raise ChecksumMismatch("download_size_mismatch", url=url, size=actual_size, expected=size)
     if sha256:
         actual = sha256_of(path)
         if actual.lower() != sha256.lower():
-            raise ChecksumMismatch(f"{url}: sha256 {actual} does not match the expected {sha256}")
+            raise ChecksumMismatch("download_checksum_mismatch", url=url, actual=actual, expected=sha256)
 
 
 def download_file(
@@ -160,7 +162,7 @@ def download_file(
 
     remembered = _remembered_failure(url, unreachable_retry_s)
     if remembered:
-        raise DownloadError(remembered)
+        raise remembered
     part = _part_path(dest)
     attempts = 0
     while True:
@@ -170,7 +172,7 @@ def download_file(
             break
         except urllib.error.HTTPError as exc:
             if exc.code not in (408, 429, 500, 502, 503, 504) or attempts >= retries:
-                raise DownloadError(f"{url}: HTTP {exc.code} {exc.reason}") from exc
+                raise DownloadError("download_http_error", url=url, status=exc.code, reason=str(exc.reason)) from exc
             attempts += 1
         except (urllib.error.URLError, OSError, http.client.HTTPException, _ShortRead) as exc:
             # Resume only after a connection that delivered bytes; an unreachable host (no
@@ -179,7 +181,7 @@ def download_file(
             if not got_bytes and isinstance(exc, (urllib.error.URLError, ConnectionError, TimeoutError)):
                 _remember(url, str(getattr(exc, "reason", exc)))
             if attempts >= retries or not got_bytes:
-                raise DownloadError(f"{url}: {getattr(exc, 'reason', exc)}") from exc
+                raise DownloadError("download_failed", url=url, reason=str(getattr(exc, "reason", exc))) from exc
             attempts += 1
 
     try:

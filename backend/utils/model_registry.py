@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from backend.contracts import messages
+from backend.contracts.errors import StudioError, as_param
 from backend.utils.downloads import DownloadError, DownloadProgress, download_file, sha256_of
 from backend.utils.progress import Progress, ProgressCallback
 
@@ -137,8 +138,8 @@ UPSCALE_MODELS: tuple[str, ...] = tuple(w.name for w in WEIGHTS.values() if w.di
 DEFAULT_UPSCALE_MODEL = UPSCALE_MODELS[0]
 
 
-class MissingWeightError(RuntimeError):
-    """A weight file is absent and could not be fetched; the message tells the user what to do."""
+class MissingWeightError(StudioError, RuntimeError):
+    """A weight file is absent and could not be fetched; the message names it and where to put it."""
 
 
 def weight_path(name: str, settings) -> Path:
@@ -199,8 +200,13 @@ def verify_and_record(spec: WeightFile, path: Path, url: str) -> None:
         except Exception as exc:
             path.unlink(missing_ok=True)
             raise MissingWeightError(
-                f"Model file {spec.filename} for {spec.name} arrived from {url} but is not usable "
-                f"({exc}); it was deleted. Get it from {spec.source_note} and put it at {path}."
+                "weight_unusable",
+                filename=spec.filename,
+                name=spec.name,
+                url=url,
+                error=as_param(exc),
+                source=spec.source_note,
+                path=str(path),
             ) from exc
     if not spec.sha256 and recorded_checksum(spec, path) is None:
         _record_checksum(spec, path, url)
@@ -225,11 +231,9 @@ def ensure_weight(
         return path
     mirror = str(getattr(settings, "weights_mirror", "") or "").rstrip("/")
     source = url or (f"{mirror}/{spec.url.rsplit('/', 1)[-1]}" if mirror and spec.url else spec.url)
-    where = f"{path} (folder set by {spec.env})"
+    facts = {"filename": spec.filename, "name": name, "source": spec.source_note, "path": str(path), "env": spec.env}
     if source is None:
-        raise MissingWeightError(
-            f"Model file {spec.filename} for {name} is missing. Get it from {spec.source_note} and put it at {where}."
-        )
+        raise MissingWeightError("weight_missing", **facts)
 
     def report(p: DownloadProgress) -> None:
         if progress is not None:
@@ -247,10 +251,7 @@ def ensure_weight(
     try:
         download_file(source, path, sha256, size, progress=report, timeout=timeout, unreachable_retry_s=retry_s)
     except DownloadError as exc:
-        raise MissingWeightError(
-            f"Model file {spec.filename} for {name} is missing and could not be downloaded "
-            f"({exc}). Get it from {spec.source_note} ({source}) and put it at {where}."
-        ) from exc
+        raise MissingWeightError("weight_download_failed", error=as_param(exc), url=source, **facts) from exc
     verify_and_record(spec, path, source)
     return path
 

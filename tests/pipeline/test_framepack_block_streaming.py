@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from backend.pipeline.framepack.block_stream import BlockStreamer, stream_blocks
-from backend.pipeline.framepack.generator import FramePackGenerator
+from backend.pipeline.framepack.engine import FramePackEngine
 from backend.pipeline.framepack.memory import plan_for_mode
 from backend.pipeline.framepack.weight_storage import load_model_8bit, store_linears_8bit
 from backend.utils.config import Settings
@@ -48,7 +48,7 @@ def _plan(tiers=TIERS):
 
 
 def _frames(pipe, tmp_path, plan=None):
-    gen = FramePackGenerator(Settings(framepack_compile="off", models_dir=tmp_path, read_ahead_blocks=2))
+    gen = FramePackEngine(Settings(framepack_compile="off", models_dir=tmp_path, read_ahead_blocks=2))
     if plan is None:
         gen.attach(pipe, "cpu", mode="cpu")
     else:
@@ -170,7 +170,7 @@ def test_lean_loader_writes_disk_blocks_while_reading(tiny_framepack_dir, tmp_pa
     streamer then reads those files: same output as the model read whole."""
     from diffusers import HunyuanVideoFramepackTransformer3DModel as Transformer
 
-    gen = FramePackGenerator(Settings(framepack_compile="off", models_dir=tmp_path))
+    gen = FramePackEngine(Settings(framepack_compile="off", models_dir=tmp_path))
     gen._transformer_config = Transformer.load_config(str(tiny_framepack_dir), subfolder="transformer")
     plan = _plan(("ram",) * 20 + ("disk",) * 40)  # tiny model: its dual block in RAM, single on disk
     model = load_model_8bit(
@@ -224,7 +224,7 @@ def test_partial_residency_on_the_gpu_gives_the_resident_frames(tmp_path):  # pr
     frames = {}
     for label, plan in (("resident", None), ("partial", dataclasses.replace(_plan(), dtype="bf16"))):
         pipe = build_pipeline(SPEC, "cpu", torch.float32, seed=0).to(torch.bfloat16)
-        gen = FramePackGenerator(Settings(framepack_compile="off", models_dir=tmp_path / label))
+        gen = FramePackEngine(Settings(framepack_compile="off", models_dir=tmp_path / label))
         if plan is None:
             gen.attach(pipe, "cuda", mode="resident")
         else:
@@ -246,7 +246,7 @@ def test_fp16_plan_on_the_gpu_runs_without_bf16(tmp_path):  # pragma: no cover -
     frames = {}
     for label, tiers in (("resident", ("gpu",) * 5), ("partial", TIERS)):
         pipe = build_pipeline(SPEC, "cpu", torch.float32, seed=0).to(torch.float16)
-        gen = FramePackGenerator(Settings(framepack_compile="off", models_dir=tmp_path / label))
+        gen = FramePackEngine(Settings(framepack_compile="off", models_dir=tmp_path / label))
         gen.attach(pipe, "cuda", plan=dataclasses.replace(_plan(tiers), dtype="fp16", text_on_disk=True))
         assert gen.policy.name == "fp16"
         seen = []
@@ -271,7 +271,7 @@ def test_reserved_vram_stays_within_the_vram_limit(tmp_path):  # pragma: no cove
     torch.cuda.synchronize()
     torch.cuda.empty_cache()
     limit = torch.cuda.memory_reserved() / GIB + 1.0
-    FramePackGenerator(Settings(vram_limit_gib=limit, models_dir=tmp_path))._cap_vram("cuda")
+    FramePackEngine(Settings(vram_limit_gib=limit, models_dir=tmp_path))._cap_vram("cuda")
     torch.cuda.reset_peak_memory_stats()
     rng = np.random.default_rng(0)
     kept = []

@@ -13,7 +13,8 @@ import torch
 from PIL import Image
 
 from backend.pipeline.framepack.compute_dtype import ComputePolicy, UpcastWeights, keep_stream_fp32
-from backend.pipeline.framepack.generator import FramePackGenerator, check_no_bf16, storage_dtype
+from backend.pipeline.framepack.engine import FramePackEngine
+from backend.pipeline.framepack.loading import check_no_bf16, storage_dtype
 from backend.pipeline.framepack.loop import encode, sample_sections
 from backend.pipeline.framepack.residency import plan_residency
 from backend.utils.config import Settings
@@ -140,7 +141,7 @@ def test_overflow_that_persists_stops_the_job():
 def test_generator_reports_the_overflow_as_a_job_warning(tmp_path):
     pipe = _fp16_pipe()
     _inject_overflow(pipe)
-    gen = FramePackGenerator(Settings(framepack_compile="off", models_dir=tmp_path))
+    gen = FramePackEngine(Settings(framepack_compile="off", models_dir=tmp_path))
     gen.attach(pipe, "cpu", mode="cpu")
     gen.policy = ComputePolicy("fp16", "cpu")  # the T4's policy, on the CPU
     reports: list[Progress] = []

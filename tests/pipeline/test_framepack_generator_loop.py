@@ -16,7 +16,7 @@ from PIL import Image
 
 from backend.jobs.params import DRAFT_CACHE
 from backend.pipeline.framepack import accel
-from backend.pipeline.framepack.generator import FramePackGenerator
+from backend.pipeline.framepack.engine import FramePackEngine
 from backend.pipeline.framepack.loop import _FrameJoiner, encode, latent_paddings, sample_sections
 from backend.pipeline.framepack.pinned import pin_module_in_place
 from backend.pipeline.framepack.residency import plan_residency
@@ -134,8 +134,8 @@ def test_memory_mode_choice(requested, device, vram, host, mode):
     assert plan.blocks_gpu + plan.blocks_ram + plan.blocks_disk == 60 or mode == "cpu"
 
 
-def _generator(pipe) -> FramePackGenerator:
-    gen = FramePackGenerator(Settings(framepack_compile="off"))
+def _generator(pipe) -> FramePackEngine:
+    gen = FramePackEngine(Settings(framepack_compile="off"))
     gen.attach(pipe, "cpu", mode="cpu")
     return gen
 

@@ -19,7 +19,7 @@ from torch import nn
 
 from backend.jobs.params import DRAFT_CACHE
 from backend.pipeline.framepack.disk_stream import remove_stale, stream_from_disk, streaming_units
-from backend.pipeline.framepack.generator import FramePackGenerator
+from backend.pipeline.framepack.engine import FramePackEngine
 from backend.pipeline.framepack.memory import plan_for_mode
 from backend.pipeline.framepack.residency import plan_residency
 from backend.pipeline.framepack.weight_storage import StoredLinear8, store_linears_8bit
@@ -92,7 +92,7 @@ def test_8bit_transformer_generates_close_to_full_precision(fmt):
         if storage != "full":
             count, _ = store_linears_8bit(pipe.transformer, fmt, min_numel=64)
             assert count > 10
-        gen = FramePackGenerator(Settings(framepack_compile="off"))
+        gen = FramePackEngine(Settings(framepack_compile="off"))
         gen.attach(pipe, "cpu", mode="cpu")
         frames[storage] = gen.generate(images[0], images[1], "a cat", segment, params, lambda p: None)
     diff = np.abs(frames[fmt].astype(int) - frames["full"].astype(int))
@@ -158,7 +158,7 @@ def test_remove_stale_keeps_live_processes(tmp_path):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="offload placement needs CUDA")
 def test_offload_placement_on_gpu(tmp_path):  # pragma: no cover - GPU machines only
     pipe = build_tiny_pipeline(0).to(torch.bfloat16)
-    gen = FramePackGenerator(
+    gen = FramePackEngine(
         Settings(framepack_compile="off", offload_weights="fp8", storage_8bit="int8", models_dir=tmp_path)
     )
     gen.attach(pipe, "cuda", mode="offload")
@@ -180,7 +180,7 @@ def test_bf16_offload_gives_the_resident_frames(tmp_path):  # pragma: no cover -
     frames = {}
     for mode in ("resident", "offload"):
         pipe = build_tiny_pipeline(0).to(torch.bfloat16)
-        gen = FramePackGenerator(Settings(framepack_compile="off", offload_weights="bf16", models_dir=tmp_path))
+        gen = FramePackEngine(Settings(framepack_compile="off", offload_weights="bf16", models_dir=tmp_path))
         gen.attach(pipe, "cuda", mode=mode)
         frames[mode] = gen.generate(images[0], images[1], "a cat", segment, params, lambda p: None)
         if mode == "offload":
@@ -236,7 +236,7 @@ def test_pipeline_reads_with_a_disk_streamed_text_encoder(tiny_framepack_dir, tm
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="the lean read path runs on CUDA")
 def test_offload_load_from_disk_on_gpu(tiny_framepack_dir, tmp_path):  # pragma: no cover - GPU machines only
-    gen = FramePackGenerator(
+    gen = FramePackEngine(
         Settings(
             framepack_dir=str(tiny_framepack_dir),
             gpu_profile="offload",
@@ -277,7 +277,7 @@ def test_fp8_mode_with_the_text_encoder_on_disk(tmp_path):  # pragma: no cover -
 def test_draft_cache_in_offload_mode(tmp_path):  # pragma: no cover - GPU machines only
     """MagCache skips whole forwards; the block streamer must drop their prefetched copies."""
     pipe = build_tiny_pipeline(0).to(torch.bfloat16)
-    gen = FramePackGenerator(Settings(framepack_compile="off", offload_weights="bf16", models_dir=tmp_path))
+    gen = FramePackEngine(Settings(framepack_compile="off", offload_weights="bf16", models_dir=tmp_path))
     gen.attach(pipe, "cuda", mode="offload")
     images = np.random.default_rng(2).integers(0, 256, (2, H, W, 3), dtype=np.uint8)
     segment = {"sections": 2, "seed": 3, "end_embed_weights": [0.4, 0.6]}

@@ -15,7 +15,7 @@ from torch import nn
 
 from backend.contracts.models import JobSettings
 from backend.jobs.params import DRAFT_CACHE, resolve
-from backend.pipeline.framepack.generator import FramePackGenerator
+from backend.pipeline.framepack.engine import FramePackEngine
 from backend.pipeline.framepack.magcache import (
     FRAMEPACK_MAG_RATIOS,
     MagCacheConfig,
@@ -107,7 +107,7 @@ def test_the_pages_fast_mode_hint_starts_where_the_server_s_fast_mode_does():
 
 @pytest.fixture(scope="module")
 def loaded(tiny_framepack_dir):
-    gen = FramePackGenerator(Settings(framepack_dir=str(tiny_framepack_dir), device="cpu", framepack_compile="off"))
+    gen = FramePackEngine(Settings(framepack_dir=str(tiny_framepack_dir), device="cpu", framepack_compile="off"))
     gen.load()
     return gen
 

@@ -135,8 +135,8 @@ def test_a_failed_job_keeps_its_sentence_and_its_code(server, client):
     event = asyncio.run(failed_event(box))
     job = client.get(f"/api/jobs/{box[0]}").json()
     said = job["error_message"]
-    # The stage's own words (the missing file) with the catalogue's note, stored as one text.
-    assert said["code"] in ("job_failed_model", "job_failed_text")
+    # The stage's own sentence (the missing file and where it goes), stored as one text.
+    assert said["code"] in ("job_failed_model", "job_failed_text", "postprocess_stage_failed")
     assert job["error"] == messages.bilingual(said["code"], said["params"])
     assert "detection_Resnet50_Final.pth" in job["error"]
     assert "no-weights" not in json.dumps(said)  # server folders are named by their setting, as in `error`

@@ -139,12 +139,21 @@ def test_failed_jobs_say_a_catalogue_sentence():
         "input image u1 is missing from STUDIO_DATA_DIR/uploads: upload it again / "
         "입력 이미지 u1이(가) 없습니다: 다시 올려 주세요"
     )
-    # A model error already in both languages is shown as it is.
+    # A model error says its own catalogue sentence.
+    from backend.jobs.cluster.task import RemoteError
     from backend.utils.model_registry import MissingWeightError
 
-    text, _, said = user_error(MissingWeightError("put it there / 거기에 두세요"))
+    missing = MissingWeightError(
+        "weight_missing", filename="w.pth", name="w", source="its release", path="models/w.pth", env="STUDIO_X"
+    )
+    text, _, said = user_error(missing)
+    assert said == {"code": "weight_missing", "params": missing.params} and text == str(missing)
+    # A model error from a worker that crossed by its class names only, already in both languages,
+    # is shown as it is.
+    kinds = ("MissingWeightError", "RuntimeError")
+    text, _, said = user_error(RemoteError("MissingWeightError", kinds, "put it there / 거기에 두세요"))
     assert said["code"] == "job_failed_text" and text == "put it there / 거기에 두세요"
-    text, _, said = user_error(MissingWeightError("put w.pth in models/"))
+    text, _, said = user_error(RemoteError("MissingWeightError", kinds, "put w.pth in models/"))
     assert said["code"] == "job_failed_model" and text.startswith("put w.pth in models/ / 후처리")
 
 

@@ -91,7 +91,7 @@ def imports_of(module: str, path: Path, known: set[str]) -> set[str]:
         else:
             continue
         for name in names:
-            # `import backend.pipeline.framepack.generator` depends on that module, not on the package only
+            # `import backend.pipeline.framepack.engine` depends on that module, not on the package only
             while name and name not in known:
                 name = name.rpartition(".")[0]
             if name.startswith("backend") and name != module:

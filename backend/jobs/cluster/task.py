@@ -7,10 +7,11 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
+from backend.contracts.errors import StudioError
 from backend.utils.progress import ProgressCallback
 
 
@@ -64,15 +65,19 @@ class CancelToken:
 
 class RemoteError(RuntimeError):
     """An error raised on a worker that cannot cross to the studio as itself (its class does not
-    pickle back): its message and the names of its classes, which is what the studio's error
-    messages read (`job_queue.user_error`)."""
+    pickle back): its message and the names of its classes, for the job's details and the log.
+    When it was a `StudioError`, `code` and `params` are its catalogue sentence (else `code` is
+    None), so the studio shows that sentence without knowing the class."""
 
-    def __init__(self, kind: str, kinds: tuple[str, ...], text: str) -> None:
+    def __init__(
+        self, kind: str, kinds: tuple[str, ...], text: str, code: str | None = None, params: dict | None = None
+    ) -> None:
         super().__init__(text)
         self.kind, self.remote_kinds = kind, tuple(kinds)
+        self.code, self.params = code, dict(params or {})
 
     def __reduce__(self):
-        return (RemoteError, (self.kind, self.remote_kinds, str(self)))
+        return (RemoteError, (self.kind, self.remote_kinds, str(self), self.code, self.params))
 
     @classmethod
     def carrying(cls, exc: BaseException) -> BaseException:
@@ -84,7 +89,21 @@ class RemoteError(RuntimeError):
         except Exception:
             pass
         kinds = tuple(c.__name__ for c in type(exc).__mro__)
+        if isinstance(exc, StudioError):
+            return cls(type(exc).__name__, kinds, str(exc), exc.code, _picklable(exc.params))
         return cls(type(exc).__name__, kinds, str(exc))
+
+
+def _picklable(params: dict[str, Any]) -> dict[str, Any]:
+    # A parameter that cannot cross (an object of the worker's) crosses as its text.
+    out = {}
+    for name, value in params.items():
+        try:
+            pickle.dumps(value)
+            out[name] = value
+        except Exception:
+            out[name] = str(value)
+    return out
 
 
 @dataclass(frozen=True)

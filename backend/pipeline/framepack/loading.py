@@ -1,21 +1,16 @@
-"""The FramePack engine: first + last image transitions on diffusers' FramePack models.
+"""Finding, reading and placing FramePack's parts: the diffusers `from_pretrained` half of the engine.
 
-Loading and placement use diffusers' `HunyuanVideoFramepackPipeline` (its encoders, VAE, scheduler
-and latent preparation); the sampling loop is the studio's own (`framepack_loop.sample_sections`),
-which computes the same result as the pipeline's `inverted_anti_drifting` mode (the only one that
-takes a last image) but streams each decoded section to the CPU, so VRAM does not grow with video
-length. Around it:
+`FramePackLoader` reads diffusers' `HunyuanVideoFramepackPipeline` (its encoders, VAE, transformer
+and scheduler) from `FRAMEPACK_DIR` or the hub, decides the memory plan before reading and places
+every part where the plan says; sampling with the loaded parts is `sampling.py`'s. Around it:
 
 - the memory plan (`residency.py`, `memory.py`): blocks on the GPU / in RAM / on disk, 2-byte or
   8-bit weights, and the compute dtype (`compute_dtype.py`: bf16, or fp16 with an fp32 residual
-  stream on GPUs without bf16), decided from VRAM, RAM, compute capability and bucket;
-- an overflow guard: a section whose latents hold inf/NaN is re-run in fp32, with a job warning;
+  stream on GPUs without bf16), decided from VRAM, RAM, compute capability and bucket; outside
+  resident mode the largest parts are read straight into their final form and place, so host RAM
+  never holds the whole pipeline;
 - speed (`accel.py`): regional `torch.compile` of the 60 blocks, warmed up while loading, with an
-  on-disk kernel cache; opt-in FP8 matmuls on Hopper/Ada;
-- the fast mode (`magcache.py`): MagCache skips whole forwards by its published calibration;
-- per-section image conditioning: the job's start→end SigLIP embedding schedule (strength);
-- progress and cancel: every step is reported and the callback may raise `JobCancelled`;
-- live previews: after every section, all frames so far as uint8 (sections come out end-first).
+  on-disk kernel cache; opt-in FP8 matmuls on Hopper/Ada.
 """
 
 from __future__ import annotations
@@ -27,9 +22,6 @@ import threading
 import time
 from pathlib import Path
 
-import numpy as np
-
-from backend.contracts import messages
 from backend.pipeline.framepack.memory import GIB, free_host_gib, place, plan_for_mode, return_freed_host_memory
 from backend.pipeline.framepack.residency import (
     MemoryPlan,
@@ -39,7 +31,7 @@ from backend.pipeline.framepack.residency import (
     plan_residency,
 )
 from backend.utils.config import Settings
-from backend.utils.progress import JobCancelled, Progress, ProgressCallback
+from backend.utils.progress import Progress, ProgressCallback
 
 log = logging.getLogger(__name__)
 
@@ -94,12 +86,10 @@ def framepack_source_problem(settings: Settings) -> str | None:
     return None
 
 
-def _lerp_embeds(embed_a, embed_b, weight: float):
-    return (1.0 - weight) * embed_a + weight * embed_b
-
-
-class FramePackGenerator:
-    name = "framepack"
+class FramePackLoader:
+    """FramePack's parts once read and placed, and how they got there (device, plan, dtype policy,
+    compile state, timings). Loads lazily, once, under a lock; a failed load is remembered for
+    `describe()` and tried again by the next caller."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -111,13 +101,11 @@ class FramePackGenerator:
         self.policy = None  # compute_dtype.ComputePolicy of the loaded model
         self.compiled = False
         self.fp8_matmul = False
-        self.last_cache = None  # the last job's MagCache (its skipped steps per section), if any
         self.placement = None  # offload mode: moves encoders on/off the GPU around encoding
         self.load_seconds: dict[str, float] = {}
         self._load_lock = threading.Lock()
         self.load_error: str | None = None
 
-    # --- loading ------------------------------------------------------------------------------
     def describe(self) -> dict:
         problem = framepack_source_problem(self.settings)
         if self.pipe is not None:
@@ -491,106 +479,6 @@ class FramePackGenerator:
         except ImportError:
             pass
 
-    def _check_bucket(self, height: int, width: int) -> None:
-        """Refuses a job larger than the bucket the plan left VRAM for (it would run out)."""
-        plan = self.plan
-        if self.device != "cuda" or plan is None or plan.mode == "resident":
-            return
-        if height * width > plan.bucket * plan.bucket * 1.1:
-            raise ValueError(
-                messages.bilingual("plan_bucket_exceeded", {"bucket": plan.bucket, "width": width, "height": height})
-            )
-
-    # --- one transition -----------------------------------------------------------------------
-    def generate(
-        self, first: np.ndarray, last: np.ndarray, prompt: str, segment: dict, params: dict, progress: ProgressCallback
-    ) -> np.ndarray:
-        """(n, H, W, 3) uint8 frames from `first` to `last`, n = sections × 4 × window + 1."""
-        import torch
-        from PIL import Image
-
-        from backend.pipeline.framepack.loop import encode, sample_sections
-
-        self.load(progress)
-        pipe = self.pipe
-        sections = int(segment["sections"])
-        steps = int(params["steps"])
-        window = int(params["latent_window_size"])
-        height, width = first.shape[:2]
-        self._check_bucket(height, width)
-        weights = segment["end_embed_weights"]  # temporal order
-        true_cfg = float(params.get("true_cfg", 1.0))
-        cache = params.get("cache", "off")
-        device = torch.device(self.device)
-        generator = torch.Generator("cpu").manual_seed(int(segment["seed"]))
-
-        def on_step(g: int, i: int) -> None:
-            progress(
-                Progress(
-                    "generate",
-                    (g + (i + 1) / steps) / sections,
-                    f"section {g + 1}/{sections}, step {i + 1}/{steps}",
-                    {"section": g + 1, "sections": sections, "step": i + 1, "steps": steps},
-                )
-            )
-
-        def on_section(done: int, frames: np.ndarray) -> None:
-            progress(
-                Progress(
-                    "generate",
-                    done / sections,
-                    f"section {done}/{sections} decoded",
-                    {"section": done, "sections": sections, "step": steps, "steps": steps, "preview_frames": frames},
-                )
-            )
-
-        from backend.pipeline.framepack.magcache import MagCache, parse_cache
-
-        # The fast mode (smart_params labels it so): MagCache skips whole forwards by its
-        # calibration. The blocks keep their compiled code: the cache only gates the model's loop.
-        config = parse_cache(cache)
-        step_cache = MagCache(config, steps) if config else None
-        self.last_cache = step_cache
-        attached = step_cache.attached(pipe.transformer) if step_cache else contextlib.nullcontext()
-        with torch.no_grad(), attached:
-            cond = encode(
-                pipe,
-                Image.fromarray(first),
-                Image.fromarray(last),
-                prompt,
-                height,
-                width,
-                true_cfg,
-                generator,
-                device,
-                self.placement,
-            )
-
-            def embeds_for(g: int):
-                # Generation is end-first: generated section g is temporal section n-1-g.
-                temporal = max(0, sections - 1 - g)
-                return _lerp_embeds(cond.embed_a, cond.embed_b, float(weights[min(temporal, len(weights) - 1)]))
-
-            return sample_sections(
-                pipe,
-                cond,
-                height=height,
-                width=width,
-                sections=sections,
-                window=window,
-                steps=steps,
-                distilled_guidance=float(params["distilled_guidance"]),
-                true_cfg=true_cfg,
-                generator=generator,
-                device=device,
-                image_embeds_for=embeds_for,
-                on_step=on_step,
-                on_section=on_section,
-                policy=self.policy,
-                on_warning=lambda message: progress(Progress("generate", 0.0, message, {"warning": message})),
-                step_cache=step_cache,
-            )
-
 
 def check_no_bf16(pipe, plan: MemoryPlan) -> None:
     """A GPU without bf16 fails to build bf16 kernels ("requires sm_80"; Triton, the compiled
@@ -620,6 +508,3 @@ def storage_dtype(device: str, plan: MemoryPlan):
     if device != "cuda":
         return torch.float32
     return torch.bfloat16 if plan.dtype == "bf16" else torch.float16
-
-
-__all__ = ["FramePackGenerator", "JobCancelled", "storage_dtype", "check_no_bf16"]

@@ -1,0 +1,45 @@
+"""The FramePack engine: first + last image transitions on diffusers' FramePack models.
+
+Loading and placing the parts is `loading.FramePackLoader`'s; sampling one transition with them is
+`sampling.sample_transition`'s. The engine joins the two behind the studio's engine interface
+(`pipeline/engines.TransitionEngine`): describe, generate (loading on first use), release.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from backend.pipeline.framepack.loading import FramePackLoader
+from backend.pipeline.framepack.sampling import check_bucket, sample_transition, step_cache_for
+from backend.utils.config import Settings
+from backend.utils.progress import ProgressCallback
+
+
+class FramePackEngine(FramePackLoader):
+    name = "framepack"
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings)
+        self.last_cache = None  # the last job's MagCache (its skipped steps per section), if any
+
+    def generate(
+        self, first: np.ndarray, last: np.ndarray, prompt: str, segment: dict, params: dict, progress: ProgressCallback
+    ) -> np.ndarray:
+        """(n, H, W, 3) uint8 frames from `first` to `last`, n = sections × 4 × window + 1."""
+        self.load(progress)
+        height, width = first.shape[:2]
+        check_bucket(self.plan, self.device, height, width)
+        self.last_cache = step_cache_for(params)
+        return sample_transition(
+            self.pipe,
+            first,
+            last,
+            prompt,
+            segment,
+            params,
+            progress,
+            device=self.device,
+            policy=self.policy,
+            placement=self.placement,
+            step_cache=self.last_cache,
+        )
