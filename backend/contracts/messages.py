@@ -332,6 +332,8 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "en": "this job cannot be shown ({kind}); delete it",
         "ko": "이 작업을 표시할 수 없습니다: 삭제해 주세요",
     },
+    # job_failed_model and job_failed_text: no longer raised (every model error has its own code);
+    # kept so the error of a job stored by an older studio still renders.
     "job_failed_model": {"en": "{text}", "ko": _MODEL_FIX_KO},
     # A pipeline error that already speaks both languages in one text.
     "job_failed_text": {"en": "{text}", "ko": "{text}"},

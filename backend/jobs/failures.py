@@ -12,11 +12,6 @@ import sqlite3
 from backend.contracts import messages
 from backend.contracts.errors import StudioError
 from backend.jobs.cluster.task import RemoteError
-from backend.utils.model_registry import MissingWeightError
-
-# Pipeline errors whose message is written for the user (what is missing, where to put it). By
-# name, so this layer need not import the pipeline's modules (and torch with them).
-_USER_FACING = {"PostprocessError", "DownloadError", "RifeCheckpointError", "EngineNotReady"}
 
 
 def _first_line(text: str, limit: int = 300) -> str:
@@ -41,15 +36,12 @@ def failure(exc: BaseException, stage: str | None) -> tuple[str, dict]:
     where = f" ({stage})" if stage and stage not in ("queued", "running") else ""
     if isinstance(exc, StudioError):
         return exc.code, exc.params
-    # An error from a Ray worker may arrive as a RemoteError that names the classes it had there.
+    # A worker's coded error that could not cross as itself still carries its code.
+    if isinstance(exc, RemoteError) and exc.code is not None and exc.code in messages.CATALOGUE:
+        return exc.code, exc.params
     kinds = {c.__name__ for c in type(exc).__mro__}
     if isinstance(exc, RemoteError):
         kinds |= set(exc.remote_kinds)
-    if isinstance(exc, MissingWeightError) or (_USER_FACING | {"MissingWeightError"}) & kinds:
-        text = _first_line(str(exc), 1200)
-        if "/ " in text and any("\uac00" <= ch <= "\ud7a3" for ch in text):
-            return "job_failed_text", {"text": text}  # already in both languages
-        return "job_failed_model", {"text": text}
     if isinstance(exc, sqlite3.Error):
         return "job_failed_db", {"cause": _first_line(str(exc)) or "database error"}
     if isinstance(exc, OSError):

@@ -20,6 +20,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from backend.contracts import messages
 from backend.contracts.errors import StudioError, as_param
@@ -231,7 +232,13 @@ def ensure_weight(
         return path
     mirror = str(getattr(settings, "weights_mirror", "") or "").rstrip("/")
     source = url or (f"{mirror}/{spec.url.rsplit('/', 1)[-1]}" if mirror and spec.url else spec.url)
-    facts = {"filename": spec.filename, "name": name, "source": spec.source_note, "path": str(path), "env": spec.env}
+    facts: dict[str, Any] = {
+        "filename": spec.filename,
+        "name": name,
+        "source": spec.source_note,
+        "path": str(path),
+        "env": spec.env,
+    }
     if source is None:
         raise MissingWeightError("weight_missing", **facts)
 

@@ -25,10 +25,6 @@ ALLOWED_HANGUL = {
     # never an answer or a job message, and the page never sees them.
     "backend/web/access_token.py": "CLI start banner (token, LAN warning)",
     "backend/pipeline/framepack/machine.py": "`python -m backend --profile` terminal report",
-    # Store errors (a newer schema, a damaged file, a write that failed): db.py is being reworked
-    # for schema migrations in parallel with this change; its texts are already bilingual and
-    # reach people as they are (the start message, a broken job's error).
-    "backend/jobs/store.py": "store errors (schema, corruption, write failures)",
 }
 
 
@@ -148,13 +144,14 @@ def test_failed_jobs_say_a_catalogue_sentence():
     )
     text, _, said = user_error(missing)
     assert said == {"code": "weight_missing", "params": missing.params} and text == str(missing)
-    # A model error from a worker that crossed by its class names only, already in both languages,
-    # is shown as it is.
-    kinds = ("MissingWeightError", "RuntimeError")
-    text, _, said = user_error(RemoteError("MissingWeightError", kinds, "put it there / 거기에 두세요"))
-    assert said["code"] == "job_failed_text" and text == "put it there / 거기에 두세요"
+    # A model error from a worker that could not cross as itself carries its code and says the same
+    # sentence; one that carries no code is an internal error, never its raw text.
+    kinds = ("MissingWeightError", "StudioError", "RuntimeError")
+    crossed = RemoteError("MissingWeightError", kinds, str(missing), missing.code, missing.params)
+    text, _, said = user_error(crossed)
+    assert said == {"code": "weight_missing", "params": missing.params} and text == str(missing)
     text, _, said = user_error(RemoteError("MissingWeightError", kinds, "put w.pth in models/"))
-    assert said["code"] == "job_failed_model" and text.startswith("put w.pth in models/ / 후처리")
+    assert said["code"] == "job_failed_internal" and "put w.pth" not in text
 
 
 def _hangul_outside_catalogue(files: list[str], read) -> dict[str, list[int]]:
