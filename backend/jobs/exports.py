@@ -22,12 +22,11 @@ from backend.contracts.models import EXPORT_FORMATS, ExportCreate, ExportState, 
 from backend.pipeline import exports as encode
 from backend.utils.config import Settings
 from backend.utils.daemon_executor import DaemonExecutor
-from backend.utils.files import OUTPUTS_URL
+from backend.utils.files import export_url, exports_dir, output_for_url
 from backend.utils.video_io import probe
 
 log = logging.getLogger(__name__)
 
-EXPORTS_FOLDER = "exports"
 GIF_DEFAULT_WIDTH = 480
 GIF_DEFAULT_FPS = 15.0
 MIN_WIDTH = 16
@@ -35,27 +34,6 @@ MIN_FPS = 1.0
 PROGRESS_EVERY_S = 0.2
 _EXPORT_ID = re.compile(r"[0-9a-f]{12}")
 _PENDING = (ExportState.queued, ExportState.running)
-
-
-# Helpers the lead may move into backend/utils/files.py: where a job's stored file lies on disk,
-# from the URL its view links it by, and where its exports go.
-def stored_path(settings: Settings, url: str) -> Path | None:
-    """The file behind a `/files/outputs/...` URL, or None when the URL names none inside outputs."""
-    url = url.split("?", 1)[0].split("#", 1)[0]
-    prefix = OUTPUTS_URL + "/"
-    if not url.startswith(prefix):
-        return None
-    root = settings.outputs_dir.resolve()
-    path = (root / url[len(prefix) :]).resolve()
-    return path if path.is_relative_to(root) else None
-
-
-def exports_dir(settings: Settings, job_id: str) -> Path:
-    return settings.outputs_dir / job_id / EXPORTS_FOLDER
-
-
-def export_url(job_id: str, name: str) -> str:
-    return f"{OUTPUTS_URL}/{job_id}/{EXPORTS_FOLDER}/{name}"
 
 
 def _download_name(job_id: str, body: ExportCreate, frame: int | None) -> str:
@@ -97,7 +75,7 @@ class ExportService:
             if str(take.status) != "done" or not take.video_url:
                 raise StudioError("export_take_not_finished", take=number, index=index, status=str(take.status))
             url = take.video_url
-        path = stored_path(self.settings, url)
+        path = output_for_url(self.settings, url)
         if path is None or not path.is_file():
             raise StudioError("export_source_missing", name=Path(url).name)
         return path

@@ -79,6 +79,16 @@ def waiting_path(folder: Path, index: int) -> Path:
 
 
 WAITING_GLOB = ".waiting_*.npy"
+EXPORTS_FOLDER = "exports"
+
+
+def exports_dir(settings: Settings, job_id: str) -> Path:
+    """Where a job's exports (WebM, GIF, frames, …) go: inside its folder, deleted with it."""
+    return output_dir(settings, job_id) / EXPORTS_FOLDER
+
+
+def export_url(job_id: str, name: str) -> str:
+    return f"{OUTPUTS_URL}/{job_id}/{EXPORTS_FOLDER}/{name}"
 
 
 # --- paths as the store keeps them ----------------------------------------------------------------
@@ -130,3 +140,15 @@ def output_url(settings: Settings, path: str | Path | None) -> str | None:
     if not rel or not rel.startswith("outputs/"):
         return None
     return f"{FILES_URL}/{rel}"
+
+
+def output_for_url(settings: Settings, url: str) -> Path | None:
+    """The file behind a `/files/outputs/...` URL a view links, or None when it names none inside
+    the outputs folder."""
+    url = url.split("?", 1)[0].split("#", 1)[0]
+    prefix = OUTPUTS_URL + "/"
+    if not url.startswith(prefix):
+        return None
+    root = settings.outputs_dir.resolve()
+    path = (root / url[len(prefix) :]).resolve()
+    return path if path.is_relative_to(root) else None
