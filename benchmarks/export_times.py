@@ -1,7 +1,7 @@
 """How long each export takes on this machine, from a 10 s 640x640 30 fps H.264 video.
 
 Writes the source once (smooth gradients, a moving disc and fine texture, so the codecs have real
-work), then runs each format through `backend.pipeline.exports.run` exactly as the export thread
+work), then runs each format through `backend.pipeline.export_encoding.run` exactly as the export thread
 does, with the API's defaults (GIF: 480 px, 15 fps; the others: the video's size and rate), and
 prints seconds per format, the frames written and the file size. One export at a time, one process.
 
@@ -22,8 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from backend.jobs.exports import GIF_DEFAULT_FPS, GIF_DEFAULT_WIDTH  # noqa: E402
-from backend.pipeline import exports  # noqa: E402
+from backend.jobs.export_service import GIF_DEFAULT_FPS, GIF_DEFAULT_WIDTH  # noqa: E402
+from backend.pipeline import export_encoding as exports  # noqa: E402
 from backend.utils.video_io import VideoWriter, probe  # noqa: E402
 
 FORMATS = ("webm", "gif", "frames_zip", "frame_png", "pingpong_mp4")

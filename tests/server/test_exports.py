@@ -20,7 +20,7 @@ import pytest
 import websockets
 from PIL import Image
 
-from backend.pipeline.exports import output_indices
+from backend.pipeline.export_encoding import output_indices
 from backend.utils.video_io import probe, read_frames
 from tests.helpers.images import encoded, scene
 from tests.helpers.jobs import wait_for

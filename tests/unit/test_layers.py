@@ -264,3 +264,12 @@ def test_web_and_job_layers_import_and_run_a_job_without_torch(tmp_path):
     assert result["torch"] == []
     # The whole path of a morph job (queue, runner, joiner, store, events) needs no torch either.
     assert (result["status"], result["error"]) == ("completed", None)
+
+
+def test_no_two_modules_share_a_file_name():
+    # `errors.py` beside `web/errors.py` once meant two things under one name; a name says one job.
+    seen: dict[str, list[str]] = {}
+    for path in BACKEND.rglob("*.py"):
+        if path.name != "__init__.py":
+            seen.setdefault(path.name, []).append(str(path.relative_to(ROOT)))
+    assert {name: paths for name, paths in seen.items() if len(paths) > 1} == {}

@@ -10,7 +10,7 @@ import asyncio
 from fastapi import APIRouter, Request
 
 from backend.contracts.models import ErrorBody, ExportCreate, ExportView
-from backend.jobs.exports import ExportService
+from backend.jobs.export_service import ExportService
 
 router = APIRouter()
 

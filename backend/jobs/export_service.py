@@ -3,7 +3,7 @@
 
 Files go to `outputs/<job>/exports/<export_id><ext>` (deleted with the job), each with a small
 `<export_id>.json` beside it once it is done or failed, so `GET` still answers after a restart.
-The pixel work is `backend.pipeline.exports`; this module knows jobs, limits and state.
+The pixel work is `backend.pipeline.export_encoding`; this module knows jobs, limits and state.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pathlib import Path
 from backend.contracts.errors import StudioError
 from backend.contracts.events import JobExportEvent
 from backend.contracts.models import EXPORT_FORMATS, ExportCreate, ExportState, ExportView, JobStatus, JobView
-from backend.pipeline import exports as encode
+from backend.pipeline import export_encoding as encode
 from backend.utils.config import Settings
 from backend.utils.daemon_executor import DaemonExecutor
 from backend.utils.files import export_url, exports_dir, output_for_url
