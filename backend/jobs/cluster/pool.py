@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from backend.contracts.errors import StudioError
+from backend.jobs.cluster import leftovers
 from backend.jobs.cluster.task import CancelToken, TransitionTask, take_order
 from backend.utils.config import Settings
 from backend.utils.progress import JobCancelled, Progress, ProgressCallback
@@ -109,10 +110,12 @@ class RayPool:
         self._reserved: dict[tuple, tuple] = {}
         self._seq = itertools.count()
         self.handed: deque[dict[str, Any]] = deque(maxlen=HANDED_KEPT)
-        self._started_ray = False
+        self._started_ray = False  # this studio called ray.init (and so ray.shutdown at its stop)
+        self._own_ray = False  # ... and that started a Ray of this studio alone, its processes ours
         self.failed = False
         self._stop = threading.Event()
         self._watcher: threading.Thread | None = None
+        self._recorded: set[tuple[int, float]] = set()  # the Ray processes last written to the record
 
     # --- life cycle -------------------------------------------------------------------------------
     @property
@@ -142,6 +145,9 @@ class RayPool:
         backend_dir = str(Path(__file__).resolve().parents[2])
         runtime_env = {"py_modules": [backend_dir], "env_vars": {"RAY_USAGE_STATS_ENABLED": "0"}}
         if not ray.is_initialized():
+            # A studio killed with -9 leaves its Ray's agents running for about a minute
+            # (`leftovers`): end them before this studio starts Ray or joins a cluster.
+            leftovers.end_recorded(self.settings.data_dir)
             if address:
                 ray.init(address=address, namespace=NAMESPACE, runtime_env=runtime_env)
             else:
@@ -152,12 +158,29 @@ class RayPool:
                     include_dashboard=False,
                     _node_ip_address="127.0.0.1",
                 )
+                self._own_ray = True
+                self._record_ray_processes()
             self._started_ray = True
         self.address = ray.get_runtime_context().gcs_address
         self._reconcile()
         self._watcher = threading.Thread(target=self._watch, name="ray-pool-watch", daemon=True)
         self._watcher.start()
         log.info("Ray pool: %d worker(s) on %s", len(self.slots), self.address)
+
+    def _record_ray_processes(self) -> None:
+        """Writes the Ray processes this studio started to its record, when they changed (a worker
+        restarted, an agent came up after `ray.init`); only for a Ray of this studio alone: the
+        processes of a cluster it joined are not its own to end."""
+        if not self._own_ray:
+            return
+        try:
+            processes = leftovers.ray_processes()
+            keys = {(p["pid"], p["create_time"]) for p in processes}
+            if keys != self._recorded:
+                leftovers.record(self.settings.data_dir, processes)
+                self._recorded = keys
+        except Exception:
+            log.exception("could not record this studio's Ray processes")
 
     def _wanted(self) -> tuple[int, dict[str, float]]:
         ray = _ray()
@@ -212,6 +235,10 @@ class RayPool:
                     ray.shutdown()
         except Exception:
             log.exception("stopping the Ray pool")
+        if self._own_ray:
+            # `ray.shutdown` ends its processes (agents included, measured); this ends any it
+            # missed and removes the record, so the next start has nothing to look at.
+            leftovers.end_recorded(self.settings.data_dir)
 
     # --- what the studio shows ----------------------------------------------------------------------
     def view(self) -> dict[str, Any]:
@@ -225,6 +252,7 @@ class RayPool:
         while not self._stop.wait(STATUS_INTERVAL_S):
             try:
                 self._poll(ray)
+                self._record_ray_processes()
                 if not self.settings.ray_workers:
                     self._reconcile()
                 self.error = None
