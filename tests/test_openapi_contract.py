@@ -88,6 +88,6 @@ def test_errors_are_documented_as_the_studio_sends_them(tmp_path):
 def test_405_names_every_method_of_the_path(tmp_path):
     with StudioServer(tmp_path) as srv:
         r = httpx.request("OPTIONS", srv.url + "/api/jobs/0")
-        assert r.status_code == 405 and r.headers["allow"] == "DELETE, GET"
+        assert r.status_code == 405 and r.headers["allow"] == "DELETE, GET, PATCH"
         r = httpx.put(srv.url + "/api/uploads/0")
         assert r.status_code == 405 and r.headers["allow"] == "DELETE, GET"
