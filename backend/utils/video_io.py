@@ -43,6 +43,8 @@ def read_tags(data: bytes) -> dict[str, str]:
         with av.open(io.BytesIO(data), mode="r") as container:
             if not container.streams.video:
                 raise ValueError("no video stream")
+            if container.format.name == "image2" or container.format.name.endswith("_pipe"):
+                raise ValueError(f"a still image ({container.format.name}), not a video")
             return {str(k): str(v) for k, v in container.metadata.items()}
     except av.error.FFmpegError as exc:
         raise ValueError(str(exc)) from exc
