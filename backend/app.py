@@ -43,6 +43,7 @@ from backend.web.routes import exports as export_routes
 from backend.web.routes import jobs as job_routes
 from backend.web.routes import login as login_routes
 from backend.web.routes import monitor as monitor_routes
+from backend.web.routes import presets as preset_routes
 from backend.web.routes.frontend import build_router as build_frontend_router
 
 log = logging.getLogger(__name__)
@@ -184,6 +185,7 @@ def create_app(settings: Settings | None = None, analysis: AnalysisService | Non
     openapi_doc.install(app, settings)
     app.include_router(job_routes.router)
     app.include_router(export_routes.router)
+    app.include_router(preset_routes.router)
     app.include_router(analysis_routes.router)
     app.include_router(monitor_routes.router)
     app.include_router(message_routes.router)

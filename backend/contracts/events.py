@@ -81,6 +81,18 @@ class JobTakesEvent(JobChangeEvent):
     type: Literal["job.takes"] = "job.takes"
 
 
+class JobMovedEvent(JobChangeEvent):
+    """Its place in the queue changed (`job.position`): a move, its own or a neighbour's."""
+
+    type: Literal["job.moved"] = "job.moved"
+
+
+class JobEditedEvent(JobChangeEvent):
+    """A queued job's request was changed before it started (`PATCH /api/jobs/<id>`)."""
+
+    type: Literal["job.edited"] = "job.edited"
+
+
 class JobDeletedEvent(_Message):
     """The job and its outputs are gone (uploads stay)."""
 
@@ -168,6 +180,8 @@ JobEvent = Annotated[
     | JobFailedEvent
     | JobCancelledEvent
     | JobTakesEvent
+    | JobMovedEvent
+    | JobEditedEvent
     | JobDeletedEvent
     | JobProgressEvent
     | JobPreviewEvent
@@ -206,6 +220,8 @@ JOB_SOCKET = (
     JobFailedEvent,
     JobCancelledEvent,
     JobTakesEvent,
+    JobMovedEvent,
+    JobEditedEvent,
     JobDeletedEvent,
     JobProgressEvent,
     JobPreviewEvent,

@@ -261,6 +261,51 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "ko": "작업 {job_id}의 저장된 기록이 손상되어 테이크를 바꿀 수 없습니다",
     },
     # --- exports ----------------------------------------------------------------------------
+    # --- the queue in the user's hands --------------------------------------------------------
+    "job_not_queued": {
+        "en": "job {job_id} is {status}: only a job still waiting in the queue can be moved or edited",
+        "ko": "작업 {job_id}은(는) 현재 {status} 상태입니다: 대기 중인 작업만 옮기거나 수정할 수 있습니다",
+    },
+    "queue_changed": {
+        "en": "the queue changed while the move was made (a job started or ended): try again",
+        "ko": "옮기는 사이 대기열이 바뀌었습니다 (작업이 시작되거나 끝났습니다): 다시 시도하세요",
+    },
+    # --- presets ------------------------------------------------------------------------------
+    "preset_not_found": {"en": "preset {preset_id} not found", "ko": "프리셋 {preset_id}을(를) 찾을 수 없습니다"},
+    "preset_builtin": {
+        "en": "'{name}' is a built-in preset: it cannot be renamed or deleted (save it under a new name to change it)",
+        "ko": "'{name}'은(는) 기본 프리셋이라 이름을 바꾸거나 삭제할 수 없습니다 (바꾸려면 새 이름으로 저장하세요)",
+    },
+    "preset_name_empty": {"en": "a preset needs a name", "ko": "프리셋 이름을 입력하세요"},
+    "preset_name_too_long": {
+        "en": "a preset name is at most {limit} characters (this one has {count})",
+        "ko": "프리셋 이름은 최대 {limit}자입니다 (입력: {count}자)",
+    },
+    "preset_name_taken": {
+        "en": "a preset named '{name}' already exists: choose another name",
+        "ko": "'{name}' 이름의 프리셋이 이미 있습니다: 다른 이름을 고르세요",
+    },
+    "preset_builtin_draft": {"en": "Draft", "ko": "초안"},
+    "preset_builtin_final": {"en": "Final", "ko": "최종"},
+    "preset_builtin_loop": {"en": "Loop", "ko": "루프"},
+    "preset_builtin_t4": {"en": "T4 (free Colab)", "ko": "T4 (무료 Colab)"},
+    # --- settings read from a video -------------------------------------------------------------
+    "video_not_readable": {
+        "en": "'{filename}' could not be read as a video ({reason})",
+        "ko": "'{filename}'을(를) 영상으로 읽을 수 없습니다 ({reason})",
+    },
+    "video_no_studio_settings": {
+        "en": "'{filename}' carries no settings from this studio: only a video the studio made (its final.mp4) has them",
+        "ko": "'{filename}'에는 이 스튜디오의 설정이 없습니다: 스튜디오가 만든 영상(final.mp4)에만 들어 있습니다",
+    },
+    "video_probe_too_large": {
+        "en": "send at most the first {mb} MB of the video: the studio's settings are at its start",
+        "ko": "영상의 앞부분 최대 {mb} MB만 보내세요: 스튜디오 설정은 파일 앞부분에 있습니다",
+    },
+    "video_probe_no_file": {
+        "en": "send the video as a multipart form field named 'file'",
+        "ko": "영상을 'file'이라는 이름의 multipart 필드로 보내세요",
+    },
     "export_job_not_finished": {
         "en": "job {job_id} is {status}: only a completed job can be exported",
         "ko": "작업 {job_id}은(는) 아직 완료되지 않았습니다 ({status}): 완료된 작업만 내보낼 수 있습니다",
@@ -646,6 +691,10 @@ NOTES = frozenset(
         "rife_checkpoint_no_tensors",
         "rife_checkpoint_unknown_layers",
         "rife_checkpoint_mismatch",
+        "preset_builtin_draft",
+        "preset_builtin_final",
+        "preset_builtin_loop",
+        "preset_builtin_t4",
     }
 )
 

@@ -164,6 +164,41 @@ class JobCreate(_Strict):
         return [(p if p and p.strip() else self.prompt) for p in own]
 
 
+class JobEdit(_Strict):
+    """`PATCH /api/jobs/{id}`: a queued job's request before it starts. Each field given replaces
+    the job's (a `settings` object replaces all the sliders: what it leaves out is unset); the
+    images stay. The parameters are resolved again as at submit."""
+
+    prompt: str | None = Field(None, max_length=MAX_PROMPT_CHARS)
+    prompts: list[str | None] | None = Field(None, max_length=MAX_IMAGES_ANY_JOB)
+    engine: Engine | None = None
+    settings: JobSettings | None = None
+    postprocess: PostprocessOptions | None = None
+
+
+class MoveBy(_Strict):
+    """`POST /api/jobs/{id}/move`: one place `up` (runs sooner) or `down`."""
+
+    direction: Literal["up", "down"]
+
+
+class MoveBefore(_Strict):
+    """`POST /api/jobs/{id}/move`: just before another waiting job."""
+
+    before: str = Field(max_length=64, description="the id of a waiting job")
+
+
+JobMove = MoveBy | MoveBefore
+
+
+class QueueOrder(_Strict):
+    jobs: list[JobView] = Field(description="the waiting jobs, first to run first")
+
+
+class CancelledJobs(_Strict):
+    cancelled: list[str] = Field(description="the ids of the jobs cancelled")
+
+
 class ParamsPreview(_Strict):
     images: list[str] | None = Field(None, max_length=MAX_IMAGES_ANY_JOB)
     settings: JobSettings = Field(default_factory=JobSettings)
@@ -273,6 +308,11 @@ class JobView(_Strict):
     postprocess_report: Any = None
     warnings: list[Any] = []
     attempts: int = 0
+    position: int | None = Field(
+        None,
+        description="its place in the queue: among waiting jobs (queued, interrupted) the lowest runs first, "
+        "each lane taking its own engine's; moved by POST /api/jobs/{id}/move",
+    )
     details: str | None = Field(None, description="failed jobs: the technical cause (exception type and text)")
     error_message: dict[str, Any] | None = Field(
         None,
@@ -361,6 +401,62 @@ class Meta(_Strict):
     statuses: StatusSets
     defaults: JobDefaults
     limits: Limits
+
+
+# --- presets and settings read from a video --------------------------------------------------------
+MAX_PRESET_NAME_CHARS = 60
+
+
+class ComposerSettings(BaseModel):
+    """What the composer holds besides its images: the engine, the sliders, post-processing and the
+    prompts (`prompt` for every pair, `prompts` one per pair). Every field optional; a preset or a
+    video gives what it has. Fields the studio does not know yet are refused."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    engine: Engine | None = None
+    settings: JobSettings | None = None
+    postprocess: PostprocessOptions | None = None
+    prompt: str | None = Field(None, max_length=MAX_PROMPT_CHARS)
+    prompts: list[str | None] | None = Field(None, max_length=MAX_IMAGES_ANY_JOB)
+
+
+class PresetCreate(_Strict):
+    # The length is checked by the service, so a long name is answered with its own sentence.
+    name: str = Field(description=f"1 to {MAX_PRESET_NAME_CHARS} characters, unique (case and spaces ignored)")
+    settings: ComposerSettings
+
+
+class PresetRename(_Strict):
+    name: str
+
+
+class PresetView(_Strict):
+    id: str
+    name: str = Field(description="a built-in's name is in English; `builtin` names its key for the page's words")
+    name_message: dict[str, Any] | None = Field(
+        None, description="a built-in's name as a catalogue message `{code, params}`, for the page's language"
+    )
+    builtin: str | None = Field(None, description="draft, final, loop or t4 for a built-in (read-only), else null")
+    settings: ComposerSettings
+    created_at: float | None = None
+    updated_at: float | None = None
+
+
+class PresetList(_Strict):
+    presets: list[PresetView] = Field(description="the built-ins first, then the user's in the order saved")
+    max_name_chars: int
+
+
+class VideoSettings(_Strict):
+    """What `POST /api/settings-from-video` read from a video the studio made."""
+
+    job_id: str | None = Field(None, description="the job that made it, when the file says")
+    source: Literal["studio_settings", "studio_params"] = Field(
+        description="studio_settings: the composer's own values (videos made from this version on); "
+        "studio_params: rebuilt from the resolved parameters and the comment of an older video"
+    )
+    settings: ComposerSettings
 
 
 # --- exports ----------------------------------------------------------------------------------

@@ -3,7 +3,9 @@
 Each engine has its own lane: a queue and one dedicated thread (torch and CUDA stay on one thread
 per lane; the event loop, API and WebSockets stay responsive). A FramePack job stuck loading or
 downloading its model therefore never holds up a morph job. Within a lane jobs run one at a time,
-in the order they were put there; on a Ray pool, one per worker. At start-up, a job found `running`
+by their stored queue position (`jobs.position`: set at submit, changed by a move; the lowest
+waiting one runs when a slot frees); on a Ray pool, one per worker. The lane's `asyncio.Queue` is
+only a doorbell (one ring per job put), so the order survives a restart with the file. At start-up, a job found `running`
 was cut off by a crash or kill: it is marked `interrupted` and queued again, and resumes at its
 first unfinished transition.
 
@@ -112,7 +114,7 @@ class Lane:
     def running(self) -> str | None:
         return next(iter(self.jobs), None)
 
-    def status(self, stall_s: float) -> LaneStatus:
+    def status(self, stall_s: float, waiting: int | None = None) -> LaneStatus:
         h = self.health
         alive = self.task is not None and not self.task.done()
         quiet_s = time.monotonic() - h.last_beat
@@ -130,7 +132,7 @@ class Lane:
             state=state,
             running=self.running,
             running_jobs=list(self.jobs),
-            queued=self.queue.qsize(),
+            queued=self.queue.qsize() if waiting is None else waiting,
             restarts=h.restarts,
             quiet_s=round(quiet_s, 1) if self.running else None,
             last_error=h.last_error,
@@ -172,7 +174,8 @@ class Lanes:
         return next((lane for lane in self.by_engine.values() if job_id in lane.jobs), None)
 
     def put(self, engine: str, job_id: str) -> None:
-        """Puts a job on its engine's lane (a job put twice runs once: the lane skips it)."""
+        """Rings the job's engine lane: it has one more waiting job. The lane runs its waiting jobs
+        by their stored position, not in the order they were put (a job put twice runs once)."""
         self.lane(engine).queue.put_nowait(job_id)
 
     def cancel_running(self, job_id: str, then_delete: bool = False) -> bool:
@@ -268,7 +271,10 @@ class Lanes:
         """The lanes as `/api/health` shows them: the top level is the least healthy lane (so one
         dead or stalled lane is a 503), `lanes` has each one; `ok` is False when jobs cannot make
         progress."""
-        lanes = {name: lane.status(self.settings.worker_stall_s) for name, lane in self.by_engine.items()}
+        lanes = {
+            name: lane.status(self.settings.worker_stall_s, self.waiting_count(lane))
+            for name, lane in self.by_engine.items()
+        }
         worst = min(lanes.values(), key=lambda st: _STATE_ORDER.index(st.state))
         errors = [
             (lane.health.last_error_at, st.last_error)
@@ -320,13 +326,11 @@ class Lanes:
                 # Also wakes now and then: a pool's workers may come up while jobs wait.
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(lane.freed.wait(), 1.0)
-            job_id = await lane.queue.get()
-            try:
-                job = await self._with_retries(lane.health, "read job", self.store.get_job, job_id)
-            except asyncio.CancelledError:
-                raise
-            if job is None or job["status"] not in WAITING or job_id in lane.jobs:
+            await lane.queue.get()  # a doorbell: which job runs is the stored order's word
+            job = await self._with_retries(lane.health, "read the queue", self._next_waiting, lane)
+            if job is None:
                 continue
+            job_id = job["id"]
             lane.jobs[job_id] = CancelToken()
             lane.health.last_beat = time.monotonic()
             if lane.capacity() <= 1 and not lane.runs:
@@ -335,6 +339,25 @@ class Lanes:
                 run = asyncio.create_task(self._run_tracked(lane, loop, job), name=f"job-{job_id}")
                 lane.runs.add(run)
                 run.add_done_callback(lane.runs.discard)
+
+    def _next_waiting(self, lane: Lane) -> dict | None:
+        """The waiting job of this lane with the lowest stored position (`Store.waiting_order`),
+        not running here already; None when there is none. A row found damaged on reading is no
+        longer waiting, and the next one is taken."""
+        for row in self.store.waiting_order(WAITING):
+            if self.lane(row["engine"]) is not lane or row["id"] in lane.jobs:
+                continue
+            job = self.store.get_job(row["id"])
+            if job is not None and job["status"] in WAITING:
+                return job
+        return None
+
+    def waiting_count(self, lane: Lane) -> int:
+        try:
+            rows = self.store.waiting_order(WAITING)
+        except Exception:  # health must answer whatever the store does
+            return lane.queue.qsize()
+        return sum(1 for r in rows if self.lane(r["engine"]) is lane and r["id"] not in lane.jobs)
 
     async def _run_tracked(self, lane: Lane, loop: asyncio.AbstractEventLoop, job: dict) -> None:
         job_id = job["id"]

@@ -17,18 +17,23 @@ import sqlite3
 import time
 from typing import Any
 
+from pydantic import ValidationError
+
 from backend.contracts import messages
 from backend.contracts.errors import JobError, StudioError
-from backend.contracts.events import JobCancelledEvent, JobQueuedEvent, JobTakesEvent
+from backend.contracts.events import JobCancelledEvent, JobEditedEvent, JobMovedEvent, JobQueuedEvent, JobTakesEvent
 from backend.contracts.models import (
     RETRYABLE,
     UNFINISHED,
     WAITING,
     JobCreate,
     JobCreated,
+    JobEdit,
+    JobMove,
     JobSettings,
     JobStatus,
     JobView,
+    MoveBefore,
     TakeCreate,
     TakeStatus,
     WorkerStatus,
@@ -170,8 +175,9 @@ class JobQueue:
             extra={"engine": engine, "missing": state.get("missing"), "fix": state.get("fix")},
         )
 
-    @storing
-    async def submit(self, request: JobCreate) -> JobCreated:
+    async def _plan(self, request: JobCreate) -> tuple[str, dict, list, list[str]]:
+        """What a request becomes, the same for a new job and an edited queued one: its engine,
+        resolved parameters, prompts and warnings. Refuses what submit refuses."""
         warnings: list[str] = []
         engine: str
         if request.engine:
@@ -190,8 +196,13 @@ class JobQueue:
         wants_suggestions = request.settings.seconds is None or request.settings.strength is None
         if suggestions is None and self.suggest is not None and wants_suggestions and len(request.images) > 1:
             warnings.append(ANALYSIS_DEFAULTS_NOTE)
-        job_id = secrets.token_hex(8)
         prompts = [{"original": p or "", "english": None} for p in request.pair_prompts()]
+        return engine, params, prompts, warnings
+
+    @storing
+    async def submit(self, request: JobCreate) -> JobCreated:
+        engine, params, prompts, warnings = await self._plan(request)
+        job_id = secrets.token_hex(8)
         self.store.create_job(
             job_id,
             engine,
@@ -229,6 +240,7 @@ class JobQueue:
             raise JobError("job_not_retryable", job_id=job_id, status=job["status"])
         self._refuse_unready(job["engine"])
         self.store.update_job(job_id, status=JobStatus.queued, stage="queued", error=None, finished_at=None)
+        self.store.to_back(job_id)
         self.store.retry_failed_takes(job_id)
         self.lanes.put(job["engine"], job_id)
         self.views.emit(JobQueuedEvent, job_id)
@@ -269,6 +281,7 @@ class JobQueue:
             progress=0.0,
             current={"run": "takes" if make_takes else "rebuild"},
         )
+        self.store.to_back(job["id"])
         self.lanes.put(job["engine"], job["id"])
         self.views.emit(JobQueuedEvent, job["id"])
 
@@ -348,3 +361,81 @@ class JobQueue:
         self.views.require(job_id)
         if not self.lanes.cancel_running(job_id, then_delete=True):
             self.lanes.remove(job_id)
+
+    # --- the queue in the user's hands -------------------------------------------------------------
+    def _waiting_ids(self) -> list[str]:
+        return [r["id"] for r in self.store.waiting_order(WAITING) if self.lanes.running_lane(r["id"]) is None]
+
+    def _queued(self, job_id: str) -> dict:
+        """The job, while it waits in the queue and has not started (409 `job_not_queued` otherwise)."""
+        job = self.views.require(job_id)
+        if job["status"] not in WAITING or self.lanes.running_lane(job_id) is not None:
+            raise JobError("job_not_queued", job_id=job_id, status=job["status"])
+        return job
+
+    @storing
+    async def move(self, job_id: str, body: JobMove) -> list[JobView]:
+        """Moves a waiting job one place up or down, or just before another waiting job. Answers
+        the waiting jobs in their new order (first to run first)."""
+        self._queued(job_id)
+        order = self._waiting_ids()
+        index = order.index(job_id)
+        if isinstance(body, MoveBefore):
+            if body.before == job_id:
+                target = index
+            else:
+                self._queued(body.before)
+                order.remove(job_id)
+                target = order.index(body.before)
+                order.insert(target, job_id)
+        else:
+            target = max(0, index - 1) if body.direction == "up" else min(len(order) - 1, index + 1)
+            order.insert(target, order.pop(index))
+        try:
+            changed = self.store.reorder(order, WAITING)
+        except KeyError:  # a job started or ended between the read and the write: ask again
+            raise JobError("queue_changed") from None
+        for moved in changed:
+            self.views.emit(JobMovedEvent, moved)
+        return [self.views.get(i) for i in order]
+
+    @storing
+    async def edit(self, job_id: str, body: JobEdit) -> JobView:
+        """A queued job's sliders, prompts, engine or post-processing changed before it starts: the
+        parameters are resolved again exactly as at submit; its place in the queue stays."""
+        job = self._queued(job_id)
+        if job["status"] != JobStatus.queued or job.get("video_path") or (job.get("current") or {}).get("run"):
+            raise JobError("job_not_queued", job_id=job_id, status=job["status"])
+        merged = {**job["request"], **body.model_dump(mode="json", exclude_unset=True)}
+        try:
+            request = JobCreate.model_validate({**merged, "images": job["request"]["images"]})
+        except ValidationError as exc:  # prompts that no longer fit the job's pairs
+            errors = "; ".join(str(e.get("msg", "")).removeprefix("Value error, ") for e in exc.errors())
+            raise JobError("invalid_request", errors=errors) from None
+        engine, params, prompts, warnings = await self._plan(request)
+        # No await since the check above could be stale: the store checks again in its transaction.
+        if not self.store.replan_queued(
+            job_id,
+            engine,
+            request.model_dump(mode="json"),
+            params,
+            prompts,
+            len(params["segments"]),
+            takes=request.settings.takes_per_transition or 1,
+            warnings=warnings,
+        ):
+            raise JobError("job_not_queued", job_id=job_id, status=(self.store.get_job(job_id) or job)["status"])
+        if engine != job["engine"]:
+            self.lanes.put(engine, job_id)
+        self.views.emit(JobEditedEvent, job_id)
+        return self.views.get(job_id)
+
+    @storing
+    async def cancel_queued(self) -> list[str]:
+        """Cancels every job that waits (queued or interrupted); running jobs go on. Answers the ids."""
+        cancelled = []
+        for job_id in self._waiting_ids():
+            self.store.update_job(job_id, status=JobStatus.cancelled, stage="cancelled", finished_at=time.time())
+            self.views.emit(JobCancelledEvent, job_id)
+            cancelled.append(job_id)
+        return cancelled

@@ -21,6 +21,7 @@ from backend.contracts.events import JobEvent, JobPreviewEvent, JobSegmentEvent,
 from backend.contracts.models import SegmentStatus, TakeStatus
 from backend.jobs.cluster.local import LocalWorkers
 from backend.jobs.cluster.task import CancelToken, TransitionTask, Workers
+from backend.jobs.composer import composer_settings
 from backend.jobs.params import FPS
 from backend.jobs.reporter import JobHooks, Reporter
 from backend.jobs.store import Store
@@ -341,6 +342,8 @@ class JobRunner:
             "studio_params": params,
             "studio_prompts": [p.get("english") for p in prompts],
             "studio_job": job_id,
+            # What the composer held, so a dropped video gives it back (settings from a video).
+            "studio_settings": composer_settings(request),
         }
         takes = {i: self.store.takes(job_id, i) for i in range(len(seg_params))}
         for i, rows in takes.items():

@@ -99,7 +99,7 @@ _JOB_SHAPES: dict[str, tuple[tuple[type, ...], Any]] = {
     "current": ((dict, type(None)), None),
     "seams": ((list, type(None)), None),
 }
-_JOB_NUMBERS = ("created_at", "progress", "started_at", "finished_at", "attempts")
+_JOB_NUMBERS = ("created_at", "progress", "started_at", "finished_at", "attempts", "position")
 _STATUSES = tuple(JobStatus)
 
 
@@ -212,6 +212,30 @@ def add_column(table: str, column: str) -> Callable[[sqlite3.Connection, Path], 
     return migrate
 
 
+def _queue_positions(conn: sqlite3.Connection, data_dir: Path) -> None:
+    """Every job gets a place in the queue: its rank by creation, which was the order before."""
+    add_column("jobs", "position INTEGER")(conn, data_dir)
+    rows = conn.execute("SELECT id FROM jobs WHERE position IS NULL ORDER BY created_at, rowid").fetchall()
+    top = conn.execute("SELECT COALESCE(MAX(position), 0) FROM jobs").fetchone()[0]
+    conn.executemany("UPDATE jobs SET position = ? WHERE id = ?", [(top + n, r[0]) for n, r in enumerate(rows, 1)])
+
+
+PRESETS_TABLE = """
+CREATE TABLE IF NOT EXISTS presets (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    name_key TEXT NOT NULL UNIQUE,
+    settings TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+)
+"""
+
+
+def _presets(conn: sqlite3.Connection, data_dir: Path) -> None:
+    conn.execute(PRESETS_TABLE)
+
+
 # Append only: a released version's migrations never change, since files already carry their number.
 MIGRATIONS: list[Callable[[sqlite3.Connection, Path], None]] = [
     _create_tables,
@@ -219,6 +243,8 @@ MIGRATIONS: list[Callable[[sqlite3.Connection, Path], None]] = [
     _translation_cache,
     _takes,
     add_column("jobs", "seams TEXT"),
+    _queue_positions,
+    _presets,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -346,8 +372,8 @@ class Store:
         now = time.time()
         with self._transaction() as conn:
             conn.execute(
-                "INSERT INTO jobs (id, created_at, status, engine, request, params, prompts, stage)"
-                " VALUES (?,?,?,?,?,?,?,?)",
+                "INSERT INTO jobs (id, created_at, status, engine, request, params, prompts, stage, position)"
+                " VALUES (?,?,?,?,?,?,?,?,(SELECT COALESCE(MAX(position), 0) + 1 FROM jobs))",
                 (
                     job_id,
                     time.time(),
@@ -359,31 +385,154 @@ class Store:
                     "queued",
                 ),
             )
-            conn.executemany(
-                "INSERT INTO segments (job_id, idx, status) VALUES (?,?,?)",
-                [(job_id, i, SegmentStatus.pending) for i in range(segments)],
+            self._plan_rows(conn, job_id, params, segments, takes, now)
+
+    @staticmethod
+    def _plan_rows(conn: sqlite3.Connection, job_id: str, params: dict, segments: int, takes: int, now: float):
+        """A job's segment rows and `takes` pending takes per transition, each with its own seed."""
+        conn.executemany(
+            "INSERT INTO segments (job_id, idx, status) VALUES (?,?,?)",
+            [(job_id, i, SegmentStatus.pending) for i in range(segments)],
+        )
+        seg_params = params.get("segments") or []
+        for i in range(segments):
+            seg = seg_params[i] if i < len(seg_params) else {}
+            for k in range(1, takes + 1):
+                take = dict(seg, seed=take_seed(seg.get("seed", 0), k))
+                conn.execute(
+                    "INSERT INTO takes (job_id, idx, take, seed, seconds, strength, params, status,"
+                    " chosen, created_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                    (
+                        job_id,
+                        i,
+                        k,
+                        take["seed"],
+                        take.get("seconds"),
+                        take.get("strength"),
+                        json.dumps(take),
+                        TakeStatus.pending,
+                        0,
+                        now,
+                    ),
+                )
+
+    def replan_queued(
+        self,
+        job_id: str,
+        engine: str,
+        request: dict,
+        params: dict,
+        prompts: list,
+        segments: int,
+        takes: int = 1,
+        warnings: list | None = None,
+    ) -> bool:
+        """A queued job's new request and plan: its segment and take rows made again from `params`.
+        Only while it is still `queued` with nothing made (False otherwise, nothing changed)."""
+        with self._transaction() as conn:
+            row = conn.execute("SELECT status, video_path FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            made = conn.execute(
+                "SELECT 1 FROM takes WHERE job_id = ? AND status != ? LIMIT 1", (job_id, TakeStatus.pending)
+            ).fetchone()
+            if row is None or row["status"] != JobStatus.queued or row["video_path"] or made:
+                return False
+            conn.execute(
+                "UPDATE jobs SET engine = ?, request = ?, params = ?, prompts = ?, warnings = ? WHERE id = ?",
+                (
+                    engine,
+                    json.dumps(request),
+                    json.dumps(params),
+                    json.dumps(prompts),
+                    json.dumps(warnings or []),
+                    job_id,
+                ),
             )
-            seg_params = params.get("segments") or []
-            for i in range(segments):
-                seg = seg_params[i] if i < len(seg_params) else {}
-                for k in range(1, takes + 1):
-                    take = dict(seg, seed=take_seed(seg.get("seed", 0), k))
-                    conn.execute(
-                        "INSERT INTO takes (job_id, idx, take, seed, seconds, strength, params, status,"
-                        " chosen, created_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
-                        (
-                            job_id,
-                            i,
-                            k,
-                            take["seed"],
-                            take.get("seconds"),
-                            take.get("strength"),
-                            json.dumps(take),
-                            TakeStatus.pending,
-                            0,
-                            now,
-                        ),
-                    )
+            conn.execute("DELETE FROM takes WHERE job_id = ?", (job_id,))
+            conn.execute("DELETE FROM segments WHERE job_id = ?", (job_id,))
+            self._plan_rows(conn, job_id, params, segments, takes, time.time())
+        return True
+
+    # --- the queue's order ----------------------------------------------------------------------
+    def waiting_order(self, statuses: tuple) -> list[dict[str, Any]]:
+        """`id`, `engine` and `position` of the jobs in `statuses`, in the queue's order: the
+        lowest position runs first (the creation time breaks a tie)."""
+        marks = ",".join("?" * len(statuses))
+        return self._raw(
+            f"SELECT id, engine, position FROM jobs WHERE status IN ({marks})"
+            " ORDER BY position IS NULL, position, created_at, rowid",
+            tuple(statuses),
+        )
+
+    def to_back(self, job_id: str) -> None:
+        """The job's place becomes the end of the queue (queued again by a retry or an edit of takes)."""
+        self._exec(
+            "UPDATE jobs SET position = (SELECT COALESCE(MAX(position), 0) + 1 FROM jobs) WHERE id = ?", (job_id,)
+        )
+
+    def reorder(self, order: list[str], statuses: tuple) -> list[str]:
+        """Gives the jobs of `order` (all waiting now) the waiting jobs' places in that order: the
+        places themselves stay the same set, so jobs outside the list keep theirs. Returns the ids
+        whose place changed. In one transaction with the check, so a job that started meanwhile is
+        never moved."""
+        marks = ",".join("?" * len(statuses))
+        with self._transaction() as conn:
+            rows = conn.execute(
+                f"SELECT id, position FROM jobs WHERE status IN ({marks})"
+                " ORDER BY position IS NULL, position, created_at, rowid",
+                tuple(statuses),
+            ).fetchall()
+            current = {r["id"]: r["position"] for r in rows}
+            if sorted(order) != sorted(current):
+                raise KeyError("the waiting jobs changed")
+            places = sorted(p if p is not None else 0 for p in current.values())
+            if len(set(places)) != len(places) or 0 in places:  # ties or missing places: number afresh
+                top = conn.execute("SELECT COALESCE(MAX(position), 0) FROM jobs").fetchone()[0]
+                places = [top + n for n in range(1, len(order) + 1)]
+            changed = [job_id for job_id, place in zip(order, places) if current[job_id] != place]
+            conn.executemany(
+                "UPDATE jobs SET position = ? WHERE id = ?", [(place, job_id) for job_id, place in zip(order, places)]
+            )
+        return changed
+
+    # --- presets --------------------------------------------------------------------------------
+    def _preset(self, row: dict[str, Any]) -> dict[str, Any]:
+        try:
+            row["settings"] = json.loads(row["settings"])
+        except (TypeError, ValueError):
+            row["settings"] = {}
+        if not isinstance(row["settings"], dict):
+            row["settings"] = {}
+        return row
+
+    def presets(self) -> list[dict[str, Any]]:
+        return [self._preset(r) for r in self._raw("SELECT * FROM presets ORDER BY created_at, rowid")]
+
+    def get_preset(self, preset_id: str) -> dict[str, Any] | None:
+        rows = self._raw("SELECT * FROM presets WHERE id = ?", (preset_id,))
+        return self._preset(rows[0]) if rows else None
+
+    def preset_named(self, name_key: str) -> dict[str, Any] | None:
+        rows = self._raw("SELECT * FROM presets WHERE name_key = ?", (name_key,))
+        return self._preset(rows[0]) if rows else None
+
+    def add_preset(self, preset_id: str, name: str, name_key: str, settings: dict) -> None:
+        now = time.time()
+        self._exec(
+            "INSERT INTO presets (id, name, name_key, settings, created_at, updated_at) VALUES (?,?,?,?,?,?)",
+            (preset_id, name, name_key, json.dumps(settings), now, now),
+        )
+
+    def rename_preset(self, preset_id: str, name: str, name_key: str) -> bool:
+        return (
+            self._exec(
+                "UPDATE presets SET name = ?, name_key = ?, updated_at = ? WHERE id = ?",
+                (name, name_key, time.time(), preset_id),
+            ).rowcount
+            > 0
+        )
+
+    def delete_preset(self, preset_id: str) -> bool:
+        return self._exec("DELETE FROM presets WHERE id = ?", (preset_id,)).rowcount > 0
 
     def _job(self, row: dict[str, Any]) -> dict[str, Any]:
         """A job row decoded; a damaged one comes back failed/broken with the reason."""

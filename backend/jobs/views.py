@@ -92,6 +92,7 @@ class JobViews:
             postprocess_report=job.get("postprocess_report"),
             warnings=job.get("warnings") or [],
             attempts=job.get("attempts") or 0,
+            position=job.get("position"),
             # What went wrong in technical terms (exception type and text); `error` is the
             # sentence a person reads.
             details=(job.get("current") or {}).get("error_details") if failed else None,

@@ -124,6 +124,9 @@ class Settings(BaseSettings):
     data_quota_mb: float = Field(0.0, ge=0, validation_alias=_env("STUDIO_DATA_QUOTA_MB"))
     # Request bodies: a JSON body larger than this is refused (413) before it is parsed.
     max_json_body_kb: int = Field(1024, gt=0, validation_alias=_env("STUDIO_MAX_JSON_BODY_KB"))
+    # POST /api/settings-from-video reads at most this much of a video (the page sends the file's
+    # start: the studio writes its settings there); a larger body is refused (413).
+    video_probe_mb: float = Field(8.0, gt=0, le=512, validation_alias=_env("STUDIO_VIDEO_PROBE_MB"))
     # A request body that pauses longer than this, or (after that much time) averages less than
     # body_min_rate_kb_s, or takes longer than body_max_s in all, is ended with 408: a client
     # trickling bytes cannot hold a connection and an upload slot for as long as it likes.
@@ -276,6 +279,10 @@ class Settings(BaseSettings):
     def trusted_proxy_addresses(self) -> list[str]:
         given = [a.strip() for a in self.trusted_proxies.split(",") if a.strip()]
         return given or (["127.0.0.1", "::1"] if self.behind_tunnel else [])
+
+    @property
+    def video_probe_bytes(self) -> int:
+        return int(self.video_probe_mb * 1024 * 1024)
 
     @property
     def max_upload_bytes(self) -> int:

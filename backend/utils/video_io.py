@@ -6,6 +6,8 @@ chunk is). Readers yield chunks so that no caller has to hold a whole video in m
 
 from __future__ import annotations
 
+import io
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -26,6 +28,26 @@ class VideoInfo:
     @property
     def duration(self) -> float:
         return self.frames / self.fps if self.fps else 0.0
+
+
+def tag_values(metadata: dict | None) -> dict[str, str]:
+    """Container tags as text: a dict or list becomes JSON (never Python's repr), so a reader can
+    parse what the studio wrote whichever writer wrote it."""
+    return {str(k): v if isinstance(v, str) else json.dumps(v, ensure_ascii=False) for k, v in (metadata or {}).items()}
+
+
+def read_tags(data: bytes) -> dict[str, str]:
+    """The container tags of a video held in memory (a whole file or its start: the studio writes
+    with `+faststart`, so its tags come first). Raises ValueError when it is no video PyAV reads."""
+    try:
+        with av.open(io.BytesIO(data), mode="r") as container:
+            if not container.streams.video:
+                raise ValueError("no video stream")
+            if container.format.name == "image2" or container.format.name.endswith("_pipe"):
+                raise ValueError(f"a still image ({container.format.name}), not a video")
+            return {str(k): str(v) for k, v in container.metadata.items()}
+    except av.error.FFmpegError as exc:
+        raise ValueError(str(exc)) from exc
 
 
 def probe(path: Path | str) -> VideoInfo:
@@ -87,7 +109,7 @@ class VideoWriter:
         self.path = Path(path)
         self.fps = fps
         self.crf = int(crf)
-        self.metadata = {str(k): str(v) for k, v in (metadata or {}).items()}
+        self.metadata = tag_values(metadata)
         self.preset = preset
         self.pix_fmt = pix_fmt
         self.frames_written = 0
@@ -157,7 +179,7 @@ def copy_with_metadata(src: Path | str, dst: Path | str, metadata: dict) -> Path
     """`src` into `dst` with these container tags added, its packets copied as they are (no
     re-encode): tags known only once a file is written (its score) cost a remux, not a quality step."""
     with av.open(str(src)) as inp:
-        tags = {**dict(inp.metadata), **{str(k): str(v) for k, v in metadata.items()}}
+        tags = {**dict(inp.metadata), **tag_values(metadata)}
         with av.open(str(dst), mode="w", options={"movflags": "+faststart+use_metadata_tags"}) as out:
             for key, value in tags.items():
                 out.metadata[key] = value

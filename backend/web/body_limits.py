@@ -33,6 +33,8 @@ from backend.web import error_responses as errors
 from backend.web.request_info import ASGIApp, Message, Receive, Scope, Send, limit_key
 
 UPLOAD_PATH = "/api/uploads"
+# "Settings from a video": a video's start, read in memory (STUDIO_VIDEO_PROBE_MB).
+VIDEO_PROBE_PATH = "/api/settings-from-video"
 # Multipart framing around each file is small; this bounds an upload before any byte is parsed.
 MULTIPART_OVERHEAD = 64 * 1024
 
@@ -211,8 +213,12 @@ class BodyLimits:
             await self.app(scope, receive, send)
             return
         is_upload = scope.get("path") == UPLOAD_PATH
+        is_video = scope.get("path") == VIDEO_PROBE_PATH
         limit = self.upload_limit if is_upload else self.json_limit
         too_large = _upload_too_large(self.settings) if is_upload else _too_large(limit)
+        if is_video:
+            limit = self.settings.video_probe_bytes + MULTIPART_OVERHEAD
+            too_large = BodyLimitError("video_probe_too_large", mb=messages.num(self.settings.video_probe_mb))
         length = _content_length(scope)
         if length is not None and length > limit:
             await self._refuse(send, receive, too_large, length)

@@ -17,13 +17,16 @@ from backend.contracts.models import (
     MAX_TRANSITION_INDEX,
     MIN_IMAGES_PER_JOB,
     UNFINISHED,
+    CancelledJobs,
     ErrorBody,
     Health,
     HealthDefaults,
     JobCreate,
     JobCreated,
     JobDefaults,
+    JobEdit,
     JobList,
+    JobMove,
     JobStatus,
     JobView,
     Limits,
@@ -31,6 +34,7 @@ from backend.contracts.models import (
     ParamsPreview,
     ParamsView,
     PostprocessOptions,
+    QueueOrder,
     SettingDefaults,
     StatusSets,
     TakeChoice,
@@ -202,6 +206,12 @@ async def create_job(body: JobCreate, request: Request):
         raise
 
 
+@router.post("/api/jobs/cancel-queued", response_model=CancelledJobs, responses=_doc(503))
+async def cancel_queued(request: Request):
+    """Cancels every job that waits (queued or interrupted); running jobs go on."""
+    return CancelledJobs(cancelled=await _queue(request).cancel_queued())
+
+
 @router.get("/api/jobs", response_model=JobList)
 async def list_jobs(request: Request):
     return JobList(jobs=_queue(request).all_jobs())
@@ -215,6 +225,19 @@ async def get_job(job_id: str, request: Request):
 @router.post("/api/jobs/{job_id}/cancel", response_model=JobView, responses=_doc(404, 409))
 async def cancel_job(job_id: str, request: Request):
     return await _queue(request).cancel(job_id)
+
+
+@router.post("/api/jobs/{job_id}/move", response_model=QueueOrder, responses=_doc(404, 409))
+async def move_job(job_id: str, body: JobMove, request: Request):
+    """Moves a waiting job one place up or down, or before another waiting job; answers the
+    waiting jobs in their new order."""
+    return QueueOrder(jobs=await _queue(request).move(job_id, body))
+
+
+@router.patch("/api/jobs/{job_id}", response_model=JobView, responses=_doc(404, 409, 422, 507))
+async def edit_job(job_id: str, body: JobEdit, request: Request):
+    """Changes a queued job's sliders, prompts, engine or post-processing before it starts."""
+    return await _queue(request).edit(job_id, body)
 
 
 @router.post("/api/jobs/{job_id}/retry", response_model=JobView, responses=_doc(404, 409))

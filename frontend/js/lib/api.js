@@ -34,7 +34,9 @@ async function errorOf(response) {
 
 export async function request(method, path, body, { retried = false } = {}) {
   const options = { method, headers: {}, credentials: "same-origin" };
-  if (body !== undefined) {
+  if (body instanceof FormData) {
+    options.body = body; // multipart: the browser sets the boundary
+  } else if (body !== undefined) {
     options.headers["Content-Type"] = "application/json";
     options.body = JSON.stringify(body);
   }
@@ -57,6 +59,8 @@ export const api = {
   get: (path) => request("GET", path),
   post: (path, body) => request("POST", path, body ?? {}),
   del: (path) => request("DELETE", path),
+  patch: (path, body) => request("PATCH", path, body ?? {}),
+  request,
 };
 
 export async function login(token) {

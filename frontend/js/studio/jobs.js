@@ -67,7 +67,16 @@ function fraction(k, n) {
   return k != null && n != null ? `${k}/${n}` : "–";
 }
 
-function JobCard({ job, live, lang, t }) {
+// Running jobs first, then the waiting ones (queued, interrupted) in the queue's order (their
+// stored position: the first one runs next), then the others as before, newest first.
+export function queueFirst(jobs) {
+  const running = jobs.filter((j) => j.status === "running");
+  const waiting = jobs.filter((j) => j.status === "queued" || j.status === "interrupted")
+    .sort((a, b) => (a.position ?? Infinity) - (b.position ?? Infinity));
+  return [...running, ...waiting, ...jobs.filter((j) => !running.includes(j) && !waiting.includes(j))];
+}
+
+function JobCard({ job, live, lang, t, place, onUse }) {
   const running = job.status === "running";
   const now = useTicker(running);
   const [error, setError] = useState("");
@@ -82,16 +91,27 @@ function JobCard({ job, live, lang, t }) {
   }
   const cancel = () => act(() => api.post(`/api/jobs/${job.id}/cancel`));
   const remove = () => act(() => api.del(`/api/jobs/${job.id}`));
+  const move = (direction) => act(() => api.post(`/api/jobs/${job.id}/move`, { direction }));
+  const waiting = job.status === "queued" || job.status === "interrupted";
+  const editable = job.status === "queued" && !job.video_url && !(job.current && job.current.run);
+  const small = "rounded-md border border-slate-300 px-2 py-1 text-xs hover:bg-slate-100";
 
   return html`<li class="rounded-xl border border-slate-200 bg-white p-4 shadow-sm" data-testid="job-card"
       data-job-id=${job.id} data-status=${job.status}>
     <div class="flex items-center gap-2">
       <span class=${`rounded-full px-2 py-0.5 text-xs font-semibold ${STATUS_STYLE[job.status] || ""}`}
         data-testid="job-status">${t(`status.${job.status}`)}</span>
+      ${waiting && place && html`<span class="text-xs font-semibold text-slate-700" data-testid="job-queue-place">${t("jobs.queuePos", { n: place })}</span>`}
       <span class="truncate text-xs text-slate-500">${job.engine} · ${(job.images || []).length} img · ${job.id.slice(0, 8)}</span>
       <span class="ml-auto flex gap-2">
         ${!finished && html`<button type="button" onClick=${cancel} data-testid="job-cancel"
           class="rounded-md border border-slate-300 px-2 py-1 text-xs hover:bg-slate-100">${t("jobs.cancel")}</button>`}
+        ${waiting && html`<button type="button" onClick=${() => move("up")} data-testid="job-up" title=${t("jobs.up")}
+          aria-label=${t("jobs.up")} class=${small}>↑</button>
+          <button type="button" onClick=${() => move("down")} data-testid="job-down" title=${t("jobs.down")}
+          aria-label=${t("jobs.down")} class=${small}>↓</button>`}
+        ${editable && html`<button type="button" onClick=${() => onUse(job, "edit")} data-testid="job-edit" class=${small}>${t("jobs.edit")}</button>`}
+        <button type="button" onClick=${() => onUse(job, "duplicate")} data-testid="job-duplicate" class=${small}>${t("jobs.duplicate")}</button>
         ${finished && html`<button type="button" onClick=${remove} data-testid="job-delete"
           class="rounded-md border border-slate-300 px-2 py-1 text-xs hover:bg-red-50">${t("jobs.delete")}</button>`}
       </span>
@@ -127,6 +147,9 @@ function JobCard({ job, live, lang, t }) {
       <a href=${job.video_url} download=${`framepack-${job.id.slice(0, 8)}.mp4`} data-testid="job-download"
         class="inline-block rounded-md bg-emerald-600 px-3 py-1.5 text-sm font-medium text-white hover:bg-emerald-700">
         ${t("jobs.download")}</a>
+      <button type="button" onClick=${() => onUse(job, "settings")} data-testid="job-use-settings"
+        class="ml-2 inline-block rounded-md border border-indigo-300 px-3 py-1.5 text-sm text-indigo-800 hover:bg-indigo-50">
+        ${t("jobs.useSettings")}</button>
       <${ExportMenu} job=${job} />
     </div>`}
 
@@ -155,13 +178,26 @@ function JobCard({ job, live, lang, t }) {
   </li>`;
 }
 
-export function JobList({ jobs, live }) {
-  const { t, lang } = useLang();
+export function JobList({ jobs, live, onUse = () => {} }) {
+  const { t, te, lang } = useLang();
+  const [error, setError] = useState("");
+  const ordered = queueFirst(jobs);
+  const waiting = ordered.filter((j) => j.status === "queued" || j.status === "interrupted");
+  const cancelQueued = async () => {
+    setError("");
+    try { await api.post("/api/jobs/cancel-queued"); } catch (err) { setError(err); }
+  };
   return html`<section aria-labelledby="jobs-title">
-    <h2 id="jobs-title" class="mb-3 text-lg font-semibold">${t("jobs.title")}</h2>
+    <div class="mb-3 flex items-center gap-2">
+      <h2 id="jobs-title" class="text-lg font-semibold">${t("jobs.title")}</h2>
+      ${waiting.length > 0 && html`<button type="button" onClick=${cancelQueued} data-testid="jobs-cancel-queued"
+        class="ml-auto rounded-md border border-slate-300 px-2 py-1 text-xs hover:bg-amber-50">${t("jobs.cancelQueued")}</button>`}
+    </div>
+    ${error && html`<p class="mb-2 text-sm text-red-700" role="alert">${te(error)}</p>`}
     ${jobs.length === 0 && html`<p class="text-sm text-slate-500">${t("jobs.empty")}</p>`}
     <ul class="space-y-3" data-testid="job-list">
-      ${jobs.map((job) => html`<${JobCard} key=${job.id} job=${job} live=${live[job.id]} lang=${lang} t=${t} />`)}
+      ${ordered.map((job) => html`<${JobCard} key=${job.id} job=${job} live=${live[job.id]} lang=${lang} t=${t}
+        place=${waiting.indexOf(job) + 1} onUse=${onUse} />`)}
     </ul>
   </section>`;
 }

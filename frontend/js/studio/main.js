@@ -9,6 +9,7 @@ import { SettingsPanel, AdvancedPanel, defaultSettings, defaultPost, serverResol
 import { JobList } from "./jobs.js";
 import { publishExport } from "./exports.js";
 import { useDoneSignals, NotifyButton } from "./notify.js";
+import { PresetPicker, isVideoFile, settingsFromVideo } from "./presets.js";
 import { SuggestionsPanel, useAnalysis, indexAnalysis, NO_AUTO } from "./suggestions.js";
 import { jobsReducer, initialJobs, actionFor, sortedJobs, loadMeta } from "../lib/jobs-store.js";
 
@@ -62,6 +63,10 @@ function Studio({ meta }) {
   const [lastJob, setLastJob] = useState(draft ? draft.lastJob || null : null);
   const queue = useRef([]);
   const active = useRef(0);
+  // The queued job the composer edits (PATCH on submit), or null.
+  const [editing, setEditing] = useState(null);
+  const [composerNote, setComposerNote] = useState("");
+  const [composerError, setComposerError] = useState("");
 
   const ready = items.filter((item) => item.status === "ready");
   const imageIds = ready.map((item) => item.upload.id);
@@ -148,7 +153,67 @@ function Studio({ meta }) {
     }
   }, []);
 
-  const addFiles = useCallback((files) => {
+  // A preset, a video's or a job's settings into the composer: what it has replaces the
+  // composer's, the rest stays. `prompts` go to the pairs in order when their count matches.
+  function applyComposer(cs, pairItems = ready) {
+    if (!cs) return;
+    if (cs.engine) setEngine(cs.engine);
+    if (cs.settings) {
+      const given = Object.fromEntries(Object.entries(cs.settings).filter(([, v]) => v !== null && v !== undefined));
+      setSettings((current) => ({ ...current, ...given, ...("seed" in cs.settings ? { seed: cs.settings.seed } : {}) }));
+      if ("seconds" in given || "strength" in given) setAuto(NO_AUTO);
+    }
+    if (cs.postprocess) setPost({ ...defaultPost(meta), ...cs.postprocess });
+    if ("prompt" in cs || cs.prompts) setPrompt(cs.prompt || "");
+    if (cs.prompts) {
+      const keys = pairItems.slice(1).map((item, i) => pairKey(pairItems[i], item));
+      if (keys.length === cs.prompts.length) {
+        setPairPrompts((p) => ({ ...p, ...Object.fromEntries(keys.map((k, i) => [k, cs.prompts[i] || ""])) }));
+      }
+    }
+  }
+
+  function jobComposer(job) {
+    const own = (job.prompts || []).map((p) => (p && p.original) || null);
+    return { engine: job.engine, settings: job.settings || {}, postprocess: job.postprocess || undefined,
+      prompt: "", prompts: own };
+  }
+
+  // From a job card: "settings" (finished jobs), "duplicate" (images too), "edit" (a queued job).
+  function takeJob(job, mode) {
+    setComposerError("");
+    let pairItems = ready;
+    if (mode !== "settings") {
+      pairItems = (job.images || []).map((image) => ({
+        key: `k${nextKey++}`, status: "ready", progress: 1, filename: image.id,
+        upload: { id: image.id, url: image.url, width: image.width, height: image.height, filename: image.id },
+      }));
+      setItems(pairItems);
+    }
+    applyComposer(jobComposer(job), pairItems);
+    setEditing(mode === "edit" ? job.id : null);
+    setComposerNote(mode === "edit" ? "" : t(mode === "settings" ? "jobs.useSettings" : "jobs.duplicate") + " ✓");
+    window.scrollTo({ top: 0, behavior: "smooth" });
+  }
+
+  async function fromVideo(file) {
+    setComposerError(""); setComposerNote("");
+    try {
+      const answer = await settingsFromVideo(file);
+      applyComposer(answer.settings);
+      setComposerNote(t("fromVideo.done"));
+    } catch (err) {
+      setComposerError(err);
+    }
+  }
+
+  const fromVideoRef = useRef(fromVideo);
+  fromVideoRef.current = fromVideo; // the drop handler is made once; it reads the latest
+  const addFiles = useCallback((all) => {
+    const videos = all.filter(isVideoFile);
+    if (videos.length) fromVideoRef.current(videos[0]);
+    const files = all.filter((file) => !isVideoFile(file));
+    if (!files.length) return;
     const added = files.map((file) => ({
       key: `k${nextKey++}`, status: "queued", progress: 0, filename: file.name,
       preview: URL.createObjectURL(file), file,
@@ -193,6 +258,13 @@ function Studio({ meta }) {
       postprocess: post,
     };
     try {
+      if (editing) {
+        const { images, ...edit } = body;
+        const job = await api.patch(`/api/jobs/${editing}`, edit);
+        dispatch({ type: "job", job });
+        setEditing(null);
+        return;
+      }
       const answer = await api.post("/api/jobs", body);
       setLastJob({ id: answer.id, keys });
       // The socket brings the job too; fetching it now makes the card appear without waiting.
@@ -233,21 +305,36 @@ function Studio({ meta }) {
         </div>
         <${SuggestionsPanel} analysis=${analysis} index=${analysed} imageIds=${imageIds} auto=${auto}
           onApply=${applySuggestions} onOwnValues=${() => setAuto(NO_AUTO)} />
+        <div class="space-y-2 rounded-xl border border-slate-200 bg-white p-4 shadow-sm">
+          <div class="flex flex-wrap items-end gap-3">
+            <${PresetPicker} onApply=${(cs) => applyComposer(cs)}
+              current=${() => ({ engine, settings, postprocess: post, prompt })} />
+            <label class="cursor-pointer rounded-md border border-slate-300 px-2 py-1 text-xs hover:bg-slate-100">
+              ${t("fromVideo.button")}
+              <input type="file" accept="video/*" class="sr-only" data-testid="settings-from-video"
+                onChange=${(e) => { if (e.target.files[0]) fromVideo(e.target.files[0]); e.target.value = ""; }} /></label>
+          </div>
+          ${composerNote && html`<p class="text-xs text-emerald-800" role="status" data-testid="composer-note">${composerNote}</p>`}
+          ${composerError && html`<p class="text-xs text-red-700" role="alert" data-testid="composer-error">${te(composerError)}</p>`}
+        </div>
         <div class="rounded-xl border border-slate-200 bg-white p-4 shadow-sm">
           <${SettingsPanel} settings=${settings} setSettings=${setSettings} engine=${engine} setEngine=${setEngine}
             post=${post} setPost=${setPost} pairs=${pairs} health=${health} limits=${meta.limits}
             auto=${auto} setAuto=${setAuto} suggested=${{ seconds: analysed.seconds, strength: analysed.strength }} />
         </div>
         <${AdvancedPanel} images=${imageIds} settings=${settings} engine=${engine} auto=${auto} />
+        ${editing && html`<p class="rounded-md bg-amber-50 p-2 text-sm text-amber-900" data-testid="editing-banner">
+          ${t("edit.banner", { id: editing.slice(0, 8) })}
+          <button type="button" class="ml-2 underline" data-testid="edit-stop" onClick=${() => setEditing(null)}>${t("edit.stop")}</button></p>`}
         <div class="flex flex-wrap items-center gap-3">
           <button type="submit" disabled=${!!blocked || submitting} data-testid="submit"
             class="rounded-lg bg-indigo-600 px-5 py-2.5 font-semibold text-white shadow hover:bg-indigo-700 disabled:cursor-not-allowed disabled:opacity-50">
-            ${submitting ? t("submit.sending") : t("submit")}</button>
+            ${submitting ? t("submit.sending") : editing ? t("edit.save") : t("submit")}</button>
           <span class="text-sm text-slate-500">${blocked}</span>
         </div>
         ${submitError && html`<p class="rounded-md bg-red-50 p-2 text-sm text-red-800" role="alert" data-testid="submit-error">${te(submitError)}</p>`}
       </form>
-      <div class="min-w-0"><${JobList} jobs=${jobs} live=${jobsState.live} /></div>
+      <div class="min-w-0"><${JobList} jobs=${jobs} live=${jobsState.live} onUse=${takeJob} /></div>
     </div>
     ${droppingFiles && html`<div class="pointer-events-none fixed inset-0 z-40 flex items-center justify-center border-4 border-dashed border-indigo-500 bg-indigo-50/80 text-lg font-semibold text-indigo-800">
       ${t("images.drop")}</div>`}
