@@ -19,6 +19,8 @@ LICENCE = "Apache-2.0"
 REPO = WAN_REPO  # diffusers layout, WanImageToVideoPipeline; hub facts in utils/model_registry.py
 LORA_REPO, LORA_FILE = WAN_LORA_REPO, WAN_LORA_FILE
 
+# The pipeline's parts, each a folder of the diffusers-layout repo (model_index.json names them).
+COMPONENTS = ("transformer", "text_encoder", "tokenizer", "vae", "image_encoder", "image_processor", "scheduler")
 NATIVE_FPS = 16
 TEMPORAL_STRIDE = 4  # the VAE's temporal compression: frame counts are 4k+1
 MIN_FRAMES = 5
