@@ -1,6 +1,6 @@
 """Download every model the studio uses into one folder, and write where they went into `.env`.
 
-    python scripts/download_models.py --base-dir DIR [--only framepack|post|analysis] [--env-file .env]
+    python scripts/download_models.py --base-dir DIR [--only framepack|post|analysis|wan] [--env-file .env]
 
 - FramePack: the three hub repos named by FRAMEPACK_TRANSFORMER / FRAMEPACK_BASE /
   FRAMEPACK_IMAGE_ENCODER are fetched file by file into DIR/hf-cache (huggingface_hub's cache:
@@ -11,6 +11,9 @@
 - Post-processing: the URL weights of backend/utils/model_registry.py through
   backend/utils/downloads.py (resume with HTTP Range, sha256/size checked before the final name).
 - Analysis: the Korean->English Marian translator (STUDIO_MARIAN_KO_EN_DIR).
+- Wan (only with `--only wan`, about 80 GB): the diffusers-layout repo of Wan 2.1 FLF2V 14B into
+  DIR/<WAN_FOLDER> (links into the cache, its own model_index.json) and the fast mode's LightX2V
+  LoRA file into DIR/wan-loras, both named in backend/utils/model_registry.py.
 
 Every hub file is checked against the hub's own hashes (sha256 for LFS files, the git blob sha1
 for small ones). A manifest (DIR/.studio-downloads.json) records what was verified, so a second
@@ -43,7 +46,8 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # run as a script from anywhere: `backend` must import
 
 MANIFEST_NAME = ".studio-downloads.json"
-GROUPS = ("framepack", "post", "analysis")
+GROUPS = ("framepack", "post", "analysis", "wan")
+DEFAULT_GROUPS = ("framepack", "post", "analysis")  # Wan is 80 GB more: fetched when asked for
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".msgpack", ".h5", ".onnx")
 KEEP_SUFFIXES = (".json", ".safetensors", ".txt", ".model", ".spm", ".tiktoken", ".bin")
 # Free space kept on top of what the files need: the HF cache writes `.incomplete` files next to
@@ -475,6 +479,44 @@ def download_marian(base_dir: Path, token: str | None, manifest: Manifest, repor
     report.done.append("analysis")
 
 
+def download_wan(base_dir: Path, token: str | None, manifest: Manifest, report: Report) -> None:
+    from backend.pipeline.wan.wan_spec import COMPONENTS
+    from backend.utils.model_registry import WAN_FOLDER, WAN_LORA_FILE, WAN_LORA_FOLDER, WAN_LORA_REPO, WAN_REPO
+
+    key = [WAN_REPO, f"{WAN_LORA_REPO}/{WAN_LORA_FILE}"]
+    if manifest.complete("wan", key):
+        print("[wan] already complete, nothing to download", flush=True)
+        report.done.append("wan")
+        return
+    if report.hub_down:
+        report.fail("wan", f"Wan: skipped, the model hub ({report.hub_down}) could not be reached")
+        return
+    target_root = base_dir / WAN_FOLDER
+    try:
+        planned = plan_hub(
+            [HubPart(WAN_REPO, tuple(Component(c, c) for c in COMPONENTS), index_file=True)], token, target_root
+        )
+        lora = plan_hub([HubPart(WAN_LORA_REPO, (Component("", WAN_LORA_FOLDER),))], token, base_dir)
+    except ModelError as exc:
+        note_hub_failure(report, exc)
+        report.fail("wan", f"Wan: {exc}")
+        return
+    lora = [p for p in lora if p.path == WAN_LORA_FILE]  # the repo also holds the T2V LoRA
+    if not lora:
+        report.fail("wan", f"Wan: {WAN_LORA_REPO} has no {WAN_LORA_FILE}")
+        return
+    fetched = fetch_planned(planned + lora, base_dir, base_dir / "hf-cache", token, "wan", "Wan", report)
+    if fetched is None:
+        return
+    linked: list[Path] = []
+    for p, local in fetched:
+        target = p.target or target_root / "model_index.json"  # the repo's own index: already a WanImageToVideoPipeline
+        link_into(local, target)
+        linked.append(target)
+    manifest.record("wan", key, linked, {})
+    report.done.append("wan")
+
+
 # ------------------------------------------------------------------------------------------------
 # URL weights (post-processing)
 
@@ -590,6 +632,7 @@ GROUP_NAMES = {
     "framepack": ("FramePack (the high-quality engine, about 45 GB)", "FramePack (고품질 엔진, 약 45 GB)"),
     "post": ("post-processing weights (face restore, upscale, RIFE)", "후처리 가중치 (얼굴 복원, 업스케일, RIFE)"),
     "analysis": ("the offline Korean->English translator", "오프라인 한영 번역기"),
+    "wan": ("Wan 2.1 first-last-frame engine, about 80 GB", "Wan 2.1 첫·끝 프레임 엔진, 약 80 GB"),
 }
 
 
@@ -629,7 +672,7 @@ def main(argv: list[str] | None = None) -> int:
     token = (settings.hf_token or os.environ.get("HF_TOKEN") or "").strip() or None
     base_dir = args.base_dir.expanduser().resolve()
     base_dir.mkdir(parents=True, exist_ok=True)
-    groups = args.only or list(GROUPS)
+    groups = args.only or list(DEFAULT_GROUPS)
     manifest = Manifest(base_dir)
     report = Report(env={"STUDIO_MODELS_DIR": str(base_dir)})
 
@@ -637,6 +680,7 @@ def main(argv: list[str] | None = None) -> int:
         "framepack": lambda: download_framepack(settings, base_dir, token, manifest, report),
         "post": lambda: download_post(base_dir, manifest, report, mirror=args.weights_mirror),
         "analysis": lambda: download_marian(base_dir, token, manifest, report),
+        "wan": lambda: download_wan(base_dir, token, manifest, report),
     }
     for group in GROUPS:
         if group not in groups:

@@ -472,6 +472,21 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "ko": "FramePack이 설치되지 않았습니다: {names} 모델이 이 컴퓨터에 없습니다. `{fix}` 를 실행하세요 (약 45 GB). "
         "지금은 모프 엔진을 쓸 수 있습니다.",
     },
+    "wan_not_installed": {
+        "en": "Wan 2.1 (first-last frame) is not installed: {problem}. Run `{fix}` (about {gb} GB), or use another "
+        "engine.",
+        "ko": "Wan 2.1 (첫·끝 프레임) 엔진이 설치되지 않았습니다: {problem}. `{fix}` 를 실행하세요 (약 {gb} GB). 지금은 "
+        "다른 엔진을 쓸 수 있습니다.",
+    },
+    "wan_length_capped": {
+        "en": "Wan makes at most {max} s per transition in one pass; {seconds} s was asked, so this take is {max} s "
+        "long.",
+        "ko": "Wan은 전환 하나를 한 번에 최대 {max}초까지 만듭니다. {seconds}초를 요청했으므로 이 테이크는 {max}초입니다.",
+    },
+    "wan_fast_lora_missing": {
+        "en": "Wan's fast mode needs its 4-step LoRA at {path}: run `{fix}`, or raise the quality to 30 or more.",
+        "ko": "Wan 빠른 모드에는 4단계 LoRA 파일({path})이 필요합니다. `{fix}` 를 실행하거나 품질을 30 이상으로 올리세요.",
+    },
     # --- post-processing weights (pipeline/postprocess.py, utils/model_registry.py, downloads.py) --
     # `where` names the file's folder by its setting; `error` is the cause, itself a message when
     # it has one. A stage that cannot run names the file and where to put it (its `cause`).
@@ -652,6 +667,9 @@ NOTES = frozenset(
         "translation_failed",
         "framepack_incomplete",
         "framepack_not_downloaded",
+        "wan_not_installed",
+        "wan_length_capped",
+        "wan_fast_lora_missing",
         "engine_unavailable",
         "analysis_loading",
         "analysis_busy",

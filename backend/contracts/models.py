@@ -16,7 +16,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_valida
 
 from backend.utils.model_registry import DEFAULT_UPSCALE_MODEL, UPSCALE_MODELS
 
-Engine = Literal["framepack", "morph"]
+Engine = Literal["framepack", "morph", "wan"]
 # The largest seed a browser holds exactly (JavaScript numbers are doubles); larger ones would
 # come back changed, and JSON Schema checkers compare them as doubles too.
 MAX_SEED = 2**53 - 1

@@ -118,7 +118,7 @@ def resolve(
             }
         )
     total_frames = sum(seg["frames"] for seg in segments) - (pairs - 1)
-    return {
+    resolved = {
         "engine": engine,
         "quality": quality,
         "resolution": resolution,
@@ -139,3 +139,8 @@ def resolve(
         "total_frames": total_frames,
         "total_seconds": round(total_frames / FPS, 3),
     }
+    if engine == "wan":  # its own frame rule, 16 fps, steps and fast mode (pipeline/wan/wan_spec.py)
+        from backend.pipeline.wan.wan_spec import adapt_params
+
+        return adapt_params(resolved, [float(x) for x in seconds])
+    return resolved

@@ -50,11 +50,13 @@ class Engines:
     def __init__(self, settings: Settings) -> None:
         from backend.pipeline.framepack.engine import FramePackEngine
         from backend.pipeline.morph import MorphEngine
+        from backend.pipeline.wan.wan_engine import WanEngine
 
         self.settings = settings
         self._engines: dict[str, TransitionEngine] = {
             "framepack": FramePackEngine(settings),
             "morph": MorphEngine(),
+            "wan": WanEngine(settings),
         }
         self._device: dict | None = None
         self._device_lock = threading.Lock()

@@ -293,7 +293,7 @@ class InstallProblem:
         return messages.bilingual(self.code, self.params)
 
 
-def framepack_fix_command(settings) -> str:
+def setup_fix_command(settings, group: str) -> str:
     # Inside the checkout the folder is given relative to it (the README's `./models`): a command
     # that can be pasted as it is, and no server path on the open health route.
     root = Path(__file__).resolve().parents[2]
@@ -301,7 +301,11 @@ def framepack_fix_command(settings) -> str:
         base = "./" + Path(settings.models_dir).resolve().relative_to(root).as_posix()
     except ValueError:
         base = str(settings.models_dir)
-    return f"bash scripts/setup.sh --base-dir {base} --only framepack"
+    return f"bash scripts/setup.sh --base-dir {base} --only {group}"
+
+
+def framepack_fix_command(settings) -> str:
+    return setup_fix_command(settings, "framepack")
 
 
 def _has_weights(folder: Path) -> bool:
@@ -319,7 +323,13 @@ def _folder_problem(path: Path) -> str | None:
     if not path.is_dir():
         return f"{path} does not exist"
     try:
-        components = [k for k in json.loads(index.read_text(encoding="utf-8")) if not k.startswith("_")]
+        # Components are `[library, class]` pairs; a pipeline's config values (Wan's
+        # `boundary_ratio`) and absent optional parts (`[null, null]`) are not folders.
+        components = [
+            k
+            for k, v in json.loads(index.read_text(encoding="utf-8")).items()
+            if not k.startswith("_") and isinstance(v, list) and len(v) == 2 and v[1]
+        ]
     except (OSError, ValueError):
         return f"{path} has no readable model_index.json"
     for name in components:
@@ -378,6 +388,52 @@ def framepack_install_problem(settings) -> InstallProblem | None:
         missing=names,
         code="framepack_not_downloaded",
         params={"names": names, "fix": fix},
+        fix=fix,
+    )
+
+
+# ------------------------------------------------------------------------------------------------
+# Wan 2.1 FLF2V: the diffusers-layout folder under STUDIO_MODELS_DIR and the fast mode's LoRA
+#
+# Hub facts, read from the hub's public pages (Dec 2026): `Wan-AI/Wan2.1-FLF2V-14B-720P-diffusers`
+# is tagged WanImageToVideoPipeline, Apache-2.0; its `image_encoder/` holds config.json and
+# model.safetensors (1.26 GB); `image_processor/` exists (vocab.json, tokenizer.json seen);
+# `text_encoder/config.json` is UMT5EncoderModel (google/umt5-xxl, d_model 4096). The transformer
+# shard names and the scheduler class were not seen: the download lists the repo's tree at run
+# time (`scripts/download_models.py`), so no file name is hard-coded. The LoRA file below was seen
+# in the tree of `lightx2v/Wan2.1-Distill-Loras` (739 MB); its sha256 comes from the hub's LFS
+# metadata when it is downloaded.
+
+
+WAN_REPO = "Wan-AI/Wan2.1-FLF2V-14B-720P-diffusers"
+WAN_FOLDER = "wan2.1-flf2v-14b-720p"  # under STUDIO_MODELS_DIR: what `--only wan` assembles
+WAN_APPROX_GB = 80  # transformer ~33 GB in bf16, UMT5-XXL, CLIP 1.26 GB, VAE; the download states the real sum
+# The fast mode's LoRA: LightX2V's own 4-step step+CFG distillation of Wan 2.1 I2V 14B (the FLF2V
+# model is a fine-tune of I2V 720P; the I2V LoRA on it is community practice, not a published pairing).
+WAN_LORA_REPO = "lightx2v/Wan2.1-Distill-Loras"
+WAN_LORA_FILE = "wan2.1_i2v_lora_rank64_lightx2v_4step.safetensors"
+WAN_LORA_FOLDER = "wan-loras"
+
+
+def wan_folder(settings) -> Path:
+    return Path(settings.models_dir) / WAN_FOLDER
+
+
+def wan_lora_path(settings) -> Path:
+    return Path(settings.models_dir) / WAN_LORA_FOLDER / WAN_LORA_FILE
+
+
+def wan_install_problem(settings) -> InstallProblem | None:
+    """None when the Wan pipeline is complete on disk; otherwise what is missing and the fix.
+    Reads files only."""
+    fix = setup_fix_command(settings, "wan")
+    problem = _folder_problem(wan_folder(settings))
+    if problem is None:
+        return None
+    return InstallProblem(
+        missing=f"Wan 2.1 FLF2V ({WAN_REPO})",
+        code="wan_not_installed",
+        params={"problem": problem, "fix": fix, "gb": WAN_APPROX_GB},
         fix=fix,
     )
 

@@ -1,0 +1,197 @@
+"""Reading and placing Wan's parts: the diffusers `from_pretrained` half of the engine.
+
+The pipeline is read from STUDIO_MODELS_DIR/<WAN_FOLDER> (diffusers layout, assembled by
+`scripts/setup.sh --only wan`) with diffusers' `from_pretrained`: the transformer and text encoder
+in bf16 on a GPU, the VAE and CLIP image encoder in fp32 (what diffusers' Wan docs load them in),
+everything fp32 on the CPU. Placement, by the GPU memory the studio may use (bf16 weights: the
+transformer ~33 GB, UMT5-XXL ~11 GB, CLIP and VAE ~2 GB):
+
+| GPU memory | placement | why |
+|---|---|---|
+| ≥ 64 GiB (H100, H200, A100-80) | resident: `pipe.to("cuda")` | all ~46 GB of weights plus 720p activations fit |
+| 40–64 GiB (A6000, L40S, A100-40) | `enable_model_cpu_offload()` | the 33 GB transformer stays while it samples; the text encoder leaves the GPU after encoding |
+| < 40 GiB (24 GB and 16 GB cards) | `enable_group_offload(leaf_level, use_stream=True)` + VAE tiling | layers stream from pinned RAM, overlapped with compute on a side stream; needs ~50 GB host RAM |
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from backend.utils.config import Settings
+from backend.utils.progress import Progress, ProgressCallback
+
+log = logging.getLogger(__name__)
+
+GIB = 1024**3
+RESIDENT_MIN_GIB = 64.0
+MODEL_OFFLOAD_MIN_GIB = 40.0
+
+
+def placement_for(device: str, vram_gib: float | None) -> str:
+    """The placement rule above: "cpu", "resident", "model_offload" or "group_offload"."""
+    if device != "cuda":
+        return "cpu"
+    if vram_gib is None or vram_gib >= RESIDENT_MIN_GIB:
+        return "resident"
+    if vram_gib >= MODEL_OFFLOAD_MIN_GIB:
+        return "model_offload"
+    return "group_offload"
+
+
+def dtypes_for(device: str) -> dict:
+    import torch
+
+    if device != "cuda":
+        return {"default": torch.float32}
+    return {"default": torch.bfloat16, "vae": torch.float32, "image_encoder": torch.float32}
+
+
+def place(pipe, device: str, placement: str) -> None:
+    """Puts a built pipeline where `placement` says (diffusers' own offloading hooks)."""
+    import torch
+
+    if placement == "cpu":
+        pipe.to("cpu")
+    elif placement == "resident":
+        pipe.to(device)
+    elif placement == "model_offload":
+        pipe.enable_model_cpu_offload(device=device)
+    elif placement == "group_offload":
+        pipe.enable_group_offload(
+            onload_device=torch.device(device),
+            offload_device=torch.device("cpu"),
+            offload_type="leaf_level",
+            use_stream=True,
+        )
+        pipe.vae.enable_tiling()
+    else:
+        raise ValueError(f"unknown placement {placement!r}")
+
+
+class WanLoader:
+    """Wan's pipeline once read and placed. Loads lazily, once, under a lock; a failed load is
+    remembered for `describe()` and tried again by the next job."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.pipe = None
+        self.device = "cpu"
+        self.placement = "unloaded"
+        self.lora = None  # distill_lora.DistillLora when the fast mode's file is on disk
+        self.load_seconds: dict[str, float] = {}
+        self.load_error: str | None = None
+        self._load_lock = threading.Lock()
+
+    def describe(self) -> dict:
+        from backend.utils.model_registry import wan_install_problem, wan_lora_path
+
+        fast = wan_lora_path(self.settings).exists()
+        if self.pipe is not None:
+            return {
+                "ready": True,
+                "loaded": True,
+                "installed": True,
+                "device": self.device,
+                "memory_mode": self.placement,
+                "fast_mode": self.lora is not None,
+                "reason": "loaded",
+            }
+        missing = wan_install_problem(self.settings)
+        if missing is not None:
+            return {
+                "ready": False,
+                "loaded": False,
+                "installed": False,
+                "reason": missing.en,
+                "reason_ko": missing.ko,
+                "missing": missing.missing,
+                "fix": missing.fix,
+            }
+        if self.load_error:
+            return {"ready": False, "loaded": False, "installed": True, "reason": self.load_error}
+        return {
+            "ready": True,
+            "loaded": False,
+            "installed": True,
+            "fast_mode": fast,
+            "reason": "weights on disk; loads on the first Wan job",
+        }
+
+    def load(self, progress: ProgressCallback | None = None) -> None:
+        with self._load_lock:
+            if self.pipe is not None:
+                return
+            if progress:
+                progress(Progress("load", 0.0, "loading Wan 2.1 FLF2V"))
+            try:
+                self._load()
+            except Exception as exc:
+                self.load_error = f"loading Wan failed: {exc}"
+                raise
+            self.load_error = None
+            if progress:
+                progress(Progress("load", 1.0, f"Wan loaded ({self.placement})"))
+
+    def _vram_gib(self, device: str) -> float | None:
+        if device != "cuda":
+            return None
+        import torch
+
+        free, total = torch.cuda.mem_get_info()
+        vram = min(total, free + 0.25 * GIB) / GIB  # what others already use is not ours
+        if self.settings.vram_limit_gib:
+            vram = min(vram, float(self.settings.vram_limit_gib))
+        return vram
+
+    def _load(self) -> None:
+        from diffusers import WanImageToVideoPipeline
+
+        from backend.pipeline.framepack.loading import resolve_device
+        from backend.utils.model_registry import wan_folder, wan_install_problem
+
+        missing = wan_install_problem(self.settings)
+        if missing is not None:
+            raise RuntimeError(missing.message)
+        device, why = resolve_device(self.settings.device)
+        began = time.perf_counter()
+        pipe = WanImageToVideoPipeline.from_pretrained(str(wan_folder(self.settings)), dtype=dtypes_for(device))
+        self.load_seconds["read"] = time.perf_counter() - began
+        self.attach(pipe, device, placement_for(device, self._vram_gib(device)), why)
+
+    def attach(self, pipe, device: str, placement: str, why: str = "") -> None:
+        """Places a built pipeline and hooks the fast mode's LoRA when its file is here. `load()`
+        calls it after reading; the benchmark calls it with full-size random models, so both
+        measure the same code."""
+        from backend.pipeline.wan.distill_lora import DistillLora
+        from backend.utils.model_registry import wan_lora_path
+
+        pipe.set_progress_bar_config(disable=True)
+        lora_file = wan_lora_path(self.settings)
+        self.lora = None
+        if lora_file.exists():
+            # Before placement: the LoRA's buffers then travel with their layers under offloading.
+            lora = DistillLora()
+            lora.attach(pipe.transformer, lora_file)
+            self.lora = lora
+        began = time.perf_counter()
+        place(pipe, device, placement)
+        self.load_seconds["place"] = time.perf_counter() - began
+        self.pipe, self.device, self.placement = pipe, device, placement
+        log.info("Wan on %s (%s): %s, fast mode %s", device, why or device, placement, self.lora is not None)
+
+    def release(self) -> None:
+        with self._load_lock:
+            if self.pipe is None:
+                return
+            if self.lora is not None:
+                self.lora.detach()
+            self.pipe, self.lora, self.placement = None, None, "unloaded"
+            import gc
+
+            gc.collect()
+            if self.device == "cuda":
+                import torch
+
+                torch.cuda.empty_cache()

@@ -1,0 +1,88 @@
+"""What the studio knows about Wan 2.1 FLF2V 14B, and how the sliders map onto it. No torch here:
+the job layer reads this module when it resolves a job's parameters.
+
+| slider | Wan parameter | rule |
+|---|---|---|
+| seconds | frames | nearest 4k+1 to seconds × 16, at least 5, at most 81 (one call, 5.06 s); more is capped and the take says so |
+| quality ≥ 30 | steps, guidance | round(20 + 20 × (q − 30) / 70): 20 … 40 steps; guidance 5.0 (diffusers' Wan I2V default) |
+| quality < 30 | fast mode | the LightX2V 4-step step/CFG-distillation LoRA: 4 steps, guidance 1.0 (one forward per step) |
+| strength | — | unused: Wan conditions on both end frames by latent concatenation, it has no weight to turn |
+| resolution | bucket | the studio's bucket (edges × 16 = VAE 8 × patch 2); frames come back at the bucket's size |
+"""
+
+from __future__ import annotations
+
+from backend.utils.model_registry import WAN_LORA_FILE, WAN_LORA_REPO, WAN_REPO
+
+NAME = "wan"
+LICENCE = "Apache-2.0"
+REPO = WAN_REPO  # diffusers layout, WanImageToVideoPipeline; hub facts in utils/model_registry.py
+LORA_REPO, LORA_FILE = WAN_LORA_REPO, WAN_LORA_FILE
+
+# The pipeline's parts, each a folder of the diffusers-layout repo (model_index.json names them).
+COMPONENTS = ("transformer", "text_encoder", "tokenizer", "vae", "image_encoder", "image_processor", "scheduler")
+NATIVE_FPS = 16
+TEMPORAL_STRIDE = 4  # the VAE's temporal compression: frame counts are 4k+1
+MIN_FRAMES = 5
+MAX_FRAMES = 81  # one call's window, the model's trained length (5.06 s at 16 fps)
+SPATIAL_MULTIPLE = 16  # VAE 8 × patch 2
+FULL_STEPS = 40
+MIN_FULL_STEPS = 20
+GUIDANCE = 5.0
+FAST_BELOW = 30  # quality under this picks the fast mode (the studio's draft threshold)
+FAST_STEPS = 4
+FAST_GUIDANCE = 1.0
+
+
+def frames_for(seconds: float) -> int:
+    """The 4k+1 frame count nearest to `seconds` at 16 fps, within one call's window."""
+    return max(MIN_FRAMES, min(MAX_FRAMES, _nearest(seconds)))
+
+
+def _nearest(seconds: float) -> int:
+    return round((seconds * NATIVE_FPS - 1) / TEMPORAL_STRIDE) * TEMPORAL_STRIDE + 1
+
+
+def is_frame_count(frames: int) -> bool:
+    return frames >= 1 and (frames - 1) % TEMPORAL_STRIDE == 0
+
+
+def capped(seconds: float) -> bool:
+    """Whether `seconds` asks for more than one call makes (the take is then 81 frames)."""
+    return _nearest(seconds) > MAX_FRAMES
+
+
+def steps_for(quality: int) -> int:
+    if quality < FAST_BELOW:
+        return FAST_STEPS
+    return int(round(MIN_FULL_STEPS + (FULL_STEPS - MIN_FULL_STEPS) * (quality - FAST_BELOW) / (100 - FAST_BELOW)))
+
+
+def adapt_params(params: dict, seconds: list[float]) -> dict:
+    """A job's resolved parameters (`jobs/params.resolve`'s FramePack-shaped dict) made Wan's:
+    frames per transition, 16 fps (every file of the job carries the engine's rate), steps,
+    guidance and the fast mode. `seconds` are the asked seconds per transition."""
+    quality = int(params["quality"])
+    fast = quality < FAST_BELOW
+    segments = []
+    for seg, asked in zip(params["segments"], seconds):
+        frames = frames_for(asked)
+        seg = {k: v for k, v in seg.items() if k not in ("sections", "end_embed_weights")}
+        seg.update(frames=frames, seconds=round(frames / NATIVE_FPS, 3), asked_seconds=asked, capped=capped(asked))
+        segments.append(seg)
+    total = sum(s["frames"] for s in segments) - (len(segments) - 1)
+    out = {k: v for k, v in params.items() if k not in ("latent_window_size", "distilled_guidance", "true_cfg")}
+    out.update(
+        engine=NAME,
+        fps=NATIVE_FPS,
+        steps=steps_for(quality),
+        guidance=FAST_GUIDANCE if fast else GUIDANCE,
+        fast=fast,
+        draft=fast,
+        cache="lightx2v-4step" if fast else "off",
+        sampling_type="wan_flf2v",
+        segments=segments,
+        total_frames=total,
+        total_seconds=round(total / NATIVE_FPS, 3),
+    )
+    return out
