@@ -88,11 +88,13 @@ class JobRunner:
         self.publish(JobWarningEvent(job_id=job_id, message=message))
 
     # --- files --------------------------------------------------------------------------------
-    def write_preview(self, job_id: str, segment: int, section: int, frames: np.ndarray) -> None:
-        path = preview_path(output_dir(self.settings, job_id), segment, section)
-        with VideoWriter(path, FPS, crf=PREVIEW_CRF, preset="veryfast") as writer:
+    def write_preview(self, job_id: str, index: int, section: int, frames: np.ndarray) -> None:
+        # At the engine's own rate (FramePack 30 fps, Wan 16), as the take files are.
+        fps = ((self.store.get_job(job_id) or {}).get("params") or {}).get("fps") or FPS
+        path = preview_path(output_dir(self.settings, job_id), index, section)
+        with VideoWriter(path, fps, crf=PREVIEW_CRF, preset="veryfast") as writer:
             writer.write(frames)
-        self.show_preview(job_id, segment, section, path)
+        self.show_preview(job_id, index, section, path)
 
     def show_preview(self, job_id: str, segment: int, section: int, path: Path) -> None:
         old = (self.store.get_job(job_id) or {}).get("preview_path")
