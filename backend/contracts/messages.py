@@ -444,10 +444,7 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "License 원문에는 이 라이선스가 유럽연합(EU), 영국, 대한민국에서는 적용되지 않는다고 적혀 있습니다. "
         "라이선스 문구를 그대로 전하는 것이며 법률 자문이 아닙니다.",
     },
-    "licence_note_morph": {
-        "en": "Optical-flow code of the studio itself; it uses no model weights.",
-        "ko": "스튜디오 자체의 광학 흐름 코드로, 모델 가중치를 쓰지 않습니다.",
-    },
+    "licence_note_morph": {"en": "no model weights", "ko": "모델 가중치 없음"},
     "licence_line": {"en": "Licence: {name} ({url})", "ko": "라이선스: {name} ({url})"},
     # --- post-processing weights (pipeline/postprocess.py, utils/model_registry.py, downloads.py) --
     # `where` names the file's folder by its setting; `error` is the cause, itself a message when
