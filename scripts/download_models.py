@@ -410,7 +410,26 @@ def write_model_index(target_root: Path, indexes: list[dict], components: list[s
     (target_root / "model_index.json").write_text(json.dumps(out, indent=2) + "\n")
 
 
+def licence_notice(spec) -> str:
+    """An engine's licence as the engine picker shows it, in English and Korean, one `[licence]`
+    line each: the name and text's address, then the note (for FramePack, where the licence text
+    says it does not apply)."""
+    from backend.contracts.messages import LANGS, render
+
+    licence = spec.licence
+    lines = []
+    for lang in LANGS:
+        name = render(licence.name, lang)
+        line = render("licence_line", lang, {"name": name, "url": licence.url}) if licence.url else name
+        lines.append(f"[licence] {render(spec.label, lang)}: {line}")
+        if licence.note:
+            lines.append(f"[licence] {render(licence.note, lang)}")
+    return "\n".join(lines)
+
+
 def download_framepack(settings, base_dir: Path, token: str | None, manifest: Manifest, report: Report) -> None:
+    from backend.pipeline.framepack.spec import SPEC
+
     parts = framepack_parts(settings)
     key = [p.repo for p in parts]
     target_root = base_dir / "framepack"
@@ -419,6 +438,8 @@ def download_framepack(settings, base_dir: Path, token: str | None, manifest: Ma
         report.done.append("framepack")
         report.env.update(manifest.env("framepack"))
         return
+    # Before any request, so it is read even when the hub cannot be reached.
+    print(licence_notice(SPEC), flush=True)
     cache_dir = base_dir / "hf-cache"
     if report.hub_down:
         report.fail("framepack", f"FramePack: skipped, the model hub ({report.hub_down}) could not be reached")

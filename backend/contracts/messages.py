@@ -487,6 +487,31 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "en": "Wan's fast mode needs its 4-step LoRA at {path}: run `{fix}`, or raise the quality to 30 or more.",
         "ko": "Wan 빠른 모드에는 4단계 LoRA 파일({path})이 필요합니다. `{fix}` 를 실행하거나 품질을 30 이상으로 올리세요.",
     },
+    # The engines' specs (contracts/engines.py): their names on the page and their licences, shown
+    # by the engine picker, /api/health and scripts/download_models.py before the FramePack download.
+    "engine_label_framepack": {"en": "FramePack (high quality)", "ko": "FramePack (고품질)"},
+    "engine_label_morph": {"en": "Instant morph preview", "ko": "즉시 모프 미리보기"},
+    "licence_name_hunyuan": {
+        "en": "Tencent Hunyuan Community License",
+        "ko": "Tencent Hunyuan Community License (텐센트 훈위안 커뮤니티 라이선스)",
+    },
+    "licence_name_studio": {"en": "the studio's own code", "ko": "스튜디오 자체 코드"},
+    "licence_note_framepack": {
+        "en": "FramePack's weights are a fine-tune of Tencent's HunyuanVideo. The text of the Tencent Hunyuan "
+        "Community License says that it does not apply in the European Union, the United Kingdom and South Korea. "
+        "This reports what the licence text says; it is not legal advice.",
+        "ko": "FramePack의 가중치는 Tencent의 HunyuanVideo를 미세 조정한 모델입니다. Tencent Hunyuan Community "
+        "License 원문에는 이 라이선스가 유럽연합(EU), 영국, 대한민국에서는 적용되지 않는다고 적혀 있습니다. "
+        "라이선스 문구를 그대로 전하는 것이며 법률 자문이 아닙니다.",
+    },
+    "licence_note_morph": {"en": "no model weights", "ko": "모델 가중치 없음"},
+    "engine_label_wan": {"en": "Wan 2.1 first–last frame", "ko": "Wan 2.1 첫·끝 프레임"},
+    "licence_name_apache": {"en": "Apache-2.0", "ko": "Apache-2.0 (아파치 2.0)"},
+    "licence_note_wan": {
+        "en": "Wan 2.1's weights are published under Apache-2.0, which names no territory where it does not apply.",
+        "ko": "Wan 2.1의 가중치는 Apache-2.0으로 공개되어 있으며, 이 라이선스는 적용이 제외되는 지역을 두지 않습니다.",
+    },
+    "licence_line": {"en": "Licence: {name} ({url})", "ko": "라이선스: {name} ({url})"},
     # --- post-processing weights (pipeline/postprocess.py, utils/model_registry.py, downloads.py) --
     # `where` names the file's folder by its setting; `error` is the cause, itself a message when
     # it has one. A stage that cannot run names the file and where to put it (its `cause`).
@@ -671,6 +696,16 @@ NOTES = frozenset(
         "wan_length_capped",
         "wan_fast_lora_missing",
         "engine_unavailable",
+        "engine_label_framepack",
+        "engine_label_morph",
+        "licence_name_hunyuan",
+        "licence_name_studio",
+        "licence_note_framepack",
+        "licence_note_morph",
+        "engine_label_wan",
+        "licence_name_apache",
+        "licence_note_wan",
+        "licence_line",
         "analysis_loading",
         "analysis_busy",
         "analysis_unavailable",

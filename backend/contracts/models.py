@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
+from backend.contracts.engines import EngineSpec, Licence, SliderEffect
 from backend.utils.model_registry import DEFAULT_UPSCALE_MODEL, UPSCALE_MODELS
 
 Engine = Literal["framepack", "morph", "wan"]
@@ -233,6 +234,9 @@ class UploadList(_Strict):
 class ParamsView(_Strict):
     params: dict[str, Any]
     segments: int
+    sliders: list[SliderEffect] = Field(
+        default_factory=list, description="what each slider sets for this engine: its spec's mapping, then the CRF"
+    )
 
 
 class JobCreated(_Strict):
@@ -353,11 +357,20 @@ class HealthDefaults(_Strict):
     resolution: int = Field(description="the bucket the page starts at: the memory plan's default for this GPU")
 
 
+class EngineState(BaseModel):
+    """One engine on /api/health: its own `describe()` (ready, installed, reason, plan, …) and the
+    licence its spec declares."""
+
+    model_config = ConfigDict(extra="allow")
+
+    licence: Licence
+
+
 class Health(_Strict):
     status: Literal["ok", "degraded"]
     worker: WorkerStatus
     device: dict[str, Any]
-    engines: dict[str, Any]
+    engines: dict[str, EngineState]
     postprocess: dict[str, Any]
     defaults: HealthDefaults
 
@@ -401,6 +414,9 @@ class Meta(_Strict):
     statuses: StatusSets
     defaults: JobDefaults
     limits: Limits
+    engines: dict[str, EngineSpec] = Field(
+        default_factory=dict, description="every engine's spec: licence, needs, frame rule, slider mapping"
+    )
 
 
 # --- presets and settings read from a video --------------------------------------------------------

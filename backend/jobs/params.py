@@ -22,22 +22,21 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
+from backend.contracts.engines import EngineSpec, SliderEffect
 from backend.contracts.models import JobSettings
+from backend.pipeline.engines import engine_spec
+from backend.pipeline.framepack.spec import DRAFT_CACHE, DRAFT_QUALITY_BELOW, LATENT_WINDOW
+from backend.pipeline.framepack.spec import SPEC as FRAMEPACK
 from backend.pipeline.preprocessor import pair_bucket
 
 # The one frame rate of every file a job writes (previews, segments, the joined video): FramePack's
 # sections are generated at the model's native 30 fps, so another rate would only replay the same
 # frames faster or slower. Higher rates come from interpolation, which multiplies this one.
-FPS = 30
-LATENT_WINDOW = 9
-FRAMES_PER_SECTION = LATENT_WINDOW * 4  # pixel frames one section adds
+FPS = FRAMEPACK.native_fps
 DEFAULTS: dict[str, float] = {"seconds": 2.4, "quality": 70, "strength": 50, "resolution": 640}
-DRAFT_QUALITY_BELOW = 30
-# The fast mode below DRAFT_QUALITY_BELOW: MagCache with the faster of the two settings its authors
-# published for FramePack (threshold 0.15, at most 4 skips in a row, first 20% of steps kept),
-# 2.25x on FramePack at 25 steps. Its skips follow from the calibration alone
-# (`framepack/magcache.py`): at the slider's 8-13 steps it skips 2-6 of each section's forwards.
-DRAFT_CACHE = "magcache:0.15:4:0.2"
+# The studio's own mapping, the same for every engine: the mp4 encoder's CRF (FramePack's default
+# 16 at quality 100).
+CRF = SliderEffect(slider="quality", param="crf", rule="round(28 − 12 × q / 100)", span=(28.0, 16.0))
 
 
 @dataclass(frozen=True)
@@ -50,20 +49,25 @@ class Suggestions:
     fit: str | None = None
 
 
-def sections_for(seconds: float) -> int:
-    return max(1, round(seconds * FPS / FRAMES_PER_SECTION))
+def sections_for(seconds: float, spec: EngineSpec = FRAMEPACK) -> int:
+    return spec.frames.blocks_for(seconds, spec.native_fps)
 
 
-def frames_for(sections: int) -> int:
-    return sections * FRAMES_PER_SECTION + 1
+def frames_for(sections: int, spec: EngineSpec = FRAMEPACK) -> int:
+    return spec.frames.frames(sections)
 
 
 def steps_for(quality: int) -> int:
-    return int(round(8 + 17 * quality / 100))
+    return FRAMEPACK.slider("quality", "steps").at(quality)
 
 
 def crf_for(quality: int) -> int:
-    return int(round(28 - 12 * quality / 100))
+    return CRF.at(quality)
+
+
+def slider_mapping(engine: str) -> list[SliderEffect]:
+    """What each slider sets for `engine` (its spec's mapping, then the studio's own), for /api/params."""
+    return [*engine_spec(engine).sliders, CRF]
 
 
 def end_embed_weights(sections: int, strength: int) -> list[float]:
@@ -83,8 +87,11 @@ def resolve(
     fit: str = "crop",
     engine: str = "framepack",
 ) -> dict:
-    """The exact engine parameters of a job, JSON-able, stored with the job and shown in the UI."""
+    """The exact engine parameters of a job, JSON-able, stored with the job and shown in the UI.
+    Lengths follow the engine's frame rule at its native rate; the sampling parameters are
+    FramePack's for every engine (morph ignores them), as every stored job has them."""
     s = suggestions or Suggestions()
+    spec = engine_spec(engine)
 
     def per_pair(explicit, suggested, default):
         if explicit is not None:
@@ -104,12 +111,12 @@ def resolve(
 
     segments: list[dict[str, Any]] = []
     for i in range(pairs):
-        sections = sections_for(seconds[i])
-        frames = frames_for(sections)
+        sections = sections_for(seconds[i], spec)
+        frames = frames_for(sections, spec)
         segments.append(
             {
                 "pair": i,
-                "seconds": round(frames / FPS, 3),
+                "seconds": round(frames / spec.native_fps, 3),
                 "sections": sections,
                 "frames": frames,
                 "strength": int(strength[i]),
@@ -125,7 +132,7 @@ def resolve(
         "width": width,
         "height": height,
         "fit": fit,
-        "fps": FPS,
+        "fps": spec.native_fps,
         "latent_window_size": LATENT_WINDOW,
         "steps": steps_for(quality),
         "distilled_guidance": 10.0,
@@ -137,10 +144,37 @@ def resolve(
         "seed": seed,
         "segments": segments,
         "total_frames": total_frames,
-        "total_seconds": round(total_frames / FPS, 3),
+        "total_seconds": round(total_frames / spec.native_fps, 3),
     }
     if engine == "wan":  # its own frame rule, 16 fps, steps and fast mode (pipeline/wan/wan_spec.py)
         from backend.pipeline.wan.wan_spec import adapt_params
 
         return adapt_params(resolved, [float(x) for x in seconds])
     return resolved
+
+
+def retake(engine: str, transition: dict, seconds: float | None, strength: int | None) -> dict:
+    """One transition's planned parameters for a new take of it: its length and strength changed
+    where asked, by the engine's own frame rule (a re-roll of a Wan transition stays 4k+1 frames)."""
+    seg = dict(transition)
+    if engine == "wan":
+        from backend.pipeline.wan.wan_spec import NATIVE_FPS, capped
+        from backend.pipeline.wan.wan_spec import frames_for as wan_frames
+
+        if seconds is not None:
+            frames = wan_frames(seconds)
+            seg.update(
+                frames=frames, seconds=round(frames / NATIVE_FPS, 3), asked_seconds=seconds, capped=capped(seconds)
+            )
+        if strength is not None:
+            seg["strength"] = strength
+        return seg
+    spec = engine_spec(engine)
+    if seconds is not None:
+        sections = sections_for(seconds, spec)
+        frames = frames_for(sections, spec)
+        seg.update(sections=sections, frames=frames, seconds=round(frames / spec.native_fps, 3))
+    if strength is not None:
+        seg["strength"] = strength
+    seg["end_embed_weights"] = end_embed_weights(seg["sections"], int(seg["strength"]))
+    return seg

@@ -295,14 +295,7 @@ class JobQueue:
         await self._check_space()
         if body.seconds is not None and body.seconds > self.settings.max_seconds_per_transition:
             raise JobError("job_too_many_seconds", limit=messages.num(self.settings.max_seconds_per_transition))
-        seg = dict(job["params"]["segments"][index])
-        if body.seconds is not None:
-            sections = smart_params.sections_for(body.seconds)
-            frames = smart_params.frames_for(sections)
-            seg.update(sections=sections, frames=frames, seconds=round(frames / smart_params.FPS, 3))
-        if body.strength is not None:
-            seg["strength"] = body.strength
-        seg["end_embed_weights"] = smart_params.end_embed_weights(seg["sections"], int(seg["strength"]))
+        seg = smart_params.retake(job["engine"], job["params"]["segments"][index], body.seconds, body.strength)
         seg["seed"] = body.seed if body.seed is not None else secrets.randbelow(2**31)
         seg.pop("prompt_english", None)
         prompt = body.prompt.strip() if body.prompt and body.prompt.strip() else None

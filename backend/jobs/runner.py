@@ -199,7 +199,7 @@ class JobRunner:
                 overall=score.overall,
             )
         )
-        self.show_preview(job_id, index, seg["sections"], path)
+        self.show_preview(job_id, index, seg.get("sections") or 1, path)
         return clip
 
     def _make_parallel(
@@ -326,8 +326,9 @@ class JobRunner:
         posting = post.get("mode", "off") != "off"
         weights = WEIGHTS_POST if posting else WEIGHTS_PLAIN
         seg_params = params["segments"]
-        total_cost = sum(s["sections"] for s in seg_params)
-        transition_weights = [s["sections"] / total_cost for s in seg_params]
+        # A transition's share of the work: its sections (FramePack), else its frames (Wan, morph-like).
+        cost = [s.get("sections") or s["frames"] for s in seg_params]
+        transition_weights = [c / sum(cost) for c in cost]
         report = self.reporter(job_id, token, job.get("progress") or 0.0, weights, transition_weights)
         folder = output_dir(self.settings, job_id)
         folder.mkdir(parents=True, exist_ok=True)

@@ -1,20 +1,39 @@
-"""The transition engines a job can use, created once per app and loaded lazily."""
+"""The transition engines a job can use: declared in `REGISTRY`, created on first use, loaded lazily.
+
+An engine is its spec (`contracts/engines.EngineSpec`: licence, needs, frame rule, slider mapping)
+and an object behind `TransitionEngine`. The registry holds the spec and a factory that imports the
+engine's module only when the engine is first asked for, so one engine never needs another's code
+or weights to load.
+"""
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
 
 from backend.contracts import messages
+from backend.contracts.engines import EngineSpec
 from backend.contracts.errors import StudioError
+from backend.pipeline.framepack.spec import SPEC as FRAMEPACK_SPEC
+from backend.pipeline.morph import SPEC as MORPH_SPEC
+from backend.pipeline.wan.wan_spec import SPEC as WAN_SPEC
 from backend.utils.config import Settings
 from backend.utils.progress import ProgressCallback
 
 
 class TransitionEngine(Protocol):
+    """describe() reads files only (its readiness, for /api/health and the submit path);
+    generate() loads the engine on first use and reports each step through `progress` — a
+    `Progress` record per step, with a section's frames as a preview where the engine has them —
+    and cancelling raises from that callback, so a cancel lands within one step; release() frees
+    what the engine holds."""
+
     name: str
+    spec: EngineSpec
 
     def describe(self) -> dict: ...
 
@@ -46,26 +65,64 @@ class EngineNotReady(StudioError, RuntimeError):
     """The job's engine cannot run here; `engine_not_ready` says why and the fix."""
 
 
+@dataclass(frozen=True)
+class Registered:
+    spec: EngineSpec
+    make: Callable[[Settings], TransitionEngine]
+
+
+def _framepack(settings: Settings) -> TransitionEngine:
+    from backend.pipeline.framepack.engine import FramePackEngine
+
+    return FramePackEngine(settings)
+
+
+def _wan(settings: Settings) -> TransitionEngine:
+    from backend.pipeline.wan.wan_engine import WanEngine
+
+    return WanEngine(settings)
+
+
+def _morph(settings: Settings) -> TransitionEngine:
+    from backend.pipeline.morph import MorphEngine
+
+    return MorphEngine()
+
+
+# Every engine this studio has, in the order the page and /api/health list them.
+REGISTRY: dict[str, Registered] = {
+    r.spec.name: r
+    for r in (Registered(FRAMEPACK_SPEC, _framepack), Registered(WAN_SPEC, _wan), Registered(MORPH_SPEC, _morph))
+}
+
+
+def engine_spec(name: str) -> EngineSpec:
+    try:
+        return REGISTRY[name].spec
+    except KeyError:
+        raise ValueError(f"unknown engine {name!r}") from None
+
+
 class Engines:
     def __init__(self, settings: Settings) -> None:
-        from backend.pipeline.framepack.engine import FramePackEngine
-        from backend.pipeline.morph import MorphEngine
-        from backend.pipeline.wan.wan_engine import WanEngine
-
         self.settings = settings
-        self._engines: dict[str, TransitionEngine] = {
-            "framepack": FramePackEngine(settings),
-            "morph": MorphEngine(),
-            "wan": WanEngine(settings),
-        }
+        self._engines: dict[str, TransitionEngine] = {}  # made on first use, then kept
+        self._engines_lock = threading.Lock()
         self._device: dict | None = None
         self._device_lock = threading.Lock()
 
     def get(self, name: str) -> TransitionEngine:
-        try:
-            return self._engines[name]
-        except KeyError:
-            raise ValueError(f"unknown engine {name!r}") from None
+        registered = REGISTRY.get(name)
+        if registered is None:
+            raise ValueError(f"unknown engine {name!r}")
+        with self._engines_lock:
+            engine = self._engines.get(name)
+            if engine is None:
+                engine = self._engines[name] = registered.make(self.settings)
+            return engine
+
+    def spec(self, name: str) -> EngineSpec:
+        return engine_spec(name)
 
     def device(self) -> dict:
         """Which device PyTorch would use; imports torch, so it is called off the event loop."""
@@ -91,10 +148,13 @@ class Engines:
             return dict(self._device)
 
     def names(self) -> list[str]:
-        return list(self._engines)
+        return list(REGISTRY)
+
+    def specs(self) -> dict[str, EngineSpec]:
+        return {name: registered.spec for name, registered in REGISTRY.items()}
 
     def describe(self) -> dict:
-        return {name: engine.describe() for name, engine in self._engines.items()}
+        return {name: self.get(name).describe() for name in REGISTRY}
 
     def state(self, name: str) -> dict:
         """One engine's `describe()`; reads files only, so the submit path can ask it."""
@@ -119,7 +179,7 @@ class Engines:
         preferred = self.settings.default_engine
         if runnable(self.state(preferred)):
             return preferred
-        for name in self._engines:
+        for name in REGISTRY:
             if name != preferred and runnable(self.state(name)):
                 return name
         return preferred

@@ -12,7 +12,30 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from backend.contracts.engines import EngineSpec, Licence, SliderEffect
+from backend.pipeline.framepack import spec as framepack_spec
 from backend.utils.progress import Progress, ProgressCallback, ignore_progress
+
+# Morph can make any count of at least 2 frames, but it is the preview of a FramePack storyboard:
+# it lays lengths on FramePack's 36-frame sections at 30 fps, so a storyboard checked with morph has
+# the frame counts FramePack will give it. It reads FramePack's spec only, never its weights.
+SPEC = EngineSpec(
+    name="morph",
+    label="engine_label_morph",
+    licence=Licence(name="licence_name_studio", url=None, excluded=(), note="licence_note_morph"),
+    disk_gb=0,
+    memory=(),  # the CPU alone: no GPU, no weights
+    native_fps=framepack_spec.NATIVE_FPS,
+    frames=framepack_spec.FRAMES,
+    sliders=(
+        SliderEffect(
+            slider="seconds",
+            param="frames",
+            rule=f"sections × {framepack_spec.FRAMES_PER_SECTION} + 1, sections as FramePack's",
+            span=None,
+        ),
+    ),
+)
 
 # Flow is estimated at about this edge and scaled up: detail beyond it only costs time.
 FLOW_EDGE = 384
@@ -97,6 +120,7 @@ class MorphEngine:
     """Engine interface shared with the FramePack engine."""
 
     name = "morph"
+    spec = SPEC
 
     def describe(self) -> dict:
         return {"ready": True, "loaded": True, "reason": "CPU optical-flow preview, no weights"}

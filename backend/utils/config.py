@@ -90,7 +90,9 @@ class Settings(BaseSettings):
     read_ahead_blocks: int = Field(2, ge=1, le=8, validation_alias=_env("STUDIO_READ_AHEAD_BLOCKS"))
     # Threads reading each disk-tier block (in slices): one thread copies only 4-5 GiB/s.
     read_threads: int = Field(8, ge=1, le=32, validation_alias=_env("STUDIO_READ_THREADS"))
-    default_engine: Literal["framepack", "wan", "morph"] = Field("framepack", validation_alias=_env("STUDIO_DEFAULT_ENGINE"))
+    default_engine: Literal["framepack", "wan", "morph"] = Field(
+        "framepack", validation_alias=_env("STUDIO_DEFAULT_ENGINE")
+    )
     # The studio's own repository (the Colab notebook clones it; docs name it).
     repo_url: str = Field(
         "https://github.com/hyunlord/image-video-studio.git", validation_alias=_env("STUDIO_REPO_URL")

@@ -11,12 +11,14 @@ import numpy as np
 
 from backend.pipeline.framepack.loading import FramePackLoader
 from backend.pipeline.framepack.sampling import check_bucket, sample_transition, step_cache_for
+from backend.pipeline.framepack.spec import SPEC
 from backend.utils.config import Settings
 from backend.utils.progress import ProgressCallback
 
 
 class FramePackEngine(FramePackLoader):
     name = "framepack"
+    spec = SPEC
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)

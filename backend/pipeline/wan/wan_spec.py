@@ -12,6 +12,7 @@ the job layer reads this module when it resolves a job's parameters.
 
 from __future__ import annotations
 
+from backend.contracts.engines import EngineSpec, FrameRule, Licence, MemoryNeed, SliderEffect
 from backend.utils.model_registry import WAN_LORA_FILE, WAN_LORA_REPO, WAN_REPO
 
 NAME = "wan"
@@ -86,3 +87,48 @@ def adapt_params(params: dict, seconds: list[float]) -> dict:
         total_seconds=round(total / NATIVE_FPS, 3),
     )
     return out
+
+
+SPEC = EngineSpec(
+    name=NAME,
+    label="engine_label_wan",
+    licence=Licence(
+        name="licence_name_apache",
+        url=f"https://huggingface.co/{WAN_REPO}",
+        excluded=(),
+        note="licence_note_wan",
+    ),
+    # The repo's parts: the 14B transformer, UMT5-XXL text encoder, CLIP ViT-H image encoder, VAE.
+    # Estimated from the parameter counts (not read off the hub's listing, which this machine cannot
+    # reach): about 80 GB, plus the 4-step LoRA (739 MB).
+    disk_gb=80,
+    # The placement rule of wan_loading.placement_for: resident from 64 GiB, the model-level CPU
+    # offload from 40 GiB, group offloading with streams below. RAM: every weight lives in host RAM
+    # under the offloads (bf16 transformer 28 GB + text encoder 11 GB + the rest). Estimates, not
+    # measured yet (benchmarks/wan_gpu.py measures them on the GPU machine).
+    memory=(
+        MemoryNeed(plan="resident", vram_gb=64, ram_gb=48),
+        MemoryNeed(plan="model_offload", vram_gb=40, ram_gb=64),
+        MemoryNeed(plan="group_offload", vram_gb=24, ram_gb=64),
+    ),
+    native_fps=NATIVE_FPS,
+    frames=FrameRule(block=TEMPORAL_STRIDE, min_blocks=1, max_blocks=(MAX_FRAMES - 1) // TEMPORAL_STRIDE),
+    sliders=(
+        SliderEffect(
+            slider="seconds",
+            param="frames",
+            rule=f"nearest 4k+1 to seconds × {NATIVE_FPS}, {MIN_FRAMES}…{MAX_FRAMES} (longer is capped)",
+            span=None,
+        ),
+        SliderEffect(
+            slider="quality",
+            param="steps",
+            rule=f"q < {FAST_BELOW}: {FAST_STEPS} (fast mode, 4-step LoRA); else round({MIN_FULL_STEPS} + "
+            f"{FULL_STEPS - MIN_FULL_STEPS} × (q − {FAST_BELOW}) / {100 - FAST_BELOW})",
+            span=None,
+        ),
+        SliderEffect(
+            slider="quality", param="guidance", rule=f"q < {FAST_BELOW}: {FAST_GUIDANCE}; else {GUIDANCE}", span=None
+        ),
+    ),
+)

@@ -18,6 +18,7 @@ from backend.contracts.models import (
     MIN_IMAGES_PER_JOB,
     UNFINISHED,
     CancelledJobs,
+    EngineState,
     ErrorBody,
     Health,
     HealthDefaults,
@@ -190,7 +191,7 @@ async def preview_params(body: ParamsPreview, request: Request):
         params["seed"] = None
         for segment in params["segments"]:
             segment["seed"] = None
-    return ParamsView(params=params, segments=len(params["segments"]))
+    return ParamsView(params=params, segments=len(params["segments"]), sliders=smart_params.slider_mapping(engine))
 
 
 # Errors (JobError, StorageFull) are answered by the handler in backend.web.error_responses.
@@ -261,7 +262,9 @@ async def health(request: Request):
         status="ok" if worker.ok else "degraded",
         worker=worker,
         device=device,
-        engines=engines.describe(),
+        engines={
+            name: EngineState(**state, licence=engines.spec(name).licence) for name, state in engines.describe().items()
+        },
         postprocess=engines.describe_postprocess(),
         # The engine a job without one gets: the configured one while it is installed.
         defaults=HealthDefaults(
@@ -302,6 +305,7 @@ async def meta(request: Request) -> Meta:
             max_files_per_upload=settings.max_files_per_upload,
             max_upload_mb=settings.max_upload_mb,
         ),
+        engines=request.app.state.engines.specs(),
     )
 
 

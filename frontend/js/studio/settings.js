@@ -1,7 +1,7 @@
 // Job settings: sliders with plain labels, resolution, seed, engine and post-processing, and the
 // advanced panel that shows what the server resolves them to (POST /api/params).
 import { html, useState, useEffect, useRef, Fragment } from "../lib/react.js";
-import { useLang } from "../lib/i18n.js";
+import { useLang, messageText } from "../lib/i18n.js";
 import { api } from "../lib/api.js";
 import { autoDisplay } from "./suggestions.js";
 
@@ -99,6 +99,20 @@ export function SettingsPanel({ settings, setSettings, engine, setEngine, post, 
       data-testid=${`engine-${name}-state`} title=${state.reason || ""}>(${tag})</span>` : ""}`;
   };
   const framepack = engineState("framepack");
+  // The engines in the server's order (/api/health lists every engine the studio has).
+  const engineNames = health && health.engines ? Object.keys(health.engines) : ["framepack", "morph"];
+  // Each engine's licence as its spec declares it (/api/health), in the page's language from the
+  // catalogue: the name, linked to the licence text, and the note beside it (for FramePack, where
+  // the licence text says it does not apply), visible rather than in a tooltip.
+  const licenceLine = (name) => {
+    const licence = engineState(name) && engineState(name).licence;
+    if (!licence) return null;
+    const said = (code) => (code && messageText(lang, code)) || "";
+    const title = licence.url ? html`<a href=${licence.url} target="_blank" rel="noopener noreferrer"
+      class="underline">${said(licence.name)}</a>` : said(licence.name);
+    return html`<p key=${name} class="mt-1 text-xs text-slate-600" data-testid=${`engine-licence-${name}`}>
+      ${t(`engine.${name}`)}: ${title}${licence.note ? html` — <span data-testid=${`engine-licence-note-${name}`}>${said(licence.note)}</span>` : ""}</p>`;
+  };
 
   return html`<section aria-labelledby="settings-title" class="space-y-4">
     <h2 id="settings-title" class="text-lg font-semibold">${t("settings.title")}</h2>
@@ -143,8 +157,9 @@ export function SettingsPanel({ settings, setSettings, engine, setEngine, post, 
     <fieldset class="min-w-0">
       <legend class="mb-1 text-sm font-medium">${t("settings.engine")}</legend>
       <${Segmented} name="engine" value=${engine} onChange=${setEngine} testid="engine"
-        disabled=${["framepack", "morph"].filter(notInstalled)}
-        options=${[["framepack", engineLabel("framepack")], ["morph", engineLabel("morph")]]} />
+        disabled=${engineNames.filter(notInstalled)}
+        options=${engineNames.map((name) => [name, engineLabel(name)])} />
+      ${engineNames.map(licenceLine)}
       ${planNotes.length > 0 && html`<p class="mt-1 text-xs text-amber-700" data-testid="engine-plan-quality">
         ${t("engine.planQuality", { notes: planNotes.join(", ") })}</p>`}
       ${notReady("framepack") && html`<div class="mt-2 rounded-md border border-amber-200 bg-amber-50 p-2 text-sm text-amber-900"
