@@ -487,7 +487,7 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "en": "Wan's fast mode needs its 4-step LoRA at {path}: run `{fix}`, or raise the quality to 30 or more.",
         "ko": "Wan 빠른 모드에는 4단계 LoRA 파일({path})이 필요합니다. `{fix}` 를 실행하거나 품질을 30 이상으로 올리세요.",
     },
-    # The engines' specs (contracts/engines.py): their names on the page and their licences, shown
+    # The engines' specs (contracts/engine_specs.py): their names on the page and their licences, shown
     # by the engine picker, /api/health and scripts/download_models.py before the FramePack download.
     "engine_label_framepack": {"en": "FramePack (high quality)", "ko": "FramePack (고품질)"},
     "engine_label_morph": {"en": "Instant morph preview", "ko": "즉시 모프 미리보기"},

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
-from backend.contracts.engines import EngineSpec, Licence, SliderEffect
+from backend.contracts.engine_specs import EngineSpec, Licence, SliderEffect
 from backend.utils.model_registry import DEFAULT_UPSCALE_MODEL, UPSCALE_MODELS
 
 Engine = Literal["framepack", "morph", "wan"]

@@ -22,7 +22,7 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
-from backend.contracts.engines import EngineSpec, SliderEffect
+from backend.contracts.engine_specs import EngineSpec, SliderEffect
 from backend.contracts.models import JobSettings
 from backend.pipeline.engines import engine_spec
 from backend.pipeline.framepack.spec import DRAFT_CACHE, DRAFT_QUALITY_BELOW, LATENT_WINDOW

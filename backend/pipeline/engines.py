@@ -16,7 +16,7 @@ from typing import Protocol
 import numpy as np
 
 from backend.contracts import messages
-from backend.contracts.engines import EngineSpec
+from backend.contracts.engine_specs import EngineSpec
 from backend.contracts.errors import StudioError
 from backend.pipeline.framepack.spec import SPEC as FRAMEPACK_SPEC
 from backend.pipeline.morph import SPEC as MORPH_SPEC

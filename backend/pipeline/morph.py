@@ -12,7 +12,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from backend.contracts.engines import EngineSpec, Licence, SliderEffect
+from backend.contracts.engine_specs import EngineSpec, Licence, SliderEffect
 from backend.pipeline.framepack import spec as framepack_spec
 from backend.utils.progress import Progress, ProgressCallback, ignore_progress
 

@@ -8,7 +8,7 @@ SERVER_ENV = {"STUDIO_DEFAULT_ENGINE": "morph"}  # the folder's `server`; FrameP
 
 def test_health_carries_each_engine_s_licence(client):
     body = client.get("/api/health").json()
-    assert set(body["engines"]) == {"framepack", "morph"}
+    assert set(body["engines"]) == {"framepack", "wan", "morph"}
     framepack = body["engines"]["framepack"]
     assert framepack["licence"] == {
         "name": "licence_name_hunyuan",
@@ -35,7 +35,7 @@ def test_health_carries_each_engine_s_licence(client):
 
 def test_meta_lists_every_engine_s_spec(client):
     engines = client.get("/api/meta").json()["engines"]
-    assert list(engines) == ["framepack", "morph"]
+    assert list(engines) == ["framepack", "wan", "morph"]
     framepack = engines["framepack"]
     assert framepack["native_fps"] == 30 and framepack["disk_gb"] == 45
     assert framepack["frames"] == {"block": 36, "min_blocks": 1, "max_blocks": None}

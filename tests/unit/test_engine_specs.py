@@ -10,7 +10,7 @@ import pytest
 from pydantic import ValidationError
 
 from backend.contracts import messages
-from backend.contracts.engines import EngineSpec, FrameRule, Licence, MemoryNeed, SliderEffect
+from backend.contracts.engine_specs import EngineSpec, FrameRule, Licence, MemoryNeed, SliderEffect
 from backend.contracts.models import JobSettings
 from backend.jobs import params as smart_params
 from backend.pipeline.engines import REGISTRY, engine_spec
@@ -20,11 +20,11 @@ from tests.helpers.server import ROOT
 SPECS = [registered.spec for registered in REGISTRY.values()]
 
 
-def test_the_registry_holds_framepack_and_morph_under_their_own_names():
-    assert list(REGISTRY) == ["framepack", "morph"]
+def test_the_registry_holds_every_engine_under_its_own_name():
+    assert list(REGISTRY) == ["framepack", "wan", "morph"]
     assert all(name == registered.spec.name for name, registered in REGISTRY.items())
     with pytest.raises(ValueError):
-        engine_spec("wan")
+        engine_spec("sora")
 
 
 def test_a_spec_must_state_every_field():

@@ -3,7 +3,7 @@ layers read it to resolve parameters and to show the licence, long before the mo
 
 from __future__ import annotations
 
-from backend.contracts.engines import EngineSpec, FrameRule, Licence, MemoryNeed, SliderEffect
+from backend.contracts.engine_specs import EngineSpec, FrameRule, Licence, MemoryNeed, SliderEffect
 
 # FramePack's sections are generated at the model's native 30 fps, one latent window of 9 latent
 # frames (4 pixel frames each) per section, and a transition ends on its last image: + 1 frame.

@@ -12,7 +12,7 @@ the job layer reads this module when it resolves a job's parameters.
 
 from __future__ import annotations
 
-from backend.contracts.engines import EngineSpec, FrameRule, Licence, MemoryNeed, SliderEffect
+from backend.contracts.engine_specs import EngineSpec, FrameRule, Licence, MemoryNeed, SliderEffect
 from backend.utils.model_registry import WAN_LORA_FILE, WAN_LORA_REPO, WAN_REPO
 
 NAME = "wan"
