@@ -66,7 +66,9 @@ def test_the_upload_name_and_url_are_built_in_one_module():
     home = ["backend/utils/files.py"]
     assert files_holding('"/files') == home  # the URL prefixes, the served folders' mounts included
     assert files_holding("uploads_dir / ") == home
-    assert files_holding('}.png"') == []  # no module spells the stored name itself
+    # No module spells the stored name itself; the exports name the frames they write (a zip's PNGs,
+    # the file a browser downloads), which are no stored uploads.
+    assert files_holding('}.png"') == ["backend/jobs/export_service.py", "backend/pipeline/export_encoding.py"]
 
 
 # --- upscale models -------------------------------------------------------------------------------
