@@ -108,6 +108,8 @@ export function Storyboard({ job, finished }) {
   const transitions = job.transitions || [];
   if (!transitions.length) return null;
   const busy = pending || !finished;
+  // A loop job's last transition goes back to image 1; its seam is the wrap, where playback goes round.
+  const wrapIndex = job.params && job.params.loop ? transitions.length - 1 : -1;
   async function act(call) {
     setError("");
     setPending(true);
@@ -119,9 +121,10 @@ export function Storyboard({ job, finished }) {
     <ol class="mt-2 space-y-3">
       ${transitions.map((tr) => html`<li key=${tr.index} data-testid="transition" data-index=${tr.index}>
         <div class="mb-1 flex items-center gap-2">
-          <span class="font-medium">${t("takes.transition", { n: tr.index + 1 })}</span>
-          ${tr.seam_after && html`<span class="text-xs text-slate-500" title=${t("takes.seamHelp")}>
-            ${t("takes.seam")} ${score(tr.seam_after.score * 100)}</span>`}
+          <span class="font-medium">${t(tr.index === wrapIndex ? "takes.transitionWrap" : "takes.transition", { n: tr.index + 1 })}</span>
+          ${tr.seam_after && html`<span class="text-xs text-slate-500" data-testid="seam"
+            data-wrap=${tr.index === wrapIndex ? "true" : "false"} title=${t(tr.index === wrapIndex ? "takes.seamWrapHelp" : "takes.seamHelp")}>
+            ${t(tr.index === wrapIndex ? "takes.seamWrap" : "takes.seam")} ${score(tr.seam_after.score * 100)}</span>`}
           <span class="ml-auto"><${Reroll} job=${job} index=${tr.index} count=${tr.takes.length} busy=${busy} act=${act} t=${t} /></span>
         </div>
         <ul class="flex gap-2 overflow-x-auto pb-1">
