@@ -98,25 +98,29 @@ def table() -> None:
         "pan 4 px/frame": (cc.pan(4.0), None, None),
         "sub-pixel pan 1.5 px/frame": (cc.subpixel_pan(1.5), None, None),
         "stutter pan 2/6 px/frame": (cc.stutter(), None, None),
+        "cross-fade in the first third, then held": (cc.arrive_then_hold(), s, t),
+        "held two thirds, then cross-fade": (cc.hold_then_arrive(), s, t),
+        "pan 12 px/frame for a third, then held": (cc.pan_then_hold(), None, None),
+        "still pair, held with grain": (cc.still_pair(), None, None),
     }
     from backend.pipeline.morph import morph_transition
 
     print(
         "| clip | overall | end SSIM | end ΔE | frame50 (t50) | frame90 | jump_share | speed px/f "
-        "| jerk | cuts | flags |"
+        "| jerk | cuts | held head/tail | flags |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for name, (frames, start, target) in takes.items():
         if frames is None:
             frames = morph_transition(s, t, cc.N)
         start = frames[0] if start is None else start
         target = frames[-1] if target is None else target
         r = scores.score_take(frames, start, target, cc.FPS)
-        a, m = r.arrival, r.motion
+        a, m, h = r.arrival, r.motion, r.hold
         print(
             f"| {name} | {r.overall} | {r.end.ssim} | {r.end.delta_e} | {a.frame_50} ({a.t50}) | "
             f"{a.frame_90} | {a.jump_share} | {m.mean_speed_px} | {m.jerk} | "
-            f"{list(m.cuts)} | {', '.join(r.flags) or '-'} |"
+            f"{list(m.cuts)} | {h.head_frames}/{h.tail_frames} | {', '.join(r.flags) or '-'} |"
         )
     print()
     print(

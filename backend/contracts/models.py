@@ -146,13 +146,27 @@ class JobCreate(_Strict):
     engine: Engine | None = None
     settings: JobSettings = Field(default_factory=JobSettings)
     postprocess: PostprocessOptions = Field(default_factory=PostprocessOptions)
+    loop: bool = Field(
+        False,
+        description="close the storyboard: one more transition from the last image back to the first, "
+        "so the video plays seamlessly in a loop (its last frame is the one before the first)",
+    )
+
+    @property
+    def pairs(self) -> int:
+        """The transitions this request makes: one per consecutive pair, and the wrap with `loop`."""
+        return len(self.images) - 1 + (1 if self.loop else 0)
 
     @model_validator(mode="after")
     def _one_prompt_per_pair(self) -> JobCreate:
-        pairs = len(self.images) - 1
-        if self.prompts is not None and len(self.prompts) != pairs:
+        pairs = self.pairs
+        # With `loop`, a client that sends one prompt per consecutive pair only leaves the wrap
+        # pair to the global prompt.
+        allowed = {pairs, pairs - 1} if self.loop else {pairs}
+        if self.prompts is not None and len(self.prompts) not in allowed:
             raise ValueError(
-                f"'prompts' needs one entry per pair: {pairs} for {len(self.images)} images, got {len(self.prompts)}"
+                f"'prompts' needs one entry per pair: {pairs} for {len(self.images)} images"
+                f"{' with loop' if self.loop else ''}, got {len(self.prompts)}"
             )
         for text in self.prompts or []:
             if text is not None and len(text) > MAX_PROMPT_CHARS:
@@ -161,7 +175,8 @@ class JobCreate(_Strict):
 
     def pair_prompts(self) -> list[str | None]:
         """The prompt of each pair: its own, else the global one."""
-        own = self.prompts or [None] * (len(self.images) - 1)
+        own = list(self.prompts or [])
+        own += [None] * (self.pairs - len(own))
         return [(p if p and p.strip() else self.prompt) for p in own]
 
 

@@ -70,6 +70,12 @@ STOP_WAIT_S = 3.0
 _STATE_ORDER = ("dead", "cannot_save", "stalled", "running", "idle")
 
 
+def _sequence(job: dict) -> list[str]:
+    """The job's images as its pairs read them: a loop's wrap pair ends on the first image again."""
+    images = list(job["request"]["images"])
+    return images + images[:1] if (job.get("params") or {}).get("loop") else images
+
+
 @dataclass
 class WorkerHealth:
     """What `/api/health` says about the job worker."""
@@ -428,7 +434,7 @@ class Lanes:
             english = take["prompt"]
             if self.prompts is not None:
                 i = take["idx"]
-                images = job["request"]["images"][i : i + 2]
+                images = _sequence(job)[i : i + 2]
                 paths = [upload_path(self.settings, u) for u in images]
                 [result] = await self.prompts.english_prompts([take["prompt"]], paths, analysis_wait_s=0.0)
                 english = result.english
@@ -447,7 +453,7 @@ class Lanes:
                 {"original": o or "", "english": o or "", "warnings": []} for o in originals
             ]
         else:
-            paths = [upload_path(self.settings, i) for i in job["request"]["images"]]
+            paths = [upload_path(self.settings, i) for i in _sequence(job)]
             # Blank prompts are filled from the image analysis; morph does not read prompts, so it
             # never waits for the analysis model.
             wait_s = self.settings.analysis_load_timeout_s if job["engine"] == "framepack" else 0.0

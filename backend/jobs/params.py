@@ -10,6 +10,7 @@
 | resolution | bucket (W, H) | about resolution² pixels at the images' mean aspect ratio, edges × 16 |
 | — | distilled guidance 10, true CFG 1 (one forward per step) | FramePack's defaults |
 | seed | seed of pair i = seed + i | a random seed is drawn when none is given, and stored |
+| loop | one more pair, last image → first | the joined video drops its last frame (the first image again), so a player's wrap repeats no frame |
 
 Strength 0 reproduces diffusers' constant 50/50 average of the two SigLIP embeddings; strength 100
 moves the image conditioning linearly from the start image to the end image over the transition,
@@ -86,6 +87,7 @@ def resolve(
     suggestions: Suggestions | None = None,
     fit: str = "crop",
     engine: str = "framepack",
+    loop: bool = False,
 ) -> dict:
     """The exact engine parameters of a job, JSON-able, stored with the job and shown in the UI.
     Lengths follow the engine's frame rule at its native rate; the sampling parameters are
@@ -124,9 +126,11 @@ def resolve(
                 "seed": seed + i,
             }
         )
-    total_frames = sum(seg["frames"] for seg in segments) - (pairs - 1)
+    # Shared keyframes are written once; a loop's last frame is the first image again, dropped.
+    total_frames = sum(seg["frames"] for seg in segments) - (pairs - 1) - (1 if loop else 0)
     resolved = {
         "engine": engine,
+        "loop": bool(loop),
         "quality": quality,
         "resolution": resolution,
         "width": width,

@@ -129,7 +129,9 @@ class JobQueue:
         return self.views.snapshot()
 
     # --- requests -------------------------------------------------------------------------------
-    def resolve_params(self, images: list[str], sliders: JobSettings, engine: str, suggestions=None) -> dict:
+    def resolve_params(
+        self, images: list[str], sliders: JobSettings, engine: str, suggestions=None, loop: bool = False
+    ) -> dict:
         sizes = []
         for upload_id in images:
             row = self.store.get_upload(upload_id)
@@ -139,8 +141,9 @@ class JobQueue:
         if len(images) > self.settings.max_images_per_job:
             raise JobError("job_too_many_images", limit=self.settings.max_images_per_job)
         self.check_sliders(sliders)
+        pairs = len(images) - 1 + (1 if loop else 0)
         return smart_params.resolve(
-            sliders, len(images) - 1, sizes, suggestions, fit=self.settings.fit_mode, engine=engine
+            sliders, pairs, sizes, suggestions, fit=self.settings.fit_mode, engine=engine, loop=loop
         )
 
     def check_sliders(self, sliders: JobSettings) -> None:
@@ -191,8 +194,10 @@ class JobQueue:
                     )
                 )
         self._refuse_unready(engine)
-        suggestions = await self.suggestions_for(request.images)
-        params = self.resolve_params(request.images, request.settings, engine, suggestions)
+        # A loop's wrap pair (last → first) is analysed like the others.
+        sequence = request.images + request.images[:1] if request.loop else request.images
+        suggestions = await self.suggestions_for(sequence)
+        params = self.resolve_params(request.images, request.settings, engine, suggestions, loop=request.loop)
         wants_suggestions = request.settings.seconds is None or request.settings.strength is None
         if suggestions is None and self.suggest is not None and wants_suggestions and len(request.images) > 1:
             warnings.append(ANALYSIS_DEFAULTS_NOTE)

@@ -116,6 +116,9 @@ class JobRunner:
                 log.error("job %s: input image %s is missing (%s)", job.get("id"), upload_id, path)
                 raise InputMissing("input_image_missing", upload_id=upload_id)
             frames.append(fit_image(load_rgb(path), width, height, fit))
+        if params.get("loop"):
+            # The wrap transition (last image → first) reads frames[index + 1] like any other.
+            frames.append(frames[0])
         return frames
 
     # --- takes --------------------------------------------------------------------------------
@@ -302,11 +305,15 @@ class JobRunner:
         assert chosen is not None  # rows is not empty: either the pick stays or the pool had takes
         self.store.choose_take(job_id, index, chosen["take"])
 
-    def _seams(self, paths: list[Path], fps: float) -> list[dict]:
+    def _seams(self, paths: list[Path], fps: float, loop: bool = False) -> list[dict]:
+        """Seam i + 1 joins transition i to i + 1; a loop adds the wrap (the last transition into
+        the first, where the player goes round), scored the same way: the joined video drops the
+        last take's final frame there as it drops every shared keyframe."""
         seams = []
-        for i in range(len(paths) - 1):
+        ends = len(paths) if loop and len(paths) > 1 else len(paths) - 1
+        for i in range(ends):
             try:
-                seam = score_seam_files(paths[i], paths[i + 1], fps).to_dict()
+                seam = score_seam_files(paths[i], paths[(i + 1) % len(paths)], fps).to_dict()
             except ValueError as exc:  # a take too short to have a seam window
                 log.warning("seam %d not scored: %s", i + 1, exc)
                 seam = None
@@ -372,7 +379,8 @@ class JobRunner:
         # A job run start to finish with one take per transition encodes its video as the segments
         # come; otherwise (a resume, a re-roll, best of K) the chosen takes' files are joined at the end.
         single = all(len(rows) == 1 for rows in takes.values())
-        joiner = SegmentJoiner(joined, params["fps"], params["crf"], metadata) if fresh and single else None
+        loop = bool(params.get("loop"))
+        joiner = SegmentJoiner(joined, params["fps"], params["crf"], metadata, loop=loop) if fresh and single else None
         for i in range(len(seg_params)):
             if not todo[i]:
                 report.fractions[i] = 1.0  # made before this run
@@ -398,11 +406,11 @@ class JobRunner:
                 joiner = None
                 report(Progress("join", 1.0, "joined"))
             else:
-                join_segments(paths, joined, params["fps"], params["crf"], metadata, report)
+                join_segments(paths, joined, params["fps"], params["crf"], metadata, report, loop=loop)
         finally:
             if joiner is not None:
                 joiner.abandon()
-        self.store.update_job(job_id, seams=self._seams(paths, params["fps"]))
+        self.store.update_job(job_id, seams=self._seams(paths, params["fps"], loop))
         # A re-roll with another length, or another choice, changes the joined length: the stored
         # parameters say what the video now is, not what the first run planned.
         joined_frames = probe(joined).frames

@@ -28,8 +28,11 @@ def _metadata(metadata: dict | None) -> dict:
 class SegmentJoiner:
     """Writes `output` from segments given in order; the file appears only when `finish` is called."""
 
-    def __init__(self, output: Path, fps: float, crf: int, metadata: dict | None = None) -> None:
+    def __init__(self, output: Path, fps: float, crf: int, metadata: dict | None = None, loop: bool = False) -> None:
         self.output = output
+        # A loop's last segment ends on the first image, which the player shows again when it
+        # wraps: that last frame is not written, so the loop repeats no frame.
+        self.loop = loop
         self._partial = output.with_name(output.stem + ".partial.mp4")
         self._writer = VideoWriter(self._partial, fps, crf=crf, metadata=_metadata(metadata))
         self._held: np.ndarray | None = None  # the last frame of the previous segment, maybe shared
@@ -50,7 +53,7 @@ class SegmentJoiner:
         self._held = frames[-1:]
 
     def finish(self) -> int:
-        if self._held is not None:
+        if self._held is not None and not self.loop:
             self._writer.write(self._held)
             self._held = None
         self._writer.close()
@@ -69,12 +72,14 @@ def join_segments(
     crf: int,
     metadata: dict | None = None,
     progress: ProgressCallback = ignore_progress,
+    loop: bool = False,
 ) -> int:
-    """Writes `output` from segment files; returns its frame count (sum − shared frames)."""
+    """Writes `output` from segment files; returns its frame count (sum − shared frames, − 1 for a
+    loop's closing frame)."""
     if not segments:
         raise ValueError("nothing to join")
     total = sum(probe(path).frames for path in segments) - (len(segments) - 1)
-    joiner = SegmentJoiner(output, fps, crf, metadata)
+    joiner = SegmentJoiner(output, fps, crf, metadata, loop=loop)
     try:
         for index, path in enumerate(segments):
             for n, chunk in enumerate(iter_frames(path, chunk_size=16)):

@@ -43,8 +43,21 @@ What is measured, and why this way:
   both against a floor of 0.2 working px/frame so a still clip's noise does not read as jerk.
   Score: `1 / (1 + jerk / 0.5)`, and 0 when the take has a cut; flag `jerky` when jerk >= 0.5
   (a pan alternating 2 and 6 px/frame reads about 2; a steady one below 0.02).
+- **Holds** (frozen head / tail): a window of `HOLD_WINDOW_S` (0.2 s) is *still* when its two end
+  thumbnails differ by less than `STILL_DELTA_E` (1 ΔE: under one just-noticeable step in a fifth
+  of a second; a generator's grain reads about 0.2, a slow full cross-fade over 2.4 s about 4) and
+  no pair inside it moves `MOTION_FLOOR` or more. The leading and trailing runs of still windows
+  are the take's held head and tail (a window, not a frame pair, so a slow but steady change is not
+  mistaken for a hold, and grain does not add up). Flags `frozen_head` / `frozen_tail` when a run
+  covers `HOLD_SHARE` (30 %) of the clip and at least `HOLD_MIN_S` (0.5 s): most of the change
+  then happens in the rest. A take whose windows are all still (a still pair made still) has no
+  held part: being still is what was asked, and adherence says whether it should have moved.
+  Score (`hold.score`) = 1 − held share (head + tail over the clip's frame pairs).
 - **Overall** (0..100): `100 × (0.35 end + 0.10 start + 0.30 arrival + 0.25 motion)` of the
-  scores above (weights renormalised when the arrival is undefined). Reaching the target is the point
+  scores above (weights renormalised when the arrival is undefined), times
+  `1 − HOLD_WEIGHT × held share` (0.5): the adherence and arrival measures cannot see a clip that
+  arrives early and then stands still (the arrival of a pan, or of a loop pair, says nothing),
+  so a take that holds two thirds of its length loses a third of its score. Reaching the target is the point
   of a transition, so the end weighs most; how it gets there (arrival, smoothness) is next; the first
   frame is nearly always the start image (the engines start from it), so it weighs least.
 - **Seam** (`score_seam`): the joined video keeps one copy of the shared keyframe (the next take's
@@ -93,7 +106,13 @@ REVERSAL_COSINE = -0.5
 SEAM_RATIO = 3.0
 SEAM_SCALE = 3.0
 
-VERSION = 1  # stored with every score: a change of formula or threshold bumps it
+HOLD_WINDOW_S = 0.2
+STILL_DELTA_E = 1.0  # thumbnail ΔE across a hold window below which it is still
+HOLD_SHARE = 0.3  # a held head or tail this share of the clip is flagged
+HOLD_MIN_S = 0.5  # ... and this long (a short clip's few end frames are not a hold)
+HOLD_WEIGHT = 0.5  # overall × (1 − HOLD_WEIGHT × held share)
+
+VERSION = 2  # stored with every score: a change of formula or threshold bumps it
 
 WEIGHTS = {"end": 0.35, "start": 0.10, "arrival": 0.30, "motion": 0.25}
 
@@ -153,6 +172,19 @@ class Motion:
 
 
 @dataclass(frozen=True)
+class Hold:
+    head_frames: int  # frame pairs held still at the start
+    tail_frames: int  # frame pairs held still at the end
+    head_s: float
+    tail_s: float
+    held_share: float  # (head + tail) / frame pairs, 0..1
+    still: bool  # every window is still: the whole take stands (not a hold)
+    frozen_head: bool
+    frozen_tail: bool
+    score: float  # 1 - held_share
+
+
+@dataclass(frozen=True)
 class TakeScore:
     version: int
     frames: int
@@ -165,6 +197,7 @@ class TakeScore:
     end: Adherence
     arrival: Arrival
     motion: Motion
+    hold: Hold
     overall: float  # 0..100
     flags: tuple[str, ...]
 
@@ -190,6 +223,7 @@ class TakeScore:
             "time_90_s": self.arrival.time_90_s,
             "jump_share": self.arrival.jump_share,
             "jerk": self.motion.jerk,
+            "held_share": self.hold.held_share,
             "cuts": list(self.motion.cuts),
             "flags": list(self.flags),
         }
@@ -372,6 +406,8 @@ class TakeScorer:
         self._d_target: list[float] = []
         self._speeds: list[float] = []
         self._residuals: list[float] = []
+        self._recent: deque[tuple[np.ndarray, float]] = deque()  # (thumb, speed into it) of a window
+        self._window_still: list[bool] = []  # per hold window, in order
         self._prev_gray: np.ndarray | None = None
         self._first: np.ndarray | None = None  # full size, kept only for the embedder
         self._last: np.ndarray | None = None
@@ -403,11 +439,14 @@ class TakeScorer:
             self._d_start.append(_delta_e(thumb, self._start_thumb))
             self._d_target.append(_delta_e(thumb, self._target_thumb))
             gray = _luma(work)
+            speed = 0.0
             if self._prev_gray is not None:
                 flow = _flow(self._estimator, self._prev_gray, gray)
-                self._speeds.append(_speed(flow))
+                speed = _speed(flow)
+                self._speeds.append(speed)
                 self._residuals.append(_residual(self._prev_gray, gray, flow))
-            else:
+            self._hold_window(thumb, speed)
+            if self._prev_gray is None:
                 self._first_work = work.copy()
                 if self.embedder is not None:
                     self._first = frame.copy()
@@ -415,6 +454,44 @@ class TakeScorer:
             self._last_work = work
         if self.embedder is not None:
             self._last = frames[-1].copy()
+
+    def _hold_window(self, thumb: np.ndarray, speed: float) -> None:
+        """Keeps only the thumbnails of one hold window; records whether the window ending on this
+        frame is still."""
+        w = max(1, round(HOLD_WINDOW_S * self.fps))
+        self._recent.append((thumb, speed))
+        if len(self._recent) > w + 1:
+            self._recent.popleft()
+        if len(self._recent) == w + 1:
+            first = self._recent[0][0]
+            moved = max(s for _, s in list(self._recent)[1:])
+            self._window_still.append(_delta_e(thumb, first) < STILL_DELTA_E and moved < MOTION_FLOOR)
+
+    def _hold(self, n: int) -> Hold:
+        pairs = n - 1
+        still = self._window_still
+        w = max(1, round(HOLD_WINDOW_S * self.fps))
+        head = tail = 0
+        all_still = bool(still) and all(still)
+        if still and not all_still:
+            lead = next(i for i, x in enumerate(still) if not x)  # windows 0..lead-1 are still
+            trail = next(i for i, x in enumerate(reversed(still)) if not x)
+            # Window k spans frames k..k+w: a run of r still windows holds r + w - 1 pairs.
+            head = lead + w - 1 if lead else 0
+            tail = trail + w - 1 if trail else 0
+        held = min(1.0, (head + tail) / pairs) if pairs else 0.0
+        least = max(HOLD_SHARE * pairs, HOLD_MIN_S * self.fps)
+        return Hold(
+            head_frames=head,
+            tail_frames=tail,
+            head_s=_r(head / self.fps, 3),
+            tail_s=_r(tail / self.fps, 3),
+            held_share=_r(held),
+            still=all_still,
+            frozen_head=bool(head and head >= least),
+            frozen_tail=bool(tail and tail >= least),
+            score=_r(1.0 - held),
+        )
 
     def finish(self) -> TakeScore:
         n = len(self._d_start)
@@ -432,10 +509,12 @@ class TakeScorer:
         end = Adherence(_r(e_ssim), _r(e_de, 3), _r(e_score), _r(e_clip))
         arrival = self._arrival(n)
         motion = self._motion(scale)
+        hold = self._hold(n)
 
         parts = {"end": end.score, "start": start.score, "arrival": arrival.score, "motion": motion.score}
         used = {k: v for k, v in parts.items() if v is not None}
         overall = 100.0 * sum(WEIGHTS[k] * v for k, v in used.items()) / sum(WEIGHTS[k] for k in used)
+        overall *= 1.0 - HOLD_WEIGHT * hold.held_share
         flags = [
             name
             for name, on in (
@@ -445,6 +524,8 @@ class TakeScorer:
                 ("misses_target", arrival.misses_target),
                 ("cut", bool(motion.cuts)),
                 ("jerky", motion.jerk >= JERKY),
+                ("frozen_head", hold.frozen_head),
+                ("frozen_tail", hold.frozen_tail),
             )
             if on
         ]
@@ -460,6 +541,7 @@ class TakeScorer:
             end=end,
             arrival=arrival,
             motion=motion,
+            hold=hold,
             overall=round(overall, 2),
             flags=tuple(flags),
         )

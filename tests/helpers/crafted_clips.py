@@ -118,3 +118,37 @@ def seam_jump(n: int = 36, dx: float = 4.0) -> tuple[np.ndarray, np.ndarray]:
     first = pan(dx, n)
     second = pan(dx, n, x0=TARGET_XY[0] - dx * (n - 1), y=TARGET_XY[1])
     return first, second
+
+
+def _held(image: np.ndarray, count: int, seed: int) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [_noisy(image, rng) for _ in range(count)]
+
+
+def arrive_then_hold(n: int = N, moving: int = N // 3) -> np.ndarray:
+    """A linear cross-fade that reaches the target in its first `moving` frames (a third), then
+    the target held with grain: the field's "arrives early, then stands still"."""
+    s, t = start_image(), target_image()
+    frames = [blend(s, t, i / (moving - 1)) for i in range(moving)]
+    return np.stack(frames + _held(t, n - moving, 1))
+
+
+def hold_then_arrive(n: int = N, moving: int = N // 3) -> np.ndarray:
+    """The mirror: the start held with grain for two thirds, then a linear cross-fade (no jump:
+    each frame is a small, even step) to the target in the last `moving` frames."""
+    s, t = start_image(), target_image()
+    frames = [s] + _held(s, n - moving - 1, 2)
+    return np.stack(frames + [blend(s, t, i / (moving - 1)) for i in range(moving)])
+
+
+def pan_then_hold(n: int = N, moving: int = N // 3, dx: float = 12.0) -> np.ndarray:
+    """Camera motion that stops: a pan of `dx` px/frame for `moving` frames, then the last view
+    held with grain (the arrival curve of a pan cannot see this; the hold measure can)."""
+    frames = [window(START_XY[0] + dx * i) for i in range(moving)]
+    return np.stack(frames + _held(frames[-1], n - moving, 3))
+
+
+def still_pair(n: int = N) -> np.ndarray:
+    """A near-static pair made still: the start image with grain throughout (start ≈ target)."""
+    s = start_image()
+    return np.stack([s] + _held(s, n - 1, 4))

@@ -71,7 +71,7 @@ def adapt_params(params: dict, seconds: list[float]) -> dict:
         seg = {k: v for k, v in seg.items() if k not in ("sections", "end_embed_weights")}
         seg.update(frames=frames, seconds=round(frames / NATIVE_FPS, 3), asked_seconds=asked, capped=capped(asked))
         segments.append(seg)
-    total = sum(s["frames"] for s in segments) - (len(segments) - 1)
+    total = sum(s["frames"] for s in segments) - (len(segments) - 1) - (1 if params.get("loop") else 0)
     out = {k: v for k, v in params.items() if k not in ("latent_window_size", "distilled_guidance", "true_cfg")}
     out.update(
         engine=NAME,

@@ -4,6 +4,7 @@
 import { html, useRef, useState, useEffect } from "../lib/react.js";
 import { useLang } from "../lib/i18n.js";
 import { TagChips } from "./suggestions.js";
+import { MotionPresets } from "./motion.js";
 
 // Prompts belong to a pair of images, not to a position: after a reorder a pair that still exists
 // keeps its text.
@@ -93,23 +94,26 @@ function ImageCard({ item, index, count, dragging, cardRef, onPointerDown, handl
 
 // `suggested`: the prompt the server would use for this pair if it stays blank (from the analysis),
 // shown as the placeholder so a blank box is not a mystery.
-function PairArrow({ index, value, english, suggested, onChange, t }) {
-  return html`<div class="flex w-44 shrink-0 flex-col justify-center gap-1 sm:w-48" data-testid="pair">
+// `wrap`: the loop's closing pair (last image → first), shown after the last image.
+function PairArrow({ index, value, english, suggested, onChange, t, wrap = false }) {
+  return html`<div class="flex w-44 shrink-0 flex-col justify-center gap-1 sm:w-48" data-testid="pair"
+      data-wrap=${wrap ? "true" : "false"}>
     <div class="flex items-center gap-1 text-indigo-600" aria-hidden="true">
       <span class="h-0.5 flex-1 bg-indigo-300"></span><span class="text-lg leading-none">➜</span>
     </div>
-    <label class="text-[11px] text-slate-600">${t("prompt.pair", { n: index + 1 })}
+    <label class="text-[11px] text-slate-600">${t(wrap ? "prompt.pairWrap" : "prompt.pair", { n: index + 1 })}
       <textarea rows="3" value=${value} data-testid="pair-prompt" placeholder=${suggested ? t("prompt.pairSuggested", { p: suggested }) : t("prompt.pairPlaceholder")}
         onInput=${(e) => onChange(e.target.value)}
         class="mt-0.5 block w-full resize-none rounded-md border border-slate-300 p-1.5 text-xs"></textarea>
     </label>
+    <${MotionPresets} value=${value} onChange=${onChange} />
     <div class="min-h-[1rem] text-[11px] text-emerald-700" data-testid="pair-english">
       ${english ? html`<span class="font-medium">${t("prompt.english")}:</span> ${english}` : ""}</div>
   </div>`;
 }
 
 export function ImageStrip({ items, rejected, pairPrompts, englishFor, onFiles, onMove, onRemove, onDismiss, onPairPrompt,
-  tagsFor = () => null, suggestedPromptFor = () => "" }) {
+  tagsFor = () => null, suggestedPromptFor = () => "", loop = false }) {
   const { t, te } = useLang();
   const input = useRef(null);
   const { register, draggingKey, handlers, onPointerDown } = useDragReorder(items, onMove);
@@ -128,6 +132,12 @@ export function ImageStrip({ items, rejected, pairPrompts, englishFor, onFiles, 
       dragging=${draggingKey === item.key} cardRef=${register(item.key)} onPointerDown=${onPointerDown}
       handlers=${handlers} onMove=${onMove} onRemove=${onRemove} tags=${item.upload ? tagsFor(item.upload.id) : null} t=${t} />`);
   });
+  const ready = items.filter((item) => item.status === "ready");
+  if (loop && ready.length >= 2 && ready.length === items.length) {
+    const key = pairKey(ready[ready.length - 1], ready[0]);
+    nodes.push(html`<${PairArrow} key=${`wrap-${key}`} index=${ready.length - 1} value=${pairPrompts[key] || ""} wrap=${true}
+      english=${englishFor(key)} suggested=${suggestedPromptFor(key)} onChange=${(v) => onPairPrompt(key, v)} t=${t} />`);
+  }
 
   return html`<section aria-labelledby="images-title">
     <div class="mb-2 flex flex-wrap items-center gap-3">

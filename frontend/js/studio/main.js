@@ -11,6 +11,7 @@ import { publishExport } from "./exports.js";
 import { useDoneSignals, NotifyButton } from "./notify.js";
 import { PresetPicker, isVideoFile, settingsFromVideo } from "./presets.js";
 import { SuggestionsPanel, useAnalysis, indexAnalysis, NO_AUTO } from "./suggestions.js";
+import { LoopSwitch } from "./loop.js";
 import { jobsReducer, initialJobs, actionFor, sortedJobs, loadMeta } from "../lib/jobs-store.js";
 
 const DRAFT_KEY = "studio.draft";
@@ -45,6 +46,7 @@ function Studio({ meta }) {
   const [rejected, setRejected] = useState([]);
   const [pairPrompts, setPairPrompts] = useState(draft ? draft.pairPrompts || {} : {});
   const [prompt, setPrompt] = useState(draft ? draft.prompt || "" : "");
+  const [loop, setLoop] = useState(!!(draft && draft.loop));
   const [settings, setSettings] = useState({ ...defaultSettings(meta), ...(draft ? draft.settings : {}) });
   // The default resolution the settings were last given (the server's): see resolutionAfterHealth.
   const [resolutionDefault, setResolutionDefault] = useState(
@@ -77,9 +79,9 @@ function Studio({ meta }) {
   useEffect(() => {
     localStorage.setItem(DRAFT_KEY, JSON.stringify({
       uploads: ready.map((item) => item.upload), pairPrompts, prompt, settings, engine, post, lastJob, auto,
-      resolutionDefault,
+      resolutionDefault, loop,
     }));
-  }, [items, pairPrompts, prompt, settings, engine, post, lastJob, auto, resolutionDefault]);
+  }, [items, pairPrompts, prompt, settings, engine, post, lastJob, auto, resolutionDefault, loop]);
 
   // An answer for the current order that has no per-pair suggestion (model unavailable) ends the
   // auto mode: the server would fall back to its defaults, which the sliders would not show.
@@ -248,8 +250,10 @@ function Studio({ meta }) {
     setSubmitError("");
     setSubmitting(true);
     const keys = ready.slice(1).map((item, i) => pairKey(ready[i], item));
+    if (loop) keys.push(pairKey(ready[ready.length - 1], ready[0])); // the wrap pair's prompt comes last
     const body = {
       images: imageIds,
+      loop,
       prompt,
       prompts: keys.map((key) => (pairPrompts[key] || "").trim() || null),
       engine,
@@ -297,7 +301,9 @@ function Studio({ meta }) {
             onDismiss=${(key) => setRejected((list) => list.filter((r) => r.key !== key))}
             onPairPrompt=${(key, value) => setPairPrompts((p) => ({ ...p, [key]: value }))}
             tagsFor=${(id) => analysed.tags[id] || null}
-            suggestedPromptFor=${(key) => (prompt.trim() || !analysed.perPair[key] ? "" : analysed.perPair[key].prompt)} />
+            suggestedPromptFor=${(key) => (prompt.trim() || !analysed.perPair[key] ? "" : analysed.perPair[key].prompt)}
+            loop=${loop} />
+          <${LoopSwitch} loop=${loop} setLoop=${setLoop} />
           <label class="mt-4 block text-sm font-medium">${t("prompt.global")}
             <textarea rows="2" value=${prompt} onInput=${(e) => setPrompt(e.target.value)} data-testid="global-prompt"
               placeholder=${t("prompt.globalPlaceholder")}
@@ -319,7 +325,7 @@ function Studio({ meta }) {
         </div>
         <div class="rounded-xl border border-slate-200 bg-white p-4 shadow-sm">
           <${SettingsPanel} settings=${settings} setSettings=${setSettings} engine=${engine} setEngine=${setEngine}
-            post=${post} setPost=${setPost} pairs=${pairs} health=${health} limits=${meta.limits}
+            post=${post} setPost=${setPost} pairs=${pairs + (loop && pairs > 0 ? 1 : 0)} health=${health} limits=${meta.limits}
             auto=${auto} setAuto=${setAuto} suggested=${{ seconds: analysed.seconds, strength: analysed.strength }} />
         </div>
         <${AdvancedPanel} images=${imageIds} settings=${settings} engine=${engine} auto=${auto} />

@@ -10,6 +10,17 @@ function score(value) {
   return value == null ? "–" : Math.round(value * 10) / 10;
 }
 
+// Holds (docs/scores.md): the clip stands still for a long part; shown apart from the other flags
+// with how long it stands, so a person sees why a smooth-looking take scored low.
+const HOLDS = new Set(["frozen_head", "frozen_tail"]);
+
+function flagHelp(detail, flag, t) {
+  const hold = detail && detail.hold;
+  if (flag === "frozen_head" && hold) return t("take.flagHelp.frozen_head", { s: hold.head_s });
+  if (flag === "frozen_tail" && hold) return t("take.flagHelp.frozen_tail", { s: hold.tail_s });
+  return t(`take.flag.${flag}`);
+}
+
 function Take({ job, index, take, busy, act, t }) {
   const base = `/api/jobs/${job.id}/transitions/${index}`;
   const done = take.status === "done";
@@ -28,7 +39,10 @@ function Take({ job, index, take, busy, act, t }) {
     </div>
     <div class="truncate text-slate-500">${t("take.seed")} ${take.seed ?? "–"} · ${take.seconds ?? "–"}s · ${take.strength ?? "–"}</div>
     ${take.prompt && html`<div class="truncate text-slate-500" title=${take.prompt}>${take.prompt}</div>`}
-    ${flags.length > 0 && html`<div class="truncate text-amber-700" data-testid="take-flags">${flags.join(", ")}</div>`}
+    ${flags.length > 0 && html`<div class="flex flex-wrap gap-1" data-testid="take-flags">
+      ${flags.map((flag) => html`<span key=${flag} data-flag=${flag} title=${flagHelp(take.score, flag, t)}
+        class=${`rounded px-1 ${HOLDS.has(flag) ? "bg-sky-100 text-sky-900" : "bg-amber-100 text-amber-900"}`}>${t(`take.flag.${flag}`)}</span>`)}
+    </div>`}
     <div class="mt-1 flex gap-1">
       ${take.chosen
         ? html`<span class="rounded bg-indigo-100 px-2 py-0.5 text-indigo-800">${t("take.chosen")}</span>`
@@ -94,6 +108,8 @@ export function Storyboard({ job, finished }) {
   const transitions = job.transitions || [];
   if (!transitions.length) return null;
   const busy = pending || !finished;
+  // A loop job's last transition goes back to image 1; its seam is the wrap, where playback goes round.
+  const wrapIndex = job.params && job.params.loop ? transitions.length - 1 : -1;
   async function act(call) {
     setError("");
     setPending(true);
@@ -105,9 +121,10 @@ export function Storyboard({ job, finished }) {
     <ol class="mt-2 space-y-3">
       ${transitions.map((tr) => html`<li key=${tr.index} data-testid="transition" data-index=${tr.index}>
         <div class="mb-1 flex items-center gap-2">
-          <span class="font-medium">${t("takes.transition", { n: tr.index + 1 })}</span>
-          ${tr.seam_after && html`<span class="text-xs text-slate-500" title=${t("takes.seamHelp")}>
-            ${t("takes.seam")} ${score(tr.seam_after.score * 100)}</span>`}
+          <span class="font-medium">${t(tr.index === wrapIndex ? "takes.transitionWrap" : "takes.transition", { n: tr.index + 1 })}</span>
+          ${tr.seam_after && html`<span class="text-xs text-slate-500" data-testid="seam"
+            data-wrap=${tr.index === wrapIndex ? "true" : "false"} title=${t(tr.index === wrapIndex ? "takes.seamWrapHelp" : "takes.seamHelp")}>
+            ${t(tr.index === wrapIndex ? "takes.seamWrap" : "takes.seam")} ${score(tr.seam_after.score * 100)}</span>`}
           <span class="ml-auto"><${Reroll} job=${job} index=${tr.index} count=${tr.takes.length} busy=${busy} act=${act} t=${t} /></span>
         </div>
         <ul class="flex gap-2 overflow-x-auto pb-1">
