@@ -141,3 +141,37 @@ def lightx2v_style_lora(path: Path, rank: int = 4, seed: int = 1, scale: float =
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file(sd, str(path))
     return path
+
+
+def write_lightx2v_lora(
+    path: Path, layers: int, inner: int, ffn: int, rank: int, device: str = "cpu", dtype=None, std: float = 0.01
+) -> Path:
+    """A LoRA file with the published LightX2V I2V key names (as `lightx2v_style_lora`) for a
+    transformer of any size: `layers` blocks of width `inner` and FFN width `ffn`, rank `rank`
+    (the published file is rank 64). Random values are drawn on `device` (the GPU for the
+    full-size model) and written in `dtype` (default float32)."""
+    import torch
+    from safetensors.torch import save_file
+
+    dtype = dtype or torch.float32
+    g = torch.Generator(device).manual_seed(0)
+
+    def rnd(*shape):
+        return (torch.randn(*shape, generator=g, device=device) * std).to(dtype).cpu()
+
+    shapes = {f"self_attn.{o}": (inner, inner) for o in "qkvo"}
+    shapes.update({f"cross_attn.{o}": (inner, inner) for o in ("q", "k", "v", "o", "k_img", "v_img")})
+    shapes.update({"ffn.0": (ffn, inner), "ffn.2": (inner, ffn)})
+    sd = {}
+    for i in range(layers):
+        b = f"diffusion_model.blocks.{i}"
+        for name, (out_f, in_f) in shapes.items():
+            sd[f"{b}.{name}.lora_down.weight"] = rnd(rank, in_f)
+            sd[f"{b}.{name}.lora_up.weight"] = rnd(out_f, rank)
+            sd[f"{b}.{name}.diff_b"] = rnd(out_f)
+        sd[f"{b}.cross_attn.norm_k_img.diff"] = torch.zeros(inner, dtype=dtype)
+        sd[f"{b}.diff_m"] = torch.zeros(1, 6, inner, dtype=dtype)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(sd, str(path))
+    return path

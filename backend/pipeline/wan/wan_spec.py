@@ -68,8 +68,12 @@ def adapt_params(params: dict, seconds: list[float]) -> dict:
     segments = []
     for seg, asked in zip(params["segments"], seconds):
         frames = frames_for(asked)
-        seg = {k: v for k, v in seg.items() if k not in ("sections", "end_embed_weights")}
-        seg.update(frames=frames, seconds=round(frames / NATIVE_FPS, 3), asked_seconds=asked, capped=capped(asked))
+        seg = {k: v for k, v in seg.items() if k != "end_embed_weights"}
+        # One call makes the transition: one "section" for the job layer, which weights each
+        # transition's share of the progress bar and names previews by sections.
+        seg.update(
+            sections=1, frames=frames, seconds=round(frames / NATIVE_FPS, 3), asked_seconds=asked, capped=capped(asked)
+        )
         segments.append(seg)
     total = sum(s["frames"] for s in segments) - (len(segments) - 1) - (1 if params.get("loop") else 0)
     out = {k: v for k, v in params.items() if k not in ("latent_window_size", "distilled_guidance", "true_cfg")}
