@@ -32,8 +32,7 @@ for part in $parts; do
       echo "framepack rc=$? in $((SECONDS - began)) s"; grep -E "ratio|s/step|end to end|Error" "$out/framepack.log" | tail -12 ;;
     wan)
       if [ -f benchmarks/wan_gpu.py ]; then
-        timeout 420 python3 benchmarks/wan_gpu.py --size 480 --frames 81 --steps 3 --out "$out/wan_480.json" \
-          >"$out/wan.log" 2>&1
+        timeout 540 python3 benchmarks/wan_gpu.py --size 480 --steps 3 --out "$out/wan_480.json" >"$out/wan.log" 2>&1
         echo "wan rc=$? in $((SECONDS - began)) s"; tail -15 "$out/wan.log"
       fi ;;
   esac
