@@ -157,7 +157,7 @@ function Studio({ meta }) {
 
   // A preset, a video's or a job's settings into the composer: what it has replaces the
   // composer's, the rest stays. `prompts` go to the pairs in order when their count matches.
-  function applyComposer(cs, pairItems = ready) {
+  function applyComposer(cs, pairItems = ready, withLoop = loop) {
     if (!cs) return;
     if (cs.engine) setEngine(cs.engine);
     if (cs.settings) {
@@ -169,6 +169,7 @@ function Studio({ meta }) {
     if ("prompt" in cs || cs.prompts) setPrompt(cs.prompt || "");
     if (cs.prompts) {
       const keys = pairItems.slice(1).map((item, i) => pairKey(pairItems[i], item));
+      if (withLoop && pairItems.length > 1) keys.push(pairKey(pairItems[pairItems.length - 1], pairItems[0]));
       if (keys.length === cs.prompts.length) {
         setPairPrompts((p) => ({ ...p, ...Object.fromEntries(keys.map((k, i) => [k, cs.prompts[i] || ""])) }));
       }
@@ -192,7 +193,10 @@ function Studio({ meta }) {
       }));
       setItems(pairItems);
     }
-    applyComposer(jobComposer(job), pairItems);
+    // With its images comes its storyboard: a loop job's wrap pair (and its prompt) too.
+    const withLoop = mode === "settings" ? loop : !!(job.params && job.params.loop);
+    if (mode !== "settings") setLoop(withLoop);
+    applyComposer(jobComposer(job), pairItems, withLoop);
     setEditing(mode === "edit" ? job.id : null);
     setComposerNote(mode === "edit" ? "" : t(mode === "settings" ? "jobs.useSettings" : "jobs.duplicate") + " ✓");
     window.scrollTo({ top: 0, behavior: "smooth" });
@@ -263,7 +267,8 @@ function Studio({ meta }) {
     };
     try {
       if (editing) {
-        const { images, ...edit } = body;
+        // A queued job keeps its images and its loop (PATCH takes neither): the rest is edited.
+        const { images, loop: _loop, ...edit } = body;
         const job = await api.patch(`/api/jobs/${editing}`, edit);
         dispatch({ type: "job", job });
         setEditing(null);
