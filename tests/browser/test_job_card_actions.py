@@ -174,6 +174,8 @@ def test_duplicate_to_composer_takes_images_and_settings(browser, server, manual
     assert page.is_checked("[data-testid=post-interpolate] input[value='4']")
     assert page.locator("[data-testid=editing-banner]").count() == 0
     assert page.is_enabled("[data-testid=submit]")
+    # The failed card's long error (model URLs) wraps inside its card: the page is no wider than the window.
+    assert page.evaluate("document.documentElement.scrollWidth") <= page.viewport_size["width"]
     screenshot(page, f"job-duplicate-{lang}.png")
     assert page.js_errors == []
     page.close()

@@ -156,7 +156,7 @@ function JobCard({ job, live, lang, t, place, onUse }) {
     ${job.stage !== "broken" && (job.transitions || []).some((tr) => tr.takes.some((k) => k.status === "done"))
       && html`<${Storyboard} job=${job} finished=${finished} />`}
 
-    ${job.status === "failed" && html`<p class="mt-3 whitespace-pre-wrap rounded-md bg-red-50 p-2 text-sm text-red-800"
+    ${job.status === "failed" && html`<p class="mt-3 whitespace-pre-wrap break-words rounded-md bg-red-50 p-2 text-sm text-red-800"
       role="alert" data-testid="job-error">${job.error || t("status.failed")}</p>`}
     ${job.status === "failed" && job.details && html`<details class="mt-1 text-xs text-slate-600" data-testid="job-details">
       <summary class="cursor-pointer">${t("jobs.details")}</summary>
