@@ -297,7 +297,7 @@ class JobQueue:
     @storing
     async def new_take(self, job_id: str, index: int, body: TakeCreate) -> JobView:
         job = self._editable(job_id, index)
-        check_engine(job["engine"], body.end_influence, [body.prompt] if body.prompt else [])
+        check_end_influence(job["engine"], body.end_influence)  # a timed prompt: prompt_sections below
         self._refuse_unready(job["engine"])
         limit = self.settings.max_takes_kept
         if len(self.store.takes(job_id, index)) >= limit:

@@ -11,11 +11,14 @@ never mixed, so its conditioning is the plain prompt's, bit for bit.
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
 
 from backend.contracts.timed_prompts import TimedPiece, section_of
 
-Prompt = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # (embeds, mask, pooled)
+if TYPE_CHECKING:  # torch loads with the engine, never when the job layer imports the engine's modules
+    import torch
+
+Prompt = tuple["torch.Tensor", "torch.Tensor", "torch.Tensor"]  # (embeds, mask, pooled)
 Mix = list[tuple[int, float]]  # (index of a prompt, its weight), weights summing to 1
 
 
@@ -36,6 +39,8 @@ def schedule(pieces: list[TimedPiece], sections: int, section_seconds: float) ->
 
 def section_prompt(prompts: list[Prompt], mix: Mix) -> Prompt:
     """The conditioning of one section: a prompt as encoded, or the weighted mix of two."""
+    import torch
+
     if len(mix) == 1:
         return prompts[mix[0][0]]
     shapes = {prompts[j][0].shape for j, _ in mix}
