@@ -202,6 +202,32 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "ko": "전환당 최대 {limit}초",
     },
     "unknown_engine": {"en": "unknown engine '{engine}'", "ko": "알 수 없는 엔진입니다: {engine}"},
+    # End-frame influence and prompts over time (jobs/transition_options.py).
+    "engine_no_end_influence": {
+        "en": "the {engine} engine cannot weaken the last image: end frame influence below 1.0 needs "
+        "FramePack (or the morph preview)",
+        "ko": "{engine} 엔진은 끝 이미지의 영향을 줄일 수 없습니다: 1.0 미만의 끝 프레임 영향은 FramePack"
+        "(또는 모프 미리보기)에서만 됩니다",
+    },
+    "engine_no_timed_prompts": {
+        "en": "transition {n}: the {engine} engine makes a transition with one prompt; timed prompts need FramePack",
+        "ko": "전환 {n}: {engine} 엔진은 전환 하나를 프롬프트 하나로 만듭니다. 시간별 프롬프트는 FramePack에서만 됩니다",
+    },
+    "timed_prompt_malformed": {
+        "en": "transition {n}: a timed prompt is written as {expected} (start times in seconds, each with its text)",
+        "ko": "전환 {n}: 시간별 프롬프트는 {expected} 형식으로 씁니다 (시작 시각(초)과 내용을 짝지어)",
+    },
+    "timed_prompt_too_late": {
+        "en": "transition {n}: the prompt at {at}s starts after the last section; this transition "
+        "is {seconds}s long, so the latest start is {limit}s",
+        "ko": "전환 {n}: {at}초의 프롬프트가 마지막 구간 뒤에 시작합니다. 이 전환은 {seconds}초라 "
+        "가장 늦은 시작은 {limit}초입니다",
+    },
+    "timed_prompt_same_section": {
+        "en": "transition {n}: two prompts start in section {section} (sections are 1.2s); move one to another section",
+        "ko": "전환 {n}: 두 프롬프트가 같은 구간 {section}에서 시작합니다 (구간은 1.2초). "
+        "하나를 다른 구간으로 옮기세요",
+    },
     # `reason` is the engine's own account (a text in both languages, or `engine_unavailable`).
     "engine_not_ready": {"en": "{reason}", "ko": "{reason}"},
     "engine_unavailable": {"en": "the {engine} engine is not ready", "ko": "{engine} 엔진을 사용할 수 없습니다"},

@@ -114,6 +114,14 @@ class JobSettings(_Strict):
         description="best of K: takes made per transition, each with its own seed; the best score is chosen "
         "(default 1, at most STUDIO_MAX_TAKES_PER_TRANSITION)",
     )
+    end_influence: Annotated[float | None, Num] = Field(
+        None,
+        ge=0.05,
+        le=1.0,
+        allow_inf_nan=False,
+        description="how hard the last image pulls, 0.05–1.0 (default 1.0, today's output): FramePack scales the "
+        "last image's latent that anchors the clip's end; morph bends its dissolve; Wan refuses below 1.0",
+    )
 
 
 class TakeCreate(_Strict):
@@ -124,6 +132,14 @@ class TakeCreate(_Strict):
     prompt: str | None = Field(None, max_length=MAX_PROMPT_CHARS)
     seconds: Annotated[float | None, Num] = Field(None, gt=0, le=120, allow_inf_nan=False)
     strength: Annotated[int | None, Num] = Field(None, ge=0, le=100)
+    end_influence: Annotated[float | None, Num] = Field(
+        None,
+        ge=0.05,
+        le=1.0,
+        allow_inf_nan=False,
+        description="how hard the last image pulls, 0.05–1.0 (default 1.0, today's output): FramePack scales the "
+        "last image's latent that anchors the clip's end; morph bends its dissolve; Wan refuses below 1.0",
+    )
 
 
 class TakeChoice(_Strict):
@@ -217,6 +233,10 @@ class CancelledJobs(_Strict):
 
 class ParamsPreview(_Strict):
     images: list[str] | None = Field(None, max_length=MAX_IMAGES_ANY_JOB)
+    prompt: str | None = Field(None, max_length=MAX_PROMPT_CHARS)
+    prompts: list[str | None] | None = Field(
+        None, max_length=MAX_IMAGES_ANY_JOB, description="per pair; a timed one's sections are shown"
+    )
     settings: JobSettings = Field(default_factory=JobSettings)
     engine: Engine | None = None
 

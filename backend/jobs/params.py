@@ -7,6 +7,7 @@
 | quality | cache | q < 30: MagCache (threshold 0.15, K 4, retention 0.2) — the fast mode, which trades quality for speed, labelled so in the UI |
 | quality | CRF | round(28 − 12 × q / 100): 28 … 16 (FramePack's default 16 at 100) |
 | strength 0–100 | end-image embedding weight per section | w(p) = 0.5 + (p − 0.5) × s / 100 at section centre p |
+| end influence 0.05–1 | the end image's anchor latent × influence | 1.0 (default) is today's output exactly |
 | resolution | bucket (W, H) | about resolution² pixels at the images' mean aspect ratio, edges × 16 |
 | — | distilled guidance 10, true CFG 1 (one forward per step) | FramePack's defaults |
 | seed | seed of pair i = seed + i | a random seed is drawn when none is given, and stored |
@@ -110,6 +111,7 @@ def resolve(
     seed = settings.seed if settings.seed is not None else random.randrange(2**31)
     width, height = pair_bucket(image_sizes or [(1, 1)], resolution)
     draft = quality < DRAFT_QUALITY_BELOW
+    end_influence = settings.end_influence if settings.end_influence is not None else 1.0
 
     segments: list[dict[str, Any]] = []
     for i in range(pairs):
@@ -123,6 +125,7 @@ def resolve(
                 "frames": frames,
                 "strength": int(strength[i]),
                 "end_embed_weights": end_embed_weights(sections, int(strength[i])),
+                "end_influence": end_influence,
                 "seed": seed + i,
             }
         )
@@ -157,10 +160,15 @@ def resolve(
     return resolved
 
 
-def retake(engine: str, transition: dict, seconds: float | None, strength: int | None) -> dict:
-    """One transition's planned parameters for a new take of it: its length and strength changed
-    where asked, by the engine's own frame rule (a re-roll of a Wan transition stays 4k+1 frames)."""
+def retake(
+    engine: str, transition: dict, seconds: float | None, strength: int | None, end_influence: float | None = None
+) -> dict:
+    """One transition's planned parameters for a new take of it: its length, strength and end-frame
+    influence changed where asked, by the engine's own frame rule (a re-roll of a Wan transition
+    stays 4k+1 frames)."""
     seg = dict(transition)
+    if end_influence is not None:
+        seg["end_influence"] = end_influence
     if engine == "wan":
         from backend.pipeline.wan.wan_spec import NATIVE_FPS, capped
         from backend.pipeline.wan.wan_spec import frames_for as wan_frames

@@ -45,6 +45,7 @@ from backend.jobs.fanout import WebSocketManager
 from backend.jobs.lanes import Lanes, PromptService
 from backend.jobs.runner import JobRunner
 from backend.jobs.store import BROKEN_STAGE, Store, StoreError
+from backend.jobs.transition_options import check_end_influence, check_engine, plan_prompts, prompt_sections
 from backend.jobs.views import JobViews
 from backend.pipeline.engines import Engines, not_ready_reason, runnable
 from backend.utils.config import Settings
@@ -141,6 +142,7 @@ class JobQueue:
         if len(images) > self.settings.max_images_per_job:
             raise JobError("job_too_many_images", limit=self.settings.max_images_per_job)
         self.check_sliders(sliders)
+        check_end_influence(engine, sliders.end_influence)
         pairs = len(images) - 1 + (1 if loop else 0)
         return smart_params.resolve(
             sliders, pairs, sizes, suggestions, fit=self.settings.fit_mode, engine=engine, loop=loop
@@ -193,6 +195,7 @@ class JobQueue:
                         "engine_fallback", {"configured": self.settings.default_engine, "engine": engine}
                     )
                 )
+        check_engine(engine, request.settings.end_influence, request.pair_prompts())
         self._refuse_unready(engine)
         # A loop's wrap pair (last → first) is analysed like the others.
         sequence = request.images + request.images[:1] if request.loop else request.images
@@ -201,6 +204,7 @@ class JobQueue:
         wants_suggestions = request.settings.seconds is None or request.settings.strength is None
         if suggestions is None and self.suggest is not None and wants_suggestions and len(request.images) > 1:
             warnings.append(ANALYSIS_DEFAULTS_NOTE)
+        plan_prompts(engine, params, request.pair_prompts())
         prompts = [{"original": p or "", "english": None} for p in request.pair_prompts()]
         return engine, params, prompts, warnings
 
@@ -293,6 +297,7 @@ class JobQueue:
     @storing
     async def new_take(self, job_id: str, index: int, body: TakeCreate) -> JobView:
         job = self._editable(job_id, index)
+        check_end_influence(job["engine"], body.end_influence)  # a timed prompt: prompt_sections below
         self._refuse_unready(job["engine"])
         limit = self.settings.max_takes_kept
         if len(self.store.takes(job_id, index)) >= limit:
@@ -300,10 +305,21 @@ class JobQueue:
         await self._check_space()
         if body.seconds is not None and body.seconds > self.settings.max_seconds_per_transition:
             raise JobError("job_too_many_seconds", limit=messages.num(self.settings.max_seconds_per_transition))
-        seg = smart_params.retake(job["engine"], job["params"]["segments"][index], body.seconds, body.strength)
+        seg = smart_params.retake(
+            job["engine"], job["params"]["segments"][index], body.seconds, body.strength, body.end_influence
+        )
         seg["seed"] = body.seed if body.seed is not None else secrets.randbelow(2**31)
         seg.pop("prompt_english", None)
         prompt = body.prompt.strip() if body.prompt and body.prompt.strip() else None
+        # The take's own prompt, else the pair's, against the take's (maybe new) length.
+        pair = (job.get("prompts") or [])[index : index + 1]
+        own = (
+            prompt if prompt is not None else (pair[0].get("original") if pair and isinstance(pair[0], dict) else None)
+        )
+        seg.pop("prompt_sections", None)
+        placed = prompt_sections(job["engine"], index, own, seg)
+        if placed is not None:
+            seg["prompt_sections"] = placed
         self.store.add_take(job_id, index, seg, prompt)
         self._queue_again(job)
         return self.views.get(job_id)

@@ -85,8 +85,13 @@ def morph_transition(
     last: np.ndarray,
     frames: int,
     progress: ProgressCallback = ignore_progress,
+    end_influence: float = 1.0,
 ) -> np.ndarray:
-    """`frames` frames (uint8, (n, H, W, 3)) from `first` to `last`, both (H, W, 3) uint8."""
+    """`frames` frames (uint8, (n, H, W, 3)) from `first` to `last`, both (H, W, 3) uint8.
+
+    `end_influence` below 1 bends the timing to t ** (1 / influence): the last image takes over
+    later, pulling less through the middle, yet the last frame is still exactly it (the next
+    transition starts there). 1.0 is the curve as it always was."""
     if first.shape != last.shape:
         raise ValueError(f"both images must have one size, got {first.shape} and {last.shape}")
     if frames < 2:
@@ -104,6 +109,8 @@ def morph_transition(
     out = np.empty((frames, h, w, 3), dtype=np.uint8)
     for i in range(frames):
         t = _ease(i / (frames - 1))
+        if end_influence != 1.0:
+            t = t ** (1.0 / end_influence)
         if i == 0:
             out[i] = first
         elif i == frames - 1:
@@ -128,7 +135,7 @@ class MorphEngine:
     def generate(
         self, first: np.ndarray, last: np.ndarray, prompt: str, segment: dict, params: dict, progress: ProgressCallback
     ) -> np.ndarray:
-        return morph_transition(first, last, segment["frames"], progress)
+        return morph_transition(first, last, segment["frames"], progress, float(segment.get("end_influence", 1.0)))
 
     def release(self) -> None:
         """Nothing to free."""

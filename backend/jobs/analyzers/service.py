@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import dataclasses
 import logging
 import threading
 import time
@@ -26,6 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from backend.contracts import messages
+from backend.contracts.timed_prompts import MalformedTimedPrompt, TimedPiece, format_timed
+from backend.contracts.timed_prompts import parse as parse_timed
 from backend.jobs.analyzers import image_analyzer as ia
 from backend.jobs.analyzers.prompt_analyzer import (
     PromptResult,
@@ -244,7 +247,7 @@ class AnalysisService:
                 results.append(PromptResult(original=text or "", english=defaults[i], source="default"))
                 continue
             try:
-                outcome = await self.translator.to_english(text)
+                outcome = await self._to_english(text)
                 warnings = [messages.bilingual("pair_note", {"n": i + 1, "text": w}) for w in outcome.warnings]
                 results.append(
                     PromptResult(original=text, english=outcome.text, warnings=warnings, engines=outcome.engines)
@@ -266,6 +269,24 @@ class AnalysisService:
                     )
                 )
         return results
+
+    async def _to_english(self, text: str):
+        """A timed prompt is translated piece by piece, so a translator never sees (or mangles) its
+        `[1.2s: …]` marks; the form is written back around the English texts."""
+        try:
+            pieces = parse_timed(text)
+        except MalformedTimedPrompt:
+            pieces = None  # the job layer refused it; a stored one reads as plain text
+        if not pieces:
+            return await self.translator.to_english(text)
+        outcomes = [await self.translator.to_english(p.text) for p in pieces]
+        english = format_timed([TimedPiece(p.at, o.text) for p, o in zip(pieces, outcomes)])
+        return dataclasses.replace(
+            outcomes[0],
+            text=english,
+            warnings=[w for o in outcomes for w in o.warnings],
+            engines=list(dict.fromkeys(e for o in outcomes for e in o.engines)),
+        )
 
     async def _default_prompts(self, image_paths: list[Path], pairs: int, wait_s: float) -> list[str]:
         try:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
@@ -60,6 +60,8 @@ class Conditioning:
     embed_b: torch.Tensor  # and of the last image
     latents_a: torch.Tensor  # VAE latents (float32) of the first image
     latents_b: torch.Tensor  # and of the last image
+    # A timed prompt's later prompts, each (embeds, mask, pooled) like the first's above.
+    more_prompts: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = field(default_factory=list)
 
 
 def encode(
@@ -73,10 +75,13 @@ def encode(
     generator: torch.Generator,
     device: torch.device,
     placement: Placement | None = None,
+    more_prompts: tuple[str, ...] = (),
 ) -> Conditioning:
     """Text, image and VAE conditioning for one transition, in the pipeline's order of random draws.
 
     `device` is explicit: with offloaded encoders the pipeline's own guess would say "cpu".
+    `more_prompts` (a timed prompt's later texts) are encoded in the same onload, after the images,
+    so the random draws of a plain prompt are unchanged.
     """
     placement = placement or _StayPut()
     dtype = pipe.transformer.dtype
@@ -94,10 +99,14 @@ def encode(
         embed_b = pipe.encode_image(pixels_b, device=device).to(dtype)
         latents_a = pipe.prepare_image_latents(pixels_a, dtype=torch.float32, device=device, generator=generator)
         latents_b = pipe.prepare_image_latents(pixels_b, dtype=torch.float32, device=device, generator=generator)
+        more = []
+        for text in more_prompts:
+            m_embeds, m_pooled, m_mask = pipe.encode_prompt(prompt=text, device=device)
+            more.append((m_embeds.to(dtype), m_mask.to(dtype), m_pooled.to(dtype)))
     finally:
         placement.encoders_off()
     return Conditioning(
-        embeds.to(dtype), mask.to(dtype), pooled.to(dtype), negative, embed_a, embed_b, latents_a, latents_b
+        embeds.to(dtype), mask.to(dtype), pooled.to(dtype), negative, embed_a, embed_b, latents_a, latents_b, more
     )
 
 
@@ -185,6 +194,7 @@ def sample_sections(
     policy=None,
     on_warning: Callable[[str], None] | None = None,
     step_cache=None,
+    prompt_for: Callable[[int], tuple[torch.Tensor, torch.Tensor, torch.Tensor]] | None = None,
 ) -> np.ndarray:
     """Samples `sections` windows end-first and returns (n, H, W, 3) uint8 frames, n = sections·4·window + 1.
 
@@ -194,6 +204,8 @@ def sample_sections(
     latents (or decoded frames) hold inf or NaN is re-run once in its safer dtype, with a warning
     through `on_warning`, and a second failure raises: never a silent black or noisy video.
     `step_cache` (a `magcache.MagCache` attached to the transformer) may skip forwards.
+    `prompt_for(g)` gives generated section g's (embeds, mask, pooled) for a timed prompt; without
+    it every section has the one prompt of `cond`.
     """
     from diffusers.pipelines.hunyuan_video.pipeline_hunyuan_video_framepack import (
         calculate_shift,
@@ -262,7 +274,8 @@ def sample_sections(
         image_embeds = image_embeds_for(g).to(x_dtype)
         if section_start is not None:
             section_start(g)
-        prompt = (cond.prompt_embeds.to(x_dtype), cond.prompt_mask.to(x_dtype), cond.pooled.to(x_dtype))
+        own = prompt_for(g) if prompt_for is not None else (cond.prompt_embeds, cond.prompt_mask, cond.pooled)
+        prompt = tuple(t.to(x_dtype) for t in own)
         neg = None if negative is None else tuple(t.to(x_dtype) for t in negative)
 
         common = dict(

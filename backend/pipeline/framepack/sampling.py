@@ -7,6 +7,9 @@ each decoded section to the CPU, so VRAM does not grow with video length. Around
 - an overflow guard: a section whose latents hold inf/NaN is re-run in fp32, with a job warning;
 - the fast mode (`magcache.py`): MagCache skips whole forwards by its published calibration;
 - per-section image conditioning: the job's start→end SigLIP embedding schedule (strength);
+- end-frame influence (`segment["end_influence"]`, 0.05–1): the last image's latent, which anchors
+  the clip's end, scaled as FramePack-Studio and eichi scale it; 1.0 leaves it untouched;
+- per-section prompts of a timed prompt (`timed_conditioning.py`);
 - progress, cancel and live previews (`pipeline/sampling_progress.py`): every step is reported and
   the callback may raise `JobCancelled`; after every section, all frames so far as uint8
   (sections come out end-first).
@@ -15,10 +18,13 @@ each decoded section to the CPU, so VRAM does not grow with video length. Around
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 
 import numpy as np
 
 from backend.contracts import messages
+from backend.contracts.timed_prompts import parse
+from backend.pipeline.framepack import timed_conditioning
 from backend.pipeline.framepack.residency import MemoryPlan
 from backend.pipeline.sampling_progress import SamplingProgress
 from backend.utils.progress import ProgressCallback
@@ -75,6 +81,13 @@ def sample_transition(
     torch_device = torch.device(device)
     generator = torch.Generator("cpu").manual_seed(int(segment["seed"]))
     report = SamplingProgress(progress, sections, steps)
+    # The job layer refused a malformed timed prompt; one that still fails here is a plain prompt.
+    try:
+        pieces = parse(prompt) or []
+    except ValueError:
+        pieces = []
+    texts = [p.text for p in pieces] or [prompt]
+    influence = float(segment.get("end_influence", 1.0))
     # The blocks keep their compiled code: the cache only gates the model's loop.
     attached = step_cache.attached(pipe.transformer) if step_cache else contextlib.nullcontext()
     with torch.no_grad(), attached:
@@ -82,14 +95,25 @@ def sample_transition(
             pipe,
             Image.fromarray(first),
             Image.fromarray(last),
-            prompt,
+            texts[0],
             height,
             width,
             true_cfg,
             generator,
             torch_device,
             placement,
+            more_prompts=tuple(texts[1:]),
         )
+        if influence != 1.0:  # only g = 0 reads it, as the anchor of the clip's end
+            cond = dataclasses.replace(cond, latents_b=cond.latents_b * influence)
+        prompt_for = None
+        if len(texts) > 1:
+            section_seconds = window * pipe.vae_scale_factor_temporal / float(params.get("fps", 30))
+            mixes = timed_conditioning.schedule(pieces, sections, section_seconds)
+            encoded = [(cond.prompt_embeds, cond.prompt_mask, cond.pooled), *cond.more_prompts]
+
+            def prompt_for(g: int):
+                return timed_conditioning.section_prompt(encoded, mixes[max(0, sections - 1 - g)])
 
         def embeds_for(g: int):
             # Generation is end-first: generated section g is temporal section n-1-g.
@@ -114,4 +138,5 @@ def sample_transition(
             policy=policy,
             on_warning=report.warning,
             step_cache=step_cache,
+            prompt_for=prompt_for,
         )

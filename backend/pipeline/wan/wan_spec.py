@@ -68,7 +68,7 @@ def adapt_params(params: dict, seconds: list[float]) -> dict:
     segments = []
     for seg, asked in zip(params["segments"], seconds):
         frames = frames_for(asked)
-        seg = {k: v for k, v in seg.items() if k != "end_embed_weights"}
+        seg = {k: v for k, v in seg.items() if k not in ("end_embed_weights", "end_influence")}
         # One call makes the transition: one "section" for the job layer, which weights each
         # transition's share of the progress bar and names previews by sections.
         seg.update(

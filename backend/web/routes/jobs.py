@@ -45,6 +45,7 @@ from backend.contracts.models import (
 )
 from backend.jobs import params as smart_params
 from backend.jobs.queue import JobQueue
+from backend.jobs.transition_options import check_end_influence, plan_prompts
 from backend.utils.files import upload_path, upload_url
 from backend.utils.redact import hide_paths_in
 from backend.utils.storage import StorageFull, check_space, is_disk_full
@@ -185,7 +186,12 @@ async def preview_params(body: ParamsPreview, request: Request):
         params = queue.resolve_params(images, body.settings, engine, suggestions)
     else:
         queue.check_sliders(body.settings)
+        check_end_influence(engine, body.settings.end_influence)
         params = smart_params.resolve(body.settings, 1, None, fit=request.app.state.settings.fit_mode, engine=engine)
+    # Each timed prompt's sections, as a job would plan them (a pair's own prompt, else the global one).
+    own = list(body.prompts or [])[: len(params["segments"])]
+    own += [None] * (len(params["segments"]) - len(own))
+    plan_prompts(engine, params, [p if p and p.strip() else body.prompt for p in own])
     if body.settings.seed is None:
         # A job draws its random seed when submitted; a preview would show one it will not use.
         params["seed"] = None

@@ -262,7 +262,8 @@ function Studio({ meta }) {
       prompts: keys.map((key) => (pairPrompts[key] || "").trim() || null),
       engine,
       // null = "not set": the server gives each transition its suggested value.
-      settings: { ...settings, seconds: auto.seconds ? null : settings.seconds, strength: auto.strength ? null : settings.strength },
+      settings: { ...settings, seconds: auto.seconds ? null : settings.seconds, strength: auto.strength ? null : settings.strength,
+        ...(engine === "wan" ? { end_influence: null } : {}) }, // as the slider shows: Wan has no end-frame weight
       postprocess: post,
     };
     try {
@@ -313,6 +314,7 @@ function Studio({ meta }) {
             <textarea rows="2" value=${prompt} onInput=${(e) => setPrompt(e.target.value)} data-testid="global-prompt"
               placeholder=${t("prompt.globalPlaceholder")}
               class="mt-1 block w-full rounded-md border border-slate-300 p-2 text-sm"></textarea></label>
+          <p class="mt-1 text-[11px] text-slate-500" data-testid="timed-prompt-help">${t("prompt.timedHelp")}</p>
         </div>
         <${SuggestionsPanel} analysis=${analysis} index=${analysed} imageIds=${imageIds} auto=${auto}
           onApply=${applySuggestions} onOwnValues=${() => setAuto(NO_AUTO)} />
@@ -333,7 +335,8 @@ function Studio({ meta }) {
             post=${post} setPost=${setPost} pairs=${pairs + (loop && pairs > 0 ? 1 : 0)} health=${health} limits=${meta.limits}
             auto=${auto} setAuto=${setAuto} suggested=${{ seconds: analysed.seconds, strength: analysed.strength }} />
         </div>
-        <${AdvancedPanel} images=${imageIds} settings=${settings} engine=${engine} auto=${auto} />
+        <${AdvancedPanel} images=${imageIds} settings=${settings} engine=${engine} auto=${auto} setSettings=${setSettings}
+          prompt=${prompt} prompts=${ready.slice(1).map((item, i) => (pairPrompts[pairKey(ready[i], item)] || "").trim() || null)} />
         ${editing && html`<p class="rounded-md bg-amber-50 p-2 text-sm text-amber-900" data-testid="editing-banner">
           ${t("edit.banner", { id: editing.slice(0, 8) })}
           <button type="button" class="ml-2 underline" data-testid="edit-stop" onClick=${() => setEditing(null)}>${t("edit.stop")}</button></p>`}

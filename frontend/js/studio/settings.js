@@ -199,14 +199,17 @@ function isDraft(params) {
   return params.draft === true || (cache != null && cache !== false && !["off", "none", ""].includes(String(cache)));
 }
 
-export function AdvancedPanel({ images, settings, engine, auto = { seconds: false, strength: false } }) {
+export function AdvancedPanel({ images, settings, engine, auto = { seconds: false, strength: false }, setSettings = null,
+  prompt = "", prompts = [] }) {
   const { t, te } = useLang();
   const [state, setState] = useState({ loading: false, params: null, segments: null, error: "" });
   const latest = useRef(0);
   // The same settings the job will be sent with: Auto sliders go as null, so the server shows the
   // per-transition values its suggestions give.
-  const sent = { ...settings, ...(auto.seconds ? { seconds: null } : {}), ...(auto.strength ? { strength: null } : {}) };
-  const body = JSON.stringify({ images, settings: sent, engine });
+  const sent = { ...settings, ...(auto.seconds ? { seconds: null } : {}), ...(auto.strength ? { strength: null } : {}),
+    ...(engine === "wan" ? { end_influence: null } : {}) }; // Wan has no end-frame weight: the slider shows 1.0
+  // The prompts go too, so a timed prompt's sections (or why it is refused) show here as typed.
+  const body = JSON.stringify({ images, settings: sent, engine, prompt: prompt.trim() || null, prompts });
   useEffect(() => {
     const ticket = ++latest.current;
     setState((s) => ({ ...s, loading: true }));
@@ -222,10 +225,17 @@ export function AdvancedPanel({ images, settings, engine, auto = { seconds: fals
   }, [body]);
 
   const entries = state.params ? Object.entries(state.params) : [];
+  const influence = engine === "wan" ? 1 : settings.end_influence ?? 1;
+  const timed = (state.params && state.params.segments ? state.params.segments : []).flatMap((seg, i) =>
+    (seg.prompt_sections || []).map((p) => ({ n: i + 1, at: p.at, section: p.section + 1, text: p.text })));
   const show = (v) => (v !== null && typeof v === "object" ? JSON.stringify(v) : String(v));
   return html`<details class="rounded-lg border border-slate-200 bg-white p-3" data-testid="advanced">
     <summary class="cursor-pointer text-sm font-medium">${t("advanced.title")}
       <span class="ml-2 text-xs text-slate-500">${state.loading ? t("advanced.loading") : ""}</span></summary>
+    ${setSettings && html`<div class="mt-2 max-w-sm"><${Slider} id="end-influence" label=${t("advanced.endInfluence")}
+      value=${influence} min="0.05" max="1" step="0.05" display=${influence.toFixed(2)}
+      onChange=${(v) => engine !== "wan" && setSettings((s) => ({ ...s, end_influence: v }))}
+      help=${engine === "wan" ? t("advanced.endInfluenceWan") : t("advanced.endInfluenceHelp")} /></div>`}
     ${state.error && html`<p class="mt-2 text-sm text-red-700" role="alert" data-testid="advanced-error">${te(state.error)}</p>`}
     ${(auto.seconds || auto.strength) && html`<p class="mt-2 text-xs text-sky-900" data-testid="advanced-auto">${t("advanced.auto")}</p>`}
     ${state.params && html`<div class="mt-2">
@@ -235,7 +245,10 @@ export function AdvancedPanel({ images, settings, engine, auto = { seconds: fals
         ${state.segments != null && html`<dt class="text-slate-500">${t("advanced.segments")}</dt><dd class="tabular-nums" data-param="segments">${state.segments}</dd>`}
         ${entries.map(([k, v]) => html`<${Fragment} key=${k}><dt class="text-slate-500">${k}</dt>
           <dd class="break-all font-mono tabular-nums" data-param=${k}>${show(v)}</dd><//>`)}
-      </dl></div>`}
+      </dl>
+      ${timed.length > 0 && html`<ul class="mt-2 text-xs text-slate-700" data-testid="prompt-sections">
+        ${timed.map((p) => html`<li key=${`${p.n}-${p.section}`}>${t("advanced.promptSections", p)}</li>`)}</ul>`}
+      </div>`}
   </details>`;
 }
 

@@ -1,0 +1,79 @@
+"""Two per-transition options, checked against the engine before a job or a take is stored:
+
+- `end_influence` (0.05–1.0): how hard the last image pulls. FramePack scales the last image's
+  latent that anchors the end of the clip (FramePack-Studio's and eichi's "End Frame Influence");
+  morph bends its dissolve so the last image arrives later; Wan 2.1's first–last-frame pipeline has
+  no weight for its last image, so anything below 1.0 is refused for it rather than ignored.
+- timed prompts (`[0s: …] [1.2s: …]`, `contracts/timed_prompts.py`): each start time snaps to a
+  FramePack section; the planned parameters record each prompt's section (`prompt_sections`) so
+  the params panel shows it. Wan makes a transition in one call with one prompt, so it refuses
+  them; morph ignores prompts but checks the form, as the storyboard it previews will run on
+  FramePack.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from backend.contracts import messages
+from backend.contracts.errors import JobError
+from backend.contracts.timed_prompts import EXAMPLE, MalformedTimedPrompt, is_timed, parse, section_of
+from backend.pipeline.framepack.spec import FRAMES_PER_SECTION, NATIVE_FPS
+
+SECTION_SECONDS = FRAMES_PER_SECTION / NATIVE_FPS  # 1.2 s
+NO_END_INFLUENCE = frozenset({"wan"})
+NO_TIMED_PROMPTS = frozenset({"wan"})
+
+
+def check_end_influence(engine: str, value: float | None) -> None:
+    if value is not None and value < 1.0 and engine in NO_END_INFLUENCE:
+        raise JobError("engine_no_end_influence", engine=engine)
+
+
+def check_engine(engine: str, end_influence: float | None, prompts: list[str | None]) -> None:
+    """What the engine cannot do at all, refused before anything else (even before the engine's
+    readiness): the person learns the option itself is the problem, not a missing model."""
+    check_end_influence(engine, end_influence)
+    if engine in NO_TIMED_PROMPTS:
+        for i, text in enumerate(prompts):
+            if is_timed(text):
+                raise JobError("engine_no_timed_prompts", engine=engine, n=i + 1)
+
+
+def prompt_sections(engine: str, index: int, text: str | None, segment: dict) -> list[dict[str, Any]] | None:
+    """Each prompt of transition `index`'s timed prompt with the section it starts at (0-based), or
+    None for a plain prompt. Refuses a malformed form, a time past the last section, two prompts in
+    one section, and any timed prompt for an engine that cannot change prompts inside a transition."""
+    n = index + 1
+    try:
+        pieces = parse(text)
+    except MalformedTimedPrompt:
+        raise JobError("timed_prompt_malformed", n=n, expected=EXAMPLE) from None
+    if pieces is None:
+        return None
+    if engine in NO_TIMED_PROMPTS:
+        raise JobError("engine_no_timed_prompts", engine=engine, n=n)
+    sections = int(segment["sections"])
+    placed: list[dict[str, Any]] = []
+    for piece in pieces:
+        section = section_of(piece.at, SECTION_SECONDS)
+        if section >= sections:
+            raise JobError(
+                "timed_prompt_too_late",
+                n=n,
+                at=messages.num(piece.at),
+                seconds=messages.num(segment["seconds"]),
+                limit=messages.num(round((sections - 1) * SECTION_SECONDS, 3)),
+            )
+        if placed and placed[-1]["section"] == section:
+            raise JobError("timed_prompt_same_section", n=n, section=section + 1)
+        placed.append({"at": piece.at, "section": section, "text": piece.text})
+    return placed
+
+
+def plan_prompts(engine: str, params: dict, prompts: list[str | None]) -> None:
+    """Checks every pair's prompt and writes each timed one's sections into its planned segment."""
+    for i, segment in enumerate(params.get("segments") or []):
+        placed = prompt_sections(engine, i, prompts[i] if i < len(prompts) else None, segment)
+        if placed is not None:
+            segment["prompt_sections"] = placed
