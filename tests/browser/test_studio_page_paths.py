@@ -252,13 +252,15 @@ def test_cancel_a_queued_and_a_running_job(browser, clip_server, tmp_path):
     before = len(httpx.get(f"{clip_server.url}/api/jobs").json()["jobs"])  # earlier tests' jobs
     cards = "n => document.querySelectorAll('[data-testid=job-card]').length === n"
     page.wait_for_function(cards, arg=before)
+    card_ids = "els => els.map(e => e.dataset.jobId)"
+    seen = set(page.eval_on_selector_all("[data-testid=job-card]", card_ids))
     page.click("[data-testid=submit]")
     page.wait_for_function(cards, arg=before + 1)
-    first = page.get_attribute("[data-testid=job-card] >> nth=0", "data-job-id")  # newest first
+    # The list orders running and waiting jobs first, so the new card is found by its id, not its place.
+    (first,) = set(page.eval_on_selector_all("[data-testid=job-card]", card_ids)) - seen
     page.click("[data-testid=submit]")
     page.wait_for_function(cards, arg=before + 2)
-    second = page.get_attribute("[data-testid=job-card] >> nth=0", "data-job-id")
-    assert second != first
+    (second,) = set(page.eval_on_selector_all("[data-testid=job-card]", card_ids)) - seen - {first}
     page.wait_for_selector(f"[data-job-id='{first}'][data-status=running]", timeout=30_000)
     queued = page.locator(f"[data-job-id='{second}']")
     assert queued.get_attribute("data-status") == "queued"

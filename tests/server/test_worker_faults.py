@@ -81,10 +81,10 @@ def test_a_failed_state_write_is_retried_and_the_next_job_runs(studio):
     real_run = runner.run
     doomed: set[str] = set()
 
-    def run(job_id, token):
+    def run(job_id, token, *rest):
         if job_id in doomed:
             raise FileNotFoundError("input image is missing")
-        return real_run(job_id, token)
+        return real_run(job_id, token, *rest)
 
     runner.run = run
     ids = _upload(studio)
@@ -185,9 +185,9 @@ def test_a_worker_silent_past_the_stall_limit_is_reported(studio):
     real_run = queue.runner.run
     release = threading.Event()
 
-    def hung_run(job_id, token):
+    def hung_run(job_id, token, *rest):
         release.wait(20)
-        return real_run(job_id, token)
+        return real_run(job_id, token, *rest)
 
     queue.runner.run = hung_run
     ids = _upload(studio)
