@@ -9,7 +9,7 @@ set -u
 out=$1; shift; mkdir -p "$out"
 parts=${*:-tests framepack wan}
 export PYTHONUNBUFFERED=1 STUDIO_MODELS_DIR=/tmp/studio-bench-models
-if [ -d .whl ] && [ ! -d /tmp/site/diffusers ]; then
+if [ -d .whl ] && [ ! -d /tmp/site/ftfy ]; then
   python3 -m pip install -q --no-deps --target /tmp/site .whl/*.whl >"$out/pip.log" 2>&1
 fi
 export PYTHONPATH=/tmp/site:$PWD
