@@ -9,4 +9,7 @@ bash scripts/setup.sh --skip-models --dev
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 .venv/bin/mypy
-exec .venv/bin/python -m pytest "$@"
+# Two pytest-xdist workers (STUDIO_TEST_WORKERS; 0 = one process): much of a test's time is spent
+# waiting on servers, Ray and Chromium, so two share a 2-core machine well. tests/conftest.py keeps a
+# module's tests on one worker and all Ray and container tests on one worker, one after another.
+exec .venv/bin/python -m pytest -n "${STUDIO_TEST_WORKERS:-2}" --dist loadgroup "$@"

@@ -28,6 +28,19 @@ def pytest_collection_modifyitems(config, items):
         parts = Path(item.fspath).resolve().relative_to(tests_dir).parts
         for name in FOLDER_MARKERS.get(parts[0], ()) if len(parts) > 1 else ():
             item.add_marker(name)
+        item.add_marker(pytest.mark.xdist_group(_xdist_group(item)))
+
+
+def _xdist_group(item) -> str:
+    """With pytest-xdist (`--dist loadgroup`, scripts/test.sh), which tests share one worker: a
+    module's tests stay together (its module-scoped server and browser are started once), and every
+    test that starts a Ray cluster or a container runs on the same worker, one after another (two
+    clusters or two image builds at once would fight over ports, processes and disk)."""
+    if item.get_closest_marker("ray"):
+        return "ray"
+    if item.get_closest_marker("container"):
+        return "container"
+    return item.nodeid.split("::", 1)[0]
 
 
 @pytest.fixture(scope="session")

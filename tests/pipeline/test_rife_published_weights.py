@@ -80,7 +80,8 @@ def test_an_unknown_checkpoint_fails_with_one_sentence(tmp_path, content):
         load_ifnet(path)
     message = str(info.value)
     assert "not a RIFE checkpoint" in message and str(path) in message
-    assert "\n" not in message and "layer1" not in message and len(message) < 400
+    # One short sentence (each language names the file once; the tmp path length is not its fault).
+    assert "\n" not in message and "layer1" not in message and len(message.replace(str(path), "")) < 300
 
 
 def test_real_hdv3_weights_beat_a_cross_fade_on_a_real_photo(hdv3_weights, photo):

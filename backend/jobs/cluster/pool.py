@@ -152,7 +152,10 @@ class RayPool:
                 ray.init(address=address, namespace=NAMESPACE, runtime_env=runtime_env)
             else:
                 # A Ray of this studio alone: on loopback, no dashboard, nobody else joins it.
+                # address="local": without it ray.init joins the newest Ray on this machine if one
+                # is still up, e.g. a studio's killed a moment ago, whose head is about to go.
                 ray.init(
+                    address="local",
                     namespace=NAMESPACE,
                     runtime_env=runtime_env,
                     include_dashboard=False,
