@@ -12,7 +12,7 @@ from __future__ import annotations
 from enum import Enum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from backend.contracts.engine_specs import EngineSpec, Licence, SliderEffect
 from backend.utils.model_registry import DEFAULT_UPSCALE_MODEL, UPSCALE_MODELS
@@ -96,6 +96,38 @@ class TakeStatus(_StrEnum):
     failed = "failed"
 
 
+MAX_LORAS_PER_TAKE = 4
+LORA_WEIGHT_MIN, LORA_WEIGHT_MAX = -2.0, 2.0
+
+
+class LoraChoice(_Strict):
+    """One LoRA of `STUDIO_LORA_DIR` applied to a take, with its weight (diffusers' adapter weight)."""
+
+    name: str = Field(..., min_length=1, max_length=200, description="its file name in the LoRA folder")
+    weight: Annotated[float, Num] = Field(
+        1.0, ge=LORA_WEIGHT_MIN, le=LORA_WEIGHT_MAX, allow_inf_nan=False, description="0 = off, 1 = as trained"
+    )
+
+
+def _distinct_loras(value: list[LoraChoice] | None) -> list[LoraChoice] | None:
+    names = [c.name for c in value or []]
+    if len(set(names)) != len(names):
+        raise ValueError("each LoRA may be chosen once")
+    return value
+
+
+LoraChoices = Annotated[
+    list[LoraChoice] | None,
+    AfterValidator(_distinct_loras),
+    Field(
+        None,
+        max_length=MAX_LORAS_PER_TAKE,
+        description="LoRAs of GET /api/loras with a weight each (FramePack and Wan; morph refuses them); "
+        "left out or [] = none",
+    ),
+]
+
+
 class JobSettings(_Strict):
     """The user's sliders. `None` means "not set": a suggestion or the default fills it in."""
 
@@ -122,6 +154,7 @@ class JobSettings(_Strict):
         description="how hard the last image pulls, 0.05–1.0 (default 1.0, today's output): FramePack scales the "
         "last image's latent that anchors the clip's end; morph bends its dissolve; Wan refuses below 1.0",
     )
+    loras: LoraChoices = None
 
 
 class TakeCreate(_Strict):
@@ -140,6 +173,7 @@ class TakeCreate(_Strict):
         description="how hard the last image pulls, 0.05–1.0 (default 1.0, today's output): FramePack scales the "
         "last image's latent that anchors the clip's end; morph bends its dissolve; Wan refuses below 1.0",
     )
+    loras: LoraChoices = Field(None, description="this take's LoRAs: left out = the transition's own, [] = none")
 
 
 class TakeChoice(_Strict):
@@ -568,3 +602,26 @@ class ExportView(_Strict):
     error: str | None = Field(None, description="failed: the sentence, in English and Korean")
     error_message: dict[str, Any] | None = Field(None, description="failed: `error` as a catalogue message")
     created_at: float
+
+
+class LoraView(_Strict):
+    """One LoRA file of `STUDIO_LORA_DIR`, as its safetensors header describes it."""
+
+    name: str
+    size_bytes: int
+    rank: int | None = None
+    format: str | None = Field(
+        None, description="kohya, original, diffusers (HunyuanVideo/FramePack); musubi, comfyui, diffusers (Wan)"
+    )
+    engine: Literal["framepack", "wan"] | None = Field(None, description="the engine it fits, from its key names")
+    reason: str | None = Field(None, description="why it fits no engine (Korean and English)")
+    reason_code: str | None = None
+    reason_params: dict[str, Any] | None = None
+
+
+class LoraList(_Strict):
+    folder: str = Field(..., description="STUDIO_LORA_DIR, where the files are put")
+    max_per_take: int = MAX_LORAS_PER_TAKE
+    weight_min: float = LORA_WEIGHT_MIN
+    weight_max: float = LORA_WEIGHT_MAX
+    items: list[LoraView]
