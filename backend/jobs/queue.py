@@ -320,8 +320,8 @@ class JobQueue:
             job["engine"], job["params"]["segments"][index], body.seconds, body.strength, body.end_influence
         )
         seg["seed"] = body.seed if body.seed is not None else secrets.randbelow(2**31)
-        if loras is not None:  # left out: the transition's own LoRAs
-            set_loras(seg, loras)
+        if loras is not None:  # left out: the transition's own; [] is kept (the runner merges the take over them)
+            seg["loras"] = loras
         seg.pop("prompt_english", None)
         prompt = body.prompt.strip() if body.prompt and body.prompt.strip() else None
         # The take's own prompt, else the pair's, against the take's (maybe new) length.
