@@ -753,6 +753,8 @@ NOTES = frozenset(
         "wan_not_installed",
         "wan_length_capped",
         "wan_fast_lora_missing",
+        "lora_failed",
+        "lora_plan_unsupported",
         "engine_unavailable",
         "engine_label_framepack",
         "engine_label_morph",

@@ -12,7 +12,7 @@ from __future__ import annotations
 from enum import Enum
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from backend.contracts.engine_specs import EngineSpec, Licence, SliderEffect
 from backend.utils.model_registry import DEFAULT_UPSCALE_MODEL, UPSCALE_MODELS
@@ -109,23 +109,8 @@ class LoraChoice(_Strict):
     )
 
 
-def _distinct_loras(value: list[LoraChoice] | None) -> list[LoraChoice] | None:
-    names = [c.name for c in value or []]
-    if len(set(names)) != len(names):
-        raise ValueError("each LoRA may be chosen once")
-    return value
-
-
-LoraChoices = Annotated[
-    list[LoraChoice] | None,
-    AfterValidator(_distinct_loras),
-    Field(
-        None,
-        max_length=MAX_LORAS_PER_TAKE,
-        description="LoRAs of GET /api/loras with a weight each (FramePack and Wan; morph refuses them); "
-        "left out or [] = none",
-    ),
-]
+LoraChoices = list[LoraChoice] | None  # each name once: checked with the files (jobs/transition_options)
+LORAS_DOC = "LoRAs of GET /api/loras with a weight each (FramePack and Wan; morph refuses them); left out or [] = none"
 
 
 class JobSettings(_Strict):
@@ -154,7 +139,7 @@ class JobSettings(_Strict):
         description="how hard the last image pulls, 0.05–1.0 (default 1.0, today's output): FramePack scales the "
         "last image's latent that anchors the clip's end; morph bends its dissolve; Wan refuses below 1.0",
     )
-    loras: LoraChoices = None
+    loras: LoraChoices = Field(None, max_length=MAX_LORAS_PER_TAKE, description=LORAS_DOC)
 
 
 class TakeCreate(_Strict):
@@ -173,7 +158,9 @@ class TakeCreate(_Strict):
         description="how hard the last image pulls, 0.05–1.0 (default 1.0, today's output): FramePack scales the "
         "last image's latent that anchors the clip's end; morph bends its dissolve; Wan refuses below 1.0",
     )
-    loras: LoraChoices = Field(None, description="this take's LoRAs: left out = the transition's own, [] = none")
+    loras: LoraChoices = Field(
+        None, max_length=MAX_LORAS_PER_TAKE, description="this take's LoRAs: left out = the transition's own, [] = none"
+    )
 
 
 class TakeChoice(_Strict):

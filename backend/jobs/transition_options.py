@@ -104,6 +104,9 @@ def check_loras(settings, engine: str, choices) -> list[dict[str, Any]]:
         return []
     if engine in NO_LORAS:
         raise JobError("engine_no_loras", engine=engine)
+    names = [c.name for c in choices]
+    if len(set(names)) != len(names):
+        raise JobError("invalid_request", errors="loras: each LoRA may be chosen once")
     widths = engine_widths(settings)
     out = []
     for choice in choices:
