@@ -330,6 +330,7 @@ class TakeView(_Strict):
     created_at: float | None = None
     overall: float | None = Field(None, description="the score's overall value, 0..100 (docs/scores.md)")
     score: dict[str, Any] | None = Field(None, description="the take's score in full (docs/scores.md)")
+    loras: list[LoraChoice] = Field([], description="the LoRAs and weights this take is made with ([]: none)")
 
 
 class TransitionView(_Strict):
