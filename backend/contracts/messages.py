@@ -209,6 +209,38 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "ko": "{engine} 엔진은 끝 이미지의 영향을 줄일 수 없습니다: 1.0 미만의 끝 프레임 영향은 FramePack"
         "(또는 모프 미리보기)에서만 됩니다",
     },
+    "lora_missing": {
+        "en": "LoRA {name} is not in the LoRA folder (STUDIO_LORA_DIR); the job was not started",
+        "ko": "LoRA {name} 파일이 LoRA 폴더(STUDIO_LORA_DIR)에 없습니다. 작업을 시작하지 않았습니다",
+    },
+    "lora_unreadable": {
+        "en": "LoRA {name} cannot be read as a safetensors file ({why}); it may be incomplete or corrupt",
+        "ko": "LoRA {name} 파일을 safetensors로 읽을 수 없습니다({why}). 덜 받았거나 손상된 파일일 수 있습니다",
+    },
+    "lora_no_engine": {
+        "en": "LoRA {name} fits no engine: its layer names are neither HunyuanVideo/FramePack's nor Wan's",
+        "ko": "LoRA {name}은(는) 맞는 엔진이 없습니다: 레이어 이름이 HunyuanVideo/FramePack도 Wan도 아닙니다",
+    },
+    "lora_wrong_width": {
+        "en": "LoRA {name} was trained for a {engine} model of width {width}; the installed model has {model}",
+        "ko": "LoRA {name}은(는) 폭 {width}인 {engine} 모델용입니다. 설치된 모델의 폭은 {model}입니다",
+    },
+    "lora_wrong_engine": {
+        "en": "LoRA {name} is for the {fits} engine, not {engine}; pick another LoRA or engine",
+        "ko": "LoRA {name}은(는) {engine}이(가) 아니라 {fits} 엔진용입니다. 다른 LoRA나 엔진을 고르세요",
+    },
+    "engine_no_loras": {
+        "en": "the {engine} engine has no model weights, so it cannot apply LoRAs; use FramePack or Wan",
+        "ko": "{engine} 엔진에는 모델 가중치가 없어 LoRA를 적용할 수 없습니다. FramePack이나 Wan을 쓰세요",
+    },
+    "lora_plan_unsupported": {
+        "en": "LoRAs cannot run with {plan} on this machine ({why}); turn it off or run without LoRAs",
+        "ko": "이 컴퓨터의 {plan} 설정에서는 LoRA를 쓸 수 없습니다({why}). 그 설정을 끄거나 LoRA 없이 실행하세요",
+    },
+    "lora_failed": {
+        "en": "LoRA {name} could not be applied ({why}); nothing of it was kept, the next job runs without it",
+        "ko": "LoRA {name}을(를) 적용하지 못했습니다({why}). 아무것도 남기지 않았으며 다음 작업은 LoRA 없이 실행됩니다",
+    },
     "engine_no_timed_prompts": {
         "en": "transition {n}: the {engine} engine makes a transition with one prompt; timed prompts need FramePack",
         "ko": "전환 {n}: {engine} 엔진은 전환 하나를 프롬프트 하나로 만듭니다. 시간별 프롬프트는 FramePack에서만 됩니다",
@@ -721,6 +753,8 @@ NOTES = frozenset(
         "wan_not_installed",
         "wan_length_capped",
         "wan_fast_lora_missing",
+        "lora_failed",
+        "lora_plan_unsupported",
         "engine_unavailable",
         "engine_label_framepack",
         "engine_label_morph",

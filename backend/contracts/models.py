@@ -96,6 +96,23 @@ class TakeStatus(_StrEnum):
     failed = "failed"
 
 
+MAX_LORAS_PER_TAKE = 4
+LORA_WEIGHT_MIN, LORA_WEIGHT_MAX = -2.0, 2.0
+
+
+class LoraChoice(_Strict):
+    """One LoRA of `STUDIO_LORA_DIR` applied to a take, with its weight (diffusers' adapter weight)."""
+
+    name: str = Field(..., min_length=1, max_length=200, description="its file name in the LoRA folder")
+    weight: Annotated[float, Num] = Field(
+        1.0, ge=LORA_WEIGHT_MIN, le=LORA_WEIGHT_MAX, allow_inf_nan=False, description="0 = off, 1 = as trained"
+    )
+
+
+LoraChoices = list[LoraChoice] | None  # each name once: checked with the files (jobs/transition_options)
+LORAS_DOC = "LoRAs of GET /api/loras with a weight each (FramePack and Wan; morph refuses them); left out or [] = none"
+
+
 class JobSettings(_Strict):
     """The user's sliders. `None` means "not set": a suggestion or the default fills it in."""
 
@@ -122,6 +139,7 @@ class JobSettings(_Strict):
         description="how hard the last image pulls, 0.05–1.0 (default 1.0, today's output): FramePack scales the "
         "last image's latent that anchors the clip's end; morph bends its dissolve; Wan refuses below 1.0",
     )
+    loras: LoraChoices = Field(None, max_length=MAX_LORAS_PER_TAKE, description=LORAS_DOC)
 
 
 class TakeCreate(_Strict):
@@ -139,6 +157,9 @@ class TakeCreate(_Strict):
         allow_inf_nan=False,
         description="how hard the last image pulls, 0.05–1.0 (default 1.0, today's output): FramePack scales the "
         "last image's latent that anchors the clip's end; morph bends its dissolve; Wan refuses below 1.0",
+    )
+    loras: LoraChoices = Field(
+        None, max_length=MAX_LORAS_PER_TAKE, description="this take's LoRAs: left out = the transition's own, [] = none"
     )
 
 
@@ -309,6 +330,7 @@ class TakeView(_Strict):
     created_at: float | None = None
     overall: float | None = Field(None, description="the score's overall value, 0..100 (docs/scores.md)")
     score: dict[str, Any] | None = Field(None, description="the take's score in full (docs/scores.md)")
+    loras: list[LoraChoice] = Field([], description="the LoRAs and weights this take is made with ([]: none)")
 
 
 class TransitionView(_Strict):
@@ -568,3 +590,26 @@ class ExportView(_Strict):
     error: str | None = Field(None, description="failed: the sentence, in English and Korean")
     error_message: dict[str, Any] | None = Field(None, description="failed: `error` as a catalogue message")
     created_at: float
+
+
+class LoraView(_Strict):
+    """One LoRA file of `STUDIO_LORA_DIR`, as its safetensors header describes it."""
+
+    name: str
+    size_bytes: int
+    rank: int | None = None
+    format: str | None = Field(
+        None, description="kohya, original, diffusers (HunyuanVideo/FramePack); musubi, comfyui, diffusers (Wan)"
+    )
+    engine: Literal["framepack", "wan"] | None = Field(None, description="the engine it fits, from its key names")
+    reason: str | None = Field(None, description="why it fits no engine (Korean and English)")
+    reason_code: str | None = None
+    reason_params: dict[str, Any] | None = None
+
+
+class LoraList(_Strict):
+    folder: str = Field(..., description="STUDIO_LORA_DIR, where the files are put")
+    max_per_take: int = MAX_LORAS_PER_TAKE
+    weight_min: float = LORA_WEIGHT_MIN
+    weight_max: float = LORA_WEIGHT_MAX
+    items: list[LoraView]

@@ -45,7 +45,14 @@ from backend.jobs.fanout import WebSocketManager
 from backend.jobs.lanes import Lanes, PromptService
 from backend.jobs.runner import JobRunner
 from backend.jobs.store import BROKEN_STAGE, Store, StoreError
-from backend.jobs.transition_options import check_end_influence, check_engine, plan_prompts, prompt_sections
+from backend.jobs.transition_options import (
+    check_end_influence,
+    check_engine,
+    check_loras,
+    plan_prompts,
+    prompt_sections,
+    set_loras,
+)
 from backend.jobs.views import JobViews
 from backend.pipeline.engines import Engines, not_ready_reason, runnable
 from backend.utils.config import Settings
@@ -196,6 +203,7 @@ class JobQueue:
                     )
                 )
         check_engine(engine, request.settings.end_influence, request.pair_prompts())
+        loras = check_loras(self.settings, engine, request.settings.loras)
         self._refuse_unready(engine)
         # A loop's wrap pair (last → first) is analysed like the others.
         sequence = request.images + request.images[:1] if request.loop else request.images
@@ -205,6 +213,8 @@ class JobQueue:
         if suggestions is None and self.suggest is not None and wants_suggestions and len(request.images) > 1:
             warnings.append(ANALYSIS_DEFAULTS_NOTE)
         plan_prompts(engine, params, request.pair_prompts())
+        for seg in params["segments"]:
+            set_loras(seg, loras)
         prompts = [{"original": p or "", "english": None} for p in request.pair_prompts()]
         return engine, params, prompts, warnings
 
@@ -298,6 +308,7 @@ class JobQueue:
     async def new_take(self, job_id: str, index: int, body: TakeCreate) -> JobView:
         job = self._editable(job_id, index)
         check_end_influence(job["engine"], body.end_influence)  # a timed prompt: prompt_sections below
+        loras = None if body.loras is None else check_loras(self.settings, job["engine"], body.loras)
         self._refuse_unready(job["engine"])
         limit = self.settings.max_takes_kept
         if len(self.store.takes(job_id, index)) >= limit:
@@ -309,6 +320,8 @@ class JobQueue:
             job["engine"], job["params"]["segments"][index], body.seconds, body.strength, body.end_influence
         )
         seg["seed"] = body.seed if body.seed is not None else secrets.randbelow(2**31)
+        if loras is not None:  # left out: the transition's own; [] is kept (the runner merges the take over them)
+            seg["loras"] = loras
         seg.pop("prompt_english", None)
         prompt = body.prompt.strip() if body.prompt and body.prompt.strip() else None
         # The take's own prompt, else the pair's, against the take's (maybe new) length.

@@ -174,6 +174,8 @@ class JobRunner:
                 writer.write(clip)
             score = self._score(partial, frames[index], frames[index + 1], params["fps"], token)
             summary = {"job": job_id, "transition": index + 1, "take": k, "seed": seg.get("seed"), **score.summary()}
+            if seg.get("loras"):  # the LoRAs and weights this take was made with
+                summary["loras"] = seg["loras"]
             copy_with_metadata(partial, tagged, {"comment": json.dumps(summary, ensure_ascii=False)})
             tagged.replace(path)
             partial.unlink(missing_ok=True)
@@ -360,6 +362,11 @@ class JobRunner:
             if not rows:  # a transition with no take row (never expected): its first take now
                 self.store.add_take(job_id, i, dict(seg_params[i]))
                 takes[i] = self.store.takes(job_id, i)
+        # Each transition's LoRAs as its chosen (else newest) take has them, beside the job's plan.
+        metadata["studio_loras"] = [
+            (next((t for t in rows if t.get("chosen")), rows[-1])["params"] or {}).get("loras", []) if rows else []
+            for rows in takes.values()
+        ]
         # Pending and half-made takes are made; a failed take (or a finished one whose file is gone)
         # only when its transition has no take ready, so a rebuild never regenerates.
         todo = {}

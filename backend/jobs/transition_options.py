@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from backend.contracts import messages
@@ -77,3 +78,53 @@ def plan_prompts(engine: str, params: dict, prompts: list[str | None]) -> None:
         placed = prompt_sections(engine, i, prompts[i] if i < len(prompts) else None, segment)
         if placed is not None:
             segment["prompt_sections"] = placed
+
+
+NO_LORAS = frozenset({"morph"})  # no model weights to apply a LoRA to
+
+
+def engine_widths(settings) -> dict[str, int | None]:
+    """Each engine's installed transformer width (heads × head dim), read from its config.json."""
+    from backend.utils.lora_files import model_width
+    from backend.utils.model_registry import wan_folder
+
+    framepack = (
+        model_width(Path(settings.framepack_dir) / "transformer" / "config.json") if settings.framepack_dir else None
+    )
+    return {"framepack": framepack, "wan": model_width(wan_folder(settings) / "transformer" / "config.json")}
+
+
+def check_loras(settings, engine: str, choices) -> list[dict[str, Any]]:
+    """The chosen LoRAs as stored with a take (`[{"name", "weight"}]`), each checked against the
+    folder and the engine before anything is stored: a missing, unreadable or foreign file, or any
+    LoRA on an engine without weights, is refused with its own sentence."""
+    from backend.utils.lora_files import LoraProblem, inspect, resolve
+
+    if not choices:
+        return []
+    if engine in NO_LORAS:
+        raise JobError("engine_no_loras", engine=engine)
+    names = [c.name for c in choices]
+    if len(set(names)) != len(names):
+        raise JobError("invalid_request", errors="loras: each LoRA may be chosen once")
+    widths = engine_widths(settings)
+    out = []
+    for choice in choices:
+        try:
+            facts = inspect(resolve(settings.loras_dir, choice.name), widths)
+        except LoraProblem as problem:
+            raise JobError(problem.code, **problem.params) from None
+        if facts.problem:
+            raise JobError(facts.problem, **facts.params)
+        if facts.engine != engine:
+            raise JobError("lora_wrong_engine", name=choice.name, fits=facts.engine, engine=engine)
+        out.append({"name": choice.name, "weight": float(choice.weight)})
+    return out
+
+
+def set_loras(segment: dict, loras: list[dict[str, Any]]) -> None:
+    """A transition's or take's LoRAs; none leaves no key, so its parameters stay as before."""
+    if loras:
+        segment["loras"] = [dict(c) for c in loras]
+    else:
+        segment.pop("loras", None)

@@ -119,6 +119,7 @@ class JobViews:
                     created_at=t["created_at"],
                     overall=(t["score"] or {}).get("overall"),
                     score=t["score"],
+                    loras=(t["params"] or {}).get("loras") or [],
                 )
             )
         seams = {x.get("index"): x.get("score") for x in job.get("seams") or [] if isinstance(x, dict)}

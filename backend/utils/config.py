@@ -61,6 +61,8 @@ class Settings(BaseSettings):
     framepack_image_encoder: str = Field("lllyasviel/flux_redux_bfl", validation_alias=_env("FRAMEPACK_IMAGE_ENCODER"))
     hf_token: str = Field("", validation_alias=_env("HF_TOKEN"))
     models_dir: Path = Field(Path("models"), validation_alias=_env("STUDIO_MODELS_DIR"))
+    # User LoRAs (*.safetensors) for FramePack and Wan; empty = STUDIO_MODELS_DIR/loras.
+    lora_dir: Path | None = Field(None, validation_alias=_env("STUDIO_LORA_DIR"))
 
     # --- device -------------------------------------------------------------------------------
     device: Literal["auto", "cuda", "cpu"] = Field("auto", validation_alias=_env("STUDIO_DEVICE"))
@@ -260,6 +262,10 @@ class Settings(BaseSettings):
         return value.expanduser().resolve()
 
     # Derived locations: one place decides where files live.
+    @property
+    def loras_dir(self) -> Path:
+        return self.lora_dir.expanduser().resolve() if self.lora_dir else self.models_dir / "loras"
+
     @property
     def uploads_dir(self) -> Path:
         return self.data_dir / "uploads"

@@ -31,6 +31,7 @@ class FramePackEngine(FramePackLoader):
         self.load(progress)
         height, width = first.shape[:2]
         check_bucket(self.plan, self.device, height, width)
+        self.loras.use(self.pipe, segment.get("loras"))  # this take's LoRAs, or none
         self.last_cache = step_cache_for(params)
         return sample_transition(
             self.pipe,

@@ -30,6 +30,7 @@ from backend.pipeline.framepack.residency import (
     fit_tiers,
     plan_residency,
 )
+from backend.pipeline.loras import LoraSwitch
 from backend.utils.config import Settings
 from backend.utils.progress import Progress, ProgressCallback
 
@@ -105,6 +106,7 @@ class FramePackLoader:
         self.load_seconds: dict[str, float] = {}
         self._load_lock = threading.Lock()
         self.load_error: str | None = None
+        self.loras = LoraSwitch(settings.loras_dir)
 
     def describe(self) -> dict:
         problem = framepack_source_problem(self.settings)
@@ -380,6 +382,10 @@ class FramePackLoader:
         )
         if device == "cuda":
             self._accelerate(progress)
+        self.loras = LoraSwitch(self.settings.loras_dir, device)
+        if self.fp8_matmul:
+            # accel.Fp8Linear is no nn.Linear: PEFT cannot put a LoRA beside it.
+            self.loras.unsupported = ("STUDIO_FP8_MATMUL", "fp8 matmul layers take no LoRA")
         log.info(
             "FramePack on %s (%s): memory mode %s, compiled %s, fp8 matmul %s",
             device,

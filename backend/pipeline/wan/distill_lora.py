@@ -4,8 +4,8 @@ The published LightX2V file is read and its keys converted to diffusers' names b
 (`WanLoraLoaderMixin.lora_state_dict`: `diffusion_model.blocks.N.self_attn.q.lora_down.weight` →
 `transformer.blocks.N.attn1.to_q.lora_A.weight`, `.diff_b` → `lora_B.bias`, alpha folded in, the
 zeroed norm `.diff` keys dropped). Applying it is `load_lora_weights`' job when the PEFT package is
-installed; the studio's requirements do not carry PEFT, so the converted pairs are applied here the
-way PEFT's LoRA linear does at scale 1 (diffusers loads these files with alpha = rank):
+installed; it stays a hook of its own (the user's LoRAs go through PEFT, `pipeline/loras.py`) so the
+fast mode is one flag per job beside them, applied the way PEFT's LoRA linear does at scale 1 (diffusers loads these files with alpha = rank):
 y = W x + b + B (A x) + bias_B. They are forward hooks, not fused weights, so a full-quality job
 after a fast one runs the untouched weights (fusing and unfusing bf16 weights drifts).
 The A/B tensors are registered as buffers of their layer before the pipeline is placed, so

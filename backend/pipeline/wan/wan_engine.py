@@ -38,6 +38,7 @@ class WanEngine(WanLoader):
                 path=str(wan_lora_path(self.settings)),
                 fix=setup_fix_command(self.settings, "wan"),
             )
+        self.loras.use(self.pipe, segment.get("loras"))  # this take's own LoRAs, or none
         if self.lora is not None:
             self.lora.enabled = fast
         try:

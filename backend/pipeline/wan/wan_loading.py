@@ -19,6 +19,7 @@ import logging
 import threading
 import time
 
+from backend.pipeline.loras import LoraSwitch
 from backend.utils.config import Settings
 from backend.utils.progress import Progress, ProgressCallback
 
@@ -80,6 +81,7 @@ class WanLoader:
         self.device = "cpu"
         self.placement = "unloaded"
         self.lora = None  # distill_lora.DistillLora when the fast mode's file is on disk
+        self.loras = LoraSwitch(settings.loras_dir)  # the user's LoRAs (pipeline/loras.py)
         self.load_seconds: dict[str, float] = {}
         self.load_error: str | None = None
         self._load_lock = threading.Lock()
@@ -179,6 +181,7 @@ class WanLoader:
         place(pipe, device, placement)
         self.load_seconds["place"] = time.perf_counter() - began
         self.pipe, self.device, self.placement = pipe, device, placement
+        self.loras = LoraSwitch(self.settings.loras_dir, device)
         log.info("Wan on %s (%s): %s, fast mode %s", device, why or device, placement, self.lora is not None)
 
     def release(self) -> None:
@@ -188,6 +191,7 @@ class WanLoader:
             if self.lora is not None:
                 self.lora.detach()
             self.pipe, self.lora, self.placement = None, None, "unloaded"
+            self.loras = LoraSwitch(self.settings.loras_dir)
             import gc
 
             gc.collect()

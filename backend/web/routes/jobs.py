@@ -31,6 +31,8 @@ from backend.contracts.models import (
     JobStatus,
     JobView,
     Limits,
+    LoraList,
+    LoraView,
     Meta,
     ParamsPreview,
     ParamsView,
@@ -173,6 +175,39 @@ def _check_image_count(images: list[str] | None, request: Request) -> None:
     limit = request.app.state.settings.max_images_per_job
     if images is not None and len(images) > limit:
         raise StudioError("too_many_images", limit=limit, count=len(images))
+
+
+@router.get("/api/loras", response_model=LoraList)
+async def list_loras(request: Request):
+    """The LoRA files of STUDIO_LORA_DIR: name, size, rank, the engine each fits (read from its key
+    names and checked against the installed model's width), or why it fits none."""
+    import asyncio
+
+    from backend.contracts import messages
+    from backend.jobs.transition_options import engine_widths
+    from backend.utils.lora_files import listing
+
+    settings = request.app.state.settings
+
+    def read() -> list[LoraView]:
+        views = []
+        for f in listing(settings.loras_dir, engine_widths(settings)):
+            views.append(
+                LoraView(
+                    name=f.name,
+                    size_bytes=f.size_bytes,
+                    rank=f.rank,
+                    format=f.format,
+                    engine=f.engine if not f.problem else None,
+                    reason=messages.bilingual(f.problem, f.params) if f.problem else None,
+                    reason_code=f.problem,
+                    reason_params=f.params or None,
+                )
+            )
+        return views
+
+    items = await asyncio.get_running_loop().run_in_executor(None, read)
+    return LoraList(folder=hide_paths_in(str(settings.loras_dir), settings), items=items)
 
 
 @router.post("/api/params", response_model=ParamsView, responses=_doc(400, 404, 422))

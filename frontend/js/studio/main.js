@@ -12,6 +12,7 @@ import { useDoneSignals, NotifyButton } from "./notify.js";
 import { PresetPicker, isVideoFile, settingsFromVideo } from "./presets.js";
 import { SuggestionsPanel, useAnalysis, indexAnalysis, NO_AUTO } from "./suggestions.js";
 import { LoopSwitch } from "./loop.js";
+import { LoraPicker, useLoraList, sentLoras } from "./loras.js";
 import { jobsReducer, initialJobs, actionFor, sortedJobs, loadMeta } from "../lib/jobs-store.js";
 
 const DRAFT_KEY = "studio.draft";
@@ -75,6 +76,9 @@ function Studio({ meta }) {
   const pairs = Math.max(0, ready.length - 1);
   const analysis = useAnalysis(imageIds);
   const analysed = indexAnalysis(analysis, imageIds);
+  // The LoRAs a job gets: the picks that fit its engine (picks for another engine stay for later).
+  const { list: loraList } = useLoraList();
+  const loras = sentLoras(engine, settings.loras, loraList);
 
   useEffect(() => {
     localStorage.setItem(DRAFT_KEY, JSON.stringify({
@@ -263,7 +267,8 @@ function Studio({ meta }) {
       engine,
       // null = "not set": the server gives each transition its suggested value.
       settings: { ...settings, seconds: auto.seconds ? null : settings.seconds, strength: auto.strength ? null : settings.strength,
-        ...(engine === "wan" ? { end_influence: null } : {}) }, // as the slider shows: Wan has no end-frame weight
+        ...(engine === "wan" ? { end_influence: null } : {}), // as the slider shows: Wan has no end-frame weight
+        loras },
       postprocess: post,
     };
     try {
@@ -335,7 +340,11 @@ function Studio({ meta }) {
             post=${post} setPost=${setPost} pairs=${pairs + (loop && pairs > 0 ? 1 : 0)} health=${health} limits=${meta.limits}
             auto=${auto} setAuto=${setAuto} suggested=${{ seconds: analysed.seconds, strength: analysed.strength }} />
         </div>
-        <${AdvancedPanel} images=${imageIds} settings=${settings} engine=${engine} auto=${auto} setSettings=${setSettings}
+        <div class="rounded-xl border border-slate-200 bg-white p-4 shadow-sm">
+          <${LoraPicker} engine=${engine} picks=${settings.loras || []}
+            onChange=${(picks) => setSettings((s) => ({ ...s, loras: picks }))} />
+        </div>
+        <${AdvancedPanel} images=${imageIds} settings=${{ ...settings, loras }} engine=${engine} auto=${auto} setSettings=${setSettings}
           prompt=${prompt} prompts=${ready.slice(1).map((item, i) => (pairPrompts[pairKey(ready[i], item)] || "").trim() || null)} />
         ${editing && html`<p class="rounded-md bg-amber-50 p-2 text-sm text-amber-900" data-testid="editing-banner">
           ${t("edit.banner", { id: editing.slice(0, 8) })}

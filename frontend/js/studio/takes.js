@@ -5,6 +5,7 @@ import { useLang } from "../lib/i18n.js";
 import { api } from "../lib/api.js";
 import { limit } from "../lib/jobs-store.js";
 import { ExportMenu } from "./exports.js";
+import { LoraPicker, LORA_ENGINES, loraSummary, sentLoras, useLoraList } from "./loras.js";
 
 function score(value) {
   return value == null ? "–" : Math.round(value * 10) / 10;
@@ -39,6 +40,8 @@ function Take({ job, index, take, busy, act, t }) {
     </div>
     <div class="truncate text-slate-500">${t("take.seed")} ${take.seed ?? "–"} · ${take.seconds ?? "–"}s · ${take.strength ?? "–"}</div>
     ${take.prompt && html`<div class="truncate text-slate-500" title=${take.prompt}>${take.prompt}</div>`}
+    ${(take.loras || []).length > 0 && html`<div class="truncate text-slate-600" data-testid="take-loras"
+      title=${loraSummary(take.loras)}>${t("lora.take", { list: loraSummary(take.loras) })}</div>`}
     ${flags.length > 0 && html`<div class="flex flex-wrap gap-1" data-testid="take-flags">
       ${flags.map((flag) => html`<span key=${flag} data-flag=${flag} title=${flagHelp(take.score, flag, t)}
         class=${`rounded px-1 ${HOLDS.has(flag) ? "bg-sky-100 text-sky-900" : "bg-amber-100 text-amber-900"}`}>${t(`take.flag.${flag}`)}</span>`)}
@@ -65,10 +68,17 @@ function number(text) {
 function Reroll({ job, index, count, busy, act, t }) {
   const [open, setOpen] = useState(false);
   const most = limit("max_takes_kept");
+  const [form, setForm] = useState({ seed: "", prompt: "", seconds: "", strength: "" });
+  // LoRAs: "keep" sends nothing (the transition's own), "none" sends [], "pick" sends the picks.
+  const [loraMode, setLoraMode] = useState("keep");
+  const own = (((job.params || {}).segments || [])[index] || {}).loras || [];
+  const [picks, setPicks] = useState(own);
+  const { list: loraList } = useLoraList();
+  const takesLoras = LORA_ENGINES.includes(job.engine);
+  // Every hook above: the form's hooks run whether or not the take limit hides it.
   if (most && count >= most) {
     return html`<span class="text-xs text-amber-700" data-testid="take-limit">${t("take.limit", { n: most })}</span>`;
   }
-  const [form, setForm] = useState({ seed: "", prompt: "", seconds: "", strength: "" });
   const set = (key) => (e) => setForm({ ...form, [key]: e.target.value });
   const submit = (e) => {
     e.preventDefault();
@@ -77,6 +87,8 @@ function Reroll({ job, index, count, busy, act, t }) {
     if (form.prompt.trim()) body.prompt = form.prompt.trim();
     if (number(form.seconds) != null) body.seconds = number(form.seconds);
     if (number(form.strength) != null) body.strength = number(form.strength);
+    if (takesLoras && loraMode === "none") body.loras = [];
+    if (takesLoras && loraMode === "pick") body.loras = sentLoras(job.engine, picks, loraList);
     act(() => api.post(`/api/jobs/${job.id}/transitions/${index}/takes`, body)).then(() => setOpen(false));
   };
   if (!open) {
@@ -93,6 +105,17 @@ function Reroll({ job, index, count, busy, act, t }) {
       data-testid="reroll-strength" /></label>
     <label class="col-span-2">${t("take.prompt")}<input class=${field} value=${form.prompt} onInput=${set("prompt")}
       placeholder=${t("take.promptSame")} data-testid="reroll-prompt" /></label>
+    ${takesLoras && html`<div class="col-span-2 space-y-1 sm:col-span-5" data-testid="reroll-loras">
+      <label class="flex flex-wrap items-center gap-2">${t("lora.reroll")}
+        <select value=${loraMode} onChange=${(e) => setLoraMode(e.target.value)} data-testid="reroll-lora-mode"
+          class="rounded border border-slate-300 px-1 py-0.5">
+          <option value="keep">${t("lora.rerollKeep")}${own.length ? ` (${loraSummary(own)})` : ""}</option>
+          <option value="none">${t("lora.rerollNone")}</option>
+          <option value="pick">${t("lora.rerollPick")}</option>
+        </select></label>
+      ${loraMode === "pick" && html`<div class="rounded border border-slate-200 p-2">
+        <${LoraPicker} engine=${job.engine} picks=${picks} onChange=${setPicks} testid="reroll-lora-picker" compact=${true} /></div>`}
+    </div>`}
     <div class="col-span-2 flex gap-1 sm:col-span-5">
       <button type="submit" disabled=${busy} data-testid="reroll-submit"
         class="rounded bg-indigo-600 px-2 py-1 font-medium text-white hover:bg-indigo-700 disabled:opacity-50">${t("take.generate")}</button>

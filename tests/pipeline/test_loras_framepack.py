@@ -1,0 +1,184 @@
+"""User LoRAs on the tiny FramePack of the real architecture (CPU), through the studio's engine.
+
+Each key format changes the frames and gives what diffusers' own `load_lora_weights` +
+`set_adapters` give on the same model; the kohya/musubi file's layers get exactly the deltas its
+down/up/alpha tensors describe (an independent check of the added key rewrite); taking the LoRA
+off gives back the frames of an engine that never had one, bit for bit; 8-bit weights and blocks
+streamed from RAM and disk take LoRAs too; a corrupt or vanished file fails the take with its
+sentence and leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from backend.contracts.errors import StudioError
+from backend.pipeline.framepack.engine import FramePackEngine
+from backend.pipeline.framepack.memory import plan_for_mode
+from backend.pipeline.framepack.weight_storage import store_linears_8bit
+from backend.pipeline.loras import read_lora
+from backend.utils.config import Settings
+from tests.helpers import lora_formats
+from tests.helpers.framepack_models import build_pipeline
+from tests.helpers.tiny_framepack import TINY_SPEC
+
+H, W = 64, 96
+PARAMS = {"steps": 1, "latent_window_size": 2, "distilled_guidance": 10.0, "true_cfg": 1.0, "cache": "off"}
+SEGMENT = {"sections": 1, "seed": 5, "end_embed_weights": [0.5]}
+SPEC = copy.deepcopy(TINY_SPEC)
+SPEC["transformer"].update(num_layers=2, num_single_layers=2)
+
+
+def _pipe():
+    return build_pipeline(SPEC, "cpu", torch.float32, seed=0)
+
+
+@pytest.fixture(scope="module")
+def lora_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("loras")
+    t = _pipe().transformer
+    lora_formats.diffusers_lora(t, lora_formats.FRAMEPACK_DIFFUSERS_MODULES, folder / "fp_diffusers.safetensors")
+    lora_formats.kohya_hunyuan_lora(t, folder / "fp_kohya.safetensors", alpha=1.0)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def images():
+    rng = np.random.default_rng(4)
+    return rng.integers(0, 256, (H, W, 3), dtype=np.uint8), rng.integers(0, 256, (H, W, 3), dtype=np.uint8)
+
+
+def _engine(lora_dir, tmp_path, pipe=None, plan=None) -> FramePackEngine:
+    gen = FramePackEngine(Settings(framepack_compile="off", models_dir=tmp_path, lora_dir=lora_dir))
+    if plan is None:
+        gen.attach(pipe or _pipe(), "cpu", mode="cpu")
+    else:
+        gen.attach(pipe or _pipe(), "cpu", plan=plan)
+    return gen
+
+
+def _run(gen, images, loras=None):
+    seg = {**SEGMENT, "loras": loras} if loras is not None else SEGMENT
+    return gen.generate(*images, "a cat turns", seg, PARAMS, lambda p: None)
+
+
+@pytest.fixture(scope="module")
+def plain(lora_dir, images, tmp_path_factory):
+    return _run(_engine(lora_dir, tmp_path_factory.mktemp("m")), images)
+
+
+@pytest.mark.parametrize("name", ["fp_diffusers.safetensors", "fp_kohya.safetensors"])
+def test_each_format_changes_the_frames_like_diffusers_own_path_and_comes_off_exactly(
+    name, lora_dir, images, plain, tmp_path
+):
+    gen = _engine(lora_dir, tmp_path)
+    with_lora = _run(gen, images, [{"name": name, "weight": 0.7}])
+    assert not np.array_equal(with_lora, plain)
+    # diffusers' own LoRA path on the same model: load_lora_weights + set_adapters.
+    ref_pipe = _pipe()
+    ref_pipe.load_lora_weights(read_lora(lora_dir / name), adapter_name="ref")
+    ref_pipe.set_adapters(["ref"], [0.7])
+    ref = _run(_engine(lora_dir, tmp_path / "ref", pipe=ref_pipe), images)
+    assert np.array_equal(with_lora, ref)
+    # Off again: the frames of an engine that never had a LoRA, bit for bit.
+    assert np.array_equal(_run(gen, images, []), plain)
+    assert np.array_equal(_run(gen, images), plain)
+
+
+def test_kohya_layers_get_the_deltas_their_tensors_describe(lora_dir, tmp_path):
+    from safetensors.torch import load_file
+
+    gen = _engine(lora_dir, tmp_path)
+    gen.load()
+    gen.loras.use(gen.pipe, [{"name": "fp_kohya.safetensors", "weight": 1.0}])
+    (adapter,) = gen.loras.loaded
+    raw = load_file(str(lora_dir / "fp_kohya.safetensors"))
+    inner = 16
+    stem = "lora_unet_double_blocks_1_img_attn_qkv"
+    down, up = raw[f"{stem}.lora_down.weight"], raw[f"{stem}.lora_up.weight"]
+    scale = float(raw[f"{stem}.alpha"]) / down.shape[0]
+    blocks = gen.pipe.transformer.transformer_blocks
+    for i, proj in enumerate(("to_q", "to_k", "to_v")):
+        layer = getattr(blocks[1].attn, proj)
+        want = scale * up[i * inner : (i + 1) * inner] @ down
+        torch.testing.assert_close(layer.get_delta_weight(adapter), want, rtol=1e-5, atol=1e-6)
+    stem = "lora_unet_double_blocks_0_img_mlp_fc2"
+    down, up = raw[f"{stem}.lora_down.weight"], raw[f"{stem}.lora_up.weight"]
+    want = float(raw[f"{stem}.alpha"]) / down.shape[0] * up @ down
+    torch.testing.assert_close(blocks[0].ff.net[2].get_delta_weight(adapter), want, rtol=1e-5, atol=1e-6)
+
+
+def test_two_loras_with_weights_and_a_switch_that_rewrites_no_weights(lora_dir, images, plain, tmp_path):
+    gen = _engine(lora_dir, tmp_path)
+    both = [{"name": "fp_diffusers.safetensors", "weight": 0.5}, {"name": "fp_kohya.safetensors", "weight": -0.4}]
+    first = _run(gen, images, both)
+    base = {n: p.clone() for n, p in gen.pipe.transformer.named_parameters() if "lora_" not in n}
+    one = _run(gen, images, both[:1])
+    assert not np.array_equal(first, one) and not np.array_equal(one, plain)
+    began = time.perf_counter()
+    again = _run(gen, images, both)  # both loaded already: a switch, no read
+    assert gen.loras.switch_seconds < time.perf_counter() - began
+    assert np.array_equal(again, first)
+    for n, p in gen.pipe.transformer.named_parameters():
+        if "lora_" not in n:
+            assert torch.equal(p, base[n]), n  # the base weights were never rewritten
+    assert len(gen.loras.loaded) == 2
+
+
+def test_a_corrupt_or_vanished_lora_fails_the_take_and_leaves_nothing(lora_dir, images, plain, tmp_path):
+    folder = tmp_path / "loras"
+    folder.mkdir()
+    good = folder / "good.safetensors"
+    good.write_bytes((lora_dir / "fp_diffusers.safetensors").read_bytes())
+    lora_formats.corrupt_copy(lora_dir / "fp_kohya.safetensors", folder / "bad.safetensors")
+    gen = _engine(folder, tmp_path)
+    with pytest.raises(StudioError) as caught:
+        _run(gen, images, [{"name": "good.safetensors", "weight": 1.0}, {"name": "bad.safetensors", "weight": 1.0}])
+    assert caught.value.code == "lora_failed" and "bad.safetensors" in caught.value.text("ko")
+    assert np.array_equal(_run(gen, images), plain)
+    good.unlink()
+    with pytest.raises(StudioError) as caught:
+        _run(gen, images, [{"name": "good.safetensors", "weight": 1.0}])
+    assert caught.value.code == "lora_missing"
+    assert np.array_equal(_run(gen, images), plain)
+
+
+def test_8bit_weights_take_a_lora_and_give_it_back(lora_dir, images, tmp_path):
+    def pipe8():
+        p = _pipe()
+        store_linears_8bit(p.transformer, "int8", min_numel=64)
+        return p
+
+    gen = _engine(lora_dir, tmp_path, pipe=pipe8())
+    plain8 = _run(gen, images)
+    loras = [{"name": "fp_diffusers.safetensors", "weight": 1.0}]
+    with_lora = _run(gen, images, loras)
+    assert not np.array_equal(with_lora, plain8)
+    ref_pipe = pipe8()
+    ref_pipe.load_lora_weights(str(lora_dir / "fp_diffusers.safetensors"), adapter_name="ref")
+    assert np.array_equal(_run(_engine(lora_dir, tmp_path / "r", pipe=ref_pipe), images), with_lora)
+    assert np.array_equal(_run(gen, images, []), plain8)
+    # The base layers kept their 8 bits; the LoRA computes in their compute dtype.
+    layer = gen.pipe.transformer.transformer_blocks[0].attn.to_q
+    assert layer.base_layer.weight.dtype == torch.int8
+    assert layer.lora_A["default" if "default" in layer.lora_A else next(iter(layer.lora_A))].weight.dtype == (
+        torch.float32
+    )
+
+
+def test_blocks_streamed_from_ram_and_disk_take_a_lora(lora_dir, images, plain, tmp_path):
+    base = plan_for_mode("offload", "bf16", text_on_disk=False, dtype="fp32")
+    tiers = ("disk", "ram", "gpu", "disk")
+    plan = dataclasses.replace(base, mode="partial", tiers=tiers, blocks_gpu=1, blocks_ram=1, blocks_disk=2)
+    loras = [{"name": "fp_kohya.safetensors", "weight": 0.7}]
+    want = _run(_engine(lora_dir, tmp_path / "resident"), images, loras)
+    gen = _engine(lora_dir, tmp_path / "streamed", plan=plan)
+    assert gen.placement.block_stream.tiers == list(tiers)
+    assert np.array_equal(_run(gen, images, loras), want)
+    assert np.array_equal(_run(gen, images, []), plain)

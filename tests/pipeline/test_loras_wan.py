@@ -1,0 +1,119 @@
+"""User LoRAs on the tiny Wan 2.1 FLF2V of the real architecture (CPU), through the studio's engine.
+
+diffusers/PEFT, ComfyUI/LightX2V and musubi-tuner files each change the frames, equal diffusers'
+own `load_lora_weights` + `set_adapters` on the same model, and come off exactly; a user LoRA and
+the fast mode's distillation LoRA stack.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from backend.contracts.models import JobSettings
+from backend.jobs import params as smart_params
+from backend.pipeline.wan.wan_engine import WanEngine
+from backend.utils.config import Settings
+from backend.utils.lora_files import inspect, model_width
+from backend.utils.model_registry import WAN_FOLDER
+from tests.helpers import lora_formats
+from tests.helpers.tiny_wan import build_tiny_pipeline, lightx2v_style_lora, save_tiny_pipeline
+
+H, W = 32, 48
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("wan-models")
+    save_tiny_pipeline(root / WAN_FOLDER)
+    folder = root / "loras"
+    t = build_tiny_pipeline().transformer
+    lora_formats.diffusers_lora(t, lora_formats.WAN_DIFFUSERS_MODULES, folder / "wan_diffusers.safetensors")
+    lightx2v_style_lora(folder / "wan_comfy.safetensors", rank=2, seed=5, scale=0.3)
+    lora_formats.musubi_wan_lora(t, folder / "wan_musubi.safetensors")
+    return root, folder
+
+
+@pytest.fixture(scope="module")
+def engine(setup):
+    root, folder = setup
+    gen = WanEngine(Settings(models_dir=root, device="cpu"))
+    gen.load()
+    return gen
+
+
+@pytest.fixture(scope="module")
+def reference(setup):
+    """A second engine for diffusers' own path: adapters loaded on its pipeline by the test."""
+    root, _ = setup
+    gen = WanEngine(Settings(models_dir=root, device="cpu", lora_dir=root / "none"))
+    gen.load()
+    return gen
+
+
+@pytest.fixture(scope="module")
+def images():
+    rng = np.random.default_rng(3)
+    return rng.integers(0, 256, (H, W, 3), dtype=np.uint8), rng.integers(0, 256, (H, W, 3), dtype=np.uint8)
+
+
+PARAMS = smart_params.resolve(JobSettings(seconds=0.3, quality=70, seed=2), 1, [(W, H)] * 2, engine="wan")
+PARAMS["steps"] = 1
+SEGMENT = PARAMS["segments"][0]
+
+
+def _run(gen, images, loras=None):
+    seg = {**SEGMENT, "loras": loras} if loras is not None else SEGMENT
+    return gen.generate(*images, "a cat turns", seg, PARAMS, lambda p: None)
+
+
+@pytest.fixture(scope="module")
+def plain(engine, images):
+    return _run(engine, images)
+
+
+def test_the_default_folder_is_under_the_models_folder(setup, engine):
+    root, folder = setup
+    assert engine.settings.loras_dir == root / "loras" == folder
+    width = model_width(root / WAN_FOLDER / "transformer" / "config.json")
+    facts = {p.name: inspect(p, {"wan": width}) for p in folder.iterdir()}
+    assert {n: (f.format, f.engine, f.rank, f.problem) for n, f in facts.items()} == {
+        "wan_diffusers.safetensors": ("diffusers", "wan", 2, None),
+        "wan_comfy.safetensors": ("comfyui", "wan", 2, None),
+        "wan_musubi.safetensors": ("musubi", "wan", 2, None),
+    }
+    assert inspect(folder / "wan_comfy.safetensors", {"wan": 5120}).problem == "lora_wrong_width"
+
+
+@pytest.mark.parametrize("name", ["wan_diffusers.safetensors", "wan_comfy.safetensors", "wan_musubi.safetensors"])
+def test_each_format_changes_the_frames_like_diffusers_own_path_and_comes_off_exactly(
+    name, setup, engine, reference, images, plain
+):
+    root, folder = setup
+    with_lora = _run(engine, images, [{"name": name, "weight": 0.8}])
+    assert not np.array_equal(with_lora, plain)
+    reference.pipe.load_lora_weights(str(folder / name), adapter_name="ref")
+    try:
+        reference.pipe.set_adapters(["ref"], [0.8])
+        assert np.array_equal(_run(reference, images), with_lora)
+    finally:
+        reference.pipe.delete_adapters("ref")
+    assert np.array_equal(_run(engine, images, []), plain)
+
+
+def test_a_user_lora_stacks_on_the_fast_mode(setup, images, tmp_path):
+    root, folder = setup
+    from backend.utils.model_registry import wan_lora_path
+
+    lightx2v_style_lora(wan_lora_path(Settings(models_dir=root)), rank=2, seed=9, scale=0.2)
+    try:
+        gen = WanEngine(Settings(models_dir=root, device="cpu"))
+        gen.load()
+        fast = {**PARAMS, "fast": True}
+        seg = {**SEGMENT, "loras": [{"name": "wan_diffusers.safetensors", "weight": 1.0}]}
+        both = gen.generate(*images, "a cat", seg, fast, lambda p: None)
+        only_fast = gen.generate(*images, "a cat", SEGMENT, fast, lambda p: None)
+        assert not np.array_equal(both, only_fast)
+        assert np.array_equal(gen.generate(*images, "a cat", SEGMENT, fast, lambda p: None), only_fast)
+    finally:
+        wan_lora_path(Settings(models_dir=root)).unlink()
