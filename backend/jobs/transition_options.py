@@ -1,4 +1,4 @@
-"""Two per-transition options, checked against the engine before a job or a take is stored:
+"""Per-transition options, checked against the engine before a job or a take is stored:
 
 - `end_influence` (0.05–1.0): how hard the last image pulls. FramePack scales the last image's
   latent that anchors the end of the clip (FramePack-Studio's and eichi's "End Frame Influence");
@@ -9,6 +9,8 @@
   the params panel shows it. Wan makes a transition in one call with one prompt, so it refuses
   them; morph ignores prompts but checks the form, as the storyboard it previews will run on
   FramePack.
+- LoRAs (`STUDIO_LORA_DIR`): each file must exist, be readable, fit this engine and its model's
+  width (read from the safetensors header alone, `utils/lora_files.py`); morph takes none.
 """
 
 from __future__ import annotations
