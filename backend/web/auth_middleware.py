@@ -17,6 +17,8 @@ and origin, is `backend.web.access_policy`.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from fastapi import FastAPI
 
 from backend.contracts.errors import StudioError
@@ -31,6 +33,7 @@ from backend.web.access_policy import (
     origin_allowed,
     parse_origins,
 )
+from backend.web.body_limits import declared_length, drain
 from backend.web.log_redaction import install_log_redaction
 from backend.web.request_info import (
     FILES_PREFIX,
@@ -55,7 +58,13 @@ SAFE_FILE_TYPES = frozenset(
 )
 
 
-async def _send_error(send: Send, error: StudioError, extra: list[tuple[bytes, bytes]]) -> None:
+async def _send_error(
+    send: Send, error: StudioError, extra: list[tuple[bytes, bytes]], body: DrainBounds | None = None
+) -> None:
+    """The refusal. Given `body` (a request that may still be sending one, e.g. an upload without
+    its token), the answer goes out at once with `Connection: close` and the unread body is drained
+    within the same bounds as the body limits' refusals, so the client reads 401/403/429 instead of
+    a reset."""
     status = errors.status_for(error.code)
     payload = errors.encode(error)
     headers = [
@@ -65,8 +74,23 @@ async def _send_error(send: Send, error: StudioError, extra: list[tuple[bytes, b
         (b"cache-control", b"no-store"),
         *extra,
     ]
+    if body is None:
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": payload})
+        return
+    headers.append((b"connection", b"close"))
     await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": payload})
+    await send({"type": "http.response.body", "body": payload, "more_body": True})
+    await drain(body.receive, declared=body.declared, max_bytes=body.max_bytes, max_s=body.max_s)
+    await send({"type": "http.response.body", "body": b""})
+
+
+@dataclass(frozen=True)
+class DrainBounds:
+    receive: Receive
+    declared: int | None
+    max_bytes: int
+    max_s: float
 
 
 async def _close_websocket(receive: Receive, send: Send, error: StudioError) -> None:
@@ -104,9 +128,11 @@ def _file_headers(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes
 
 
 class AuthMiddleware:
-    def __init__(self, app: ASGIApp, guard: AuthGuard):
+    def __init__(self, app: ASGIApp, guard: AuthGuard, drain_s: float = 0.0, drain_mb: float = 0.0):
         self.app = app
         self.guard = guard
+        self.drain_s = drain_s
+        self.drain_bytes = int(drain_mb * 1024 * 1024)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -172,8 +198,11 @@ class AuthMiddleware:
     ) -> None:
         if scope["type"] == "websocket":
             await _close_websocket(receive, send, error)
-        else:
+        elif scope.get("method") in ("GET", "HEAD", "OPTIONS"):
             await _send_error(send, error, extra or [])
+        else:
+            bounds = DrainBounds(receive, declared_length(scope), self.drain_bytes, self.drain_s)
+            await _send_error(send, error, extra or [], bounds)
 
     @staticmethod
     def _nosniff_sender(send: Send) -> Send:
@@ -208,7 +237,12 @@ def install_auth(app: FastAPI, settings: Settings) -> None:
     guard = AuthGuard(token, limiter, origins, HostPolicy.from_settings(settings), sessions)
     app.state.auth = guard
     install_log_redaction()
-    app.add_middleware(AuthMiddleware, guard=guard)
+    app.add_middleware(
+        AuthMiddleware,
+        guard=guard,
+        drain_s=settings.refused_body_drain_s,
+        drain_mb=settings.refused_body_drain_mb,
+    )
     if origins:
         from starlette.middleware.cors import CORSMiddleware
 

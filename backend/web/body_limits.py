@@ -219,7 +219,7 @@ class BodyLimits:
         if is_video:
             limit = self.settings.video_probe_bytes + MULTIPART_OVERHEAD
             too_large = BodyLimitError("video_probe_too_large", mb=messages.num(self.settings.video_probe_mb))
-        length = _content_length(scope)
+        length = declared_length(scope)
         if length is not None and length > limit:
             await self._refuse(send, receive, too_large, length)
             return
@@ -255,7 +255,7 @@ class BodyLimits:
             await send_error(send, body.tripped)
 
 
-def _content_length(scope: Scope) -> int | None:
+def declared_length(scope: Scope) -> int | None:
     for name, value in scope.get("headers", []):
         if name.lower() == b"content-length":
             text = value.decode("latin-1").strip()

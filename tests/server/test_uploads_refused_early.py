@@ -121,3 +121,14 @@ def test_a_413_from_the_declared_length_reaches_the_client(server):
 
 def test_the_server_still_serves_after_the_refusals(server):
     assert httpx.get(server.url + "/api/health", timeout=10).status_code == 200
+
+
+def test_a_401_reaches_a_client_still_sending_its_body(tmp_path):
+    """The token check refuses before the body limits see the request: it drains the body too."""
+    env = {"STUDIO_TOKEN": "refused-early-token-0123456789", "STUDIO_LOGIN_MAX_FAILURES": "1000"}
+    with StudioServer(tmp_path, env) as guarded:
+        _refused(guarded, 401, "token_missing")
+        # A GET is refused as before (no body to drain) and the server still answers the token.
+        assert httpx.get(guarded.url + "/api/jobs", timeout=10).status_code == 401
+        r = httpx.get(guarded.url + "/api/jobs", headers={"Authorization": f"Bearer {env['STUDIO_TOKEN']}"})
+        assert r.status_code == 200
