@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from backend.utils.model_registry import WAN_FOLDER, WAN_LORA_FILE, WAN_LORA_FOLDER
 from tests.helpers.browser import REQUIREMENTS, reset_storage
 from tests.helpers.browser import card_ids as _ids
 from tests.helpers.browser import offline_page as _page
@@ -21,6 +22,8 @@ from tests.helpers.browser import screenshot as _screenshot
 from tests.helpers.browser import upload_files as _upload
 from tests.helpers.images import save, scene
 from tests.helpers.server import StudioServer
+from tests.helpers.tiny_wan import lightx2v_style_lora
+from tests.helpers.tiny_wan import save_tiny_pipeline as save_tiny_wan
 
 pytestmark = REQUIREMENTS
 
@@ -274,6 +277,42 @@ def test_framepack_tiny_pipeline_from_the_page(browser, tiny_framepack_dir, tmp_
         job = httpx.get(f"{server.url}/api/jobs/{job_id}").json()
         assert job["engine"] == "framepack" and [i["id"] for i in job["images"]] == [first, second]
         _screenshot(page, "studio-framepack-finished.png")
+        assert page.js_errors == []
+        page.close()
+
+
+def test_wan_tiny_pipeline_from_the_page(browser, tmp_path):
+    """The tiny Wan, installed as `--only wan` lays it out (with the fast mode's LoRA file), picked
+    on the page at the lowest length and quality (the 4-step fast mode), to a playable video."""
+    models = tmp_path / "models"
+    save_tiny_wan(models / WAN_FOLDER)
+    lightx2v_style_lora(models / WAN_LORA_FOLDER / WAN_LORA_FILE)
+    with StudioServer(tmp_path, {"STUDIO_MODELS_DIR": str(models), "STUDIO_DEFAULT_ENGINE": "morph"}) as server:
+        page = _page(browser, server.url)
+        page.goto(server.url + "/")
+        page.wait_for_selector("[data-testid=socket-status][data-state=open]")
+        first, second = _upload(page, _images(tmp_path, 2))
+        page.click("[data-testid=engine] label:has-text('Wan')")
+        page.select_option("[data-testid=resolution]", "256")
+        page.focus("[data-testid=seconds]")
+        page.keyboard.press("Home")
+        page.focus("[data-testid=quality]")
+        page.keyboard.press("Home")
+        page.click("[data-testid=post-mode] label:has-text('Off')")
+        page.click("[data-testid=advanced] summary")
+        page.wait_for_function("() => document.querySelector('[data-param=engine]')?.textContent === 'wan'")
+        # Wan's fast mode is LightX2V's 4-step LoRA, not FramePack's MagCache: the page says which.
+        assert "LightX2V" in page.inner_text("[data-testid=quality-fast-mode]")
+        assert "MagCache" not in page.inner_text("[data-testid=draft-label]")
+        page.click("[data-testid=submit]")
+        video = _wait_playable(page, timeout=240_000)
+        assert video["duration"] > 0
+        job_id = page.get_attribute("[data-testid=job-card]", "data-job-id")
+        job = httpx.get(f"{server.url}/api/jobs/{job_id}").json()
+        assert job["status"] == "completed" and job["engine"] == "wan", job
+        assert [i["id"] for i in job["images"]] == [first, second]
+        assert job["params"]["fast"] is True, job["params"]  # the lowest quality is the 4-step mode
+        _screenshot(page, "studio-wan-finished.png")
         assert page.js_errors == []
         page.close()
 

@@ -123,7 +123,7 @@ export function SettingsPanel({ settings, setSettings, engine, setEngine, post, 
       <${Slider} id="quality" label=${t("settings.quality")} value=${settings.quality} min="0" max="100" step="1"
         display=${settings.quality} onChange=${set("quality")}
         help=${settings.quality < FAST_MODE_BELOW
-          ? html`<span class="text-amber-800" data-testid="quality-fast-mode">${t("settings.qualityFast")}</span>`
+          ? html`<span class="text-amber-800" data-testid="quality-fast-mode">${t(engine === "wan" ? "settings.qualityFastWan" : "settings.qualityFast")}</span>`
           : t("settings.qualityHelp")} />
       <${Slider} id="strength" label=${t("settings.strength")} value=${settings.strength} min="0" max="100" step="1"
         display=${autoStrength ? autoLabel(suggested.strength, "") : settings.strength} onChange=${set("strength")}
@@ -193,7 +193,7 @@ export function SettingsPanel({ settings, setSettings, engine, setEngine, post, 
 }
 
 // Debounced POST /api/params: the panel shows exactly what the engine will be given.
-// A cache (the fast mode's MagCache) marks the quality-for-speed trade; "off"/"none" (or absent) is full quality.
+// A cache (the fast mode's MagCache, or Wan's LightX2V LoRA) marks the quality-for-speed trade; "off"/"none" (or absent) is full quality.
 function isDraft(params) {
   const cache = params.cache;
   return params.draft === true || (cache != null && cache !== false && !["off", "none", ""].includes(String(cache)));
