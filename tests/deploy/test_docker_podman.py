@@ -362,7 +362,7 @@ def test_compose_up_and_deleting_the_model_volume_keeps_uploads_and_outputs(chec
     compose(checkout, "up", "-d", "--no-build", "studio", port=port)
     health = wait_healthy_port(port, name)
     assert health["device"]["type"] == "cpu"
-    assert project_volumes() == [f"{COMPOSE_PROJECT}_{v}" for v in ("models", "outputs", "state", "uploads")]
+    assert project_volumes() == [f"{COMPOSE_PROJECT}_{v}" for v in ("loras", "models", "outputs", "state", "uploads")]
     inspect = json.loads(pm.podman("inspect", name).stdout)[0]
     assert inspect["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped"
     assert not inspect["HostConfig"].get("Devices")  # the CPU run: no GPU handed in

@@ -132,7 +132,7 @@ def test_compose_ray_profile_is_a_head_and_a_gpu_worker(tmp_path):
     assert published_ports(head) == published_ports(studio) == [8000]
     assert head["healthcheck"]["test"] == studio["healthcheck"]["test"]
     mounts = {v["source"] if isinstance(v, dict) else v.split(":")[0] for v in head["volumes"]}
-    assert mounts == {"models", "uploads", "outputs", "state"}  # the studio's own: switching keeps jobs
+    assert mounts == {"models", "loras", "uploads", "outputs", "state"}  # the studio's own: switching keeps jobs
 
     # The worker: joins the head and holds this host's GPUs, with its own model folder mounted.
     assert worker["command"] == ["bash", "scripts/ray_worker.sh"]
@@ -141,7 +141,9 @@ def test_compose_ray_profile_is_a_head_and_a_gpu_worker(tmp_path):
     assert worker["environment"]["STUDIO_MODELS_DIR"] == "/models"
     devices = worker["deploy"]["resources"]["reservations"]["devices"]
     assert devices == [{"driver": "nvidia", "count": "all", "capabilities": ["gpu"]}]
-    assert {v["source"] if isinstance(v, dict) else v.split(":")[0] for v in worker["volumes"]} == {"models"}
+    worker_mounts = {v["source"] if isinstance(v, dict) else v.split(":")[0] for v in worker["volumes"]}
+    assert worker_mounts == {"models", "loras"}  # a take's LoRAs are read where it runs
+    assert worker["environment"]["STUDIO_LORA_DIR"] == "/loras"
     assert "ports" not in worker
     depends = worker["depends_on"]
     assert "head" in (depends if isinstance(depends, list) else list(depends))
