@@ -245,6 +245,20 @@ def test_monitor_shows_ram_that_changes_and_says_no_gpu(browser, morph_server):
     page.close()
 
 
+def _shortest_draft_on(page, label: str, engine: str) -> None:
+    """Picks the engine, 256 px, the lowest length and quality, no post-processing, and waits for
+    the advanced panel to show that engine's parameters."""
+    page.click(f"[data-testid=engine] label:has-text('{label}')")
+    page.select_option("[data-testid=resolution]", "256")
+    page.focus("[data-testid=seconds]")
+    page.keyboard.press("Home")
+    page.focus("[data-testid=quality]")
+    page.keyboard.press("Home")
+    page.click("[data-testid=post-mode] label:has-text('Off')")
+    page.click("[data-testid=advanced] summary")
+    page.wait_for_function(f"() => document.querySelector('[data-param=engine]')?.textContent === '{engine}'")
+
+
 def test_framepack_tiny_pipeline_from_the_page(browser, tiny_framepack_dir, tmp_path):
     with StudioServer(
         tmp_path, {"FRAMEPACK_DIR": str(tiny_framepack_dir), "STUDIO_DEFAULT_ENGINE": "framepack"}
@@ -254,15 +268,7 @@ def test_framepack_tiny_pipeline_from_the_page(browser, tiny_framepack_dir, tmp_
         page.wait_for_selector("[data-testid=socket-status][data-state=open]")
         # A fresh page of this origin: the previous test's draft lives on another port's storage.
         first, second = _upload(page, _images(tmp_path, 2))
-        page.click("[data-testid=engine] label:has-text('FramePack')")
-        page.select_option("[data-testid=resolution]", "256")
-        page.focus("[data-testid=seconds]")
-        page.keyboard.press("Home")
-        page.focus("[data-testid=quality]")
-        page.keyboard.press("Home")
-        page.click("[data-testid=post-mode] label:has-text('Off')")
-        page.click("[data-testid=advanced] summary")
-        page.wait_for_function("() => document.querySelector('[data-param=engine]')?.textContent === 'framepack'")
+        _shortest_draft_on(page, "FramePack", "framepack")
         _record_progress(page)
         page.click("[data-testid=submit]")
         video = _wait_playable(page, timeout=240_000)
@@ -292,15 +298,7 @@ def test_wan_tiny_pipeline_from_the_page(browser, tmp_path):
         page.goto(server.url + "/")
         page.wait_for_selector("[data-testid=socket-status][data-state=open]")
         first, second = _upload(page, _images(tmp_path, 2))
-        page.click("[data-testid=engine] label:has-text('Wan')")
-        page.select_option("[data-testid=resolution]", "256")
-        page.focus("[data-testid=seconds]")
-        page.keyboard.press("Home")
-        page.focus("[data-testid=quality]")
-        page.keyboard.press("Home")
-        page.click("[data-testid=post-mode] label:has-text('Off')")
-        page.click("[data-testid=advanced] summary")
-        page.wait_for_function("() => document.querySelector('[data-param=engine]')?.textContent === 'wan'")
+        _shortest_draft_on(page, "Wan", "wan")
         # Wan's fast mode is LightX2V's 4-step LoRA, not FramePack's MagCache: the page says which.
         assert "LightX2V" in page.inner_text("[data-testid=quality-fast-mode]")
         assert "MagCache" not in page.inner_text("[data-testid=draft-label]")

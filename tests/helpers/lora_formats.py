@@ -87,11 +87,17 @@ def kohya_hunyuan_lora(transformer, path: Path, rank: int = 2, alpha: float = 1.
     for kind, count, table in (("double", c.num_layers, shapes), ("single", c.num_single_layers, single)):
         for i in range(count):
             for module, (out_f, in_f) in table.items():
-                stem = f"lora_unet_{kind}_blocks_{i}_{module}"
-                sd[f"{stem}.lora_down.weight"] = _rnd(g, rank, in_f)
-                sd[f"{stem}.lora_up.weight"] = _rnd(g, out_f, rank)
-                sd[f"{stem}.alpha"] = torch.tensor(float(alpha))
+                _kohya_pair(sd, f"lora_unet_{kind}_blocks_{i}_{module}", g, out_f, in_f, rank, alpha)
     return _save(sd, path)
+
+
+def _kohya_pair(sd: dict, stem: str, g, out_f: int, in_f: int, rank: int, alpha: float) -> None:
+    """One kohya-style layer (musubi-tuner writes the same for HunyuanVideo and Wan): down, up, alpha."""
+    import torch
+
+    sd[f"{stem}.lora_down.weight"] = _rnd(g, rank, in_f)
+    sd[f"{stem}.lora_up.weight"] = _rnd(g, out_f, rank)
+    sd[f"{stem}.alpha"] = torch.tensor(float(alpha))
 
 
 def musubi_wan_lora(transformer, path: Path, rank: int = 2, alpha: float = 1.0, seed: int = 3) -> Path:
@@ -107,10 +113,7 @@ def musubi_wan_lora(transformer, path: Path, rank: int = 2, alpha: float = 1.0, 
     sd = {}
     for i in range(c.num_layers):
         for module, (out_f, in_f) in shapes.items():
-            stem = f"lora_unet_blocks_{i}_{module}"
-            sd[f"{stem}.lora_down.weight"] = _rnd(g, rank, in_f)
-            sd[f"{stem}.lora_up.weight"] = _rnd(g, out_f, rank)
-            sd[f"{stem}.alpha"] = torch.tensor(float(alpha))
+            _kohya_pair(sd, f"lora_unet_blocks_{i}_{module}", g, out_f, in_f, rank, alpha)
     return _save(sd, path)
 
 
