@@ -40,11 +40,12 @@ def _images(seed: int = 0):
     return (rng.integers(0, 256, (H, W, 3), dtype=np.uint8), rng.integers(0, 256, (H, W, 3), dtype=np.uint8))
 
 
-@pytest.mark.parametrize("sections,window", [(1, 3), (6, 2)])
-def test_own_loop_gives_the_pipelines_frames(pipe, sections, window):
+@pytest.mark.parametrize("sections,window,overlap", [(1, 3, False), (6, 2, False), (6, 2, True)])
+def test_own_loop_gives_the_pipelines_frames(pipe, sections, window, overlap):
     """Same seed, same job: our streaming loop and diffusers' __call__ give identical frames.
 
-    6 sections exercise the >4-section padding schedule; 1 section the first-is-last case.
+    6 sections exercise the >4-section padding schedule; 1 section the first-is-last case; with
+    `overlap_decode` each section is decoded on a background thread while the next one samples.
     """
     a, b = (Image.fromarray(x) for x in _images())
     ref = pipe(
@@ -83,11 +84,106 @@ def test_own_loop_gives_the_pipelines_frames(pipe, sections, window):
             image_embeds_for=lambda g: cond.embed_a,
             on_step=lambda g, i: None,
             on_section=lambda done, frames: seen.append((done, frames.shape[0])),
+            overlap_decode=overlap,
         )
     assert out.dtype == np.uint8 and out.shape == ref.shape == (sections * window * 4 + 1, H, W, 3)
     assert np.array_equal(out, ref)
     assert [d for d, _ in seen] == list(range(1, sections + 1))
     assert all(n2 > n1 for (_, n1), (_, n2) in zip(seen, seen[1:]))  # previews grow
+
+
+def _sample(pipe, cond, gen, on_step, on_section, sections=3, overlap=True):
+    return sample_sections(
+        pipe,
+        cond,
+        height=H,
+        width=W,
+        sections=sections,
+        window=2,
+        steps=2,
+        distilled_guidance=10.0,
+        true_cfg=1.0,
+        generator=gen,
+        device=torch.device("cpu"),
+        image_embeds_for=lambda g: cond.embed_a,
+        on_step=on_step,
+        on_section=on_section,
+        overlap_decode=overlap,
+    )
+
+
+def test_overlapped_decode_stops_with_the_job(pipe):
+    """A cancel raised while a section is decoded in the background ends the job with it, and a
+    cancel raised by the section callback (on the decoding thread) reaches the sampler; after
+    `sample_sections` returns or raises, no section is reported any more."""
+    a, b = (Image.fromarray(x) for x in _images())
+    gen = torch.Generator("cpu").manual_seed(5)
+    with torch.no_grad():
+        cond = encode(pipe, a, b, "a cat walks", H, W, 1.0, gen, torch.device("cpu"))
+
+        reported: list[int] = []
+
+        def cancel_in_second_section(g: int, i: int) -> None:
+            if g == 1:
+                raise JobCancelled()
+
+        with pytest.raises(JobCancelled):
+            _sample(pipe, cond, gen, cancel_in_second_section, lambda done, frames: reported.append(done))
+        after = list(reported)
+        assert after in ([], [1])  # the first section's decode may finish; nothing later is reported
+
+        def cancel_on_preview(done: int, frames) -> None:
+            raise JobCancelled()
+
+        # Raised at the next section's start or, if the decode was slower than sampling, at the end.
+        with pytest.raises(JobCancelled):
+            _sample(pipe, cond, gen, lambda g, i: None, cancel_on_preview, sections=4)
+    assert reported == after
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_studio_forward_needs_no_device_sync():  # pragma: no cover - GPU machines only
+    """The transformer trims text tokens by the mask's sum; the studio keeps that mask on the host,
+    so a whole forward queues without waiting for the GPU (sync debug mode raises on a wait)."""
+    from backend.pipeline.framepack.loop import _mask_on_host, _masks_from_host
+
+    p = build_tiny_pipeline(0).to("cuda")
+    a, b = (Image.fromarray(x) for x in _images())
+    device = torch.device("cuda")
+    gen = torch.Generator("cpu").manual_seed(5)
+    with torch.no_grad():
+        cond = encode(p, a, b, "a cat walks", H, W, 1.0, gen, device)
+        t = p.transformer
+        latents = torch.randn(1, t.config.in_channels, 3, H // 8, W // 8, device=device)
+        embeds, mask, pooled = _mask_on_host((cond.prompt_embeds, cond.prompt_mask, cond.pooled), device)
+        kwargs = dict(
+            hidden_states=latents,
+            timestep=torch.tensor([500.0], device=device),
+            encoder_hidden_states=embeds,
+            encoder_attention_mask=mask,
+            pooled_projections=pooled,
+            image_embeds=cond.embed_a,
+            indices_latents=torch.arange(1, 4),
+            guidance=torch.tensor([10000.0], device=device),
+            return_dict=False,
+        )
+        with _masks_from_host(t):
+            expected = t(**kwargs)[0]
+            torch.cuda.synchronize()
+            torch.cuda.set_sync_debug_mode("error")
+            try:
+                got = t(**kwargs)[0]
+            finally:
+                torch.cuda.set_sync_debug_mode("default")
+        on_device = t(**{**kwargs, "encoder_attention_mask": cond.prompt_mask})[0]
+    assert torch.equal(got, expected) and torch.equal(got, on_device)
+    with torch.no_grad(), pytest.raises(RuntimeError):  # the check is real: the mask on the GPU waits
+        torch.cuda.set_sync_debug_mode("error")
+        try:
+            t(**{**kwargs, "encoder_attention_mask": cond.prompt_mask})
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
 
 
 def test_joiner_matches_pipeline_soft_append(pipe):
@@ -214,6 +310,22 @@ def test_pin_in_place_keeps_values_and_pins():  # pragma: no cover - GPU machine
     assert total >= sum(p.numel() * p.element_size() for p in module.parameters())
     for p, ref in zip(module.parameters(), before):
         assert p.is_pinned() and torch.equal(p, ref)
+
+
+def test_transition_benchmark_runs_tiny_on_cpu(tmp_path):
+    """benchmarks/transition_e2e.py (issue 28's end-to-end figures) keeps working: every lever
+    gives the same frames, the parts add up, the take is written and scored."""
+    from benchmarks.transition_e2e import main
+
+    result = main(["--tiny", "--steps", "2", "--lever-steps", "2", "--out", str(tmp_path / "e2e.json")])
+    assert result["levers_same_frames"] is True
+    for name in ("plain", "before", "no_sync", "overlap", "ours"):
+        part = result[name]
+        assert part["total_s"] > 0 and len(part["section_steps_s"]) == 2
+        assert part["outside_steps_s"] == pytest.approx(part["total_s"] - part["steps_s"])
+    assert len(result["ours"]["decodes_s"]) == 2 and result["ours"]["host_preview_write_s"] > 0
+    assert result["take"]["mp4_bytes"] > 0 and result["take"]["overall"] is not None
+    assert json.loads((tmp_path / "e2e.json").read_text())["decode_once"]["latent_frames"] == 2 * 3 + 1
 
 
 def test_gpu_benchmark_runs_tiny_on_cpu(tmp_path):

@@ -24,6 +24,12 @@ class FramePackEngine(FramePackLoader):
         super().__init__(settings)
         self.last_cache = None  # the last job's MagCache (its skipped steps per section), if any
 
+    @property
+    def overlap_decode(self) -> bool:
+        """Decode each section while the next denoises: on a GPU that holds the whole model, where
+        a decode fits beside a step; a streamed plan keeps its VRAM for the blocks."""
+        return self.device == "cuda" and self.memory_mode == "resident"
+
     def generate(
         self, first: np.ndarray, last: np.ndarray, prompt: str, segment: dict, params: dict, progress: ProgressCallback
     ) -> np.ndarray:
@@ -45,4 +51,5 @@ class FramePackEngine(FramePackLoader):
             policy=self.policy,
             placement=self.placement,
             step_cache=self.last_cache,
+            overlap_decode=self.overlap_decode,
         )

@@ -162,6 +162,142 @@ def _section_to_cpu(video: torch.Tensor) -> np.ndarray:
     return frames.float().numpy()
 
 
+def _mask_on_host(prompt: tuple, device: torch.device) -> tuple:
+    """The prompt with its attention mask on the host (pinned on CUDA), for `_masks_from_host`."""
+    embeds, mask, pooled = prompt
+    mask = mask.to("cpu")
+    return embeds, (mask.pin_memory() if device.type == "cuda" else mask), pooled
+
+
+@contextlib.contextmanager
+def _masks_from_host(transformer):
+    """Lets a forward take its text attention mask from the host without a device sync.
+
+    The transformer trims the text tokens to the mask's sum (`[:, : mask.sum()[0]]`): with the mask
+    on the GPU that index is a device-to-host read, so every forward waited for the GPU to drain
+    and the host could not queue the next forward's work ahead. With the mask on the host the sum
+    is read there; the text embedder, the one module that computes with the mask, gets a copy on
+    its input's device (pinned, so the copy is queued, not waited for). Same values, same result.
+    """
+    embedder = getattr(transformer, "context_embedder", None)
+    if embedder is None:
+        yield
+        return
+
+    def to_device(_module, args, kwargs):
+        if len(args) >= 3 and isinstance(args[2], torch.Tensor) and args[2].device != args[0].device:
+            args = (*args[:2], args[2].to(args[0].device, non_blocking=True), *args[3:])
+        mask = kwargs.get("attention_mask")
+        if isinstance(mask, torch.Tensor) and args and mask.device != args[0].device:
+            kwargs = {**kwargs, "attention_mask": mask.to(args[0].device, non_blocking=True)}
+        return args, kwargs
+
+    handle = embedder.register_forward_pre_hook(to_device, with_kwargs=True)
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
+def _decode(vae, latents: torch.Tensor, safe: bool) -> torch.Tensor:
+    if not safe:
+        return vae.decode(latents.to(vae.dtype) / vae.config.scaling_factor, return_dict=False)[0]
+    from backend.pipeline.framepack.compute_dtype import UpcastWeights
+
+    with UpcastWeights():
+        return vae.decode(latents.float() / vae.config.scaling_factor, return_dict=False)[0]
+
+
+class _SectionFinisher:
+    """Decodes each sampled section, brings it to the host, joins it and reports it.
+
+    Inline (`overlap=False`) it does so before the next section starts, as the pipeline does.
+    With `overlap=True` one background thread does it in submission order while the main thread
+    samples the next section, on a second CUDA stream that waits for the section's latents; the
+    arithmetic is the same, so the frames are too. A failure there (an overflow that fp32 cannot
+    fix, a cancel raised by the section callback) is raised in the main thread at the next section
+    or at the end.
+    """
+
+    def __init__(self, vae, sections: int, joiner: _FrameJoiner, on_section, warn, overlap: bool) -> None:
+        self.vae, self.sections, self.joiner = vae, sections, joiner
+        self.on_section, self.warn = on_section, warn
+        self.pool = None
+        self.pending: list = []
+        self.stream = None
+        if overlap:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="framepack-decode")
+            device = vae.device if hasattr(vae, "device") else torch.device("cpu")
+            if device.type == "cuda":
+                self.stream = torch.cuda.Stream(device=device)
+        self.abandoned = False
+
+    def submit(self, g: int, latents: torch.Tensor) -> None:
+        if self.pool is None:
+            self.finish(g, latents)
+            return
+        ready = None
+        if self.stream is not None:
+            ready = torch.cuda.Event()
+            ready.record()  # on the sampling stream: the section's latents are written after it
+            latents.record_stream(self.stream)  # the allocator must not reuse them before the decode
+        self.pending.append(self.pool.submit(self._finish_on_stream, g, latents, ready))
+
+    def _finish_on_stream(self, g: int, latents: torch.Tensor, ready) -> None:
+        if self.abandoned:
+            return
+        # Grad mode and the current stream are per thread: set both here.
+        with torch.no_grad():
+            if self.stream is None:
+                self.finish(g, latents)
+                return
+            with torch.cuda.stream(self.stream):
+                self.stream.wait_event(ready)
+                self.finish(g, latents)
+
+    def finish(self, g: int, latents: torch.Tensor) -> None:
+        from backend.pipeline.framepack.compute_dtype import finite
+
+        vae, sections = self.vae, self.sections
+        video = _decode(vae, latents, safe=False)
+        if not finite(video):
+            self.warn(
+                _overflow_message(g, sections, f"VAE {vae.dtype}".replace("torch.", ""), "fp32", "decoded frames")
+            )
+            video = _decode(vae, latents, safe=True)
+            if not finite(video):
+                raise FloatingPointError(_overflow_message(g, sections, "fp32 VAE", None, "decoded frames"))
+        section = _section_to_cpu(video)
+        del video
+        self.joiner.prepend(section)
+        if not self.abandoned:
+            self.on_section(g + 1, self.joiner.frames())
+
+    def raise_failure(self) -> None:
+        """Re-raises the first background failure, if a finished section had one."""
+        for future in self.pending:
+            if future.done() and future.exception() is not None:
+                raise future.exception()
+
+    def close(self) -> np.ndarray:
+        """Waits for every section; all frames, in temporal order."""
+        try:
+            for future in self.pending:
+                future.result()
+        finally:
+            if self.pool is not None:
+                self.pool.shutdown(wait=True)
+        return self.joiner.frames()
+
+    def abandon(self) -> None:
+        """The job stopped: no more reports; the section being decoded finishes, the rest are dropped."""
+        self.abandoned = True
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+
+
 class _NoCache:
     def section_start(self) -> None:
         pass
@@ -195,6 +331,7 @@ def sample_sections(
     on_warning: Callable[[str], None] | None = None,
     step_cache=None,
     prompt_for: Callable[[int], tuple[torch.Tensor, torch.Tensor, torch.Tensor]] | None = None,
+    overlap_decode: bool = False,
 ) -> np.ndarray:
     """Samples `sections` windows end-first and returns (n, H, W, 3) uint8 frames, n = sections·4·window + 1.
 
@@ -206,6 +343,10 @@ def sample_sections(
     `step_cache` (a `magcache.MagCache` attached to the transformer) may skip forwards.
     `prompt_for(g)` gives generated section g's (embeds, mask, pooled) for a timed prompt; without
     it every section has the one prompt of `cond`.
+    `overlap_decode` decodes, copies, joins and reports each section on a background thread (and,
+    on CUDA, a second stream) while the next section denoises: the frames are the same, the GPU no
+    longer waits for the host's share of a section. It needs VRAM for a decode beside a step, so
+    the engine turns it on for the resident plan only.
     """
     from diffusers.pipelines.hunyuan_video.pipeline_hunyuan_video_framepack import (
         calculate_shift,
@@ -275,8 +416,8 @@ def sample_sections(
         if section_start is not None:
             section_start(g)
         own = prompt_for(g) if prompt_for is not None else (cond.prompt_embeds, cond.prompt_mask, cond.pooled)
-        prompt = tuple(t.to(x_dtype) for t in own)
-        neg = None if negative is None else tuple(t.to(x_dtype) for t in negative)
+        prompt = _mask_on_host(tuple(t.to(x_dtype) for t in own), device)
+        neg = None if negative is None else _mask_on_host(tuple(t.to(x_dtype) for t in negative), device)
 
         common = dict(
             image_embeds=image_embeds,
@@ -318,52 +459,41 @@ def sample_sections(
             on_step(g, i)
         return latents
 
-    def decode(latents: torch.Tensor, safe: bool) -> torch.Tensor:
-        if not safe:
-            return vae.decode(latents.to(vae.dtype) / vae.config.scaling_factor, return_dict=False)[0]
-        from backend.pipeline.framepack.compute_dtype import UpcastWeights
-
-        with UpcastWeights():
-            return vae.decode(latents.float() / vae.config.scaling_factor, return_dict=False)[0]
-
+    finisher = _SectionFinisher(vae, sections, joiner, on_section, warn, overlap=overlap_decode)
     run = policy
-    for g in range(sections):
-        is_last = g == sections - 1  # the temporally first section, next to the first image
-        rng_state = generator.get_state()
-        # After an overflow the rest of the transition stays in the safer dtype: its other
-        # sections see the same prompt and images, so they would likely overflow too.
-        latents = sample_one(g, run)
-        if not finite(latents):
-            safer = run.safer()
-            if safer is None:
-                raise FloatingPointError(_overflow_message(g, sections, run.name, None))
-            warn(_overflow_message(g, sections, run.name, safer.name))
-            generator.set_state(rng_state)  # the same noise: the same section, computed safely
-            run = safer
-            latents = sample_one(g, run)
-            if not finite(latents):
-                raise FloatingPointError(_overflow_message(g, sections, run.name, None))
+    try:
+        with _masks_from_host(transformer):
+            for g in range(sections):
+                finisher.raise_failure()  # a decode that failed in the background stops the job here
+                is_last = g == sections - 1  # the temporally first section, next to the first image
+                rng_state = generator.get_state()
+                # After an overflow the rest of the transition stays in the safer dtype: its other
+                # sections see the same prompt and images, so they would likely overflow too.
+                latents = sample_one(g, run)
+                if not finite(latents):
+                    safer = run.safer()
+                    if safer is None:
+                        raise FloatingPointError(_overflow_message(g, sections, run.name, None))
+                    warn(_overflow_message(g, sections, run.name, safer.name))
+                    generator.set_state(rng_state)  # the same noise: the same section, computed safely
+                    run = safer
+                    latents = sample_one(g, run)
+                    if not finite(latents):
+                        raise FloatingPointError(_overflow_message(g, sections, run.name, None))
 
-        if is_last:
-            latents = torch.cat([cond.latents_a, latents], dim=2)
-        new = latents.shape[2]
-        history = torch.cat([latents, history], dim=2)[:, :, : max(history_len, new + window)]
-        # The first decoded section stands alone; later ones decode with the previous section's
-        # first `window` latents as context, whose frames the overlap blend then fades across.
-        context = 0 if g == 0 else window
-        decode_latents = history[:, :, : new + context]
-        video = decode(decode_latents, safe=False)
-        if not finite(video):
-            warn(_overflow_message(g, sections, f"VAE {vae.dtype}".replace("torch.", ""), "fp32", "decoded frames"))
-            video = decode(decode_latents, safe=True)
-            if not finite(video):
-                raise FloatingPointError(_overflow_message(g, sections, "fp32 VAE", None, "decoded frames"))
-        section = _section_to_cpu(video)
-        del video, decode_latents
-        joiner.prepend(section)
-        on_section(g + 1, joiner.frames())
+                if is_last:
+                    latents = torch.cat([cond.latents_a, latents], dim=2)
+                new = latents.shape[2]
+                history = torch.cat([latents, history], dim=2)[:, :, : max(history_len, new + window)]
+                # The first decoded section stands alone; later ones decode with the previous section's
+                # first `window` latents as context, whose frames the overlap blend then fades across.
+                context = 0 if g == 0 else window
+                finisher.submit(g, history[:, :, : new + context])
+        frames = finisher.close()
+    except BaseException:
+        finisher.abandon()
+        raise
 
-    frames = joiner.frames()
     keep = (frames.shape[0] - 1) // t_scale * t_scale + 1
     return frames[:keep]
 

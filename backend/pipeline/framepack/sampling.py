@@ -65,8 +65,12 @@ def sample_transition(
     policy=None,
     placement=None,
     step_cache=None,
+    overlap_decode: bool = False,
 ) -> np.ndarray:
-    """(n, H, W, 3) uint8 frames from `first` to `last`, n = sections × 4 × window + 1."""
+    """(n, H, W, 3) uint8 frames from `first` to `last`, n = sections × 4 × window + 1.
+
+    `overlap_decode`: each section is decoded and reported while the next one denoises
+    (`loop.sample_sections`); the same frames."""
     import torch
     from PIL import Image
 
@@ -139,4 +143,5 @@ def sample_transition(
             on_warning=report.warning,
             step_cache=step_cache,
             prompt_for=prompt_for,
+            overlap_decode=overlap_decode,
         )
