@@ -1,6 +1,6 @@
 """Download every model the studio uses into one folder, and write where they went into `.env`.
 
-    python scripts/download_models.py --base-dir DIR [--only framepack|post|analysis|wan] [--env-file .env]
+    python scripts/download_models.py --base-dir DIR [--only framepack|post|analysis|wan|wan22] [--env-file .env]
 
 - FramePack: the three hub repos named by FRAMEPACK_TRANSFORMER / FRAMEPACK_BASE /
   FRAMEPACK_IMAGE_ENCODER are fetched file by file into DIR/hf-cache (huggingface_hub's cache:
@@ -14,6 +14,9 @@
 - Wan (only with `--only wan`, about 80 GB): the diffusers-layout repo of Wan 2.1 FLF2V 14B into
   DIR/<WAN_FOLDER> (links into the cache, its own model_index.json) and the fast mode's LightX2V
   LoRA file into DIR/wan-loras, both named in backend/utils/model_registry.py.
+- Wan 2.2 I2V A14B (only with `--only wan22`, about 127 GB): the same for `Wan-AI/Wan2.2-I2V-A14B-
+  Diffusers` (two experts, no image encoder) and its two LightX2V LoRAs (high noise, low noise);
+  the studio runs it with STUDIO_WAN_MODEL=wan2.2-i2v-a14b.
 
 Every hub file is checked against the hub's own hashes (sha256 for LFS files, the git blob sha1
 for small ones). A manifest (DIR/.studio-downloads.json) records what was verified, so a second
@@ -46,8 +49,8 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # run as a script from anywhere: `backend` must import
 
 MANIFEST_NAME = ".studio-downloads.json"
-GROUPS = ("framepack", "post", "analysis", "wan")
-DEFAULT_GROUPS = ("framepack", "post", "analysis")  # Wan is 80 GB more: fetched when asked for
+GROUPS = ("framepack", "post", "analysis", "wan", "wan22")
+DEFAULT_GROUPS = ("framepack", "post", "analysis")  # Wan is 80 (2.2: 127) GB more: fetched when asked for
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".msgpack", ".h5", ".onnx")
 KEEP_SUFFIXES = (".json", ".safetensors", ".txt", ".model", ".spm", ".tiktoken", ".bin")
 # Free space kept on top of what the files need: the HF cache writes `.incomplete` files next to
@@ -500,33 +503,40 @@ def download_marian(base_dir: Path, token: str | None, manifest: Manifest, repor
     report.done.append("analysis")
 
 
-def download_wan(base_dir: Path, token: str | None, manifest: Manifest, report: Report) -> None:
-    from backend.pipeline.wan.wan_spec import COMPONENTS
-    from backend.utils.model_registry import WAN_FOLDER, WAN_LORA_FILE, WAN_LORA_FOLDER, WAN_LORA_REPO, WAN_REPO
+def download_wan(base_dir: Path, token: str | None, manifest: Manifest, report: Report, model=None) -> None:
+    """One Wan model of the registry (`WAN_MODELS`): its diffusers-layout repo into DIR/<folder>
+    (links into the cache, the repo's own model_index.json) and its LightX2V LoRA file(s)."""
+    from backend.utils.model_registry import WAN21, WAN_LORA_FOLDER
 
-    key = [WAN_REPO, f"{WAN_LORA_REPO}/{WAN_LORA_FILE}"]
-    if manifest.complete("wan", key):
-        print("[wan] already complete, nothing to download", flush=True)
-        report.done.append("wan")
+    model = model or WAN21
+    group, label = model.group, model.label
+    files = [name for _attr, name in model.loras]
+    key = [model.repo] + [f"{model.lora_repo}/{name}" for name in files]
+    if manifest.complete(group, key):
+        print(f"[{group}] already complete, nothing to download", flush=True)
+        report.done.append(group)
         return
     if report.hub_down:
-        report.fail("wan", f"Wan: skipped, the model hub ({report.hub_down}) could not be reached")
+        report.fail(group, f"{label}: skipped, the model hub ({report.hub_down}) could not be reached")
         return
-    target_root = base_dir / WAN_FOLDER
+    target_root = base_dir / model.folder
     try:
         planned = plan_hub(
-            [HubPart(WAN_REPO, tuple(Component(c, c) for c in COMPONENTS), index_file=True)], token, target_root
+            [HubPart(model.repo, tuple(Component(c, c) for c in model.components), index_file=True)],
+            token,
+            target_root,
         )
-        lora = plan_hub([HubPart(WAN_LORA_REPO, (Component("", WAN_LORA_FOLDER),))], token, base_dir)
+        lora = plan_hub([HubPart(model.lora_repo, (Component("", WAN_LORA_FOLDER),))], token, base_dir)
     except ModelError as exc:
         note_hub_failure(report, exc)
-        report.fail("wan", f"Wan: {exc}")
+        report.fail(group, f"{label}: {exc}")
         return
-    lora = [p for p in lora if p.path == WAN_LORA_FILE]  # the repo also holds the T2V LoRA
-    if not lora:
-        report.fail("wan", f"Wan: {WAN_LORA_REPO} has no {WAN_LORA_FILE}")
+    lora = [p for p in lora if p.path in files]  # the repo also holds the T2V and other LoRAs
+    absent = sorted(set(files) - {p.path for p in lora})
+    if absent:
+        report.fail(group, f"{label}: {model.lora_repo} has no {', '.join(absent)}")
         return
-    fetched = fetch_planned(planned + lora, base_dir, base_dir / "hf-cache", token, "wan", "Wan", report)
+    fetched = fetch_planned(planned + lora, base_dir, base_dir / "hf-cache", token, group, label, report)
     if fetched is None:
         return
     linked: list[Path] = []
@@ -534,8 +544,8 @@ def download_wan(base_dir: Path, token: str | None, manifest: Manifest, report: 
         target = p.target or target_root / "model_index.json"  # the repo's own index: already a WanImageToVideoPipeline
         link_into(local, target)
         linked.append(target)
-    manifest.record("wan", key, linked, {})
-    report.done.append("wan")
+    manifest.record(group, key, linked, {})
+    report.done.append(group)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -654,6 +664,10 @@ GROUP_NAMES = {
     "post": ("post-processing weights (face restore, upscale, RIFE)", "후처리 가중치 (얼굴 복원, 업스케일, RIFE)"),
     "analysis": ("the offline Korean->English translator", "오프라인 한영 번역기"),
     "wan": ("Wan 2.1 first-last-frame engine, about 80 GB", "Wan 2.1 첫·끝 프레임 엔진, 약 80 GB"),
+    "wan22": (
+        "Wan 2.2 I2V A14B for the Wan engine (STUDIO_WAN_MODEL=wan2.2-i2v-a14b), about 127 GB",
+        "Wan 엔진용 Wan 2.2 I2V A14B (STUDIO_WAN_MODEL=wan2.2-i2v-a14b), 약 127 GB",
+    ),
 }
 
 
@@ -688,6 +702,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from backend.utils.config import Settings
+    from backend.utils.model_registry import WAN22
 
     settings = Settings(_env_file=args.env_file if args.env_file.exists() else None)
     token = (settings.hf_token or os.environ.get("HF_TOKEN") or "").strip() or None
@@ -702,6 +717,7 @@ def main(argv: list[str] | None = None) -> int:
         "post": lambda: download_post(base_dir, manifest, report, mirror=args.weights_mirror),
         "analysis": lambda: download_marian(base_dir, token, manifest, report),
         "wan": lambda: download_wan(base_dir, token, manifest, report),
+        "wan22": lambda: download_wan(base_dir, token, manifest, report, WAN22),
     }
     for group in GROUPS:
         if group not in groups:

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One set-up for Colab, Docker and a local machine.
 #
-#   bash scripts/setup.sh --base-dir DIR [--skip-models] [--only framepack|post|analysis|wan] [--dev]
+#   bash scripts/setup.sh --base-dir DIR [--skip-models] [--only framepack|post|analysis|wan|wan22] [--dev]
 #                         [--no-venv] [--skip-python] [--require-models]
 #
 # 1. Python packages: PyTorch matching this machine (CUDA build picked from the driver's CUDA
@@ -37,7 +37,7 @@ while [ $# -gt 0 ]; do
     --base-dir) BASE_DIR=${2:?--base-dir needs a folder}; shift 2 ;;
     --base-dir=*) BASE_DIR=${1#*=}; shift ;;
     --skip-models) SKIP_MODELS=1; shift ;;
-    --only) ONLY+=("--only" "${2:?--only needs framepack, post, analysis or wan}"); shift 2 ;;
+    --only) ONLY+=("--only" "${2:?--only needs framepack, post, analysis, wan or wan22}"); shift 2 ;;
     --dev) DEV=1; shift ;;
     --no-venv) USE_VENV=0; shift ;;
     --skip-python) SKIP_PYTHON=1; shift ;;

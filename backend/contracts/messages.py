@@ -531,9 +531,9 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "지금은 모프 엔진을 쓸 수 있습니다.",
     },
     "wan_not_installed": {
-        "en": "Wan 2.1 (first-last frame) is not installed: {problem}. Run `{fix}` (about {gb} GB), or use another "
-        "engine.",
-        "ko": "Wan 2.1 (첫·끝 프레임) 엔진이 설치되지 않았습니다: {problem}. `{fix}` 를 실행하세요 (약 {gb} GB). 지금은 "
+        "en": "{model} (the Wan engine's model) is not installed: {problem}. Run `{fix}` (about {gb} GB), or use "
+        "another engine.",
+        "ko": "{model} (Wan 엔진의 모델)이 설치되지 않았습니다: {problem}. `{fix}` 를 실행하세요 (약 {gb} GB). 지금은 "
         "다른 엔진을 쓸 수 있습니다.",
     },
     "wan_length_capped": {

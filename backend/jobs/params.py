@@ -89,6 +89,7 @@ def resolve(
     fit: str = "crop",
     engine: str = "framepack",
     loop: bool = False,
+    wan_model: str | None = None,
 ) -> dict:
     """The exact engine parameters of a job, JSON-able, stored with the job and shown in the UI.
     Lengths follow the engine's frame rule at its native rate; the sampling parameters are
@@ -155,8 +156,9 @@ def resolve(
     }
     if engine == "wan":  # its own frame rule, 16 fps, steps and fast mode (pipeline/wan/wan_spec.py)
         from backend.pipeline.wan.wan_spec import adapt_params
+        from backend.utils.model_registry import DEFAULT_WAN_MODEL
 
-        return adapt_params(resolved, [float(x) for x in seconds])
+        return adapt_params(resolved, [float(x) for x in seconds], wan_model or DEFAULT_WAN_MODEL)
     return resolved
 
 

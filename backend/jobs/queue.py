@@ -152,7 +152,14 @@ class JobQueue:
         check_end_influence(engine, sliders.end_influence)
         pairs = len(images) - 1 + (1 if loop else 0)
         return smart_params.resolve(
-            sliders, pairs, sizes, suggestions, fit=self.settings.fit_mode, engine=engine, loop=loop
+            sliders,
+            pairs,
+            sizes,
+            suggestions,
+            fit=self.settings.fit_mode,
+            engine=engine,
+            loop=loop,
+            wan_model=self.settings.wan_model,
         )
 
     def check_sliders(self, sliders: JobSettings) -> None:

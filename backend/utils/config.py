@@ -95,6 +95,14 @@ class Settings(BaseSettings):
     default_engine: Literal["framepack", "wan", "morph"] = Field(
         "framepack", validation_alias=_env("STUDIO_DEFAULT_ENGINE")
     )
+    # Which model the `wan` engine runs (one per server: each is a 14B-class download of its own,
+    # fetched by `setup.sh --only wan` / `--only wan22`): Wan 2.1 FLF2V 14B (trained for first+last
+    # frame, CLIP-conditioned) or Wan 2.2 I2V A14B (two experts, high-noise then low-noise, first+last
+    # frame through the same latent conditioning). /api/health's wan entry and each job's params
+    # name it.
+    wan_model: Literal["wan2.1-flf2v", "wan2.2-i2v-a14b"] = Field(
+        "wan2.1-flf2v", validation_alias=_env("STUDIO_WAN_MODEL")
+    )
     # The studio's own repository (the Colab notebook clones it; docs name it).
     repo_url: str = Field(
         "https://github.com/hyunlord/image-video-studio.git", validation_alias=_env("STUDIO_REPO_URL")

@@ -267,7 +267,7 @@ def ensure_weight(
 # FramePack: installed or not (what /api/health and the submit check report)
 
 # Components whose folder must hold a weight file for the pipeline to load.
-_WEIGHT_COMPONENTS = ("transformer", "text_encoder", "text_encoder_2", "vae", "image_encoder")
+_WEIGHT_COMPONENTS = ("transformer", "transformer_2", "text_encoder", "text_encoder_2", "vae", "image_encoder")
 _WEIGHT_SUFFIXES = (".safetensors", ".bin")
 
 
@@ -393,47 +393,143 @@ def framepack_install_problem(settings) -> InstallProblem | None:
 
 
 # ------------------------------------------------------------------------------------------------
-# Wan 2.1 FLF2V: the diffusers-layout folder under STUDIO_MODELS_DIR and the fast mode's LoRA
+# Wan: two models behind the one `wan` engine (STUDIO_WAN_MODEL picks), each a diffusers-layout
+# folder under STUDIO_MODELS_DIR plus the fast mode's LightX2V LoRA file(s) in DIR/wan-loras.
 #
-# Hub facts, read from the hub's public pages (Dec 2026): `Wan-AI/Wan2.1-FLF2V-14B-720P-diffusers`
-# is tagged WanImageToVideoPipeline, Apache-2.0; its `image_encoder/` holds config.json and
-# model.safetensors (1.26 GB); `image_processor/` exists (vocab.json, tokenizer.json seen);
-# `text_encoder/config.json` is UMT5EncoderModel (google/umt5-xxl, d_model 4096). The transformer
-# shard names and the scheduler class were not seen: the download lists the repo's tree at run
-# time (`scripts/download_models.py`), so no file name is hard-coded. The LoRA file below was seen
-# in the tree of `lightx2v/Wan2.1-Distill-Loras` (739 MB); its sha256 comes from the hub's LFS
-# metadata when it is downloaded.
+# What was checked against public listings (Hugging Face pages, read through a search index, May
+# 2026; this machine cannot reach the hub) and what was not:
+#
+# Wan-AI/Wan2.1-FLF2V-14B-720P-diffusers (tagged WanImageToVideoPipeline, Apache-2.0):
+#   seen  image_encoder/config.json 583 B + model.safetensors 1.26 GB (tree/main/image_encoder);
+#         vae/diffusion_pytorch_model.safetensors 508 MB, sha256 d6e524b3fffede1787a74e81b30976dc
+#         e5400c4439ba64222168e607ed19e793 (blob at commit 17c30769b1e0b5dcaa1799b117bf20a9c31f59d7);
+#         image_processor/vocab.json 862 kB, tokenizer.json 3.64 MB;
+#         text_encoder/config.json: UMT5EncoderModel (google/umt5-xxl) d_model 4096, d_ff 10240,
+#         24 layers, 64 heads.
+#   transformer/config.json: NOT read from the hub. The values in
+#         tests/fixtures/wan21_flf2v_transformer_config.json are those diffusers' own conversion
+#         script writes for this repo (scripts/convert_wan_to_diffusers.py, model type
+#         "Wan-FLF2V-14B-720P": image_dim 1280, added_kv_proj_dim 5120, pos_embed_seq_len 514, …).
+#   NOT seen: the transformer's shard names and sizes, model_index.json, the scheduler class.
+#         No file name is hard-coded for them: the download lists the repo's tree at run time
+#         (`scripts/download_models.py`) and checks every file against the hub's own hashes.
+# lightx2v/Wan2.1-Distill-Loras: wan2.1_i2v_lora_rank64_lightx2v_4step.safetensors, 739 MB (tree).
+#
+# Wan-AI/Wan2.2-I2V-A14B-Diffusers (tagged WanImageToVideoPipeline):
+#   seen  transformer/ and transformer_2/ as diffusion_pytorch_model-000NN-of-00012.safetensors
+#         (shards 4, 5, 7 seen at 4.92 GB each, i.e. fp32: ~57 GB per expert); text_encoder/ 11.4 GB
+#         (model-0000N-of-00003.safetensors 4.94/4.98/1.44 GB + index); commit 2ec9bda.
+#   the transformer config diffusers' conversion writes ("Wan2.2-I2V-14B-720p", diffusers PR
+#         #12004): in_channels 36, added_kv_proj_dim None, no image_dim (no CLIP branch), 40 layers.
+#   model_index.json: NOT read from Wan-AI's repo; a derivative of it (Video-Reason/VBVR-Wan2.2)
+#         lists boundary_ratio 0.9, image_encoder/image_processor [null, null], transformer_2,
+#         UniPCMultistepScheduler — the layout the tiny test model copies.
+# lightx2v/Wan2.2-Distill-Loras (blob pages, commit 3ece978):
+#         wan2.2_i2v_A14b_high_noise_lora_rank64_lightx2v_4step_1022.safetensors 635 MB, sha256
+#         887c3bdeb74e83859c920438e16ca31f39ab18ce189abc5f0e36f8348c5bbb19 (634,645,944 B);
+#         wan2.2_i2v_A14b_low_noise_lora_rank64_lightx2v_4step_1022.safetensors 739 MB, sha256
+#         8833bd4fd7c8eabebf0bc8ee5cfaf47f4f310ce116928a02c1adf8941dd4b0f1 (739,472,104 B).
+#         Their key names were not read; the loader takes any format diffusers' Wan converter reads.
 
 
-WAN_REPO = "Wan-AI/Wan2.1-FLF2V-14B-720P-diffusers"
-WAN_FOLDER = "wan2.1-flf2v-14b-720p"  # under STUDIO_MODELS_DIR: what `--only wan` assembles
-WAN_APPROX_GB = 80  # transformer ~33 GB in bf16, UMT5-XXL, CLIP 1.26 GB, VAE; the download states the real sum
-# The fast mode's LoRA: LightX2V's own 4-step step+CFG distillation of Wan 2.1 I2V 14B (the FLF2V
-# model is a fine-tune of I2V 720P; the I2V LoRA on it is community practice, not a published pairing).
-WAN_LORA_REPO = "lightx2v/Wan2.1-Distill-Loras"
-WAN_LORA_FILE = "wan2.1_i2v_lora_rank64_lightx2v_4step.safetensors"
+@dataclass(frozen=True)
+class WanModel:
+    key: str  # STUDIO_WAN_MODEL's value
+    label: str  # as a person names it (messages, /api/health)
+    repo: str
+    folder: str  # under STUDIO_MODELS_DIR
+    group: str  # `scripts/setup.sh --only <group>` fetches it
+    components: tuple[str, ...]  # the repo's folders the pipeline loads
+    approx_gb: int  # download size, for the not-installed sentence (the download states the real sum)
+    lora_repo: str
+    # (pipeline attribute, file): each LoRA goes on the transformer it was distilled for.
+    loras: tuple[tuple[str, str], ...]
+    guidance: float  # the full mode's CFG scale (the model's published default)
+    resident_min_gib: float  # GPU memory from which every weight stays on the GPU
+
+
 WAN_LORA_FOLDER = "wan-loras"
+WAN21 = WanModel(
+    key="wan2.1-flf2v",
+    label="Wan 2.1 FLF2V 14B",
+    repo="Wan-AI/Wan2.1-FLF2V-14B-720P-diffusers",
+    folder="wan2.1-flf2v-14b-720p",
+    group="wan",
+    components=("transformer", "text_encoder", "tokenizer", "vae", "image_encoder", "image_processor", "scheduler"),
+    approx_gb=80,  # transformer (fp32 on the hub, by the I2V 720P sibling's 14 shards), UMT5-XXL, CLIP 1.26 GB, VAE
+    lora_repo="lightx2v/Wan2.1-Distill-Loras",
+    # LightX2V's own 4-step step+CFG distillation of Wan 2.1 I2V 14B (FLF2V is a fine-tune of I2V
+    # 720P; the I2V LoRA on it is community practice, not a published pairing).
+    loras=(("transformer", "wan2.1_i2v_lora_rank64_lightx2v_4step.safetensors"),),
+    guidance=5.0,  # diffusers' WanImageToVideoPipeline default
+    resident_min_gib=64.0,
+)
+WAN22 = WanModel(
+    key="wan2.2-i2v-a14b",
+    label="Wan 2.2 I2V A14B",
+    repo="Wan-AI/Wan2.2-I2V-A14B-Diffusers",
+    folder="wan2.2-i2v-a14b",
+    group="wan22",
+    # No CLIP image encoder: Wan 2.2's experts condition on the VAE latents only.
+    components=("transformer", "transformer_2", "text_encoder", "tokenizer", "vae", "scheduler"),
+    approx_gb=127,  # two fp32 experts (~57 GB each), UMT5-XXL 11.4 GB, VAE
+    lora_repo="lightx2v/Wan2.2-Distill-Loras",
+    # The high-noise LoRA on `transformer` (timesteps >= boundary), the low-noise one on `transformer_2`.
+    loras=(
+        ("transformer", "wan2.2_i2v_A14b_high_noise_lora_rank64_lightx2v_4step_1022.safetensors"),
+        ("transformer_2", "wan2.2_i2v_A14b_low_noise_lora_rank64_lightx2v_4step_1022.safetensors"),
+    ),
+    guidance=3.5,  # Wan 2.2's own I2V A14B sample_guide_scale (both stages)
+    # Both bf16 experts (2 × 28.6 GB) + UMT5-XXL (11.4 GB) + 720p activations: an 80 GB card is too
+    # tight, the model-level offload (one expert on the GPU at a time) runs there instead.
+    resident_min_gib=96.0,
+)
+WAN_MODELS: dict[str, WanModel] = {m.key: m for m in (WAN21, WAN22)}
+DEFAULT_WAN_MODEL = WAN21.key
+
+# Wan 2.1's names, as the rest of the studio and its tests knew them before the model choice.
+WAN_REPO = WAN21.repo
+WAN_FOLDER = WAN21.folder  # under STUDIO_MODELS_DIR: what `--only wan` assembles
+WAN_APPROX_GB = WAN21.approx_gb
+WAN_LORA_REPO = WAN21.lora_repo
+WAN_LORA_FILE = WAN21.loras[0][1]
+
+
+def wan_model(settings) -> WanModel:
+    return WAN_MODELS[getattr(settings, "wan_model", DEFAULT_WAN_MODEL) or DEFAULT_WAN_MODEL]
 
 
 def wan_folder(settings) -> Path:
-    return Path(settings.models_dir) / WAN_FOLDER
+    return Path(settings.models_dir) / wan_model(settings).folder
+
+
+def wan_lora_paths(settings) -> dict[str, Path]:
+    """The fast mode's LoRA files of the chosen model, by the pipeline attribute each goes on."""
+    folder = Path(settings.models_dir) / WAN_LORA_FOLDER
+    return {attr: folder / name for attr, name in wan_model(settings).loras}
 
 
 def wan_lora_path(settings) -> Path:
-    return Path(settings.models_dir) / WAN_LORA_FOLDER / WAN_LORA_FILE
+    """The chosen model's first LoRA file (Wan 2.1's only one; Wan 2.2's high-noise one)."""
+    return next(iter(wan_lora_paths(settings).values()))
+
+
+def wan_lora_missing(settings) -> list[Path]:
+    return [p for p in wan_lora_paths(settings).values() if not p.exists()]
 
 
 def wan_install_problem(settings) -> InstallProblem | None:
-    """None when the Wan pipeline is complete on disk; otherwise what is missing and the fix.
-    Reads files only."""
-    fix = setup_fix_command(settings, "wan")
+    """None when the chosen Wan pipeline is complete on disk; otherwise what is missing and the
+    fix. Reads files only."""
+    model = wan_model(settings)
+    fix = setup_fix_command(settings, model.group)
     problem = _folder_problem(wan_folder(settings))
     if problem is None:
         return None
     return InstallProblem(
-        missing=f"Wan 2.1 FLF2V ({WAN_REPO})",
+        missing=f"{model.label} ({model.repo})",
         code="wan_not_installed",
-        params={"problem": problem, "fix": fix, "gb": WAN_APPROX_GB},
+        params={"problem": problem, "fix": fix, "gb": model.approx_gb, "model": model.label},
         fix=fix,
     )
 

@@ -360,3 +360,41 @@ def test_disk_space_check_says_what_is_needed_and_free(tmp_path):
     with pytest.raises(mod.NotEnoughSpace) as info:
         mod.check_space(tmp_path, free * 2)
     assert "Not enough space" in str(info.value) and "free" in str(info.value)
+
+
+def test_wan22_is_assembled_from_the_hub_with_both_loras_and_loads(tmp_path, server):
+    """`--only wan22`: Wan 2.2 I2V A14B's repo (a tiny one of its layout: two experts, no image
+    encoder) and its two LightX2V LoRAs through the same registry path, checked against the hub's
+    hashes; the studio's loader then finds it complete with the fast mode on both experts, and a
+    second run fetches nothing."""
+    from backend.pipeline.wan.wan_engine import WanEngine
+    from backend.utils.config import Settings
+    from backend.utils.model_registry import WAN22
+    from tests.helpers.tiny_wan import lightx2v_style_lora, save_tiny_wan22_pipeline
+
+    tiny = save_tiny_wan22_pipeline(tmp_path / "tiny")
+    files = {p.relative_to(tiny).as_posix(): p.read_bytes() for p in tiny.rglob("*") if p.is_file()}
+    files["README.md"] = b"# not needed\n"
+    loras = {}
+    for i, (_attr, name) in enumerate(WAN22.loras):
+        loras[name] = lightx2v_style_lora(tmp_path / "l" / name, seed=i, image_branch=False).read_bytes()
+    loras["wan2.2_t2v_A14b_high_noise_lora_rank64_lightx2v_4step_1217.safetensors"] = b"not this one"
+    server.repos = {WAN22.repo: Repo(files), WAN22.lora_repo: Repo(loras)}
+
+    r = run_script(tmp_path, server, "--only", "wan22")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "README.md" not in server.bodies and not any("t2v" in b for b in server.bodies)
+    models = tmp_path / "models"
+    weights = list((models / WAN22.folder).rglob("*.safetensors"))
+    assert {p.parent.name for p in weights} >= {"transformer", "transformer_2", "text_encoder", "vae"}
+    assert all(p.is_symlink() for p in weights)
+
+    engine = WanEngine(Settings(models_dir=models, device="cpu", wan_model=WAN22.key))
+    assert engine.describe()["installed"] is True and engine.describe()["fast_mode"] is True
+    engine.load()
+    assert engine.pipe.transformer_2 is not None and engine.lora is not None and engine.lora.layers == 40
+
+    server.bodies.clear()
+    r = run_script(tmp_path, server, "--only", "wan22")
+    assert r.returncode == 0, r.stderr
+    assert server.bodies == [] and "already complete" in r.stdout

@@ -8,6 +8,10 @@ models-folder path. Recipe facts (diffusers' own FLF test): the transformer's in
 4 mask + 16 condition channels = 36; `pos_embed_seq_len` is two images' CLIP tokens,
 2 × (patches + 1); the pipeline reads CLIP's hidden_states[-2], so CLIP needs >= 2 layers.
 `lightx2v_style_lora` writes a LoRA with the key names the published LightX2V I2V LoRAs use.
+
+`build_tiny_wan22_pipeline` is Wan 2.2 I2V A14B's layout (what `Wan-AI/Wan2.2-I2V-A14B-Diffusers`'s
+model_index.json names): two transformers without the CLIP image branch (`image_dim` and
+`added_kv_proj_dim` None), `boundary_ratio` 0.9, no image encoder or processor.
 """
 
 from __future__ import annotations
@@ -103,6 +107,62 @@ def build_tiny_pipeline(seed: int = 0):
     return pipe
 
 
+BOUNDARY_RATIO = 0.9  # Wan 2.2 I2V A14B's model_index.json value
+
+
+def _wan22_transformer():
+    from diffusers import WanTransformer3DModel
+
+    return WanTransformer3DModel(
+        patch_size=(1, 2, 2),
+        num_attention_heads=2,
+        attention_head_dim=INNER // 2,
+        in_channels=36,
+        out_channels=16,
+        text_dim=TEXT_DIM,
+        freq_dim=256,
+        ffn_dim=FFN,
+        num_layers=LAYERS,
+        cross_attn_norm=True,
+        qk_norm="rms_norm_across_heads",
+        rope_max_seq_len=32,
+    )
+
+
+def build_tiny_wan22_pipeline(seed: int = 0):
+    """Wan 2.2 I2V A14B's architecture, tiny: the high-noise expert `transformer` and the low-noise
+    `transformer_2` (different random weights, so a frame shows which one ran), `boundary_ratio`."""
+    import torch
+    from diffusers import WanImageToVideoPipeline
+
+    base = build_tiny_pipeline(seed)  # the VAE, text encoder, tokenizer and scheduler are shared
+    torch.manual_seed(seed + 100)
+    high = _wan22_transformer()
+    torch.manual_seed(seed + 200)
+    low = _wan22_transformer()
+    pipe = WanImageToVideoPipeline(
+        tokenizer=base.tokenizer,
+        text_encoder=base.text_encoder,
+        vae=base.vae,
+        scheduler=base.scheduler,
+        image_processor=None,
+        image_encoder=None,
+        transformer=high,
+        transformer_2=low,
+        boundary_ratio=BOUNDARY_RATIO,
+    )
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def save_tiny_wan22_pipeline(directory: Path, seed: int = 0) -> Path:
+    """Writes the tiny Wan 2.2 pipeline in diffusers layout (what `--only wan22` assembles)."""
+    directory = Path(directory)
+    if not (directory / "model_index.json").exists():
+        build_tiny_wan22_pipeline(seed).save_pretrained(str(directory))
+    return directory
+
+
 def save_tiny_pipeline(directory: Path, seed: int = 0) -> Path:
     """Writes the tiny pipeline in diffusers layout (what the studio's Wan folder holds)."""
     directory = Path(directory)
@@ -111,10 +171,13 @@ def save_tiny_pipeline(directory: Path, seed: int = 0) -> Path:
     return directory
 
 
-def lightx2v_style_lora(path: Path, rank: int = 4, seed: int = 1, scale: float = 0.5) -> Path:
+def lightx2v_style_lora(
+    path: Path, rank: int = 4, seed: int = 1, scale: float = 0.5, image_branch: bool = True
+) -> Path:
     """A LoRA file with the published LightX2V I2V key names (`diffusion_model.blocks.N.self_attn.q.
     lora_down.weight`, `cross_attn.k_img.*`, `ffn.0.*`, `.diff_b` biases, `norm_k_img.diff`,
-    `diff_m`), random values in the tiny model's shapes."""
+    `diff_m`), random values in the tiny model's shapes. `image_branch=False`: without the CLIP
+    branch's `k_img`/`v_img` layers (Wan 2.2's experts have none)."""
     import torch
     from safetensors.torch import save_file
 
@@ -129,13 +192,15 @@ def lightx2v_style_lora(path: Path, rank: int = 4, seed: int = 1, scale: float =
         layers = {f"self_attn.{o}": (INNER, INNER) for o in "qkvo"}
         # cross-attention reads text already projected to the inner width
         layers.update({f"cross_attn.{o}": (INNER, INNER) for o in "qkvo"})
-        layers.update({"cross_attn.k_img": (INNER, INNER), "cross_attn.v_img": (INNER, INNER)})
+        if image_branch:
+            layers.update({"cross_attn.k_img": (INNER, INNER), "cross_attn.v_img": (INNER, INNER)})
         layers.update({"ffn.0": (FFN, INNER), "ffn.2": (INNER, FFN)})
         for name, (out_f, in_f) in layers.items():
             sd[f"{b}.{name}.lora_down.weight"] = rnd(rank, in_f)
             sd[f"{b}.{name}.lora_up.weight"] = rnd(out_f, rank)
             sd[f"{b}.{name}.diff_b"] = rnd(out_f)
-        sd[f"{b}.cross_attn.norm_k_img.diff"] = torch.zeros(INNER)
+        if image_branch:
+            sd[f"{b}.cross_attn.norm_k_img.diff"] = torch.zeros(INNER)
         sd[f"{b}.diff_m"] = torch.zeros(1, 6, INNER)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

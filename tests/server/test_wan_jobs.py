@@ -47,6 +47,7 @@ def submit(c, ids, **settings) -> str:
 def test_health_says_wan_is_installed(c):
     wan = c.get("/api/health").json()["engines"]["wan"]
     assert wan["installed"] is True and wan["ready"] is True
+    assert wan["model"] == "wan2.1-flf2v"  # STUDIO_WAN_MODEL's default
 
 
 def test_three_images_best_of_two_scored_and_a_reroll(wan_server, c):
@@ -108,14 +109,18 @@ def test_a_cancel_lands_within_a_step(wan_server, c):
     assert not (wan_server.data_dir / "outputs" / job_id / "final.mp4").exists()
 
 
-def test_wan_not_installed_is_refused_with_the_install_command(tmp_path):
-    with StudioServer(tmp_path) as srv, httpx.Client(base_url=srv.url, timeout=60) as client:
+@pytest.mark.parametrize(("model", "group"), [("wan2.1-flf2v", "wan"), ("wan2.2-i2v-a14b", "wan22")])
+def test_wan_not_installed_is_refused_with_the_install_command(tmp_path, model, group):
+    with (
+        StudioServer(tmp_path, {"STUDIO_WAN_MODEL": model}) as srv,
+        httpx.Client(base_url=srv.url, timeout=60) as client,
+    ):
         wan = client.get("/api/health").json()["engines"]["wan"]
-        assert wan["installed"] is False and "--only wan" in wan["fix"]
+        assert wan["installed"] is False and wan["fix"].endswith(f"--only {group}") and wan["model"] == model
         ids = upload_scenes(client, 2)
         r = client.post("/api/jobs", json={"images": ids, "engine": "wan", "settings": {"seconds": 1.0}})
         assert r.status_code == 409, r.text
         body = r.json()
         assert body["code"] == "engine_not_ready" and body["engine"] == "wan"
-        assert "--only wan" in body["fix"] and body["fix"] in body["detail"]
+        assert body["fix"].endswith(f"--only {group}") and body["fix"] in body["detail"]
         assert client.get("/api/jobs").json()["jobs"] == []  # nothing was queued

@@ -1,4 +1,5 @@
-"""The fast mode's distillation LoRA on Wan's transformer, switchable per job.
+"""The fast mode's distillation LoRA on Wan's transformer(s), switchable per job. Wan 2.2 A14B has
+one LoRA per expert: `attach` is called once per (transformer, file), one switch turns all on.
 
 The published LightX2V file is read and its keys converted to diffusers' names by diffusers itself
 (`WanLoraLoaderMixin.lora_state_dict`: `diffusion_model.blocks.N.self_attn.q.lora_down.weight` →
@@ -26,7 +27,8 @@ class DistillLora:
         self._handles: list = []
 
     def attach(self, transformer, path: Path) -> int:
-        """Reads `path`, hooks every layer it names; returns the number of layers."""
+        """Reads `path`, hooks every layer of `transformer` it names; returns the number of layers
+        (`self.layers` counts every attached transformer's)."""
         from diffusers.loaders import WanLoraLoaderMixin
 
         state = WanLoraLoaderMixin.lora_state_dict(str(path))
@@ -42,8 +44,8 @@ class DistillLora:
             raise ValueError(f"LoRA {path.name} names layers the transformer lacks: {', '.join(unknown[:5])}")
         for name, parts in pairs.items():
             self._hook(modules[name], parts)
-        self.layers = len(pairs)
-        return self.layers
+        self.layers += len(pairs)
+        return len(pairs)
 
     def _hook(self, linear, parts: dict) -> None:
         weight = linear.weight

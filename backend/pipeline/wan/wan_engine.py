@@ -1,4 +1,5 @@
-"""The Wan engine: first + last image transitions on diffusers' `WanImageToVideoPipeline`.
+"""The Wan engine: first + last image transitions on diffusers' `WanImageToVideoPipeline` (Wan 2.1
+FLF2V 14B, or Wan 2.2 I2V A14B's two experts: STUDIO_WAN_MODEL).
 
 Loading and placing is `wan_loading.WanLoader`'s; one transition is `wan_sampling.sample_transition`'s. The
 engine joins them behind the studio's engine interface (`pipeline/engines.TransitionEngine`):
@@ -31,12 +32,13 @@ class WanEngine(WanLoader):
         self.load(progress)
         fast = bool(params.get("fast"))
         if fast and self.lora is None:
-            from backend.utils.model_registry import setup_fix_command, wan_lora_path
+            from backend.utils.model_registry import setup_fix_command, wan_lora_missing, wan_lora_path, wan_model
 
+            missing = wan_lora_missing(self.settings) or [wan_lora_path(self.settings)]
             raise WanFastModeMissing(
                 "wan_fast_lora_missing",
-                path=str(wan_lora_path(self.settings)),
-                fix=setup_fix_command(self.settings, "wan"),
+                path=", ".join(str(p) for p in missing),
+                fix=setup_fix_command(self.settings, wan_model(self.settings).group),
             )
         self.loras.use(self.pipe, segment.get("loras"))  # this take's own LoRAs, or none
         if self.lora is not None:

@@ -1,15 +1,17 @@
 """Reading and placing Wan's parts: the diffusers `from_pretrained` half of the engine.
 
-The pipeline is read from STUDIO_MODELS_DIR/<WAN_FOLDER> (diffusers layout, assembled by
-`scripts/setup.sh --only wan`) with diffusers' `from_pretrained`: the transformer and text encoder
+The pipeline is read from STUDIO_MODELS_DIR/<the chosen model's folder> (diffusers layout, assembled
+by `scripts/setup.sh --only wan` for Wan 2.1 FLF2V, `--only wan22` for Wan 2.2 I2V A14B, whose
+model_index.json names a second expert `transformer_2` and `boundary_ratio`, no image encoder) with
+diffusers' `from_pretrained`: the transformer and text encoder
 in bf16 on a GPU, the VAE and CLIP image encoder in fp32 (what diffusers' Wan docs load them in),
 everything fp32 on the CPU. Placement, by the GPU memory the studio may use (bf16 weights: the
 transformer ~33 GB, UMT5-XXL ~11 GB, CLIP and VAE ~2 GB):
 
 | GPU memory | placement | why |
 |---|---|---|
-| ≥ 64 GiB (H100, H200, A100-80) | resident: `pipe.to("cuda")` | all ~46 GB of weights plus 720p activations fit |
-| 40–64 GiB (A6000, L40S, A100-40) | `enable_model_cpu_offload()` | the 33 GB transformer stays while it samples; the text encoder leaves the GPU after encoding |
+| ≥ 64 GiB (H100, H200, A100-80) | resident: `pipe.to("cuda")` | all ~46 GB of weights plus 720p activations fit (Wan 2.2: ≥ 96 GiB, two experts ~57 GB + UMT5) |
+| 40–64 GiB (A6000, L40S, A100-40) | `enable_model_cpu_offload()` | the 33 GB transformer stays while it samples; the text encoder leaves the GPU after encoding (Wan 2.2: one expert at a time, the high-noise one leaves when the low-noise one starts) |
 | < 40 GiB (24 GB and 16 GB cards) | `enable_group_offload(leaf_level, use_stream=True)` + VAE tiling | layers stream from pinned RAM, overlapped with compute on a side stream; needs ~50 GB host RAM |
 """
 
@@ -30,11 +32,11 @@ RESIDENT_MIN_GIB = 64.0
 MODEL_OFFLOAD_MIN_GIB = 40.0
 
 
-def placement_for(device: str, vram_gib: float | None) -> str:
+def placement_for(device: str, vram_gib: float | None, resident_min_gib: float = RESIDENT_MIN_GIB) -> str:
     """The placement rule above: "cpu", "resident", "model_offload" or "group_offload"."""
     if device != "cuda":
         return "cpu"
-    if vram_gib is None or vram_gib >= RESIDENT_MIN_GIB:
+    if vram_gib is None or vram_gib >= resident_min_gib:
         return "resident"
     if vram_gib >= MODEL_OFFLOAD_MIN_GIB:
         return "model_offload"
@@ -80,18 +82,20 @@ class WanLoader:
         self.pipe = None
         self.device = "cpu"
         self.placement = "unloaded"
-        self.lora = None  # distill_lora.DistillLora when the fast mode's file is on disk
+        self.lora = None  # distill_lora.DistillLora when the fast mode's file(s) are on disk
         self.loras = LoraSwitch(settings.loras_dir)  # the user's LoRAs (pipeline/loras.py)
         self.load_seconds: dict[str, float] = {}
         self.load_error: str | None = None
         self._load_lock = threading.Lock()
 
     def describe(self) -> dict:
-        from backend.utils.model_registry import wan_install_problem, wan_lora_path
+        from backend.utils.model_registry import wan_install_problem, wan_lora_missing, wan_model
 
-        fast = wan_lora_path(self.settings).exists()
+        fast = not wan_lora_missing(self.settings)
+        model = {"model": wan_model(self.settings).key, "model_label": wan_model(self.settings).label}
         if self.pipe is not None:
             return {
+                **model,
                 "ready": True,
                 "loaded": True,
                 "installed": True,
@@ -103,6 +107,7 @@ class WanLoader:
         missing = wan_install_problem(self.settings)
         if missing is not None:
             return {
+                **model,
                 "ready": False,
                 "loaded": False,
                 "installed": False,
@@ -112,8 +117,9 @@ class WanLoader:
                 "fix": missing.fix,
             }
         if self.load_error:
-            return {"ready": False, "loaded": False, "installed": True, "reason": self.load_error}
+            return {**model, "ready": False, "loaded": False, "installed": True, "reason": self.load_error}
         return {
+            **model,
             "ready": True,
             "loaded": False,
             "installed": True,
@@ -126,7 +132,9 @@ class WanLoader:
             if self.pipe is not None:
                 return
             if progress:
-                progress(Progress("load", 0.0, "loading Wan 2.1 FLF2V"))
+                from backend.utils.model_registry import wan_model
+
+                progress(Progress("load", 0.0, f"loading {wan_model(self.settings).label}"))
             try:
                 self._load()
             except Exception as exc:
@@ -151,7 +159,7 @@ class WanLoader:
         from diffusers import WanImageToVideoPipeline
 
         from backend.pipeline.framepack.loading import resolve_device
-        from backend.utils.model_registry import wan_folder, wan_install_problem
+        from backend.utils.model_registry import wan_folder, wan_install_problem, wan_model
 
         missing = wan_install_problem(self.settings)
         if missing is not None:
@@ -160,22 +168,24 @@ class WanLoader:
         began = time.perf_counter()
         pipe = WanImageToVideoPipeline.from_pretrained(str(wan_folder(self.settings)), dtype=dtypes_for(device))
         self.load_seconds["read"] = time.perf_counter() - began
-        self.attach(pipe, device, placement_for(device, self._vram_gib(device)), why)
+        resident_min = wan_model(self.settings).resident_min_gib
+        self.attach(pipe, device, placement_for(device, self._vram_gib(device), resident_min), why)
 
     def attach(self, pipe, device: str, placement: str, why: str = "") -> None:
-        """Places a built pipeline and hooks the fast mode's LoRA when its file is here. `load()`
+        """Places a built pipeline and hooks the fast mode's LoRA(s) when every file is here (Wan
+        2.2: the high-noise file on `transformer`, the low-noise one on `transformer_2`). `load()`
         calls it after reading; the benchmark calls it with full-size random models, so both
         measure the same code."""
         from backend.pipeline.wan.distill_lora import DistillLora
-        from backend.utils.model_registry import wan_lora_path
+        from backend.utils.model_registry import wan_lora_missing, wan_lora_paths
 
         pipe.set_progress_bar_config(disable=True)
-        lora_file = wan_lora_path(self.settings)
         self.lora = None
-        if lora_file.exists():
+        if not wan_lora_missing(self.settings):
             # Before placement: the LoRA's buffers then travel with their layers under offloading.
             lora = DistillLora()
-            lora.attach(pipe.transformer, lora_file)
+            for attr, lora_file in wan_lora_paths(self.settings).items():
+                lora.attach(getattr(pipe, attr), lora_file)
             self.lora = lora
         began = time.perf_counter()
         place(pipe, device, placement)

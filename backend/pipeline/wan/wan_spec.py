@@ -1,11 +1,14 @@
-"""What the studio knows about Wan 2.1 FLF2V 14B, and how the sliders map onto it. No torch here:
-the job layer reads this module when it resolves a job's parameters.
+"""What the studio knows about the Wan engine's models (Wan 2.1 FLF2V 14B, Wan 2.2 I2V A14B; the
+server's STUDIO_WAN_MODEL picks one, `utils/model_registry.WAN_MODELS` holds their hub facts), and how
+the sliders map onto them. No torch here: the job layer reads this module when it resolves a job's
+parameters. Both models share the frame rule (16 fps, 4k+1 ≤ 81) and the step mapping; the full
+mode's guidance is each model's own default (5.0 for 2.1, 3.5 for 2.2, used for both of 2.2's stages).
 
 | slider | Wan parameter | rule |
 |---|---|---|
 | seconds | frames | nearest 4k+1 to seconds × 16, at least 5, at most 81 (one call, 5.06 s); more is capped and the take says so |
-| quality ≥ 30 | steps, guidance | round(20 + 20 × (q − 30) / 70): 20 … 40 steps; guidance 5.0 (diffusers' Wan I2V default) |
-| quality < 30 | fast mode | the LightX2V 4-step step/CFG-distillation LoRA: 4 steps, guidance 1.0 (one forward per step) |
+| quality ≥ 30 | steps, guidance | round(20 + 20 × (q − 30) / 70): 20 … 40 steps; guidance: the model's default |
+| quality < 30 | fast mode | the LightX2V 4-step step/CFG-distillation LoRA(s): 4 steps, guidance 1.0 (one forward per step); Wan 2.2 has one LoRA per expert |
 | strength | — | unused: Wan conditions on both end frames by latent concatenation, it has no weight to turn |
 | resolution | bucket | the studio's bucket (edges × 16 = VAE 8 × patch 2); frames come back at the bucket's size |
 """
@@ -13,7 +16,15 @@ the job layer reads this module when it resolves a job's parameters.
 from __future__ import annotations
 
 from backend.contracts.engine_specs import EngineSpec, FrameRule, Licence, MemoryNeed, SliderEffect
-from backend.utils.model_registry import WAN_LORA_FILE, WAN_LORA_REPO, WAN_REPO
+from backend.utils.model_registry import (
+    DEFAULT_WAN_MODEL,
+    WAN21,
+    WAN22,
+    WAN_LORA_FILE,
+    WAN_LORA_REPO,
+    WAN_MODELS,
+    WAN_REPO,
+)
 
 NAME = "wan"
 LICENCE = "Apache-2.0"
@@ -21,7 +32,7 @@ REPO = WAN_REPO  # diffusers layout, WanImageToVideoPipeline; hub facts in utils
 LORA_REPO, LORA_FILE = WAN_LORA_REPO, WAN_LORA_FILE
 
 # The pipeline's parts, each a folder of the diffusers-layout repo (model_index.json names them).
-COMPONENTS = ("transformer", "text_encoder", "tokenizer", "vae", "image_encoder", "image_processor", "scheduler")
+COMPONENTS = WAN21.components
 NATIVE_FPS = 16
 TEMPORAL_STRIDE = 4  # the VAE's temporal compression: frame counts are 4k+1
 MIN_FRAMES = 5
@@ -29,7 +40,7 @@ MAX_FRAMES = 81  # one call's window, the model's trained length (5.06 s at 16 f
 SPATIAL_MULTIPLE = 16  # VAE 8 × patch 2
 FULL_STEPS = 40
 MIN_FULL_STEPS = 20
-GUIDANCE = 5.0
+GUIDANCE = WAN21.guidance  # Wan 2.1's; `guidance_for` gives each model's
 FAST_BELOW = 30  # quality under this picks the fast mode (the studio's draft threshold)
 FAST_STEPS = 4
 FAST_GUIDANCE = 1.0
@@ -59,10 +70,15 @@ def steps_for(quality: int) -> int:
     return int(round(MIN_FULL_STEPS + (FULL_STEPS - MIN_FULL_STEPS) * (quality - FAST_BELOW) / (100 - FAST_BELOW)))
 
 
-def adapt_params(params: dict, seconds: list[float]) -> dict:
+def guidance_for(model: str) -> float:
+    return WAN_MODELS[model].guidance
+
+
+def adapt_params(params: dict, seconds: list[float], model: str = DEFAULT_WAN_MODEL) -> dict:
     """A job's resolved parameters (`jobs/params.resolve`'s FramePack-shaped dict) made Wan's:
     frames per transition, 16 fps (every file of the job carries the engine's rate), steps,
-    guidance and the fast mode. `seconds` are the asked seconds per transition."""
+    guidance and the fast mode, for `model` (the server's STUDIO_WAN_MODEL, recorded in the
+    params). `seconds` are the asked seconds per transition."""
     quality = int(params["quality"])
     fast = quality < FAST_BELOW
     segments = []
@@ -81,7 +97,8 @@ def adapt_params(params: dict, seconds: list[float]) -> dict:
         engine=NAME,
         fps=NATIVE_FPS,
         steps=steps_for(quality),
-        guidance=FAST_GUIDANCE if fast else GUIDANCE,
+        wan_model=model,
+        guidance=FAST_GUIDANCE if fast else guidance_for(model),
         fast=fast,
         draft=fast,
         cache="lightx2v-4step" if fast else "off",
@@ -110,10 +127,17 @@ SPEC = EngineSpec(
     # offload from 40 GiB, group offloading with streams below. RAM: every weight lives in host RAM
     # under the offloads (bf16 transformer 28 GB + text encoder 11 GB + the rest). Estimates, not
     # measured yet (benchmarks/wan_gpu.py measures them on the GPU machine).
+    # Wan 2.2 I2V A14B (STUDIO_WAN_MODEL=wan2.2-i2v-a14b) has two 14B experts: both bf16 experts
+    # (2 × 28.6 GB) + UMT5-XXL resident need ~70 GB of weights, so resident starts at 96 GiB; the
+    # model-level offload keeps one expert on the GPU at a time (the same 40 GiB), and host RAM holds
+    # both (~70 GB + the rest). Estimates from the parameter counts, not measured.
     memory=(
         MemoryNeed(plan="resident", vram_gb=64, ram_gb=48),
         MemoryNeed(plan="model_offload", vram_gb=40, ram_gb=64),
         MemoryNeed(plan="group_offload", vram_gb=24, ram_gb=64),
+        MemoryNeed(plan=f"{WAN22.key} resident", vram_gb=WAN22.resident_min_gib, ram_gb=80),
+        MemoryNeed(plan=f"{WAN22.key} model_offload", vram_gb=40, ram_gb=96),
+        MemoryNeed(plan=f"{WAN22.key} group_offload", vram_gb=24, ram_gb=96),
     ),
     native_fps=NATIVE_FPS,
     frames=FrameRule(block=TEMPORAL_STRIDE, min_blocks=1, max_blocks=(MAX_FRAMES - 1) // TEMPORAL_STRIDE),
@@ -132,7 +156,10 @@ SPEC = EngineSpec(
             span=None,
         ),
         SliderEffect(
-            slider="quality", param="guidance", rule=f"q < {FAST_BELOW}: {FAST_GUIDANCE}; else {GUIDANCE}", span=None
+            slider="quality",
+            param="guidance",
+            rule=f"q < {FAST_BELOW}: {FAST_GUIDANCE}; else {WAN21.guidance} (Wan 2.1), {WAN22.guidance} (Wan 2.2)",
+            span=None,
         ),
     ),
 )

@@ -222,7 +222,10 @@ async def preview_params(body: ParamsPreview, request: Request):
     else:
         queue.check_sliders(body.settings)
         check_end_influence(engine, body.settings.end_influence)
-        params = smart_params.resolve(body.settings, 1, None, fit=request.app.state.settings.fit_mode, engine=engine)
+        settings = request.app.state.settings
+        params = smart_params.resolve(
+            body.settings, 1, None, fit=settings.fit_mode, engine=engine, wan_model=settings.wan_model
+        )
     # Each timed prompt's sections, as a job would plan them (a pair's own prompt, else the global one).
     own = list(body.prompts or [])[: len(params["segments"])]
     own += [None] * (len(params["segments"]) - len(own))
