@@ -143,6 +143,18 @@ class LoraSwitch:
         pipe.enable_lora()
         self.active = wanted
 
+    def unload(self, pipe) -> None:
+        """Takes every LoRA layer out of the model (the next use reads its files again).
+
+        Compiled blocks need it: torch.compile guards on the modules inside a block, so PEFT's
+        layers and each switch of their adapters would recompile, until dynamo's limit (8 a block
+        kind) leaves the blocks eager for good (seen on an H100). Without LoRA layers, a job meets
+        the very modules the blocks were compiled for."""
+        if self.loaded or getattr(pipe.transformer, "peft_config", None):
+            pipe.unload_lora_weights()
+        self.loaded.clear()
+        self.active = []
+
     def _load(self, pipe, name: str) -> str:
         from backend.utils.lora_files import LoraProblem, resolve
 

@@ -164,7 +164,7 @@ def test_studio_forward_needs_no_device_sync():  # pragma: no cover - GPU machin
             encoder_attention_mask=mask,
             pooled_projections=pooled,
             image_embeds=cond.embed_a,
-            indices_latents=torch.arange(1, 4),
+            indices_latents=torch.arange(1, 4, device=device),
             guidance=torch.tensor([10000.0], device=device),
             return_dict=False,
         )

@@ -182,3 +182,44 @@ def test_blocks_streamed_from_ram_and_disk_take_a_lora(lora_dir, images, plain, 
     assert gen.placement.block_stream.tiers == list(tiers)
     assert np.array_equal(_run(gen, images, loras), want)
     assert np.array_equal(_run(gen, images, []), plain)
+
+
+def test_compiled_blocks_run_eagerly_with_a_lora_and_meet_their_own_modules_without(lora_dir, images, plain, tmp_path):
+    """torch.compile guards on a block's modules: PEFT's layers and every adapter switch would
+    recompile (dynamo's limit then leaves the blocks eager for good). A LoRA job runs the blocks
+    eagerly; a job without LoRA takes the layers out first and runs the compiled blocks."""
+    from backend.pipeline.framepack import accel
+    from backend.pipeline.framepack.compute_dtype import ComputePolicy
+
+    gen = _engine(lora_dir, tmp_path)
+    gen.load()
+    compiled_calls: list[str] = []
+    blocks = accel.blocks(gen.pipe.transformer)
+
+    def recording(block):
+        def call(*args, **kwargs):
+            compiled_calls.append(type(block).__name__)
+            return block._call_impl(*args, **kwargs)
+
+        return call
+
+    for block in blocks:  # stands in for torch.compile's entry (the CPU test compiles nothing)
+        block._compiled_call_impl = recording(block)
+    gen.compiled = True
+    # The CPU's fp32 policy runs blocks eagerly (as the GPU's fp32 re-run of an overflow does); a
+    # bf16-named policy on fp32 weights computes the same and leaves the blocks to the engine.
+    gen.policy = ComputePolicy("bf16", "cpu", gen._eager_blocks)
+    lora = [{"name": "fp_diffusers.safetensors", "weight": 0.7}]
+    try:
+        with_lora = _run(gen, images, lora)
+        assert compiled_calls == [] and not np.array_equal(with_lora, plain)
+        assert all(b._compiled_call_impl is not None for b in blocks)  # restored after the job
+        without = _run(gen, images, [])
+        assert compiled_calls and not getattr(gen.pipe.transformer, "peft_config", None)
+        assert not any("lora_" in n for n, _ in gen.pipe.transformer.named_parameters())
+        assert np.array_equal(without, plain)
+        compiled_calls.clear()
+        assert np.array_equal(_run(gen, images, lora), with_lora) and compiled_calls == []
+    finally:
+        for block in blocks:
+            block._compiled_call_impl = None

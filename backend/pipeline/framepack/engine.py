@@ -7,6 +7,8 @@ Loading and placing the parts is `loading.FramePackLoader`'s; sampling one trans
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 
 from backend.pipeline.framepack.loading import FramePackLoader
@@ -37,8 +39,17 @@ class FramePackEngine(FramePackLoader):
         self.load(progress)
         height, width = first.shape[:2]
         check_bucket(self.plan, self.device, height, width)
-        self.loras.use(self.pipe, segment.get("loras"))  # this take's LoRAs, or none
+        choices = segment.get("loras")
+        if self.compiled and not choices:
+            self.loras.unload(self.pipe)  # the compiled blocks meet the modules they were compiled for
+        self.loras.use(self.pipe, choices)  # this take's LoRAs, or none
         self.last_cache = step_cache_for(params)
+        # A LoRA job runs the blocks eagerly: compiled, every switch of adapters would recompile.
+        eager = self._eager_blocks() if self.compiled and choices else contextlib.nullcontext()
+        with eager:
+            return self._sample(first, last, prompt, segment, params, progress)
+
+    def _sample(self, first, last, prompt: str, segment: dict, params: dict, progress: ProgressCallback):
         return sample_transition(
             self.pipe,
             first,

@@ -381,7 +381,9 @@ def sample_sections(
     def sample_one(g: int, run) -> torch.Tensor:
         """The final latents of generated section g, computed under `run` (a ComputePolicy)."""
         pad = paddings[g] * window
-        index = torch.arange(0, 1 + pad + window + sum(HISTORY_SIZES))
+        # On the device: the transformer moves frame indices there every forward, and a copy from
+        # pageable host memory waits for the GPU to drain (as the mask's sum did, `_masks_from_host`).
+        index = torch.arange(0, 1 + pad + window + sum(HISTORY_SIZES), device=device)
         idx_prefix, _, idx_latents, idx_1x, idx_2x, idx_4x = index.split([1, pad, window, *HISTORY_SIZES])
         idx_clean = torch.cat([idx_prefix, idx_1x])
         hist_1x, hist_2x, hist_4x = history[:, :, : sum(HISTORY_SIZES)].split(list(HISTORY_SIZES), dim=2)
