@@ -7,6 +7,8 @@ Loading and placing the parts is `loading.FramePackLoader`'s; sampling one trans
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from backend.pipeline.framepack.loading import FramePackLoader
@@ -25,7 +27,14 @@ class FramePackEngine(FramePackLoader):
         self.last_cache = None  # the last job's MagCache (its skipped steps per section), if any
 
     def generate(
-        self, first: np.ndarray, last: np.ndarray, prompt: str, segment: dict, params: dict, progress: ProgressCallback
+        self,
+        first: np.ndarray,
+        last: np.ndarray,
+        prompt: str,
+        segment: dict,
+        params: dict,
+        progress: ProgressCallback,
+        keyframes: Sequence[np.ndarray] = (),
     ) -> np.ndarray:
         """(n, H, W, 3) uint8 frames from `first` to `last`, n = sections × 4 × window + 1."""
         self.load(progress)
@@ -45,4 +54,5 @@ class FramePackEngine(FramePackLoader):
             policy=self.policy,
             placement=self.placement,
             step_cache=self.last_cache,
+            keyframes=keyframes,
         )
