@@ -792,6 +792,7 @@ NOTES = frozenset(
         "wan_not_installed",
         "wan_length_capped",
         "wan_fast_lora_missing",
+        "wan_keyframes_unsupported_model",
         "lora_failed",
         "lora_plan_unsupported",
         "engine_unavailable",

@@ -361,6 +361,7 @@ class PlacedKeyframe(_Strict):
     at: float = Field(description="seconds, as asked")
     point: int = Field(description="the engine's grid point (FramePack: section boundary; Wan: latent frame)")
     lands_at: float = Field(description="that point's time in seconds")
+    url: str | None = Field(None, description="the image's URL (views fill it in; the stored plan has the id only)")
 
 
 class TakeView(_Strict):

@@ -125,7 +125,7 @@ class JobViews:
                     overall=(t["score"] or {}).get("overall"),
                     score=t["score"],
                     loras=(t["params"] or {}).get("loras") or [],
-                    keyframes=keyframes,
+                    keyframes=[{**k, "url": upload_url(k["image"])} for k in keyframes],
                 )
             )
         seams = {x.get("index"): x.get("score") for x in job.get("seams") or [] if isinstance(x, dict)}
