@@ -68,7 +68,8 @@ def test_a_keyframe_runs_and_a_reroll_keeps_it(studio):
     job = wait_for(c, job["id"], timeout=600)
     assert job["status"] == "completed", job
     take = job["transitions"][0]["takes"][-1]
-    assert (take["take"], take["status"], take["keyframes"]) == (2, "done", placed)
+    shown = [{**placed[0], "url": f"/files/uploads/{key}.png"}]  # a take's view links the image
+    assert (take["take"], take["status"], take["keyframes"]) == (2, "done", shown)
 
     # A take of its own without keyframes; its neighbour transition's plan is untouched.
     r = c.post(f"/api/jobs/{job['id']}/transitions/0/takes", json={"seed": 12, "keyframes": []})
@@ -76,7 +77,20 @@ def test_a_keyframe_runs_and_a_reroll_keeps_it(studio):
     job = wait_for(c, job["id"], timeout=600)
     assert job["status"] == "completed", job
     assert job["transitions"][0]["takes"][-1]["keyframes"] == []
-    assert job["transitions"][0]["takes"][0]["keyframes"] == placed
+    assert job["transitions"][0]["takes"][0]["keyframes"] == shown
+
+    # A take with a keyframe image of its own; an image a job's keyframe uses cannot be deleted.
+    (own,) = _upload(c, 1)
+    r = c.post(
+        f"/api/jobs/{job['id']}/transitions/0/takes", json={"seed": 13, "keyframes": [{"image": own, "at": 1.3}]}
+    )
+    assert r.status_code == 202, r.text
+    job = wait_for(c, job["id"], timeout=600)
+    assert job["status"] == "completed", job
+    assert [(k["image"], k["point"]) for k in job["transitions"][0]["takes"][-1]["keyframes"]] == [(own, 1)]
+    for image in (key, own):
+        r = c.delete(f"/api/uploads/{image}")
+        assert r.status_code == 409 and r.json()["code"] == "upload_in_use", r.text
 
     # A take's keyframe is checked against the take's own length.
     r = c.post(f"/api/jobs/{job['id']}/transitions/0/takes", json={"seconds": 1.2})
