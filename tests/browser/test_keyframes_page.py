@@ -2,7 +2,8 @@
 server, the tiny FramePack of the real architecture on the CPU), in Korean and English: a keyframe
 image added on a transition, where it lands on the transition's timeline (the server's placement),
 the page's line on how it differs from adding the image to the storyboard, morph's refusal in the
-page's language, and (English) a job made with it whose re-roll keeps it."""
+page's language, and (English) a job made with it whose re-roll keeps it and whose duplicate brings
+it back to the composer."""
 
 from __future__ import annotations
 
@@ -113,4 +114,15 @@ def test_a_keyframe_lands_on_the_timeline_and_a_reroll_keeps_it(browser, server,
         "sel => document.querySelectorAll(sel).length === 2", arg=f"{card} [data-testid=take-keyframes]"
     )
     screenshot(page, "keyframes-job-en.png")
+
+    # Duplicate to composer: the storyboard comes back with its keyframe where it landed.
+    page.click(f"{editor} [data-testid=keyframe-remove]")
+    page.wait_for_selector(f"{editor} [data-testid=keyframe]", state="detached")
+    page.click(f"{card} [data-testid=job-duplicate]")
+    page.wait_for_function(
+        "([sel, text]) => document.querySelector(sel)?.textContent === text",
+        arg=[f"{editor} [data-testid=keyframe-lands]", words["lands"]],
+        timeout=30_000,
+    )
+    assert page.input_value(f"{editor} [data-testid=keyframe-at]") == "1.3"
     assert not page.js_errors
