@@ -260,6 +260,45 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "ko": "전환 {n}: 두 프롬프트가 같은 구간 {section}에서 시작합니다 (구간은 1.2초). "
         "하나를 다른 구간으로 옮기세요",
     },
+    # Keyframes inside a transition (contracts/keyframes.py, jobs/transition_options.py).
+    "engine_no_keyframes": {
+        "en": "transition {n}: the {engine} engine cannot pass through a keyframe inside a transition; "
+        "keyframes need FramePack or Wan (or add the image to the storyboard: two transitions with a seam)",
+        "ko": "전환 {n}: {engine} 엔진은 전환 안에서 키프레임을 지나가게 할 수 없습니다. 키프레임은 FramePack이나 "
+        "Wan에서만 됩니다 (또는 이미지를 스토리보드에 넣으세요: 이음새가 있는 전환 두 개가 됩니다)",
+    },
+    "keyframe_no_transition": {
+        "en": "a keyframe names transition {n}, but this job has {count} transitions",
+        "ko": "키프레임이 전환 {n}을(를) 가리키지만 이 작업의 전환은 {count}개입니다",
+    },
+    "keyframe_image_missing": {
+        "en": "transition {n}: the keyframe image {upload_id} is not among the uploads; upload it again",
+        "ko": "전환 {n}: 키프레임 이미지 {upload_id}이(가) 업로드에 없습니다. 다시 올려 주세요",
+    },
+    "keyframe_too_many": {
+        "en": "transition {n}: at most {limit} keyframes per transition",
+        "ko": "전환 {n}: 전환당 키프레임은 최대 {limit}개입니다",
+    },
+    "keyframe_transition_too_short": {
+        "en": "transition {n} is {seconds}s long: too short for a keyframe on {engine}, which conditions every "
+        "{step}s; make it at least {min}s",
+        "ko": "전환 {n}은(는) {seconds}초라 {engine}에서 키프레임을 넣기에 너무 짧습니다 ({step}초 간격으로 "
+        "조건을 겁니다). 최소 {min}초로 늘리세요",
+    },
+    "keyframe_outside": {
+        "en": "transition {n}: the keyframe at {at}s lands at {lands}s, not inside the transition; on {engine} "
+        "a keyframe of this {seconds}s transition may land from {first}s to {last}s",
+        "ko": "전환 {n}: {at}초의 키프레임이 {lands}초에 놓여 전환 안이 아닙니다. {engine}에서 이 {seconds}초 "
+        "전환의 키프레임은 {first}초에서 {last}초 사이에 놓일 수 있습니다",
+    },
+    "keyframe_same_point": {
+        "en": "transition {n}: the keyframes at {a}s and {b}s both land at {lands}s; move one",
+        "ko": "전환 {n}: {a}초와 {b}초의 키프레임이 둘 다 {lands}초에 놓입니다. 하나를 옮기세요",
+    },
+    "wan_keyframes_unsupported_model": {
+        "en": "this Wan model conditions on its first image only (expand_timesteps), so it cannot take a keyframe",
+        "ko": "이 Wan 모델은 첫 이미지만으로 조건을 걸어(expand_timesteps) 키프레임을 받을 수 없습니다",
+    },
     # `reason` is the engine's own account (a text in both languages, or `engine_unavailable`).
     "engine_not_ready": {"en": "{reason}", "ko": "{reason}"},
     "engine_unavailable": {"en": "the {engine} engine is not ready", "ko": "{engine} 엔진을 사용할 수 없습니다"},
@@ -753,6 +792,7 @@ NOTES = frozenset(
         "wan_not_installed",
         "wan_length_capped",
         "wan_fast_lora_missing",
+        "wan_keyframes_unsupported_model",
         "lora_failed",
         "lora_plan_unsupported",
         "engine_unavailable",

@@ -109,6 +109,33 @@ class LoraChoice(_Strict):
     )
 
 
+class KeyframeChoice(_Strict):
+    """An extra image inside one transition, at a time (`contracts/keyframes.py`): the motion passes
+    through it within one generation. Not an image added to the storyboard (two transitions, a seam)."""
+
+    image: str = Field(..., min_length=1, max_length=64, description="an upload id (POST /api/uploads)")
+    at: Annotated[float, Num] = Field(
+        ...,
+        gt=0,
+        le=120,
+        allow_inf_nan=False,
+        description="seconds from the transition's start; snaps to the engine's nearest point (FramePack: a "
+        "1.2 s section boundary; Wan: a latent frame, 0.25 s) strictly inside the transition",
+    )
+
+
+class TransitionKeyframe(KeyframeChoice):
+    transition: Annotated[int, Num] = Field(
+        ..., ge=0, le=MAX_TRANSITION_INDEX, description="0-based transition, as in /transitions/{i}"
+    )
+
+
+MAX_KEYFRAMES_ANY_JOB = 64  # the request's bound; per transition the job layer allows MAX_PER_TRANSITION
+KEYFRAMES_DOC = (
+    "keyframes inside transitions (FramePack and Wan; morph refuses them): each an upload at a time in its "
+    "transition, which the motion passes through without a seam; stored with the transition, so re-rolls keep them"
+)
+
 LoraChoices = list[LoraChoice] | None  # each name once: checked with the files (jobs/transition_options)
 LORAS_DOC = "LoRAs of GET /api/loras with a weight each (FramePack and Wan; morph refuses them); left out or [] = none"
 
@@ -161,6 +188,11 @@ class TakeCreate(_Strict):
     loras: LoraChoices = Field(
         None, max_length=MAX_LORAS_PER_TAKE, description="this take's LoRAs: left out = the transition's own, [] = none"
     )
+    keyframes: list[KeyframeChoice] | None = Field(
+        None,
+        max_length=MAX_KEYFRAMES_ANY_JOB,
+        description="this take's keyframes: left out = the transition's own, [] = none",
+    )
 
 
 class TakeChoice(_Strict):
@@ -183,6 +215,7 @@ class JobCreate(_Strict):
     engine: Engine | None = None
     settings: JobSettings = Field(default_factory=JobSettings)
     postprocess: PostprocessOptions = Field(default_factory=PostprocessOptions)
+    keyframes: list[TransitionKeyframe] = Field([], max_length=MAX_KEYFRAMES_ANY_JOB, description=KEYFRAMES_DOC)
     loop: bool = Field(
         False,
         description="close the storyboard: one more transition from the last image back to the first, "
@@ -227,6 +260,9 @@ class JobEdit(_Strict):
     engine: Engine | None = None
     settings: JobSettings | None = None
     postprocess: PostprocessOptions | None = None
+    keyframes: list[TransitionKeyframe] | None = Field(
+        None, max_length=MAX_KEYFRAMES_ANY_JOB, description=KEYFRAMES_DOC
+    )
 
 
 class MoveBy(_Strict):
@@ -260,6 +296,9 @@ class ParamsPreview(_Strict):
     )
     settings: JobSettings = Field(default_factory=JobSettings)
     engine: Engine | None = None
+    keyframes: list[TransitionKeyframe] = Field(
+        [], max_length=MAX_KEYFRAMES_ANY_JOB, description="each is shown where it lands (segments[i].keyframes)"
+    )
 
 
 # --- answers ----------------------------------------------------------------------------------
@@ -315,6 +354,16 @@ class SegmentView(_Strict):
     video_url: str | None = None
 
 
+class PlacedKeyframe(_Strict):
+    """A keyframe where it lands (`contracts/keyframes.Placed`), as stored with a transition or take."""
+
+    image: str
+    at: float = Field(description="seconds, as asked")
+    point: int = Field(description="the engine's grid point (FramePack: section boundary; Wan: latent frame)")
+    lands_at: float = Field(description="that point's time in seconds")
+    url: str | None = Field(None, description="the image's URL (views fill it in; the stored plan has the id only)")
+
+
 class TakeView(_Strict):
     """One generated attempt at a transition, with the parameters it was made with and its score."""
 
@@ -331,6 +380,7 @@ class TakeView(_Strict):
     overall: float | None = Field(None, description="the score's overall value, 0..100 (docs/scores.md)")
     score: dict[str, Any] | None = Field(None, description="the take's score in full (docs/scores.md)")
     loras: list[LoraChoice] = Field([], description="the LoRAs and weights this take is made with ([]: none)")
+    keyframes: list[PlacedKeyframe] = Field([], description="the keyframes this take passes through ([]: none)")
 
 
 class TransitionView(_Strict):

@@ -33,6 +33,7 @@ from backend.contracts.models import (
     JobSettings,
     JobStatus,
     JobView,
+    KeyframeChoice,
     MoveBefore,
     TakeCreate,
     TakeStatus,
@@ -48,7 +49,10 @@ from backend.jobs.store import BROKEN_STAGE, Store, StoreError
 from backend.jobs.transition_options import (
     check_end_influence,
     check_engine,
+    check_keyframes_engine,
     check_loras,
+    place_keyframes,
+    plan_keyframes,
     plan_prompts,
     prompt_sections,
     set_loras,
@@ -162,6 +166,9 @@ class JobQueue:
             wan_model=self.settings.wan_model,
         )
 
+    def upload_exists(self, upload_id: str) -> bool:
+        return self.store.get_upload(upload_id) is not None and upload_path(self.settings, upload_id).exists()
+
     def check_sliders(self, sliders: JobSettings) -> None:
         """The sliders against this server's limits (settings, not the models' constants)."""
         if sliders.seconds is not None and sliders.seconds > self.settings.max_seconds_per_transition:
@@ -210,6 +217,7 @@ class JobQueue:
                     )
                 )
         check_engine(engine, request.settings.end_influence, request.pair_prompts())
+        check_keyframes_engine(engine, [k.transition for k in request.keyframes])
         loras = check_loras(self.settings, engine, request.settings.loras)
         self._refuse_unready(engine)
         # A loop's wrap pair (last → first) is analysed like the others.
@@ -220,6 +228,7 @@ class JobQueue:
         if suggestions is None and self.suggest is not None and wants_suggestions and len(request.images) > 1:
             warnings.append(ANALYSIS_DEFAULTS_NOTE)
         plan_prompts(engine, params, request.pair_prompts())
+        plan_keyframes(engine, params, request.keyframes, self.upload_exists)
         for seg in params["segments"]:
             set_loras(seg, loras)
         prompts = [{"original": p or "", "english": None} for p in request.pair_prompts()]
@@ -340,9 +349,20 @@ class JobQueue:
         placed = prompt_sections(job["engine"], index, own, seg)
         if placed is not None:
             seg["prompt_sections"] = placed
+        self._retake_keyframes(job, index, seg, body)
         self.store.add_take(job_id, index, seg, prompt)
         self._queue_again(job)
         return self.views.get(job_id)
+
+    def _retake_keyframes(self, job: dict, index: int, seg: dict, body: TakeCreate) -> None:
+        """A take's keyframes: the asked ones, else the transition's own, placed again on the take's
+        (maybe new) length. The take's parameters hold them even when empty, so a take without
+        keyframes of a transition that has some stays without."""
+        own = [KeyframeChoice(image=k["image"], at=k["at"]) for k in seg.get("keyframes") or []]
+        choices = body.keyframes if body.keyframes is not None else own
+        placed = place_keyframes(job["engine"], index, seg, choices, self.upload_exists)
+        if placed or "keyframes" in seg:
+            seg["keyframes"] = placed
 
     @storing
     async def choose_take(self, job_id: str, index: int, take: int) -> JobView:

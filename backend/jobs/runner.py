@@ -121,6 +121,19 @@ class JobRunner:
             frames.append(frames[0])
         return frames
 
+    def _load_keyframes(self, job: dict, seg: dict, params: dict) -> tuple[np.ndarray, ...]:
+        """The take's keyframe images (`seg["keyframes"]`, in time order) at the job's bucket, fitted
+        as its own images are."""
+        width, height, fit = params["width"], params["height"], params.get("fit", "crop")
+        out = []
+        for keyframe in seg.get("keyframes") or []:
+            path = upload_path(self.settings, keyframe["image"])
+            if not path.exists():
+                log.error("job %s: keyframe image %s is missing (%s)", job.get("id"), keyframe["image"], path)
+                raise InputMissing("input_image_missing", upload_id=keyframe["image"])
+            out.append(fit_image(load_rgb(path), width, height, fit))
+        return tuple(out)
+
     # --- takes --------------------------------------------------------------------------------
     def _take_ready(self, take: dict) -> bool:
         return (
@@ -163,6 +176,7 @@ class JobRunner:
             prompt=prompt or "",
             segment=seg,
             params=params,
+            keyframes=self._load_keyframes(job, seg, params),
         )
         report.begin(index)
         made = False

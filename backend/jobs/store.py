@@ -354,10 +354,13 @@ class Store:
         return self._exec("DELETE FROM uploads WHERE id = ?", (upload_id,)).rowcount > 0
 
     def jobs_using_upload(self, upload_id: str) -> list[str]:
-        """Ids of the jobs whose request names this upload; read from the stored text, so a job
-        whose row is damaged still counts."""
+        """Ids of the jobs whose request names this upload, or one of whose takes does (a re-roll's own
+        keyframe image); read from the stored text, so a job whose row is damaged still counts."""
+        name = json.dumps(upload_id)
         rows = self._raw(
-            "SELECT id FROM jobs WHERE instr(request, ?) > 0 ORDER BY created_at", (json.dumps(upload_id),)
+            "SELECT id FROM jobs WHERE instr(request, ?) > 0 "
+            "OR id IN (SELECT job_id FROM takes WHERE instr(params, ?) > 0) ORDER BY created_at",
+            (name, name),
         )
         return [r["id"] for r in rows]
 

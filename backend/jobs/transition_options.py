@@ -9,6 +9,11 @@
   the params panel shows it. Wan makes a transition in one call with one prompt, so it refuses
   them; morph ignores prompts but checks the form, as the storyboard it previews will run on
   FramePack.
+- keyframes (`contracts/keyframes.py`): an upload at a time inside one transition, snapped to the
+  engine's grid (FramePack: a section boundary; Wan: a latent frame) strictly between the two
+  images; the planned segment records where each lands (`keyframes`), so the page shows it and a
+  re-roll or a resume makes the same transition. Morph has no model to condition, so it refuses
+  them rather than showing a dissolve that ignores them.
 - LoRAs (`STUDIO_LORA_DIR`): each file must exist, be readable, fit this engine and its model's
   width (read from the safetensors header alone, `utils/lora_files.py`); morph takes none.
 """
@@ -20,6 +25,7 @@ from typing import Any
 
 from backend.contracts import messages
 from backend.contracts.errors import JobError
+from backend.contracts.keyframes import MAX_PER_TRANSITION, Grid, Placed
 from backend.contracts.timed_prompts import EXAMPLE, MalformedTimedPrompt, is_timed, parse, section_of
 from backend.pipeline.framepack.spec import FRAMES_PER_SECTION, NATIVE_FPS
 
@@ -80,6 +86,89 @@ def plan_prompts(engine: str, params: dict, prompts: list[str | None]) -> None:
         placed = prompt_sections(engine, i, prompts[i] if i < len(prompts) else None, segment)
         if placed is not None:
             segment["prompt_sections"] = placed
+
+
+NO_KEYFRAMES = frozenset({"morph"})  # no model to condition: a dissolve would ignore them
+
+
+def keyframe_grid(engine: str, segment: dict) -> Grid:
+    """The points `engine` can condition transition `segment` at."""
+    if engine == "wan":
+        from backend.pipeline.wan.wan_spec import NATIVE_FPS as WAN_FPS
+        from backend.pipeline.wan.wan_spec import TEMPORAL_STRIDE
+
+        return Grid(TEMPORAL_STRIDE / WAN_FPS, (int(segment["frames"]) - 1) // TEMPORAL_STRIDE)
+    return Grid(SECTION_SECONDS, int(segment["sections"]))
+
+
+def check_keyframes_engine(engine: str, transitions: list[int]) -> None:
+    """Keyframes on an engine that cannot use them, refused before anything else (as `check_engine`)."""
+    if transitions and engine in NO_KEYFRAMES:
+        raise JobError("engine_no_keyframes", engine=engine, n=min(transitions) + 1)
+
+
+def place_keyframes(engine: str, index: int, segment: dict, choices, exists) -> list[dict[str, Any]]:
+    """Transition `index`'s keyframes (each with `.image` and `.at`) placed on the engine's grid, in
+    time order, as stored in its segment. `exists(upload_id)` says whether an upload is there.
+    Refuses an engine without keyframes, too many, a missing image, a transition too short to have
+    a point inside, a point outside it, and two keyframes on one point."""
+    n = index + 1
+    if not choices:
+        return []
+    check_keyframes_engine(engine, [index])
+    if len(choices) > MAX_PER_TRANSITION:
+        raise JobError("keyframe_too_many", n=n, limit=MAX_PER_TRANSITION)
+    grid = keyframe_grid(engine, segment)
+    seconds = messages.num(segment["seconds"])
+    if len(grid.inner) == 0:
+        raise JobError(
+            "keyframe_transition_too_short",
+            n=n,
+            seconds=seconds,
+            engine=engine,
+            step=messages.num(round(grid.step, 3)),
+            min=messages.num(grid.seconds(2)),
+        )
+    placed: list[Placed] = []
+    for choice in sorted(choices, key=lambda c: c.at):
+        if not exists(choice.image):
+            raise JobError("keyframe_image_missing", n=n, upload_id=choice.image)
+        point = grid.snap(choice.at)
+        if point not in grid.inner:
+            raise JobError(
+                "keyframe_outside",
+                n=n,
+                at=messages.num(choice.at),
+                lands=messages.num(grid.seconds(point)),
+                engine=engine,
+                seconds=seconds,
+                first=messages.num(grid.seconds(grid.inner[0])),
+                last=messages.num(grid.seconds(grid.inner[-1])),
+            )
+        if placed and placed[-1].point == point:
+            raise JobError(
+                "keyframe_same_point",
+                n=n,
+                a=messages.num(placed[-1].at),
+                b=messages.num(choice.at),
+                lands=messages.num(grid.seconds(point)),
+            )
+        placed.append(Placed(choice.image, float(choice.at), point, grid.seconds(point)))
+    return [p.to_dict() for p in placed]
+
+
+def plan_keyframes(engine: str, params: dict, keyframes, exists) -> None:
+    """Checks every keyframe of a request (`TransitionKeyframe`s) and writes each transition's into
+    its planned segment; a transition without keyframes gets no key, so its parameters stay as before."""
+    segments = params.get("segments") or []
+    check_keyframes_engine(engine, [k.transition for k in keyframes])
+    for k in keyframes:
+        if k.transition >= len(segments):
+            raise JobError("keyframe_no_transition", n=k.transition + 1, count=len(segments))
+    for i, segment in enumerate(segments):
+        placed = place_keyframes(engine, i, segment, [k for k in keyframes if k.transition == i], exists)
+        if placed:
+            segment["keyframes"] = placed
 
 
 NO_LORAS = frozenset({"morph"})  # no model weights to apply a LoRA to

@@ -103,7 +103,12 @@ class JobViews:
     def transitions(self, job: dict) -> list[TransitionView]:
         s = self.settings
         by_index: dict[int, list[TakeView]] = {}
+        planned = (job.get("params") or {}).get("segments") or []
         for t in self.store.takes(job["id"]):
+            own = t["params"] or {}
+            # A take's keyframes: its own when its parameters say (a re-roll), else its transition's.
+            transition = planned[t["idx"]] if t["idx"] < len(planned) else {}
+            keyframes = own["keyframes"] if "keyframes" in own else transition.get("keyframes") or []
             done = t["status"] == TakeStatus.done
             by_index.setdefault(t["idx"], []).append(
                 TakeView(
@@ -120,6 +125,7 @@ class JobViews:
                     overall=(t["score"] or {}).get("overall"),
                     score=t["score"],
                     loras=(t["params"] or {}).get("loras") or [],
+                    keyframes=[{**k, "url": upload_url(k["image"])} for k in keyframes],
                 )
             )
         seams = {x.get("index"): x.get("score") for x in job.get("seams") or [] if isinstance(x, dict)}

@@ -9,7 +9,7 @@ or weights to load.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -38,7 +38,14 @@ class TransitionEngine(Protocol):
     def describe(self) -> dict: ...
 
     def generate(
-        self, first: np.ndarray, last: np.ndarray, prompt: str, segment: dict, params: dict, progress: ProgressCallback
+        self,
+        first: np.ndarray,
+        last: np.ndarray,
+        prompt: str,
+        segment: dict,
+        params: dict,
+        progress: ProgressCallback,
+        keyframes: Sequence[np.ndarray] = (),
     ) -> np.ndarray: ...
 
     def release(self) -> None: ...

@@ -9,10 +9,13 @@ motion soft at both ends, like a camera settling.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import cv2
 import numpy as np
 
 from backend.contracts.engine_specs import EngineSpec, Licence, SliderEffect
+from backend.contracts.errors import JobError
 from backend.pipeline.framepack import spec as framepack_spec
 from backend.utils.progress import Progress, ProgressCallback, ignore_progress
 
@@ -133,8 +136,17 @@ class MorphEngine:
         return {"ready": True, "loaded": True, "reason": "CPU optical-flow preview, no weights"}
 
     def generate(
-        self, first: np.ndarray, last: np.ndarray, prompt: str, segment: dict, params: dict, progress: ProgressCallback
+        self,
+        first: np.ndarray,
+        last: np.ndarray,
+        prompt: str,
+        segment: dict,
+        params: dict,
+        progress: ProgressCallback,
+        keyframes: Sequence[np.ndarray] = (),
     ) -> np.ndarray:
+        if keyframes:  # the job layer refuses them for morph; a stored plan that has some is not ignored
+            raise JobError("engine_no_keyframes", engine=self.name, n=int(segment.get("pair", 0)) + 1)
         return morph_transition(first, last, segment["frames"], progress, float(segment.get("end_influence", 1.0)))
 
     def release(self) -> None:

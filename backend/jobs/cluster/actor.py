@@ -98,7 +98,9 @@ class TransitionWorker:
         def work(report: Callable[[Progress], None]):
             self.engines.before_job(task.engine)
             engine = self.engines.get(task.engine)
-            return engine.generate(task.first, task.last, task.prompt, task.segment, task.params, report)
+            return engine.generate(
+                task.first, task.last, task.prompt, task.segment, task.params, report, keyframes=task.keyframes
+            )
 
         running = {"job_id": task.job_id, "transition": task.index + 1, "take": task.take, "engine": task.engine}
         yield from self._stream(task.key, running, work)

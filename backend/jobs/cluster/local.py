@@ -37,7 +37,9 @@ class LocalWorkers:
 
     def generate(self, task: TransitionTask, report: ProgressCallback, token: CancelToken) -> np.ndarray:
         engine = self.engines.get(task.engine)
-        return engine.generate(task.first, task.last, task.prompt, task.segment, task.params, report)
+        return engine.generate(
+            task.first, task.last, task.prompt, task.segment, task.params, report, keyframes=task.keyframes
+        )
 
     def postprocess(
         self,

@@ -120,6 +120,8 @@ class TransitionTask:
     prompt: str
     segment: dict
     params: dict
+    # The keyframe images inside the transition, in the order of `segment["keyframes"]`.
+    keyframes: tuple[np.ndarray, ...] = ()
 
     @property
     def key(self) -> str:

@@ -8,6 +8,7 @@ Loading and placing the parts is `loading.FramePackLoader`'s; sampling one trans
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -33,7 +34,14 @@ class FramePackEngine(FramePackLoader):
         return self.device == "cuda" and self.memory_mode == "resident"
 
     def generate(
-        self, first: np.ndarray, last: np.ndarray, prompt: str, segment: dict, params: dict, progress: ProgressCallback
+        self,
+        first: np.ndarray,
+        last: np.ndarray,
+        prompt: str,
+        segment: dict,
+        params: dict,
+        progress: ProgressCallback,
+        keyframes: Sequence[np.ndarray] = (),
     ) -> np.ndarray:
         """(n, H, W, 3) uint8 frames from `first` to `last`, n = sections × 4 × window + 1."""
         self.load(progress)
@@ -47,9 +55,9 @@ class FramePackEngine(FramePackLoader):
         # A LoRA job runs the blocks eagerly: compiled, every switch of adapters would recompile.
         eager = self._eager_blocks() if self.compiled and choices else contextlib.nullcontext()
         with eager:
-            return self._sample(first, last, prompt, segment, params, progress)
+            return self._sample(first, last, prompt, segment, params, progress, keyframes)
 
-    def _sample(self, first, last, prompt: str, segment: dict, params: dict, progress: ProgressCallback):
+    def _sample(self, first, last, prompt: str, segment: dict, params: dict, progress: ProgressCallback, keyframes):
         return sample_transition(
             self.pipe,
             first,
@@ -63,4 +71,5 @@ class FramePackEngine(FramePackLoader):
             placement=self.placement,
             step_cache=self.last_cache,
             overlap_decode=self.overlap_decode,
+            keyframes=keyframes,
         )

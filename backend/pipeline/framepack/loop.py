@@ -62,6 +62,9 @@ class Conditioning:
     latents_b: torch.Tensor  # and of the last image
     # A timed prompt's later prompts, each (embeds, mask, pooled) like the first's above.
     more_prompts: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = field(default_factory=list)
+    # Keyframes inside the transition: generated section g → the VAE latent that replaces its clean
+    # 1x history anchor (the frame just after the section), as `latents_b` does for g = 0.
+    anchors: dict[int, torch.Tensor] = field(default_factory=dict)
 
 
 def encode(
@@ -389,6 +392,8 @@ def sample_sections(
         hist_1x, hist_2x, hist_4x = history[:, :, : sum(HISTORY_SIZES)].split(list(HISTORY_SIZES), dim=2)
         if g == 0:
             hist_1x = cond.latents_b  # the last image anchors the end of the video
+        elif g in cond.anchors:
+            hist_1x = cond.anchors[g]  # a keyframe anchors the end of this section
         x_dtype = run.input_dtype if run.name == "fp32" else dtype
         clean = torch.cat([cond.latents_a, hist_1x], dim=2).to(x_dtype)
         hist_2x, hist_4x = hist_2x.to(x_dtype), hist_4x.to(x_dtype)

@@ -10,6 +10,8 @@ each decoded section to the CPU, so VRAM does not grow with video length. Around
 - end-frame influence (`segment["end_influence"]`, 0.05–1): the last image's latent, which anchors
   the clip's end, scaled as FramePack-Studio and eichi scale it; 1.0 leaves it untouched;
 - per-section prompts of a timed prompt (`timed_conditioning.py`);
+- keyframes inside the transition (`section_keyframes.py`, `segment["keyframes"]`): the section that ends on
+  a keyframe's boundary is anchored on its latent and takes its SigLIP embedding;
 - progress, cancel and live previews (`pipeline/sampling_progress.py`): every step is reported and
   the callback may raise `JobCancelled`; after every section, all frames so far as uint8
   (sections come out end-first).
@@ -66,11 +68,13 @@ def sample_transition(
     placement=None,
     step_cache=None,
     overlap_decode: bool = False,
+    keyframes=(),
 ) -> np.ndarray:
     """(n, H, W, 3) uint8 frames from `first` to `last`, n = sections × 4 × window + 1.
 
     `overlap_decode`: each section is decoded and reported while the next one denoises
-    (`loop.sample_sections`); the same frames."""
+    (`loop.sample_sections`); the same frames. `keyframes`: the images of `segment["keyframes"]`,
+    in its order."""
     import torch
     from PIL import Image
 
@@ -110,6 +114,26 @@ def sample_transition(
         )
         if influence != 1.0:  # only g = 0 reads it, as the anchor of the clip's end
             cond = dataclasses.replace(cond, latents_b=cond.latents_b * influence)
+        placed = segment.get("keyframes") or []
+        if len(placed) != len(keyframes):
+            raise ValueError(f"{len(keyframes)} keyframe images for {len(placed)} placed keyframes")
+        key_embeds: dict = {}
+        if placed:
+            from backend.pipeline.framepack.section_keyframes import encode_keyframes
+
+            keys = encode_keyframes(
+                pipe,
+                keyframes,
+                [int(k["point"]) for k in placed],
+                sections,
+                height=height,
+                width=width,
+                seed=int(segment["seed"]),
+                device=torch_device,
+                placement=placement,
+            )
+            cond = dataclasses.replace(cond, anchors=keys.anchors)
+            key_embeds = keys.embeds
         prompt_for = None
         if len(texts) > 1:
             section_seconds = window * pipe.vae_scale_factor_temporal / float(params.get("fps", 30))
@@ -120,6 +144,8 @@ def sample_transition(
                 return timed_conditioning.section_prompt(encoded, mixes[max(0, sections - 1 - g)])
 
         def embeds_for(g: int):
+            if g in key_embeds:  # the section that leads into a keyframe sees that image
+                return key_embeds[g]
             # Generation is end-first: generated section g is temporal section n-1-g.
             temporal = max(0, sections - 1 - g)
             return _lerp_embeds(cond.embed_a, cond.embed_b, float(weights[min(temporal, len(weights) - 1)]))

@@ -9,6 +9,8 @@ on for its job only.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from backend.contracts.errors import StudioError
@@ -26,7 +28,14 @@ class WanEngine(WanLoader):
     name = spec.NAME
 
     def generate(
-        self, first: np.ndarray, last: np.ndarray, prompt: str, segment: dict, params: dict, progress: ProgressCallback
+        self,
+        first: np.ndarray,
+        last: np.ndarray,
+        prompt: str,
+        segment: dict,
+        params: dict,
+        progress: ProgressCallback,
+        keyframes: Sequence[np.ndarray] = (),
     ) -> np.ndarray:
         """(frames, H, W, 3) uint8 from `first` to `last`, frames = 4k+1 ≤ 81 at 16 fps."""
         self.load(progress)
@@ -44,7 +53,7 @@ class WanEngine(WanLoader):
         if self.lora is not None:
             self.lora.enabled = fast
         try:
-            return sample_transition(self.pipe, first, last, prompt, segment, params, progress)
+            return sample_transition(self.pipe, first, last, prompt, segment, params, progress, keyframes)
         finally:
             if self.lora is not None:
                 self.lora.enabled = False

@@ -6,16 +6,21 @@ adds only what it needs around it:
   cancel (the callback raising `JobCancelled`) stops the sampler within one step; there is no
   live preview (it would cost a VAE decode of all frames per step);
 - the seed is a CPU generator, so a take is the same on any device;
-- frames come back as uint8 at the job's bucket size.
+- frames come back as uint8 at the job's bucket size;
+- keyframes inside the transition (`segment["keyframes"]`) enter the first–last-frame condition at
+  their latent frames (`wan_keyframes.py`).
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import numpy as np
 
 from backend.contracts import messages
 from backend.pipeline.sampling_progress import SamplingProgress
 from backend.pipeline.wan import wan_spec as spec
+from backend.pipeline.wan.wan_keyframes import keyframes_in
 from backend.utils.progress import ProgressCallback
 
 
@@ -49,9 +54,17 @@ def call_arguments(segment: dict, params: dict, height: int, width: int) -> dict
 
 
 def sample_transition(
-    pipe, first: np.ndarray, last: np.ndarray, prompt: str, segment: dict, params: dict, progress: ProgressCallback
+    pipe,
+    first: np.ndarray,
+    last: np.ndarray,
+    prompt: str,
+    segment: dict,
+    params: dict,
+    progress: ProgressCallback,
+    keyframes: Sequence[np.ndarray] = (),
 ) -> np.ndarray:
-    """(frames, H, W, 3) uint8 from `first` to `last` (both (H, W, 3) uint8, one size)."""
+    """(frames, H, W, 3) uint8 from `first` to `last` (both (H, W, 3) uint8, one size); `keyframes`
+    are the images of `segment["keyframes"]`, in its order."""
     import torch
     from PIL import Image
 
@@ -78,7 +91,8 @@ def sample_transition(
         report.step(0, step)  # raises JobCancelled when the job is cancelled
         return kwargs
 
-    with torch.no_grad():
+    points = [int(k["point"]) for k in segment.get("keyframes") or []]
+    with torch.no_grad(), keyframes_in(pipe, keyframes, points):
         video = pipe(
             image=Image.fromarray(first),
             last_image=Image.fromarray(last),

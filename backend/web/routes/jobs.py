@@ -47,7 +47,7 @@ from backend.contracts.models import (
 )
 from backend.jobs import params as smart_params
 from backend.jobs.queue import JobQueue
-from backend.jobs.transition_options import check_end_influence, plan_prompts
+from backend.jobs.transition_options import check_end_influence, plan_keyframes, plan_prompts
 from backend.utils.files import upload_path, upload_url
 from backend.utils.redact import hide_paths_in
 from backend.utils.storage import StorageFull, check_space, is_disk_full
@@ -230,6 +230,7 @@ async def preview_params(body: ParamsPreview, request: Request):
     own = list(body.prompts or [])[: len(params["segments"])]
     own += [None] * (len(params["segments"]) - len(own))
     plan_prompts(engine, params, [p if p and p.strip() else body.prompt for p in own])
+    plan_keyframes(engine, params, body.keyframes, queue.upload_exists)  # each shows where it lands
     if body.settings.seed is None:
         # A job draws its random seed when submitted; a preview would show one it will not use.
         params["seed"] = None

@@ -95,7 +95,8 @@ function ImageCard({ item, index, count, dragging, cardRef, onPointerDown, handl
 // `suggested`: the prompt the server would use for this pair if it stays blank (from the analysis),
 // shown as the placeholder so a blank box is not a mystery.
 // `wrap`: the loop's closing pair (last image → first), shown after the last image.
-function PairArrow({ index, value, english, suggested, onChange, t, wrap = false }) {
+// `extra`: what else belongs to this transition (its keyframes), under the prompt.
+function PairArrow({ index, value, english, suggested, onChange, t, wrap = false, extra = null }) {
   return html`<div class="flex w-44 shrink-0 flex-col justify-center gap-1 sm:w-48" data-testid="pair"
       data-wrap=${wrap ? "true" : "false"}>
     <div class="flex items-center gap-1 text-indigo-600" aria-hidden="true">
@@ -109,11 +110,12 @@ function PairArrow({ index, value, english, suggested, onChange, t, wrap = false
     <${MotionPresets} value=${value} onChange=${onChange} />
     <div class="min-h-[1rem] text-[11px] text-emerald-700" data-testid="pair-english">
       ${english ? html`<span class="font-medium">${t("prompt.english")}:</span> ${english}` : ""}</div>
+    ${extra}
   </div>`;
 }
 
 export function ImageStrip({ items, rejected, pairPrompts, englishFor, onFiles, onMove, onRemove, onDismiss, onPairPrompt,
-  tagsFor = () => null, suggestedPromptFor = () => "", loop = false }) {
+  tagsFor = () => null, suggestedPromptFor = () => "", loop = false, pairExtra = () => null }) {
   const { t, te } = useLang();
   const input = useRef(null);
   const { register, draggingKey, handlers, onPointerDown } = useDragReorder(items, onMove);
@@ -125,7 +127,8 @@ export function ImageStrip({ items, rejected, pairPrompts, englishFor, onFiles, 
       const key = both ? pairKey(left, item) : null;
       nodes.push(both
         ? html`<${PairArrow} key=${`pair-${key}`} index=${index - 1} value=${pairPrompts[key] || ""}
-            english=${englishFor(key)} suggested=${suggestedPromptFor(key)} onChange=${(v) => onPairPrompt(key, v)} t=${t} />`
+            english=${englishFor(key)} suggested=${suggestedPromptFor(key)} onChange=${(v) => onPairPrompt(key, v)} t=${t}
+            extra=${pairExtra(key, index - 1)} />`
         : html`<div key=${`gap-${item.key}`} class="flex w-10 items-center justify-center text-slate-400">➜</div>`);
     }
     nodes.push(html`<${ImageCard} key=${item.key} item=${item} index=${index} count=${items.length}
@@ -136,7 +139,8 @@ export function ImageStrip({ items, rejected, pairPrompts, englishFor, onFiles, 
   if (loop && ready.length >= 2 && ready.length === items.length) {
     const key = pairKey(ready[ready.length - 1], ready[0]);
     nodes.push(html`<${PairArrow} key=${`wrap-${key}`} index=${ready.length - 1} value=${pairPrompts[key] || ""} wrap=${true}
-      english=${englishFor(key)} suggested=${suggestedPromptFor(key)} onChange=${(v) => onPairPrompt(key, v)} t=${t} />`);
+      english=${englishFor(key)} suggested=${suggestedPromptFor(key)} onChange=${(v) => onPairPrompt(key, v)} t=${t}
+      extra=${pairExtra(key, ready.length - 1)} />`);
   }
 
   return html`<section aria-labelledby="images-title">

@@ -5,6 +5,7 @@ import { LoginGate } from "../lib/login.js";
 import { api, uploadFile } from "../lib/api.js";
 import { connectSocket } from "../lib/socket.js";
 import { ImageStrip, useWindowDrop, pairKey } from "./images.js";
+import { KeyframeEditor, sentKeyframes, useKeyframePlan } from "./keyframes.js";
 import { SettingsPanel, AdvancedPanel, defaultSettings, defaultPost, serverResolution, resolutionAfterHealth } from "./settings.js";
 import { JobList } from "./jobs.js";
 import { publishExport } from "./exports.js";
@@ -40,6 +41,27 @@ function SocketBadge({ status }) {
     <span class=${`h-2 w-2 rounded-full ${colour}`}></span>${t(`socket.${status}`)}</span>`;
 }
 
+// A job's keyframes back into the composer (duplicate, edit), by the pair keys of its images: each
+// transition's first take holds the transition's own.
+function jobKeyframes(job, pairItems, withLoop) {
+  const keys = pairItems.slice(1).map((item, i) => pairKey(pairItems[i], item));
+  if (withLoop && pairItems.length > 1) keys.push(pairKey(pairItems[pairItems.length - 1], pairItems[0]));
+  const out = {};
+  (job.transitions || []).forEach((tr) => {
+    const own = ((tr.takes || [])[0] || {}).keyframes || [];
+    if (own.length && keys[tr.index]) {
+      out[keys[tr.index]] = own.map((k) => ({ id: `job-${tr.index}-${k.point}`, status: "ready", at: k.at,
+        upload: { id: k.image, url: k.url, filename: k.image } }));
+    }
+  });
+  return out;
+}
+
+// The draft keeps uploaded keyframes only (one still uploading is gone after a reload).
+function keptKeyframes(all) {
+  return Object.fromEntries(Object.entries(all).map(([key, list]) => [key, list.filter((k) => k.upload)]));
+}
+
 function Studio({ meta }) {
   const { t, te } = useLang();
   const draft = useMemo(loadDraft, []);
@@ -47,6 +69,8 @@ function Studio({ meta }) {
   const [rejected, setRejected] = useState([]);
   const [pairPrompts, setPairPrompts] = useState(draft ? draft.pairPrompts || {} : {});
   const [prompt, setPrompt] = useState(draft ? draft.prompt || "" : "");
+  // Each pair's keyframes, by pair key (like its prompt): [{id, upload, at, status}].
+  const [keyframes, setKeyframes] = useState(draft ? draft.keyframes || {} : {});
   const [loop, setLoop] = useState(!!(draft && draft.loop));
   const [settings, setSettings] = useState({ ...defaultSettings(meta), ...(draft ? draft.settings : {}) });
   // The default resolution the settings were last given (the server's): see resolutionAfterHealth.
@@ -79,13 +103,18 @@ function Studio({ meta }) {
   // The LoRAs a job gets: the picks that fit its engine (picks for another engine stay for later).
   const { list: loraList } = useLoraList();
   const loras = sentLoras(engine, settings.loras, loraList);
+  const pairKeys = ready.slice(1).map((item, i) => pairKey(ready[i], item));
+  if (loop && ready.length > 1) pairKeys.push(pairKey(ready[ready.length - 1], ready[0])); // the wrap pair comes last
+  const keyframePlan = useKeyframePlan({ images: imageIds, engine, keys: pairKeys, keyframes,
+    settings: { ...settings, loras, seconds: auto.seconds ? null : settings.seconds,
+      strength: auto.strength ? null : settings.strength, ...(engine === "wan" ? { end_influence: null } : {}) } });
 
   useEffect(() => {
     localStorage.setItem(DRAFT_KEY, JSON.stringify({
       uploads: ready.map((item) => item.upload), pairPrompts, prompt, settings, engine, post, lastJob, auto,
-      resolutionDefault, loop,
+      resolutionDefault, loop, keyframes: keptKeyframes(keyframes),
     }));
-  }, [items, pairPrompts, prompt, settings, engine, post, lastJob, auto, resolutionDefault, loop]);
+  }, [items, pairPrompts, prompt, settings, engine, post, lastJob, auto, resolutionDefault, loop, keyframes]);
 
   // An answer for the current order that has no per-pair suggestion (model unavailable) ends the
   // auto mode: the server would fall back to its defaults, which the sliders would not show.
@@ -201,6 +230,7 @@ function Studio({ meta }) {
     const withLoop = mode === "settings" ? loop : !!(job.params && job.params.loop);
     if (mode !== "settings") setLoop(withLoop);
     applyComposer(jobComposer(job), pairItems, withLoop);
+    if (mode !== "settings") setKeyframes(jobKeyframes(job, pairItems, withLoop));
     setEditing(mode === "edit" ? job.id : null);
     setComposerNote(mode === "edit" ? "" : t(mode === "settings" ? "jobs.useSettings" : "jobs.duplicate") + " ✓");
     window.scrollTo({ top: 0, behavior: "smooth" });
@@ -257,8 +287,7 @@ function Studio({ meta }) {
     event.preventDefault();
     setSubmitError("");
     setSubmitting(true);
-    const keys = ready.slice(1).map((item, i) => pairKey(ready[i], item));
-    if (loop) keys.push(pairKey(ready[ready.length - 1], ready[0])); // the wrap pair's prompt comes last
+    const keys = pairKeys;
     const body = {
       images: imageIds,
       loop,
@@ -270,6 +299,7 @@ function Studio({ meta }) {
         ...(engine === "wan" ? { end_influence: null } : {}), // as the slider shows: Wan has no end-frame weight
         loras },
       postprocess: post,
+      keyframes: sentKeyframes(keys, keyframes),
     };
     try {
       if (editing) {
@@ -291,7 +321,8 @@ function Studio({ meta }) {
     }
   }
 
-  const uploading = items.some((item) => item.status !== "ready");
+  const uploading = items.some((item) => item.status !== "ready")
+    || Object.values(keyframes).some((list) => list.some((k) => !k.upload));
   const blocked = ready.length < 2 ? t("submit.needTwo") : uploading ? t("submit.busy") : "";
 
   return html`<div class="mx-auto max-w-7xl p-3 sm:p-6">
@@ -313,7 +344,10 @@ function Studio({ meta }) {
             onPairPrompt=${(key, value) => setPairPrompts((p) => ({ ...p, [key]: value }))}
             tagsFor=${(id) => analysed.tags[id] || null}
             suggestedPromptFor=${(key) => (prompt.trim() || !analysed.perPair[key] ? "" : analysed.perPair[key].prompt)}
-            loop=${loop} />
+            loop=${loop}
+            pairExtra=${(key, index) => html`<${KeyframeEditor} index=${index} items=${keyframes[key] || []} engine=${engine}
+              segment=${keyframePlan.segments ? keyframePlan.segments[index] : null} error=${keyframePlan.error}
+              onChange=${(change) => setKeyframes((all) => ({ ...all, [key]: change(all[key] || []) }))} />`} />
           <${LoopSwitch} loop=${loop} setLoop=${setLoop} />
           <label class="mt-4 block text-sm font-medium">${t("prompt.global")}
             <textarea rows="2" value=${prompt} onInput=${(e) => setPrompt(e.target.value)} data-testid="global-prompt"

@@ -42,6 +42,8 @@ function Take({ job, index, take, busy, act, t }) {
     ${take.prompt && html`<div class="truncate text-slate-500" title=${take.prompt}>${take.prompt}</div>`}
     ${(take.loras || []).length > 0 && html`<div class="truncate text-slate-600" data-testid="take-loras"
       title=${loraSummary(take.loras)}>${t("lora.take", { list: loraSummary(take.loras) })}</div>`}
+    ${(take.keyframes || []).length > 0 && html`<div class="truncate text-violet-800" data-testid="take-keyframes">
+      ${t("keyframe.take", { list: take.keyframes.map((k) => `${k.lands_at}s`).join(", ") })}</div>`}
     ${flags.length > 0 && html`<div class="flex flex-wrap gap-1" data-testid="take-flags">
       ${flags.map((flag) => html`<span key=${flag} data-flag=${flag} title=${flagHelp(take.score, flag, t)}
         class=${`rounded px-1 ${HOLDS.has(flag) ? "bg-sky-100 text-sky-900" : "bg-amber-100 text-amber-900"}`}>${t(`take.flag.${flag}`)}</span>`)}
