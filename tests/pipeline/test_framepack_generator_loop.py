@@ -144,46 +144,59 @@ def test_overlapped_decode_stops_with_the_job(pipe):
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_studio_forward_needs_no_device_sync():  # pragma: no cover - GPU machines only
-    """The transformer trims text tokens by the mask's sum; the studio keeps that mask on the host,
-    so a whole forward queues without waiting for the GPU (sync debug mode raises on a wait)."""
-    from backend.pipeline.framepack.loop import _mask_on_host, _masks_from_host
+    """The transformer trims text tokens by the mask's sum and moves frame indices to the GPU; the
+    loop keeps that mask on the host and makes the indices on the device, so every forward of a
+    real section queues without waiting for the GPU (sync debug mode raises on any wait inside a
+    forward). With the mask back on the GPU the same check raises: it is a real check."""
+    from backend.pipeline.framepack import loop
 
     p = build_tiny_pipeline(0).to("cuda")
+    p.set_progress_bar_config(disable=True)
     a, b = (Image.fromarray(x) for x in _images())
     device = torch.device("cuda")
-    gen = torch.Generator("cpu").manual_seed(5)
-    with torch.no_grad():
-        cond = encode(p, a, b, "a cat walks", H, W, 1.0, gen, device)
-        t = p.transformer
-        latents = torch.randn(1, t.config.in_channels, 3, H // 8, W // 8, device=device)
-        embeds, mask, pooled = _mask_on_host((cond.prompt_embeds, cond.prompt_mask, cond.pooled), device)
-        kwargs = dict(
-            hidden_states=latents,
-            timestep=torch.tensor([500.0], device=device),
-            encoder_hidden_states=embeds,
-            encoder_attention_mask=mask,
-            pooled_projections=pooled,
-            image_embeds=cond.embed_a,
-            indices_latents=torch.arange(1, 4, device=device),
-            guidance=torch.tensor([10000.0], device=device),
-            return_dict=False,
-        )
-        with _masks_from_host(t):
-            expected = t(**kwargs)[0]
-            torch.cuda.synchronize()
-            torch.cuda.set_sync_debug_mode("error")
-            try:
-                got = t(**kwargs)[0]
-            finally:
-                torch.cuda.set_sync_debug_mode("default")
-        on_device = t(**{**kwargs, "encoder_attention_mask": cond.prompt_mask})[0]
-    assert torch.equal(got, expected) and torch.equal(got, on_device)
-    with torch.no_grad(), pytest.raises(RuntimeError):  # the check is real: the mask on the GPU waits
+
+    def strict(_module, _args):
         torch.cuda.set_sync_debug_mode("error")
+
+    def relaxed(_module, _args, _out):
+        torch.cuda.set_sync_debug_mode("default")
+
+    def run():
+        gen = torch.Generator("cpu").manual_seed(5)
+        with torch.no_grad():
+            cond = encode(p, a, b, "a cat walks", H, W, 1.0, gen, device)
+            return sample_sections(
+                p,
+                cond,
+                height=H,
+                width=W,
+                sections=2,
+                window=2,
+                steps=2,
+                distilled_guidance=10.0,
+                true_cfg=1.0,
+                generator=gen,
+                device=device,
+                image_embeds_for=lambda g: cond.embed_a,
+                on_step=lambda g, i: None,
+                on_section=lambda done, frames: None,
+            )
+
+    handles = [p.transformer.register_forward_pre_hook(strict), p.transformer.register_forward_hook(relaxed)]
+    try:
+        frames = run()
+        saved = loop._mask_on_host
+        loop._mask_on_host = lambda prompt, device: prompt  # the mask stays on the GPU, as before
         try:
-            t(**{**kwargs, "encoder_attention_mask": cond.prompt_mask})
+            with pytest.raises(RuntimeError, match="synchroniz"):
+                run()
         finally:
+            loop._mask_on_host = saved
             torch.cuda.set_sync_debug_mode("default")
+    finally:
+        for handle in handles:
+            handle.remove()
+    assert frames.shape[0] == 2 * 2 * 4 + 1
 
 
 def test_joiner_matches_pipeline_soft_append(pipe):
