@@ -46,3 +46,14 @@ def test_every_test_file_lives_in_a_folder_with_markers():
     ]
     assert not misplaced, f"move these into one of tests/{{{','.join(FOLDER_MARKERS)}}}/: {misplaced}"
     assert all((TESTS / folder / "__init__.py").is_file() for folder in FOLDER_MARKERS)
+
+
+def test_every_container_test_lives_in_one_module():
+    """tests/conftest.py keeps a module's tests on one pytest-xdist worker, and that is what keeps two
+    image builds from running at once: a second module of container tests would run beside the first."""
+    modules = sorted(
+        str(path.relative_to(ROOT))
+        for path in TESTS.rglob("test_*.py")
+        if path != Path(__file__) and "mark.container" in path.read_text(encoding="utf-8")
+    )
+    assert modules == ["tests/deploy/test_docker_podman.py"], modules
