@@ -11,5 +11,6 @@ bash scripts/setup.sh --skip-models --dev
 .venv/bin/mypy
 # Two pytest-xdist workers (STUDIO_TEST_WORKERS; 0 = one process): much of a test's time is spent
 # waiting on servers, Ray and Chromium, so two share a 2-core machine well. tests/conftest.py keeps a
-# module's tests on one worker and all Ray and container tests on one worker, one after another.
+# module's tests on one worker (the Ray pool's are spread over both; each worker's Ray is its own)
+# and hands out the longest kinds first (container, Ray, slow, browser).
 exec .venv/bin/python -m pytest -n "${STUDIO_TEST_WORKERS:-2}" --dist loadgroup "$@"

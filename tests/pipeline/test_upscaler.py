@@ -65,9 +65,11 @@ def test_model_only_sees_bounded_tiles_at_any_frame_size(settings):
     seen = []
     hook = up.model.register_forward_pre_hook(lambda _m, args: seen.append(tuple(args[0].shape)))
     try:
-        out = up.process(np.zeros((3, 200, 330, 3), np.uint8))
+        # Three frames (one more than a batch), each more than two tiles high and three wide, with
+        # a remainder both ways: every edge case of the tiling, at a quarter of the pixels it had.
+        out = up.process(np.zeros((3, 100, 170, 3), np.uint8))
     finally:
         hook.remove()
-    assert out.shape == (3, 800, 1320, 3)
+    assert out.shape == (3, 400, 680, 3)
     assert seen and max(max(s[2], s[3]) for s in seen) <= 48 + 2 * 8
     assert max(s[0] for s in seen) <= 2  # batches of frames, never the whole chunk past batch_size
