@@ -303,7 +303,7 @@ def test_dropped_files_remove_dismiss_and_prompts_follow_their_pair(browser, cli
     assert page.eval_on_selector_all("[data-testid=image-card]", "els => els.map(e => e.dataset.filename)") == [
         p.name for p in files
     ]
-    assert page.locator(".border-dashed").count() == 0  # the overlay went with the drop
+    assert page.locator(".fixed.inset-0.border-dashed").count() == 0  # the overlay went with the drop
     page.click("[data-testid=rejected] button")
     assert page.locator("[data-testid=rejected]").count() == 0
 

@@ -20,7 +20,7 @@ class _SeededMorph:
     def describe(self) -> dict:
         return {"ready": True, "loaded": True, "reason": "test"}
 
-    def generate(self, first, last, prompt, segment, params, progress):
+    def generate(self, first, last, prompt, segment, params, progress, keyframes=()):
         clip = morph_transition(first, last, segment["frames"], progress)
         kind = segment["seed"] % 3
         if kind == 1:  # holds the first image, then jumps in the last few frames
