@@ -194,7 +194,6 @@ def summarize(step_times: list[list[float]], section_ends: list[float], start: f
 
 def run_reference(pipe, job: dict, clock: Clock, cuda: bool) -> dict:
     """The plain diffusers pipeline on the job, timed by its step callback and a vae.decode wrapper."""
-    import torch
 
     stamps: list[list[float]] = [[]]
     section_ends: list[float] = []
@@ -214,22 +213,7 @@ def run_reference(pipe, job: dict, clock: Clock, cuda: bool) -> dict:
     try:
         with vram_window(cuda) as vram:
             start = clock.now()
-            pipe(
-                image=job["image_a"],
-                last_image=job["image_b"],
-                prompt=PROMPT,
-                height=job["height"],
-                width=job["width"],
-                num_frames=job["sections"] * ((job["window"] - 1) * 4 + 1),
-                latent_window_size=job["window"],
-                num_inference_steps=job["steps"],
-                guidance_scale=10.0,
-                true_cfg_scale=1.0,
-                sampling_type="inverted_anti_drifting",
-                generator=torch.Generator("cpu").manual_seed(1),
-                callback_on_step_end=on_step,
-                output_type="np",
-            )
+            pipe(**plain_call(job, job["sections"], job["steps"]), callback_on_step_end=on_step)
             end = clock.now()
     finally:
         del pipe.vae.decode
@@ -247,8 +231,6 @@ def run_ours(
     steps: int | None = None,
     cache: str = "off",
 ) -> dict:
-    import numpy as np
-
     from backend.utils.progress import Progress
 
     sections = sections or job["sections"]
@@ -263,14 +245,7 @@ def run_ours(
         elif "step" in d:
             stamps[d["section"] - 1].append(clock.now())
 
-    segment = {"sections": sections, "seed": 1, "end_embed_weights": list(np.linspace(0.2, 0.8, sections))}
-    params = {
-        "steps": steps,
-        "latent_window_size": job["window"],
-        "distilled_guidance": 10.0,
-        "true_cfg": 1.0,
-        "cache": cache,
-    }
+    segment, params = engine_request(job, sections, steps, cache)
     with vram_window(cuda) as vram:
         start = clock.now()
         frames = generator.generate(job["first"], job["last"], PROMPT, segment, params, progress)
@@ -683,6 +658,43 @@ def make_job(size: int, window: int, sections: int, steps: int) -> dict:
         "sections": sections,
         "steps": steps,
     }
+
+
+def plain_call(job: dict, sections: int, steps: int) -> dict:
+    """The plain pipeline's arguments for the benchmark job: first + last image, FramePack's
+    distilled guidance 10, seed 1 (add `callback_on_step_end` as needed)."""
+    import torch
+
+    return dict(
+        image=job["image_a"],
+        last_image=job["image_b"],
+        prompt=PROMPT,
+        height=job["height"],
+        width=job["width"],
+        num_frames=sections * ((job["window"] - 1) * 4 + 1),
+        latent_window_size=job["window"],
+        num_inference_steps=steps,
+        guidance_scale=10.0,
+        true_cfg_scale=1.0,
+        sampling_type="inverted_anti_drifting",
+        generator=torch.Generator("cpu").manual_seed(1),
+        output_type="np",
+    )
+
+
+def engine_request(job: dict, sections: int, steps: int, cache: str = "off") -> tuple[dict, dict]:
+    """The studio engine's segment and params for the same job (seed 1, a start→end strength ramp)."""
+    import numpy as np
+
+    segment = {"sections": sections, "seed": 1, "end_embed_weights": list(np.linspace(0.2, 0.8, sections))}
+    params = {
+        "steps": steps,
+        "latent_window_size": job["window"],
+        "distilled_guidance": 10.0,
+        "true_cfg": 1.0,
+        "cache": cache,
+    }
+    return segment, params
 
 
 def cap_vram(gib: float, result: dict) -> None:

@@ -37,7 +37,6 @@ STEPS = (25, 13, 10, 8)  # FramePack's default, and the fast mode's range on the
 
 def run_job(gen, job: dict, clock, steps: int, sections: int, cache: str, prompt: str):
     """(frames, section end times from the job's start) of one job; no sync inside the steps."""
-    import numpy as np
 
     ends: list[float] = []
 
@@ -45,14 +44,9 @@ def run_job(gen, job: dict, clock, steps: int, sections: int, cache: str, prompt
         if "preview_frames" in p.detail:
             ends.append(clock.now())
 
-    segment = {"sections": sections, "seed": 1, "end_embed_weights": list(np.linspace(0.2, 0.8, sections))}
-    params = {
-        "steps": steps,
-        "latent_window_size": job["window"],
-        "distilled_guidance": 10.0,
-        "true_cfg": 1.0,
-        "cache": cache,
-    }
+    from benchmarks.framepack_gpu import engine_request
+
+    segment, params = engine_request(job, sections, steps, cache)
     start = clock.now()
     frames = gen.generate(job["first"], job["last"], prompt, segment, params, progress)
     return frames, [e - start for e in ends]

@@ -47,7 +47,16 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from benchmarks.framepack_gpu import FULL, PROMPT, TINY, make_job, save, studio_settings  # noqa: E402
+from benchmarks.framepack_gpu import (  # noqa: E402
+    FULL,
+    PROMPT,
+    TINY,
+    engine_request,
+    make_job,
+    plain_call,
+    save,
+    studio_settings,
+)
 from tests.helpers.framepack_models import build_pipeline  # noqa: E402
 
 
@@ -163,8 +172,6 @@ def parts(timeline: Timeline, total: float) -> dict:
 
 
 def run_plain(pipe, job: dict, cuda: bool, steps: int, sections: int) -> dict:
-    import torch
-
     timeline = Timeline(cuda)
     counter = SectionSteps(pipe.transformer, timeline, steps)
 
@@ -176,22 +183,7 @@ def run_plain(pipe, job: dict, cuda: bool, steps: int, sections: int) -> dict:
         with instrumented(pipe, timeline):
             start = sync(cuda)
             first = timeline._stamp()
-            pipe(
-                image=job["image_a"],
-                last_image=job["image_b"],
-                prompt=PROMPT,
-                height=job["height"],
-                width=job["width"],
-                num_frames=sections * ((job["window"] - 1) * 4 + 1),
-                latent_window_size=job["window"],
-                num_inference_steps=steps,
-                guidance_scale=10.0,
-                true_cfg_scale=1.0,
-                sampling_type="inverted_anti_drifting",
-                generator=torch.Generator("cpu").manual_seed(1),
-                callback_on_step_end=on_step,
-                output_type="np",
-            )
+            pipe(**plain_call(job, sections, steps), callback_on_step_end=on_step)
             total = sync(cuda) - start
     finally:
         counter.close()
@@ -251,7 +243,6 @@ def host_parts(timeline: Timeline):
 def run_ours(gen, job: dict, cuda: bool, steps: int, sections: int, workdir: Path, cache: str = "off", loras=None):
     """One job through the engine; a preview mp4 after each section but the last, as the runner
     writes it (`JobRunner.write_preview`: veryfast, CRF 23)."""
-    import numpy as np
 
     from backend.jobs.runner import PREVIEW_CRF
     from backend.utils.video_io import VideoWriter
@@ -273,16 +264,9 @@ def run_ours(gen, job: dict, cuda: bool, steps: int, sections: int, workdir: Pat
         elif "step" in d:
             counter.step_done(d["step"] - 1)
 
-    segment = {"sections": sections, "seed": 1, "end_embed_weights": list(np.linspace(0.2, 0.8, sections))}
+    segment, params = engine_request(job, sections, steps, cache)
     if loras is not None:
         segment["loras"] = loras
-    params = {
-        "steps": steps,
-        "latent_window_size": job["window"],
-        "distilled_guidance": 10.0,
-        "true_cfg": 1.0,
-        "cache": cache,
-    }
     try:
         with instrumented(gen.pipe, timeline), host_parts(timeline):
             start = sync(cuda)
