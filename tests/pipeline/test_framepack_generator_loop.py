@@ -69,22 +69,14 @@ def test_own_loop_gives_the_pipelines_frames(pipe, sections, window, overlap):
     with torch.no_grad():
         cond = encode(pipe, a, b, "a cat walks", H, W, 1.0, gen, torch.device("cpu"))
         # The pipeline conditions every section on the first image's SigLIP embedding.
-        out = sample_sections(
+        out = _sample(
             pipe,
             cond,
-            height=H,
-            width=W,
+            gen,
             sections=sections,
             window=window,
-            steps=2,
-            distilled_guidance=10.0,
-            true_cfg=1.0,
-            generator=gen,
-            device=torch.device("cpu"),
-            image_embeds_for=lambda g: cond.embed_a,
-            on_step=lambda g, i: None,
             on_section=lambda done, frames: seen.append((done, frames.shape[0])),
-            overlap_decode=overlap,
+            overlap=overlap,
         )
     assert out.dtype == np.uint8 and out.shape == ref.shape == (sections * window * 4 + 1, H, W, 3)
     assert np.array_equal(out, ref)
@@ -92,19 +84,32 @@ def test_own_loop_gives_the_pipelines_frames(pipe, sections, window, overlap):
     assert all(n2 > n1 for (_, n1), (_, n2) in zip(seen, seen[1:]))  # previews grow
 
 
-def _sample(pipe, cond, gen, on_step, on_section, sections=3, overlap=True):
+def _sample(
+    pipe,
+    cond,
+    gen,
+    *,
+    sections=3,
+    window=2,
+    device=torch.device("cpu"),
+    on_step=lambda g, i: None,
+    on_section=lambda done, frames: None,
+    overlap=False,
+):
+    """The studio's loop on a job like the pipeline's own: every section on the first image's
+    SigLIP embedding, 2 steps, distilled guidance 10."""
     return sample_sections(
         pipe,
         cond,
         height=H,
         width=W,
         sections=sections,
-        window=2,
+        window=window,
         steps=2,
         distilled_guidance=10.0,
         true_cfg=1.0,
         generator=gen,
-        device=torch.device("cpu"),
+        device=device,
         image_embeds_for=lambda g: cond.embed_a,
         on_step=on_step,
         on_section=on_section,
@@ -128,7 +133,14 @@ def test_overlapped_decode_stops_with_the_job(pipe):
                 raise JobCancelled()
 
         with pytest.raises(JobCancelled):
-            _sample(pipe, cond, gen, cancel_in_second_section, lambda done, frames: reported.append(done))
+            _sample(
+                pipe,
+                cond,
+                gen,
+                on_step=cancel_in_second_section,
+                on_section=lambda done, frames: reported.append(done),
+                overlap=True,
+            )
         after = list(reported)
         assert after in ([], [1])  # the first section's decode may finish; nothing later is reported
 
@@ -137,7 +149,7 @@ def test_overlapped_decode_stops_with_the_job(pipe):
 
         # Raised at the next section's start or, if the decode was slower than sampling, at the end.
         with pytest.raises(JobCancelled):
-            _sample(pipe, cond, gen, lambda g, i: None, cancel_on_preview, sections=4)
+            _sample(pipe, cond, gen, sections=4, on_section=cancel_on_preview, overlap=True)
     assert reported == after
 
 
@@ -165,22 +177,7 @@ def test_studio_forward_needs_no_device_sync():  # pragma: no cover - GPU machin
         gen = torch.Generator("cpu").manual_seed(5)
         with torch.no_grad():
             cond = encode(p, a, b, "a cat walks", H, W, 1.0, gen, device)
-            return sample_sections(
-                p,
-                cond,
-                height=H,
-                width=W,
-                sections=2,
-                window=2,
-                steps=2,
-                distilled_guidance=10.0,
-                true_cfg=1.0,
-                generator=gen,
-                device=device,
-                image_embeds_for=lambda g: cond.embed_a,
-                on_step=lambda g, i: None,
-                on_section=lambda done, frames: None,
-            )
+            return _sample(p, cond, gen, sections=2, device=device)
 
     handles = [p.transformer.register_forward_pre_hook(strict), p.transformer.register_forward_hook(relaxed)]
     try:

@@ -232,9 +232,8 @@ class _SectionFinisher:
             from concurrent.futures import ThreadPoolExecutor
 
             self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="framepack-decode")
-            device = vae.device if hasattr(vae, "device") else torch.device("cpu")
-            if device.type == "cuda":
-                self.stream = torch.cuda.Stream(device=device)
+            if vae.device.type == "cuda":
+                self.stream = torch.cuda.Stream(device=vae.device)
         self.abandoned = False
 
     def submit(self, g: int, latents: torch.Tensor) -> None:
