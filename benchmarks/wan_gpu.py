@@ -358,8 +358,11 @@ def run_reference(pipe, job: dict, clock: Clock, cuda: bool, guidance: float = 5
     return result
 
 
-def run_ours(engine, job: dict, clock: Clock, cuda: bool, fast: bool = False, steps: int | None = None) -> dict:
-    """The studio's engine on the job (its `generate`, as a job's transition calls it)."""
+def run_ours(
+    engine, job: dict, clock: Clock, cuda: bool, fast: bool = False, steps: int | None = None, keep: dict | None = None
+) -> dict:
+    """The studio's engine on the job (its `generate`, as a job's transition calls it); the frames
+    go to `keep["frames"]` when asked (the levers' error against eager)."""
     from backend.pipeline.wan import wan_spec as spec
     from backend.utils.progress import Progress
 
@@ -380,9 +383,24 @@ def run_ours(engine, job: dict, clock: Clock, cuda: bool, fast: bool = False, st
         frames = engine.generate(job["first"], job["last"], PROMPT, segment, params, progress)
         end = clock.now()
     assert frames.shape == (job["frames"], job["height"], job["width"], 3), frames.shape
+    if keep is not None:
+        keep["frames"] = frames
     result = summarize(start, stamps, dec, end)
     result.update(vram, frames=int(frames.shape[0]), fast=fast)
     return result
+
+
+def frame_error(frames, reference) -> dict:
+    """How far a lever's uint8 frames are from the eager engine's (same seed and job)."""
+    import numpy as np
+
+    a, b = frames.astype(np.float64), reference.astype(np.float64)
+    return {
+        "rel_l2": float(np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-12)),
+        "max_abs": float(np.abs(a - b).max()),
+        "mean_abs": float(np.abs(a - b).mean()),
+        "identical": bool((frames == reference).all()),
+    }
 
 
 def time_encoders(pipe, job: dict, clock: Clock, device: str) -> dict:
@@ -452,7 +470,18 @@ def table(result: dict) -> str:
     def fmt(v, digits=3):
         return "-" if v is None else (f"{v:.{digits}f}" if isinstance(v, float) else str(v))
 
-    for key in ("reference_first_job", "reference", "ours", "fast_first_clip", "fast", "plan"):
+    for key in (
+        "reference_first_job",
+        "reference",
+        "ours",
+        "ours_compiled_first_job",
+        "ours_compiled",
+        "ours_fp8_first_job",
+        "ours_fp8",
+        "fast_first_clip",
+        "fast",
+        "plan",
+    ):
         r = result.get(key)
         if not isinstance(r, dict):
             continue
@@ -489,6 +518,10 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--no-reference", action="store_true", help="skip the plain pipeline (a)")
     ap.add_argument("--no-fast", action="store_true", help="skip the fast mode (c)")
     ap.add_argument("--fast-runs", type=int, default=0, help="fast-mode clips (default: 2 on the GPU, 1 tiny)")
+    ap.add_argument("--no-first-job", action="store_true", help="skip the plain pipeline's apart-reported first job")
+    ap.add_argument("--no-eager", action="store_true", help="skip the engine with eager blocks (b), time it compiled only")
+    ap.add_argument("--no-compile", action="store_true", help="skip the compiled blocks (STUDIO_WAN_COMPILE)")
+    ap.add_argument("--fp8", action="store_true", help="last, the blocks' linears as FP8 (accel.Fp8Linear), compiled")
     ap.add_argument("--plan", action="store_true", help="then the engine under its placement for --vram-limit-gib")
     ap.add_argument("--vram-limit-gib", type=float, default=24.0, help="the GPU --plan simulates (24 or 16)")
     ap.add_argument("--out", type=Path, default=None, help="JSON file to write (after every measure)")
@@ -502,6 +535,8 @@ def main(argv: list[str] | None = None) -> dict:
     from backend.utils.config import Settings
     from backend.utils.model_registry import wan_lora_path
 
+    if args.fp8 and args.plan:
+        ap.error("--fp8 replaces the linears: run --plan in a process of its own")
     if not wan_spec.is_frame_count(args.frames):
         ap.error(f"--frames must be 4k+1, not {args.frames}")
     rss = RssSampler()
@@ -538,7 +573,10 @@ def main(argv: list[str] | None = None) -> dict:
         result["gpu_total_gib"] = torch.cuda.get_device_properties(0).total_memory / GIB
     clock = Clock(cuda)
     models = Path(tempfile.mkdtemp(prefix="wan-bench-models-"))
-    settings = Settings(models_dir=models, device=device, vram_limit_gib=args.vram_limit_gib if args.plan else 0.0)
+    # The engine attaches with eager blocks; the compile lever (below) then compiles the same modules.
+    settings = Settings(
+        models_dir=models, device=device, vram_limit_gib=args.vram_limit_gib if args.plan else 0.0, wan_compile="off"
+    )
 
     began = time.perf_counter()
     pipe = build_pipeline(spec, device, args.size, full_encoders=not args.shallow_encoders)
@@ -555,7 +593,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     # (a) the plain pipeline, before the studio touches the modules (no LoRA hooks yet).
     if not args.no_reference:
-        if cuda:
+        if cuda and not args.no_first_job:
             attempt(result, "reference_first_job", args.out, lambda: run_reference(pipe, job, clock, cuda), rss)
         attempt(result, "reference", args.out, lambda: run_reference(pipe, job, clock, cuda), rss)
         attempt(result, "encoders", args.out, lambda: time_encoders(pipe, job, clock, device))
@@ -586,8 +624,23 @@ def main(argv: list[str] | None = None) -> dict:
     result["lora_layers"] = engine.lora.layers if engine.lora is not None else 0
     save(result, args.out)
 
-    # (b) the studio's engine on the same job, (c) the fast mode end to end.
-    attempt(result, "ours", args.out, lambda: run_ours(engine, job, clock, cuda), rss)
+    # (b) the studio's engine on the same job: blocks eager, then compiled as the studio runs them
+    # resident on CUDA (STUDIO_WAN_COMPILE=auto); (c) the fast mode end to end.
+    eager: dict = {}
+    compiled: dict = {}
+    if not args.no_eager:
+        attempt(result, "ours", args.out, lambda: run_ours(engine, job, clock, cuda, keep=eager), rss)
+    if cuda and not args.no_compile:
+        engine.settings = settings.model_copy(update={"wan_compile": "on"})
+        began = time.perf_counter()
+        engine.compiled = engine._compile()
+        result["compile_setup_s"] = time.perf_counter() - began
+        for key in ("ours_compiled_first_job", "ours_compiled"):
+            attempt(result, key, args.out, lambda: run_ours(engine, job, clock, cuda, keep=compiled), rss)
+        if "frames" in eager and "frames" in compiled:
+            result["ours_compiled"]["error_vs_eager"] = frame_error(compiled["frames"], eager["frames"])
+        if args.no_eager:
+            result["ours"] = result["ours_compiled"]  # the studio's default, for the ratios below
     if not args.no_fast:
         for i in range(fast_runs):
             key = "fast" if i == fast_runs - 1 else "fast_first_clip"
@@ -599,11 +652,36 @@ def main(argv: list[str] | None = None) -> dict:
                 rss,
             )
 
+    # FP8 matmuls in the blocks (the FramePack engine's opt-in kind; not the studio's Wan default):
+    # what would stand between the compiled bf16 step and the target. Last: it replaces the linears
+    # (and with them the fast mode's hooks).
+    if cuda and args.fp8:
+        from backend.pipeline.framepack import accel
+
+        def to_fp8() -> dict:
+            began = time.perf_counter()
+            repeated = [
+                m for t in engine.transformers() for m in t.modules() if type(m).__name__ == "WanTransformerBlock"
+            ]
+            count = accel.convert_fp8_linears(None, within=repeated)
+            return {"linears": count, "convert_s": time.perf_counter() - began}
+
+        attempt(result, "fp8_convert", args.out, to_fp8)
+        fp8: dict = {}
+        for key in ("ours_fp8_first_job", "ours_fp8"):
+            attempt(result, key, args.out, lambda: run_ours(engine, job, clock, cuda, keep=fp8), rss)
+        base = compiled if "frames" in compiled else eager
+        if "frames" in fp8 and "frames" in base and isinstance(result.get("ours_fp8"), dict):
+            result["ours_fp8"]["error_vs_bf16"] = frame_error(fp8["frames"], base["frames"])
+
     ratios = result.setdefault("ratios", {})
     if "reference" in result:
         for key in ("s_per_step", "first_step_s", "total_s", "peak_allocated_gib", "peak_reserved_gib"):
-            ratios[f"ours/reference {key}"] = ratio(result["ours"], result["reference"], key)
-    if isinstance(result.get("fast"), dict) and "total_s" in result["fast"] and "s_per_step" in result["ours"]:
+            ratios[f"ours/reference {key}"] = ratio(result.get("ours", {}), result["reference"], key)
+            for lever in ("ours_compiled", "ours_fp8"):
+                if isinstance(result.get(lever), dict):
+                    ratios[f"{lever}/reference {key}"] = ratio(result[lever], result["reference"], key)
+    if isinstance(result.get("fast"), dict) and "total_s" in result["fast"] and "s_per_step" in result.get("ours", {}):
         ours = result["ours"]
         # A full-quality clip at the slider's ends, from the measured step and fixed costs.
         fixed = (ours["total_s"] or 0) - (ours["s_per_step"] or 0) * steps
@@ -620,6 +698,9 @@ def main(argv: list[str] | None = None) -> dict:
         result["plan_placement"] = placement
 
         def planned() -> dict:
+            for t in engine.transformers():  # eager blocks, as the studio's placement runs them
+                for m in t.modules():
+                    m._compiled_call_impl = None
             engine.release()  # drops the studio's hold (and the LoRA hooks); `pipe` is still ours
             rss.reset()
             began = time.perf_counter()

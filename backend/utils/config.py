@@ -112,6 +112,10 @@ class Settings(BaseSettings):
     framepack_compile: Literal["auto", "on", "off"] = Field("auto", validation_alias=_env("STUDIO_FRAMEPACK_COMPILE"))
     # Compile (warm up) once while the model loads, so the first section does not pay for it.
     framepack_warmup: bool = Field(True, validation_alias=_env("STUDIO_FRAMEPACK_WARMUP"))
+    # Regional torch.compile of Wan's 40 transformer blocks (each expert's on Wan 2.2) when the model
+    # is resident on a CUDA GPU (auto = on when Triton is there); the first Wan job compiles them
+    # (the same kernel cache). Not bit-identical to eager: benchmarks/README.md gives the difference.
+    wan_compile: Literal["auto", "on", "off"] = Field("auto", validation_alias=_env("STUDIO_WAN_COMPILE"))
     # FP8 matmuls in the transformer blocks on Hopper/Ada (resident mode). Faster, not bit-exact:
     # off by default; the measured error against bf16 is in benchmarks/README.md.
     fp8_matmul: bool = Field(False, validation_alias=_env("STUDIO_FP8_MATMUL"))

@@ -221,3 +221,30 @@ def test_placement_rule_by_gpu_memory():
     assert placement_for("cuda", 48) == "model_offload"
     assert placement_for("cuda", 24) == "group_offload"
     assert placement_for("cuda", 16) == "group_offload"
+
+
+def test_blocks_compile_only_resident_on_a_gpu_and_a_lora_job_runs_them_eagerly(models_dir):
+    """STUDIO_WAN_COMPILE: never on the CPU or under offloading; `on` without a GPU says why; a job
+    with the user's LoRAs runs the compiled blocks eagerly and gives them back afterwards."""
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("about a machine without a GPU")
+    gen = WanEngine(Settings(models_dir=models_dir, device="cpu", wan_compile="on"))
+    gen.load()  # placed on the CPU: nothing compiles, `on` or not
+    assert gen.compiled is False and gen.describe()["compiled"] is False
+    gen.placement = "resident"  # as if on a GPU, but without CUDA
+    with pytest.raises(RuntimeError, match="STUDIO_WAN_COMPILE=on but no CUDA GPU"):
+        gen._compile()
+    gen.settings = Settings(models_dir=models_dir, device="cpu")  # auto: quietly eager
+    assert gen._compile() is False
+
+    # As if compiled (what `_compile` does on a GPU: diffusers' regional compile, lazy until a call).
+    (transformer,) = gen.transformers()
+    transformer.compile_repeated_blocks(dynamic=True)
+    gen.compiled = True
+    blocks = [m for m in transformer.modules() if type(m).__name__ == "WanTransformerBlock"]
+    assert blocks and all(b._compiled_call_impl is not None for b in blocks)
+    with gen.eager_blocks():
+        assert all(b._compiled_call_impl is None for b in blocks)
+    assert all(b._compiled_call_impl is not None for b in blocks)

@@ -3,7 +3,7 @@
 Regional compile compiles each of the 60 transformer blocks rather than the whole model: the
 blocks share code, so inductor compiles one dual-stream and one single-stream block and reuses
 them (about 30 s instead of minutes), and the model's Python-level packing of history latents
-stays eager. `dynamic=True` makes one compile serve every prompt length and resolution bucket,
+stays eager (the engine-neutral half is `pipeline/regional_compile.py`). `dynamic=True` makes one compile serve every prompt length and resolution bucket,
 so a new prompt never recompiles in the middle of a job. Inductor's on-disk cache
 (TORCHINDUCTOR_CACHE_DIR) makes later processes skip most of the compile.
 
@@ -15,15 +15,13 @@ benchmark reports the transformer output's relative error against bf16 next to i
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
-from pathlib import Path
 
 import torch
 from torch import nn
 
 from backend.pipeline.framepack.weight_storage import FP8_MAX, quantize_rows
+from backend.pipeline.regional_compile import compile_available, eager, use_compile_cache
 
 log = logging.getLogger(__name__)
 
@@ -34,24 +32,6 @@ def blocks(transformer) -> list[nn.Module]:
     return [block for group in lists for block in group._modules.values()]
 
 
-def compile_available() -> tuple[bool, str]:
-    if not torch.cuda.is_available():
-        return False, "no CUDA GPU"
-    try:
-        import triton  # noqa: F401
-    except ImportError:
-        return False, "Triton is not installed"
-    return True, "ok"
-
-
-def use_compile_cache(directory: Path) -> None:
-    """Keeps inductor's compiled kernels across processes (first job after a restart stays fast)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(directory))
-    os.environ.setdefault("TORCHINDUCTOR_FX_GRAPH_CACHE", "1")
-    os.environ.setdefault("TORCHINDUCTOR_AUTOGRAD_CACHE", "1")
-
-
 def compile_blocks(transformer, dynamic: bool = True) -> int:
     """Compiles every transformer block in place; returns how many."""
     found = blocks(transformer)
@@ -60,7 +40,6 @@ def compile_blocks(transformer, dynamic: bool = True) -> int:
     return len(found)
 
 
-@contextlib.contextmanager
 def eager_blocks(transformer):
     """Runs compiled blocks eagerly inside the block (the compiled code stays cached).
 
@@ -69,14 +48,7 @@ def eager_blocks(transformer):
     (The fast mode's MagCache needs no eager blocks: it gates the model's loop over the blocks,
     outside the compiled code.)
     """
-    saved = [(block, getattr(block, "_compiled_call_impl", None)) for block in blocks(transformer)]
-    for block, _ in saved:
-        block._compiled_call_impl = None
-    try:
-        yield
-    finally:
-        for block, compiled in saved:
-            block._compiled_call_impl = compiled
+    return eager(blocks(transformer))
 
 
 def fp8_matmul_supported() -> bool:
@@ -115,10 +87,11 @@ class Fp8Linear(nn.Module):
         return out.reshape(*shape[:-1], self.out_features)
 
 
-def convert_fp8_linears(transformer, min_features: int = 1024) -> int:
-    """Swaps the large linear layers inside the blocks for `Fp8Linear`; returns how many."""
+def convert_fp8_linears(transformer, min_features: int = 1024, within=None) -> int:
+    """Swaps the large linear layers inside the blocks (FramePack's, or the modules `within`) for
+    `Fp8Linear`; returns how many."""
     count = 0
-    for block in blocks(transformer):
+    for block in blocks(transformer) if within is None else within:
         for _name, child in list(block.named_modules()):
             for attr, sub in list(child.named_children()):
                 if (

@@ -9,6 +9,7 @@ on for its job only.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 
 import numpy as np
@@ -49,11 +50,13 @@ class WanEngine(WanLoader):
                 path=", ".join(str(p) for p in missing),
                 fix=setup_fix_command(self.settings, wan_model(self.settings).group),
             )
-        self.loras.use(self.pipe, segment.get("loras"))  # this take's own LoRAs, or none
+        own_loras = segment.get("loras")
+        self.loras.use(self.pipe, own_loras)  # this take's own LoRAs, or none
         if self.lora is not None:
             self.lora.enabled = fast
         try:
-            return sample_transition(self.pipe, first, last, prompt, segment, params, progress, keyframes)
+            with self.eager_blocks() if own_loras else contextlib.nullcontext():
+                return sample_transition(self.pipe, first, last, prompt, segment, params, progress, keyframes)
         finally:
             if self.lora is not None:
                 self.lora.enabled = False

@@ -13,6 +13,11 @@ transformer ~33 GB, UMT5-XXL ~11 GB, CLIP and VAE ~2 GB):
 | ≥ 64 GiB (H100, H200, A100-80) | resident: `pipe.to("cuda")` | all ~46 GB of weights plus 720p activations fit (Wan 2.2: ≥ 96 GiB, two experts ~57 GB + UMT5) |
 | 40–64 GiB (A6000, L40S, A100-40) | `enable_model_cpu_offload()` | the 33 GB transformer stays while it samples; the text encoder leaves the GPU after encoding (Wan 2.2: one expert at a time, the high-noise one leaves when the low-noise one starts) |
 | < 40 GiB (24 GB and 16 GB cards) | `enable_group_offload(leaf_level, use_stream=True)` + VAE tiling | layers stream from pinned RAM, overlapped with compute on a side stream; needs ~50 GB host RAM |
+
+Resident on CUDA, the blocks are compiled (STUDIO_WAN_COMPILE, diffusers' `compile_repeated_blocks`,
+`dynamic=True` so one compile serves every size; `pipeline/regional_compile.py`): the first Wan job's
+first step compiles them. A job with the user's own LoRAs runs the blocks eagerly (PEFT's layers would
+recompile every variant); the fast mode's LoRA is a hook the compiled blocks take in.
 """
 
 from __future__ import annotations
@@ -84,6 +89,7 @@ class WanLoader:
         self.placement = "unloaded"
         self.lora = None  # distill_lora.DistillLora when the fast mode's file(s) are on disk
         self.loras = LoraSwitch(settings.loras_dir)  # the user's LoRAs (pipeline/loras.py)
+        self.compiled = False
         self.load_seconds: dict[str, float] = {}
         self.load_error: str | None = None
         self._load_lock = threading.Lock()
@@ -102,6 +108,7 @@ class WanLoader:
                 "device": self.device,
                 "memory_mode": self.placement,
                 "fast_mode": self.lora is not None,
+                "compiled": self.compiled,
                 "reason": "loaded",
             }
         missing = wan_install_problem(self.settings)
@@ -192,7 +199,49 @@ class WanLoader:
         self.load_seconds["place"] = time.perf_counter() - began
         self.pipe, self.device, self.placement = pipe, device, placement
         self.loras = LoraSwitch(self.settings.loras_dir, device)
-        log.info("Wan on %s (%s): %s, fast mode %s", device, why or device, placement, self.lora is not None)
+        self.compiled = self._compile()
+        log.info(
+            "Wan on %s (%s): %s, fast mode %s, compiled %s",
+            device,
+            why or device,
+            placement,
+            self.lora is not None,
+            self.compiled,
+        )
+
+    def transformers(self) -> list:
+        """The pipeline's transformer(s): one, or Wan 2.2's two experts."""
+        found = [self.pipe.transformer, getattr(self.pipe, "transformer_2", None)]
+        return [t for t in found if t is not None]
+
+    def _compile(self) -> bool:
+        from backend.pipeline import regional_compile
+
+        want = self.settings.wan_compile
+        if want == "off" or self.placement != "resident":
+            return False
+        available, reason = regional_compile.compile_available()
+        if not available:
+            if want == "on":
+                raise RuntimeError(f"STUDIO_WAN_COMPILE=on but {reason}")
+            return False
+        regional_compile.use_compile_cache(self.settings.models_dir / "torch_compile_cache")
+        for transformer in self.transformers():
+            transformer.compile_repeated_blocks(dynamic=True)
+        return True
+
+    def eager_blocks(self):
+        """The blocks run eagerly inside this context when they were compiled (a user-LoRA job)."""
+        import contextlib
+
+        if not self.compiled:
+            return contextlib.nullcontext()
+        from backend.pipeline import regional_compile
+
+        repeated = [
+            m for t in self.transformers() for m in t.modules() if type(m).__name__ in t._repeated_blocks
+        ]
+        return regional_compile.eager(repeated)
 
     def release(self) -> None:
         with self._load_lock:
@@ -200,7 +249,7 @@ class WanLoader:
                 return
             if self.lora is not None:
                 self.lora.detach()
-            self.pipe, self.lora, self.placement = None, None, "unloaded"
+            self.pipe, self.lora, self.placement, self.compiled = None, None, "unloaded", False
             self.loras = LoraSwitch(self.settings.loras_dir)
             import gc
 
