@@ -28,7 +28,12 @@ written as mp4, scored from the written file, tagged), one VAE decode of the who
 (what "decode once at the end" would cost; not the pipeline's frames: no overlap blend), the fast
 mode's time to the first preview, and with `--lora` the LoRA switch times and per-step overhead.
 
+`--lora-plan offload` measures only the LoRA figures, under the streamed plan (the blocks' weights
+in host RAM, streamed to the GPU each forward) for a `--vram-limit-gib` GPU, against no LoRA in the
+same plan and process (issue 27's "per-step overhead of a LoRA in the streamed plan").
+
     python benchmarks/transition_e2e.py --out benchmarks/results/transition_e2e_h100.json   # GPU
+    python benchmarks/transition_e2e.py --lora-plan offload --vram-limit-gib 8 --lever-steps 6 # GPU, LoRA streamed
     python benchmarks/transition_e2e.py --tiny --steps 2 --lever-steps 2                     # CPU smoke
 """
 
@@ -360,6 +365,31 @@ def lora_figures(gen, job: dict, cuda: bool, workdir: Path, lever_steps: int) ->
     return out
 
 
+def lora_in_plan(pipe, job: dict, cuda: bool, device: str, workdir: Path, args) -> dict:
+    """The LoRA figures with the blocks streamed from host RAM (the plan a small GPU gets): the
+    same modules placed by the studio's `attach()`, the allocator capped at the simulated GPU."""
+    from backend.pipeline.framepack.engine import FramePackEngine
+    from benchmarks.framepack_gpu import cap_vram
+
+    settings_args = argparse.Namespace(
+        mode=args.lora_plan if cuda else "auto",
+        compile="auto",
+        offload_weights=args.offload_weights,
+        storage_8bit="int8",
+        size=job["height"],
+    )
+    gen = FramePackEngine(studio_settings(settings_args, cuda))
+    began = time.perf_counter()
+    gen.attach(pipe, device, mode=args.lora_plan if cuda else "cpu")
+    out: dict = {"setup_s": time.perf_counter() - began, "plan": gen.plan.describe() if gen.plan else None}
+    out["compiled"], out["offload_weights"] = gen.compiled, gen.offload_weights
+    if cuda:
+        cap_vram(args.vram_limit_gib, out)
+        run_ours(gen, job, cuda, 2, 1, workdir)  # the first job after placing: kept apart
+    out.update(lora_figures(gen, job, cuda, workdir, args.lever_steps))
+    return out
+
+
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--tiny", action="store_true", help="tiny models of the same architecture, on the CPU")
@@ -370,6 +400,13 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--lever-steps", type=int, default=10, help="steps of the jobs that compare the levers")
     ap.add_argument("--lora", action="store_true", help="also the LoRA switch times and per-step overhead")
     ap.add_argument("--fast", action="store_true", help="also the fast mode's time to the first preview")
+    ap.add_argument(
+        "--lora-plan", choices=["offload"], default=None, help="only the LoRA figures, under this streamed plan"
+    )
+    ap.add_argument("--vram-limit-gib", type=float, default=8.0, help="the GPU --lora-plan simulates")
+    ap.add_argument(
+        "--offload-weights", default="bf16", choices=["bf16", "fp8"], help="--lora-plan's host weights (fp8: 8-bit)"
+    )
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
 
@@ -399,6 +436,11 @@ def main(argv: list[str] | None = None) -> dict:
     job = make_job(size, window, args.sections, args.steps)
     workdir = Path(tempfile.mkdtemp(prefix="transition-e2e-"))
 
+    if args.lora_plan:
+        result["lora_plan"] = lora_in_plan(pipe, job, cuda, device, workdir, args)
+        save(result, args.out)
+        print(json.dumps(result, indent=1, default=str))
+        return result
     if cuda:  # cuDNN/cuBLAS set-up and the VAE's first shapes: paid before anything is timed
         run_plain(pipe, job, cuda, 2, 1)
     result["plain"] = run_plain(pipe, job, cuda, args.steps, args.sections)

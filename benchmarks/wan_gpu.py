@@ -519,7 +519,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--no-fast", action="store_true", help="skip the fast mode (c)")
     ap.add_argument("--fast-runs", type=int, default=0, help="fast-mode clips (default: 2 on the GPU, 1 tiny)")
     ap.add_argument("--no-first-job", action="store_true", help="skip the plain pipeline's apart-reported first job")
-    ap.add_argument("--no-eager", action="store_true", help="skip the engine with eager blocks (b), time it compiled only")
+    ap.add_argument(
+        "--no-eager", action="store_true", help="skip the engine with eager blocks (b), time it compiled only"
+    )
     ap.add_argument("--no-compile", action="store_true", help="skip the compiled blocks (STUDIO_WAN_COMPILE)")
     ap.add_argument("--fp8", action="store_true", help="last, the blocks' linears as FP8 (accel.Fp8Linear), compiled")
     ap.add_argument("--plan", action="store_true", help="then the engine under its placement for --vram-limit-gib")

@@ -238,9 +238,7 @@ class WanLoader:
             return contextlib.nullcontext()
         from backend.pipeline import regional_compile
 
-        repeated = [
-            m for t in self.transformers() for m in t.modules() if type(m).__name__ in t._repeated_blocks
-        ]
+        repeated = [m for t in self.transformers() for m in t.modules() if type(m).__name__ in t._repeated_blocks]
         return regional_compile.eager(repeated)
 
     def release(self) -> None:
