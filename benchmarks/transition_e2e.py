@@ -15,13 +15,16 @@ from CUDA events recorded at their edges (no waits), read after the job:
 Our job writes a preview mp4 after every section but the last, as the studio's runner does (the
 plain pipeline has no previews). The levers, each a whole job (ours, cumulative):
 
-- before: the text mask on the GPU (a device sync in every forward) and inline decodes;
+- before: the text mask on the GPU (a device sync in every forward), inline decodes, each decoded
+  section copied to the host in the VAE's dtype and joined there;
 - no_sync: the mask on the host (`loop._masks_from_host`);
 - overlap: plus each section's decode, host copy, join and preview on a background thread and a
-  second CUDA stream while the next section denoises (`loop._SectionFinisher`): the studio's
-  resident default, which also runs the whole 25-step job ("ours") beside the plain pipeline's.
-The three lever jobs run `--lever-steps` (10) steps a section: the time outside the steps does not
-depend on the step count, and three 25-step jobs would not fit one device call.
+  second CUDA stream while the next section denoises (`loop._SectionFinisher`);
+- device_join: plus the overlap blend and the uint8 conversion on the GPU, only uint8 frames to the
+  host (`loop._FrameJoiner`): the studio's resident default, which also runs the whole 25-step job
+  ("ours") beside the plain pipeline's.
+The lever jobs run `--lever-steps` (10) steps a section: the time outside the steps does not
+depend on the step count, and four 25-step jobs would not fit one device call.
 
 Then the take as the runner makes it from the final frames (`JobRunner._make_take`'s calls:
 written as mp4, scored from the written file, tagged), one VAE decode of the whole latent video
@@ -201,21 +204,26 @@ def run_plain(pipe, job: dict, cuda: bool, steps: int, sections: int) -> dict:
 
 
 @contextlib.contextmanager
-def lever(host_mask: bool, overlap: bool, gen):
-    """Ours with the no-sync mask and the overlapped decode each on or off."""
+def lever(host_mask: bool, overlap: bool, gen, device_join: bool = True):
+    """Ours with the no-sync mask, the overlapped decode and the join on the device each on or off
+    (off: each decoded section comes to the host in the VAE's dtype and is joined there)."""
     from backend.pipeline.framepack import engine as engine_module
     from backend.pipeline.framepack import loop
 
     saved_mask = (loop._mask_on_host, loop._masks_from_host)
     saved_overlap = engine_module.FramePackEngine.overlap_decode
+    saved_frames = loop._section_frames
     if not host_mask:
         loop._mask_on_host = lambda prompt, device: prompt
         loop._masks_from_host = lambda transformer: contextlib.nullcontext()
+    if not device_join:
+        loop._section_frames = lambda video: video[0].permute(1, 2, 3, 0).to("cpu").float()
     engine_module.FramePackEngine.overlap_decode = property(lambda self: overlap)
     try:
         yield
     finally:
         loop._mask_on_host, loop._masks_from_host = saved_mask
+        loop._section_frames = saved_frames
         engine_module.FramePackEngine.overlap_decode = saved_overlap
 
 
@@ -224,7 +232,7 @@ def host_parts(timeline: Timeline):
     """Host seconds of the section copies and joins (whichever thread runs them)."""
     from backend.pipeline.framepack import loop
 
-    to_cpu, prepend, frames = loop._section_to_cpu, loop._FrameJoiner.prepend, loop._FrameJoiner.frames
+    section, prepend, frames = loop._section_frames, loop._FrameJoiner.prepend, loop._FrameJoiner.frames
 
     def timed(fn, part):
         def inner(*args, **kwargs):
@@ -236,13 +244,13 @@ def host_parts(timeline: Timeline):
 
         return inner
 
-    loop._section_to_cpu = timed(to_cpu, "copy_to_host")
+    loop._section_frames = timed(section, "section_frames")  # the lever's, when one replaced it
     loop._FrameJoiner.prepend = timed(prepend, "join")
     loop._FrameJoiner.frames = timed(frames, "join")
     try:
         yield
     finally:
-        loop._section_to_cpu, loop._FrameJoiner.prepend, loop._FrameJoiner.frames = to_cpu, prepend, frames
+        loop._section_frames, loop._FrameJoiner.prepend, loop._FrameJoiner.frames = section, prepend, frames
 
 
 def run_ours(gen, job: dict, cuda: bool, steps: int, sections: int, workdir: Path, cache: str = "off", loras=None):
@@ -465,18 +473,25 @@ def main(argv: list[str] | None = None) -> dict:
     with lever(True, True, gen):
         run_ours(gen, job, cuda, 2, args.sections, workdir)  # first job after loading: kept apart
 
-    levers = ("before", "no_sync", "overlap")
+    # Cumulative: (host mask, overlapped decode, join on the device); the last is the studio's default.
+    switches = {
+        "before": (False, False, False),
+        "no_sync": (True, False, False),
+        "overlap": (True, True, False),
+        "device_join": (True, True, True),
+    }
+    levers = tuple(switches)
     outputs = []
-    for name, host_mask, overlap in zip(levers, (False, True, True), (False, False, True)):
-        with lever(host_mask, overlap, gen):
+    for name, (host_mask, overlap, device_join) in switches.items():
+        with lever(host_mask, overlap, gen, device_join):
             result[name], lever_frames = run_ours(gen, job, cuda, args.lever_steps, args.sections, workdir)
         result[name]["steps"] = args.lever_steps
         outputs.append(lever_frames)
         save(result, args.out)
     # The levers are exact: the same job gives the same bytes with each of them.
     result["levers_same_frames"] = all(np.array_equal(outputs[0], other) for other in outputs[1:])
-    if args.steps == args.lever_steps:  # the overlap job is already the studio's default job
-        result["ours"], frames = dict(result["overlap"]), outputs[-1]
+    if args.steps == args.lever_steps:  # the last lever's job is already the studio's default job
+        result["ours"], frames = dict(result[levers[-1]]), outputs[-1]
     else:
         with lever(True, True, gen):  # the studio's default, on the whole job
             result["ours"], frames = run_ours(gen, job, cuda, args.steps, args.sections, workdir)

@@ -602,11 +602,13 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "라이선스 문구를 그대로 전하는 것이며 법률 자문이 아닙니다.",
     },
     "licence_note_morph": {"en": "no model weights", "ko": "모델 가중치 없음"},
-    "engine_label_wan": {"en": "Wan 2.1 first–last frame", "ko": "Wan 2.1 첫·끝 프레임"},
+    "engine_label_wan": {"en": "Wan first–last frame", "ko": "Wan 첫·끝 프레임"},
     "licence_name_apache": {"en": "Apache-2.0", "ko": "Apache-2.0 (아파치 2.0)"},
     "licence_note_wan": {
-        "en": "Wan 2.1's weights are published under Apache-2.0, which names no territory where it does not apply.",
-        "ko": "Wan 2.1의 가중치는 Apache-2.0으로 공개되어 있으며, 이 라이선스는 적용이 제외되는 지역을 두지 않습니다.",
+        "en": "Wan's weights (Wan 2.1 FLF2V and Wan 2.2 I2V A14B) are published under Apache-2.0, which names "
+        "no territory where it does not apply.",
+        "ko": "Wan의 가중치(Wan 2.1 FLF2V, Wan 2.2 I2V A14B)는 Apache-2.0으로 공개되어 있으며, 이 라이선스는 "
+        "적용이 제외되는 지역을 두지 않습니다.",
     },
     "licence_line": {"en": "Licence: {name} ({url})", "ko": "라이선스: {name} ({url})"},
     # --- post-processing weights (pipeline/postprocess.py, utils/model_registry.py, downloads.py) --

@@ -129,7 +129,14 @@ class Engines:
             return engine
 
     def spec(self, name: str) -> EngineSpec:
-        return engine_spec(name)
+        """The engine's spec; Wan's licence links the model page of the configured model."""
+        found = engine_spec(name)
+        if name == "wan":
+            from backend.utils.model_registry import wan_model
+
+            url = f"https://huggingface.co/{wan_model(self.settings).repo}"
+            found = found.model_copy(update={"licence": found.licence.model_copy(update={"url": url})})
+        return found
 
     def device(self) -> dict:
         """Which device PyTorch would use; imports torch, so it is called off the event loop."""

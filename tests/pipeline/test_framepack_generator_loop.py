@@ -203,7 +203,7 @@ def test_joiner_matches_pipeline_soft_append(pipe):
     joiner = _FrameJoiner(overlap)
     history = None
     for s in sections:  # arrive end-first, each is prepended
-        joiner.prepend(s)
+        joiner.prepend(torch.from_numpy(s))
         current = torch.from_numpy(s).permute(3, 0, 1, 2)[None]
         history = current if history is None else pipe._soft_append(current, history, overlap)
     ref = (history[0].permute(1, 2, 3, 0).numpy() / 2 + 0.5).clip(0, 1)

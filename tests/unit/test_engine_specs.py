@@ -132,3 +132,17 @@ def test_using_morph_imports_nothing_of_framepack_s_engine():
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["['morph']", "False", "False"], out.stdout + out.stderr
+
+
+def test_wans_licence_links_the_configured_models_page(tmp_path):
+    from backend.pipeline.engines import Engines
+    from backend.utils.config import Settings
+
+    for model, repo in (
+        ("wan2.1-flf2v", "Wan-AI/Wan2.1-FLF2V-14B-720P-diffusers"),
+        ("wan2.2-i2v-a14b", "Wan-AI/Wan2.2-I2V-A14B-Diffusers"),
+    ):
+        engines = Engines(Settings(models_dir=tmp_path, data_dir=tmp_path / "data", wan_model=model))
+        assert engines.spec("wan").licence.url == f"https://huggingface.co/{repo}"
+        assert engines.spec("wan").licence.note == "licence_note_wan"
+    assert engines.spec("framepack") == engine_spec("framepack")

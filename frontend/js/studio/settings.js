@@ -111,7 +111,7 @@ export function SettingsPanel({ settings, setSettings, engine, setEngine, post, 
     const title = licence.url ? html`<a href=${licence.url} target="_blank" rel="noopener noreferrer"
       class="underline">${said(licence.name)}</a>` : said(licence.name);
     return html`<p key=${name} class="mt-1 text-xs text-slate-600" data-testid=${`engine-licence-${name}`}>
-      ${t(`engine.${name}`)}: ${title}${licence.note ? html` — <span data-testid=${`engine-licence-note-${name}`}>${said(licence.note)}</span>` : ""}</p>`;
+      ${t(`engine.${name}`)}${engineState(name).model_label ? ` (${engineState(name).model_label})` : ""}: ${title}${licence.note ? html` — <span data-testid=${`engine-licence-note-${name}`}>${said(licence.note)}</span>` : ""}</p>`;
   };
 
   return html`<section aria-labelledby="settings-title" class="space-y-4">
