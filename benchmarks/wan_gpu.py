@@ -526,6 +526,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--fp8", action="store_true", help="last, the blocks' linears as FP8 (accel.Fp8Linear), compiled")
     ap.add_argument("--plan", action="store_true", help="then the engine under its placement for --vram-limit-gib")
     ap.add_argument("--vram-limit-gib", type=float, default=24.0, help="the GPU --plan simulates (24 or 16)")
+    ap.add_argument(
+        "--ram-gib", type=float, default=None, help="the host RAM --plan's rule sees (32: layers stream from disk)"
+    )
     ap.add_argument("--out", type=Path, default=None, help="JSON file to write (after every measure)")
     args = ap.parse_args(argv)
 
@@ -696,7 +699,15 @@ def main(argv: list[str] | None = None) -> dict:
 
     # --plan: the same modules under the placement the studio picks for the smaller GPU.
     if args.plan:
-        placement = placement_for("cuda", args.vram_limit_gib) if cuda else "cpu"
+        from backend.utils.model_registry import WAN21
+
+        placement = (
+            placement_for(
+                "cuda", args.vram_limit_gib, ram_gib=args.ram_gib, pinned_ram_min_gib=WAN21.pinned_ram_min_gib
+            )
+            if cuda
+            else ("group_offload_disk" if args.ram_gib else "cpu")
+        )
         result["plan_placement"] = placement
 
         def planned() -> dict:

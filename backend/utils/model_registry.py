@@ -446,6 +446,9 @@ class WanModel:
     loras: tuple[tuple[str, str], ...]
     guidance: float  # the full mode's CFG scale (the model's published default)
     resident_min_gib: float  # GPU memory from which every weight stays on the GPU
+    # Host RAM from which the group offload keeps its pinned copy of every weight in RAM; below it the
+    # layers stream from files on disk (`wan_loading.placement_for`).
+    pinned_ram_min_gib: float
 
 
 WAN_LORA_FOLDER = "wan-loras"
@@ -463,6 +466,7 @@ WAN21 = WanModel(
     loras=(("transformer", "wan2.1_i2v_lora_rank64_lightx2v_4step.safetensors"),),
     guidance=5.0,  # diffusers' WanImageToVideoPipeline default
     resident_min_gib=64.0,
+    pinned_ram_min_gib=80.0,  # measured: 68 GiB peak RSS under the group offload (H100, 480p)
 )
 WAN22 = WanModel(
     key="wan2.2-i2v-a14b",
@@ -483,6 +487,7 @@ WAN22 = WanModel(
     # Both bf16 experts (2 × 28.6 GB) + UMT5-XXL (11.4 GB) + 720p activations: an 80 GB card is too
     # tight, the model-level offload (one expert on the GPU at a time) runs there instead.
     resident_min_gib=96.0,
+    pinned_ram_min_gib=112.0,  # estimate: 2.1's measured 68 GiB + the second expert's 28.6 GB, + margin
 )
 WAN_MODELS: dict[str, WanModel] = {m.key: m for m in (WAN21, WAN22)}
 DEFAULT_WAN_MODEL = WAN21.key

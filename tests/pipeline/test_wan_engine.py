@@ -248,3 +248,34 @@ def test_blocks_compile_only_resident_on_a_gpu_and_a_lora_job_runs_them_eagerly(
     with gen.eager_blocks():
         assert all(b._compiled_call_impl is None for b in blocks)
     assert all(b._compiled_call_impl is not None for b in blocks)
+
+
+def test_a_small_ram_machine_streams_the_layers_from_disk_with_the_same_frames(models_dir, images, tmp_path):
+    """Under 40 GiB of VRAM and less host RAM than the model's pinned copy needs, diffusers' group
+    offload reads each layer group from a safetensors file (`group_offload_disk`); the frames are
+    the plain pipeline's. (On the CPU the layers load onto the CPU: the same hooks and files.)"""
+    from diffusers import WanImageToVideoPipeline
+
+    from backend.pipeline.wan.wan_loading import placement_for
+    from backend.utils.model_registry import WAN21
+
+    assert placement_for("cuda", 24, ram_gib=32, pinned_ram_min_gib=WAN21.pinned_ram_min_gib) == "group_offload_disk"
+    assert placement_for("cuda", 16, ram_gib=128, pinned_ram_min_gib=WAN21.pinned_ram_min_gib) == "group_offload"
+    assert placement_for("cuda", 48, ram_gib=32, pinned_ram_min_gib=WAN21.pinned_ram_min_gib) == "model_offload"
+
+    first, last = images
+    p = job(quality=30)
+    p["steps"] = 2
+    seg = p["segments"][0]
+    settings = Settings(models_dir=tmp_path / "models", device="cpu")
+    gen = WanEngine(settings)
+    pipe = WanImageToVideoPipeline.from_pretrained(str(models_dir / WAN_FOLDER))
+    gen.attach(pipe, "cpu", "group_offload_disk", "test")
+    files = list(gen.scratch_dir().glob("transformer/group_*.safetensors"))
+    assert len(files) > 10  # one file per layer group
+    frames = gen.generate(first, last, "a cat walks", seg, p, lambda _p: None)
+
+    reference = WanImageToVideoPipeline.from_pretrained(str(models_dir / WAN_FOLDER))
+    reference.set_progress_bar_config(disable=True)
+    expected = plain(reference, first, last, "a cat walks", seg["frames"], 2, spec.GUIDANCE, seg["seed"])
+    np.testing.assert_array_equal(frames, expected)

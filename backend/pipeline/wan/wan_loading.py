@@ -12,7 +12,8 @@ transformer ~33 GB, UMT5-XXL ~11 GB, CLIP and VAE ~2 GB):
 |---|---|---|
 | ≥ 64 GiB (H100, H200, A100-80) | resident: `pipe.to("cuda")` | all ~46 GB of weights plus 720p activations fit (Wan 2.2: ≥ 96 GiB, two experts ~57 GB + UMT5) |
 | 40–64 GiB (A6000, L40S, A100-40) | `enable_model_cpu_offload()` | the 33 GB transformer stays while it samples; the text encoder leaves the GPU after encoding (Wan 2.2: one expert at a time, the high-noise one leaves when the low-noise one starts) |
-| < 40 GiB (24 GB and 16 GB cards) | `enable_group_offload(leaf_level, use_stream=True)` + VAE tiling | layers stream from pinned RAM, overlapped with compute on a side stream; needs ~50 GB host RAM |
+| < 40 GiB (24 GB and 16 GB cards) | `enable_group_offload(leaf_level, use_stream=True)` + VAE tiling | layers stream from pinned RAM, overlapped with compute on a side stream; measured 68 GiB of host RAM (Wan 2.1) |
+| < 40 GiB and host RAM under the model's `pinned_ram_min_gib` (80 GiB for Wan 2.1) | the same with `offload_to_disk_path` (`group_offload_disk`) | each layer group is written once to a safetensors file under STUDIO_MODELS_DIR/offload_scratch/wan and read back before it runs: host RAM holds what the page cache keeps, and the disk needs ~50 GB free |
 
 Resident on CUDA, the blocks are compiled (STUDIO_WAN_COMPILE, diffusers' `compile_repeated_blocks`,
 `dynamic=True` so one compile serves every size; `pipeline/regional_compile.py`): the first Wan job's
@@ -25,6 +26,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from pathlib import Path
 
 from backend.pipeline.loras import LoraSwitch
 from backend.utils.config import Settings
@@ -37,14 +39,23 @@ RESIDENT_MIN_GIB = 64.0
 MODEL_OFFLOAD_MIN_GIB = 40.0
 
 
-def placement_for(device: str, vram_gib: float | None, resident_min_gib: float = RESIDENT_MIN_GIB) -> str:
-    """The placement rule above: "cpu", "resident", "model_offload" or "group_offload"."""
+def placement_for(
+    device: str,
+    vram_gib: float | None,
+    resident_min_gib: float = RESIDENT_MIN_GIB,
+    ram_gib: float | None = None,
+    pinned_ram_min_gib: float = 0.0,
+) -> str:
+    """The placement rule above: "cpu", "resident", "model_offload", "group_offload" or
+    "group_offload_disk" (a small GPU on a machine whose RAM cannot hold every weight pinned)."""
     if device != "cuda":
         return "cpu"
     if vram_gib is None or vram_gib >= resident_min_gib:
         return "resident"
     if vram_gib >= MODEL_OFFLOAD_MIN_GIB:
         return "model_offload"
+    if ram_gib is not None and ram_gib < pinned_ram_min_gib:
+        return "group_offload_disk"
     return "group_offload"
 
 
@@ -56,8 +67,9 @@ def dtypes_for(device: str) -> dict:
     return {"default": torch.bfloat16, "vae": torch.float32, "image_encoder": torch.float32}
 
 
-def place(pipe, device: str, placement: str) -> None:
-    """Puts a built pipeline where `placement` says (diffusers' own offloading hooks)."""
+def place(pipe, device: str, placement: str, scratch: Path | None = None) -> None:
+    """Puts a built pipeline where `placement` says (diffusers' own offloading hooks);
+    `group_offload_disk` writes its layer files under `scratch`."""
     import torch
 
     if placement == "cpu":
@@ -66,13 +78,35 @@ def place(pipe, device: str, placement: str) -> None:
         pipe.to(device)
     elif placement == "model_offload":
         pipe.enable_model_cpu_offload(device=device)
-    elif placement == "group_offload":
-        pipe.enable_group_offload(
+    elif placement in ("group_offload", "group_offload_disk"):
+        disk = placement == "group_offload_disk"
+        if disk and scratch is None:
+            raise ValueError("group_offload_disk needs a folder for its layer files")
+        common = dict(
             onload_device=torch.device(device),
             offload_device=torch.device("cpu"),
             offload_type="leaf_level",
-            use_stream=True,
+            use_stream=device == "cuda",  # the side stream overlaps the copies with compute
         )
+        # diffusers' own per-component loop (`DiffusionPipeline.enable_group_offload`), except that
+        # only the transformers stream from disk: UMT5's tied embedding (`shared` = `embed_tokens`,
+        # two leaf modules) is written after the first group emptied it, and reads back as garbage
+        # (seen: NaN frames); the encoders and the VAE (~14 GB) keep pinned copies in RAM.
+        from diffusers.hooks import apply_group_offloading
+
+        for name, component in pipe.components.items():
+            if not isinstance(component, torch.nn.Module):
+                continue
+            kwargs = dict(common)
+            if disk and name.startswith("transformer"):
+                folder = scratch / name
+                folder.mkdir(parents=True, exist_ok=True)
+                # Pinned staging per layer group, not a pinned copy of every weight.
+                kwargs.update(low_cpu_mem_usage=True, offload_to_disk_path=str(folder))
+            if hasattr(component, "enable_group_offload"):
+                component.enable_group_offload(**kwargs)
+            else:
+                apply_group_offloading(module=component, **kwargs)
         pipe.vae.enable_tiling()
     else:
         raise ValueError(f"unknown placement {placement!r}")
@@ -175,8 +209,21 @@ class WanLoader:
         began = time.perf_counter()
         pipe = WanImageToVideoPipeline.from_pretrained(str(wan_folder(self.settings)), dtype=dtypes_for(device))
         self.load_seconds["read"] = time.perf_counter() - began
-        resident_min = wan_model(self.settings).resident_min_gib
-        self.attach(pipe, device, placement_for(device, self._vram_gib(device), resident_min), why)
+        model = wan_model(self.settings)
+        placement = placement_for(
+            device, self._vram_gib(device), model.resident_min_gib, self._ram_gib(), model.pinned_ram_min_gib
+        )
+        self.attach(pipe, device, placement, why)
+
+    def _ram_gib(self) -> float:
+        import psutil
+
+        ram = psutil.virtual_memory().total / GIB
+        return min(ram, float(self.settings.ram_limit_gib)) if self.settings.ram_limit_gib else ram
+
+    def scratch_dir(self) -> Path:
+        """Where `group_offload_disk` keeps its layer files (rewritten at every load)."""
+        return Path(self.settings.models_dir) / "offload_scratch" / "wan"
 
     def attach(self, pipe, device: str, placement: str, why: str = "") -> None:
         """Places a built pipeline and hooks the fast mode's LoRA(s) when every file is here (Wan
@@ -195,7 +242,7 @@ class WanLoader:
                 lora.attach(getattr(pipe, attr), lora_file)
             self.lora = lora
         began = time.perf_counter()
-        place(pipe, device, placement)
+        place(pipe, device, placement, self.scratch_dir())
         self.load_seconds["place"] = time.perf_counter() - began
         self.pipe, self.device, self.placement = pipe, device, placement
         self.loras = LoraSwitch(self.settings.loras_dir, device)

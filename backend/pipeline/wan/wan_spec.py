@@ -124,9 +124,11 @@ SPEC = EngineSpec(
     # reach): about 80 GB, plus the 4-step LoRA (739 MB).
     disk_gb=80,
     # The placement rule of wan_loading.placement_for: resident from 64 GiB, the model-level CPU
-    # offload from 40 GiB, group offloading with streams below. RAM: every weight lives in host RAM
-    # under the offloads (bf16 transformer 28 GB + text encoder 11 GB + the rest). Estimates, not
-    # measured yet (benchmarks/wan_gpu.py measures them on the GPU machine).
+    # offload from 40 GiB, group offloading with streams below. RAM: every weight lives pinned in
+    # host RAM under the group offload (measured on an H100: 68 GiB peak RSS, 9.2 GiB VRAM reserved,
+    # 1.05-1.09x resident's step, benchmarks/README.md); with less RAM than the model's
+    # `pinned_ram_min_gib` the transformer's layers stream from files on disk instead
+    # (`group_offload_disk`; the encoders and VAE stay pinned, ~14 GB; not measured on a GPU).
     # Wan 2.2 I2V A14B (STUDIO_WAN_MODEL=wan2.2-i2v-a14b) has two 14B experts: both bf16 experts
     # (2 × 28.6 GB) + UMT5-XXL resident need ~70 GB of weights, so resident starts at 96 GiB; the
     # model-level offload keeps one expert on the GPU at a time (the same 40 GiB), and host RAM holds
@@ -134,7 +136,8 @@ SPEC = EngineSpec(
     memory=(
         MemoryNeed(plan="resident", vram_gb=64, ram_gb=48),
         MemoryNeed(plan="model_offload", vram_gb=40, ram_gb=64),
-        MemoryNeed(plan="group_offload", vram_gb=24, ram_gb=64),
+        MemoryNeed(plan="group_offload", vram_gb=16, ram_gb=80),
+        MemoryNeed(plan="group_offload_disk", vram_gb=16, ram_gb=32),
         MemoryNeed(plan=f"{WAN22.key} resident", vram_gb=WAN22.resident_min_gib, ram_gb=80),
         MemoryNeed(plan=f"{WAN22.key} model_offload", vram_gb=40, ram_gb=96),
         MemoryNeed(plan=f"{WAN22.key} group_offload", vram_gb=24, ram_gb=96),
