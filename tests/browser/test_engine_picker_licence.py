@@ -39,6 +39,12 @@ def test_the_picker_shows_framepack_s_territory_note(browser, server, lang):
     assert name in line, line
     link = page.get_attribute("[data-testid=engine-licence-framepack] a", "href")
     assert link == "https://huggingface.co/tencent/HunyuanVideo/blob/main/LICENSE"
+    # Wan's line names the configured model and links its page (Apache-2.0, no territory note).
+    wan = page.inner_text("[data-testid=engine-licence-wan]")
+    assert "(Wan 2.1 FLF2V 14B)" in wan and "Apache-2.0" in wan, wan
+    assert "Wan 2.2 I2V A14B" in wan, wan  # the note covers both models the engine can run
+    link = page.get_attribute("[data-testid=engine-licence-wan] a", "href")
+    assert link == "https://huggingface.co/Wan-AI/Wan2.1-FLF2V-14B-720P-diffusers"
     morph = page.inner_text("[data-testid=engine-licence-morph]")
     assert ("the studio's own code" if lang == "en" else "스튜디오 자체 코드") in morph, morph
     assert page.query_selector("[data-testid=engine-licence-morph] a") is None  # no licence text to link

@@ -45,6 +45,9 @@ def test_a_keyframe_lands_on_the_timeline_and_a_reroll_keeps_it(browser, server,
     _set_range(page, "[data-testid=seconds]", 2.4)
 
     editor = "[data-testid=keyframes][data-transition='0']"
+    # The help is folded (one line a pair); opened, it says how a keyframe differs from an image.
+    assert not page.is_visible(f"{editor} [data-testid=keyframe-help]")
+    page.click(f"{editor} [data-testid=keyframe-help-box] summary")
     assert words["help"] in page.inner_text(f"{editor} [data-testid=keyframe-help]")
     page.set_input_files(f"{editor} [data-testid=keyframe-file]", str(files[2]))
     # The default time is the middle (1.2 s of 2.4 s): it lands on the boundary of sections 1 and 2.

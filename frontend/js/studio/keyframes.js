@@ -2,7 +2,8 @@
 // generation (contracts/keyframes.py). Each pair arrow has its own; where each lands (the engine's
 // grid: FramePack's section boundaries, Wan's latent frames) is the server's answer to
 // POST /api/params, drawn on the transition's timeline. Not an image added to the storyboard: that
-// makes two transitions that meet at it, with a seam — the help line says so.
+// makes two transitions that meet at it, with a seam — the help says so (folded: one line per pair,
+// so a phone's storyboard stays short).
 import { html, useEffect, useRef, useState } from "../lib/react.js";
 import { useLang } from "../lib/i18n.js";
 import { api, uploadFile } from "../lib/api.js";
@@ -101,6 +102,9 @@ export function KeyframeEditor({ index, items, segment, error, engine, onChange 
     ${items.length > 0 && engine === "wan" && html`<p class="mt-1 text-amber-800" data-testid="keyframe-wan-note">${t("keyframe.wanNote")}</p>`}
     ${items.length > 0 && error && html`<p class="mt-1 text-red-700" role="alert" data-testid="keyframe-error">${te(error)}</p>`}
     ${uploadError && html`<p class="mt-1 text-red-700" role="alert">${te(uploadError)}</p>`}
-    <p class="mt-1 text-slate-500" data-testid="keyframe-help">${t("keyframe.help")}</p>
+    <details class="mt-1 text-slate-500" data-testid="keyframe-help-box">
+      <summary class="cursor-pointer select-none text-violet-800">${t("keyframe.what")}</summary>
+      <p class="mt-0.5" data-testid="keyframe-help">${t("keyframe.help")}</p>
+    </details>
   </div>`;
 }
