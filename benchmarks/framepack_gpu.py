@@ -589,6 +589,19 @@ def cudagraph_blocks(gen, pipe, job: dict, clock: Clock, cuda: bool, result: dic
     return out
 
 
+def frame_difference(frames, reference) -> dict:
+    """How far uint8 frames are from a reference run's (same seed and job): relative L2 and the
+    largest and mean absolute difference on 0-255."""
+    import numpy as np
+
+    a, b = frames.astype(np.float64), reference.astype(np.float64)
+    return {
+        "rel_l2": float(np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-12)),
+        "max_abs": float(np.abs(a - b).max()),
+        "mean_abs": float(np.abs(a - b).mean()),
+    }
+
+
 def save(result: dict, path: Path | None) -> None:
     """Writes what is measured so far: a run cut off by a time limit still leaves its figures."""
     if path:

@@ -41,7 +41,7 @@ def _tokenizer():
 
 def build_tiny_pipeline(seed: int = 0):
     import torch
-    from diffusers import AutoencoderKLWan, UniPCMultistepScheduler, WanImageToVideoPipeline, WanTransformer3DModel
+    from diffusers import AutoencoderKLWan, UniPCMultistepScheduler, WanImageToVideoPipeline
     from transformers import (
         CLIPImageProcessor,
         CLIPVisionConfig,
@@ -65,23 +65,7 @@ def build_tiny_pipeline(seed: int = 0):
             relative_attention_num_buckets=8,
         )
     )
-    transformer = WanTransformer3DModel(
-        patch_size=(1, 2, 2),
-        num_attention_heads=2,
-        attention_head_dim=INNER // 2,
-        in_channels=36,
-        out_channels=16,
-        text_dim=TEXT_DIM,
-        freq_dim=256,
-        ffn_dim=FFN,
-        num_layers=LAYERS,
-        cross_attn_norm=True,
-        qk_norm="rms_norm_across_heads",
-        rope_max_seq_len=32,
-        image_dim=CLIP_HIDDEN,
-        added_kv_proj_dim=INNER,
-        pos_embed_seq_len=2 * (CLIP_IMAGE * CLIP_IMAGE + 1),
-    )
+    transformer = _transformer(image=True)
     image_encoder = CLIPVisionModelWithProjection(
         CLIPVisionConfig(
             hidden_size=CLIP_HIDDEN,
@@ -110,9 +94,16 @@ def build_tiny_pipeline(seed: int = 0):
 BOUNDARY_RATIO = 0.9  # Wan 2.2 I2V A14B's model_index.json value
 
 
-def _wan22_transformer():
+def _transformer(image: bool):
+    """The tiny transformer: Wan 2.1 FLF2V's with CLIP image tokens (their added K/V and position
+    embedding for two images), or one of Wan 2.2 I2V A14B's experts (no image branch)."""
     from diffusers import WanTransformer3DModel
 
+    image_branch = (
+        dict(image_dim=CLIP_HIDDEN, added_kv_proj_dim=INNER, pos_embed_seq_len=2 * (CLIP_IMAGE * CLIP_IMAGE + 1))
+        if image
+        else {}
+    )
     return WanTransformer3DModel(
         patch_size=(1, 2, 2),
         num_attention_heads=2,
@@ -126,6 +117,7 @@ def _wan22_transformer():
         cross_attn_norm=True,
         qk_norm="rms_norm_across_heads",
         rope_max_seq_len=32,
+        **image_branch,
     )
 
 
@@ -137,9 +129,9 @@ def build_tiny_wan22_pipeline(seed: int = 0):
 
     base = build_tiny_pipeline(seed)  # the VAE, text encoder, tokenizer and scheduler are shared
     torch.manual_seed(seed + 100)
-    high = _wan22_transformer()
+    high = _transformer(image=False)
     torch.manual_seed(seed + 200)
-    low = _wan22_transformer()
+    low = _transformer(image=False)
     pipe = WanImageToVideoPipeline(
         tokenizer=base.tokenizer,
         text_encoder=base.text_encoder,

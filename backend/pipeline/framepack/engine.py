@@ -55,21 +55,18 @@ class FramePackEngine(FramePackLoader):
         # A LoRA job runs the blocks eagerly: compiled, every switch of adapters would recompile.
         eager = self._eager_blocks() if self.compiled and choices else contextlib.nullcontext()
         with eager:
-            return self._sample(first, last, prompt, segment, params, progress, keyframes)
-
-    def _sample(self, first, last, prompt: str, segment: dict, params: dict, progress: ProgressCallback, keyframes):
-        return sample_transition(
-            self.pipe,
-            first,
-            last,
-            prompt,
-            segment,
-            params,
-            progress,
-            device=self.device,
-            policy=self.policy,
-            placement=self.placement,
-            step_cache=self.last_cache,
-            overlap_decode=self.overlap_decode,
-            keyframes=keyframes,
-        )
+            return sample_transition(
+                self.pipe,
+                first,
+                last,
+                prompt,
+                segment,
+                params,
+                progress,
+                device=self.device,
+                policy=self.policy,
+                placement=self.placement,
+                step_cache=self.last_cache,
+                overlap_decode=self.overlap_decode,
+                keyframes=keyframes,
+            )

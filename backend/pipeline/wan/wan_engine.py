@@ -51,6 +51,8 @@ class WanEngine(WanLoader):
                 fix=setup_fix_command(self.settings, wan_model(self.settings).group),
             )
         own_loras = segment.get("loras")
+        if self.compiled and not own_loras:
+            self.loras.unload(self.pipe)  # the compiled blocks meet the modules they were compiled for
         self.loras.use(self.pipe, own_loras)  # this take's own LoRAs, or none
         if self.lora is not None:
             self.lora.enabled = fast
