@@ -101,7 +101,7 @@ def test_lora_picker_job_take_and_reroll(browser, server, client, tmp_path, lora
         "(t) => document.querySelector(\"[data-name='broken.safetensors'] [data-testid=lora-reason]\").textContent === t",
         arg=messages.render("lora_unreadable", "en", listed[BROKEN]["reason_params"]),
     )
-    assert _reason(page, WAN).startswith("For the Wan 2.1")
+    assert _reason(page, WAN).startswith("For the Wan first–last frame engine")
     screenshot(page, "lora-picker-en.png")
 
     # The picks go with the job and are stored with its take; the take card shows them.
