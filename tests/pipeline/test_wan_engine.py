@@ -271,8 +271,15 @@ def test_a_small_ram_machine_streams_the_layers_from_disk_with_the_same_frames(m
     gen = WanEngine(settings)
     pipe = WanImageToVideoPipeline.from_pretrained(str(models_dir / WAN_FOLDER))
     gen.attach(pipe, "cpu", "group_offload_disk", "test")
-    files = list(gen.scratch_dir().glob("transformer/group_*.safetensors"))
+    files = sorted(gen.scratch_dir().glob("transformer/group_*.safetensors"))
     assert len(files) > 10  # one file per layer group
+    # A later load rewrites every file: diffusers would read back one that is already there (from
+    # the other model, older weights, a load killed mid-write) as this model's layer.
+    gen.release()
+    files[0].write_bytes(b"left by an earlier load")
+    pipe = WanImageToVideoPipeline.from_pretrained(str(models_dir / WAN_FOLDER))
+    gen.attach(pipe, "cpu", "group_offload_disk", "test")
+    assert files[0].read_bytes() != b"left by an earlier load"
     frames = gen.generate(first, last, "a cat walks", seg, p, lambda _p: None)
 
     reference = WanImageToVideoPipeline.from_pretrained(str(models_dir / WAN_FOLDER))

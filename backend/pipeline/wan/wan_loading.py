@@ -24,6 +24,7 @@ recompile every variant); the fast mode's LoRA is a hook the compiled blocks tak
 from __future__ import annotations
 
 import logging
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -80,8 +81,12 @@ def place(pipe, device: str, placement: str, scratch: Path | None = None) -> Non
         pipe.enable_model_cpu_offload(device=device)
     elif placement in ("group_offload", "group_offload_disk"):
         disk = placement == "group_offload_disk"
-        if disk and scratch is None:
-            raise ValueError("group_offload_disk needs a folder for its layer files")
+        if disk:
+            if scratch is None:
+                raise ValueError("group_offload_disk needs a folder for its layer files")
+            # diffusers keeps a layer file that already exists: one left by the other Wan model,
+            # older weights or a load killed mid-write would be read back as these weights.
+            shutil.rmtree(scratch, ignore_errors=True)
         common = dict(
             onload_device=torch.device(device),
             offload_device=torch.device("cpu"),
