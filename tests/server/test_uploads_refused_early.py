@@ -73,13 +73,47 @@ def _write_all_then_read(port: int, size: int) -> tuple[int, dict, bytes]:
                 s.sendall(chunk[: size - start])
         except OSError as exc:
             pytest.fail(f"writing the body failed with {exc!r}: the answer was never read")
-        raw = b""
-        while chunk := s.recv(65536):
-            raw += chunk
+        return _read_answer(s)
+
+
+def _read_answer(s: socket.socket) -> tuple[int, dict, bytes]:
+    """One answer read by its Content-Length; when it says `Connection: close`, the server's close
+    (EOF) must follow. A keep-alive answer (an upload that was not refused) is returned as it is,
+    so the status assertion names it instead of a read timing out."""
+    raw = b""
+    while b"\r\n\r\n" not in raw:
+        chunk = s.recv(65536)
+        assert chunk, f"the connection closed before an answer: {raw[:300]!r}"
+        raw += chunk
     head_part, _, body = raw.partition(b"\r\n\r\n")
     lines = head_part.decode("latin-1").split("\r\n")
     headers = dict(line.lower().split(": ", 1) for line in lines[1:])
+    while len(body) < int(headers["content-length"]):
+        chunk = s.recv(65536)
+        assert chunk, "the connection closed inside the answer's body"
+        body += chunk
+    if headers.get("connection") == "close":
+        assert s.recv(65536) == b"", "bytes after an answer that closes the connection"
     return int(lines[0].split()[1]), headers, body
+
+
+def _await_refusal(port: int, expected: int) -> None:
+    """Waits until a small upload is refused with `expected`: the holders' uploads have reached the
+    server and hold their slots (on a busy machine that takes as long as it takes; bounded)."""
+    deadline = time.monotonic() + 60
+    while True:
+        with socket.create_connection(("127.0.0.1", port), timeout=20) as s:
+            s.sendall(
+                (
+                    f"POST /api/uploads HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                    f"Content-Type: multipart/form-data; boundary={BOUNDARY}\r\nContent-Length: 4\r\n\r\nabcd"
+                ).encode()
+            )
+            status = _read_answer(s)[0]
+        if status == expected:
+            return
+        assert time.monotonic() < deadline, f"the held slots never refused an upload (last answer {status})"
+        time.sleep(0.2)
 
 
 def _refused(server, expected: int, code: str, size: int = BIG) -> None:
@@ -99,7 +133,7 @@ def _refused(server, expected: int, code: str, size: int = BIG) -> None:
 def test_a_429_reaches_a_client_still_sending_its_body(server):
     holder = _hold_slot(server.port, "127.0.0.1")
     try:
-        time.sleep(0.5)
+        _await_refusal(server.port, 429)
         _refused(server, 429, "uploads_per_client")
     finally:
         holder.close()
@@ -108,7 +142,7 @@ def test_a_429_reaches_a_client_still_sending_its_body(server):
 def test_a_503_reaches_a_client_still_sending_its_body(server):
     holders = [_hold_slot(server.port, f"127.0.0.{n}") for n in (21, 22)]
     try:
-        time.sleep(0.5)
+        _await_refusal(server.port, 503)
         _refused(server, 503, "uploads_busy")
     finally:
         for h in holders:
