@@ -472,6 +472,8 @@ def table(result: dict) -> str:
         "ours_fp8",
         "fast_first_clip",
         "fast",
+        "fast_fp8_first",
+        "fast_fp8",
         "plan",
     ):
         r = result.get(key)
@@ -649,19 +651,16 @@ def main(argv: list[str] | None = None) -> dict:
                 rss,
             )
 
-    # FP8 matmuls in the blocks (the FramePack engine's opt-in kind; not the studio's Wan default):
-    # what would stand between the compiled bf16 step and the target. Last: it replaces the linears
-    # (and with them the fast mode's hooks).
+    # FP8 matmuls in the blocks (STUDIO_FP8_MATMUL, opt-in for both engines), through the loader's own
+    # step on the same modules; the fast mode's LoRA hooks move onto the FP8 layers. Last: it
+    # replaces the linears.
     if cuda and args.fp8:
-        from backend.pipeline.framepack import accel
 
         def to_fp8() -> dict:
             began = time.perf_counter()
-            repeated = [
-                m for t in engine.transformers() for m in t.modules() if type(m).__name__ == "WanTransformerBlock"
-            ]
-            count = accel.convert_fp8_linears(None, within=repeated)
-            return {"linears": count, "convert_s": time.perf_counter() - began}
+            engine.settings = engine.settings.model_copy(update={"fp8_matmul": True})
+            engine.fp8_matmul = engine._fp8()
+            return {"converted": engine.fp8_matmul, "convert_s": time.perf_counter() - began}
 
         attempt(result, "fp8_convert", args.out, to_fp8)
         fp8: dict = {}
@@ -670,6 +669,15 @@ def main(argv: list[str] | None = None) -> dict:
         base = compiled if "frames" in compiled else eager
         if "frames" in fp8 and "frames" in base and isinstance(result.get("ours_fp8"), dict):
             result["ours_fp8"]["error_vs_bf16"] = frame_error(fp8["frames"], base["frames"])
+        if not args.no_fast and engine.lora is not None:
+            for key in ("fast_fp8_first", "fast_fp8"):
+                attempt(
+                    result,
+                    key,
+                    args.out,
+                    lambda: run_ours(engine, job, clock, cuda, fast=True, steps=wan_spec.FAST_STEPS),
+                    rss,
+                )
 
     ratios = result.setdefault("ratios", {})
     if "reference" in result:

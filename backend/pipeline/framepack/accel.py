@@ -58,7 +58,10 @@ def fp8_matmul_supported() -> bool:
 
 
 class Fp8Linear(nn.Module):
-    """A bf16-in, bf16-out linear layer whose weight is float8 e4m3 with per-output-channel scales."""
+    """A bf16-in, bf16-out linear layer whose weight is float8 e4m3 with per-output-channel scales.
+
+    What else hung on the linear comes along: its forward hooks and their buffers (Wan's fast-mode
+    LoRA, `wan/distill_lora.py`), so a hooked layer keeps its hook after the swap."""
 
     def __init__(self, linear: nn.Linear) -> None:
         super().__init__()
@@ -70,6 +73,11 @@ class Fp8Linear(nn.Module):
         self.bias = (
             None if linear.bias is None else nn.Parameter(linear.bias.detach().to(torch.bfloat16), requires_grad=False)
         )
+        for name, buffer in linear.named_buffers(recurse=False):
+            self.register_buffer(name, buffer, persistent=False)
+        # The same dict object: the hooks' handles still remove them.
+        for table in ("_forward_hooks", "_forward_hooks_with_kwargs", "_forward_hooks_always_called"):
+            setattr(self, table, getattr(linear, table))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape = x.shape

@@ -19,6 +19,8 @@ Resident on CUDA, the blocks are compiled (STUDIO_WAN_COMPILE, diffusers' `compi
 `dynamic=True` so one compile serves every size; `pipeline/regional_compile.py`): the first Wan job's
 first step compiles them. A job with the user's own LoRAs runs the blocks eagerly (PEFT's layers would
 recompile every variant); the fast mode's LoRA is a hook the compiled blocks take in.
+STUDIO_FP8_MATMUL (opt-in, as for FramePack) swaps the blocks' large linears for FP8 ones before they
+compile; the fast mode's hooks move with them, the user's LoRAs are refused with the reason.
 """
 
 from __future__ import annotations
@@ -129,6 +131,7 @@ class WanLoader:
         self.lora = None  # distill_lora.DistillLora when the fast mode's file(s) are on disk
         self.loras = LoraSwitch(settings.loras_dir)  # the user's LoRAs (pipeline/loras.py)
         self.compiled = False
+        self.fp8_matmul = False
         self.load_seconds: dict[str, float] = {}
         self.load_error: str | None = None
         self._load_lock = threading.Lock()
@@ -148,6 +151,7 @@ class WanLoader:
                 "memory_mode": self.placement,
                 "fast_mode": self.lora is not None,
                 "compiled": self.compiled,
+                "fp8_matmul": self.fp8_matmul,
                 "reason": "loaded",
             }
         missing = wan_install_problem(self.settings)
@@ -251,20 +255,42 @@ class WanLoader:
         self.load_seconds["place"] = time.perf_counter() - began
         self.pipe, self.device, self.placement = pipe, device, placement
         self.loras = LoraSwitch(self.settings.loras_dir, device)
+        self.fp8_matmul = self._fp8()
+        if self.fp8_matmul:
+            # accel.Fp8Linear is no nn.Linear: PEFT cannot put a LoRA beside it.
+            self.loras.unsupported = ("STUDIO_FP8_MATMUL", "fp8 matmul layers take no LoRA")
         self.compiled = self._compile()
         log.info(
-            "Wan on %s (%s): %s, fast mode %s, compiled %s",
+            "Wan on %s (%s): %s, fast mode %s, compiled %s, fp8 matmul %s",
             device,
             why or device,
             placement,
             self.lora is not None,
             self.compiled,
+            self.fp8_matmul,
         )
 
     def transformers(self) -> list:
         """The pipeline's transformer(s): one, or Wan 2.2's two experts."""
         found = [self.pipe.transformer, getattr(self.pipe, "transformer_2", None)]
         return [t for t in found if t is not None]
+
+    def repeated_blocks(self) -> list:
+        """Every transformer block (`_repeated_blocks`: the modules compile and FP8 work on)."""
+        return [m for t in self.transformers() for m in t.modules() if type(m).__name__ in t._repeated_blocks]
+
+    def _fp8(self) -> bool:
+        """STUDIO_FP8_MATMUL, resident on an Ada/Hopper GPU: the blocks' large linears multiply in
+        FP8 (`accel.Fp8Linear`, per-channel weight scales, per-token activation scales); the fast
+        mode's LoRA hooks move onto them. Not bit-exact: benchmarks/README.md gives the error."""
+        if not self.settings.fp8_matmul or self.placement != "resident":
+            return False
+        from backend.pipeline.framepack import accel
+
+        if not accel.fp8_matmul_supported():
+            log.warning("STUDIO_FP8_MATMUL needs an Ada or Hopper GPU; Wan runs bf16 matmuls")
+            return False
+        return accel.convert_fp8_linears(None, within=self.repeated_blocks()) > 0
 
     def _compile(self) -> bool:
         from backend.pipeline import regional_compile
@@ -290,8 +316,7 @@ class WanLoader:
             return contextlib.nullcontext()
         from backend.pipeline import regional_compile
 
-        repeated = [m for t in self.transformers() for m in t.modules() if type(m).__name__ in t._repeated_blocks]
-        return regional_compile.eager(repeated)
+        return regional_compile.eager(self.repeated_blocks())
 
     def release(self) -> None:
         with self._load_lock:
@@ -299,7 +324,7 @@ class WanLoader:
                 return
             if self.lora is not None:
                 self.lora.detach()
-            self.pipe, self.lora, self.placement, self.compiled = None, None, "unloaded", False
+            self.pipe, self.lora, self.placement, self.compiled, self.fp8_matmul = None, None, "unloaded", False, False
             self.loras = LoraSwitch(self.settings.loras_dir)
             import gc
 
