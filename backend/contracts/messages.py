@@ -233,10 +233,6 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "en": "the {engine} engine has no model weights, so it cannot apply LoRAs; use FramePack or Wan",
         "ko": "{engine} 엔진에는 모델 가중치가 없어 LoRA를 적용할 수 없습니다. FramePack이나 Wan을 쓰세요",
     },
-    "lora_plan_unsupported": {
-        "en": "LoRAs cannot run with {plan} on this machine ({why}); turn it off or run without LoRAs",
-        "ko": "이 컴퓨터의 {plan} 설정에서는 LoRA를 쓸 수 없습니다({why}). 그 설정을 끄거나 LoRA 없이 실행하세요",
-    },
     "lora_failed": {
         "en": "LoRA {name} could not be applied ({why}); nothing of it was kept, the next job runs without it",
         "ko": "LoRA {name}을(를) 적용하지 못했습니다({why}). 아무것도 남기지 않았으며 다음 작업은 LoRA 없이 실행됩니다",
@@ -796,7 +792,6 @@ NOTES = frozenset(
         "wan_fast_lora_missing",
         "wan_keyframes_unsupported_model",
         "lora_failed",
-        "lora_plan_unsupported",
         "engine_unavailable",
         "engine_label_framepack",
         "engine_label_morph",

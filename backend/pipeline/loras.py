@@ -15,7 +15,8 @@ Why unfused (the low-rank branch kept beside each linear) rather than fused into
 - a switch between jobs is `set_adapters` on adapters already loaded (a dict lookup per layer), not
   a rewrite of 13 B weights; a LoRA is read once and kept (up to `KEEP` of them);
 - it works for every storage the base layer has: 8-bit `StoredLinear8` layers keep their 8 bits
-  (PEFT reads their `compute_dtype` for the LoRA's dtype), and blocks streamed from RAM or disk
+  and `accel.Fp8Linear` (STUDIO_FP8_MATMUL) its FP8 matmul (PEFT reads their `compute_dtype` for
+  the LoRA's dtype), and blocks streamed from RAM or disk
   keep streaming only their own weights while the small LoRA tensors stay on the compute device.
 The cost is one extra rank-r matmul pair per linear per step.
 
@@ -119,7 +120,6 @@ class LoraSwitch:
         self.loaded: OrderedDict[str, str] = OrderedDict()  # adapter name → LoRA file name
         self.active: list[tuple[str, float]] = []
         self.switch_seconds = 0.0
-        self.unsupported: tuple[str, str] | None = None  # (plan, why) when LoRAs cannot run here
 
     def use(self, pipe, choices: list[dict] | None) -> None:
         began = time.perf_counter()
@@ -135,9 +135,6 @@ class LoraSwitch:
                 pipe.disable_lora()
             self.active = []
             return
-        if self.unsupported:
-            plan, why = self.unsupported
-            raise LoraFailed("lora_plan_unsupported", plan=plan, why=why)
         names = [self._load(pipe, name) for name, _ in wanted]
         pipe.set_adapters(names, [w for _, w in wanted])
         pipe.enable_lora()

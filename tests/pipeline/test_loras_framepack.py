@@ -223,3 +223,27 @@ def test_compiled_blocks_run_eagerly_with_a_lora_and_meet_their_own_modules_with
     finally:
         for block in blocks:
             block._compiled_call_impl = None
+
+
+def test_fp8_matmul_layers_take_a_lora_and_give_it_back(lora_dir, images, tmp_path):
+    """STUDIO_FP8_MATMUL's `Fp8Linear` is an `nn.Linear`: PEFT puts the LoRA beside it, and without
+    the LoRA the FP8 frames come back bit for bit (PyTorch runs `_scaled_mm` on the CPU too; the
+    studio converts only resident on an Ada/Hopper GPU)."""
+    from backend.pipeline.framepack import accel
+
+    def pipe8():
+        p = _pipe()
+        assert accel.convert_fp8_linears(p.transformer, min_features=16) > 0
+        return p
+
+    gen = _engine(lora_dir, tmp_path, pipe=pipe8())
+    plain8 = _run(gen, images)
+    loras = [{"name": "fp_diffusers.safetensors", "weight": 1.0}]
+    with_lora = _run(gen, images, loras)
+    assert not np.array_equal(with_lora, plain8)
+    ref_pipe = pipe8()  # diffusers' own LoRA path on the same FP8 layers
+    ref_pipe.load_lora_weights(str(lora_dir / "fp_diffusers.safetensors"), adapter_name="ref")
+    assert np.array_equal(_run(_engine(lora_dir, tmp_path / "r", pipe=ref_pipe), images), with_lora)
+    assert np.array_equal(_run(gen, images, []), plain8)
+    layer = gen.pipe.transformer.transformer_blocks[0].attn.to_q
+    assert isinstance(layer.base_layer, accel.Fp8Linear) and layer.base_layer.weight.dtype == torch.float8_e4m3fn

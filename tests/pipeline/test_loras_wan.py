@@ -117,3 +117,30 @@ def test_a_user_lora_stacks_on_the_fast_mode(setup, images, tmp_path):
         assert np.array_equal(gen.generate(*images, "a cat", SEGMENT, fast, lambda p: None), only_fast)
     finally:
         wan_lora_path(Settings(models_dir=root)).unlink()
+
+
+def test_a_user_lora_sits_beside_the_fp8_matmul_layers_and_comes_off_exactly(setup, images, tmp_path):
+    """STUDIO_FP8_MATMUL's `Fp8Linear` is an `nn.Linear`: PEFT wraps it (the LoRA in bf16 beside the
+    FP8 matmul). The LoRA moves the frames as it does on the bf16 weights, and without it the FP8
+    frames come back bit for bit. (bf16 on the CPU here: PyTorch runs `_scaled_mm` there too; the
+    studio converts only resident on an Ada/Hopper GPU.)"""
+    import torch
+
+    from backend.pipeline.framepack import accel
+
+    root, _ = setup
+    lightx2v_style_lora(tmp_path / "strong.safetensors", rank=2, seed=5, scale=10.0)
+    gen = WanEngine(Settings(models_dir=root, device="cpu", lora_dir=tmp_path))
+    gen.load()
+    gen.pipe.transformer.to(torch.bfloat16)
+    lora = [{"name": "strong.safetensors", "weight": 1.0}]
+    plain_bf16, lora_bf16 = _run(gen, images), _run(gen, images, lora)
+    assert accel.convert_fp8_linears(None, min_features=16, within=gen.repeated_blocks()) == 24
+    plain_fp8, lora_fp8 = _run(gen, images), _run(gen, images, lora)
+    assert np.array_equal(_run(gen, images, []), plain_fp8)
+
+    def moved(a, b):
+        return np.abs(a.astype(np.int16) - b).mean()
+
+    assert moved(lora_fp8, plain_fp8) > 4 * moved(plain_fp8, plain_bf16)  # the LoRA, not FP8 rounding
+    assert moved(lora_fp8, lora_bf16) < 0.5 * moved(lora_fp8, plain_fp8)  # the same LoRA as on bf16

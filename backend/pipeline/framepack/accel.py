@@ -57,25 +57,28 @@ def fp8_matmul_supported() -> bool:
     return torch.cuda.get_device_capability() >= (8, 9)
 
 
-class Fp8Linear(nn.Module):
+class Fp8Linear(nn.Linear):
     """A bf16-in, bf16-out linear layer whose weight is float8 e4m3 with per-output-channel scales.
 
-    What else hung on the linear comes along: its forward hooks and their buffers (Wan's fast-mode
-    LoRA, `wan/distill_lora.py`), so a hooked layer keeps its hook after the swap."""
+    An `nn.Linear` (as `weight_storage.StoredLinear8` is) so the user's LoRAs sit beside it: PEFT
+    wraps it and reads `compute_dtype` for the LoRA's dtype, and its `base_layer(x)` is this FP8
+    matmul. What else hung on the replaced linear comes along: its forward hooks and their buffers
+    (Wan's fast-mode LoRA, `wan/distill_lora.py`)."""
 
     def __init__(self, linear: nn.Linear) -> None:
-        super().__init__()
+        nn.Module.__init__(self)  # no nn.Linear init: it would allocate and initialise a weight
         self.in_features, self.out_features = linear.in_features, linear.out_features
+        self.compute_dtype = torch.bfloat16
         weight_fp8, scale = quantize_rows(linear.weight)
         # Stored (out, in) row-major; `.t()` below is the column-major view _scaled_mm wants.
-        self.register_buffer("weight_fp8", weight_fp8)
+        self.weight = nn.Parameter(weight_fp8, requires_grad=False)
         self.register_buffer("weight_scale", scale.t().contiguous())  # (1, out) float32
         self.bias = (
             None if linear.bias is None else nn.Parameter(linear.bias.detach().to(torch.bfloat16), requires_grad=False)
         )
         for name, buffer in linear.named_buffers(recurse=False):
             self.register_buffer(name, buffer, persistent=False)
-        # The same dict object: the hooks' handles still remove them.
+        # The same dicts: the hooks' handles still remove them.
         for table in ("_forward_hooks", "_forward_hooks_with_kwargs", "_forward_hooks_always_called"):
             setattr(self, table, getattr(linear, table))
 
@@ -86,13 +89,17 @@ class Fp8Linear(nn.Module):
         xq = (x2.float() / x_scale).to(torch.float8_e4m3fn)
         out = torch._scaled_mm(
             xq,
-            self.weight_fp8.t(),
+            self.weight.t(),
             scale_a=x_scale,
             scale_b=self.weight_scale,
             bias=self.bias,
-            out_dtype=torch.bfloat16,
+            out_dtype=torch.bfloat16,  # what row-wise scales allow on CUDA
         )
-        return out.reshape(*shape[:-1], self.out_features)
+        # bf16 in the studio's GPU runs (a no-op); an fp32 model (CPU tests) gets fp32 back.
+        return out.reshape(*shape[:-1], self.out_features).to(x.dtype)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, fp8 matmul"
 
 
 def convert_fp8_linears(transformer, min_features: int = 1024, within=None) -> int:

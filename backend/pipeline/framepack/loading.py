@@ -383,9 +383,6 @@ class FramePackLoader:
         if device == "cuda":
             self._accelerate(progress)
         self.loras = LoraSwitch(self.settings.loras_dir, device)
-        if self.fp8_matmul:
-            # accel.Fp8Linear is no nn.Linear: PEFT cannot put a LoRA beside it.
-            self.loras.unsupported = ("STUDIO_FP8_MATMUL", "fp8 matmul layers take no LoRA")
         log.info(
             "FramePack on %s (%s): memory mode %s, compiled %s, fp8 matmul %s",
             device,

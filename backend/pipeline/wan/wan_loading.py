@@ -20,7 +20,7 @@ Resident on CUDA, the blocks are compiled (STUDIO_WAN_COMPILE, diffusers' `compi
 first step compiles them. A job with the user's own LoRAs runs the blocks eagerly (PEFT's layers would
 recompile every variant); the fast mode's LoRA is a hook the compiled blocks take in.
 STUDIO_FP8_MATMUL (opt-in, as for FramePack) swaps the blocks' large linears for FP8 ones before they
-compile; the fast mode's hooks move with them, the user's LoRAs are refused with the reason.
+compile; the fast mode's hooks move with them, and the user's LoRAs sit beside them (PEFT wraps them).
 """
 
 from __future__ import annotations
@@ -256,9 +256,6 @@ class WanLoader:
         self.pipe, self.device, self.placement = pipe, device, placement
         self.loras = LoraSwitch(self.settings.loras_dir, device)
         self.fp8_matmul = self._fp8()
-        if self.fp8_matmul:
-            # accel.Fp8Linear is no nn.Linear: PEFT cannot put a LoRA beside it.
-            self.loras.unsupported = ("STUDIO_FP8_MATMUL", "fp8 matmul layers take no LoRA")
         self.compiled = self._compile()
         log.info(
             "Wan on %s (%s): %s, fast mode %s, compiled %s, fp8 matmul %s",
