@@ -303,7 +303,11 @@ def test_wan_tiny_pipeline_from_the_page(browser, tmp_path):
         assert "LightX2V" in page.inner_text("[data-testid=quality-fast-mode]")
         assert "MagCache" not in page.inner_text("[data-testid=draft-label]")
         page.click("[data-testid=submit]")
-        video = _wait_playable(page, timeout=240_000)
+        try:
+            video = _wait_playable(page, timeout=240_000)
+        except Exception:  # say where the job stood (one CI run saw no video in 240 s; alone: 20 s)
+            jobs = httpx.get(f"{server.url}/api/jobs", timeout=10).json()
+            pytest.fail(f"no playable video; jobs: {str(jobs)[:1500]}\nserver log:\n{server.log()[-4000:]}")
         assert video["duration"] > 0
         job_id = page.get_attribute("[data-testid=job-card]", "data-job-id")
         job = httpx.get(f"{server.url}/api/jobs/{job_id}").json()

@@ -144,3 +144,24 @@ def test_a_user_lora_sits_beside_the_fp8_matmul_layers_and_comes_off_exactly(set
 
     assert moved(lora_fp8, plain_fp8) > 4 * moved(plain_fp8, plain_bf16)  # the LoRA, not FP8 rounding
     assert moved(lora_fp8, lora_bf16) < 0.5 * moved(lora_fp8, plain_fp8)  # the same LoRA as on bf16
+
+
+@pytest.mark.parametrize("placement", ["group_offload", "group_offload_disk"])
+def test_layers_streamed_from_ram_or_disk_take_a_lora_and_give_it_back(placement, setup, images, plain, tmp_path):
+    """Wan's placements for small GPUs (diffusers' group offload, from pinned RAM or from layer
+    files on disk): a LoRA gives the frames it gives resident, and off again the frames of a
+    resident engine that never had one. (On the CPU the groups load onto the CPU: the same hooks.)"""
+    from diffusers import WanImageToVideoPipeline
+
+    root, folder = setup
+    first = [{"name": "wan_musubi.safetensors", "weight": 0.8}]
+    then = [{"name": "wan_diffusers.safetensors", "weight": 1.0}, {"name": "wan_comfy.safetensors", "weight": 0.5}]
+    resident = WanEngine(Settings(models_dir=root, device="cpu"))
+    resident.load()
+    want_first, want_then = _run(resident, images, first), _run(resident, images, then)
+    gen = WanEngine(Settings(models_dir=tmp_path / "models", device="cpu", lora_dir=folder))
+    gen.attach(WanImageToVideoPipeline.from_pretrained(str(root / WAN_FOLDER)), "cpu", placement, "test")
+    assert np.array_equal(_run(gen, images, first), want_first)
+    assert np.array_equal(_run(gen, images, then), want_then)  # two more files loaded: regrouped again
+    assert np.array_equal(_run(gen, images, []), plain)
+    assert np.array_equal(_run(gen, images, first), want_first)

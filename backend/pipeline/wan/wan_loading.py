@@ -13,7 +13,7 @@ transformer ~33 GB, UMT5-XXL ~11 GB, CLIP and VAE ~2 GB):
 | ≥ 64 GiB (H100, H200, A100-80) | resident: `pipe.to("cuda")` | all ~46 GB of weights plus 720p activations fit (Wan 2.2: ≥ 96 GiB, two experts ~57 GB + UMT5) |
 | 40–64 GiB (A6000, L40S, A100-40) | `enable_model_cpu_offload()` | the 33 GB transformer stays while it samples; the text encoder leaves the GPU after encoding (Wan 2.2: one expert at a time, the high-noise one leaves when the low-noise one starts) |
 | < 40 GiB (24 GB and 16 GB cards) | `enable_group_offload(leaf_level, use_stream=True)` + VAE tiling | layers stream from pinned RAM, overlapped with compute on a side stream; measured 68 GiB of host RAM (Wan 2.1) |
-| < 40 GiB and host RAM under the model's `pinned_ram_min_gib` (80 GiB for Wan 2.1) | the same with `offload_to_disk_path` (`group_offload_disk`) | each layer group is written once to a safetensors file under STUDIO_MODELS_DIR/offload_scratch/wan and read back before it runs: host RAM holds what the page cache keeps, and the disk needs ~50 GB free |
+| < 40 GiB and host RAM under the model's `pinned_ram_min_gib` (80 GiB for Wan 2.1) | the same with `offload_to_disk_path` (`group_offload_disk`) | each layer group is written once to a safetensors file under STUDIO_MODELS_DIR/offload_scratch/wan and read back before it runs: host RAM holds what the page cache keeps, and the disk needs ~50 GB free; each linear's file also carries the name it gets once a user LoRA wraps it (`alias_lora_base_layers`) |
 
 Resident on CUDA, the blocks are compiled (STUDIO_WAN_COMPILE, diffusers' `compile_repeated_blocks`,
 `dynamic=True` so one compile serves every size; `pipeline/regional_compile.py`): the first Wan job's
@@ -114,9 +114,45 @@ def place(pipe, device: str, placement: str, scratch: Path | None = None) -> Non
                 component.enable_group_offload(**kwargs)
             else:
                 apply_group_offloading(module=component, **kwargs)
+            if disk and name.startswith("transformer"):
+                alias_lora_base_layers(component, scratch / name)
         pipe.vae.enable_tiling()
     else:
         raise ValueError(f"unknown placement {placement!r}")
+
+
+def alias_lora_base_layers(transformer, folder: Path) -> int:
+    """Gives each linear's layer file a second name, the one it has once PEFT wraps the linear.
+
+    Loading a user LoRA makes diffusers re-apply the group offload (`load_lora_weights` →
+    `_maybe_remove_and_reapply_group_offloading`); the wrapped linear is then the leaf module
+    `<name>.base_layer`, a new group whose file diffusers writes from the layer's tensors — which,
+    offloaded to disk, are uninitialised placeholders (seen: NaN frames). With the file already
+    there under that name (diffusers names a group's file after the hash of its module name, and
+    keys its tensors by order: weight, bias — the same for the linear and its base_layer), nothing
+    is written and the real weights are read back. Hard links (a copy where links fail); returns
+    how many names were added."""
+    import os
+
+    import torch
+    from diffusers.hooks.group_offloading import _compute_group_hash
+
+    def file_of(module_name: str) -> Path:
+        return folder / f"group_{_compute_group_hash(module_name)}.safetensors"
+
+    added = 0
+    for name, module in transformer.named_modules():
+        if not isinstance(module, torch.nn.Linear):
+            continue
+        source, alias = file_of(name), file_of(f"{name}.base_layer")
+        if not source.exists() or alias.exists():
+            continue
+        try:
+            os.link(source, alias)
+        except OSError:
+            shutil.copyfile(source, alias)
+        added += 1
+    return added
 
 
 class WanLoader:
