@@ -20,6 +20,9 @@ Why unfused (the low-rank branch kept beside each linear) rather than fused into
   keep streaming only their own weights while the small LoRA tensors stay on the compute device.
 The cost is one extra rank-r matmul pair per linear per step.
 
+Wan 2.2 A14B has two experts (high noise, then low noise): a chosen LoRA goes onto both, with the
+same weight, as one file applied to "the model" is expected to act over the whole clip.
+
 Nothing is half-applied: a LoRA that fails to load is deleted again (whatever PEFT injected for
 it), the adapters are disabled, and the job fails with a sentence naming the file.
 """
@@ -107,6 +110,11 @@ def _adapter_name(name: str, stamp: tuple) -> str:
     return f"studio_{digest}"
 
 
+def _transformers(pipe) -> list:
+    """The pipeline's transformer, and Wan 2.2's second expert (`transformer_2`) when it has one."""
+    return [t for t in (pipe.transformer, getattr(pipe, "transformer_2", None)) if t is not None]
+
+
 class LoraSwitch:
     """The LoRAs loaded on one pipeline and which of them a take uses.
 
@@ -171,6 +179,9 @@ class LoraSwitch:
             self._delete(pipe, next(iter(self.loaded)))
         try:
             pipe.load_lora_weights(read_lora(path), adapter_name=adapter)
+            if getattr(pipe, "transformer_2", None) is not None:
+                # Wan 2.2's low-noise expert: diffusers loads into one transformer per call.
+                pipe.load_lora_weights(read_lora(path), adapter_name=adapter, load_into_transformer_2=True)
         except Exception as exc:
             self._delete(pipe, adapter)
             self._disable(pipe)
@@ -178,7 +189,8 @@ class LoraSwitch:
             why = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
             raise LoraFailed("lora_failed", name=name, why=why) from exc
         self.loaded[adapter] = name
-        self._onto_device(pipe.transformer)
+        for transformer in _transformers(pipe):
+            self._onto_device(transformer)
         return adapter
 
     def _onto_device(self, transformer) -> None:
@@ -202,7 +214,8 @@ class LoraSwitch:
         if self.loaded:
             pipe.disable_lora()
         else:
-            self._strip(pipe.transformer)
+            for transformer in _transformers(pipe):
+                self._strip(transformer)
 
     @staticmethod
     def _strip(transformer) -> None:

@@ -190,3 +190,39 @@ def test_the_tiny_models_config_keys_match_the_published_configs(tmp_path, fixtu
         assert {k: tiny[k] for k in structural} == {k: real[k] for k in structural}
         for key in ("image_dim", "added_kv_proj_dim", "pos_embed_seq_len"):
             assert (tiny[key] is not None) == clip_branch and (real[key] is not None) == clip_branch
+
+
+def test_a_user_lora_goes_onto_both_experts_like_diffusers_own_path(models_dir, images, tmp_path):
+    """A chosen LoRA acts over the whole clip: on the high-noise expert and on the low-noise one
+    (`load_into_transformer_2`), equal to diffusers' own two loads + `set_adapters`; off again, the
+    frames of no LoRA."""
+    from diffusers import WanImageToVideoPipeline
+
+    from tests.helpers import lora_formats
+
+    pipe_for_names = WanImageToVideoPipeline.from_pretrained(str(models_dir / WAN22.folder))
+    lora_formats.diffusers_lora(
+        pipe_for_names.transformer, lora_formats.WAN_DIFFUSERS_MODULES, tmp_path / "both.safetensors"
+    )
+    gen = WanEngine(Settings(models_dir=models_dir, device="cpu", wan_model=WAN22.key, lora_dir=tmp_path))
+    gen.load()
+    p = job(quality=40)
+    p["steps"] = 2
+    seg = p["segments"][0]
+    run = lambda loras=None: gen.generate(  # noqa: E731
+        *images, "a cat", {**seg, "loras": loras} if loras is not None else seg, p, lambda _p: None
+    )
+    none = run()
+    with_lora = run([{"name": "both.safetensors", "weight": 0.9}])
+    assert not np.array_equal(with_lora, none)
+    for expert in gen.transformers():
+        assert len(expert.peft_config) == 1, "the LoRA is on both experts"
+
+    ref = WanImageToVideoPipeline.from_pretrained(str(models_dir / WAN22.folder))
+    ref.set_progress_bar_config(disable=True)
+    ref.load_lora_weights(str(tmp_path / "both.safetensors"), adapter_name="ref")
+    ref.load_lora_weights(str(tmp_path / "both.safetensors"), adapter_name="ref", load_into_transformer_2=True)
+    ref.set_adapters(["ref"], [0.9])
+    want = plain(ref, *images, "a cat", seg["frames"], 2, WAN22.guidance, seg["seed"])
+    assert np.array_equal(with_lora, want)
+    assert np.array_equal(run([]), none)
