@@ -43,3 +43,16 @@ def test_the_fast_mode_hook_moves_onto_the_fp8_layer_and_still_switches_and_come
         lora.detach()  # the handles remove the hook from the new layer too
         assert not fp8._forward_hooks
         assert torch.equal(fp8(x), off)
+
+
+def test_a_hook_attached_after_the_swap_computes_in_bf16_not_in_8_bits():
+    torch.manual_seed(1)
+    fp8 = Fp8Linear(nn.Linear(32, 16).to(torch.bfloat16))
+    lora = DistillLora()
+    lora._hook(fp8, {"A.weight": torch.randn(2, 32), "B.weight": torch.randn(16, 2)})
+    assert fp8.studio_lora_A.dtype == fp8.studio_lora_B.dtype == torch.bfloat16
+    x = torch.randn(3, 32, dtype=torch.bfloat16)
+    with torch.no_grad():
+        off = fp8(x)
+        lora.enabled = True
+        assert _rel(fp8(x), off) > 0.1

@@ -48,12 +48,13 @@ class DistillLora:
         return len(pairs)
 
     def _hook(self, linear, parts: dict) -> None:
-        weight = linear.weight
-        linear.register_buffer("studio_lora_A", parts["A.weight"].to(weight.device, weight.dtype), persistent=False)
-        linear.register_buffer("studio_lora_B", parts["B.weight"].to(weight.device, weight.dtype), persistent=False)
+        device = linear.weight.device
+        dtype = getattr(linear, "compute_dtype", linear.weight.dtype)  # an 8-bit layer computes in bf16
+        linear.register_buffer("studio_lora_A", parts["A.weight"].to(device, dtype), persistent=False)
+        linear.register_buffer("studio_lora_B", parts["B.weight"].to(device, dtype), persistent=False)
         bias = parts.get("B.bias")
         if bias is not None:
-            linear.register_buffer("studio_lora_bias", bias.to(weight.device, weight.dtype), persistent=False)
+            linear.register_buffer("studio_lora_bias", bias.to(device, dtype), persistent=False)
 
         def forward_hook(module, args, output):
             if not self.enabled:
