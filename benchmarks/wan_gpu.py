@@ -640,9 +640,9 @@ def main(argv: list[str] | None = None) -> dict:
             result["ours_compiled"]["error_vs_eager"] = frame_error(compiled["frames"], eager["frames"])
         if args.no_eager:
             result["ours"] = result["ours_compiled"]  # the studio's default, for the ratios below
-    if not args.no_fast:
-        for i in range(fast_runs):
-            key = "fast" if i == fast_runs - 1 else "fast_first_clip"
+
+    def fast_clips(keys) -> None:
+        for key in keys:
             attempt(
                 result,
                 key,
@@ -650,6 +650,9 @@ def main(argv: list[str] | None = None) -> dict:
                 lambda: run_ours(engine, job, clock, cuda, fast=True, steps=wan_spec.FAST_STEPS),
                 rss,
             )
+
+    if not args.no_fast:
+        fast_clips(["fast_first_clip"] * (fast_runs - 1) + ["fast"])
 
     # FP8 matmuls in the blocks (STUDIO_FP8_MATMUL, opt-in for both engines), through the loader's own
     # step on the same modules; the fast mode's LoRA hooks move onto the FP8 layers. Last: it
@@ -670,14 +673,7 @@ def main(argv: list[str] | None = None) -> dict:
         if "frames" in fp8 and "frames" in base and isinstance(result.get("ours_fp8"), dict):
             result["ours_fp8"]["error_vs_bf16"] = frame_error(fp8["frames"], base["frames"])
         if not args.no_fast and engine.lora is not None:
-            for key in ("fast_fp8_first", "fast_fp8"):
-                attempt(
-                    result,
-                    key,
-                    args.out,
-                    lambda: run_ours(engine, job, clock, cuda, fast=True, steps=wan_spec.FAST_STEPS),
-                    rss,
-                )
+            fast_clips(["fast_fp8_first", "fast_fp8"])
 
     ratios = result.setdefault("ratios", {})
     if "reference" in result:

@@ -149,10 +149,29 @@ def test_a_corrupt_or_vanished_lora_fails_the_take_and_leaves_nothing(lora_dir, 
     assert np.array_equal(_run(gen, images), plain)
 
 
-def test_8bit_weights_take_a_lora_and_give_it_back(lora_dir, images, tmp_path):
+def _int8_storage(transformer) -> None:
+    store_linears_8bit(transformer, "int8", min_numel=64)
+
+
+def _fp8_matmul(transformer) -> None:
+    from backend.pipeline.framepack import accel
+
+    assert accel.convert_fp8_linears(transformer, min_features=16) > 0
+
+
+@pytest.mark.parametrize(
+    "convert, base_dtype, lora_dtype",
+    [(_int8_storage, torch.int8, torch.float32), (_fp8_matmul, torch.float8_e4m3fn, torch.bfloat16)],
+    ids=["8-bit weights", "fp8 matmuls"],
+)
+def test_8bit_layers_take_a_lora_and_give_it_back(convert, base_dtype, lora_dtype, lora_dir, images, tmp_path):
+    """8-bit stored weights (`StoredLinear8`) and STUDIO_FP8_MATMUL's `Fp8Linear` are both
+    `nn.Linear`s with a `compute_dtype`: PEFT puts the LoRA beside them (PyTorch runs `_scaled_mm`
+    on the CPU too; the studio converts to FP8 matmuls only resident on an Ada/Hopper GPU)."""
+
     def pipe8():
         p = _pipe()
-        store_linears_8bit(p.transformer, "int8", min_numel=64)
+        convert(p.transformer)
         return p
 
     gen = _engine(lora_dir, tmp_path, pipe=pipe8())
@@ -160,16 +179,14 @@ def test_8bit_weights_take_a_lora_and_give_it_back(lora_dir, images, tmp_path):
     loras = [{"name": "fp_diffusers.safetensors", "weight": 1.0}]
     with_lora = _run(gen, images, loras)
     assert not np.array_equal(with_lora, plain8)
-    ref_pipe = pipe8()
+    ref_pipe = pipe8()  # diffusers' own LoRA path on the same 8-bit layers
     ref_pipe.load_lora_weights(str(lora_dir / "fp_diffusers.safetensors"), adapter_name="ref")
     assert np.array_equal(_run(_engine(lora_dir, tmp_path / "r", pipe=ref_pipe), images), with_lora)
     assert np.array_equal(_run(gen, images, []), plain8)
-    # The base layers kept their 8 bits; the LoRA computes in their compute dtype.
+    # The base layers kept their 8 bits; the LoRA computes in their compute dtype (FP8 matmuls: bf16).
     layer = gen.pipe.transformer.transformer_blocks[0].attn.to_q
-    assert layer.base_layer.weight.dtype == torch.int8
-    assert layer.lora_A["default" if "default" in layer.lora_A else next(iter(layer.lora_A))].weight.dtype == (
-        torch.float32
-    )
+    assert layer.base_layer.weight.dtype == base_dtype
+    assert layer.lora_A[next(iter(layer.lora_A))].weight.dtype == lora_dtype
 
 
 def test_blocks_streamed_from_ram_and_disk_take_a_lora(lora_dir, images, plain, tmp_path):
@@ -223,27 +240,3 @@ def test_compiled_blocks_run_eagerly_with_a_lora_and_meet_their_own_modules_with
     finally:
         for block in blocks:
             block._compiled_call_impl = None
-
-
-def test_fp8_matmul_layers_take_a_lora_and_give_it_back(lora_dir, images, tmp_path):
-    """STUDIO_FP8_MATMUL's `Fp8Linear` is an `nn.Linear`: PEFT puts the LoRA beside it, and without
-    the LoRA the FP8 frames come back bit for bit (PyTorch runs `_scaled_mm` on the CPU too; the
-    studio converts only resident on an Ada/Hopper GPU)."""
-    from backend.pipeline.framepack import accel
-
-    def pipe8():
-        p = _pipe()
-        assert accel.convert_fp8_linears(p.transformer, min_features=16) > 0
-        return p
-
-    gen = _engine(lora_dir, tmp_path, pipe=pipe8())
-    plain8 = _run(gen, images)
-    loras = [{"name": "fp_diffusers.safetensors", "weight": 1.0}]
-    with_lora = _run(gen, images, loras)
-    assert not np.array_equal(with_lora, plain8)
-    ref_pipe = pipe8()  # diffusers' own LoRA path on the same FP8 layers
-    ref_pipe.load_lora_weights(str(lora_dir / "fp_diffusers.safetensors"), adapter_name="ref")
-    assert np.array_equal(_run(_engine(lora_dir, tmp_path / "r", pipe=ref_pipe), images), with_lora)
-    assert np.array_equal(_run(gen, images, []), plain8)
-    layer = gen.pipe.transformer.transformer_blocks[0].attn.to_q
-    assert isinstance(layer.base_layer, accel.Fp8Linear) and layer.base_layer.weight.dtype == torch.float8_e4m3fn
