@@ -116,8 +116,8 @@ class Settings(BaseSettings):
     # is resident on a CUDA GPU (auto = on when Triton is there); the first Wan job compiles them
     # (the same kernel cache). Not bit-identical to eager: benchmarks/README.md gives the difference.
     wan_compile: Literal["auto", "on", "off"] = Field("auto", validation_alias=_env("STUDIO_WAN_COMPILE"))
-    # FP8 matmuls in the transformer blocks on Hopper/Ada (resident mode). Faster, not bit-exact:
-    # off by default; the measured error against bf16 is in benchmarks/README.md.
+    # FP8 matmuls in the transformer blocks of FramePack and Wan on Hopper/Ada (resident). Faster, not
+    # bit-exact: off by default; the measured error against bf16 is in benchmarks/README.md.
     fp8_matmul: bool = Field(False, validation_alias=_env("STUDIO_FP8_MATMUL"))
 
     # --- uploads and jobs ---------------------------------------------------------------------
