@@ -201,42 +201,98 @@ def test_blocks_streamed_from_ram_and_disk_take_a_lora(lora_dir, images, plain, 
     assert np.array_equal(_run(gen, images, []), plain)
 
 
-def test_compiled_blocks_run_eagerly_with_a_lora_and_meet_their_own_modules_without(lora_dir, images, plain, tmp_path):
-    """torch.compile guards on a block's modules: PEFT's layers and every adapter switch would
-    recompile (dynamo's limit then leaves the blocks eager for good). A LoRA job runs the blocks
-    eagerly; a job without LoRA takes the layers out first and runs the compiled blocks."""
+def _recording_compiled(gen, calls: list):
+    """Stands in for torch.compile's entry on every block (the CPU test compiles nothing): a call
+    through it is recorded. Returns the blocks."""
     from backend.pipeline.framepack import accel
     from backend.pipeline.framepack.compute_dtype import ComputePolicy
 
-    gen = _engine(lora_dir, tmp_path)
-    gen.load()
-    compiled_calls: list[str] = []
     blocks = accel.blocks(gen.pipe.transformer)
 
     def recording(block):
         def call(*args, **kwargs):
-            compiled_calls.append(type(block).__name__)
+            calls.append(type(block).__name__)
             return block._call_impl(*args, **kwargs)
 
         return call
 
-    for block in blocks:  # stands in for torch.compile's entry (the CPU test compiles nothing)
+    for block in blocks:
         block._compiled_call_impl = recording(block)
     gen.compiled = True
     # The CPU's fp32 policy runs blocks eagerly (as the GPU's fp32 re-run of an overflow does); a
     # bf16-named policy on fp32 weights computes the same and leaves the blocks to the engine.
     gen.policy = ComputePolicy("bf16", "cpu", gen._eager_blocks)
+    return blocks
+
+
+def _fused_reference(lora_dir, tmp_path, choices, images):
+    """diffusers' own fused path: load, set_adapters, fuse_lora, unload_lora_weights."""
+    pipe = _pipe()
+    for i, (name, _) in enumerate(choices):
+        pipe.load_lora_weights(read_lora(lora_dir / name), adapter_name=f"ref{i}")
+    pipe.set_adapters([f"ref{i}" for i in range(len(choices))], [w for _, w in choices])
+    pipe.fuse_lora(components=["transformer"], adapter_names=[f"ref{i}" for i in range(len(choices))])
+    pipe.unload_lora_weights()
+    return _run(_engine(lora_dir, tmp_path, pipe=pipe), images)
+
+
+def test_compiled_blocks_take_loras_fused_into_their_weights_and_get_them_back_bit_for_bit(
+    lora_dir, images, plain, tmp_path
+):
+    """torch.compile guards on a block's modules: PEFT's layers would make the blocks run eagerly
+    (1.44x a step on an H100). With compiled blocks the LoRAs are fused: the compiled blocks run the
+    job, the frames are diffusers' own fuse_lora path's, and the next job gets the weights back
+    bit for bit (kept in RAM, not unfused by subtraction)."""
+    gen = _engine(lora_dir, tmp_path)
+    gen.load()
+    calls: list[str] = []
+    blocks = _recording_compiled(gen, calls)
+    transformer = gen.pipe.transformer
+    before = {k: v.clone() for k, v in transformer.state_dict().items()}
+    one = [("fp_diffusers.safetensors", 0.7)]
+    two = [("fp_kohya.safetensors", 0.5), ("fp_diffusers.safetensors", 1.0)]
+
+    def as_choices(pairs):
+        return [{"name": n, "weight": w} for n, w in pairs]
+
+    try:
+        with_one = _run(gen, images, as_choices(one))
+        assert calls, "the compiled blocks ran the LoRA job"
+        assert not getattr(transformer, "peft_config", None)
+        assert not any("lora_" in n for n, _ in transformer.named_parameters())
+        assert np.array_equal(with_one, _fused_reference(lora_dir, tmp_path / "r1", one, images))
+        assert gen.loras.fused == one
+        assert np.array_equal(_run(gen, images, as_choices(one)), with_one)  # kept fused, nothing redone
+        with_two = _run(gen, images, as_choices(two))  # from the kept weights, not on top of `one`
+        assert np.array_equal(with_two, _fused_reference(lora_dir, tmp_path / "r2", two, images))
+        calls.clear()
+        assert np.array_equal(_run(gen, images, []), plain) and calls
+        after = transformer.state_dict()
+        assert after.keys() == before.keys() and all(torch.equal(after[k], before[k]) for k in before)
+    finally:
+        for block in blocks:
+            block._compiled_call_impl = None
+
+
+def test_compiled_blocks_run_eagerly_when_a_lora_cannot_be_fused(lora_dir, images, tmp_path):
+    """8-bit layers cannot take a merge: the LoRA stays beside them (PEFT's branch) and the blocks
+    run eagerly for that job; a job without LoRA takes the layers out and runs the compiled blocks."""
+    pipe = _pipe()
+    store_linears_8bit(pipe.transformer, "int8", min_numel=64)
+    gen = _engine(lora_dir, tmp_path, pipe=pipe)
+    plain8 = _run(gen, images)
+    calls: list[str] = []
+    blocks = _recording_compiled(gen, calls)
     lora = [{"name": "fp_diffusers.safetensors", "weight": 0.7}]
     try:
         with_lora = _run(gen, images, lora)
-        assert compiled_calls == [] and not np.array_equal(with_lora, plain)
+        assert calls == [] and not np.array_equal(with_lora, plain8) and gen.loras.fused == []
         assert all(b._compiled_call_impl is not None for b in blocks)  # restored after the job
         without = _run(gen, images, [])
-        assert compiled_calls and not getattr(gen.pipe.transformer, "peft_config", None)
-        assert not any("lora_" in n for n, _ in gen.pipe.transformer.named_parameters())
-        assert np.array_equal(without, plain)
-        compiled_calls.clear()
-        assert np.array_equal(_run(gen, images, lora), with_lora) and compiled_calls == []
+        assert calls and not getattr(gen.pipe.transformer, "peft_config", None)
+        assert np.array_equal(without, plain8)
+        calls.clear()
+        assert np.array_equal(_run(gen, images, lora), with_lora) and calls == []
     finally:
         for block in blocks:
             block._compiled_call_impl = None

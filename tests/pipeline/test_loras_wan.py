@@ -165,3 +165,32 @@ def test_layers_streamed_from_ram_or_disk_take_a_lora_and_give_it_back(placement
     assert np.array_equal(_run(gen, images, then), want_then)  # two more files loaded: regrouped again
     assert np.array_equal(_run(gen, images, []), plain)
     assert np.array_equal(_run(gen, images, first), want_first)
+
+
+def test_with_compiled_blocks_a_lora_is_fused_like_diffusers_fuse_lora_and_comes_off_bit_for_bit(setup, images, plain):
+    """Compiled blocks (resident on a GPU) take the LoRA fused into the weights, so they run the
+    modules they were compiled for: the frames are diffusers' own fuse_lora path's, and the next job
+    without it gets the weights back bit for bit."""
+    import torch
+
+    root, folder = setup
+    gen = WanEngine(Settings(models_dir=root, device="cpu"))
+    gen.load()
+    gen.compiled = True  # as on a GPU: the fused path itself needs no compiled code
+    transformer = gen.pipe.transformer
+    before = {k: v.clone() for k, v in transformer.state_dict().items()}
+    fused = _run(gen, images, [{"name": "wan_musubi.safetensors", "weight": 0.8}])
+    assert gen.loras.fused == [("wan_musubi.safetensors", 0.8)]
+    assert not getattr(transformer, "peft_config", None)
+
+    ref = WanEngine(Settings(models_dir=root, device="cpu", lora_dir=root / "none"))
+    ref.load()
+    ref.pipe.load_lora_weights(str(folder / "wan_musubi.safetensors"), adapter_name="ref")
+    ref.pipe.set_adapters(["ref"], [0.8])
+    ref.pipe.fuse_lora(components=["transformer"], adapter_names=["ref"])
+    ref.pipe.unload_lora_weights()
+    assert np.array_equal(_run(ref, images), fused)
+
+    assert np.array_equal(_run(gen, images, []), plain)
+    after = transformer.state_dict()
+    assert all(torch.equal(after[k], before[k]) for k in before)

@@ -226,3 +226,13 @@ def test_a_user_lora_goes_onto_both_experts_like_diffusers_own_path(models_dir, 
     want = plain(ref, *images, "a cat", seg["frames"], 2, WAN22.guidance, seg["seed"])
     assert np.array_equal(with_lora, want)
     assert np.array_equal(run([]), none)
+
+    # With compiled blocks (as on a GPU) the LoRA is fused into both experts, as diffusers' own
+    # fuse_lora does it, and comes off exactly.
+    gen.compiled = True
+    fused = run([{"name": "both.safetensors", "weight": 0.9}])
+    assert gen.loras.fused and not any(getattr(t, "peft_config", None) for t in gen.transformers())
+    ref.fuse_lora(components=["transformer", "transformer_2"], adapter_names=["ref"])
+    ref.unload_lora_weights()
+    assert np.array_equal(fused, plain(ref, *images, "a cat", seg["frames"], 2, WAN22.guidance, seg["seed"]))
+    assert np.array_equal(run([]), none)

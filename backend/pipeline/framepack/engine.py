@@ -47,13 +47,13 @@ class FramePackEngine(FramePackLoader):
         self.load(progress)
         height, width = first.shape[:2]
         check_bucket(self.plan, self.device, height, width)
-        choices = segment.get("loras")
-        if self.compiled and not choices:
+        # This take's LoRAs, or none; with compiled blocks fused into the weights where possible.
+        branch = self.loras.use(self.pipe, segment.get("loras"), fuse=self.compiled)
+        if self.compiled and not branch:
             self.loras.unload(self.pipe)  # the compiled blocks meet the modules they were compiled for
-        self.loras.use(self.pipe, choices)  # this take's LoRAs, or none
         self.last_cache = step_cache_for(params)
-        # A LoRA job runs the blocks eagerly: compiled, every switch of adapters would recompile.
-        eager = self._eager_blocks() if self.compiled and choices else contextlib.nullcontext()
+        # LoRAs beside the layers run the blocks eagerly: compiled, every adapter switch would recompile.
+        eager = self._eager_blocks() if self.compiled and branch else contextlib.nullcontext()
         with eager:
             return sample_transition(
                 self.pipe,

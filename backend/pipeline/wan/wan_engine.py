@@ -50,14 +50,14 @@ class WanEngine(WanLoader):
                 path=", ".join(str(p) for p in missing),
                 fix=setup_fix_command(self.settings, wan_model(self.settings).group),
             )
-        own_loras = segment.get("loras")
-        if self.compiled and not own_loras:
+        # This take's own LoRAs, or none; with compiled blocks fused into the weights where possible.
+        branch = self.loras.use(self.pipe, segment.get("loras"), fuse=self.compiled)
+        if self.compiled and not branch:
             self.loras.unload(self.pipe)  # the compiled blocks meet the modules they were compiled for
-        self.loras.use(self.pipe, own_loras)  # this take's own LoRAs, or none
         if self.lora is not None:
             self.lora.enabled = fast
         try:
-            with self.eager_blocks() if own_loras else contextlib.nullcontext():
+            with self.eager_blocks() if branch else contextlib.nullcontext():
                 return sample_transition(self.pipe, first, last, prompt, segment, params, progress, keyframes)
         finally:
             if self.lora is not None:
