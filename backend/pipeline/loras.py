@@ -129,9 +129,10 @@ def _transformers(pipe) -> list:
 class LoraSwitch:
     """The LoRAs loaded on one pipeline and which of them a take uses.
 
-    `use(pipe, choices)` before each take: `choices` is the take's `[{"name", "weight"}]` (empty =
-    none); the adapters already loaded are switched, new files are read. `switch_seconds` is the time
-    the last `use` took (reported in the job log and measured by the benchmark)."""
+    `use(pipe, choices, fuse)` before each take: `choices` is the take's `[{"name", "weight"}]`
+    (empty = none); the adapters already loaded are switched, new files are read, and with `fuse`
+    they are merged into the weights (see the module doc). `switch_seconds` is the time the last
+    `use` took (reported in the job log and measured by the benchmark)."""
 
     def __init__(self, folder: Path, device: str = "cpu") -> None:
         self.folder = Path(folder)
