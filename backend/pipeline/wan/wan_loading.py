@@ -17,8 +17,9 @@ transformer ~33 GB, UMT5-XXL ~11 GB, CLIP and VAE ~2 GB):
 
 Resident on CUDA, the blocks are compiled (STUDIO_WAN_COMPILE, diffusers' `compile_repeated_blocks`,
 `dynamic=True` so one compile serves every size; `pipeline/regional_compile.py`): the first Wan job's
-first step compiles them. A job with the user's own LoRAs runs the blocks eagerly (PEFT's layers would
-recompile every variant); the fast mode's LoRA is a hook the compiled blocks take in.
+first step compiles them. The user's LoRAs are fused into the weights for their job (`loras.py`), so
+the compiled blocks run it; one that cannot be fused runs the blocks eagerly (PEFT's layers would
+recompile every variant). The fast mode's LoRA is a hook the compiled blocks take in.
 STUDIO_FP8_MATMUL (opt-in, as for FramePack) swaps the blocks' large linears for FP8 ones before they
 compile; the fast mode's hooks move with them, and the user's LoRAs sit beside them (PEFT wraps them).
 """
@@ -342,7 +343,8 @@ class WanLoader:
         return True
 
     def eager_blocks(self):
-        """The blocks run eagerly inside this context when they were compiled (a user-LoRA job)."""
+        """The blocks run eagerly inside this context when they were compiled (a job whose LoRAs
+        stay beside the layers)."""
         import contextlib
 
         if not self.compiled:
