@@ -63,6 +63,25 @@ class StudioServer:
         return f"ws://127.0.0.1:{self.port}/ws"
 
     def start(self, timeout: float = 90.0) -> StudioServer:
+        """Starts uvicorn and waits until *this* process listens on the port and answers. A free
+        port found by `free_port` can be taken by another test's server before uvicorn binds it
+        (xdist workers start servers side by side); then that other server would answer /api/health
+        and the tests would talk to it (seen in CI: its limits were not this test's). A first start
+        that loses its port this way moves to another free port."""
+        first = self.process is None
+        for _ in range(3):
+            if self._spawn_and_wait(timeout) or not first:
+                return self
+            self._use_port(free_port())
+        raise RuntimeError(f"no free port held for the server after 3 tries:\n{self.log()}")
+
+    def _use_port(self, port: int) -> None:
+        self.port = port
+        self.env["STUDIO_PORT"] = str(port)
+        self.log_path = self.tmp_path / f"server-{port}.log"
+
+    def _spawn_and_wait(self, timeout: float) -> bool:
+        """True once ready; False when uvicorn could not bind the port (it is someone else's)."""
         self.tmp_path.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
@@ -87,15 +106,27 @@ class StudioServer:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
+                if "address already in use" in self.log().lower():
+                    return False
                 raise RuntimeError(f"server exited with {self.process.returncode}:\n{self.log()}")
             try:
-                if httpx.get(self.url + "/api/health", timeout=5).status_code == 200:
-                    return self
+                if self._listening() and httpx.get(self.url + "/api/health", timeout=5).status_code == 200:
+                    return True
             except httpx.HTTPError:
                 pass
             time.sleep(0.2)
         self.stop()
         raise RuntimeError(f"server did not start in {timeout}s:\n{self.log()}")
+
+    def _listening(self) -> bool:
+        """Whether this server's own process holds the listening socket on `self.port`."""
+        import psutil
+
+        try:
+            connections = psutil.Process(self.process.pid).net_connections(kind="tcp")
+        except psutil.Error:
+            return False
+        return any(c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == self.port for c in connections)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
