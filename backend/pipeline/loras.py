@@ -23,7 +23,7 @@ The cost is one extra rank-r matmul pair per linear per step.
 With compiled blocks (resident on a GPU) the branch costs more: PEFT's layers are modules the
 compiled blocks were not compiled for, so a LoRA job runs the blocks eagerly (measured on an H100:
 1.44x the step of a job without LoRA). There, when every layer a LoRA touches is a plain float
-linear and host RAM holds a copy of those weights, the LoRAs are **fused** instead (`use(…, fuse=True)`):
+linear and host RAM holds a copy of those weights, the LoRAs are **fused** instead (`use(…, compiled=True)`):
 their weights are copied to host RAM, diffusers' `fuse_lora` merges the chosen adapters (PEFT's
 merge, in order, at their weights), `unload_lora_weights` takes PEFT's layers out again, and the
 job runs the very modules the blocks were compiled for, at the step time of a job without LoRA. The
@@ -121,18 +121,23 @@ def _adapter_name(name: str, stamp: tuple) -> str:
     return f"studio_{digest}"
 
 
-def _transformers(pipe) -> list:
-    """The pipeline's transformer, and Wan 2.2's second expert (`transformer_2`) when it has one."""
-    return [t for t in (pipe.transformer, getattr(pipe, "transformer_2", None)) if t is not None]
+def transformer_names(pipe) -> list[str]:
+    """ "transformer", and "transformer_2" when the pipeline has Wan 2.2's second expert."""
+    return [name for name in ("transformer", "transformer_2") if getattr(pipe, name, None) is not None]
+
+
+def transformers(pipe) -> list:
+    """The pipeline's transformer(s), in `transformer_names` order."""
+    return [getattr(pipe, name) for name in transformer_names(pipe)]
 
 
 class LoraSwitch:
     """The LoRAs loaded on one pipeline and which of them a take uses.
 
-    `use(pipe, choices, fuse)` before each take: `choices` is the take's `[{"name", "weight"}]`
-    (empty = none); the adapters already loaded are switched, new files are read, and with `fuse`
-    they are merged into the weights (see the module doc). `switch_seconds` is the time the last
-    `use` took (reported in the job log and measured by the benchmark)."""
+    `use(pipe, choices, compiled)` before each take: `choices` is the take's `[{"name", "weight"}]`
+    (empty = none); the adapters already loaded are switched, new files are read, and with compiled
+    blocks they are merged into the weights (see the module doc). `switch_seconds` is the time the
+    last `use` took (reported in the job log and measured by the benchmark)."""
 
     def __init__(self, folder: Path, device: str = "cpu") -> None:
         self.folder = Path(folder)
@@ -143,13 +148,17 @@ class LoraSwitch:
         self._kept: dict = {}  # weight or bias tensor → its value before the merge (host RAM)
         self.switch_seconds = 0.0
 
-    def use(self, pipe, choices: list[dict] | None, fuse: bool = False) -> bool:
-        """Applies this take's LoRAs, fused into the weights where `fuse` (compiled blocks) and
-        possible; True when PEFT's layers carry them through the job (a branch beside the base
-        layers: compiled blocks must then run eagerly), False when none are active or they are fused."""
+    def use(self, pipe, choices: list[dict] | None, compiled: bool = False) -> bool:
+        """Applies this take's LoRAs; True when PEFT's layers carry them through the job (a branch
+        beside the base layers: compiled blocks must then run eagerly). With `compiled` blocks they
+        are fused into the weights where possible, and a job with no branch finds no PEFT layer left
+        in the model (`unload`), so the blocks meet the modules they were compiled for."""
         began = time.perf_counter()
         try:
-            return self._use(pipe, list(choices or []), fuse)
+            branch = self._use(pipe, list(choices or []), compiled)
+            if compiled and not branch:
+                self.unload(pipe)
+            return branch
         finally:
             self.switch_seconds = time.perf_counter() - began
 
@@ -181,7 +190,7 @@ class LoraSwitch:
         from peft.tuners.tuners_utils import BaseTunerLayer
 
         touched = []
-        for transformer in _transformers(pipe):
+        for transformer in transformers(pipe):
             for module in transformer.modules():
                 if isinstance(module, BaseTunerLayer) and any(n in module.lora_A for n in names):
                     base = module.get_base_layer()
@@ -195,9 +204,8 @@ class LoraSwitch:
             log.info("LoRAs kept beside the layers: %.1f GB of weights to keep, too little free RAM", size / 1e9)
             return False
         self._kept = {t: t.detach().to("cpu", copy=True) for t in touched}
-        components = [name for name in ("transformer", "transformer_2") if getattr(pipe, name, None) is not None]
         try:
-            pipe.fuse_lora(components=components, adapter_names=names)
+            pipe.fuse_lora(components=transformer_names(pipe), adapter_names=names)
         except Exception as exc:  # nothing half-merged stays: the kept weights go back
             self._restore()
             raise LoraFailed("lora_failed", name=", ".join(n for n, _ in self.active), why=str(exc)[:200]) from exc
@@ -254,7 +262,7 @@ class LoraSwitch:
             why = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
             raise LoraFailed("lora_failed", name=name, why=why) from exc
         self.loaded[adapter] = name
-        for transformer in _transformers(pipe):
+        for transformer in transformers(pipe):
             self._onto_device(transformer)
         return adapter
 
@@ -279,7 +287,7 @@ class LoraSwitch:
         if self.loaded:
             pipe.disable_lora()
         else:
-            for transformer in _transformers(pipe):
+            for transformer in transformers(pipe):
                 self._strip(transformer)
 
     @staticmethod

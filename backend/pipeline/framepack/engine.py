@@ -48,9 +48,7 @@ class FramePackEngine(FramePackLoader):
         height, width = first.shape[:2]
         check_bucket(self.plan, self.device, height, width)
         # This take's LoRAs, or none; with compiled blocks fused into the weights where possible.
-        branch = self.loras.use(self.pipe, segment.get("loras"), fuse=self.compiled)
-        if self.compiled and not branch:
-            self.loras.unload(self.pipe)  # the compiled blocks meet the modules they were compiled for
+        branch = self.loras.use(self.pipe, segment.get("loras"), compiled=self.compiled)
         self.last_cache = step_cache_for(params)
         # LoRAs beside the layers run the blocks eagerly: compiled, every adapter switch would recompile.
         eager = self._eager_blocks() if self.compiled and branch else contextlib.nullcontext()

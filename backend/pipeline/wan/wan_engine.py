@@ -51,9 +51,7 @@ class WanEngine(WanLoader):
                 fix=setup_fix_command(self.settings, wan_model(self.settings).group),
             )
         # This take's own LoRAs, or none; with compiled blocks fused into the weights where possible.
-        branch = self.loras.use(self.pipe, segment.get("loras"), fuse=self.compiled)
-        if self.compiled and not branch:
-            self.loras.unload(self.pipe)  # the compiled blocks meet the modules they were compiled for
+        branch = self.loras.use(self.pipe, segment.get("loras"), compiled=self.compiled)
         if self.lora is not None:
             self.lora.enabled = fast
         try:

@@ -33,6 +33,7 @@ import time
 from pathlib import Path
 
 from backend.pipeline.loras import LoraSwitch
+from backend.pipeline.loras import transformers as pipeline_transformers
 from backend.utils.config import Settings
 from backend.utils.progress import Progress, ProgressCallback
 
@@ -306,8 +307,7 @@ class WanLoader:
 
     def transformers(self) -> list:
         """The pipeline's transformer(s): one, or Wan 2.2's two experts."""
-        found = [self.pipe.transformer, getattr(self.pipe, "transformer_2", None)]
-        return [t for t in found if t is not None]
+        return pipeline_transformers(self.pipe)
 
     def repeated_blocks(self) -> list:
         """Every transformer block (`_repeated_blocks`: the modules compile and FP8 work on)."""
