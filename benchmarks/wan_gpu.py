@@ -436,6 +436,39 @@ def attempt(result: dict, key: str, out: Path | None, fn, rss: RssSampler | None
     return value
 
 
+def disk_reads() -> int | None:
+    """Bytes this process has read from storage so far (Linux /proc/self/io), or None."""
+    try:
+        import psutil
+
+        return psutil.Process().io_counters().read_bytes
+    except Exception:
+        return None
+
+
+def cgroup_memory_limit_gib() -> float | None:
+    """This process's memory-cgroup limit (page cache included; v2 memory.max or v1
+    memory.limit_in_bytes), or None when unlimited or unknown: `benchmarks/with_memory_limit.sh`
+    sets it to stand in for a 32 GB machine."""
+    root = Path("/sys/fs/cgroup")
+    try:
+        for line in Path("/proc/self/cgroup").read_text().splitlines():
+            _, controllers, path = line.split(":", 2)
+            if controllers == "":
+                file = root / path.lstrip("/") / "memory.max"
+            elif "memory" in controllers.split(","):
+                file = root / "memory" / path.lstrip("/") / "memory.limit_in_bytes"
+            else:
+                continue
+            if file.is_file():
+                value = file.read_text().strip()
+                if value != "max" and int(value) < 2**60:
+                    return int(value) / GIB
+    except (OSError, ValueError):
+        pass
+    return None
+
+
 def ratio(a: dict, b: dict, key: str):
     x, y = a.get(key) if isinstance(a, dict) else None, b.get(key) if isinstance(b, dict) else None
     return x / y if x and y else None
@@ -718,8 +751,19 @@ def main(argv: list[str] | None = None) -> dict:
             place_rss = rss.peak / GIB
             cap = cap_vram(args.vram_limit_gib) if cuda else None
             rss.reset()
+            io = disk_reads()
             out = run_ours(engine, job, clock, cuda)
-            out.update(placement=placement, place_s=place_s, place_peak_rss_gib=place_rss, allocator_cap_gib=cap)
+            # Bytes the storage delivered (page-cache hits are not counted): what a machine whose
+            # RAM cannot cache the layer files reads per job.
+            read_gib = (disk_reads() - io) / GIB if io is not None else None
+            out.update(
+                placement=placement,
+                place_s=place_s,
+                place_peak_rss_gib=place_rss,
+                allocator_cap_gib=cap,
+                disk_read_gib=read_gib,
+                memory_limit_gib=cgroup_memory_limit_gib(),
+            )
             return out
 
         plan = attempt(result, "plan", args.out, planned)
