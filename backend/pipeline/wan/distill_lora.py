@@ -48,7 +48,9 @@ class DistillLora:
         return len(pairs)
 
     def _hook(self, linear, parts: dict) -> None:
-        device = linear.weight.device
+        # A transformer built without weights (its layers go to disk from the checkpoint): the
+        # buffers start on the host and travel with the layer's file.
+        device = "cpu" if linear.weight.is_meta else linear.weight.device
         dtype = getattr(linear, "compute_dtype", linear.weight.dtype)  # an 8-bit layer computes in bf16
         linear.register_buffer("studio_lora_A", parts["A.weight"].to(device, dtype), persistent=False)
         linear.register_buffer("studio_lora_B", parts["B.weight"].to(device, dtype), persistent=False)

@@ -13,7 +13,7 @@ transformer ~33 GB, UMT5-XXL ~11 GB, CLIP and VAE ~2 GB):
 | ≥ 64 GiB (H100, H200, A100-80) | resident: `pipe.to("cuda")` | all ~46 GB of weights plus 720p activations fit (Wan 2.2: ≥ 96 GiB, two experts ~57 GB + UMT5) |
 | 40–64 GiB (A6000, L40S, A100-40) | `enable_model_cpu_offload()` | the 33 GB transformer stays while it samples; the text encoder leaves the GPU after encoding (Wan 2.2: one expert at a time, the high-noise one leaves when the low-noise one starts) |
 | < 40 GiB (24 GB and 16 GB cards) | `enable_group_offload(leaf_level, use_stream=True)` + VAE tiling | layers stream from pinned RAM, overlapped with compute on a side stream; measured 68 GiB of host RAM (Wan 2.1) |
-| < 40 GiB and host RAM under the model's `pinned_ram_min_gib` (80 GiB for Wan 2.1) | the same with `offload_to_disk_path` (`group_offload_disk`) | each layer group is written once to a safetensors file under STUDIO_MODELS_DIR/offload_scratch/wan and read back before it runs: host RAM holds what the page cache keeps, and the disk needs ~50 GB free; each linear's file also carries the name it gets once a user LoRA wraps it (`alias_lora_base_layers`) |
+| < 40 GiB and host RAM under the model's `pinned_ram_min_gib` (80 GiB for Wan 2.1) | the same with `offload_to_disk_path` (`group_offload_disk`) | each layer group is written once to a safetensors file under STUDIO_MODELS_DIR/offload_scratch/wan and read back before it runs: host RAM holds what the page cache keeps, and the disk needs ~50 GB free; the transformer is never whole in RAM: it goes from its checkpoint to these files one tensor at a time (`layer_files.py`); each linear's file also carries the name it gets once a user LoRA wraps it |
 
 Resident on CUDA, the blocks are compiled (STUDIO_WAN_COMPILE, diffusers' `compile_repeated_blocks`,
 `dynamic=True` so one compile serves every size; `pipeline/regional_compile.py`): the first Wan job's
@@ -72,10 +72,35 @@ def dtypes_for(device: str) -> dict:
     return {"default": torch.bfloat16, "vae": torch.float32, "image_encoder": torch.float32}
 
 
-def place(pipe, device: str, placement: str, scratch: Path | None = None) -> None:
+def read(folder: Path, components: tuple[str, ...], device: str, placement: str):
+    """The pipeline in `folder` read for `placement`, and what `place` needs to finish it: on
+    `group_offload_disk`, whose machines lack the host RAM to hold the transformer, the
+    transformer(s) are built without weights and go from their checkpoint to the layer files one
+    tensor at a time, in `place` (`layer_files.py`)."""
+    from diffusers import WanImageToVideoPipeline
+
+    dtypes = dtypes_for(device)
+    empty, checkpoints = {}, {}
+    if placement == "group_offload_disk":
+        from backend.pipeline.framepack.weight_storage import SafetensorsReader, safetensors_files
+        from backend.pipeline.wan import layer_files
+
+        dtype = dtypes.get("transformer", dtypes["default"])
+        for name in (c for c in components if c.startswith("transformer")):
+            empty[name] = layer_files.empty_transformer(folder, name, dtype)
+            checkpoints[name] = (SafetensorsReader(safetensors_files(str(folder), name)), dtype)
+    pipe = WanImageToVideoPipeline.from_pretrained(str(folder), dtype=dtypes, **empty)
+    return pipe, checkpoints
+
+
+def place(pipe, device: str, placement: str, scratch: Path | None = None, checkpoints: dict | None = None) -> None:
     """Puts a built pipeline where `placement` says (diffusers' own offloading hooks);
-    `group_offload_disk` writes its layer files under `scratch`."""
+    `group_offload_disk` writes its layer files under `scratch`: from the transformer's tensors, or,
+    for a transformer built without weights (`layer_files.empty_transformer`), from its checkpoint
+    (`checkpoints`: component name → (reader, dtype))."""
     import torch
+
+    from backend.pipeline.wan import layer_files
 
     if placement == "cpu":
         pipe.to("cpu")
@@ -107,54 +132,29 @@ def place(pipe, device: str, placement: str, scratch: Path | None = None) -> Non
             if not isinstance(component, torch.nn.Module):
                 continue
             kwargs = dict(common)
+            checkpoint = (checkpoints or {}).get(name) if disk else None
             if disk and name.startswith("transformer"):
                 folder = scratch / name
                 folder.mkdir(parents=True, exist_ok=True)
                 # Pinned staging per layer group, not a pinned copy of every weight.
                 kwargs.update(low_cpu_mem_usage=True, offload_to_disk_path=str(folder))
+                if checkpoint is not None:
+                    own = layer_files.own_tensors(component)
+                    layer_files.reserve(component, folder)
+            elif any(p.is_meta for p in component.parameters()):
+                raise ValueError(f"{name} was built without weights: only a transformer on disk can be")
             if hasattr(component, "enable_group_offload"):
                 component.enable_group_offload(**kwargs)
             else:
                 apply_group_offloading(module=component, **kwargs)
             if disk and name.startswith("transformer"):
-                alias_lora_base_layers(component, scratch / name)
+                if checkpoint is not None:
+                    reader, dtype = checkpoint
+                    layer_files.write_from_checkpoint(component, scratch / name, reader, dtype, own)
+                layer_files.alias_lora_base_layers(component, scratch / name)
         pipe.vae.enable_tiling()
     else:
         raise ValueError(f"unknown placement {placement!r}")
-
-
-def alias_lora_base_layers(transformer, folder: Path) -> int:
-    """Gives each linear's layer file a second name, the one it has once PEFT wraps the linear.
-
-    Loading a user LoRA makes diffusers re-apply the group offload (`load_lora_weights` →
-    `_maybe_remove_and_reapply_group_offloading`); the wrapped linear is then the leaf module
-    `<name>.base_layer`, a new group whose file diffusers writes from the layer's tensors — which,
-    offloaded to disk, are uninitialised placeholders (seen: NaN frames). With the file already
-    there under that name (diffusers names a group's file after the hash of its module name, and
-    keys its tensors by order: weight, bias — the same for the linear and its base_layer), nothing
-    is written and the real weights are read back. Hard links (a copy where links fail); returns
-    how many names were added."""
-    import os
-
-    import torch
-    from diffusers.hooks.group_offloading import _compute_group_hash
-
-    def file_of(module_name: str) -> Path:
-        return folder / f"group_{_compute_group_hash(module_name)}.safetensors"
-
-    added = 0
-    for name, module in transformer.named_modules():
-        if not isinstance(module, torch.nn.Linear):
-            continue
-        source, alias = file_of(name), file_of(f"{name}.base_layer")
-        if not source.exists() or alias.exists():
-            continue
-        try:
-            os.link(source, alias)
-        except OSError:
-            shutil.copyfile(source, alias)
-        added += 1
-    return added
 
 
 class WanLoader:
@@ -244,8 +244,6 @@ class WanLoader:
         return vram
 
     def _load(self) -> None:
-        from diffusers import WanImageToVideoPipeline
-
         from backend.pipeline.framepack.loading import resolve_device
         from backend.utils.model_registry import wan_folder, wan_install_problem, wan_model
 
@@ -253,14 +251,14 @@ class WanLoader:
         if missing is not None:
             raise RuntimeError(missing.message)
         device, why = resolve_device(self.settings.device)
-        began = time.perf_counter()
-        pipe = WanImageToVideoPipeline.from_pretrained(str(wan_folder(self.settings)), dtype=dtypes_for(device))
-        self.load_seconds["read"] = time.perf_counter() - began
         model = wan_model(self.settings)
         placement = placement_for(
             device, self._vram_gib(device), model.resident_min_gib, self._ram_gib(), model.pinned_ram_min_gib
         )
-        self.attach(pipe, device, placement, why)
+        began = time.perf_counter()
+        pipe, checkpoints = read(wan_folder(self.settings), model.components, device, placement)
+        self.load_seconds["read"] = time.perf_counter() - began
+        self.attach(pipe, device, placement, why, checkpoints)
 
     def _ram_gib(self) -> float:
         import psutil
@@ -272,7 +270,7 @@ class WanLoader:
         """Where `group_offload_disk` keeps its layer files (rewritten at every load)."""
         return Path(self.settings.models_dir) / "offload_scratch" / "wan"
 
-    def attach(self, pipe, device: str, placement: str, why: str = "") -> None:
+    def attach(self, pipe, device: str, placement: str, why: str = "", checkpoints: dict | None = None) -> None:
         """Places a built pipeline and hooks the fast mode's LoRA(s) when every file is here (Wan
         2.2: the high-noise file on `transformer`, the low-noise one on `transformer_2`). `load()`
         calls it after reading; the benchmark calls it with full-size random models, so both
@@ -289,7 +287,7 @@ class WanLoader:
                 lora.attach(getattr(pipe, attr), lora_file)
             self.lora = lora
         began = time.perf_counter()
-        place(pipe, device, placement, self.scratch_dir())
+        place(pipe, device, placement, self.scratch_dir(), checkpoints)
         self.load_seconds["place"] = time.perf_counter() - began
         self.pipe, self.device, self.placement = pipe, device, placement
         self.loras = LoraSwitch(self.settings.loras_dir, device)
