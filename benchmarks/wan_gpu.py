@@ -556,6 +556,12 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument(
         "--ram-gib", type=float, default=None, help="the host RAM --plan's rule sees (32: layers stream from disk)"
     )
+    ap.add_argument(
+        "--offload-weights",
+        default="auto",
+        choices=["auto", "bf16", "fp8"],
+        help="STUDIO_OFFLOAD_WEIGHTS for --plan (auto: int8 layers on the disk placement, bf16 in RAM)",
+    )
     ap.add_argument("--out", type=Path, default=None, help="JSON file to write (after every measure)")
     args = ap.parse_args(argv)
 
@@ -607,7 +613,11 @@ def main(argv: list[str] | None = None) -> dict:
     models = Path(tempfile.mkdtemp(prefix="wan-bench-models-"))
     # The engine attaches with eager blocks; the compile lever (below) then compiles the same modules.
     settings = Settings(
-        models_dir=models, device=device, vram_limit_gib=args.vram_limit_gib if args.plan else 0.0, wan_compile="off"
+        models_dir=models,
+        device=device,
+        vram_limit_gib=args.vram_limit_gib if args.plan else 0.0,
+        wan_compile="off",
+        offload_weights=args.offload_weights,
     )
 
     began = time.perf_counter()
@@ -752,7 +762,8 @@ def main(argv: list[str] | None = None) -> dict:
             cap = cap_vram(args.vram_limit_gib) if cuda else None
             rss.reset()
             io = disk_reads()
-            out = run_ours(engine, job, clock, cuda)
+            frames: dict = {}
+            out = run_ours(engine, job, clock, cuda, keep=frames)
             # Bytes the storage delivered (page-cache hits are not counted): what a machine whose
             # RAM cannot cache the layer files reads per job.
             read_gib = (disk_reads() - io) / GIB if io is not None else None
@@ -763,7 +774,10 @@ def main(argv: list[str] | None = None) -> dict:
                 allocator_cap_gib=cap,
                 disk_read_gib=read_gib,
                 memory_limit_gib=cgroup_memory_limit_gib(),
+                stored_8bit=engine.stored_8bit,
             )
+            if "frames" in frames and "frames" in eager:  # 8-bit layers are not exact: how far
+                out["error_vs_resident"] = frame_error(frames["frames"], eager["frames"])
             return out
 
         plan = attempt(result, "plan", args.out, planned)

@@ -35,8 +35,22 @@ def _tensors(folder):
     return {p.name: load_file(str(p)) for p in sorted(folder.glob("group_*.safetensors"))}
 
 
-@pytest.mark.parametrize("dtype_name", ["float32", "bfloat16"])
-def test_the_layer_files_hold_what_diffusers_writes_from_the_loaded_model(saved, dtype_name, tmp_path):
+@pytest.fixture
+def small_layers_8bit(monkeypatch):
+    """The tiny model's linears are below the size worth 8 bits: store every one."""
+    from backend.pipeline.framepack import weight_storage
+
+    monkeypatch.setattr(weight_storage, "MIN_WEIGHT_NUMEL", 1)
+
+
+@pytest.mark.parametrize(
+    "dtype_name,fmt", [("float32", None), ("bfloat16", None), ("bfloat16", "int8"), ("bfloat16", "fp8")]
+)
+def test_the_layer_files_hold_what_diffusers_writes_from_the_loaded_model(
+    saved, dtype_name, fmt, small_layers_8bit, tmp_path
+):
+    """8-bit: the reference is the loaded model with its blocks' linears stored 8-bit in memory
+    (`store_blocks_8bit` on real weights), then diffusers' own writing."""
     import torch
     from diffusers import WanTransformer3DModel
 
@@ -53,10 +67,12 @@ def test_the_layer_files_hold_what_diffusers_writes_from_the_loaded_model(saved,
             self.vae = type("Vae", (), {"enable_tiling": lambda self: None})()
 
     loaded = WanTransformer3DModel.from_pretrained(str(folder), subfolder="transformer", dtype=dtype)
+    if fmt:
+        assert layer_files.store_blocks_8bit(loaded, fmt) > 0
     want_dtypes = {n: t.dtype for n, t in list(loaded.named_parameters()) + list(loaded.named_buffers())}
     place(Pipe(loaded), "cpu", "group_offload_disk", tmp_path / "diffusers")
 
-    empty = layer_files.empty_transformer(folder, "transformer", dtype)
+    empty = layer_files.empty_transformer(folder, "transformer", dtype, fmt)
     assert all(p.is_meta for p in empty.parameters())  # nothing read yet
     got_dtypes = {n: t.dtype for n, t in list(empty.named_parameters()) + list(empty.named_buffers())}
     assert got_dtypes == want_dtypes  # float32 where diffusers keeps it (norms, time embedder, RoPE)
@@ -119,3 +135,58 @@ def test_read_for_the_disk_placement_then_generate_gives_the_plain_pipeline_fram
     reference.set_progress_bar_config(disable=True)
     expected = plain(reference, first, last, "a cat walks", seg["frames"], 2, model.guidance, seg["seed"])
     np.testing.assert_array_equal(frames, expected)
+
+
+def test_the_8bit_disk_placement_reads_like_the_loaded_model_and_a_lora_comes_off_exactly(
+    saved, small_layers_8bit, images, tmp_path  # noqa: F811
+):
+    """STUDIO_OFFLOAD_WEIGHTS=auto on the disk placement stores the blocks' linears (and UMT5's)
+    in int8: read from the checkpoint or converted from the loaded model, the same frames; near the
+    bf16 frames but not equal (the storage is not exact); a user LoRA moves them and comes off
+    exactly."""
+    from diffusers import WanImageToVideoPipeline
+
+    from backend.pipeline.framepack.weight_storage import StoredLinear8
+    from backend.pipeline.wan.wan_loading import read
+    from tests.helpers import lora_formats
+    from tests.helpers.tiny_wan import build_tiny_pipeline
+
+    folder = saved["wan21"]
+    first, last = images
+    p = test_wan_engine.job(quality=30)
+    p["steps"] = 2
+    seg = p["segments"][0]
+    loras = tmp_path / "loras"
+    t = build_tiny_pipeline().transformer
+    lora_formats.diffusers_lora(t, lora_formats.WAN_DIFFUSERS_MODULES, loras / "wan_diffusers.safetensors")
+
+    def run(gen, chosen=None):
+        job_segment = {**seg, "loras": chosen} if chosen is not None else seg
+        return gen.generate(first, last, "a cat walks", job_segment, p, lambda _p: None)
+
+    def engine(name, weights="auto"):
+        return WanEngine(
+            Settings(models_dir=tmp_path / name, device="cpu", lora_dir=loras, offload_weights=weights)
+        )
+
+    from_checkpoint = engine("a")
+    pipe, checkpoints = read(folder, WAN21.components, "cpu", "group_offload_disk", "int8")
+    from_checkpoint.attach(pipe, "cpu", "group_offload_disk", "test", checkpoints)
+    assert from_checkpoint.stored_8bit == "int8" and from_checkpoint.describe()["stored_8bit"] == "int8"
+    assert any(isinstance(m, StoredLinear8) for m in pipe.text_encoder.modules())
+    converted = engine("b")
+    converted.attach(WanImageToVideoPipeline.from_pretrained(str(folder)), "cpu", "group_offload_disk", "test")
+    bf16 = engine("c", "bf16")
+    bf16.attach(WanImageToVideoPipeline.from_pretrained(str(folder)), "cpu", "group_offload_disk", "test")
+    assert bf16.stored_8bit is None
+
+    frames = run(from_checkpoint)
+    np.testing.assert_array_equal(frames, run(converted))
+    exact = run(bf16)
+    moved = np.abs(frames.astype(int) - exact).mean()
+    assert 0 < moved < 2.0, moved
+
+    chosen = [{"name": "wan_diffusers.safetensors", "weight": 1.0}]
+    with_lora = run(from_checkpoint, chosen)
+    assert np.abs(with_lora.astype(int) - frames).mean() > 4 * moved
+    np.testing.assert_array_equal(run(from_checkpoint), frames)

@@ -72,11 +72,24 @@ def dtypes_for(device: str) -> dict:
     return {"default": torch.bfloat16, "vae": torch.float32, "image_encoder": torch.float32}
 
 
-def read(folder: Path, components: tuple[str, ...], device: str, placement: str):
+def storage_8bit(settings: Settings, placement: str) -> str | None:
+    """The 8-bit format the transformer's streamed blocks are stored in, or None for bf16.
+    STUDIO_OFFLOAD_WEIGHTS as for FramePack: bf16 where host RAM holds the weights (auto), 8 bits
+    (STUDIO_STORAGE_8BIT, int8 by default) on the disk placement under auto — there the bytes
+    read from disk every step are the cost (measured: 11.5x the resident step with bf16 files
+    on a 32 GiB machine) — and on either streamed placement when asked for (fp8)."""
+    want = settings.offload_weights
+    if placement == "group_offload_disk" and want != "bf16" or placement == "group_offload" and want == "fp8":
+        return settings.storage_8bit
+    return None
+
+
+def read(folder: Path, components: tuple[str, ...], device: str, placement: str, stored_8bit: str | None = None):
     """The pipeline in `folder` read for `placement`, and what `place` needs to finish it: on
     `group_offload_disk`, whose machines lack the host RAM to hold the transformer, the
-    transformer(s) are built without weights and go from their checkpoint to the layer files one
-    tensor at a time, in `place` (`layer_files.py`)."""
+    transformer(s) are built without weights (their blocks' linears already 8-bit with
+    `stored_8bit`) and go from their checkpoint to the layer files one tensor at a time, in `place`
+    (`layer_files.py`)."""
     from diffusers import WanImageToVideoPipeline
 
     dtypes = dtypes_for(device)
@@ -87,7 +100,7 @@ def read(folder: Path, components: tuple[str, ...], device: str, placement: str)
 
         dtype = dtypes.get("transformer", dtypes["default"])
         for name in (c for c in components if c.startswith("transformer")):
-            empty[name] = layer_files.empty_transformer(folder, name, dtype)
+            empty[name] = layer_files.empty_transformer(folder, name, dtype, stored_8bit)
             checkpoints[name] = (SafetensorsReader(safetensors_files(str(folder), name)), dtype)
     pipe = WanImageToVideoPipeline.from_pretrained(str(folder), dtype=dtypes, **empty)
     return pipe, checkpoints
@@ -170,6 +183,7 @@ class WanLoader:
         self.loras = LoraSwitch(settings.loras_dir)  # the user's LoRAs (pipeline/loras.py)
         self.compiled = False
         self.fp8_matmul = False
+        self.stored_8bit: str | None = None  # int8/fp8 storage of the streamed layers (storage_8bit)
         self.load_seconds: dict[str, float] = {}
         self.load_error: str | None = None
         self._load_lock = threading.Lock()
@@ -190,6 +204,7 @@ class WanLoader:
                 "fast_mode": self.lora is not None,
                 "compiled": self.compiled,
                 "fp8_matmul": self.fp8_matmul,
+                "stored_8bit": self.stored_8bit,
                 "reason": "loaded",
             }
         missing = wan_install_problem(self.settings)
@@ -256,7 +271,9 @@ class WanLoader:
             device, self._vram_gib(device), model.resident_min_gib, self._ram_gib(), model.pinned_ram_min_gib
         )
         began = time.perf_counter()
-        pipe, checkpoints = read(wan_folder(self.settings), model.components, device, placement)
+        pipe, checkpoints = read(
+            wan_folder(self.settings), model.components, device, placement, storage_8bit(self.settings, placement)
+        )
         self.load_seconds["read"] = time.perf_counter() - began
         self.attach(pipe, device, placement, why, checkpoints)
 
@@ -279,6 +296,9 @@ class WanLoader:
         from backend.utils.model_registry import wan_lora_missing, wan_lora_paths
 
         pipe.set_progress_bar_config(disable=True)
+        self.stored_8bit = storage_8bit(self.settings, placement)
+        if self.stored_8bit:
+            self._store_8bit(pipe, device, placement)
         self.lora = None
         if not wan_lora_missing(self.settings):
             # Before placement: the LoRA's buffers then travel with their layers under offloading.
@@ -294,14 +314,30 @@ class WanLoader:
         self.fp8_matmul = self._fp8()
         self.compiled = self._compile()
         log.info(
-            "Wan on %s (%s): %s, fast mode %s, compiled %s, fp8 matmul %s",
+            "Wan on %s (%s): %s%s, fast mode %s, compiled %s, fp8 matmul %s",
             device,
             why or device,
             placement,
+            f" ({self.stored_8bit} weights)" if self.stored_8bit else "",
             self.lora is not None,
             self.compiled,
             self.fp8_matmul,
         )
+
+    def _store_8bit(self, pipe, device: str, placement: str) -> None:
+        """The streamed blocks' large linears in 8 bits (before the fast mode's hooks, which go on
+        the layers as they will run); on the disk placement UMT5's too (int8), whose pinned copy is
+        then half the host RAM it would take. Blocks already 8-bit (read from the checkpoint) stay."""
+        from backend.pipeline.framepack import weight_storage
+        from backend.pipeline.wan import layer_files
+
+        work = device if device == "cuda" else None  # a GPU quantises 14 B weights in seconds
+        for transformer in pipeline_transformers(pipe):
+            layer_files.store_blocks_8bit(transformer, self.stored_8bit, work_device=work)
+        # int8 only: T5's feed-forward casts its input to `wo`'s weight dtype unless that is int8.
+        text = getattr(pipe, "text_encoder", None)
+        if placement == "group_offload_disk" and text is not None and self.stored_8bit == "int8":
+            weight_storage.store_linears_8bit(text, "int8", work, weight_storage.MIN_WEIGHT_NUMEL)
 
     def transformers(self) -> list:
         """The pipeline's transformer(s): one, or Wan 2.2's two experts."""

@@ -1,0 +1,162 @@
+"""Host memory of loading Wan's transformer for the disk placement (`group_offload_disk`), CPU.
+
+The reference is what diffusers does by itself: `WanTransformer3DModel.from_pretrained(dtype=bf16)`
+then `enable_group_offload(offload_to_disk_path=…)`, which holds the whole bf16 transformer in RAM
+before the layer files are written. Ours is the studio's path (`wan_loading.read` + `place`: built
+without weights, files written from the checkpoint one tensor at a time). Both write the same files
+(tests/pipeline/test_wan_layer_files.py). Each load runs in a process of its own (peak RSS is per
+process), on a transformer of Wan 2.1 14B's real width (5120, FFN 13824, 40 heads, text 4096, image
+1280) with fewer blocks, random fp32 weights saved in diffusers layout (fp32, as the hub's files are).
+Two depths show how each peak grows with the model; the full 40 blocks is extrapolated.
+
+    python benchmarks/wan_disk_load.py                 # 2 and 6 blocks: ~8 GB of disk, a few minutes
+    python benchmarks/wan_disk_load.py --layers 1 2    # quicker
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+GIB = 1024**3
+FULL_BLOCKS = 40
+
+
+def config(layers: int) -> dict:
+    """Wan 2.1 FLF2V 14B's transformer config (as tests/fixtures), `layers` blocks deep."""
+    cfg = json.loads((ROOT / "tests/fixtures/wan/wan21_flf2v_transformer_config.json").read_text())
+    cfg = {k: v for k, v in cfg.items() if not k.startswith("_")}
+    cfg["num_layers"] = layers
+    return cfg
+
+
+def save_checkpoint(folder: Path, layers: int) -> int:
+    import torch
+    from diffusers import WanTransformer3DModel
+
+    torch.manual_seed(0)
+    model = WanTransformer3DModel(**config(layers))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0, 0.02)
+    model.save_pretrained(str(folder / "transformer"), max_shard_size="5GB")
+    return sum(p.numel() for p in model.parameters())
+
+
+def child(mode: str, folder: Path, scratch: Path) -> dict:
+    """One load, in this process: peak RSS (all, and anonymous) while it runs."""
+    import torch
+
+    from benchmarks.framepack_gpu import RssSampler
+    from backend.pipeline.wan.wan_loading import place
+
+    rss = RssSampler()
+    began = time.perf_counter()
+
+    class Pipe:  # place() walks `components`: the transformer alone here
+        def __init__(self, transformer):
+            self.components = {"transformer": transformer}
+            self.vae = type("Vae", (), {"enable_tiling": lambda self: None})()
+
+    if mode == "reference":
+        from diffusers import WanTransformer3DModel
+
+        model = WanTransformer3DModel.from_pretrained(str(folder), subfolder="transformer", dtype=torch.bfloat16)
+        read_s = time.perf_counter() - began
+        place(Pipe(model), "cpu", "group_offload_disk", scratch)
+    else:
+        from backend.pipeline.framepack.weight_storage import SafetensorsReader, safetensors_files
+        from backend.pipeline.wan import layer_files
+
+        model = layer_files.empty_transformer(folder, "transformer", torch.bfloat16)
+        reader = SafetensorsReader(safetensors_files(str(folder), "transformer"))
+        read_s = time.perf_counter() - began
+        place(Pipe(model), "cpu", "group_offload_disk", scratch, {"transformer": (reader, torch.bfloat16)})
+    total = time.perf_counter() - began
+    rss.sample()
+    rss.stop()
+    # Each file once: a linear's file also has a second name (a hard link, for user LoRAs).
+    inodes = {p.stat().st_ino: p.stat().st_size for p in (scratch / "transformer").glob("group_*.safetensors")}
+    files = sum(inodes.values())
+    return {
+        "peak_rss_gib": rss.peak / GIB,
+        "peak_rss_anon_gib": rss.peak_anon / GIB,
+        "read_s": read_s,
+        "total_s": total,
+        "layer_files_gib": files / GIB,
+    }
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--layers", type=int, nargs="+", default=[2, 6], help="block counts to load")
+    ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--child", nargs=3, metavar=("MODE", "FOLDER", "SCRATCH"), help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.child:
+        mode, folder, scratch = args.child
+        print(json.dumps(child(mode, Path(folder), Path(scratch))))
+        return {}
+
+    import platform
+
+    import torch
+
+    result: dict = {
+        "command": "python benchmarks/wan_disk_load.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "machine": f"{platform.processor() or platform.machine()}, torch {torch.__version__}",
+        "runs": {},
+    }
+    work = Path(tempfile.mkdtemp(prefix="wan-disk-load-"))
+    try:
+        for layers in args.layers:
+            folder = work / f"wan-{layers}"
+            params = save_checkpoint(folder, layers)
+            run = {"params": params, "bf16_gib": params * 2 / GIB}
+            for mode in ("reference", "ours"):
+                scratch = work / f"scratch-{mode}-{layers}"
+                out = subprocess.run(
+                    [sys.executable, __file__, "--child", mode, str(folder), str(scratch)],
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                    cwd=ROOT,
+                )
+                run[mode] = json.loads(out.stdout.strip().splitlines()[-1])
+                shutil.rmtree(scratch, ignore_errors=True)
+            run["ours/reference peak_rss_anon"] = run["ours"]["peak_rss_anon_gib"] / run["reference"]["peak_rss_anon_gib"]
+            result["runs"][str(layers)] = run
+            shutil.rmtree(folder, ignore_errors=True)
+            print(f"{layers} blocks ({run['bf16_gib']:.2f} GiB bf16): " + json.dumps(run), flush=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    # Peak anonymous RSS grows with the model for the reference, not for ours: a line through the
+    # two depths, extrapolated to the real 40 blocks.
+    if len(args.layers) >= 2:
+        a, b = (result["runs"][str(n)] for n in (args.layers[0], args.layers[-1]))
+        span = args.layers[-1] - args.layers[0]
+        for mode in ("reference", "ours"):
+            # Not below 0: a flat peak measured a little lower at the larger depth is still flat.
+            slope = max(0.0, (b[mode]["peak_rss_anon_gib"] - a[mode]["peak_rss_anon_gib"]) / span)
+            result[f"{mode}_gib_per_block"] = slope
+            result[f"{mode}_40_blocks_gib_extrapolated"] = b[mode]["peak_rss_anon_gib"] + slope * (
+                FULL_BLOCKS - args.layers[-1]
+            )
+    if args.out:
+        args.out.write_text(json.dumps(result, indent=2))
+    print(json.dumps({k: v for k, v in result.items() if k != "runs"}, indent=2))
+    return result
+
+
+if __name__ == "__main__":
+    main()
