@@ -56,8 +56,8 @@ def child(mode: str, folder: Path, scratch: Path) -> dict:
     """One load, in this process: peak RSS (all, and anonymous) while it runs."""
     import torch
 
-    from benchmarks.framepack_gpu import RssSampler
     from backend.pipeline.wan.wan_loading import place
+    from benchmarks.framepack_gpu import RssSampler
 
     rss = RssSampler()
     began = time.perf_counter()
@@ -133,7 +133,9 @@ def main(argv: list[str] | None = None) -> dict:
                 )
                 run[mode] = json.loads(out.stdout.strip().splitlines()[-1])
                 shutil.rmtree(scratch, ignore_errors=True)
-            run["ours/reference peak_rss_anon"] = run["ours"]["peak_rss_anon_gib"] / run["reference"]["peak_rss_anon_gib"]
+            run["ours/reference peak_rss_anon"] = (
+                run["ours"]["peak_rss_anon_gib"] / run["reference"]["peak_rss_anon_gib"]
+            )
             result["runs"][str(layers)] = run
             shutil.rmtree(folder, ignore_errors=True)
             print(f"{layers} blocks ({run['bf16_gib']:.2f} GiB bf16): " + json.dumps(run), flush=True)

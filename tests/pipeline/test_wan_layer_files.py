@@ -138,7 +138,10 @@ def test_read_for_the_disk_placement_then_generate_gives_the_plain_pipeline_fram
 
 
 def test_the_8bit_disk_placement_reads_like_the_loaded_model_and_a_lora_comes_off_exactly(
-    saved, small_layers_8bit, images, tmp_path  # noqa: F811
+    saved,
+    small_layers_8bit,
+    images,
+    tmp_path,  # noqa: F811
 ):
     """STUDIO_OFFLOAD_WEIGHTS=auto on the disk placement stores the blocks' linears (and UMT5's)
     in int8: read from the checkpoint or converted from the loaded model, the same frames; near the
@@ -165,9 +168,7 @@ def test_the_8bit_disk_placement_reads_like_the_loaded_model_and_a_lora_comes_of
         return gen.generate(first, last, "a cat walks", job_segment, p, lambda _p: None)
 
     def engine(name, weights="auto"):
-        return WanEngine(
-            Settings(models_dir=tmp_path / name, device="cpu", lora_dir=loras, offload_weights=weights)
-        )
+        return WanEngine(Settings(models_dir=tmp_path / name, device="cpu", lora_dir=loras, offload_weights=weights))
 
     from_checkpoint = engine("a")
     pipe, checkpoints = read(folder, WAN21.components, "cpu", "group_offload_disk", "int8")
