@@ -17,10 +17,17 @@ from backend.utils.config import Settings
 from backend.utils.model_registry import WAN21, WAN22
 from tests.helpers.tiny_wan import save_tiny_pipeline, save_tiny_wan22_pipeline
 from tests.pipeline import test_wan22_engine, test_wan_engine
-from tests.pipeline.test_wan_engine import images, plain  # noqa: F401  (fixture)
+from tests.pipeline.test_wan_engine import plain
 
 MODELS = {"wan21": (WAN21, save_tiny_pipeline), "wan22": (WAN22, save_tiny_wan22_pipeline)}
 JOBS = {"wan21": test_wan_engine.job, "wan22": test_wan22_engine.job}  # each model's own parameters
+
+
+@pytest.fixture(scope="module")
+def images():
+    rng = np.random.default_rng(3)
+    shape = (test_wan_engine.H, test_wan_engine.W, 3)
+    return rng.integers(0, 256, shape, dtype=np.uint8), rng.integers(0, 256, shape, dtype=np.uint8)
 
 
 @pytest.fixture(scope="module")
@@ -110,7 +117,7 @@ def test_a_checkpoint_missing_a_weight_is_refused_by_name(saved, tmp_path):
 
 
 @pytest.mark.parametrize("key", sorted(MODELS))
-def test_read_for_the_disk_placement_then_generate_gives_the_plain_pipeline_frames(saved, key, images, tmp_path):  # noqa: F811
+def test_read_for_the_disk_placement_then_generate_gives_the_plain_pipeline_frames(saved, key, images, tmp_path):
     from diffusers import WanImageToVideoPipeline
 
     from backend.pipeline.wan.wan_loading import read
@@ -141,7 +148,7 @@ def test_the_8bit_disk_placement_reads_like_the_loaded_model_and_a_lora_comes_of
     saved,
     small_layers_8bit,
     images,
-    tmp_path,  # noqa: F811
+    tmp_path,
 ):
     """STUDIO_OFFLOAD_WEIGHTS=auto on the disk placement stores the blocks' linears (and UMT5's)
     in int8: read from the checkpoint or converted from the loaded model, the same frames; near the
@@ -191,3 +198,63 @@ def test_the_8bit_disk_placement_reads_like_the_loaded_model_and_a_lora_comes_of
     with_lora = run(from_checkpoint, chosen)
     assert np.abs(with_lora.astype(int) - frames).mean() > 4 * moved
     np.testing.assert_array_equal(run(from_checkpoint), frames)
+
+
+def test_a_restart_reuses_the_layer_files_and_a_changed_checkpoint_or_a_crash_rewrites_them(
+    saved,
+    images,
+    monkeypatch,
+    tmp_path,
+):
+    """The layer files outlive the process: the next load of the same checkpoint reads them as
+    they are (nothing written, the same frames); a checkpoint file changed since, or a folder left
+    without its manifest (a load killed mid-write), is written again."""
+    import os
+
+    from backend.pipeline.wan import layer_files
+    from backend.pipeline.wan.wan_loading import read
+
+    folder = saved["wan21"]
+    first, last = images
+    p = test_wan_engine.job(quality=30)
+    p["steps"] = 2
+    seg = p["segments"][0]
+    writes = []
+    real_write = layer_files.write_from_checkpoint
+
+    def counting_write(*args, **kwargs):
+        writes.append(1)
+        return real_write(*args, **kwargs)
+
+    monkeypatch.setattr(layer_files, "write_from_checkpoint", counting_write)
+    models = tmp_path / "models"
+
+    def load():
+        gen = WanEngine(Settings(models_dir=models, device="cpu", offload_weights="bf16"))
+        pipe, checkpoints = read(folder, WAN21.components, "cpu", "group_offload_disk")
+        gen.attach(pipe, "cpu", "group_offload_disk", "test", checkpoints)
+        return gen, gen.generate(first, last, "a cat walks", seg, p, lambda _p: None)
+
+    gen, frames = load()
+    layers = gen.scratch_dir() / "transformer"
+    assert writes == [1] and (layers / layer_files.MANIFEST).is_file()
+    times = {f.name: f.stat().st_mtime_ns for f in layers.glob("group_*.safetensors")}
+    gen.release()
+
+    gen, again = load()  # a restart: same checkpoint
+    assert writes == [1]
+    assert {f.name: f.stat().st_mtime_ns for f in layers.glob("group_*.safetensors")} == times
+    np.testing.assert_array_equal(again, frames)
+    gen.release()
+
+    (checkpoint,) = sorted((folder / "transformer").glob("*.safetensors"))
+    stat = checkpoint.stat()
+    os.utime(checkpoint, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # downloaded again
+    gen, _ = load()
+    assert writes == [1, 1]
+    gen.release()
+
+    (layers / layer_files.MANIFEST).unlink()  # as if killed before the manifest
+    gen, rewritten = load()
+    assert writes == [1, 1, 1] and (layers / layer_files.MANIFEST).is_file()
+    np.testing.assert_array_equal(rewritten, frames)

@@ -157,6 +157,7 @@ class SafetensorsReader:
         import json
         import struct
 
+        self.files = [Path(f) for f in files]
         self.entries: dict[str, tuple[Path, torch.dtype, list[int], int, int]] = {}
         for path in files:
             with open(path, "rb") as f:

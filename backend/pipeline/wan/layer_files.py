@@ -10,6 +10,13 @@ time, under the group's own key map (`ModuleGroup.tensor_to_key`), so diffusers 
 would have written itself. The host holds one tensor at a time, and the casts are `from_pretrained`'s
 (`dtype`, float32 for the model's `_keep_in_fp32_modules`).
 
+The files outlive the process: a folder whose manifest (`studio_layer_files.json`, written last)
+matches this load — the checkpoint files' names, sizes and times, the model's config and layer
+structure, the dtype and 8-bit format, diffusers' version, and a hash of the tensors the model
+brings itself (RoPE tables, the fast mode's LoRA) — is read as it is, so a restart does not write
+the transformer again; anything else, or a folder a crash left without its manifest, is
+rewritten.
+
 What this leans on in diffusers beyond its public API, checked by the tests on every run: a group's
 file is `group_<_compute_group_hash(group id)>.safetensors`, an existing file is not rewritten, and
 the group hook is reachable as `module._diffusers_hook.get_hook("group_offloading").group`.
@@ -17,11 +24,14 @@ the group hook is reachable as `module._diffusers_hook.get_hook("group_offloadin
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
 
 GROUP_HOOK = "group_offloading"
+MANIFEST = "studio_layer_files.json"
+FORMAT = 1  # of the files this module writes; a change here rewrites every folder
 LAZY_GROUP_ID = "lazy_leafs"  # the root's prefetch group under a stream (no tensors)
 
 
@@ -167,10 +177,101 @@ def write_from_checkpoint(module, folder: Path, reader, dtype, own: dict) -> int
         written += path.stat().st_size
         claimed.add(path.name)
         del state
-    for path in folder.glob("group_*.safetensors"):
-        if path.name not in claimed and path.stat().st_size == 0:
-            path.unlink()
+    drop_placeholders(folder)
     return written
+
+
+def drop_placeholders(folder: Path) -> None:
+    """Removes the placeholder files no group claimed (still empty once the groups' are written)."""
+    for path in folder.glob("group_*.safetensors"):
+        if path.stat().st_size == 0:
+            path.unlink()
+
+
+class DiskLayers:
+    """One transformer's layer folder around diffusers' `enable_group_offload(offload_to_disk_path=…)`:
+    `before()`, diffusers' apply, `after()`. With a `checkpoint` ((reader, dtype); the transformer
+    built without weights) the files come from the checkpoint, or are reused when the folder's
+    manifest matches; without, diffusers writes them from the module's tensors into an emptied
+    folder (`reused` is then False)."""
+
+    def __init__(self, module, folder: Path, checkpoint: tuple | None = None) -> None:
+        self.module, self.folder, self.checkpoint = module, Path(folder), checkpoint
+        self.reused = False
+        self._own: dict = {}
+        self._fingerprint: dict = {}
+
+    def before(self) -> None:
+        if self.checkpoint is not None:
+            reader, dtype = self.checkpoint
+            self._own = own_tensors(self.module)
+            self._fingerprint = fingerprint(self.module, reader, dtype, self._own)
+            self.reused = _manifest(self.folder) == self._fingerprint
+        if not self.reused:
+            # diffusers reads back any layer file that exists: older weights, the other Wan model's
+            # or one a killed load left half-written would pass for these.
+            shutil.rmtree(self.folder, ignore_errors=True)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        if self.checkpoint is not None:
+            reserve(self.module, self.folder)
+
+    def after(self) -> None:
+        if self.checkpoint is not None:
+            files = [Path(g.safetensors_file_path) for g in groups_of(self.module)]
+            if self.reused and not all(p.exists() and p.stat().st_size > 0 for p in files):
+                self.reused = False  # a file went missing since: write them all again
+                (self.folder / MANIFEST).unlink(missing_ok=True)
+            if self.reused:
+                drop_placeholders(self.folder)
+            else:
+                reader, dtype = self.checkpoint
+                write_from_checkpoint(self.module, self.folder, reader, dtype, self._own)
+        alias_lora_base_layers(self.module, self.folder)
+        if self.checkpoint is not None and not self.reused:
+            tmp = self.folder / f"{MANIFEST}.tmp"
+            tmp.write_text(json.dumps(self._fingerprint, indent=1))
+            tmp.replace(self.folder / MANIFEST)  # last, and whole: a crash before it leaves none
+        self._own = {}
+
+
+def _manifest(folder: Path) -> dict | None:
+    try:
+        return json.loads((folder / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def fingerprint(module, reader, dtype, own: dict) -> dict:
+    """What a layer folder must have been written from to be read as this load's (JSON-plain)."""
+    import hashlib
+
+    import diffusers
+    import torch
+
+    def digest(parts) -> str:
+        h = hashlib.blake2b(digest_size=16)
+        for part in parts:
+            h.update(part if isinstance(part, bytes) else str(part).encode())
+        return h.hexdigest()
+
+    structure = [(name, type(m).__name__, getattr(m, "fmt", "")) for name, m in module.named_modules()] + [
+        (name, p.dtype, tuple(p.shape)) for name, p in module.named_parameters()
+    ]
+
+    def own_parts():
+        for name in sorted(own):
+            t = own[name].detach().to("cpu").contiguous()
+            yield from (name, t.dtype, tuple(t.shape), t.reshape(-1).view(torch.uint8).numpy().tobytes())
+
+    return {
+        "format": FORMAT,
+        "diffusers": diffusers.__version__,
+        "dtype": str(dtype),
+        "config": digest([json.dumps(dict(module.config), sort_keys=True, default=str)]),
+        "structure": digest(structure),
+        "checkpoint": [[p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in reader.files],
+        "own_tensors": digest(own_parts()),
+    }
 
 
 def groups_of(module) -> list:

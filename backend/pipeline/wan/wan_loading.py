@@ -110,7 +110,8 @@ def place(pipe, device: str, placement: str, scratch: Path | None = None, checkp
     """Puts a built pipeline where `placement` says (diffusers' own offloading hooks);
     `group_offload_disk` writes its layer files under `scratch`: from the transformer's tensors, or,
     for a transformer built without weights (`layer_files.empty_transformer`), from its checkpoint
-    (`checkpoints`: component name → (reader, dtype))."""
+    (`checkpoints`: component name → (reader, dtype)), or reuses those a previous load wrote from
+    the same checkpoint (`layer_files.DiskLayers`)."""
     import torch
 
     from backend.pipeline.wan import layer_files
@@ -126,9 +127,11 @@ def place(pipe, device: str, placement: str, scratch: Path | None = None, checkp
         if disk:
             if scratch is None:
                 raise ValueError("group_offload_disk needs a folder for its layer files")
-            # diffusers keeps a layer file that already exists: one left by the other Wan model,
-            # older weights or a load killed mid-write would be read back as these weights.
-            shutil.rmtree(scratch, ignore_errors=True)
+            # Another model's folders (Wan 2.2's second expert under Wan 2.1) only take disk space.
+            keep = {name for name in pipe.components if name.startswith("transformer")}
+            for path in scratch.glob("*") if scratch.is_dir() else []:
+                if path.name not in keep:
+                    shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink()
         common = dict(
             onload_device=torch.device(device),
             offload_device=torch.device("cpu"),
@@ -145,26 +148,21 @@ def place(pipe, device: str, placement: str, scratch: Path | None = None, checkp
             if not isinstance(component, torch.nn.Module):
                 continue
             kwargs = dict(common)
-            checkpoint = (checkpoints or {}).get(name) if disk else None
+            layers = None
             if disk and name.startswith("transformer"):
-                folder = scratch / name
-                folder.mkdir(parents=True, exist_ok=True)
+                layers = layer_files.DiskLayers(component, scratch / name, (checkpoints or {}).get(name))
+                layers.before()
                 # Pinned staging per layer group, not a pinned copy of every weight.
-                kwargs.update(low_cpu_mem_usage=True, offload_to_disk_path=str(folder))
-                if checkpoint is not None:
-                    own = layer_files.own_tensors(component)
-                    layer_files.reserve(component, folder)
+                kwargs.update(low_cpu_mem_usage=True, offload_to_disk_path=str(layers.folder))
             elif any(p.is_meta for p in component.parameters()):
                 raise ValueError(f"{name} was built without weights: only a transformer on disk can be")
             if hasattr(component, "enable_group_offload"):
                 component.enable_group_offload(**kwargs)
             else:
                 apply_group_offloading(module=component, **kwargs)
-            if disk and name.startswith("transformer"):
-                if checkpoint is not None:
-                    reader, dtype = checkpoint
-                    layer_files.write_from_checkpoint(component, scratch / name, reader, dtype, own)
-                layer_files.alias_lora_base_layers(component, scratch / name)
+            if layers is not None:
+                layers.after()
+                log.info("%s: layer files %s", name, "reused" if layers.reused else "written")
         pipe.vae.enable_tiling()
     else:
         raise ValueError(f"unknown placement {placement!r}")
