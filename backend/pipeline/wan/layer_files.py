@@ -146,7 +146,7 @@ def write_from_checkpoint(module, folder: Path, reader, dtype, own: dict) -> int
         names.setdefault(id(tensor), name)
     stored = {name: m for name, m in module.named_modules() if isinstance(m, StoredLinear8)}
     in_checkpoint = set(reader.keys())
-    written, claimed = 0, set()
+    written = 0
     for group in groups_of(module):
         path = Path(group.safetensors_file_path)
         state, quantized = {}, {}
@@ -175,7 +175,6 @@ def write_from_checkpoint(module, folder: Path, reader, dtype, own: dict) -> int
             state[key] = value.detach().to("cpu").contiguous()
         save_file(state, str(path))
         written += path.stat().st_size
-        claimed.add(path.name)
         del state
     drop_placeholders(folder)
     return written
