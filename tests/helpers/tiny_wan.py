@@ -232,3 +232,25 @@ def write_lightx2v_lora(
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file(sd, str(path))
     return path
+
+
+def plain_frames(pipe, first, last, prompt, num_frames, steps, guidance, seed, height, width):
+    """What diffusers itself makes from the first and last image (`last` None: the first alone),
+    the pipeline's defaults for everything else, as uint8 frames."""
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    out = pipe(
+        image=Image.fromarray(first),
+        last_image=None if last is None else Image.fromarray(last),
+        prompt=prompt,
+        height=height,
+        width=width,
+        num_frames=num_frames,
+        num_inference_steps=steps,
+        guidance_scale=guidance,
+        generator=torch.Generator("cpu").manual_seed(seed),
+        output_type="np",
+    ).frames[0]
+    return np.clip(np.round(out * 255.0), 0, 255).astype(np.uint8)

@@ -12,6 +12,7 @@ fast mode puts one LoRA on each expert, and the tiny models' config keys match t
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +24,13 @@ from backend.pipeline.wan import wan_spec as spec
 from backend.pipeline.wan.wan_engine import WanEngine, WanFastModeMissing
 from backend.utils.config import Settings
 from backend.utils.model_registry import WAN22, wan_lora_paths
-from tests.helpers.tiny_wan import BOUNDARY_RATIO, lightx2v_style_lora, save_tiny_pipeline, save_tiny_wan22_pipeline
+from tests.helpers.tiny_wan import (
+    BOUNDARY_RATIO,
+    lightx2v_style_lora,
+    plain_frames,
+    save_tiny_pipeline,
+    save_tiny_wan22_pipeline,
+)
 
 H, W = 32, 48
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "wan"
@@ -59,23 +66,7 @@ def job(quality: int, seconds: float = 0.5, seed: int = 7) -> dict:
     )
 
 
-def plain(pipe, first, last, prompt, num_frames, steps, guidance, seed):
-    import torch
-    from PIL import Image
-
-    out = pipe(
-        image=Image.fromarray(first),
-        last_image=None if last is None else Image.fromarray(last),
-        prompt=prompt,
-        height=H,
-        width=W,
-        num_frames=num_frames,
-        num_inference_steps=steps,
-        guidance_scale=guidance,
-        generator=torch.Generator("cpu").manual_seed(seed),
-        output_type="np",
-    ).frames[0]
-    return np.clip(np.round(out * 255.0), 0, 255).astype(np.uint8)
+plain = partial(plain_frames, height=H, width=W)  # what diffusers itself makes
 
 
 def calls_per_expert(pipe) -> dict:

@@ -8,6 +8,8 @@ within one step; missing files say how to install.
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 import pytest
 
@@ -18,7 +20,7 @@ from backend.pipeline.wan.wan_engine import WanEngine, WanFastModeMissing
 from backend.utils.config import Settings
 from backend.utils.model_registry import WAN_FOLDER, wan_lora_path
 from backend.utils.progress import JobCancelled, Progress
-from tests.helpers.tiny_wan import lightx2v_style_lora, save_tiny_pipeline
+from tests.helpers.tiny_wan import lightx2v_style_lora, plain_frames, save_tiny_pipeline
 
 H, W = 32, 48
 
@@ -51,24 +53,7 @@ def job(quality: int, seconds: float = 0.5, seed: int = 11) -> dict:
     )
 
 
-def plain(pipe, first, last, prompt, num_frames, steps, guidance, seed):
-    """What diffusers itself makes (the pipeline's defaults for everything else)."""
-    import torch
-    from PIL import Image
-
-    out = pipe(
-        image=Image.fromarray(first),
-        last_image=Image.fromarray(last),
-        prompt=prompt,
-        height=H,
-        width=W,
-        num_frames=num_frames,
-        num_inference_steps=steps,
-        guidance_scale=guidance,
-        generator=torch.Generator("cpu").manual_seed(seed),
-        output_type="np",
-    ).frames[0]
-    return np.clip(np.round(out * 255.0), 0, 255).astype(np.uint8)
+plain = partial(plain_frames, height=H, width=W)  # what diffusers itself makes
 
 
 def test_the_studio_frames_equal_the_plain_pipeline(engine, images):

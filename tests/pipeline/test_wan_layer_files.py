@@ -15,18 +15,26 @@ import pytest
 from backend.pipeline.wan.wan_engine import WanEngine
 from backend.utils.config import Settings
 from backend.utils.model_registry import WAN21, WAN22
-from tests.helpers.tiny_wan import save_tiny_pipeline, save_tiny_wan22_pipeline
-from tests.pipeline import test_wan22_engine, test_wan_engine
-from tests.pipeline.test_wan_engine import plain
+from tests.helpers.tiny_wan import plain_frames, save_tiny_pipeline, save_tiny_wan22_pipeline
 
 MODELS = {"wan21": (WAN21, save_tiny_pipeline), "wan22": (WAN22, save_tiny_wan22_pipeline)}
-JOBS = {"wan21": test_wan_engine.job, "wan22": test_wan22_engine.job}  # each model's own parameters
+H, W = 32, 48
+
+
+def job(model, quality: int = 30) -> dict:
+    """The studio's parameters for a short transition of `model` (its own guidance, shift)."""
+    from backend.contracts.models import JobSettings
+    from backend.jobs import params as smart_params
+
+    return smart_params.resolve(
+        JobSettings(seconds=0.5, quality=quality, seed=11), 1, [(W, H), (W, H)], engine="wan", wan_model=model.key
+    )
 
 
 @pytest.fixture(scope="module")
 def images():
     rng = np.random.default_rng(3)
-    shape = (test_wan_engine.H, test_wan_engine.W, 3)
+    shape = (H, W, 3)
     return rng.integers(0, 256, shape, dtype=np.uint8), rng.integers(0, 256, shape, dtype=np.uint8)
 
 
@@ -134,13 +142,13 @@ def test_read_for_the_disk_placement_then_generate_gives_the_plain_pipeline_fram
         assert len(list((gen.scratch_dir() / name).glob("group_*.safetensors"))) > 10
 
     first, last = images
-    p = JOBS[key](quality=30)
+    p = job(model)
     p["steps"] = 2  # Wan 2.2: one step on each expert
     seg = p["segments"][0]
     frames = gen.generate(first, last, "a cat walks", seg, p, lambda _p: None)
     reference = WanImageToVideoPipeline.from_pretrained(str(folder))
     reference.set_progress_bar_config(disable=True)
-    expected = plain(reference, first, last, "a cat walks", seg["frames"], 2, model.guidance, seg["seed"])
+    expected = plain_frames(reference, first, last, "a cat walks", seg["frames"], 2, model.guidance, seg["seed"], H, W)
     np.testing.assert_array_equal(frames, expected)
 
 
@@ -163,7 +171,7 @@ def test_the_8bit_disk_placement_reads_like_the_loaded_model_and_a_lora_comes_of
 
     folder = saved["wan21"]
     first, last = images
-    p = test_wan_engine.job(quality=30)
+    p = job(WAN21)
     p["steps"] = 2
     seg = p["segments"][0]
     loras = tmp_path / "loras"
@@ -216,7 +224,7 @@ def test_a_restart_reuses_the_layer_files_and_a_changed_checkpoint_or_a_crash_re
 
     folder = saved["wan21"]
     first, last = images
-    p = test_wan_engine.job(quality=30)
+    p = job(WAN21)
     p["steps"] = 2
     seg = p["segments"][0]
     writes = []
