@@ -2,8 +2,9 @@
 
 The reference is what diffusers does by itself: `WanTransformer3DModel.from_pretrained(dtype=bf16)`
 then `enable_group_offload(offload_to_disk_path=…)`, which holds the whole bf16 transformer in RAM
-before the layer files are written. Ours is the studio's path (`wan_loading.read` + `place`: built
-without weights, files written from the checkpoint one tensor at a time). Both write the same files
+before the layer files are written. Ours is the studio's path (what `wan_loading.read` and
+`group_offload` do for a transformer on disk: built without weights, files written from the
+checkpoint one tensor at a time). Both write the same files
 (tests/pipeline/test_wan_layer_files.py). Each load runs in a process of its own (peak RSS is per
 process), on a transformer of Wan 2.1 14B's real width (5120, FFN 13824, 40 heads, text 4096, image
 1280) with fewer blocks, random fp32 weights saved in diffusers layout (fp32, as the hub's files are).
@@ -56,23 +57,18 @@ def child(mode: str, folder: Path, scratch: Path) -> dict:
     """One load, in this process: peak RSS (all, and anonymous) while it runs."""
     import torch
 
-    from backend.pipeline.wan.wan_loading import place
+    from backend.pipeline.wan.wan_loading import group_offload
     from benchmarks.framepack_gpu import RssSampler
 
     rss = RssSampler()
     began = time.perf_counter()
-
-    class Pipe:  # place() walks `components`: the transformer alone here
-        def __init__(self, transformer):
-            self.components = {"transformer": transformer}
-            self.vae = type("Vae", (), {"enable_tiling": lambda self: None})()
 
     if mode == "reference":
         from diffusers import WanTransformer3DModel
 
         model = WanTransformer3DModel.from_pretrained(str(folder), subfolder="transformer", dtype=torch.bfloat16)
         read_s = time.perf_counter() - began
-        place(Pipe(model), "cpu", "group_offload_disk", scratch)
+        group_offload(model, "cpu", scratch)
     else:
         from backend.pipeline.framepack.weight_storage import SafetensorsReader, safetensors_files
         from backend.pipeline.wan import layer_files
@@ -80,12 +76,12 @@ def child(mode: str, folder: Path, scratch: Path) -> dict:
         model = layer_files.empty_transformer(folder, "transformer", torch.bfloat16)
         reader = SafetensorsReader(safetensors_files(str(folder), "transformer"))
         read_s = time.perf_counter() - began
-        place(Pipe(model), "cpu", "group_offload_disk", scratch, {"transformer": (reader, torch.bfloat16)})
+        group_offload(model, "cpu", scratch, (reader, torch.bfloat16))
     total = time.perf_counter() - began
     rss.sample()
     rss.stop()
     # Each file once: a linear's file also has a second name (a hard link, for user LoRAs).
-    inodes = {p.stat().st_ino: p.stat().st_size for p in (scratch / "transformer").glob("group_*.safetensors")}
+    inodes = {p.stat().st_ino: p.stat().st_size for p in scratch.glob("group_*.safetensors")}
     files = sum(inodes.values())
     return {
         "peak_rss_gib": rss.peak / GIB,

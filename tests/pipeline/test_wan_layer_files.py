@@ -71,30 +71,25 @@ def test_the_layer_files_hold_what_diffusers_writes_from_the_loaded_model(
 
     from backend.pipeline.framepack.weight_storage import SafetensorsReader, safetensors_files
     from backend.pipeline.wan import layer_files
-    from backend.pipeline.wan.wan_loading import place
+    from backend.pipeline.wan.wan_loading import group_offload
 
     dtype = getattr(torch, dtype_name)
     folder = saved["wan21"]
-
-    class Pipe:  # place() walks `components`; only the transformer matters here
-        def __init__(self, transformer):
-            self.components = {"transformer": transformer}
-            self.vae = type("Vae", (), {"enable_tiling": lambda self: None})()
 
     loaded = WanTransformer3DModel.from_pretrained(str(folder), subfolder="transformer", dtype=dtype)
     if fmt:
         assert layer_files.store_blocks_8bit(loaded, fmt) > 0
     want_dtypes = {n: t.dtype for n, t in list(loaded.named_parameters()) + list(loaded.named_buffers())}
-    place(Pipe(loaded), "cpu", "group_offload_disk", tmp_path / "diffusers")
+    group_offload(loaded, "cpu", tmp_path / "diffusers")
 
     empty = layer_files.empty_transformer(folder, "transformer", dtype, fmt)
     assert all(p.is_meta for p in empty.parameters())  # nothing read yet
     got_dtypes = {n: t.dtype for n, t in list(empty.named_parameters()) + list(empty.named_buffers())}
     assert got_dtypes == want_dtypes  # float32 where diffusers keeps it (norms, time embedder, RoPE)
     reader = SafetensorsReader(safetensors_files(str(folder), "transformer"))
-    place(Pipe(empty), "cpu", "group_offload_disk", tmp_path / "studio", {"transformer": (reader, dtype)})
+    group_offload(empty, "cpu", tmp_path / "studio", (reader, dtype))
 
-    want, got = _tensors(tmp_path / "diffusers" / "transformer"), _tensors(tmp_path / "studio" / "transformer")
+    want, got = _tensors(tmp_path / "diffusers"), _tensors(tmp_path / "studio")
     assert set(got) == set(want) and len(got) > 10  # the same groups, no placeholder left
     for name, tensors in want.items():
         assert set(got[name]) == set(tensors), name
@@ -108,7 +103,7 @@ def test_a_checkpoint_missing_a_weight_is_refused_by_name(saved, tmp_path):
 
     from backend.pipeline.framepack.weight_storage import SafetensorsReader
     from backend.pipeline.wan import layer_files
-    from backend.pipeline.wan.wan_loading import place
+    from backend.pipeline.wan.wan_loading import group_offload
 
     folder = saved["wan21"]
     (file,) = sorted((folder / "transformer").glob("*.safetensors"))
@@ -116,12 +111,9 @@ def test_a_checkpoint_missing_a_weight_is_refused_by_name(saved, tmp_path):
     state.pop("blocks.0.ffn.net.0.proj.weight")
     save_file(state, str(tmp_path / "cut.safetensors"))
     empty = layer_files.empty_transformer(folder, "transformer", torch.float32)
-    pipe = type("Pipe", (), {})()
-    pipe.components = {"transformer": empty}
-    pipe.vae = type("Vae", (), {"enable_tiling": lambda self: None})()
     reader = SafetensorsReader([tmp_path / "cut.safetensors"])
     with pytest.raises(ValueError, match=r"blocks\.0\.ffn\.net\.0\.proj\.weight"):
-        place(pipe, "cpu", "group_offload_disk", tmp_path / "scratch", {"transformer": (reader, torch.float32)})
+        group_offload(empty, "cpu", tmp_path / "scratch", (reader, torch.float32))
 
 
 @pytest.mark.parametrize("key", sorted(MODELS))

@@ -70,30 +70,16 @@ def empty_transformer(folder: Path, subfolder: str, dtype, storage_8bit: str | N
 
 def store_blocks_8bit(model, fmt: str, work_device=None) -> int:
     """The large linears of the transformer's blocks (98 % of its weights) stored in 8 bits with a
-    scale per output channel, computed in bf16 (`weight_storage.StoredLinear8`, FramePack's offload
-    storage): half the bytes on disk and over PCIe. On a meta model, meta `StoredLinear8`s whose
-    values `write_from_checkpoint` fills. Returns the number of layers converted."""
-    import torch
-
+    scale per output channel, computed in bf16 (`weight_storage.store_linears_8bit`, FramePack's
+    offload storage): half the bytes on disk and over PCIe. On a meta model the `StoredLinear8`s
+    are meta too (their values come from `write_from_checkpoint`). Returns the layers converted."""
     from backend.pipeline.framepack import weight_storage
-    from backend.pipeline.framepack.weight_storage import FP8, StoredLinear8, store_linears_8bit
 
     smallest = weight_storage.MIN_WEIGHT_NUMEL  # read now: the tests lower it for tiny models
-    count = 0
-    for block in model.blocks:
-        if not any(p.is_meta for p in block.parameters()):
-            count += store_linears_8bit(block, fmt, work_device=work_device, min_numel=smallest)[0]
-            continue
-        for parent in list(block.modules()):
-            for name, child in list(parent.named_children()):
-                if type(child) is not torch.nn.Linear or child.weight.numel() < smallest:
-                    continue
-                shape = child.weight.shape
-                q = torch.empty(shape, dtype=FP8 if fmt == "fp8" else torch.int8, device="meta")
-                scale = torch.empty((shape[0], 1), dtype=torch.float32, device="meta")
-                setattr(parent, name, StoredLinear8(q, scale, child.bias, fmt, child.weight.dtype))
-                count += 1
-    return count
+    return sum(
+        weight_storage.store_linears_8bit(block, fmt, work_device=work_device, min_numel=smallest)[0]
+        for block in model.blocks
+    )
 
 
 def keeps_fp32(model, name: str) -> bool:
@@ -132,10 +118,10 @@ def own_tensors(module) -> dict[str, object]:
     return out
 
 
-def write_from_checkpoint(module, folder: Path, reader, dtype, own: dict) -> int:
+def write_from_checkpoint(module, folder: Path, reader, dtype, own: dict) -> None:
     """Writes each group's file from `reader` (a `SafetensorsReader` of the checkpoint; `own` for
     tensors it lacks), after diffusers' group offload was applied to `module` over `reserve`d
-    placeholders; removes the placeholders no group claimed. Returns the bytes written."""
+    placeholders; removes the placeholders no group claimed."""
     import torch
     from safetensors.torch import save_file
 
@@ -146,7 +132,6 @@ def write_from_checkpoint(module, folder: Path, reader, dtype, own: dict) -> int
         names.setdefault(id(tensor), name)
     stored = {name: m for name, m in module.named_modules() if isinstance(m, StoredLinear8)}
     in_checkpoint = set(reader.keys())
-    written = 0
     for group in groups_of(module):
         path = Path(group.safetensors_file_path)
         state, quantized = {}, {}
@@ -174,10 +159,8 @@ def write_from_checkpoint(module, folder: Path, reader, dtype, own: dict) -> int
                 )
             state[key] = value.detach().to("cpu").contiguous()
         save_file(state, str(path))
-        written += path.stat().st_size
         del state
     drop_placeholders(folder)
-    return written
 
 
 def drop_placeholders(folder: Path) -> None:

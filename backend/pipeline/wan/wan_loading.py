@@ -114,8 +114,6 @@ def place(pipe, device: str, placement: str, scratch: Path | None = None, checkp
     the same checkpoint (`layer_files.DiskLayers`)."""
     import torch
 
-    from backend.pipeline.wan import layer_files
-
     if placement == "cpu":
         pipe.to("cpu")
     elif placement == "resident":
@@ -130,42 +128,58 @@ def place(pipe, device: str, placement: str, scratch: Path | None = None, checkp
             # Another model's folders (Wan 2.2's second expert under Wan 2.1) only take disk space.
             keep = {name for name in pipe.components if name.startswith("transformer")}
             for path in scratch.glob("*") if scratch.is_dir() else []:
-                if path.name not in keep:
-                    shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink()
-        common = dict(
-            onload_device=torch.device(device),
-            offload_device=torch.device("cpu"),
-            offload_type="leaf_level",
-            use_stream=device == "cuda",  # the side stream overlaps the copies with compute
-        )
+                if path.name in keep:
+                    continue
+                if path.is_dir():
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    path.unlink()
         # diffusers' own per-component loop (`DiffusionPipeline.enable_group_offload`), except that
         # only the transformers stream from disk: UMT5's tied embedding (`shared` = `embed_tokens`,
         # two leaf modules) is written after the first group emptied it, and reads back as garbage
         # (seen: NaN frames); the encoders and the VAE (~14 GB) keep pinned copies in RAM.
-        from diffusers.hooks import apply_group_offloading
-
         for name, component in pipe.components.items():
             if not isinstance(component, torch.nn.Module):
                 continue
-            kwargs = dict(common)
-            layers = None
             if disk and name.startswith("transformer"):
-                layers = layer_files.DiskLayers(component, scratch / name, (checkpoints or {}).get(name))
-                layers.before()
-                # Pinned staging per layer group, not a pinned copy of every weight.
-                kwargs.update(low_cpu_mem_usage=True, offload_to_disk_path=str(layers.folder))
-            elif any(p.is_meta for p in component.parameters()):
-                raise ValueError(f"{name} was built without weights: only a transformer on disk can be")
-            if hasattr(component, "enable_group_offload"):
-                component.enable_group_offload(**kwargs)
+                group_offload(component, device, scratch / name, (checkpoints or {}).get(name))
             else:
-                apply_group_offloading(module=component, **kwargs)
-            if layers is not None:
-                layers.after()
-                log.info("%s: layer files %s", name, "reused" if layers.reused else "written")
+                group_offload(component, device)
         pipe.vae.enable_tiling()
     else:
         raise ValueError(f"unknown placement {placement!r}")
+
+
+def group_offload(component, device: str, folder: Path | None = None, checkpoint: tuple | None = None) -> None:
+    """diffusers' leaf-level group offload of one component onto `device`, its layers streamed on a
+    side stream from pinned RAM or, given `folder`, from layer files there (`layer_files.DiskLayers`:
+    written from the component's tensors or from `checkpoint` = (reader, dtype), or reused)."""
+    import torch
+    from diffusers.hooks import apply_group_offloading
+
+    from backend.pipeline.wan import layer_files
+
+    kwargs: dict = dict(
+        onload_device=torch.device(device),
+        offload_device=torch.device("cpu"),
+        offload_type="leaf_level",
+        use_stream=device == "cuda",  # the side stream overlaps the copies with compute
+    )
+    layers = None
+    if folder is not None:
+        layers = layer_files.DiskLayers(component, folder, checkpoint)
+        layers.before()
+        # Pinned staging per layer group, not a pinned copy of every weight.
+        kwargs.update(low_cpu_mem_usage=True, offload_to_disk_path=str(layers.folder))
+    elif any(p.is_meta for p in component.parameters()):
+        raise ValueError(f"{type(component).__name__} was built without weights: only layers on disk can be")
+    if hasattr(component, "enable_group_offload"):
+        component.enable_group_offload(**kwargs)
+    else:
+        apply_group_offloading(module=component, **kwargs)
+    if layers is not None:
+        layers.after()
+        log.info("%s: layer files %s", folder.name, "reused" if layers.reused else "written")
 
 
 class WanLoader:
@@ -282,7 +296,8 @@ class WanLoader:
         return min(ram, float(self.settings.ram_limit_gib)) if self.settings.ram_limit_gib else ram
 
     def scratch_dir(self) -> Path:
-        """Where `group_offload_disk` keeps its layer files (rewritten at every load)."""
+        """Where `group_offload_disk` keeps its layer files (reused by the next load of the same
+        checkpoint, `layer_files.DiskLayers`)."""
         return Path(self.settings.models_dir) / "offload_scratch" / "wan"
 
     def attach(self, pipe, device: str, placement: str, why: str = "", checkpoints: dict | None = None) -> None:
