@@ -13,6 +13,13 @@ import websockets
 FINISHED = ("completed", "failed", "cancelled")
 
 
+def why_not_done(job: dict, server=None) -> str:
+    """What a test prints when a job it expected to complete did not: the job's error and, given
+    the `StudioServer`, the end of its log (the traceback the runner logged)."""
+    tail = server.log()[-6000:] if server is not None else ""
+    return f"status {job.get('status')!r}, error {job.get('error')!r}\n{tail}"
+
+
 def wait_for(client: httpx.Client, job_id: str, until=lambda j: j["status"] in FINISHED, timeout=180.0) -> dict:
     """Polls GET /api/jobs/<id> until `until(job)` (by default: the job has finished)."""
     deadline = time.monotonic() + timeout

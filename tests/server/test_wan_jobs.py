@@ -14,7 +14,7 @@ import pytest
 from backend.pipeline.wan import wan_spec
 from backend.utils.model_registry import WAN_FOLDER, WAN_LORA_FILE, WAN_LORA_FOLDER
 from backend.utils.video_io import probe
-from tests.helpers.jobs import wait_for
+from tests.helpers.jobs import wait_for, why_not_done
 from tests.helpers.server import StudioServer
 from tests.helpers.tiny_wan import lightx2v_style_lora, save_tiny_pipeline
 from tests.helpers.uploads import upload_scenes
@@ -55,7 +55,7 @@ def test_three_images_best_of_two_scored_and_a_reroll(wan_server, c):
     # quality 10: the fast mode (4 steps, guidance 1.0, the LoRA on), best of 2 per transition.
     job_id = submit(c, ids, seconds=SECONDS, quality=10, seed=7, takes_per_transition=2)
     job = wait_for(c, job_id, timeout=300)
-    assert job["status"] == "completed", job
+    assert job["status"] == "completed", why_not_done(job, wan_server)
     assert job["engine"] == "wan"
     params = job["params"]
     assert params["engine"] == "wan" and params["fps"] == wan_spec.NATIVE_FPS and params["fast"] is True
@@ -83,7 +83,7 @@ def test_three_images_best_of_two_scored_and_a_reroll(wan_server, c):
     r = c.post(f"/api/jobs/{job_id}/transitions/1/takes", json={"seed": 123})
     assert r.status_code == 202, r.text
     job = wait_for(c, job_id, timeout=300)
-    assert job["status"] == "completed", job
+    assert job["status"] == "completed", why_not_done(job, wan_server)
     assert first.stat().st_mtime_ns == made
     new = job["transitions"][1]["takes"][-1]
     assert (new["take"], new["seed"], new["status"], new["chosen"], new["frames"]) == (3, 123, "done", True, 9)
