@@ -171,15 +171,37 @@ class SafetensorsReader:
     def keys(self) -> list[str]:
         return list(self.entries)
 
-    def read(self, key: str) -> torch.Tensor:
-        path, dtype, shape, offset, nbytes = self.entries[key]
-        buf = torch.empty(nbytes, dtype=torch.uint8)
-        with open(path, "rb", buffering=0) as f:
-            f.seek(offset)
-            view, done = memoryview(buf.numpy()), 0
-            while done < nbytes:
-                done += f.readinto(view[done:])
-        return buf.view(dtype).reshape(shape)
+    def read(self, key: str, dtype: torch.dtype | None = None) -> torch.Tensor:
+        """The tensor `key`; a floating one cast to `dtype` (if given) a piece at a time, so a large
+        fp32 tensor read for bf16 (UMT5's 1 B-parameter embedding) never is whole in fp32."""
+        path, stored, shape, offset, nbytes = self.entries[key]
+        if dtype is None or dtype == stored or not stored.is_floating_point:
+            buf = torch.empty(nbytes, dtype=torch.uint8)
+            _read_into(path, offset, buf)
+            return buf.view(stored).reshape(shape)
+        out = torch.empty(shape, dtype=dtype)
+        flat, size = out.view(-1), torch.empty((), dtype=stored).element_size()
+        per_piece = max(1, _CAST_PIECE_BYTES // size)
+        piece = torch.empty(min(per_piece, flat.numel()) * size, dtype=torch.uint8)
+        for start in range(0, flat.numel(), per_piece):
+            count = min(per_piece, flat.numel() - start)
+            _read_into(path, offset + start * size, piece[: count * size])
+            flat[start : start + count] = piece[: count * size].view(stored)
+        return out
+
+
+_CAST_PIECE_BYTES = 64 * 2**20
+
+
+def _read_into(path: Path, offset: int, buf: torch.Tensor) -> None:
+    with open(path, "rb", buffering=0) as f:
+        f.seek(offset)
+        view, done = memoryview(buf.numpy()), 0
+        while done < buf.numel():
+            got = f.readinto(view[done:])
+            if not got:
+                raise OSError(f"{path} ends before its tensor does")
+            done += got
 
 
 def _unit_of(key: str, unit_lists: tuple[str, ...]) -> str | None:
