@@ -10,6 +10,11 @@ process), on a transformer of Wan 2.1 14B's real width (5120, FFN 13824, 40 head
 1280) with fewer blocks, random fp32 weights saved in diffusers layout (fp32, as the hub's files are).
 Two depths show how each peak grows with the model; the full 40 blocks is extrapolated.
 
+The text encoder (UMT5-XXL's real width, `--text-encoder-layers` of its 24 layers, fp32 files) is
+measured the same way for what the host keeps once it is placed: `pinned`, the earlier disk
+placement (loaded in bf16, its linears int8, kept in RAM for the GPU to copy from), against `disk`,
+today's (built on the meta device, int8 layer files written from the checkpoint).
+
     python benchmarks/wan_disk_load.py                 # 2 and 6 blocks: ~8 GB of disk, a few minutes
     python benchmarks/wan_disk_load.py --layers 1 2    # quicker
 """
@@ -53,8 +58,23 @@ def save_checkpoint(folder: Path, layers: int) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+def save_text_encoder(folder: Path, layers: int) -> int:
+    """UMT5-XXL's encoder `layers` deep, random fp32, in a diffusers folder's text_encoder/."""
+    import torch
+    from transformers import UMT5Config, UMT5EncoderModel
+
+    from benchmarks.wan_gpu import FULL
+
+    torch.manual_seed(0)
+    model = UMT5EncoderModel(UMT5Config(**dict(FULL["umt5"], num_layers=layers)))
+    model.save_pretrained(str(folder / "text_encoder"), max_shard_size="5GB")
+    index = {"text_encoder": ["transformers", "UMT5EncoderModel"]}
+    (folder / "model_index.json").write_text(json.dumps(index))
+    return sum(p.numel() for p in model.parameters())
+
+
 def child(mode: str, folder: Path, scratch: Path) -> dict:
-    """One load, in this process: peak RSS (all, and anonymous) while it runs."""
+    """One load, in this process: peak RSS (all, and anonymous) while it runs, and what it keeps."""
     import torch
 
     from backend.pipeline.wan.wan_loading import group_offload
@@ -63,12 +83,33 @@ def child(mode: str, folder: Path, scratch: Path) -> dict:
     rss = RssSampler()
     began = time.perf_counter()
 
-    if mode == "reference":
+    if mode == "reference":  # diffusers by itself
         from diffusers import WanTransformer3DModel
 
         model = WanTransformer3DModel.from_pretrained(str(folder), subfolder="transformer", dtype=torch.bfloat16)
         read_s = time.perf_counter() - began
-        group_offload(model, "cpu", scratch)
+        model.enable_group_offload(
+            onload_device=torch.device("cpu"),
+            offload_type="leaf_level",
+            low_cpu_mem_usage=True,
+            offload_to_disk_path=str(scratch),
+        )
+    elif mode in ("pinned", "disk"):
+        from backend.pipeline.framepack import weight_storage
+        from backend.pipeline.wan import layer_files
+
+        if mode == "pinned":
+            from transformers import UMT5EncoderModel
+
+            model = UMT5EncoderModel.from_pretrained(str(folder / "text_encoder"), dtype=torch.bfloat16)
+            weight_storage.store_linears_8bit(model, "int8")
+            read_s = time.perf_counter() - began
+            group_offload(model, "cpu")
+        else:
+            model = layer_files.empty_text_encoder(folder, torch.bfloat16, "int8")
+            reader = weight_storage.SafetensorsReader(weight_storage.safetensors_files(str(folder), "text_encoder"))
+            read_s = time.perf_counter() - began
+            group_offload(model, "cpu", scratch, (reader, torch.bfloat16))
     else:
         from backend.pipeline.framepack.weight_storage import SafetensorsReader, safetensors_files
         from backend.pipeline.wan import layer_files
@@ -80,21 +121,46 @@ def child(mode: str, folder: Path, scratch: Path) -> dict:
     total = time.perf_counter() - began
     rss.sample()
     rss.stop()
+    import gc
+
+    gc.collect()
+    held = _rss_anon()
     # Each file once: a linear's file also has a second name (a hard link, for user LoRAs).
     inodes = {p.stat().st_ino: p.stat().st_size for p in scratch.glob("group_*.safetensors")}
     files = sum(inodes.values())
     return {
         "peak_rss_gib": rss.peak / GIB,
         "peak_rss_anon_gib": rss.peak_anon / GIB,
+        "held_rss_anon_gib": held / GIB,  # once placed, the model still in hand
         "read_s": read_s,
         "total_s": total,
         "layer_files_gib": files / GIB,
     }
 
 
+def _rss_anon() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("RssAnon:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def _run_child(mode: str, folder: Path, scratch: Path) -> dict:
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", mode, str(folder), str(scratch)],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+    )
+    shutil.rmtree(scratch, ignore_errors=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--layers", type=int, nargs="+", default=[2, 6], help="block counts to load")
+    ap.add_argument("--text-encoder-layers", type=int, default=2, help="UMT5 depth to load (0: none)")
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--child", nargs=3, metavar=("MODE", "FOLDER", "SCRATCH"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -119,22 +185,22 @@ def main(argv: list[str] | None = None) -> dict:
             params = save_checkpoint(folder, layers)
             run = {"params": params, "bf16_gib": params * 2 / GIB}
             for mode in ("reference", "ours"):
-                scratch = work / f"scratch-{mode}-{layers}"
-                out = subprocess.run(
-                    [sys.executable, __file__, "--child", mode, str(folder), str(scratch)],
-                    capture_output=True,
-                    text=True,
-                    check=True,
-                    cwd=ROOT,
-                )
-                run[mode] = json.loads(out.stdout.strip().splitlines()[-1])
-                shutil.rmtree(scratch, ignore_errors=True)
+                run[mode] = _run_child(mode, folder, work / f"scratch-{mode}-{layers}")
             run["ours/reference peak_rss_anon"] = (
                 run["ours"]["peak_rss_anon_gib"] / run["reference"]["peak_rss_anon_gib"]
             )
             result["runs"][str(layers)] = run
             shutil.rmtree(folder, ignore_errors=True)
             print(f"{layers} blocks ({run['bf16_gib']:.2f} GiB bf16): " + json.dumps(run), flush=True)
+        if args.text_encoder_layers:
+            folder = work / "umt5"
+            params = save_text_encoder(folder, args.text_encoder_layers)
+            text = {"layers": args.text_encoder_layers, "params": params, "bf16_gib": params * 2 / GIB}
+            for mode in ("pinned", "disk"):
+                text[mode] = _run_child(mode, folder, work / f"scratch-{mode}-umt5")
+            result["text_encoder"] = text
+            shutil.rmtree(folder, ignore_errors=True)
+            print("text encoder: " + json.dumps(text), flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -80,7 +80,14 @@ def test_the_layer_files_hold_what_diffusers_writes_from_the_loaded_model(
     if fmt:
         assert layer_files.store_blocks_8bit(loaded, fmt) > 0
     want_dtypes = {n: t.dtype for n, t in list(loaded.named_parameters()) + list(loaded.named_buffers())}
-    group_offload(loaded, "cpu", tmp_path / "diffusers")
+    # diffusers' own writer (the studio writes every file itself, `layer_files.DiskLayers`)
+    loaded.enable_group_offload(
+        onload_device=torch.device("cpu"),
+        offload_type="leaf_level",
+        low_cpu_mem_usage=True,
+        offload_to_disk_path=str(tmp_path / "diffusers"),
+    )
+    layer_files.alias_lora_base_layers(loaded, tmp_path / "diffusers")  # the names a user LoRA gives
 
     empty = layer_files.empty_transformer(folder, "transformer", dtype, fmt)
     assert all(p.is_meta for p in empty.parameters())  # nothing read yet
@@ -95,6 +102,83 @@ def test_the_layer_files_hold_what_diffusers_writes_from_the_loaded_model(
         assert set(got[name]) == set(tensors), name
         for key, value in tensors.items():
             assert got[name][key].dtype == value.dtype and torch.equal(got[name][key], value), (name, key)
+
+
+@pytest.mark.parametrize("fmt", [None, "int8"])
+def test_the_text_encoder_files_come_from_its_checkpoint_tied_embedding_in_each_group(
+    saved, fmt, small_layers_8bit, tmp_path
+):
+    """UMT5 on disk: built on the meta device with transformers' own dtypes and tie, its files
+    written from the checkpoint equal those written from the loaded model (8-bit: converted in
+    memory), and the embedding is real in both groups that hold it (`shared`, `embed_tokens`)."""
+    import torch
+    from safetensors.torch import load_file
+    from transformers import UMT5EncoderModel
+
+    from backend.pipeline.framepack import weight_storage
+    from backend.pipeline.framepack.weight_storage import SafetensorsReader, safetensors_files
+    from backend.pipeline.wan import layer_files
+    from backend.pipeline.wan.wan_loading import group_offload
+
+    folder = saved["wan21"]
+    dtype = torch.bfloat16
+    loaded = UMT5EncoderModel.from_pretrained(str(folder / "text_encoder"), dtype=dtype)
+    if fmt:
+        assert weight_storage.store_linears_8bit(loaded, fmt, min_numel=1)[0] > 0
+    embedding = loaded.shared.weight.detach().clone()
+    want_dtypes = {n: t.dtype for n, t in loaded.named_parameters()}
+    group_offload(loaded, "cpu", tmp_path / "loaded")
+
+    empty = layer_files.empty_text_encoder(folder, dtype, fmt)
+    assert all(p.is_meta for p in empty.parameters())
+    assert {n: t.dtype for n, t in empty.named_parameters()} == want_dtypes
+    reader = SafetensorsReader(safetensors_files(str(folder), "text_encoder"))
+    group_offload(empty, "cpu", tmp_path / "studio", (reader, dtype))
+
+    want, got = _tensors(tmp_path / "loaded"), _tensors(tmp_path / "studio")
+    assert set(got) == set(want) and len(got) > 5
+    for name, tensors in want.items():
+        for key, value in tensors.items():
+            assert torch.equal(got[name][key], value), (name, key)
+    for group in ("shared", "encoder.embed_tokens"):
+        (value,) = load_file(str(layer_files.file_of(tmp_path / "studio", group))).values()
+        assert torch.equal(value, embedding), group
+
+    # A checkpoint that names the tied embedding by its other name gives the same files.
+    from safetensors.torch import save_file
+
+    state = {k: v for f in reader.files for k, v in load_file(str(f)).items()}
+    state["encoder.embed_tokens.weight"] = state.pop("shared.weight")
+    save_file(state, str(tmp_path / "renamed.safetensors"))
+    renamed = SafetensorsReader([tmp_path / "renamed.safetensors"])
+    group_offload(layer_files.empty_text_encoder(folder, dtype, fmt), "cpu", tmp_path / "renamed", (renamed, dtype))
+    assert _tensors(tmp_path / "renamed").keys() == got.keys()
+    assert all(torch.equal(v, got[n][k]) for n, t in _tensors(tmp_path / "renamed").items() for k, v in t.items())
+
+
+def test_the_reader_casts_piece_by_piece_like_to_and_names_a_short_file(monkeypatch, tmp_path):
+    """`SafetensorsReader.read(key, dtype)` casts a piece at a time (a 64 MiB piece at full size;
+    here 40 bytes, so pieces end mid-row and the last is short): bit for bit what `.to` gives."""
+    import torch
+    from safetensors.torch import save_file
+
+    from backend.pipeline.framepack import weight_storage
+
+    monkeypatch.setattr(weight_storage, "_CAST_PIECE_BYTES", 40)
+    torch.manual_seed(0)
+    state = {"w": torch.randn(7, 13) * 100, "i": torch.arange(5), "h": torch.randn(3).to(torch.bfloat16)}
+    save_file(state, str(tmp_path / "c.safetensors"))
+    reader = weight_storage.SafetensorsReader([tmp_path / "c.safetensors"])
+    for dtype in (torch.bfloat16, torch.float16, torch.float32):
+        got = reader.read("w", dtype)
+        assert got.dtype == dtype and torch.equal(got, state["w"].to(dtype))
+    assert torch.equal(reader.read("i", torch.bfloat16), state["i"])  # integers stay as stored
+    assert torch.equal(reader.read("h", torch.float32), state["h"].float())
+
+    data = (tmp_path / "c.safetensors").read_bytes()
+    (tmp_path / "c.safetensors").write_bytes(data[:-60])  # a download cut short
+    with pytest.raises(OSError, match="ends before"):
+        reader.read("w", torch.bfloat16)
 
 
 def test_a_checkpoint_missing_a_weight_is_refused_by_name(saved, tmp_path):
@@ -125,12 +209,13 @@ def test_read_for_the_disk_placement_then_generate_gives_the_plain_pipeline_fram
     model, _ = MODELS[key]
     folder = saved[key]
     pipe, checkpoints = read(folder, model.components, "cpu", "group_offload_disk")
-    transformers = [c for c in model.components if c.startswith("transformer")]
-    assert sorted(checkpoints) == transformers
-    assert all(p.is_meta for name in transformers for p in getattr(pipe, name).parameters())
+    on_disk = [c for c in model.components if c.startswith("transformer")] + ["text_encoder"]
+    assert sorted(checkpoints) == sorted(on_disk)
+    assert all(p.is_meta for name in on_disk for p in getattr(pipe, name).parameters())
+    assert pipe.text_encoder.shared.weight is pipe.text_encoder.encoder.embed_tokens.weight  # tied, as loaded
     gen = WanEngine(Settings(models_dir=tmp_path / "models", device="cpu", wan_model=model.key))
     gen.attach(pipe, "cpu", "group_offload_disk", "test", checkpoints)
-    for name in transformers:
+    for name in on_disk:
         assert len(list((gen.scratch_dir() / name).glob("group_*.safetensors"))) > 10
 
     first, last = images
@@ -219,12 +304,12 @@ def test_a_restart_reuses_the_layer_files_and_a_changed_checkpoint_or_a_crash_re
     p = job(WAN21)
     p["steps"] = 2
     seg = p["segments"][0]
-    writes = []
+    writes = []  # the transformer's: UMT5's folder is reused or written in the same way
     real_write = layer_files.write_from_checkpoint
 
-    def counting_write(*args, **kwargs):
-        writes.append(1)
-        return real_write(*args, **kwargs)
+    def counting_write(module, folder, *args, **kwargs):
+        writes.extend([1] if folder.name == "transformer" else [])
+        return real_write(module, folder, *args, **kwargs)
 
     monkeypatch.setattr(layer_files, "write_from_checkpoint", counting_write)
     models = tmp_path / "models"

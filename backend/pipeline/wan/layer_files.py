@@ -68,6 +68,27 @@ def empty_transformer(folder: Path, subfolder: str, dtype, storage_8bit: str | N
     return model.eval()
 
 
+def empty_text_encoder(folder: Path, dtype, storage_8bit: str | None = None):
+    """The pipeline's text encoder (UMT5, a transformers model) built as `from_pretrained(dtype=…)`
+    builds it — transformers' own dtype rules and tied embedding — with every tensor on the meta
+    device (`device_map="meta"`: no weight read into memory). With `storage_8bit` == "int8" its
+    large linears are `StoredLinear8`s, as `wan_loading` stores a loaded UMT5's on this placement
+    (fp8 is not offered: T5's feed-forward casts its input to `wo`'s dtype unless that is int8)."""
+    import transformers
+
+    from backend.pipeline.framepack import weight_storage
+
+    library, cls_name = json.loads((folder / "model_index.json").read_text())["text_encoder"]
+    if library != "transformers":
+        raise ValueError(f"{folder.name}: the text encoder is {library}.{cls_name}, not a transformers model")
+    model = getattr(transformers, cls_name).from_pretrained(
+        str(folder / "text_encoder"), dtype=dtype, device_map="meta"
+    )
+    if storage_8bit == "int8":
+        weight_storage.store_linears_8bit(model, "int8", min_numel=weight_storage.MIN_WEIGHT_NUMEL)
+    return model.eval()
+
+
 def store_blocks_8bit(model, fmt: str, work_device=None) -> int:
     """The large linears of the transformer's blocks (98 % of its weights) stored in 8 bits with a
     scale per output channel, computed in bf16 (`weight_storage.store_linears_8bit`, FramePack's
@@ -95,12 +116,15 @@ def reserve(module, folder: Path) -> None:
     diffusers swaps for its own placeholder; never touched, so it costs no resident memory)."""
     import torch
 
+    made: dict[int, torch.nn.Parameter] = {}  # by the meta parameter: a tied weight stays one
     for sub in module.modules():
         for name, param in list(sub._parameters.items()):
             if param is not None and param.is_meta:
-                sub._parameters[name] = torch.nn.Parameter(
-                    torch.empty_like(param, device="cpu"), requires_grad=param.requires_grad
-                )
+                if id(param) not in made:
+                    made[id(param)] = torch.nn.Parameter(
+                        torch.empty_like(param, device="cpu"), requires_grad=param.requires_grad
+                    )
+                sub._parameters[name] = made[id(param)]
     folder.mkdir(parents=True, exist_ok=True)
     for name in [name for name, _ in module.named_modules()] + [LAZY_GROUP_ID]:
         path = file_of(folder, name)
@@ -118,36 +142,38 @@ def own_tensors(module) -> dict[str, object]:
     return out
 
 
-def write_from_checkpoint(module, folder: Path, reader, dtype, own: dict) -> None:
-    """Writes each group's file from `reader` (a `SafetensorsReader` of the checkpoint; `own` for
-    tensors it lacks), after diffusers' group offload was applied to `module` over `reserve`d
-    placeholders; removes the placeholders no group claimed."""
-    import torch
+def write_from_checkpoint(module, folder: Path, reader, own: dict) -> None:
+    """Writes each group's file, after diffusers' group offload was applied to `module` over
+    `reserve`d placeholders: each tensor from `reader` (a `SafetensorsReader` of the checkpoint,
+    cast to the dtype the model gives it, as `from_pretrained` casts), else from `own` (the tensors
+    the module held for real: its computed buffers; everything, for a module loaded whole, when
+    `reader` is None). A weight tied to another (UMT5's embedding) is written into each group that
+    uses it. Removes the placeholders no group claimed."""
     from safetensors.torch import save_file
 
     from backend.pipeline.framepack.weight_storage import StoredLinear8, quantize_rows
 
-    names: dict[int, str] = {}
-    for name, tensor in list(module.named_parameters()) + list(module.named_buffers()):
-        names.setdefault(id(tensor), name)
+    in_checkpoint = set(reader.keys()) if reader is not None else set()
+    names: dict[int, str] = {}  # a tied weight by the name the checkpoint has it under
+    every = list(module.named_parameters(remove_duplicate=False)) + list(module.named_buffers(remove_duplicate=False))
+    for name, tensor in every:
+        if id(tensor) not in names or name in in_checkpoint and names[id(tensor)] not in in_checkpoint:
+            names[id(tensor)] = name
     stored = {name: m for name, m in module.named_modules() if isinstance(m, StoredLinear8)}
-    in_checkpoint = set(reader.keys())
     for group in groups_of(module):
         path = Path(group.safetensors_file_path)
         state, quantized = {}, {}
         for tensor, key in group.tensor_to_key.items():
-            name = names.get(id(tensor))
-            owner, _, attr = (name or "").rpartition(".")
-            if owner in stored and attr in ("weight", "weight_scale"):
+            name = names.get(id(tensor)) or ""
+            owner, _, attr = name.rpartition(".")
+            if owner in stored and attr in ("weight", "weight_scale") and f"{owner}.weight" in in_checkpoint:
                 if owner not in quantized:
                     # From the compute dtype, as `store_linears_8bit` quantises a loaded model.
-                    weight = reader.read(f"{owner}.weight").to(stored[owner].compute_dtype)
+                    weight = reader.read(f"{owner}.weight", stored[owner].compute_dtype)
                     quantized[owner] = dict(zip(("weight", "weight_scale"), quantize_rows(weight, stored[owner].fmt)))
                 value = quantized[owner][attr]
             elif name in in_checkpoint:
-                value = reader.read(name)
-                if value.is_floating_point() and dtype is not None:
-                    value = value.to(torch.float32 if keeps_fp32(module, name) else dtype)
+                value = reader.read(name, tensor.dtype if tensor.is_floating_point() else None)
             elif name in own:
                 value = own[name]
             else:
@@ -171,11 +197,13 @@ def drop_placeholders(folder: Path) -> None:
 
 
 class DiskLayers:
-    """One transformer's layer folder around diffusers' `enable_group_offload(offload_to_disk_path=…)`:
-    `before()`, diffusers' apply, `after()`. With a `checkpoint` ((reader, dtype); the transformer
-    built without weights) the files come from the checkpoint, or are reused when the folder's
-    manifest matches; without, diffusers writes them from the module's tensors into an emptied
-    folder (`reused` is then False)."""
+    """One component's layer folder around diffusers' `enable_group_offload(offload_to_disk_path=…)`:
+    `before()`, diffusers' apply, `after()`. Diffusers is given a placeholder for every file and
+    writes none; `after()` writes them (`write_from_checkpoint`). With a `checkpoint` ((reader,
+    dtype); the component built without weights) the files come from the checkpoint, or are reused
+    when the folder's manifest matches; without, from the module's own tensors, into an emptied
+    folder (`reused` is then False). Not diffusers' own writer: it writes a tied weight (UMT5's
+    embedding, two leaf modules) after the first group emptied it (seen: NaN frames)."""
 
     def __init__(self, module, folder: Path, checkpoint: tuple | None = None) -> None:
         self.module, self.folder, self.checkpoint = module, Path(folder), checkpoint
@@ -184,30 +212,28 @@ class DiskLayers:
         self._fingerprint: dict = {}
 
     def before(self) -> None:
+        # Taken now: the group offload swaps the module's storage for placeholders.
+        self._own = own_tensors(self.module)
         if self.checkpoint is not None:
             reader, dtype = self.checkpoint
-            self._own = own_tensors(self.module)
             self._fingerprint = fingerprint(self.module, reader, dtype, self._own)
             self.reused = _manifest(self.folder) == self._fingerprint
         if not self.reused:
             # diffusers reads back any layer file that exists: older weights, the other Wan model's
             # or one a killed load left half-written would pass for these.
             shutil.rmtree(self.folder, ignore_errors=True)
-        self.folder.mkdir(parents=True, exist_ok=True)
-        if self.checkpoint is not None:
-            reserve(self.module, self.folder)
+        reserve(self.module, self.folder)
 
     def after(self) -> None:
-        if self.checkpoint is not None:
-            files = [Path(g.safetensors_file_path) for g in groups_of(self.module)]
-            if self.reused and not all(p.exists() and p.stat().st_size > 0 for p in files):
-                self.reused = False  # a file went missing since: write them all again
-                (self.folder / MANIFEST).unlink(missing_ok=True)
-            if self.reused:
-                drop_placeholders(self.folder)
-            else:
-                reader, dtype = self.checkpoint
-                write_from_checkpoint(self.module, self.folder, reader, dtype, self._own)
+        files = [Path(g.safetensors_file_path) for g in groups_of(self.module)]
+        if self.reused and not all(p.exists() and p.stat().st_size > 0 for p in files):
+            self.reused = False  # a file went missing since: write them all again
+            (self.folder / MANIFEST).unlink(missing_ok=True)
+        if self.reused:
+            drop_placeholders(self.folder)
+        else:
+            reader = self.checkpoint[0] if self.checkpoint is not None else None
+            write_from_checkpoint(self.module, self.folder, reader, self._own)
         alias_lora_base_layers(self.module, self.folder)
         if self.checkpoint is not None and not self.reused:
             tmp = self.folder / f"{MANIFEST}.tmp"
@@ -249,11 +275,16 @@ def fingerprint(module, reader, dtype, own: dict) -> dict:
         "format": FORMAT,
         "diffusers": diffusers.__version__,
         "dtype": str(dtype),
-        "config": digest([json.dumps(dict(module.config), sort_keys=True, default=str)]),
+        "config": digest([json.dumps(_config_dict(module), sort_keys=True, default=str)]),
         "structure": digest(structure),
         "checkpoint": [[p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in reader.files],
         "own_tensors": digest(own_parts()),
     }
+
+
+def _config_dict(module) -> dict:
+    config = module.config  # a diffusers FrozenDict, or a transformers PretrainedConfig
+    return config.to_dict() if hasattr(config, "to_dict") else dict(config)
 
 
 def groups_of(module) -> list:

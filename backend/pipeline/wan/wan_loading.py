@@ -13,7 +13,7 @@ transformer ~33 GB, UMT5-XXL ~11 GB, CLIP and VAE ~2 GB):
 | ≥ 64 GiB (H100, H200, A100-80) | resident: `pipe.to("cuda")` | all ~46 GB of weights plus 720p activations fit (Wan 2.2: ≥ 96 GiB, two experts ~57 GB + UMT5) |
 | 40–64 GiB (A6000, L40S, A100-40) | `enable_model_cpu_offload()` | the 33 GB transformer stays while it samples; the text encoder leaves the GPU after encoding (Wan 2.2: one expert at a time, the high-noise one leaves when the low-noise one starts) |
 | < 40 GiB (24 GB and 16 GB cards) | `enable_group_offload(leaf_level, use_stream=True)` + VAE tiling | layers stream from pinned RAM, overlapped with compute on a side stream; measured 68 GiB of host RAM (Wan 2.1) |
-| < 40 GiB and host RAM under the model's `pinned_ram_min_gib` (80 GiB for Wan 2.1) | the same with `offload_to_disk_path` (`group_offload_disk`) | each layer group is written once to a safetensors file under STUDIO_MODELS_DIR/offload_scratch/wan and read back before it runs: the transformer is never whole in RAM: it goes from its checkpoint to these files one tensor at a time (`layer_files.py`); under STUDIO_OFFLOAD_WEIGHTS=auto the blocks' linears (and UMT5's) are int8, since every step reads the files again wherever the page cache cannot keep them (bf16 files on a 32 GiB machine: 11.5x the resident step); each linear's file also carries the name it gets once a user LoRA wraps it |
+| < 40 GiB and host RAM under the model's `pinned_ram_min_gib` (80 GiB for Wan 2.1) | the same with `offload_to_disk_path` (`group_offload_disk`) for the transformer(s) and UMT5 | each layer group is written once to a safetensors file under STUDIO_MODELS_DIR/offload_scratch/wan and read back before it runs: neither is ever whole in RAM: each goes from its checkpoint to these files one tensor at a time (`layer_files.py`), so host RAM holds only CLIP and the VAE (~3 GB) and the page cache is left to the files; under STUDIO_OFFLOAD_WEIGHTS=auto the blocks' linears and UMT5's are int8, since every step reads the files again wherever the page cache cannot keep them (bf16 files, UMT5 pinned, on a 32 GiB machine: 11.5x the resident step); each linear's file also carries the name it gets once a user LoRA wraps it |
 
 Resident on CUDA, the blocks are compiled (STUDIO_WAN_COMPILE, diffusers' `compile_repeated_blocks`,
 `dynamic=True` so one compile serves every size; `pipeline/regional_compile.py`): the first Wan job's
@@ -40,6 +40,7 @@ from backend.utils.progress import Progress, ProgressCallback
 log = logging.getLogger(__name__)
 
 GIB = 1024**3
+ON_DISK = ("text_encoder",)  # besides the transformer(s), what `group_offload_disk` streams from disk
 RESIDENT_MIN_GIB = 64.0
 MODEL_OFFLOAD_MIN_GIB = 40.0
 
@@ -87,9 +88,9 @@ def storage_8bit(settings: Settings, placement: str) -> str | None:
 def read(folder: Path, components: tuple[str, ...], device: str, placement: str, stored_8bit: str | None = None):
     """The pipeline in `folder` read for `placement`, and what `place` needs to finish it: on
     `group_offload_disk`, whose machines lack the host RAM to hold the transformer, the
-    transformer(s) are built without weights (their blocks' linears already 8-bit with
-    `stored_8bit`) and go from their checkpoint to the layer files one tensor at a time, in `place`
-    (`layer_files.py`)."""
+    transformer(s) and the text encoder are built without weights (their large linears already
+    8-bit with `stored_8bit`; UMT5's with int8 only) and go from their checkpoint to the layer files
+    one tensor at a time, in `place` (`layer_files.py`)."""
     from diffusers import WanImageToVideoPipeline
 
     dtypes = dtypes_for(device)
@@ -98,9 +99,12 @@ def read(folder: Path, components: tuple[str, ...], device: str, placement: str,
         from backend.pipeline.framepack.weight_storage import SafetensorsReader, safetensors_files
         from backend.pipeline.wan import layer_files
 
-        dtype = dtypes.get("transformer", dtypes["default"])
-        for name in (c for c in components if c.startswith("transformer")):
-            empty[name] = layer_files.empty_transformer(folder, name, dtype, stored_8bit)
+        for name in (c for c in components if c.startswith("transformer") or c == "text_encoder"):
+            dtype = dtypes.get(name, dtypes["default"])
+            if name == "text_encoder":
+                empty[name] = layer_files.empty_text_encoder(folder, dtype, stored_8bit)
+            else:
+                empty[name] = layer_files.empty_transformer(folder, name, dtype, stored_8bit)
             checkpoints[name] = (SafetensorsReader(safetensors_files(str(folder), name)), dtype)
     pipe = WanImageToVideoPipeline.from_pretrained(str(folder), dtype=dtypes, **empty)
     return pipe, checkpoints
@@ -126,7 +130,7 @@ def place(pipe, device: str, placement: str, scratch: Path | None = None, checkp
             if scratch is None:
                 raise ValueError("group_offload_disk needs a folder for its layer files")
             # Another model's folders (Wan 2.2's second expert under Wan 2.1) only take disk space.
-            keep = {name for name in pipe.components if name.startswith("transformer")}
+            keep = {name for name in pipe.components if name in ON_DISK or name.startswith("transformer")}
             for path in scratch.glob("*") if scratch.is_dir() else []:
                 if path.name in keep:
                     continue
@@ -135,13 +139,11 @@ def place(pipe, device: str, placement: str, scratch: Path | None = None, checkp
                 else:
                     path.unlink()
         # diffusers' own per-component loop (`DiffusionPipeline.enable_group_offload`), except that
-        # only the transformers stream from disk: UMT5's tied embedding (`shared` = `embed_tokens`,
-        # two leaf modules) is written after the first group emptied it, and reads back as garbage
-        # (seen: NaN frames); the encoders and the VAE (~14 GB) keep pinned copies in RAM.
+        # CLIP and the VAE (~3 GB, run once per take) keep pinned copies in RAM.
         for name, component in pipe.components.items():
             if not isinstance(component, torch.nn.Module):
                 continue
-            if disk and name.startswith("transformer"):
+            if disk and (name in ON_DISK or name.startswith("transformer")):
                 group_offload(component, device, scratch / name, (checkpoints or {}).get(name))
             else:
                 group_offload(component, device)
@@ -339,8 +341,8 @@ class WanLoader:
 
     def _store_8bit(self, pipe, device: str, placement: str) -> None:
         """The streamed blocks' large linears in 8 bits (before the fast mode's hooks, which go on
-        the layers as they will run); on the disk placement UMT5's too (int8), whose pinned copy is
-        then half the host RAM it would take. Blocks already 8-bit (read from the checkpoint) stay."""
+        the layers as they will run); on the disk placement UMT5's too (int8), whose layer files
+        are then half the bytes. Layers already 8-bit (built so by `read`) stay."""
         from backend.pipeline.framepack import weight_storage
         from backend.pipeline.wan import layer_files
 
