@@ -110,7 +110,8 @@ def test_the_text_encoder_files_come_from_its_checkpoint_tied_embedding_in_each_
 ):
     """UMT5 on disk: built on the meta device with transformers' own dtypes and tie, its files
     written from the checkpoint equal those written from the loaded model (8-bit: converted in
-    memory), and the embedding is real in both groups that hold it (`shared`, `embed_tokens`)."""
+    memory), and the embedding is real in both groups that hold it (`shared`, `embed_tokens`),
+    written once."""
     import torch
     from safetensors.torch import load_file
     from transformers import UMT5EncoderModel
@@ -143,6 +144,9 @@ def test_the_text_encoder_files_come_from_its_checkpoint_tied_embedding_in_each_
     for group in ("shared", "encoder.embed_tokens"):
         (value,) = load_file(str(layer_files.file_of(tmp_path / "studio", group))).values()
         assert torch.equal(value, embedding), group
+    # one file with two names: the embedding (1 B parameters at full size) is written once
+    inodes = {layer_files.file_of(tmp_path / "studio", g).stat().st_ino for g in ("shared", "encoder.embed_tokens")}
+    assert len(inodes) == 1
 
     # A checkpoint that names the tied embedding by its other name gives the same files.
     from safetensors.torch import save_file

@@ -160,8 +160,14 @@ def write_from_checkpoint(module, folder: Path, reader, own: dict) -> None:
         if id(tensor) not in names or name in in_checkpoint and names[id(tensor)] not in in_checkpoint:
             names[id(tensor)] = name
     stored = {name: m for name, m in module.named_modules() if isinstance(m, StoredLinear8)}
+    written: dict[tuple, Path] = {}  # a group holding exactly another's tensors shares its file
     for group in groups_of(module):
         path = Path(group.safetensors_file_path)
+        same = tuple(sorted((key, id(t)) for t, key in group.tensor_to_key.items()))
+        if same in written:
+            _link(written[same], path)
+            continue
+        written[same] = path
         state, quantized = {}, {}
         for tensor, key in group.tensor_to_key.items():
             name = names.get(id(tensor)) or ""
@@ -319,9 +325,15 @@ def alias_lora_base_layers(transformer, folder: Path) -> int:
         source, alias = file_of(folder, name), file_of(folder, f"{name}.base_layer")
         if not source.exists() or alias.exists():
             continue
-        try:
-            os.link(source, alias)
-        except OSError:
-            shutil.copyfile(source, alias)
+        _link(source, alias)
         added += 1
     return added
+
+
+def _link(source: Path, name: Path) -> None:
+    """`name` becomes a second name of `source`'s file (a copy where hard links fail)."""
+    name.unlink(missing_ok=True)  # a placeholder
+    try:
+        os.link(source, name)
+    except OSError:
+        shutil.copyfile(source, name)
