@@ -308,11 +308,13 @@ def test_a_restart_reuses_the_layer_files_and_a_changed_checkpoint_or_a_crash_re
     p = job(WAN21)
     p["steps"] = 2
     seg = p["segments"][0]
-    writes = []  # the transformer's: UMT5's folder is reused or written in the same way
+    writes = []  # the transformer's
+    folders = []  # every folder written
     real_write = layer_files.write_from_checkpoint
 
     def counting_write(module, folder, *args, **kwargs):
         writes.extend([1] if folder.name == "transformer" else [])
+        folders.append(folder.name)
         return real_write(module, folder, *args, **kwargs)
 
     monkeypatch.setattr(layer_files, "write_from_checkpoint", counting_write)
@@ -327,11 +329,12 @@ def test_a_restart_reuses_the_layer_files_and_a_changed_checkpoint_or_a_crash_re
     gen, frames = load()
     layers = gen.scratch_dir() / "transformer"
     assert writes == [1] and (layers / layer_files.MANIFEST).is_file()
+    assert sorted(folders) == ["text_encoder", "transformer"]
     times = {f.name: f.stat().st_mtime_ns for f in layers.glob("group_*.safetensors")}
     gen.release()
 
     gen, again = load()  # a restart: same checkpoint
-    assert writes == [1]
+    assert writes == [1] and len(folders) == 2  # UMT5's folder is reused too
     assert {f.name: f.stat().st_mtime_ns for f in layers.glob("group_*.safetensors")} == times
     np.testing.assert_array_equal(again, frames)
     gen.release()
