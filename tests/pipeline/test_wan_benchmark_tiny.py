@@ -17,7 +17,18 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_wan_gpu_benchmark_runs_tiny_on_cpu(tmp_path):
     out = tmp_path / "wan.json"
     proc = subprocess.run(
-        [sys.executable, "benchmarks/wan_gpu.py", "--tiny", "--plan", "--ram-gib", "32", "--steps", "3", "--out", str(out)],
+        [
+            sys.executable,
+            "benchmarks/wan_gpu.py",
+            "--tiny",
+            "--plan",
+            "--ram-gib",
+            "32",
+            "--steps",
+            "3",
+            "--out",
+            str(out),
+        ],
         cwd=ROOT,
         capture_output=True,
         text=True,
