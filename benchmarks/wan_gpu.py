@@ -758,7 +758,7 @@ def main(argv: list[str] | None = None) -> dict:
             began = time.perf_counter()
             engine.attach(pipe, device, placement, f"plan {args.vram_limit_gib} GiB")
             place_s = time.perf_counter() - began
-            place_rss = rss.peak / GIB
+            place_rss, place_anon = rss.peak / GIB, rss.peak_anon / GIB
             cap = cap_vram(args.vram_limit_gib) if cuda else None
             rss.reset()
             io = disk_reads()
@@ -771,6 +771,9 @@ def main(argv: list[str] | None = None) -> dict:
                 placement=placement,
                 place_s=place_s,
                 place_peak_rss_gib=place_rss,
+                # RSS less its shared pages (psutil's `shared`: file-backed mappings such as
+                # the layer files safetensors maps while reading them)
+                place_peak_rss_anon_gib=place_anon,
                 allocator_cap_gib=cap,
                 disk_read_gib=read_gib,
                 memory_limit_gib=cgroup_memory_limit_gib(),
@@ -782,6 +785,7 @@ def main(argv: list[str] | None = None) -> dict:
 
         plan = attempt(result, "plan", args.out, planned)
         plan["peak_rss_gib"] = max(plan.get("place_peak_rss_gib", 0.0), rss.peak / GIB)
+        plan["peak_rss_anon_gib"] = max(plan.get("place_peak_rss_anon_gib", 0.0), rss.peak_anon / GIB)
         ratios["plan/resident s_per_step"] = ratio(plan, result["ours"], "s_per_step")
         ratios["plan/resident total_s"] = ratio(plan, result["ours"], "total_s")
     rss.stop()

@@ -45,6 +45,7 @@ def test_wan_gpu_benchmark_runs_tiny_on_cpu(tmp_path):
     assert result["reference"]["steps"] == result["ours"]["steps"] == 3
     assert result["fast"]["steps"] == 4 and result["fast"]["fast"] is True
     assert result["ours"]["frames"] == result["plan"]["frames"] == 9
+    assert 0 < result["plan"]["peak_rss_anon_gib"] <= result["plan"]["peak_rss_gib"]
     assert result["plan"]["placement"] == "group_offload_disk" and result["plan"]["stored_8bit"] == "int8"
     assert result["plan"]["error_vs_resident"]["identical"]  # the tiny linears are below the 8-bit size
     assert result["encoders"]["text_encode_s"] > 0 and result["encoders"]["image_encode_s"] > 0
