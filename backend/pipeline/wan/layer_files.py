@@ -147,8 +147,9 @@ def write_from_checkpoint(module, folder: Path, reader, own: dict) -> None:
     `reserve`d placeholders: each tensor from `reader` (a `SafetensorsReader` of the checkpoint,
     cast to the dtype the model gives it, as `from_pretrained` casts), else from `own` (the tensors
     the module held for real: its computed buffers; everything, for a module loaded whole, when
-    `reader` is None). A weight tied to another (UMT5's embedding) is written into each group that
-    uses it. Removes the placeholders no group claimed."""
+    `reader` is None). A tied weight (UMT5's embedding) is read under whichever of its names the
+    checkpoint has; a group holding exactly another's tensors (that embedding's two leaf modules)
+    gets a second name of that group's file. Removes the placeholders no group claimed."""
     from safetensors.torch import save_file
 
     from backend.pipeline.framepack.weight_storage import StoredLinear8, quantize_rows
