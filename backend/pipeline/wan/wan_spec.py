@@ -127,8 +127,9 @@ SPEC = EngineSpec(
     # offload from 40 GiB, group offloading with streams below. RAM: every weight lives pinned in
     # host RAM under the group offload (measured on an H100: 68 GiB peak RSS, 9.2 GiB VRAM reserved,
     # 1.05-1.09x resident's step, benchmarks/README.md); with less RAM than the model's
-    # `pinned_ram_min_gib` the transformer's layers stream from files on disk instead
-    # (`group_offload_disk`; the encoders and VAE stay pinned, ~14 GB; not measured on a GPU).
+    # `pinned_ram_min_gib` the transformer's and UMT5's layers stream from files on disk instead
+    # (`group_offload_disk`, int8 under auto: ~23 GB of files beside the models; CLIP and the VAE stay
+    # pinned, ~3 GB; measured only with bf16 files and UMT5 pinned, under a 32 GiB cap: 11.5x).
     # Wan 2.2 I2V A14B (STUDIO_WAN_MODEL=wan2.2-i2v-a14b) has two 14B experts: both bf16 experts
     # (2 × 28.6 GB) + UMT5-XXL resident need ~70 GB of weights, so resident starts at 96 GiB; the
     # model-level offload keeps one expert on the GPU at a time (the same 40 GiB), and host RAM holds
