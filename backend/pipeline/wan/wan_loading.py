@@ -40,7 +40,6 @@ from backend.utils.progress import Progress, ProgressCallback
 log = logging.getLogger(__name__)
 
 GIB = 1024**3
-ON_DISK = ("text_encoder",)  # besides the transformer(s), what `group_offload_disk` streams from disk
 RESIDENT_MIN_GIB = 64.0
 MODEL_OFFLOAD_MIN_GIB = 40.0
 
@@ -85,6 +84,12 @@ def storage_8bit(settings: Settings, placement: str) -> str | None:
     return None
 
 
+def on_disk(component: str) -> bool:
+    """Whether `group_offload_disk` streams this pipeline component from layer files on disk: the
+    transformer(s) and UMT5; CLIP and the VAE (~3 GB, run once per take) stay pinned in RAM."""
+    return component.startswith("transformer") or component == "text_encoder"
+
+
 def read(folder: Path, components: tuple[str, ...], device: str, placement: str, stored_8bit: str | None = None):
     """The pipeline in `folder` read for `placement`, and what `place` needs to finish it: on
     `group_offload_disk`, whose machines lack the host RAM to hold the transformer, the
@@ -99,7 +104,7 @@ def read(folder: Path, components: tuple[str, ...], device: str, placement: str,
         from backend.pipeline.framepack.weight_storage import SafetensorsReader, safetensors_files
         from backend.pipeline.wan import layer_files
 
-        for name in (c for c in components if c.startswith("transformer") or c == "text_encoder"):
+        for name in filter(on_disk, components):
             dtype = dtypes.get(name, dtypes["default"])
             if name == "text_encoder":
                 empty[name] = layer_files.empty_text_encoder(folder, dtype, stored_8bit)
@@ -112,8 +117,8 @@ def read(folder: Path, components: tuple[str, ...], device: str, placement: str,
 
 def place(pipe, device: str, placement: str, scratch: Path | None = None, checkpoints: dict | None = None) -> None:
     """Puts a built pipeline where `placement` says (diffusers' own offloading hooks);
-    `group_offload_disk` writes its layer files under `scratch`: from the transformer's tensors, or,
-    for a transformer built without weights (`layer_files.empty_transformer`), from its checkpoint
+    `group_offload_disk` writes the layer files of the `on_disk` components under `scratch`: from
+    their tensors, or, for one built without weights (by `read`), from its checkpoint
     (`checkpoints`: component name → (reader, dtype)), or reuses those a previous load wrote from
     the same checkpoint (`layer_files.DiskLayers`)."""
     import torch
@@ -130,7 +135,7 @@ def place(pipe, device: str, placement: str, scratch: Path | None = None, checkp
             if scratch is None:
                 raise ValueError("group_offload_disk needs a folder for its layer files")
             # Another model's folders (Wan 2.2's second expert under Wan 2.1) only take disk space.
-            keep = {name for name in pipe.components if name in ON_DISK or name.startswith("transformer")}
+            keep = set(filter(on_disk, pipe.components))
             for path in scratch.glob("*") if scratch.is_dir() else []:
                 if path.name in keep:
                     continue
@@ -138,12 +143,12 @@ def place(pipe, device: str, placement: str, scratch: Path | None = None, checkp
                     shutil.rmtree(path, ignore_errors=True)
                 else:
                     path.unlink()
-        # diffusers' own per-component loop (`DiffusionPipeline.enable_group_offload`), except that
-        # CLIP and the VAE (~3 GB, run once per take) keep pinned copies in RAM.
+        # diffusers' own per-component loop (`DiffusionPipeline.enable_group_offload`), the layers
+        # of those `on_disk` names from files on this placement.
         for name, component in pipe.components.items():
             if not isinstance(component, torch.nn.Module):
                 continue
-            if disk and (name in ON_DISK or name.startswith("transformer")):
+            if disk and on_disk(name):
                 group_offload(component, device, scratch / name, (checkpoints or {}).get(name))
             else:
                 group_offload(component, device)
