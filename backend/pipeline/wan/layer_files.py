@@ -1,14 +1,16 @@
-"""Wan's transformer layers as diffusers' group-offload files on disk (the `group_offload_disk`
-placement), written straight from the checkpoint.
+"""Wan's transformer and UMT5 layers as diffusers' group-offload files on disk (the
+`group_offload_disk` placement), written straight from the checkpoint.
 
 `from_pretrained` followed by `enable_group_offload(offload_to_disk_path=…)` first holds the whole
 transformer in host RAM: 33 GB in bf16, cast from the hub's fp32 shards, more than the 32 GB
-machines this placement is for. Here the transformer is built without storage (`empty_transformer`),
-diffusers' own group offload is applied to it over placeholder files (diffusers writes no layer file
-that already exists), and each group's file is then written from the checkpoint one tensor at a
-time, under the group's own key map (`ModuleGroup.tensor_to_key`), so diffusers reads back what it
-would have written itself. The host holds one tensor at a time, and the casts are `from_pretrained`'s
-(`dtype`, float32 for the model's `_keep_in_fp32_modules`).
+machines this placement is for. Here the transformer is built without storage (`empty_transformer`;
+UMT5 by `empty_text_encoder`), diffusers' own group offload is applied to it over placeholder files
+(diffusers writes no layer file that already exists), and each group's file is then written from
+the checkpoint one tensor at a time, under the group's own key map (`ModuleGroup.tensor_to_key`), so
+diffusers reads back what it would have written itself. The host holds one tensor at a time, cast
+to the dtype the built model gives it (`from_pretrained`'s rules). A module loaded whole gets its
+files from its own tensors the same way: diffusers' writer is never used, since it writes a tied
+weight (UMT5's embedding) after the first group holding it emptied it.
 
 The files outlive the process: a folder whose manifest (`studio_layer_files.json`, written last)
 matches this load — the checkpoint files' names, sizes and times, the model's config and layer
@@ -110,9 +112,9 @@ def keeps_fp32(model, name: str) -> bool:
 
 
 def reserve(module, folder: Path) -> None:
-    """Placeholders before diffusers' group offload is applied to a transformer built without
-    weights: a file for every group diffusers may form (one per module name, and the prefetch
-    group), so that applying it writes nothing, and host storage for every meta parameter (which
+    """Placeholders before diffusers' group offload is applied to `module`: a file for every group
+    diffusers may form (one per module name, and the prefetch group), so that applying it writes
+    nothing, and, for a module built without weights, host storage for every meta parameter (which
     diffusers swaps for its own placeholder; never touched, so it costs no resident memory)."""
     import torch
 
@@ -133,8 +135,9 @@ def reserve(module, folder: Path) -> None:
 
 
 def own_tensors(module) -> dict[str, object]:
-    """The tensors `module` already holds for real (buffers such as RoPE tables, the fast mode's
-    LoRA buffers), by name: taken before the group offload swaps their storage for placeholders."""
+    """The tensors `module` already holds for real, by name (built without weights: buffers such
+    as RoPE tables, the fast mode's LoRA buffers; loaded whole: all of them): taken before the
+    group offload swaps their storage for placeholders."""
     out = {}
     for name, tensor in list(module.named_parameters()) + list(module.named_buffers()):
         if not tensor.is_meta:
