@@ -218,9 +218,13 @@ def test_read_for_the_disk_placement_then_generate_gives_the_plain_pipeline_fram
     assert all(p.is_meta for name in on_disk for p in getattr(pipe, name).parameters())
     assert pipe.text_encoder.shared.weight is pipe.text_encoder.encoder.embed_tokens.weight  # tied, as loaded
     gen = WanEngine(Settings(models_dir=tmp_path / "models", device="cpu", wan_model=model.key))
+    other = "image_encoder" if key == "wan22" else "transformer_2"  # the other model's, left over
+    (gen.scratch_dir() / other).mkdir(parents=True)
+    (gen.scratch_dir() / other / "group_0.safetensors").write_bytes(b"old")
     gen.attach(pipe, "cpu", "group_offload_disk", "test", checkpoints)
     for name in on_disk:
         assert len(list((gen.scratch_dir() / name).glob("group_*.safetensors"))) > 10
+    assert sorted(p.name for p in gen.scratch_dir().iterdir()) == sorted(on_disk)
 
     first, last = images
     p = job(model)

@@ -135,7 +135,8 @@ def place(pipe, device: str, placement: str, scratch: Path | None = None, checkp
             if scratch is None:
                 raise ValueError("group_offload_disk needs a folder for its layer files")
             # Another model's folders (Wan 2.2's second expert under Wan 2.1) only take disk space.
-            keep = set(filter(on_disk, pipe.components))
+            # (`components` names Wan 2.1's absent `transformer_2` too, as None.)
+            keep = {name for name, part in pipe.components.items() if part is not None and on_disk(name)}
             for path in scratch.glob("*") if scratch.is_dir() else []:
                 if path.name in keep:
                     continue
