@@ -121,28 +121,23 @@ def child(mode: str, folder: Path, scratch: Path) -> dict:
     total = time.perf_counter() - began
     rss.sample()
     rss.stop()
+    peak, peak_anon = rss.peak, rss.peak_anon
     import gc
 
     gc.collect()
-    held = _rss_anon()
+    rss.reset()  # now: what the placed model keeps, measured as the peak is
+    held = rss.peak_anon
     # Each file once: a linear's file also has a second name (a hard link, for user LoRAs).
     inodes = {p.stat().st_ino: p.stat().st_size for p in scratch.glob("group_*.safetensors")}
     files = sum(inodes.values())
     return {
-        "peak_rss_gib": rss.peak / GIB,
-        "peak_rss_anon_gib": rss.peak_anon / GIB,
+        "peak_rss_gib": peak / GIB,
+        "peak_rss_anon_gib": peak_anon / GIB,
         "held_rss_anon_gib": held / GIB,  # once placed, the model still in hand
         "read_s": read_s,
         "total_s": total,
         "layer_files_gib": files / GIB,
     }
-
-
-def _rss_anon() -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("RssAnon:"):
-            return int(line.split()[1]) * 1024
-    return 0
 
 
 def _run_child(mode: str, folder: Path, scratch: Path) -> dict:
